@@ -1,0 +1,346 @@
+/* cmd_train.c — `vae train`: read data, train, report each epoch, write pictures. */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+#define PATH_SIZE 4096
+
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct {
+    int quiet, bar;          /* bar: stderr is a terminal */
+    double last_draw;        /* seconds, to redraw the bar at most 10 times a second */
+    FILE *log;               /* per-epoch CSV */
+} train_view;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int on_progress(void *user, int epoch, size_t step, size_t steps, double running_loss) {
+    train_view *v = user;
+    if (v->bar && !v->quiet) {
+        double t = now_seconds();
+        if (t - v->last_draw > 0.1 || step == steps) {
+            v->last_draw = t;
+            int width = 30, filled = (int)(width * step / steps);
+            fprintf(stderr, "\repoch %d [%.*s%*s] %zu/%zu loss %.3f ", epoch, filled,
+                    "##############################", width - filled, "", step, steps,
+                    running_loss);
+            if (step == steps) fputs("\r\033[K", stderr);
+            fflush(stderr);
+        }
+    }
+    return interrupted;
+}
+
+static void on_epoch(void *user, const vae_epoch_stats *s) {
+    train_view *v = user;
+    if (!v->quiet) {
+        printf("epoch %d/%d train %.3f (recon %.3f kl %.3f)", s->epoch, s->epochs, s->train_loss,
+               s->train_recon, s->train_kl);
+        if (!isnan(s->test_loss))
+            printf(" test %.3f (recon %.3f kl %.3f)", s->test_loss, s->test_recon, s->test_kl);
+        printf(" %.0f samples/s %.2f s\n", s->samples_per_second, s->seconds);
+        fflush(stdout);
+    }
+    if (v->log) {
+        fprintf(v->log, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.4f\n", s->epoch, s->train_loss,
+                s->train_recon, s->train_kl, s->test_loss, s->test_recon, s->test_kl,
+                s->samples_per_second, s->seconds);
+        fflush(v->log);
+    }
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+        "usage: vae train [options]\n"
+        "\n"
+        "Trains a VAE with a Bernoulli likelihood on IDX image files (values scaled to [0,1]),\n"
+        "prints train and test negative ELBO (nats per sample) after every epoch, and writes\n"
+        "samples.png, reconstructions.png and train_log.csv into the output folder.\n"
+        "\n"
+        "data:\n"
+        "  -d, --data DIR            folder with train-/t10k-images-idx3-ubyte[.gz]\n"
+        "                            (default " DEFAULT_DATA_DIR ")\n"
+        "      --train FILE          training images (IDX, gzipped or not)\n"
+        "      --test FILE           test images; labels beside either are found by name\n"
+        "      --train-labels FILE   labels of the training images\n"
+        "      --test-labels FILE    labels of the test images\n"
+        "      --no-test             do not evaluate on test data\n"
+        "model:\n"
+        "  -p, --preset NAME         pytorch (784-400-(20)-400-784) or seed\n"
+        "                            (784-128-64-32-(2)-256-128-64-784); default pytorch\n"
+        "      --encoder SIZES       hidden encoder widths, e.g. 512,256 (overrides the preset)\n"
+        "      --decoder SIZES       hidden decoder widths\n"
+        "  -z, --latent N            latent dimension\n"
+        "  -a, --activation NAME     relu, tanh, leaky_relu or elu (default relu)\n"
+        "training:\n"
+        "  -e, --epochs N            default 10\n"
+        "  -b, --batch N             minibatch size, default 128\n"
+        "  -l, --lr X                Adam learning rate, default 1e-3\n"
+        "  -s, --seed N              seed of initialization, shuffling and noise, default 1\n"
+        "  -t, --threads N           threads for matrix products, default: one per core\n"
+        "output:\n"
+        "  -o, --out DIR             output folder, default vae-out\n"
+        "  -q, --quiet               print nothing but errors\n"
+        "  -h, --help                this help\n"
+        "\n"
+        "The same seed and thread count give bit-identical results.\n");
+}
+
+typedef struct {
+    const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset;
+    const char *encoder, *decoder, *activation;
+    int latent, threads, no_test, quiet;
+    vae_train_options train_opt;
+} train_args;
+
+/* 1: parsed; 0: exit with *code */
+static int parse_args(int argc, char **argv, train_args *a, int *code) {
+    enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
+           OPT_DECODER };
+    static const struct option options[] = {
+        {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
+        {"test", required_argument, 0, OPT_TEST},
+        {"train-labels", required_argument, 0, OPT_TRAIN_LABELS},
+        {"test-labels", required_argument, 0, OPT_TEST_LABELS},
+        {"no-test", no_argument, 0, OPT_NO_TEST},     {"preset", required_argument, 0, 'p'},
+        {"encoder", required_argument, 0, OPT_ENCODER},
+        {"decoder", required_argument, 0, OPT_DECODER}, {"latent", required_argument, 0, 'z'},
+        {"activation", required_argument, 0, 'a'},    {"epochs", required_argument, 0, 'e'},
+        {"batch", required_argument, 0, 'b'},         {"lr", required_argument, 0, 'l'},
+        {"seed", required_argument, 0, 's'},          {"threads", required_argument, 0, 't'},
+        {"out", required_argument, 0, 'o'},           {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    a->data_dir = DEFAULT_DATA_DIR;
+    a->out = "vae-out";
+    a->preset = "pytorch";
+    vae_train_options_default(&a->train_opt);
+    *code = EXIT_USAGE;
+    optind = 1;
+    int c;
+    double lr_min = 1e-12;
+    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:t:o:qh", options, NULL)) != -1) {
+        switch (c) {
+        case 'd': a->data_dir = optarg; break;
+        case OPT_TRAIN: a->train = optarg; break;
+        case OPT_TEST: a->test = optarg; break;
+        case OPT_TRAIN_LABELS: a->train_labels = optarg; break;
+        case OPT_TEST_LABELS: a->test_labels = optarg; break;
+        case OPT_NO_TEST: a->no_test = 1; break;
+        case 'p': a->preset = optarg; break;
+        case OPT_ENCODER: a->encoder = optarg; break;
+        case OPT_DECODER: a->decoder = optarg; break;
+        case 'z': if (!cli_parse_int("latent", optarg, 1, 1 << 24, &a->latent)) return 0; break;
+        case 'a': a->activation = optarg; break;
+        case 'e':
+            if (!cli_parse_int("epochs", optarg, 1, 1000000, &a->train_opt.epochs)) return 0;
+            break;
+        case 'b':
+            if (!cli_parse_int("batch", optarg, 1, 1 << 20, &a->train_opt.batch_size)) return 0;
+            break;
+        case 'l':
+            if (!cli_parse_float("lr", optarg, lr_min, 10.0, &a->train_opt.adam.lr)) return 0;
+            break;
+        case 's': if (!cli_parse_u64("seed", optarg, &a->train_opt.seed)) return 0; break;
+        case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
+        case 'o': a->out = optarg; break;
+        case 'q': a->quiet = 1; break;
+        case 'h': usage(stdout); *code = EXIT_OK; return 0;
+        default: fprintf(stderr, "(try vae train --help)\n"); return 0;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vae: train: unexpected argument \"%s\" (try vae train --help)\n",
+                argv[optind]);
+        return 0;
+    }
+    return 1;
+}
+
+/* "DIR/NAME" or "DIR/NAME.gz", whichever exists (plain first). */
+static int find_in_dir(char *out, const char *dir, const char *name) {
+    snprintf(out, PATH_SIZE, "%s/%s", dir, name);
+    if (access(out, R_OK) == 0) return 1;
+    snprintf(out, PATH_SIZE, "%s/%s.gz", dir, name);
+    return access(out, R_OK) == 0;
+}
+
+static vae_status load_split(const char *images, const char *labels, vae_dataset **out,
+                             vae_error *err) {
+    char found[PATH_SIZE];
+    if (!labels && vae_idx_find_labels(images, found, sizeof found)) labels = found;
+    return vae_idx_load(images, labels, out, err);
+}
+
+static vae_status build_config(const train_args *a, int input_dim, vae_config *cfg,
+                               vae_error *err) {
+    vae_status s = vae_config_preset(cfg, a->preset, input_dim, err);
+    if (s != VAE_OK) return s;
+    if (a->encoder && (s = vae_parse_layer_sizes(a->encoder, cfg->encoder, &cfg->n_encoder, err)))
+        return s;
+    if (a->decoder && (s = vae_parse_layer_sizes(a->decoder, cfg->decoder, &cfg->n_decoder, err)))
+        return s;
+    if (a->latent) cfg->latent_dim = a->latent;
+    if (a->activation && vae_activation_parse(a->activation, &cfg->activation) != VAE_OK) {
+        snprintf(err->message, sizeof err->message,
+                 "unknown activation \"%s\" (expected relu, tanh, leaky_relu or elu)",
+                 a->activation);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    return vae_config_validate(cfg, err);
+}
+
+/* Decoded prior samples and test reconstructions (z = mu), when the data are images. */
+static vae_status write_pictures(const vae_model *model, const vae_dataset *shown, uint64_t seed,
+                                 const char *dir, vae_error *err) {
+    const vae_config *cfg = vae_model_config(model);
+    enum { SAMPLES = 100, PAIRS = 20 };
+    const int latent = cfg->latent_dim, dim = cfg->input_dim;
+    char path[PATH_SIZE];
+    vae_workspace *ws = NULL;
+    float *z = malloc(sizeof(float) * SAMPLES * latent);
+    float *probs = malloc(sizeof(float) * SAMPLES * dim);
+    float *pairs = malloc(sizeof(float) * 2 * PAIRS * dim);
+    vae_status s = z && probs && pairs ? vae_workspace_create(&ws, model, SAMPLES, err)
+                                       : VAE_ERR_NO_MEMORY;
+    if (s != VAE_OK) goto done;
+
+    vae_rng rng = vae_rng_make(seed, 0x9a11e7ULL);
+    vae_rng_normal(&rng, z, (size_t)SAMPLES * latent);
+    if ((s = vae_decode(model, ws, z, SAMPLES, probs)) != VAE_OK) goto done;
+    snprintf(path, sizeof path, "%s/samples.png", dir);
+    if ((s = vae_png_write_grid(path, probs, SAMPLES, shown->rows, shown->cols, 10, 2, err)))
+        goto done;
+
+    /* rows of 10 originals, each followed by a row of their reconstructions */
+    int n = shown->count < PAIRS ? (int)shown->count : PAIRS;
+    if ((s = vae_encode(model, ws, shown->x, n, z, NULL)) != VAE_OK ||
+        (s = vae_decode(model, ws, z, n, probs)) != VAE_OK)
+        goto done;
+    int shown_count = 0;
+    for (int start = 0; start < n; start += 10) {
+        int k = n - start < 10 ? n - start : 10;
+        memcpy(pairs + (size_t)shown_count * dim, shown->x + (size_t)start * dim,
+               sizeof(float) * k * dim);
+        memcpy(pairs + (size_t)(shown_count + k) * dim, probs + (size_t)start * dim,
+               sizeof(float) * k * dim);
+        shown_count += 2 * k;
+    }
+    snprintf(path, sizeof path, "%s/reconstructions.png", dir);
+    s = vae_png_write_grid(path, pairs, shown_count, shown->rows, shown->cols, n < 10 ? n : 10, 2,
+                           err);
+done:
+    if (s == VAE_ERR_NO_MEMORY && !err->message[0])
+        snprintf(err->message, sizeof err->message, "out of memory writing pictures");
+    vae_workspace_free(ws);
+    free(z), free(probs), free(pairs);
+    return s;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_args a;
+    int code;
+    if (!parse_args(argc, argv, &a, &code)) return code;
+    vae_error err = {{0}};
+    char train_path[PATH_SIZE], test_path[PATH_SIZE];
+    if (!a.train) {
+        if (!find_in_dir(train_path, a.data_dir, "train-images-idx3-ubyte")) {
+            fprintf(stderr, "vae: no train-images-idx3-ubyte[.gz] in %s (install Debian's "
+                    "dataset-fashion-mnist, or name files with --train/--test)\n", a.data_dir);
+            return EXIT_NOINPUT;
+        }
+        a.train = train_path;
+        if (!a.test && !a.no_test && find_in_dir(test_path, a.data_dir, "t10k-images-idx3-ubyte"))
+            a.test = test_path;
+    }
+    if (a.no_test) a.test = NULL;
+
+    vae_dataset *train = NULL, *test = NULL;
+    vae_model *model = NULL;
+    FILE *log = NULL;
+    vae_status s = load_split(a.train, a.train_labels, &train, &err);
+    if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, &test, &err);
+    if (s != VAE_OK) goto fail;
+    if (test && test->dim != train->dim) {
+        snprintf(err.message, sizeof err.message, "%s has %d values per sample but %s has %d",
+                 a.test, test->dim, a.train, train->dim);
+        s = VAE_ERR_FORMAT;
+        goto fail;
+    }
+    vae_config cfg;
+    if ((s = build_config(&a, train->dim, &cfg, &err)) != VAE_OK) goto fail;
+    if ((s = vae_model_create(&model, &cfg, a.train_opt.seed, &err)) != VAE_OK) goto fail;
+
+    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vae: cannot create %s: %s\n", a.out, strerror(errno));
+        code = EXIT_CANTCREAT;
+        goto cleanup;
+    }
+    char path[PATH_SIZE];
+    snprintf(path, sizeof path, "%s/train_log.csv", a.out);
+    log = fopen(path, "w");
+    if (!log) {
+        fprintf(stderr, "vae: cannot create %s: %s\n", path, strerror(errno));
+        code = EXIT_CANTCREAT;
+        goto cleanup;
+    }
+    fputs("epoch,train_loss,train_recon,train_kl,test_loss,test_recon,test_kl,"
+          "samples_per_s,epoch_s\n", log);
+
+    vae_set_num_threads(a.threads);
+    train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO), .log = log};
+    a.train_opt.progress = on_progress;
+    a.train_opt.on_epoch = on_epoch;
+    a.train_opt.user = &view;
+    if (!a.quiet) {
+        fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; "
+                "%zu parameters; %d threads\n", train->count, train->dim,
+                test ? test->count : 0, vae_model_num_params(model), vae_get_num_threads());
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    s = vae_train(model, train, test, &a.train_opt, &err);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (s != VAE_OK) goto fail;
+
+    const vae_dataset *shown = test ? test : train;
+    if (shown->rows > 0) {
+        if ((s = write_pictures(model, shown, a.train_opt.seed, a.out, &err)) != VAE_OK) goto fail;
+        if (!a.quiet)
+            fprintf(stderr, "vae: wrote %s/samples.png, %s/reconstructions.png, "
+                    "%s/train_log.csv\n", a.out, a.out, a.out);
+    }
+    code = EXIT_OK;
+    goto cleanup;
+fail:
+    code = cli_report(s, &err);
+cleanup:
+    if (log && fclose(log) != 0 && code == EXIT_OK) {
+        fprintf(stderr, "vae: error writing %s/train_log.csv\n", a.out);
+        code = EXIT_IOERR;
+    }
+    vae_model_free(model);
+    vae_dataset_free(train);
+    vae_dataset_free(test);
+    return code;
+}

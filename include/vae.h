@@ -1,0 +1,297 @@
+/* vae.h — libvae, a variational autoencoder toolkit in C.
+ *
+ * THE MODEL
+ *   An MLP encoder maps x (D values in [0,1]) to a hidden code h; two SEPARATE linear heads give
+ *   the posterior mean mu and log-variance logvar of q(z|x) (L values each); the reparameterization
+ *   z = mu + exp(logvar/2) * eps uses noise eps of the LATENT's shape (L values, standard normal);
+ *   an MLP decoder maps z to D Bernoulli logits l. The per-sample objective is the negative ELBO in
+ *   nats:
+ *       recon = sum_d max(l,0) - l*x + log(1 + exp(-|l|))      (BCE with logits, stable form)
+ *       kl    = -1/2 sum_j (1 + logvar - mu^2 - exp(logvar))    (analytic KL(q(z|x) || N(0,I)))
+ *       loss  = recon + kl   >=  -log p(x)                      (a bound, not log p(x) itself)
+ *   Training minimizes the batch mean of loss with Adam.
+ *
+ * CONVENTIONS
+ *   - Every function that can fail returns a vae_status; VAE_OK is 0. When a vae_error* is passed
+ *     (it may be NULL), a one-line human-readable message is written there: file, position and
+ *     what was expected. The library never prints and never exits.
+ *   - Every *_create has a *_free; *_free(NULL) does nothing. The caller owns what it creates.
+ *     Pointers returned by accessors are views into an object: do not free them.
+ *   - Buffers are float32, row-major, batch-major: a batch of B samples of width D is B*D floats.
+ *   - Randomness is explicit and seeded: the same seed and the same thread count give
+ *     bit-identical results. Noise is counter-based, so it does not depend on the thread count.
+ *   - Parameters, gradients and optimizer moments are each ONE contiguous float buffer; a table
+ *     of named tensors (vae_model_tensor) gives the offset and shape of each piece. Weight
+ *     matrices are stored (out, in) as in PyTorch's nn.Linear, so tensors map one to one.
+ *
+ * A MINIMAL PROGRAM
+ *     vae_config cfg; vae_model *m; vae_dataset *train;
+ *     vae_config_preset(&cfg, "pytorch", 784, NULL);
+ *     vae_idx_load("train-images-idx3-ubyte.gz", NULL, &train, &err);
+ *     vae_model_create(&m, &cfg, 1, &err);
+ *     vae_train_options opt; vae_train_options_default(&opt);
+ *     vae_train(m, train, NULL, &opt, &err);
+ *     ...
+ *     vae_model_free(m); vae_dataset_free(train);
+ */
+#ifndef VAE_H
+#define VAE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VAE_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------- status and errors */
+
+/* Values are never renumbered; new ones go at the end. */
+typedef enum {
+    VAE_OK = 0,
+    VAE_ERR_INVALID_ARGUMENT = 1, /* a caller passed something out of range */
+    VAE_ERR_NO_MEMORY = 2,
+    VAE_ERR_OPEN = 3,             /* a file could not be opened */
+    VAE_ERR_IO = 4,               /* a read or write failed part way */
+    VAE_ERR_FORMAT = 5,           /* a file's content is not what it should be */
+    VAE_ERR_CANCELLED = 6,        /* a callback asked to stop */
+    VAE_ERR_DIVERGED = 7,         /* NaN or Inf in the loss or gradients */
+    VAE_ERR_INTERNAL = 8          /* a broken invariant: a bug in libvae */
+} vae_status;
+
+/* A static string naming the status ("format error", ...). Never NULL. */
+const char *vae_status_str(vae_status status);
+
+/* Detailed message of the last failure of a call that was given this struct. */
+typedef struct {
+    char message[512];
+} vae_error;
+
+/* ---------------------------------------------------------------- threads and BLAS */
+
+/* Sets the number of threads that matrix products use (process-wide: OpenBLAS keeps one pool).
+ * n <= 0 means one per online core. */
+void vae_set_num_threads(int n);
+int vae_get_num_threads(void);
+/* A static description of the BLAS in use, e.g. "OpenBLAS 0.3.21 ... Haswell MAX_THREADS=64". */
+const char *vae_blas_info(void);
+
+/* ---------------------------------------------------------------- random numbers */
+
+/* A counter-based generator: a key (from the seed and a stream id) and a position. Any position
+ * can be reached at once, which makes streams splittable per thread, per step and per rank. */
+typedef struct {
+    uint64_t key;
+    uint64_t counter;
+} vae_rng;
+
+/* A generator for stream `stream` of seed `seed`; different streams are independent. */
+vae_rng vae_rng_make(uint64_t seed, uint64_t stream);
+uint64_t vae_rng_u64(vae_rng *rng);
+/* Uniform in [0, 1) with 24 random bits (exactly representable as float). */
+float vae_rng_uniform(vae_rng *rng);
+/* Uniform integer in [0, bound), bound > 0, without modulo bias. */
+uint64_t vae_rng_below(vae_rng *rng, uint64_t bound);
+/* Fills out[0..n) with standard normal draws (Box–Muller). */
+void vae_rng_normal(vae_rng *rng, float *out, size_t n);
+
+/* ---------------------------------------------------------------- model configuration */
+
+#define VAE_MAX_HIDDEN 8
+
+typedef enum {
+    VAE_ACT_RELU = 0,
+    VAE_ACT_TANH = 1,
+    VAE_ACT_LEAKY_RELU = 2, /* slope VAE_LEAKY_SLOPE below zero, as PyTorch's default */
+    VAE_ACT_ELU = 3         /* alpha = 1 */
+} vae_activation;
+
+#define VAE_LEAKY_SLOPE 0.01f
+
+/* Parses "relu", "tanh", "leaky_relu" (or "leaky-relu", "lrelu"), "elu". */
+vae_status vae_activation_parse(const char *name, vae_activation *out);
+const char *vae_activation_name(vae_activation act);
+
+typedef struct {
+    int input_dim;                     /* D */
+    int latent_dim;                    /* L */
+    int n_encoder;                     /* number of hidden encoder layers, 1..VAE_MAX_HIDDEN */
+    int encoder[VAE_MAX_HIDDEN];       /* their widths, input side first */
+    int n_decoder;                     /* number of hidden decoder layers, 1..VAE_MAX_HIDDEN */
+    int decoder[VAE_MAX_HIDDEN];       /* their widths, latent side first */
+    vae_activation activation;         /* between hidden layers; heads and output are linear */
+} vae_config;
+
+/* Fills cfg with a named preset for data of width input_dim:
+ *   "pytorch": D-400-(20)-400-D, relu (the canonical PyTorch example)
+ *   "seed":    D-128-64-32-(2)-256-128-64-D, relu (the seed article's network, done right) */
+vae_status vae_config_preset(vae_config *cfg, const char *name, int input_dim, vae_error *err);
+/* Parses a comma-separated list of widths ("512,256") into sizes[]; *count gets their number. */
+vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_error *err);
+/* Checks every field; a message names the first bad one. */
+vae_status vae_config_validate(const vae_config *cfg, vae_error *err);
+
+/* ---------------------------------------------------------------- the model */
+
+typedef struct vae_model vae_model;
+
+/* Creates a model with PyTorch's nn.Linear initialization: weights and biases uniform in
+ * +-1/sqrt(fan_in), drawn from `seed`. Gradients start at zero. */
+vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t seed, vae_error *err);
+void vae_model_free(vae_model *model);
+const vae_config *vae_model_config(const vae_model *model); /* view */
+
+/* The flat buffers (views, num_params floats each). */
+size_t vae_model_num_params(const vae_model *model);
+float *vae_model_params(vae_model *model);
+float *vae_model_grads(vae_model *model);
+void vae_model_zero_grads(vae_model *model);
+
+/* The table of named tensors: "encoder.0.weight" (out,in), "encoder.0.bias" (out), ...,
+ * "mu.weight", "mu.bias", "logvar.weight", "logvar.bias", "decoder.0.weight", ...,
+ * "output.weight", "output.bias". Biases have cols == 1. */
+typedef struct {
+    const char *name; /* view */
+    size_t offset;    /* in floats, into params and grads */
+    int rows, cols;
+} vae_tensor_info;
+int vae_model_num_tensors(const vae_model *model);
+vae_tensor_info vae_model_tensor(const vae_model *model, int index);
+/* Index of the tensor with this name, or -1. */
+int vae_model_find_tensor(const vae_model *model, const char *name);
+
+/* ---------------------------------------------------------------- forward and backward */
+
+/* Activations of one batch, sized once for at most max_batch samples: no allocation happens in
+ * a training step. One workspace per thread of work; it belongs to one model. */
+typedef struct vae_workspace vae_workspace;
+vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int max_batch,
+                                vae_error *err);
+void vae_workspace_free(vae_workspace *ws);
+
+/* Sums over a batch (double, so long runs report exact metrics). */
+typedef struct {
+    double recon; /* sum of per-sample BCE, nats */
+    double kl;    /* sum of per-sample KL, nats */
+    size_t count; /* samples summed */
+} vae_loss;
+
+/* Forward pass: x (B,D) in [0,1], eps (B,L) standard normal. Keeps what backward needs in ws
+ * and ADDS the batch's sums to *loss (which may be NULL). B <= max_batch. */
+vae_status vae_forward(const vae_model *model, vae_workspace *ws, const float *x, const float *eps,
+                       int batch, vae_loss *loss);
+/* Backward pass of the last forward on ws: ADDS the gradient of the batch MEAN of the negative
+ * ELBO to vae_model_grads(). x must be the same as given to forward. */
+vae_status vae_backward(vae_model *model, vae_workspace *ws, const float *x, int batch);
+/* Per-sample terms of the last forward (views, `batch` doubles each). */
+const double *vae_workspace_recon(const vae_workspace *ws);
+const double *vae_workspace_kl(const vae_workspace *ws);
+/* Views of the last forward's tensors: mu and logvar (B,L), z (B,L), logits (B,D). */
+const float *vae_workspace_mu(const vae_workspace *ws);
+const float *vae_workspace_logvar(const vae_workspace *ws);
+const float *vae_workspace_z(const vae_workspace *ws);
+const float *vae_workspace_logits(const vae_workspace *ws);
+
+/* Encoder only: mu and logvar (B,L) of x (B,D); either output may be NULL. */
+vae_status vae_encode(const vae_model *model, vae_workspace *ws, const float *x, int batch,
+                      float *mu, float *logvar);
+/* Decoder only: Bernoulli means sigmoid(l) (B,D) of z (B,L). */
+vae_status vae_decode(const vae_model *model, vae_workspace *ws, const float *z, int batch,
+                      float *probs);
+
+/* ---------------------------------------------------------------- optimizer */
+
+typedef struct {
+    float lr;      /* 1e-3 */
+    float beta1;   /* 0.9 */
+    float beta2;   /* 0.999 */
+    float epsilon; /* 1e-8 */
+} vae_adam_options;
+void vae_adam_options_default(vae_adam_options *opt);
+
+typedef struct vae_adam vae_adam;
+vae_status vae_adam_create(vae_adam **out, size_t num_params, const vae_adam_options *opt,
+                           vae_error *err);
+void vae_adam_free(vae_adam *adam);
+/* One bias-corrected Adam step: params -= lr * mhat / (sqrt(vhat) + eps). */
+void vae_adam_step(vae_adam *adam, float *params, const float *grads);
+uint64_t vae_adam_steps(const vae_adam *adam);
+
+/* ---------------------------------------------------------------- data */
+
+typedef struct {
+    size_t count;    /* N samples */
+    int dim;         /* D values per sample */
+    int rows, cols;  /* image shape when the data are 2-D images (rows*cols == dim), else 0 */
+    float *x;        /* (N,D) in [0,1], owned */
+    uint8_t *labels; /* N labels or NULL, owned */
+} vae_dataset;
+void vae_dataset_free(vae_dataset *ds);
+
+/* Reads an IDX image file (the MNIST format: big-endian header, unsigned bytes), gzipped or
+ * not, scaled to [0,1]. The header's claimed size is checked against the bytes actually there
+ * before anything large is allocated, and a gzip stream is read no further than the claim.
+ * labels_path (may be NULL) names an IDX label file whose count must match. */
+vae_status vae_idx_load(const char *images_path, const char *labels_path, vae_dataset **out,
+                        vae_error *err);
+/* Reads an IDX label file: N unsigned bytes; *labels is malloc'ed (free() it). */
+vae_status vae_idx_load_labels(const char *path, uint8_t **labels, size_t *count, vae_error *err);
+/* The usual label file beside an image file ("train-images-idx3-ubyte.gz" ->
+ * "train-labels-idx1-ubyte.gz", "x-images.idx3-ubyte" -> "x-labels.idx1-ubyte") written into
+ * out (size out_size). Returns 1 if such a name exists and the file is there, else 0. */
+int vae_idx_find_labels(const char *images_path, char *out, size_t out_size);
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct {
+    int epoch, epochs;
+    double train_loss, train_recon, train_kl; /* per sample, nats, averaged over the epoch */
+    double test_loss, test_recon, test_kl;    /* per sample; NaN without test data */
+    double samples_per_second;                /* training throughput of the epoch */
+    double seconds;                           /* wall time of the epoch's training steps */
+} vae_epoch_stats;
+
+/* Called after each step; return non-zero to stop training (vae_train returns CANCELLED). */
+typedef int (*vae_progress_fn)(void *user, int epoch, size_t step, size_t steps_per_epoch,
+                               double running_loss);
+/* Called after each epoch with its statistics. */
+typedef void (*vae_epoch_fn)(void *user, const vae_epoch_stats *stats);
+
+typedef struct {
+    int epochs;            /* 10 */
+    int batch_size;        /* 128 */
+    uint64_t seed;         /* 1: shuffling and noise */
+    vae_adam_options adam; /* defaults of vae_adam_options_default */
+    int eval_batch_size;   /* 1000 */
+    vae_progress_fn progress;
+    vae_epoch_fn on_epoch;
+    void *user;
+} vae_train_options;
+void vae_train_options_default(vae_train_options *opt);
+
+/* Trains with minibatches reshuffled every epoch (the last short batch is used too). Evaluates
+ * on test (may be NULL) after each epoch. Stops with VAE_ERR_DIVERGED, naming the step, when the
+ * loss or a gradient is not finite; the parameters are then those of the last good step. */
+vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
+                     const vae_train_options *opt, vae_error *err);
+
+/* Mean negative ELBO of a data set with one noise draw per sample from stream `seed`. */
+vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
+                        uint64_t seed, vae_loss *loss, vae_error *err);
+
+/* ---------------------------------------------------------------- pictures */
+
+/* Writes an 8-bit grayscale PNG of w*h pixels (row-major). */
+vae_status vae_png_write_gray(const char *path, const uint8_t *pixels, int width, int height,
+                              vae_error *err);
+/* Writes count images (rows x cols floats in [0,1] each, back to back) as a grid of grid_cols
+ * columns with a 2-pixel gap, scaled up `scale` times. */
+vae_status vae_png_write_grid(const char *path, const float *images, int count, int rows, int cols,
+                              int grid_cols, int scale, vae_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VAE_H */

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs the Debian packages that vae needs to build, test and run its demo, when missing.
+# Runs as root (apt-get update first); as another user it only reports what is missing.
+set -eu
+
+PACKAGES="build-essential pkg-config libopenblas-dev zlib1g-dev libpng-dev dataset-fashion-mnist"
+
+missing=""
+for p in $PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        *"install ok installed"*) ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: not root; install them with: sudo apt-get install$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+# shellcheck disable=SC2086  # the list is meant to split into words
+apt-get install -y -q --no-install-recommends $missing >&2

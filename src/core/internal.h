@@ -1,0 +1,37 @@
+/* internal.h — helpers shared by every libvae source file; includes nothing of ours but vae.h. */
+#ifndef VAE_INTERNAL_H
+#define VAE_INTERNAL_H
+
+#include "vae.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Writes a formatted message into err (when not NULL) and returns status, so a failure reads as
+ * one statement: return vae_fail(err, VAE_ERR_FORMAT, "%s: bad magic", path); */
+vae_status vae_fail(vae_error *err, vae_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define VAE_RETURN_IF(cond, err, status, ...)                                                      \
+    do {                                                                                           \
+        if (cond) return vae_fail((err), (status), __VA_ARGS__);                                   \
+    } while (0)
+
+#define VAE_TRY(expr)                                                                              \
+    do {                                                                                           \
+        vae_status vae_try_status_ = (expr);                                                       \
+        if (vae_try_status_ != VAE_OK) return vae_try_status_;                                     \
+    } while (0)
+
+/* Always on: only for broken internal invariants, never for input validation. */
+#define VAE_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) vae_assert_fail(#cond, __FILE__, __LINE__);                                   \
+    } while (0)
+_Noreturn void vae_assert_fail(const char *cond, const char *file, int line);
+
+/* calloc of count*size with an overflow check; NULL on overflow or exhaustion. */
+void *vae_calloc_array(size_t count, size_t size);
+
+#endif

@@ -1,0 +1,41 @@
+/* status.c — status names and error messages. */
+#include "internal.h"
+
+#include <string.h>
+
+const char *vae_status_str(vae_status status) {
+    switch (status) {
+    case VAE_OK: return "ok";
+    case VAE_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case VAE_ERR_NO_MEMORY: return "out of memory";
+    case VAE_ERR_OPEN: return "cannot open file";
+    case VAE_ERR_IO: return "I/O error";
+    case VAE_ERR_FORMAT: return "format error";
+    case VAE_ERR_CANCELLED: return "cancelled";
+    case VAE_ERR_DIVERGED: return "training diverged";
+    case VAE_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+vae_status vae_fail(vae_error *err, vae_status status, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+_Noreturn void vae_assert_fail(const char *cond, const char *file, int line) {
+    /* The one place the library prints: an invariant broke, so no caller can recover. */
+    fprintf(stderr, "libvae: internal invariant failed: %s (%s:%d)\n", cond, file, line);
+    abort();
+}
+
+void *vae_calloc_array(size_t count, size_t size) {
+    size_t bytes;
+    if (__builtin_mul_overflow(count, size, &bytes)) return NULL;
+    return calloc(count ? count : 1, size ? size : 1);
+}

@@ -1,0 +1,27 @@
+/* loss.h — the terms of the negative ELBO and the reparameterization, forward/backward pairs. */
+#ifndef VAE_LOSS_H
+#define VAE_LOSS_H
+
+#include <stddef.h>
+
+/* Bernoulli log-likelihood with logits, per sample:
+ *   recon[b] = sum_d max(l,0) - l*x + log1p(exp(-|l|))      l, x (B,D) */
+void op_bce_logits_forward(double *recon, const float *logits, const float *x, int batch, int dim);
+/* dl = scale * (sigmoid(l) - x)   (written, not added: the logits have no other consumer) */
+void op_bce_logits_backward(float *dlogits, const float *logits, const float *x, int batch,
+                            int dim, float scale);
+
+/* kl[b] = -1/2 sum_j (1 + lv - mu^2 - exp(lv))      mu, lv (B,L) */
+void op_kl_forward(double *kl, const float *mu, const float *logvar, int batch, int latent);
+/* dmu += scale * mu; dlv += scale * (exp(lv) - 1) / 2 */
+void op_kl_backward(float *dmu, float *dlogvar, const float *mu, const float *logvar, int batch,
+                    int latent, float scale);
+
+/* z = mu + exp(lv/2) * eps      (B,L) each */
+void op_reparam_forward(float *z, const float *mu, const float *logvar, const float *eps,
+                        size_t n);
+/* dmu += dz; dlv += dz * eps * exp(lv/2) / 2 */
+void op_reparam_backward(float *dmu, float *dlogvar, const float *dz, const float *logvar,
+                         const float *eps, size_t n);
+
+#endif

@@ -1,0 +1,212 @@
+/* model.c — configuration, the parameter table and PyTorch-compatible initialization. */
+#include "model/model_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+/* Widths above this are surely typos; they would also overflow int products of B*width. */
+#define VAE_MAX_WIDTH (1 << 24)
+
+static const struct {
+    const char *name;
+    vae_activation act;
+} ACTIVATIONS[] = {{"relu", VAE_ACT_RELU},         {"tanh", VAE_ACT_TANH},
+                   {"leaky_relu", VAE_ACT_LEAKY_RELU}, {"leaky-relu", VAE_ACT_LEAKY_RELU},
+                   {"lrelu", VAE_ACT_LEAKY_RELU},  {"elu", VAE_ACT_ELU}};
+
+vae_status vae_activation_parse(const char *name, vae_activation *out) {
+    for (size_t i = 0; i < sizeof ACTIVATIONS / sizeof *ACTIVATIONS; i++)
+        if (strcmp(name, ACTIVATIONS[i].name) == 0) {
+            *out = ACTIVATIONS[i].act;
+            return VAE_OK;
+        }
+    return VAE_ERR_INVALID_ARGUMENT;
+}
+
+const char *vae_activation_name(vae_activation act) {
+    switch (act) {
+    case VAE_ACT_RELU: return "relu";
+    case VAE_ACT_TANH: return "tanh";
+    case VAE_ACT_LEAKY_RELU: return "leaky_relu";
+    case VAE_ACT_ELU: return "elu";
+    }
+    return "unknown";
+}
+
+vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_error *err) {
+    int n = 0;
+    const char *p = text;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        VAE_RETURN_IF(end == p || errno || v < 1 || v > VAE_MAX_WIDTH, err,
+                      VAE_ERR_INVALID_ARGUMENT,
+                      "layer sizes \"%s\": expected positive integers up to %d separated by commas",
+                      text, VAE_MAX_WIDTH);
+        VAE_RETURN_IF(n == VAE_MAX_HIDDEN, err, VAE_ERR_INVALID_ARGUMENT,
+                      "layer sizes \"%s\": at most %d layers", text, VAE_MAX_HIDDEN);
+        sizes[n++] = (int)v;
+        if (*end == '\0') break;
+        VAE_RETURN_IF(*end != ',', err, VAE_ERR_INVALID_ARGUMENT,
+                      "layer sizes \"%s\": unexpected '%c' at position %d", text, *end,
+                      (int)(end - text) + 1);
+        p = end + 1;
+    }
+    *count = n;
+    return VAE_OK;
+}
+
+vae_status vae_config_preset(vae_config *cfg, const char *name, int input_dim, vae_error *err) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->input_dim = input_dim;
+    cfg->activation = VAE_ACT_RELU;
+    if (strcmp(name, "pytorch") == 0) {
+        cfg->n_encoder = 1, cfg->encoder[0] = 400;
+        cfg->latent_dim = 20;
+        cfg->n_decoder = 1, cfg->decoder[0] = 400;
+    } else if (strcmp(name, "seed") == 0) {
+        cfg->n_encoder = 3, cfg->encoder[0] = 128, cfg->encoder[1] = 64, cfg->encoder[2] = 32;
+        cfg->latent_dim = 2;
+        cfg->n_decoder = 3, cfg->decoder[0] = 256, cfg->decoder[1] = 128, cfg->decoder[2] = 64;
+    } else {
+        return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
+                        "unknown preset \"%s\" (expected pytorch or seed)", name);
+    }
+    return vae_config_validate(cfg, err);
+}
+
+vae_status vae_config_validate(const vae_config *cfg, vae_error *err) {
+    VAE_RETURN_IF(cfg->input_dim < 1 || cfg->input_dim > VAE_MAX_WIDTH, err,
+                  VAE_ERR_INVALID_ARGUMENT, "input dimension %d out of range 1..%d",
+                  cfg->input_dim, VAE_MAX_WIDTH);
+    VAE_RETURN_IF(cfg->latent_dim < 1 || cfg->latent_dim > VAE_MAX_WIDTH, err,
+                  VAE_ERR_INVALID_ARGUMENT, "latent dimension %d out of range 1..%d",
+                  cfg->latent_dim, VAE_MAX_WIDTH);
+    VAE_RETURN_IF(cfg->n_encoder < 1 || cfg->n_encoder > VAE_MAX_HIDDEN, err,
+                  VAE_ERR_INVALID_ARGUMENT, "encoder needs 1..%d hidden layers, got %d",
+                  VAE_MAX_HIDDEN, cfg->n_encoder);
+    VAE_RETURN_IF(cfg->n_decoder < 1 || cfg->n_decoder > VAE_MAX_HIDDEN, err,
+                  VAE_ERR_INVALID_ARGUMENT, "decoder needs 1..%d hidden layers, got %d",
+                  VAE_MAX_HIDDEN, cfg->n_decoder);
+    for (int i = 0; i < cfg->n_encoder; i++)
+        VAE_RETURN_IF(cfg->encoder[i] < 1 || cfg->encoder[i] > VAE_MAX_WIDTH, err,
+                      VAE_ERR_INVALID_ARGUMENT, "encoder layer %d width %d out of range", i,
+                      cfg->encoder[i]);
+    for (int i = 0; i < cfg->n_decoder; i++)
+        VAE_RETURN_IF(cfg->decoder[i] < 1 || cfg->decoder[i] > VAE_MAX_WIDTH, err,
+                      VAE_ERR_INVALID_ARGUMENT, "decoder layer %d width %d out of range", i,
+                      cfg->decoder[i]);
+    VAE_RETURN_IF((unsigned)cfg->activation > VAE_ACT_ELU, err, VAE_ERR_INVALID_ARGUMENT,
+                  "unknown activation %d", (int)cfg->activation);
+    return VAE_OK;
+}
+
+/* Appends a layer and its two tensor names; fails when the parameter count overflows. */
+static int add_layer(vae_model *m, const char *prefix, int in, int out) {
+    vae_layer *layer = &m->layers[m->n_layers];
+    size_t wsize;
+    if (__builtin_mul_overflow((size_t)in, (size_t)out, &wsize)) return 0;
+    layer->in = in, layer->out = out;
+    layer->weight = m->num_params;
+    if (__builtin_add_overflow(m->num_params, wsize, &layer->bias)) return 0;
+    if (__builtin_add_overflow(layer->bias, (size_t)out, &m->num_params)) return 0;
+    snprintf(m->tensor_names[2 * m->n_layers], VAE_TENSOR_NAME_MAX, "%s.weight", prefix);
+    snprintf(m->tensor_names[2 * m->n_layers + 1], VAE_TENSOR_NAME_MAX, "%s.bias", prefix);
+    m->n_layers++;
+    return 1;
+}
+
+/* PyTorch's nn.Linear default: kaiming_uniform(a=sqrt 5) for weights, which is U(+-1/sqrt fan_in),
+ * and the same bound for biases. */
+static void init_params(vae_model *m, uint64_t seed) {
+    for (int i = 0; i < m->n_layers; i++) {
+        const vae_layer *layer = &m->layers[i];
+        vae_rng rng = vae_rng_make(seed, 0x1a7e0000ULL + (uint64_t)i);
+        float bound = 1.0f / sqrtf((float)layer->in);
+        size_t count = (size_t)layer->in * layer->out + (size_t)layer->out;
+        float *p = m->params + layer->weight;
+        for (size_t k = 0; k < count; k++) p[k] = (2.0f * vae_rng_uniform(&rng) - 1.0f) * bound;
+    }
+}
+
+vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t seed,
+                            vae_error *err) {
+    *out = NULL;
+    VAE_TRY(vae_config_validate(cfg, err));
+    vae_model *m = calloc(1, sizeof *m);
+    VAE_RETURN_IF(!m, err, VAE_ERR_NO_MEMORY, "out of memory creating the model");
+    m->cfg = *cfg;
+    char name[VAE_TENSOR_NAME_MAX];
+    int ok = 1, width = cfg->input_dim;
+    for (int i = 0; i < cfg->n_encoder; i++) {
+        snprintf(name, sizeof name, "encoder.%d", i);
+        ok &= add_layer(m, name, width, cfg->encoder[i]);
+        width = cfg->encoder[i];
+    }
+    m->mu_layer = m->n_layers;
+    ok &= add_layer(m, "mu", width, cfg->latent_dim);
+    m->logvar_layer = m->n_layers;
+    ok &= add_layer(m, "logvar", width, cfg->latent_dim);
+    m->first_decoder_layer = m->n_layers;
+    width = cfg->latent_dim;
+    for (int i = 0; i < cfg->n_decoder; i++) {
+        snprintf(name, sizeof name, "decoder.%d", i);
+        ok &= add_layer(m, name, width, cfg->decoder[i]);
+        width = cfg->decoder[i];
+    }
+    m->output_layer = m->n_layers;
+    ok &= add_layer(m, "output", width, cfg->input_dim);
+    if (!ok) {
+        free(m);
+        return vae_fail(err, VAE_ERR_INVALID_ARGUMENT, "model too large: parameter count overflows");
+    }
+    m->params = vae_calloc_array(m->num_params, sizeof(float));
+    m->grads = vae_calloc_array(m->num_params, sizeof(float));
+    if (!m->params || !m->grads) {
+        size_t n = m->num_params;
+        vae_model_free(m);
+        return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for %zu parameters", n);
+    }
+    init_params(m, seed);
+    *out = m;
+    return VAE_OK;
+}
+
+void vae_model_free(vae_model *model) {
+    if (!model) return;
+    free(model->params);
+    free(model->grads);
+    free(model);
+}
+
+const vae_config *vae_model_config(const vae_model *model) { return &model->cfg; }
+size_t vae_model_num_params(const vae_model *model) { return model->num_params; }
+float *vae_model_params(vae_model *model) { return model->params; }
+float *vae_model_grads(vae_model *model) { return model->grads; }
+
+void vae_model_zero_grads(vae_model *model) {
+    memset(model->grads, 0, model->num_params * sizeof *model->grads);
+}
+
+int vae_model_num_tensors(const vae_model *model) { return 2 * model->n_layers; }
+
+vae_tensor_info vae_model_tensor(const vae_model *model, int index) {
+    vae_tensor_info info = {0};
+    if (index < 0 || index >= 2 * model->n_layers) return info;
+    const vae_layer *layer = &model->layers[index / 2];
+    info.name = model->tensor_names[index];
+    if (index % 2 == 0) {
+        info.offset = layer->weight, info.rows = layer->out, info.cols = layer->in;
+    } else {
+        info.offset = layer->bias, info.rows = layer->out, info.cols = 1;
+    }
+    return info;
+}
+
+int vae_model_find_tensor(const vae_model *model, const char *name) {
+    for (int i = 0; i < 2 * model->n_layers; i++)
+        if (strcmp(model->tensor_names[i], name) == 0) return i;
+    return -1;
+}

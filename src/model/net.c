@@ -1,0 +1,211 @@
+/* net.c — forward and backward passes of the whole VAE over a preallocated workspace. */
+#include "loss/loss.h"
+#include "model/model_internal.h"
+#include "ops/ops.h"
+
+#include <string.h>
+
+struct vae_workspace {
+    const vae_model *model; /* the model whose shapes sized this workspace */
+    int max_batch;
+    int last_batch;                   /* batch of the last forward, 0 before any */
+    float *outputs[VAE_MAX_LAYERS];   /* (B, out) of each layer, after its activation */
+    float *eps, *z;                   /* (B, L) */
+    float *dmu, *dlogvar, *dz;        /* (B, L) */
+    float *grad_a, *grad_b;           /* (B, widest layer): ping-pong gradient buffers */
+    double *recon, *kl;               /* (B) */
+    float *arena;                     /* one allocation behind every float buffer above */
+};
+
+vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int max_batch,
+                                vae_error *err) {
+    *out = NULL;
+    VAE_RETURN_IF(max_batch < 1, err, VAE_ERR_INVALID_ARGUMENT, "batch size %d must be >= 1",
+                  max_batch);
+    vae_workspace *ws = calloc(1, sizeof *ws);
+    VAE_RETURN_IF(!ws, err, VAE_ERR_NO_MEMORY, "out of memory for the workspace");
+    ws->model = model;
+    ws->max_batch = max_batch;
+    size_t widest = (size_t)model->cfg.input_dim, per_sample = 0;
+    for (int l = 0; l < model->n_layers; l++) {
+        per_sample += (size_t)model->layers[l].out;
+        if ((size_t)model->layers[l].out > widest) widest = (size_t)model->layers[l].out;
+    }
+    per_sample += 5 * (size_t)model->cfg.latent_dim + 2 * widest;
+    size_t total;
+    int overflow = __builtin_mul_overflow(per_sample, (size_t)max_batch, &total);
+    ws->arena = overflow ? NULL : vae_calloc_array(total, sizeof(float));
+    ws->recon = vae_calloc_array((size_t)max_batch, sizeof(double));
+    ws->kl = vae_calloc_array((size_t)max_batch, sizeof(double));
+    if (!ws->arena || !ws->recon || !ws->kl) {
+        vae_workspace_free(ws);
+        return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace of batch %d",
+                        max_batch);
+    }
+    float *p = ws->arena;
+    size_t b = (size_t)max_batch, latent = (size_t)model->cfg.latent_dim;
+    for (int l = 0; l < model->n_layers; l++) {
+        ws->outputs[l] = p;
+        p += b * (size_t)model->layers[l].out;
+    }
+    ws->eps = p, p += b * latent;
+    ws->z = p, p += b * latent;
+    ws->dmu = p, p += b * latent;
+    ws->dlogvar = p, p += b * latent;
+    ws->dz = p, p += b * latent;
+    ws->grad_a = p, p += b * widest;
+    ws->grad_b = p;
+    *out = ws;
+    return VAE_OK;
+}
+
+void vae_workspace_free(vae_workspace *ws) {
+    if (!ws) return;
+    free(ws->arena);
+    free(ws->recon);
+    free(ws->kl);
+    free(ws);
+}
+
+static vae_status check_call(const vae_model *m, const vae_workspace *ws, int batch) {
+    if (ws->model != m) return VAE_ERR_INVALID_ARGUMENT;
+    if (batch < 1 || batch > ws->max_batch) return VAE_ERR_INVALID_ARGUMENT;
+    return VAE_OK;
+}
+
+/* One layer forward: linear, then the activation unless the layer is a head or the output. */
+static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const float *in, int batch,
+                          int activate) {
+    const vae_layer *layer = &m->layers[l];
+    op_linear_forward(ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias,
+                      batch, layer->in, layer->out);
+    if (activate)
+        op_activation_forward(ws->outputs[l], (size_t)batch * layer->out, m->cfg.activation);
+}
+
+/* x (B,D) -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
+static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *x, int batch) {
+    const float *in = x;
+    for (int l = 0; l < m->mu_layer; l++) {
+        layer_forward(m, ws, l, in, batch, 1);
+        in = ws->outputs[l];
+    }
+    layer_forward(m, ws, m->mu_layer, in, batch, 0);
+    layer_forward(m, ws, m->logvar_layer, in, batch, 0);
+}
+
+/* z (B,L) -> outputs[output_layer]: logits (B,D) */
+static void decoder_forward(const vae_model *m, vae_workspace *ws, const float *z, int batch) {
+    const float *in = z;
+    for (int l = m->first_decoder_layer; l < m->output_layer; l++) {
+        layer_forward(m, ws, l, in, batch, 1);
+        in = ws->outputs[l];
+    }
+    layer_forward(m, ws, m->output_layer, in, batch, 0);
+}
+
+vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, const float *eps,
+                       int batch, vae_loss *loss) {
+    VAE_TRY(check_call(m, ws, batch));
+    size_t nz = (size_t)batch * m->cfg.latent_dim;
+    encoder_forward(m, ws, x, batch);
+    const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
+    memcpy(ws->eps, eps, nz * sizeof *eps);
+    op_reparam_forward(ws->z, mu, logvar, ws->eps, nz);
+    decoder_forward(m, ws, ws->z, batch);
+    op_bce_logits_forward(ws->recon, ws->outputs[m->output_layer], x, batch, m->cfg.input_dim);
+    op_kl_forward(ws->kl, mu, logvar, batch, m->cfg.latent_dim);
+    ws->last_batch = batch;
+    if (loss) {
+        for (int b = 0; b < batch; b++) loss->recon += ws->recon[b], loss->kl += ws->kl[b];
+        loss->count += (size_t)batch;
+    }
+    return VAE_OK;
+}
+
+/* Backward through layers hi..lo (descending). On entry *grad holds dL/d(output of layer hi)
+ * (before the output layer's absent activation when hi is the output layer). The gradient with
+ * respect to the input of layer lo goes to dinput (NULL: not needed), accumulated if asked. */
+static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, const float *input,
+                            float *dinput, int accumulate, int batch) {
+    float *grad = ws->grad_a, *spare = ws->grad_b;
+    for (int l = hi; l >= lo; l--) {
+        const vae_layer *layer = &m->layers[l];
+        if (l != m->output_layer)
+            op_activation_backward(grad, ws->outputs[l], (size_t)batch * layer->out,
+                                   m->cfg.activation);
+        const float *in = l == lo ? input : ws->outputs[l - 1];
+        float *dx = l == lo ? dinput : spare;
+        op_linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
+                           m->params + layer->weight, batch, layer->in, layer->out,
+                           l == lo ? accumulate : 0);
+        spare = grad;
+        grad = dx;
+    }
+}
+
+vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int batch) {
+    VAE_TRY(check_call(m, ws, batch));
+    if (batch != ws->last_batch) return VAE_ERR_INVALID_ARGUMENT;
+    const float scale = 1.0f / (float)batch; /* the objective is the batch mean */
+    const int latent = m->cfg.latent_dim;
+    const size_t nz = (size_t)batch * latent;
+    const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
+
+    /* decoder: logits -> z */
+    op_bce_logits_backward(ws->grad_a, ws->outputs[m->output_layer], x, batch, m->cfg.input_dim,
+                           scale);
+    layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->z, ws->dz, 0, batch);
+
+    /* z = mu + exp(lv/2) eps, plus the KL's direct dependence on mu and lv */
+    memset(ws->dmu, 0, nz * sizeof *ws->dmu);
+    memset(ws->dlogvar, 0, nz * sizeof *ws->dlogvar);
+    op_reparam_backward(ws->dmu, ws->dlogvar, ws->dz, logvar, ws->eps, nz);
+    op_kl_backward(ws->dmu, ws->dlogvar, mu, logvar, batch, latent, scale);
+
+    /* the two heads share their input h: dh = dmu W_mu + dlv W_lv */
+    const int last_hidden = m->mu_layer - 1;
+    const float *h = ws->outputs[last_hidden];
+    const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
+    op_linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
+                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0);
+    op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
+                       ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1);
+
+    /* encoder: h -> x (the data needs no gradient) */
+    layers_backward(m, ws, last_hidden, 0, x, NULL, 0, batch);
+    return VAE_OK;
+}
+
+vae_status vae_encode(const vae_model *m, vae_workspace *ws, const float *x, int batch, float *mu,
+                      float *logvar) {
+    VAE_TRY(check_call(m, ws, batch));
+    encoder_forward(m, ws, x, batch);
+    size_t nz = (size_t)batch * m->cfg.latent_dim;
+    if (mu) memcpy(mu, ws->outputs[m->mu_layer], nz * sizeof *mu);
+    if (logvar) memcpy(logvar, ws->outputs[m->logvar_layer], nz * sizeof *logvar);
+    ws->last_batch = 0; /* a backward now would mix passes */
+    return VAE_OK;
+}
+
+vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z, int batch,
+                      float *probs) {
+    VAE_TRY(check_call(m, ws, batch));
+    decoder_forward(m, ws, z, batch);
+    op_sigmoid(probs, ws->outputs[m->output_layer], (size_t)batch * m->cfg.input_dim);
+    ws->last_batch = 0;
+    return VAE_OK;
+}
+
+const double *vae_workspace_recon(const vae_workspace *ws) { return ws->recon; }
+const double *vae_workspace_kl(const vae_workspace *ws) { return ws->kl; }
+const float *vae_workspace_mu(const vae_workspace *ws) {
+    return ws->outputs[ws->model->mu_layer];
+}
+const float *vae_workspace_logvar(const vae_workspace *ws) {
+    return ws->outputs[ws->model->logvar_layer];
+}
+const float *vae_workspace_z(const vae_workspace *ws) { return ws->z; }
+const float *vae_workspace_logits(const vae_workspace *ws) {
+    return ws->outputs[ws->model->output_layer];
+}

@@ -1,0 +1,25 @@
+/* ops.h — the numerical ops, each a forward/backward pair. Ops know nothing of models.
+ * Backward functions ADD into their gradient outputs; zeroing is the caller's explicit step. */
+#ifndef VAE_OPS_H
+#define VAE_OPS_H
+
+#include "vae.h"
+
+/* y = x W^T + b.   x (B,in), W (out,in), b (out), y (B,out) */
+void op_linear_forward(float *y, const float *x, const float *w, const float *b, int batch,
+                       int in, int out);
+/* dx = dy W (dx += dy W when accumulate_dx); dW += dy^T x; db += sum_B dy.
+ * dx may be NULL when the input needs no gradient. */
+void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int batch, int in, int out, int accumulate_dx);
+
+/* y = act(y) in place over n values. */
+void op_activation_forward(float *y, size_t n, vae_activation act);
+/* dx = dy * act'(x), written in place over dy, computed from the OUTPUT y = act(x): every
+ * supported activation's derivative is a function of its output. */
+void op_activation_backward(float *dy, const float *y, size_t n, vae_activation act);
+
+/* p = 1 / (1 + exp(-l)) over n values, stable for large |l| */
+void op_sigmoid(float *p, const float *logits, size_t n);
+
+#endif

@@ -1,0 +1,67 @@
+/* adam.c — Adam (Kingma & Ba 2015) with bias correction: one flat loop over the parameter buffer. */
+#include "core/internal.h"
+
+#include <math.h>
+
+struct vae_adam {
+    vae_adam_options opt;
+    size_t n;
+    uint64_t t;
+    float *m, *v; /* first and second moments, n each */
+};
+
+void vae_adam_options_default(vae_adam_options *opt) {
+    opt->lr = 1e-3f;
+    opt->beta1 = 0.9f;
+    opt->beta2 = 0.999f;
+    opt->epsilon = 1e-8f;
+}
+
+vae_status vae_adam_create(vae_adam **out, size_t num_params, const vae_adam_options *opt,
+                           vae_error *err) {
+    *out = NULL;
+    VAE_RETURN_IF(!(opt->lr > 0.0f) || !isfinite(opt->lr), err, VAE_ERR_INVALID_ARGUMENT,
+                  "learning rate must be a positive number");
+    VAE_RETURN_IF(!(opt->beta1 >= 0.0f && opt->beta1 < 1.0f) ||
+                      !(opt->beta2 >= 0.0f && opt->beta2 < 1.0f),
+                  err, VAE_ERR_INVALID_ARGUMENT, "Adam betas must lie in [0, 1)");
+    VAE_RETURN_IF(!(opt->epsilon > 0.0f), err, VAE_ERR_INVALID_ARGUMENT,
+                  "Adam epsilon must be positive");
+    vae_adam *a = calloc(1, sizeof *a);
+    VAE_RETURN_IF(!a, err, VAE_ERR_NO_MEMORY, "out of memory for the optimizer");
+    a->opt = *opt;
+    a->n = num_params;
+    a->m = vae_calloc_array(num_params, sizeof(float));
+    a->v = vae_calloc_array(num_params, sizeof(float));
+    if (!a->m || !a->v) {
+        vae_adam_free(a);
+        return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for Adam's moments");
+    }
+    *out = a;
+    return VAE_OK;
+}
+
+void vae_adam_free(vae_adam *adam) {
+    if (!adam) return;
+    free(adam->m);
+    free(adam->v);
+    free(adam);
+}
+
+uint64_t vae_adam_steps(const vae_adam *adam) { return adam->t; }
+
+void vae_adam_step(vae_adam *a, float *params, const float *grads) {
+    a->t++;
+    const float b1 = a->opt.beta1, b2 = a->opt.beta2, eps = a->opt.epsilon;
+    /* bias corrections in double: beta^t underflows gracefully and stays exact for small t */
+    const float c1 = (float)(1.0 - pow(b1, (double)a->t));
+    const float c2 = (float)(1.0 - pow(b2, (double)a->t));
+    const float step = a->opt.lr / c1, inv_sqrt_c2 = 1.0f / sqrtf(c2);
+    for (size_t i = 0; i < a->n; i++) {
+        float g = grads[i];
+        float m = a->m[i] = b1 * a->m[i] + (1.0f - b1) * g;
+        float v = a->v[i] = b2 * a->v[i] + (1.0f - b2) * g * g;
+        /* p -= lr * (m/c1) / (sqrt(v/c2) + eps), as PyTorch computes it */
+        params[i] -= step * m / (sqrtf(v) * inv_sqrt_c2 + eps);
+    }
+}

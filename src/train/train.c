@@ -1,0 +1,193 @@
+/* train.c — the training loop: shuffle, batch, forward, backward, Adam; evaluation. */
+#include "core/internal.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+/* Stream ids of the seed's independent random streams (vae_rng_make's second argument). */
+#define STREAM_SHUFFLE (1ULL << 40) /* + epoch */
+#define STREAM_NOISE (2ULL << 40)   /* + global step */
+#define STREAM_EVAL (3ULL << 40)    /* + sample index: results do not depend on eval batch */
+
+void vae_train_options_default(vae_train_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->epochs = 10;
+    opt->batch_size = 128;
+    opt->seed = 1;
+    vae_adam_options_default(&opt->adam);
+    opt->eval_batch_size = 1000;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static vae_status check_data(const vae_model *model, const vae_dataset *data, const char *what,
+                             vae_error *err) {
+    VAE_RETURN_IF(!data || data->count == 0, err, VAE_ERR_INVALID_ARGUMENT, "%s data is empty",
+                  what);
+    VAE_RETURN_IF(data->dim != vae_model_config(model)->input_dim, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s data has %d values per sample, the model expects %d", what, data->dim,
+                  vae_model_config(model)->input_dim);
+    return VAE_OK;
+}
+
+static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float *eps,
+                                const vae_dataset *data, int batch_size, uint64_t seed,
+                                vae_loss *loss) {
+    const int latent = vae_model_config(model)->latent_dim;
+    for (size_t start = 0; start < data->count; start += (size_t)batch_size) {
+        size_t left = data->count - start;
+        int batch = left < (size_t)batch_size ? (int)left : batch_size;
+        for (int b = 0; b < batch; b++) {
+            vae_rng rng = vae_rng_make(seed, STREAM_EVAL + start + (size_t)b);
+            vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
+        }
+        VAE_TRY(vae_forward(model, ws, data->x + start * (size_t)data->dim, eps, batch, loss));
+    }
+    return VAE_OK;
+}
+
+vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
+                        uint64_t seed, vae_loss *loss, vae_error *err) {
+    memset(loss, 0, sizeof *loss);
+    VAE_TRY(check_data(model, data, "evaluation", err));
+    VAE_RETURN_IF(batch_size < 1, err, VAE_ERR_INVALID_ARGUMENT, "batch size must be >= 1");
+    vae_workspace *ws;
+    VAE_TRY(vae_workspace_create(&ws, model, batch_size, err));
+    float *eps = vae_calloc_array((size_t)batch_size * vae_model_config(model)->latent_dim,
+                                  sizeof(float));
+    vae_status s = eps ? evaluate_with(model, ws, eps, data, batch_size, seed, loss)
+                       : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluation");
+    free(eps);
+    vae_workspace_free(ws);
+    return s;
+}
+
+/* Non-zero when every value is finite: one pass, no branch per element. */
+static int all_finite(const float *v, size_t n) {
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++) acc += v[i] * 0.0f; /* NaN or Inf turns the sum NaN */
+    return acc == 0.0f;
+}
+
+typedef struct {
+    vae_workspace *ws, *eval_ws;
+    vae_adam *adam;
+    size_t *order; /* N: this epoch's permutation */
+    float *xb;     /* (B,D) gathered batch */
+    float *eps;    /* (max(B, eval B), L) noise */
+} train_state;
+
+static void train_state_free(train_state *t) {
+    vae_workspace_free(t->ws);
+    vae_workspace_free(t->eval_ws);
+    vae_adam_free(t->adam);
+    free(t->order);
+    free(t->xb);
+    free(t->eps);
+}
+
+vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
+                     const vae_train_options *opt, vae_error *err) {
+    VAE_TRY(check_data(model, train, "training", err));
+    if (test) VAE_TRY(check_data(model, test, "test", err));
+    VAE_RETURN_IF(opt->epochs < 1, err, VAE_ERR_INVALID_ARGUMENT, "epochs must be >= 1");
+    VAE_RETURN_IF(opt->batch_size < 1 || opt->eval_batch_size < 1, err, VAE_ERR_INVALID_ARGUMENT,
+                  "batch sizes must be >= 1");
+    const vae_config *cfg = vae_model_config(model);
+    const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
+    const size_t n = train->count;
+    const size_t steps_per_epoch = (n + (size_t)batch_size - 1) / (size_t)batch_size;
+    const int noise_rows = batch_size > opt->eval_batch_size ? batch_size : opt->eval_batch_size;
+
+    train_state t = {0};
+    vae_status s;
+    if ((s = vae_workspace_create(&t.ws, model, batch_size, err)) != VAE_OK ||
+        (test && (s = vae_workspace_create(&t.eval_ws, model, opt->eval_batch_size, err))) ||
+        (s = vae_adam_create(&t.adam, vae_model_num_params(model), &opt->adam, err)) != VAE_OK)
+        goto done;
+    t.order = vae_calloc_array(n, sizeof *t.order);
+    t.xb = vae_calloc_array((size_t)batch_size * dim, sizeof(float));
+    t.eps = vae_calloc_array((size_t)noise_rows * latent, sizeof(float));
+    if (!t.order || !t.xb || !t.eps) {
+        s = vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for the training buffers");
+        goto done;
+    }
+
+    size_t global_step = 0;
+    for (int epoch = 1; epoch <= opt->epochs; epoch++) {
+        /* Fisher–Yates from a stream of its own per epoch */
+        vae_rng shuffle = vae_rng_make(opt->seed, STREAM_SHUFFLE + (uint64_t)epoch);
+        for (size_t i = 0; i < n; i++) t.order[i] = i;
+        for (size_t i = n - 1; i > 0; i--) {
+            size_t j = (size_t)vae_rng_below(&shuffle, i + 1), tmp = t.order[i];
+            t.order[i] = t.order[j], t.order[j] = tmp;
+        }
+        vae_loss epoch_loss = {0};
+        double t0 = now_seconds();
+        for (size_t step = 0; step < steps_per_epoch; step++, global_step++) {
+            size_t start = step * (size_t)batch_size, left = n - start;
+            int batch = left < (size_t)batch_size ? (int)left : batch_size;
+            for (int b = 0; b < batch; b++)
+                memcpy(t.xb + (size_t)b * dim, train->x + t.order[start + b] * (size_t)dim,
+                       (size_t)dim * sizeof(float));
+            vae_rng noise = vae_rng_make(opt->seed, STREAM_NOISE + global_step);
+            vae_rng_normal(&noise, t.eps, (size_t)batch * latent);
+
+            vae_loss step_loss = {0};
+            vae_model_zero_grads(model);
+            if ((s = vae_forward(model, t.ws, t.xb, t.eps, batch, &step_loss)) != VAE_OK ||
+                (s = vae_backward(model, t.ws, t.xb, batch)) != VAE_OK) {
+                vae_fail(err, s, "forward/backward pass failed at step %zu", global_step + 1);
+                goto done;
+            }
+            double loss = (step_loss.recon + step_loss.kl) / batch;
+            if (!isfinite(loss) || !all_finite(vae_model_grads(model), vae_model_num_params(model))) {
+                /* the step is not applied: the parameters stay those of the last good step */
+                s = vae_fail(err, VAE_ERR_DIVERGED,
+                             "training diverged at step %zu (epoch %d, batch %zu): %s is not "
+                             "finite (loss %g)", global_step + 1, epoch, step + 1,
+                             isfinite(loss) ? "a gradient" : "the loss", loss);
+                goto done;
+            }
+            vae_adam_step(t.adam, vae_model_params(model), vae_model_grads(model));
+            epoch_loss.recon += step_loss.recon;
+            epoch_loss.kl += step_loss.kl;
+            epoch_loss.count += step_loss.count;
+            if (opt->progress &&
+                opt->progress(opt->user, epoch, step + 1, steps_per_epoch,
+                              (epoch_loss.recon + epoch_loss.kl) / (double)epoch_loss.count)) {
+                s = vae_fail(err, VAE_ERR_CANCELLED, "training cancelled at step %zu",
+                             global_step + 1);
+                goto done;
+            }
+        }
+        double seconds = now_seconds() - t0;
+        vae_epoch_stats stats = {.epoch = epoch, .epochs = opt->epochs, .seconds = seconds};
+        stats.train_recon = epoch_loss.recon / (double)epoch_loss.count;
+        stats.train_kl = epoch_loss.kl / (double)epoch_loss.count;
+        stats.train_loss = stats.train_recon + stats.train_kl;
+        stats.samples_per_second = seconds > 0 ? (double)n / seconds : 0.0;
+        stats.test_loss = stats.test_recon = stats.test_kl = NAN;
+        if (test) {
+            vae_loss test_loss = {0};
+            if ((s = evaluate_with(model, t.eval_ws, t.eps, test, opt->eval_batch_size, opt->seed,
+                                   &test_loss)) != VAE_OK) {
+                vae_fail(err, s, "evaluation failed after epoch %d", epoch);
+                goto done;
+            }
+            stats.test_recon = test_loss.recon / (double)test_loss.count;
+            stats.test_kl = test_loss.kl / (double)test_loss.count;
+            stats.test_loss = stats.test_recon + stats.test_kl;
+        }
+        if (opt->on_epoch) opt->on_epoch(opt->user, &stats);
+    }
+    s = VAE_OK;
+done:
+    train_state_free(&t);
+    return s;
+}
