@@ -1,0 +1,104 @@
+/* ref_ops.c — the double-precision reference (see ref_ops.h). */
+#include "ref_ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ref_linear(double *y, const double *x, const double *w, const double *b, int batch, int in,
+                int out) {
+    for (int i = 0; i < batch; i++)
+        for (int o = 0; o < out; o++) {
+            double s = b[o];
+            for (int k = 0; k < in; k++) s += x[(size_t)i * in + k] * w[(size_t)o * in + k];
+            y[(size_t)i * out + o] = s;
+        }
+}
+
+void ref_activation(double *y, size_t n, vae_activation act, uint64_t *pattern) {
+    for (size_t i = 0; i < n; i++) {
+        double v = y[i];
+        if (pattern && v > 0) *pattern = *pattern * 1000003u + i + 1;
+        switch (act) {
+        case VAE_ACT_RELU: y[i] = v > 0 ? v : 0; break;
+        case VAE_ACT_TANH: y[i] = tanh(v); break;
+        case VAE_ACT_LEAKY_RELU: y[i] = v > 0 ? v : 0.01 * v; break;
+        case VAE_ACT_ELU: y[i] = v > 0 ? v : exp(v) - 1; break;
+        }
+    }
+}
+
+double ref_bce_logits(double l, double x) {
+    /* -[x log s(l) + (1-x) log(1 - s(l))], written with log1p for accuracy */
+    double log_s = l >= 0 ? -log1p(exp(-l)) : l - log1p(exp(l));
+    double log_1ms = l >= 0 ? -l - log1p(exp(-l)) : -log1p(exp(l));
+    return -(x * log_s + (1 - x) * log_1ms);
+}
+
+double ref_kl(const double *mu, const double *logvar, int latent) {
+    double s = 0;
+    for (int j = 0; j < latent; j++) s += 1 + logvar[j] - mu[j] * mu[j] - exp(logvar[j]);
+    return -0.5 * s;
+}
+
+static const double *tensor(const vae_model *m, const double *params, const char *name) {
+    int i = vae_model_find_tensor(m, name);
+    if (i < 0) {
+        fprintf(stderr, "ref_ops: no tensor %s\n", name);
+        abort();
+    }
+    return params + vae_model_tensor(m, i).offset;
+}
+
+/* y (B,out) = act?(x W^T + b) with tensors "prefix.weight"/"prefix.bias" */
+static double *layer(const vae_model *m, const double *params, const char *prefix,
+                     const double *x, int batch, int in, int out, int activate,
+                     uint64_t *pattern) {
+    char wname[64], bname[64];
+    snprintf(wname, sizeof wname, "%s.weight", prefix);
+    snprintf(bname, sizeof bname, "%s.bias", prefix);
+    double *y = malloc(sizeof(double) * (size_t)batch * out);
+    ref_linear(y, x, tensor(m, params, wname), tensor(m, params, bname), batch, in, out);
+    if (activate) ref_activation(y, (size_t)batch * out, vae_model_config(m)->activation, pattern);
+    return y;
+}
+
+double ref_model_loss(const vae_model *m, const double *params, const float *x, const float *eps,
+                      int batch, double *recon_out, double *kl_out, uint64_t *pattern) {
+    const vae_config *c = vae_model_config(m);
+    const int D = c->input_dim, L = c->latent_dim;
+    char name[32];
+    double *h = malloc(sizeof(double) * (size_t)batch * D);
+    for (size_t i = 0; i < (size_t)batch * D; i++) h[i] = x[i];
+    int width = D;
+    for (int l = 0; l < c->n_encoder; l++) {
+        snprintf(name, sizeof name, "encoder.%d", l);
+        double *next = layer(m, params, name, h, batch, width, c->encoder[l], 1, pattern);
+        free(h);
+        h = next, width = c->encoder[l];
+    }
+    double *mu = layer(m, params, "mu", h, batch, width, L, 0, NULL);
+    double *lv = layer(m, params, "logvar", h, batch, width, L, 0, NULL);
+    free(h);
+    h = malloc(sizeof(double) * (size_t)batch * L);
+    for (size_t i = 0; i < (size_t)batch * L; i++) h[i] = mu[i] + exp(0.5 * lv[i]) * eps[i];
+    width = L;
+    for (int l = 0; l < c->n_decoder; l++) {
+        snprintf(name, sizeof name, "decoder.%d", l);
+        double *next = layer(m, params, name, h, batch, width, c->decoder[l], 1, pattern);
+        free(h);
+        h = next, width = c->decoder[l];
+    }
+    double *logits = layer(m, params, "output", h, batch, width, D, 0, NULL);
+    double recon = 0, kl = 0;
+    for (int b = 0; b < batch; b++) {
+        for (int d = 0; d < D; d++)
+            recon += ref_bce_logits(logits[(size_t)b * D + d], x[(size_t)b * D + d]);
+        kl += ref_kl(mu + (size_t)b * L, lv + (size_t)b * L, L);
+    }
+    free(h), free(mu), free(lv), free(logits);
+    if (recon_out) *recon_out = recon;
+    if (kl_out) *kl_out = kl;
+    return (recon + kl) / batch;
+}

@@ -1,0 +1,24 @@
+/* ref_ops.h — naive double-precision reference of every op and of the whole model, the ground
+ * truth for gradient checks and fast-path comparisons. Slow on purpose: plain loops only. */
+#ifndef VAE_REF_OPS_H
+#define VAE_REF_OPS_H
+
+#include "vae.h"
+
+#include <stdint.h>
+
+void ref_linear(double *y, const double *x, const double *w, const double *b, int batch, int in,
+                int out);
+/* Applies act in place; pattern (may be NULL) accumulates a hash of which inputs were > 0, so a
+ * finite difference can tell when it crossed a kink. */
+void ref_activation(double *y, size_t n, vae_activation act, uint64_t *pattern);
+double ref_bce_logits(double logit, double x);
+double ref_kl(const double *mu, const double *logvar, int latent);
+
+/* Mean negative ELBO over the batch of a model whose parameters are `params` (laid out as
+ * vae_model_params), computed in double. recon_out/kl_out (may be NULL) get the batch sums. */
+double ref_model_loss(const vae_model *model, const double *params, const float *x,
+                      const float *eps, int batch, double *recon_out, double *kl_out,
+                      uint64_t *pattern);
+
+#endif

@@ -1,0 +1,346 @@
+/* test_grad.c — every backward pass against central differences of the double reference:
+ * each op alone, each activation, the loss terms, and the whole model for every activation. */
+#include "check.h"
+#include "loss/loss.h"
+#include "ops/ops.h"
+#include "ref_ops.h"
+#include "vae.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define H 1e-6 /* central-difference step, in double */
+
+static void fill_uniform(vae_rng *rng, float *v, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * vae_rng_uniform(rng);
+}
+
+/* Largest |v| — gradients are compared with a floor relative to their tensor's scale. */
+static double max_abs(const float *v, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(v[i]) > m ? fabs(v[i]) : m;
+    return m;
+}
+
+static void check_grad(const char *what, const float *analytic, const double *numeric, size_t n) {
+    double scale = 0;
+    for (size_t i = 0; i < n; i++) scale = fabs(numeric[i]) > scale ? fabs(numeric[i]) : scale;
+    int bad = 0;
+    for (size_t i = 0; i < n && bad < 5; i++) {
+        double tol = 1e-3 * fabs(numeric[i]) + 1e-5 * scale + 1e-9;
+        if (fabs(analytic[i] - numeric[i]) > tol) {
+            bad++;
+            CHECK(0, "%s[%zu]: analytic %.9g, numeric %.9g", what, i, analytic[i], numeric[i]);
+        }
+    }
+    CHECK(scale > 0 || n == 0, "%s: numeric gradient is all zero, the check proves nothing", what);
+}
+
+/* ---- linear: L = sum r * (x W^T + b) */
+enum { LB = 3, LIN = 5, LOUT = 4 };
+static double linear_loss(const float *x, const float *w, const float *b, const float *r) {
+    double xd[LB * LIN], wd[LOUT * LIN], bd[LOUT], y[LB * LOUT], s = 0;
+    for (int i = 0; i < LB * LIN; i++) xd[i] = x[i];
+    for (int i = 0; i < LOUT * LIN; i++) wd[i] = w[i];
+    for (int i = 0; i < LOUT; i++) bd[i] = b[i];
+    ref_linear(y, xd, wd, bd, LB, LIN, LOUT);
+    for (int i = 0; i < LB * LOUT; i++) s += r[i] * y[i];
+    return s;
+}
+
+static void numeric_wrt(float *v, size_t n, double *out, double (*f)(void *), void *ctx) {
+    for (size_t i = 0; i < n; i++) {
+        float keep = v[i];
+        /* perturb in float: h must survive rounding, so scale it to the value */
+        float h = (float)fmax(1e-3 * fabs(keep), 1e-3);
+        v[i] = keep + h;
+        double hi = f(ctx);
+        v[i] = keep - h;
+        double lo = f(ctx);
+        v[i] = keep;
+        out[i] = (hi - lo) / ((double)(keep + h) - (double)(keep - h));
+    }
+}
+
+typedef struct { float *x, *w, *b, *r; } linear_ctx;
+static double linear_f(void *p) {
+    linear_ctx *c = p;
+    return linear_loss(c->x, c->w, c->b, c->r);
+}
+
+static void test_linear_backward(void) {
+    vae_rng rng = vae_rng_make(7, 1);
+    float x[LB * LIN], w[LOUT * LIN], b[LOUT], r[LB * LOUT], y[LB * LOUT];
+    fill_uniform(&rng, x, LB * LIN, -1, 1);
+    fill_uniform(&rng, w, LOUT * LIN, -1, 1);
+    fill_uniform(&rng, b, LOUT, -1, 1);
+    fill_uniform(&rng, r, LB * LOUT, -1, 1);
+    /* the fast forward equals the reference */
+    op_linear_forward(y, x, w, b, LB, LIN, LOUT);
+    double xd[LB * LIN], wd[LOUT * LIN], bd[LOUT], yd[LB * LOUT];
+    for (int i = 0; i < LB * LIN; i++) xd[i] = x[i];
+    for (int i = 0; i < LOUT * LIN; i++) wd[i] = w[i];
+    for (int i = 0; i < LOUT; i++) bd[i] = b[i];
+    ref_linear(yd, xd, wd, bd, LB, LIN, LOUT);
+    for (int i = 0; i < LB * LOUT; i++) CHECK_CLOSE(y[i], yd[i], 1e-5, 1e-6, "linear forward");
+
+    float dx[LB * LIN], dw[LOUT * LIN] = {0}, db[LOUT] = {0};
+    memset(dx, 0xff, sizeof dx); /* garbage: accumulate_dx = 0 must overwrite it */
+    op_linear_backward(dx, dw, db, r, x, w, LB, LIN, LOUT, 0);
+    linear_ctx c = {x, w, b, r};
+    double ndx[LB * LIN], ndw[LOUT * LIN], ndb[LOUT];
+    numeric_wrt(x, LB * LIN, ndx, linear_f, &c);
+    numeric_wrt(w, LOUT * LIN, ndw, linear_f, &c);
+    numeric_wrt(b, LOUT, ndb, linear_f, &c);
+    check_grad("linear dx", dx, ndx, LB * LIN);
+    check_grad("linear dW", dw, ndw, LOUT * LIN);
+    check_grad("linear db", db, ndb, LOUT);
+
+    /* accumulation: a second backward adds the same again */
+    op_linear_backward(dx, dw, db, r, x, w, LB, LIN, LOUT, 1);
+    for (int i = 0; i < LB * LIN; i++) CHECK_CLOSE(dx[i], 2 * ndx[i], 1e-3, 1e-5, "dx accumulates");
+    for (int i = 0; i < LOUT; i++) CHECK_CLOSE(db[i], 2 * ndb[i], 1e-3, 1e-5, "db accumulates");
+}
+
+/* ---- activations: L = sum r * act(x) */
+enum { AN = 64 };
+typedef struct { float *x, *r; vae_activation act; } act_ctx;
+static double act_f(void *p) {
+    act_ctx *c = p;
+    double y[AN], s = 0;
+    for (int i = 0; i < AN; i++) y[i] = c->x[i];
+    ref_activation(y, AN, c->act, NULL);
+    for (int i = 0; i < AN; i++) s += c->r[i] * y[i];
+    return s;
+}
+
+static void check_activation(vae_activation act) {
+    vae_rng rng = vae_rng_make(11, (uint64_t)act);
+    float x[AN], r[AN], y[AN], dy[AN];
+    fill_uniform(&rng, x, AN, -3, 3);
+    fill_uniform(&rng, r, AN, -1, 1);
+    for (int i = 0; i < AN; i++)
+        if (fabsf(x[i]) < 0.01f) x[i] = 0.5f; /* keep finite differences off the kink */
+    memcpy(y, x, sizeof x);
+    op_activation_forward(y, AN, act);
+    double yd[AN];
+    for (int i = 0; i < AN; i++) yd[i] = x[i];
+    ref_activation(yd, AN, act, NULL);
+    for (int i = 0; i < AN; i++) CHECK_CLOSE(y[i], yd[i], 1e-6, 1e-7, vae_activation_name(act));
+    memcpy(dy, r, sizeof r);
+    op_activation_backward(dy, y, AN, act);
+    act_ctx c = {x, r, act};
+    double num[AN];
+    numeric_wrt(x, AN, num, act_f, &c);
+    check_grad(vae_activation_name(act), dy, num, AN);
+}
+
+static void test_activation_relu(void) { check_activation(VAE_ACT_RELU); }
+static void test_activation_tanh(void) { check_activation(VAE_ACT_TANH); }
+static void test_activation_leaky_relu(void) { check_activation(VAE_ACT_LEAKY_RELU); }
+static void test_activation_elu(void) { check_activation(VAE_ACT_ELU); }
+
+/* ---- BCE with logits: L = sum_b recon[b] */
+enum { BB = 3, BD = 7 };
+typedef struct { float *l, *x; } bce_ctx;
+static double bce_f(void *p) {
+    bce_ctx *c = p;
+    double s = 0;
+    for (int i = 0; i < BB * BD; i++) s += ref_bce_logits(c->l[i], c->x[i]);
+    return s;
+}
+
+static void test_bce_logits(void) {
+    vae_rng rng = vae_rng_make(13, 0);
+    float l[BB * BD], x[BB * BD], dl[BB * BD];
+    fill_uniform(&rng, l, BB * BD, -6, 6);
+    fill_uniform(&rng, x, BB * BD, 0, 1);
+    double recon[BB];
+    op_bce_logits_forward(recon, l, x, BB, BD);
+    for (int b = 0; b < BB; b++) {
+        double want = 0;
+        for (int d = 0; d < BD; d++) want += ref_bce_logits(l[b * BD + d], x[b * BD + d]);
+        CHECK_CLOSE(recon[b], want, 1e-6, 1e-6, "bce forward");
+    }
+    op_bce_logits_backward(dl, l, x, BB, BD, 1.0f);
+    bce_ctx c = {l, x};
+    double num[BB * BD];
+    numeric_wrt(l, BB * BD, num, bce_f, &c);
+    check_grad("bce dlogits", dl, num, BB * BD);
+
+    /* stability: huge logits stay finite and exact; l = 0 costs log 2 per pixel */
+    float big[4] = {100.f, -100.f, 0.f, 88.f}, t[4] = {0.f, 1.f, 0.5f, 1.f};
+    double r4[1];
+    op_bce_logits_forward(r4, big, t, 1, 4);
+    CHECK_CLOSE(r4[0], 100.0 + 100.0 + log(2.0) + 0.0, 1e-6, 1e-6, "bce at extreme logits");
+    float p[4];
+    op_sigmoid(p, big, 4);
+    CHECK(p[0] == 1.0f && p[1] >= 0.0f && p[1] < 1e-30f && p[2] == 0.5f, "sigmoid %g %g %g", p[0],
+          p[1], p[2]);
+}
+
+/* ---- KL and the reparameterization */
+enum { KB = 4, KL_ = 3 };
+typedef struct { float *mu, *lv, *eps, *r; int which; } kl_ctx;
+static double kl_f(void *p) {
+    kl_ctx *c = p;
+    double s = 0;
+    for (int b = 0; b < KB; b++) {
+        double mu[KL_], lv[KL_];
+        for (int j = 0; j < KL_; j++) mu[j] = c->mu[b * KL_ + j], lv[j] = c->lv[b * KL_ + j];
+        s += ref_kl(mu, lv, KL_);
+        /* plus a linear functional of z, to test the reparameterization jointly */
+        for (int j = 0; j < KL_; j++)
+            s += c->r[b * KL_ + j] * (mu[j] + exp(0.5 * lv[j]) * c->eps[b * KL_ + j]);
+    }
+    return s;
+}
+
+static void test_kl_and_reparam(void) {
+    vae_rng rng = vae_rng_make(17, 0);
+    float mu[KB * KL_], lv[KB * KL_], eps[KB * KL_], r[KB * KL_], z[KB * KL_];
+    fill_uniform(&rng, mu, KB * KL_, -2, 2);
+    fill_uniform(&rng, lv, KB * KL_, -3, 2);
+    vae_rng_normal(&rng, eps, KB * KL_);
+    fill_uniform(&rng, r, KB * KL_, -1, 1);
+    double kl[KB];
+    op_kl_forward(kl, mu, lv, KB, KL_);
+    for (int b = 0; b < KB; b++) {
+        double m[KL_], v[KL_];
+        for (int j = 0; j < KL_; j++) m[j] = mu[b * KL_ + j], v[j] = lv[b * KL_ + j];
+        CHECK_CLOSE(kl[b], ref_kl(m, v, KL_), 1e-6, 1e-7, "kl forward");
+        CHECK(kl[b] >= 0, "KL is never negative: %g", kl[b]);
+    }
+    op_reparam_forward(z, mu, lv, eps, KB * KL_);
+    for (int i = 0; i < KB * KL_; i++)
+        CHECK_CLOSE(z[i], mu[i] + exp(0.5 * lv[i]) * eps[i], 1e-6, 1e-6, "reparam forward");
+    float dmu[KB * KL_] = {0}, dlv[KB * KL_] = {0};
+    op_reparam_backward(dmu, dlv, r, lv, eps, KB * KL_);
+    op_kl_backward(dmu, dlv, mu, lv, KB, KL_, 1.0f);
+    kl_ctx c = {mu, lv, eps, r, 0};
+    double nmu[KB * KL_], nlv[KB * KL_];
+    numeric_wrt(mu, KB * KL_, nmu, kl_f, &c);
+    numeric_wrt(lv, KB * KL_, nlv, kl_f, &c);
+    check_grad("d/dmu (kl + r.z)", dmu, nmu, KB * KL_);
+    check_grad("d/dlogvar (kl + r.z)", dlv, nlv, KB * KL_);
+
+    /* KL of q = p is zero */
+    float zero[KL_] = {0};
+    double k0;
+    op_kl_forward(&k0, zero, zero, 1, KL_);
+    CHECK(k0 == 0.0, "KL(N(0,1)||N(0,1)) = %g", k0);
+}
+
+/* ---- the whole model, every parameter, in double central differences */
+static void check_model(vae_activation act) {
+    vae_config cfg = {.input_dim = 7, .latent_dim = 3, .n_encoder = 2, .encoder = {6, 5},
+                      .n_decoder = 2, .decoder = {5, 6}, .activation = act};
+    vae_model *m;
+    vae_error err;
+    CHECK(vae_model_create(&m, &cfg, 3 + act, &err) == VAE_OK, "create: %s", err.message);
+    enum { B = 4 };
+    vae_rng rng = vae_rng_make(19, (uint64_t)act);
+    float x[B * 7], eps[B * 3];
+    fill_uniform(&rng, x, B * 7, 0, 1);
+    vae_rng_normal(&rng, eps, B * 3);
+    /* wider weights than the init so activations leave their linear range */
+    size_t n = vae_model_num_params(m);
+    float *p = vae_model_params(m);
+    for (size_t i = 0; i < n; i++) p[i] *= 2.0f;
+
+    vae_workspace *ws;
+    CHECK(vae_workspace_create(&ws, m, B, &err) == VAE_OK, "workspace");
+    vae_loss loss = {0};
+    vae_model_zero_grads(m);
+    CHECK(vae_forward(m, ws, x, eps, B, &loss) == VAE_OK, "forward");
+    CHECK(vae_backward(m, ws, x, B) == VAE_OK, "backward");
+    CHECK(loss.count == B, "count %zu", loss.count);
+
+    double *pd = malloc(sizeof(double) * n), *num = malloc(sizeof(double) * n);
+    for (size_t i = 0; i < n; i++) pd[i] = p[i];
+    double recon, kl;
+    double ref = ref_model_loss(m, pd, x, eps, B, &recon, &kl, NULL);
+    CHECK_CLOSE(loss.recon, recon, 1e-5, 1e-6, "model recon vs double reference");
+    CHECK_CLOSE(loss.kl, kl, 1e-5, 1e-6, "model kl vs double reference");
+    CHECK_CLOSE((loss.recon + loss.kl) / B, ref, 1e-5, 1e-6, "model loss");
+
+    size_t skipped = 0;
+    for (size_t i = 0; i < n; i++) {
+        double keep = pd[i];
+        uint64_t pat_hi = 0, pat_lo = 0;
+        pd[i] = keep + H;
+        double hi = ref_model_loss(m, pd, x, eps, B, NULL, NULL, &pat_hi);
+        pd[i] = keep - H;
+        double lo = ref_model_loss(m, pd, x, eps, B, NULL, NULL, &pat_lo);
+        pd[i] = keep;
+        if (pat_hi != pat_lo) { /* crossed a kink: the difference quotient means nothing */
+            num[i] = vae_model_grads(m)[i];
+            skipped++;
+            continue;
+        }
+        num[i] = (hi - lo) / (2 * H);
+    }
+    char what[64];
+    for (int t = 0; t < vae_model_num_tensors(m); t++) {
+        vae_tensor_info info = vae_model_tensor(m, t);
+        snprintf(what, sizeof what, "%s d/%s", vae_activation_name(act), info.name);
+        check_grad(what, vae_model_grads(m) + info.offset, num + info.offset,
+                   (size_t)info.rows * info.cols);
+    }
+    CHECK(skipped * 50 < n, "%zu of %zu parameters skipped at kinks", skipped, n);
+    CHECK(max_abs(vae_model_grads(m), n) > 0, "gradients are all zero");
+    free(pd), free(num);
+    vae_workspace_free(ws);
+    vae_model_free(m);
+}
+
+static void test_model_grad_relu(void) { check_model(VAE_ACT_RELU); }
+static void test_model_grad_tanh(void) { check_model(VAE_ACT_TANH); }
+static void test_model_grad_leaky_relu(void) { check_model(VAE_ACT_LEAKY_RELU); }
+static void test_model_grad_elu(void) { check_model(VAE_ACT_ELU); }
+
+/* The batch MEAN is the objective: the same sample twice has the gradient of it once. */
+static void test_gradient_is_batch_mean(void) {
+    vae_config cfg;
+    vae_error err;
+    vae_config_preset(&cfg, "seed", 10, &err);
+    vae_model *m;
+    vae_model_create(&m, &cfg, 5, &err);
+    vae_workspace *ws;
+    vae_workspace_create(&ws, m, 2, &err);
+    vae_rng rng = vae_rng_make(23, 0);
+    float x[20], eps[4];
+    fill_uniform(&rng, x, 10, 0, 1);
+    memcpy(x + 10, x, 10 * sizeof *x);
+    vae_rng_normal(&rng, eps, 2);
+    memcpy(eps + 2, eps, 2 * sizeof *eps);
+    size_t n = vae_model_num_params(m);
+    float *g1 = malloc(n * sizeof *g1);
+    vae_model_zero_grads(m);
+    vae_forward(m, ws, x, eps, 1, NULL);
+    vae_backward(m, ws, x, 1);
+    memcpy(g1, vae_model_grads(m), n * sizeof *g1);
+    vae_model_zero_grads(m);
+    vae_forward(m, ws, x, eps, 2, NULL);
+    vae_backward(m, ws, x, 2);
+    for (size_t i = 0; i < n; i++) CHECK_CLOSE(vae_model_grads(m)[i], g1[i], 1e-5, 1e-7, "mean");
+    free(g1);
+    vae_workspace_free(ws);
+    vae_model_free(m);
+}
+
+int main(void) {
+    RUN(test_linear_backward);
+    RUN(test_activation_relu);
+    RUN(test_activation_tanh);
+    RUN(test_activation_leaky_relu);
+    RUN(test_activation_elu);
+    RUN(test_bce_logits);
+    RUN(test_kl_and_reparam);
+    RUN(test_model_grad_relu);
+    RUN(test_model_grad_tanh);
+    RUN(test_model_grad_leaky_relu);
+    RUN(test_model_grad_elu);
+    RUN(test_gradient_is_batch_mean);
+    return CHECK_SUMMARY();
+}
