@@ -242,7 +242,7 @@ vae_status vae_idx_load(const char *images_path, const char *labels_path, vae_da
         return vae_fail(err, VAE_ERR_NO_MEMORY, "%s: out of memory for %zu values", images_path,
                         raw.count);
     }
-    for (size_t i = 0; i < raw.count; i++) x[i] = (float)raw.data[i] * (1.0f / 255.0f);
+    for (size_t i = 0; i < raw.count; i++) x[i] = (float)raw.data[i] / 255.0f;
     free(raw.data);
     ds->count = raw.dims[0];
     ds->dim = (int)dim;

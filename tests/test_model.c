@@ -1,0 +1,334 @@
+/* test_model.c — configuration, the parameter table, initialization, randomness, the training
+ * loop's promises (determinism, divergence, cancellation, learning) and PNG output. */
+#include "check.h"
+#include "vae.h"
+
+#include <png.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_presets_and_table(void) {
+    vae_config cfg;
+    vae_error err;
+    vae_model *m;
+    CHECK(vae_config_preset(&cfg, "pytorch", 784, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_model_create(&m, &cfg, 1, &err) == VAE_OK, "%s", err.message);
+    /* 784*400+400 + 2*(400*20+20) + 20*400+400 + 400*784+784 */
+    CHECK(vae_model_num_params(m) == 652824, "pytorch preset has %zu", vae_model_num_params(m));
+    CHECK(vae_model_num_tensors(m) == 10, "tensors %d", vae_model_num_tensors(m));
+    const char *names[] = {"encoder.0.weight", "encoder.0.bias", "mu.weight", "mu.bias",
+                           "logvar.weight", "logvar.bias", "decoder.0.weight", "decoder.0.bias",
+                           "output.weight", "output.bias"};
+    size_t expect_offset = 0;
+    for (int i = 0; i < 10; i++) {
+        vae_tensor_info t = vae_model_tensor(m, i);
+        CHECK(strcmp(t.name, names[i]) == 0, "tensor %d is %s", i, t.name);
+        CHECK(t.offset == expect_offset, "%s offset %zu, expected %zu", t.name, t.offset,
+              expect_offset);
+        expect_offset += (size_t)t.rows * t.cols;
+        CHECK(vae_model_find_tensor(m, names[i]) == i, "find %s", names[i]);
+    }
+    CHECK(expect_offset == vae_model_num_params(m), "tensors cover the buffer");
+    vae_tensor_info mu = vae_model_tensor(m, 2);
+    CHECK(mu.rows == 20 && mu.cols == 400, "mu.weight is (out,in) = (20,400): %dx%d", mu.rows,
+          mu.cols);
+    CHECK(vae_model_find_tensor(m, "nope") == -1, "unknown name");
+    vae_model_free(m);
+
+    CHECK(vae_config_preset(&cfg, "seed", 784, &err) == VAE_OK, "%s", err.message);
+    CHECK(cfg.latent_dim == 2 && cfg.n_encoder == 3 && cfg.encoder[2] == 32 &&
+          cfg.n_decoder == 3 && cfg.decoder[0] == 256, "seed preset shape");
+    CHECK(vae_model_create(&m, &cfg, 1, &err) == VAE_OK, "%s", err.message);
+    size_t want = (784 * 128 + 128) + (128 * 64 + 64) + (64 * 32 + 32) + 2 * (32 * 2 + 2) +
+                  (2 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64) + (64 * 784 + 784);
+    CHECK(vae_model_num_params(m) == want, "seed preset %zu vs %zu", vae_model_num_params(m), want);
+    vae_model_free(m);
+    vae_model_free(NULL);
+    CHECK(vae_config_preset(&cfg, "keras", 784, &err) == VAE_ERR_INVALID_ARGUMENT &&
+          strstr(err.message, "keras"), "unknown preset: %s", err.message);
+}
+
+static void test_config_validation(void) {
+    vae_config cfg;
+    vae_error err;
+    vae_config_preset(&cfg, "pytorch", 784, &err);
+    cfg.latent_dim = 0;
+    CHECK(vae_config_validate(&cfg, &err) == VAE_ERR_INVALID_ARGUMENT &&
+          strstr(err.message, "latent"), "%s", err.message);
+    vae_config_preset(&cfg, "pytorch", 784, &err);
+    cfg.n_encoder = 0;
+    CHECK(vae_config_validate(&cfg, &err) == VAE_ERR_INVALID_ARGUMENT, "no encoder layers");
+    int sizes[VAE_MAX_HIDDEN], n;
+    CHECK(vae_parse_layer_sizes("512,256,128", sizes, &n, &err) == VAE_OK && n == 3 &&
+          sizes[1] == 256, "parse");
+    CHECK(vae_parse_layer_sizes("512,,3", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT, "empty");
+    CHECK(vae_parse_layer_sizes("512;3", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT &&
+          strstr(err.message, "position 4"), "bad separator: %s", err.message);
+    CHECK(vae_parse_layer_sizes("-4", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT, "negative");
+    CHECK(vae_parse_layer_sizes("1,2,3,4,5,6,7,8,9", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT,
+          "too many");
+    vae_activation a;
+    CHECK(vae_activation_parse("elu", &a) == VAE_OK && a == VAE_ACT_ELU, "elu");
+    CHECK(vae_activation_parse("leaky-relu", &a) == VAE_OK && a == VAE_ACT_LEAKY_RELU, "leaky");
+    CHECK(vae_activation_parse("gelu", &a) == VAE_ERR_INVALID_ARGUMENT, "gelu unknown");
+}
+
+static void test_init_like_pytorch(void) {
+    vae_config cfg;
+    vae_error err;
+    vae_model *m;
+    vae_config_preset(&cfg, "pytorch", 784, &err);
+    vae_model_create(&m, &cfg, 42, &err);
+    for (int t = 0; t < vae_model_num_tensors(m); t++) {
+        vae_tensor_info info = vae_model_tensor(m, t);
+        int fan_in = vae_model_tensor(m, t - t % 2).cols;
+        double bound = 1.0f / sqrtf((float)fan_in), sum = 0, sq = 0, maxabs = 0;
+        size_t n = (size_t)info.rows * info.cols;
+        const float *p = vae_model_params(m) + info.offset;
+        for (size_t i = 0; i < n; i++) {
+            sum += p[i], sq += (double)p[i] * p[i];
+            maxabs = fmax(maxabs, fabs(p[i]));
+        }
+        CHECK(maxabs <= bound, "%s: |w| %g above 1/sqrt(fan_in) %g", info.name, maxabs, bound);
+        if (n >= 8000) { /* U(-b,b): mean 0, variance b^2/3, within 5 standard errors */
+            double mean = sum / n, var = sq / n - mean * mean, want = bound * bound / 3;
+            CHECK(fabs(mean) < 5 * sqrt(want / n), "%s mean %g", info.name, mean);
+            CHECK(fabs(var - want) < 0.03 * want, "%s variance %g vs %g", info.name, var, want);
+            CHECK(maxabs > 0.99 * bound, "%s does not fill its range", info.name);
+        }
+    }
+    vae_model *same, *other;
+    vae_model_create(&same, &cfg, 42, &err);
+    vae_model_create(&other, &cfg, 43, &err);
+    size_t bytes = vae_model_num_params(m) * sizeof(float);
+    CHECK(memcmp(vae_model_params(m), vae_model_params(same), bytes) == 0, "same seed");
+    CHECK(memcmp(vae_model_params(m), vae_model_params(other), bytes) != 0, "other seed");
+    vae_model_free(m), vae_model_free(same), vae_model_free(other);
+}
+
+static void test_rng(void) {
+    vae_rng a = vae_rng_make(5, 0), b = vae_rng_make(5, 0), c = vae_rng_make(5, 1);
+    int same = 1, differ = 0;
+    for (int i = 0; i < 100; i++) {
+        uint64_t x = vae_rng_u64(&a), y = vae_rng_u64(&b), z = vae_rng_u64(&c);
+        same &= x == y;
+        differ += x != z;
+    }
+    CHECK(same && differ == 100, "streams: same %d differ %d", same, differ);
+    enum { N = 200000 };
+    static float v[N];
+    vae_rng r = vae_rng_make(9, 3);
+    vae_rng_normal(&r, v, N);
+    double sum = 0, sq = 0, q = 0;
+    for (int i = 0; i < N; i++) sum += v[i], sq += (double)v[i] * v[i], q += v[i] * v[i] * v[i] * v[i];
+    double mean = sum / N, var = sq / N - mean * mean;
+    CHECK(fabs(mean) < 0.01 && fabs(var - 1) < 0.015 && fabs(q / N - 3) < 0.1,
+          "normal moments %g %g %g", mean, var, q / N);
+    int hist[10] = {0};
+    for (int i = 0; i < N; i++) {
+        float u = vae_rng_uniform(&r);
+        CHECK(u >= 0.0f && u < 1.0f, "uniform %g", u);
+        hist[(int)(u * 10)]++;
+    }
+    for (int k = 0; k < 10; k++) CHECK(abs(hist[k] - N / 10) < 600, "bin %d: %d", k, hist[k]);
+    for (int i = 0; i < 1000; i++) CHECK(vae_rng_below(&r, 7) < 7, "below");
+}
+
+/* Small synthetic images: 3 prototypes of 16 pixels with noise. */
+static vae_dataset *make_data(size_t n, uint64_t seed) {
+    vae_dataset *ds = calloc(1, sizeof *ds);
+    ds->count = n, ds->dim = 16, ds->rows = 4, ds->cols = 4;
+    ds->x = malloc(n * 16 * sizeof(float));
+    vae_rng r = vae_rng_make(seed, 77);
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)vae_rng_below(&r, 3);
+        for (int d = 0; d < 16; d++) {
+            float proto = (float)(((d + k * 5) % 7) < 3);
+            float v = proto * 0.8f + 0.2f * vae_rng_uniform(&r);
+            ds->x[i * 16 + d] = v;
+        }
+    }
+    return ds;
+}
+
+static vae_model *small_model(uint64_t seed) {
+    vae_config cfg = {.input_dim = 16, .latent_dim = 2, .n_encoder = 1, .encoder = {12},
+                      .n_decoder = 1, .decoder = {12}, .activation = VAE_ACT_TANH};
+    vae_model *m;
+    vae_error err;
+    if (vae_model_create(&m, &cfg, seed, &err) != VAE_OK) return NULL;
+    return m;
+}
+
+typedef struct { int epochs_seen; double first, last; int cancel_at; size_t steps; } watch;
+static void on_epoch(void *u, const vae_epoch_stats *s) {
+    watch *w = u;
+    if (w->epochs_seen++ == 0) w->first = s->test_loss;
+    w->last = s->test_loss;
+}
+static int on_progress(void *u, int epoch, size_t step, size_t steps, double loss) {
+    (void)epoch, (void)steps, (void)loss;
+    watch *w = u;
+    w->steps++;
+    return w->cancel_at && (int)step >= w->cancel_at;
+}
+
+static void test_training_learns_and_is_deterministic(void) {
+    vae_dataset *train = make_data(500, 1), *test = make_data(200, 2);
+    vae_model *a = small_model(3), *b = small_model(3), *c = small_model(3);
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.epochs = 8, opt.batch_size = 32, opt.adam.lr = 3e-3f, opt.eval_batch_size = 64;
+    watch w = {0};
+    opt.on_epoch = on_epoch, opt.progress = on_progress, opt.user = &w;
+    vae_error err;
+    CHECK(vae_train(a, train, test, &opt, &err) == VAE_OK, "%s", err.message);
+    CHECK(w.epochs_seen == 8, "epochs %d", w.epochs_seen);
+    CHECK(w.steps == 8 * 16, "steps %zu (the last short batch counts)", w.steps);
+    CHECK(w.last < w.first - 0.5, "test loss fell from %g to %g", w.first, w.last);
+    opt.on_epoch = NULL, opt.progress = NULL;
+    CHECK(vae_train(b, train, test, &opt, &err) == VAE_OK, "%s", err.message);
+    size_t bytes = vae_model_num_params(a) * sizeof(float);
+    CHECK(memcmp(vae_model_params(a), vae_model_params(b), bytes) == 0,
+          "same seed, same threads: bit-identical weights");
+    opt.seed = 2;
+    CHECK(vae_train(c, train, test, &opt, &err) == VAE_OK, "%s", err.message);
+    CHECK(memcmp(vae_model_params(a), vae_model_params(c), bytes) != 0, "another seed differs");
+    vae_model_free(a), vae_model_free(b), vae_model_free(c);
+    vae_dataset_free(train), vae_dataset_free(test);
+}
+
+static void test_divergence_is_caught(void) {
+    vae_dataset *train = make_data(100, 1);
+    train->x[37 * 16 + 5] = NAN; /* one poisoned value */
+    vae_model *m = small_model(3);
+    size_t bytes = vae_model_num_params(m) * sizeof(float);
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.epochs = 1, opt.batch_size = 100; /* the first step sees it */
+    float *before = malloc(bytes);
+    memcpy(before, vae_model_params(m), bytes);
+    vae_error err = {{0}};
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_DIVERGED, "status");
+    CHECK(strstr(err.message, "step 1") && strstr(err.message, "not finite"), "%s", err.message);
+    CHECK(memcmp(before, vae_model_params(m), bytes) == 0, "parameters of the last good step");
+    free(before);
+    vae_model_free(m);
+    vae_dataset_free(train);
+}
+
+static void test_cancel_and_bad_options(void) {
+    vae_dataset *train = make_data(100, 1);
+    vae_model *m = small_model(3);
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.batch_size = 10;
+    watch w = {.cancel_at = 3};
+    opt.progress = on_progress, opt.user = &w;
+    vae_error err;
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_CANCELLED && w.steps == 3,
+          "cancel after 3 steps: %zu", w.steps);
+    opt.progress = NULL;
+    opt.epochs = 0;
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT, "0 epochs");
+    opt.epochs = 1;
+    opt.adam.lr = -1;
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT, "negative lr");
+    vae_train_options_default(&opt);
+    train->dim = 15;
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT &&
+          strstr(err.message, "15"), "dimension mismatch: %s", err.message);
+    train->dim = 16;
+    vae_model_free(m);
+    vae_dataset_free(train);
+}
+
+static void test_evaluate_and_encode(void) {
+    vae_dataset *data = make_data(70, 5);
+    vae_model *m = small_model(4);
+    vae_loss l1, l2;
+    vae_error err;
+    CHECK(vae_evaluate(m, data, 7, 9, &l1, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_evaluate(m, data, 64, 9, &l2, &err) == VAE_OK, "%s", err.message);
+    CHECK(l1.count == 70 && l2.count == 70, "counts");
+    CHECK_CLOSE(l1.recon + l1.kl, l2.recon + l2.kl, 1e-6, 0, "noise per sample: batch-size free");
+    CHECK(l1.kl > 0 && l1.recon > 0, "positive terms");
+
+    vae_workspace *ws;
+    vae_workspace_create(&ws, m, 8, &err);
+    float mu[16], lv[16], eps[16] = {0}, probs[8 * 16];
+    vae_encode(m, ws, data->x, 8, mu, lv);
+    vae_forward(m, ws, data->x, eps, 8, NULL);
+    CHECK(memcmp(mu, vae_workspace_mu(ws), sizeof mu) == 0, "encode = forward's mu");
+    CHECK(memcmp(lv, vae_workspace_logvar(ws), sizeof lv) == 0, "encode = forward's logvar");
+    CHECK(memcmp(mu, vae_workspace_z(ws), sizeof mu) == 0, "eps = 0 gives z = mu");
+    vae_decode(m, ws, mu, 8, probs);
+    for (int i = 0; i < 8 * 16; i++) CHECK(probs[i] > 0 && probs[i] < 1, "probability %g", probs[i]);
+    CHECK(vae_forward(m, ws, data->x, eps, 9, NULL) == VAE_ERR_INVALID_ARGUMENT, "over max batch");
+    vae_model *other = small_model(4);
+    CHECK(vae_forward(other, ws, data->x, eps, 8, NULL) == VAE_ERR_INVALID_ARGUMENT,
+          "workspace of another model");
+    vae_model_free(other);
+    vae_workspace_free(ws);
+    vae_model_free(m);
+    vae_dataset_free(data);
+}
+
+static void test_adam_first_step(void) {
+    /* the first bias-corrected step moves every parameter by lr against its gradient's sign */
+    vae_adam *adam;
+    vae_adam_options o;
+    vae_adam_options_default(&o);
+    vae_error err;
+    CHECK(vae_adam_create(&adam, 4, &o, &err) == VAE_OK, "create");
+    float p[4] = {1, 1, 1, 1}, g[4] = {0.5f, -2e-3f, 30.f, 0.f};
+    vae_adam_step(adam, p, g);
+    CHECK_CLOSE(p[0], 1 - 1e-3, 1e-6, 0, "p0");
+    CHECK_CLOSE(p[1], 1 + 1e-3, 1e-6, 0, "p1");
+    CHECK_CLOSE(p[2], 1 - 1e-3, 1e-6, 0, "p2");
+    CHECK(p[3] == 1.0f, "zero gradient, no move");
+    vae_adam_free(adam);
+}
+
+static void test_png_grid(void) {
+    char path[] = "/tmp/vae-png-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    float img[3 * 4 * 5];
+    for (int i = 0; i < 60; i++) img[i] = (float)i / 59.0f;
+    img[7] = NAN; /* must not crash or write garbage */
+    vae_error err;
+    CHECK(vae_png_write_grid(path, img, 3, 4, 5, 2, 2, &err) == VAE_OK, "%s", err.message);
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    CHECK(png_image_begin_read_from_file(&im, path), "read back");
+    /* 2 columns of (5*2 + 2) + 2 = 26 wide, 2 rows of (4*2 + 2) + 2 = 22 tall */
+    CHECK(im.width == 26 && im.height == 22, "size %ux%u", im.width, im.height);
+    im.format = PNG_FORMAT_GRAY;
+    uint8_t *buf = malloc(PNG_IMAGE_SIZE(im));
+    CHECK(png_image_finish_read(&im, NULL, buf, 0, NULL), "decode");
+    CHECK(buf[0] == 64, "gap color %d", buf[0]);
+    CHECK(buf[2 * 26 + 2] == 0, "first pixel black: %d", buf[2 * 26 + 2]);
+    CHECK(buf[(2 + 7) * 26 + 2 + 9] == (uint8_t)(19.0f / 59 * 255 + 0.5f), "last pixel of 1st");
+    free(buf);
+    CHECK(vae_png_write_grid("/nonexistent-dir/x.png", img, 3, 4, 5, 2, 2, &err) == VAE_ERR_OPEN &&
+          strstr(err.message, "/nonexistent-dir/x.png"), "%s", err.message);
+    unlink(path);
+}
+
+int main(void) {
+    vae_set_num_threads(1);
+    RUN(test_presets_and_table);
+    RUN(test_config_validation);
+    RUN(test_init_like_pytorch);
+    RUN(test_rng);
+    RUN(test_training_learns_and_is_deterministic);
+    RUN(test_divergence_is_caught);
+    RUN(test_cancel_and_bad_options);
+    RUN(test_evaluate_and_encode);
+    RUN(test_adam_first_step);
+    RUN(test_png_grid);
+    return CHECK_SUMMARY();
+}
