@@ -1,7 +1,8 @@
 # vae — build, test and demo. `make demo` and `make test` install what they need first.
 CC      ?= cc
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC -Iinclude -Isrc
+OPTFLAGS ?= -O2 -g
+ALL_CFLAGS = $(OPTFLAGS) $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC \
+             -Iinclude -Isrc
 LDLIBS  := -lopenblas -lpng -lz -lm
 BUILD   := build
 
@@ -13,7 +14,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
 
-.PHONY: all deps demo test check clean
+.PHONY: all deps demo test check tests clean
 all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 
 deps:
@@ -21,7 +22,7 @@ deps:
 
 $(BUILD)/%.o: %.c include/vae.h $(wildcard src/*/*.h) | $(BUILD)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD):
 	@mkdir -p $@
@@ -30,25 +31,32 @@ $(BUILD)/libvae.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/libvae.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
 
 $(BUILD)/vae: $(CLI_OBJ) $(BUILD)/libvae.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvae.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvae.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/check.h tests/ref_ops.h $(TEST_SUPPORT) $(BUILD)/libvae.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(BUILD)/libvae.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(BUILD)/libvae.a $(LDLIBS)
 
 $(BUILD)/tests/ref_ops.o: tests/ref_ops.c tests/ref_ops.h include/vae.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Itests -c $< -o $@
 
-# Everything the suite needs, then the suite; its last line is "N passed, N failed".
+# Everything the suite needs, then the suite, once as built and once under AddressSanitizer and
+# UndefinedBehaviorSanitizer; its last line is "N passed, N failed".
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 test: deps
-	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory tests
+	@$(MAKE) --no-print-directory BUILD=build-san OPTFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" tests
+	@tests/run.sh $(BUILD) build-san
 
-check: all $(TEST_BIN)
+# The suite without installing anything or the sanitizer pass.
+check: tests
 	@tests/run.sh $(BUILD)
+
+tests: all $(TEST_BIN)
 
 # Trains the canonical model on Fashion-MNIST and writes pictures to demo/.
 demo: deps
@@ -56,4 +64,4 @@ demo: deps
 	$(BUILD)/vae train --preset pytorch --epochs 10 --batch 128 --lr 1e-3 --out demo
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-san

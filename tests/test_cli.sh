@@ -1,0 +1,94 @@
+#!/bin/sh
+# test_cli.sh — the `vae` program as a user meets it: help, exit codes, one-line errors on bad
+# files, a small training run that writes its pictures and repeats bit for bit, interruption.
+# Usage: sh tests/test_cli.sh BUILD_DIR
+set -u
+build=${1:-build}
+vae="$build/vae"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fmnist=/usr/share/datasets/fashion-mnist
+
+ok() { echo "ok $1"; }
+fail() { echo "not ok $1"; shift; for line in "$@"; do echo "#   $line"; done; }
+
+# expect NAME CODE PATTERN -- COMMAND...: exit code CODE, one stderr line matching PATTERN
+expect() {
+    name=$1 code=$2 pattern=$3
+    shift 4
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    lines=$(wc -l <"$tmp/err")
+    if [ "$rc" -eq "$code" ] && grep -q -- "$pattern" "$tmp/err" && [ "$lines" -le 2 ]; then
+        ok "$name"
+    else
+        fail "$name" "exit $rc (want $code), stderr: $(head -c 300 "$tmp/err")"
+    fi
+}
+
+# IDX image file of the first N Fashion-MNIST test images: header, then N*784 bytes.
+make_idx() {
+    n=$1 out=$2
+    printf '\000\000\010\003' >"$out"
+    printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((n >> 24 & 255)) $((n >> 16 & 255)) $((n >> 8 & 255)) $((n & 255)))" >>"$out"
+    printf '\000\000\000\034\000\000\000\034' >>"$out"
+    gzip -dc "$fmnist/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c $((n * 784)) >>"$out"
+}
+
+if "$vae" --help | grep -q "train"; then ok help; else fail help "no command list"; fi
+if "$vae" --version | grep -q "OpenBLAS"; then ok version; else fail version "no BLAS named"; fi
+if "$vae" train --help | grep -q -- "--epochs N.*default 10"; then ok train_help; else
+    fail train_help "no --epochs default"; fi
+expect unknown_command 64 "unknown command" -- "$vae" frobnicate
+expect unknown_option 64 "" -- "$vae" train --frobnicate
+expect bad_number 64 "\-\-epochs: expected an integer" -- "$vae" train --epochs 12abc
+expect zero_epochs 64 "\-\-epochs" -- "$vae" train --epochs 0
+expect bad_lr 64 "\-\-lr" -- "$vae" train --lr nan
+expect bad_activation 64 "unknown activation" -- "$vae" train --train "$fmnist/t10k-images-idx3-ubyte.gz" --no-test --activation gelu
+expect missing_file 66 "no-such-file.*cannot open" -- "$vae" train --train "$tmp/no-such-file"
+
+printf 'GIF89a not an idx file at all' >"$tmp/bad-magic"
+expect bad_magic 65 "bad-magic: not an IDX file" -- "$vae" train --train "$tmp/bad-magic"
+make_idx 300 "$tmp/small-images-idx3-ubyte"
+head -c 1000 "$tmp/small-images-idx3-ubyte" >"$tmp/cut-images-idx3-ubyte"
+expect truncated 65 "cut-images-idx3-ubyte: truncated" -- "$vae" train --train "$tmp/cut-images-idx3-ubyte"
+head -c 2000 "$tmp/small-images-idx3-ubyte" | gzip >"$tmp/cutgz-images-idx3-ubyte.gz"
+expect truncated_gzip 65 "truncated" -- "$vae" train --train "$tmp/cutgz-images-idx3-ubyte.gz"
+expect labels_mismatch 65 "10000 labels, but" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --train-labels "$fmnist/t10k-labels-idx1-ubyte.gz"
+
+make_idx 100 "$tmp/held-images-idx3-ubyte"
+run_small() {
+    "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" \
+        --preset seed --epochs 2 --batch 50 --threads 1 --seed 7 --out "$1" >"$1.stdout" 2>"$1.stderr"
+}
+if run_small "$tmp/run1" && [ -s "$tmp/run1/samples.png" ] && [ -s "$tmp/run1/reconstructions.png" ] &&
+    [ "$(wc -l <"$tmp/run1/train_log.csv")" -eq 3 ] && [ "$(grep -c '^epoch' "$tmp/run1.stdout")" -eq 2 ]; then
+    ok small_training_run
+else
+    fail small_training_run "$(cat "$tmp/run1.stderr")"
+fi
+if file "$tmp/run1/samples.png" 2>/dev/null | grep -q "PNG image" || head -c 8 "$tmp/run1/samples.png" | grep -q PNG; then
+    ok writes_png
+else
+    fail writes_png "samples.png is not a PNG"
+fi
+run_small "$tmp/run2"
+# identical losses (columns 1-7); only the timing columns may differ
+if cut -d, -f1-7 "$tmp/run1/train_log.csv" >"$tmp/a" && cut -d, -f1-7 "$tmp/run2/train_log.csv" >"$tmp/b" &&
+    cmp -s "$tmp/a" "$tmp/b" && cmp -s "$tmp/run1/samples.png" "$tmp/run2/samples.png"; then
+    ok deterministic_run
+else
+    fail deterministic_run "$(diff "$tmp/a" "$tmp/b" | head -5)"
+fi
+expect cannot_create_out 73 "cannot create" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 1 --out /proc/vae-out
+
+# SIGINT stops training at the end of a step with exit 130
+"$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 100000 --batch 10 --threads 1 \
+    --out "$tmp/int" >/dev/null 2>"$tmp/int.err" &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid
+rc=$?
+if [ "$rc" -eq 130 ] && grep -q "cancelled" "$tmp/int.err"; then ok interrupt; else
+    fail interrupt "exit $rc: $(cat "$tmp/int.err")"; fi
