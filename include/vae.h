@@ -182,8 +182,9 @@ typedef struct {
  * and ADDS the batch's sums to *loss (which may be NULL). B <= max_batch. */
 vae_status vae_forward(const vae_model *model, vae_workspace *ws, const float *x, const float *eps,
                        int batch, vae_loss *loss);
-/* Backward pass of the last forward on ws: ADDS the gradient of the batch MEAN of the negative
- * ELBO to vae_model_grads(). x must be the same as given to forward. */
+/* Backward pass of the last forward on ws: WRITES the gradient of the batch MEAN of the
+ * negative ELBO into vae_model_grads() (overwriting it: no zeroing pass is needed; to sum
+ * several batches, add copies). x must be the same as given to forward. */
 vae_status vae_backward(vae_model *model, vae_workspace *ws, const float *x, int batch);
 /* Per-sample terms of the last forward (views, `batch` doubles each). */
 const double *vae_workspace_recon(const vae_workspace *ws);

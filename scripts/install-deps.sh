@@ -3,7 +3,8 @@
 # Runs as root (apt-get update first); as another user it only reports what is missing.
 set -eu
 
-PACKAGES="build-essential pkg-config libopenblas-dev zlib1g-dev libpng-dev dataset-fashion-mnist"
+PACKAGES="build-essential pkg-config libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev
+dataset-fashion-mnist"
 
 missing=""
 for p in $PACKAGES; do

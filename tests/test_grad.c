@@ -76,7 +76,7 @@ static void test_linear_backward(void) {
     fill_uniform(&rng, b, LOUT, -1, 1);
     fill_uniform(&rng, r, LB * LOUT, -1, 1);
     /* the fast forward equals the reference */
-    op_linear_forward(y, x, w, b, LB, LIN, LOUT);
+    op_linear_forward(y, x, w, b, LB, LIN, LOUT, NULL);
     double xd[LB * LIN], wd[LOUT * LIN], bd[LOUT], yd[LB * LOUT];
     for (int i = 0; i < LB * LIN; i++) xd[i] = x[i];
     for (int i = 0; i < LOUT * LIN; i++) wd[i] = w[i];
@@ -86,7 +86,8 @@ static void test_linear_backward(void) {
 
     float dx[LB * LIN], dw[LOUT * LIN] = {0}, db[LOUT] = {0};
     memset(dx, 0xff, sizeof dx); /* garbage: accumulate_dx = 0 must overwrite it */
-    op_linear_backward(dx, dw, db, r, x, w, LB, LIN, LOUT, 0);
+    memset(dw, 0xff, sizeof dw), memset(db, 0xff, sizeof db); /* written, not added */
+    op_linear_backward(dx, dw, db, r, x, w, LB, LIN, LOUT, 0, 0);
     linear_ctx c = {x, w, b, r};
     double ndx[LB * LIN], ndw[LOUT * LIN], ndb[LOUT];
     numeric_wrt(x, LB * LIN, ndx, linear_f, &c);
@@ -97,9 +98,18 @@ static void test_linear_backward(void) {
     check_grad("linear db", db, ndb, LOUT);
 
     /* accumulation: a second backward adds the same again */
-    op_linear_backward(dx, dw, db, r, x, w, LB, LIN, LOUT, 1);
+    op_linear_backward(dx, dw, db, r, x, w, LB, LIN, LOUT, 1, 1);
     for (int i = 0; i < LB * LIN; i++) CHECK_CLOSE(dx[i], 2 * ndx[i], 1e-3, 1e-5, "dx accumulates");
     for (int i = 0; i < LOUT; i++) CHECK_CLOSE(db[i], 2 * ndb[i], 1e-3, 1e-5, "db accumulates");
+    for (int i = 0; i < LOUT * LIN; i++) CHECK_CLOSE(dw[i], 2 * ndw[i], 1e-3, 1e-5, "dW accumulates");
+
+    /* the fused bias + activation pass equals bias, then activation */
+    vae_activation relu = VAE_ACT_RELU, tanh_act = VAE_ACT_TANH;
+    float y2[LB * LOUT];
+    op_linear_forward(y2, x, w, b, LB, LIN, LOUT, &relu);
+    for (int i = 0; i < LB * LOUT; i++) CHECK(y2[i] == (y[i] > 0 ? y[i] : 0), "fused relu");
+    op_linear_forward(y2, x, w, b, LB, LIN, LOUT, &tanh_act);
+    for (int i = 0; i < LB * LOUT; i++) CHECK(y2[i] == tanhf(y[i]), "fused tanh");
 }
 
 /* ---- activations: L = sum r * act(x) */
@@ -156,13 +166,12 @@ static void test_bce_logits(void) {
     fill_uniform(&rng, l, BB * BD, -6, 6);
     fill_uniform(&rng, x, BB * BD, 0, 1);
     double recon[BB];
-    op_bce_logits_forward(recon, l, x, BB, BD);
+    op_bce_logits(recon, dl, l, x, BB, BD, 1.0f);
     for (int b = 0; b < BB; b++) {
         double want = 0;
         for (int d = 0; d < BD; d++) want += ref_bce_logits(l[b * BD + d], x[b * BD + d]);
         CHECK_CLOSE(recon[b], want, 1e-6, 1e-6, "bce forward");
     }
-    op_bce_logits_backward(dl, l, x, BB, BD, 1.0f);
     bce_ctx c = {l, x};
     double num[BB * BD];
     numeric_wrt(l, BB * BD, num, bce_f, &c);
@@ -171,7 +180,7 @@ static void test_bce_logits(void) {
     /* stability: huge logits stay finite and exact; l = 0 costs log 2 per pixel */
     float big[4] = {100.f, -100.f, 0.f, 88.f}, t[4] = {0.f, 1.f, 0.5f, 1.f};
     double r4[1];
-    op_bce_logits_forward(r4, big, t, 1, 4);
+    op_bce_logits(r4, NULL, big, t, 1, 4, 1.0f);
     CHECK_CLOSE(r4[0], 100.0 + 100.0 + log(2.0) + 0.0, 1e-6, 1e-6, "bce at extreme logits");
     float p[4];
     op_sigmoid(p, big, 4);

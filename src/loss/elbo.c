@@ -1,28 +1,30 @@
 /* elbo.c — the terms of the negative ELBO and the reparameterization. */
 #include "loss/loss.h"
 #include "ops/ops.h"
+#include "ops/vecmath.h"
 
 #include <math.h>
 
-void op_bce_logits_forward(double *recon, const float *logits, const float *x, int batch,
-                           int dim) {
+VAE_SIMD_CLONES
+void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x, int batch,
+                   int dim, float scale) {
+#pragma omp parallel for schedule(static) if ((long)batch * dim >= 32768)
     for (int b = 0; b < batch; b++) {
         const float *l = logits + (size_t)b * dim, *t = x + (size_t)b * dim;
+        float *g = dlogits ? dlogits + (size_t)b * dim : NULL;
         double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
         for (int d = 0; d < dim; d++) {
             /* -[x log s(l) + (1-x) log(1-s(l))] = max(l,0) - l x + log1p(e^-|l|) */
-            float v = (l[d] > 0.0f ? l[d] : 0.0f) - l[d] * t[d] + log1pf(expf(-fabsf(l[d])));
-            sum += v;
+            float e = vexp_nonpositive(-fabsf(l[d]));
+            sum += (l[d] > 0.0f ? l[d] : 0.0f) - l[d] * t[d] + vlog1p_unit(e);
+            if (g) {
+                float inv = 1.0f / (1.0f + e), sigmoid = l[d] >= 0.0f ? inv : e * inv;
+                g[d] = scale * (sigmoid - t[d]);
+            }
         }
         recon[b] = sum;
     }
-}
-
-void op_bce_logits_backward(float *dlogits, const float *logits, const float *x, int batch,
-                            int dim, float scale) {
-    size_t n = (size_t)batch * dim;
-    op_sigmoid(dlogits, logits, n);
-    for (size_t i = 0; i < n; i++) dlogits[i] = scale * (dlogits[i] - x[i]);
 }
 
 void op_kl_forward(double *kl, const float *mu, const float *logvar, int batch, int latent) {

@@ -4,12 +4,12 @@
 
 #include <stddef.h>
 
-/* Bernoulli log-likelihood with logits, per sample:
- *   recon[b] = sum_d max(l,0) - l*x + log1p(exp(-|l|))      l, x (B,D) */
-void op_bce_logits_forward(double *recon, const float *logits, const float *x, int batch, int dim);
-/* dl = scale * (sigmoid(l) - x)   (written, not added: the logits have no other consumer) */
-void op_bce_logits_backward(float *dlogits, const float *logits, const float *x, int batch,
-                            int dim, float scale);
+/* Bernoulli negative log-likelihood with logits, per sample, and its gradient in the same pass
+ * (the exp it needs is the costly part of both):
+ *   recon[b] = sum_d max(l,0) - l*x + log1p(exp(-|l|))      l, x (B,D)
+ *   dlogits  = scale * (sigmoid(l) - x)                      (B,D); NULL: not wanted */
+void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x, int batch,
+                   int dim, float scale);
 
 /* kl[b] = -1/2 sum_j (1 + lv - mu^2 - exp(lv))      mu, lv (B,L) */
 void op_kl_forward(double *kl, const float *mu, const float *logvar, int batch, int latent);

@@ -78,9 +78,7 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
                           int activate) {
     const vae_layer *layer = &m->layers[l];
     op_linear_forward(ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias,
-                      batch, layer->in, layer->out);
-    if (activate)
-        op_activation_forward(ws->outputs[l], (size_t)batch * layer->out, m->cfg.activation);
+                      batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
 }
 
 /* x (B,D) -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
@@ -113,7 +111,9 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, co
     memcpy(ws->eps, eps, nz * sizeof *eps);
     op_reparam_forward(ws->z, mu, logvar, ws->eps, nz);
     decoder_forward(m, ws, ws->z, batch);
-    op_bce_logits_forward(ws->recon, ws->outputs[m->output_layer], x, batch, m->cfg.input_dim);
+    /* the loss's gradient for the batch mean comes out of the same pass, ready for backward */
+    op_bce_logits(ws->recon, ws->grad_a, ws->outputs[m->output_layer], x, batch,
+                  m->cfg.input_dim, 1.0f / (float)batch);
     op_kl_forward(ws->kl, mu, logvar, batch, m->cfg.latent_dim);
     ws->last_batch = batch;
     if (loss) {
@@ -123,9 +123,10 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, co
     return VAE_OK;
 }
 
-/* Backward through layers hi..lo (descending). On entry *grad holds dL/d(output of layer hi)
+/* Backward through layers hi..lo (descending). On entry grad_a holds dL/d(output of layer hi)
  * (before the output layer's absent activation when hi is the output layer). The gradient with
- * respect to the input of layer lo goes to dinput (NULL: not needed), accumulated if asked. */
+ * respect to the input of layer lo goes to dinput (NULL: not needed), accumulated if asked.
+ * Parameter gradients are written: each parameter has one use per pass. */
 static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, const float *input,
                             float *dinput, int accumulate, int batch) {
     float *grad = ws->grad_a, *spare = ws->grad_b;
@@ -138,7 +139,7 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
         float *dx = l == lo ? dinput : spare;
         op_linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
                            m->params + layer->weight, batch, layer->in, layer->out,
-                           l == lo ? accumulate : 0);
+                           l == lo ? accumulate : 0, 0);
         spare = grad;
         grad = dx;
     }
@@ -152,9 +153,7 @@ vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int bat
     const size_t nz = (size_t)batch * latent;
     const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
 
-    /* decoder: logits -> z */
-    op_bce_logits_backward(ws->grad_a, ws->outputs[m->output_layer], x, batch, m->cfg.input_dim,
-                           scale);
+    /* decoder: logits -> z (forward left dL/dlogits in grad_a) */
     layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->z, ws->dz, 0, batch);
 
     /* z = mu + exp(lv/2) eps, plus the KL's direct dependence on mu and lv */
@@ -168,9 +167,10 @@ vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int bat
     const float *h = ws->outputs[last_hidden];
     const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
     op_linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
-                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0);
+                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 0);
     op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
-                       ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1);
+                       ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
+                       0);
 
     /* encoder: h -> x (the data needs no gradient) */
     layers_backward(m, ws, last_hidden, 0, x, NULL, 0, batch);

@@ -1,18 +1,22 @@
 /* ops.h — the numerical ops, each a forward/backward pair. Ops know nothing of models.
- * Backward functions ADD into their gradient outputs; zeroing is the caller's explicit step. */
+ * Gradients are added into their outputs when the op's accumulate flag is set and written
+ * otherwise: writing the first contribution spares a zeroing pass over every buffer. */
 #ifndef VAE_OPS_H
 #define VAE_OPS_H
 
 #include "vae.h"
 
-/* y = x W^T + b.   x (B,in), W (out,in), b (out), y (B,out) */
+/* y = act(x W^T + b)   x (B,in), W (out,in), b (out), y (B,out); act NULL: identity */
 void op_linear_forward(float *y, const float *x, const float *w, const float *b, int batch,
-                       int in, int out);
-/* dx = dy W (dx += dy W when accumulate_dx); dW += dy^T x; db += sum_B dy.
- * dx may be NULL when the input needs no gradient. */
+                       int in, int out, const vae_activation *act);
+/* dx = dy W; dW = dy^T x; db = sum_B dy.   dx may be NULL when the input needs no gradient.
+ * accumulate_dx / accumulate_params: add (+=) instead of writing. */
 void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, int batch, int in, int out, int accumulate_dx);
+                        const float *w, int batch, int in, int out, int accumulate_dx,
+                        int accumulate_params);
 
+/* y = act(y + b) row by row, in place: the pass after a GEMM   y (B,out), b (out) */
+void op_bias_activation(float *y, const float *b, int batch, int out, const vae_activation *act);
 /* y = act(y) in place over n values. */
 void op_activation_forward(float *y, size_t n, vae_activation act);
 /* dx = dy * act'(x), written in place over dy, computed from the OUTPUT y = act(x): every
