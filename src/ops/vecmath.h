@@ -19,7 +19,9 @@
  * x = n ln2 + r, |r| <= ln2/2, a degree-6 Taylor polynomial, and 2^n applied as two normal
  * powers of two so that results in the subnormal range come out right too. */
 static inline float vexp_nonpositive(float x) {
-    x = x < -104.0f ? -104.0f : x; /* e^-104 rounds to 0 in float */
+    /* e^-104 rounds to 0 in float; NaN maps to -104 too, which keeps the integer conversion
+     * below defined (the callers' other terms still carry the NaN into the loss) */
+    x = x >= -104.0f ? x : -104.0f;
     const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float n = (x * log2e + round_magic) - round_magic;
@@ -32,7 +34,7 @@ static inline float vexp_nonpositive(float x) {
     p = p * r + 1.0f;
     p = p * r + 1.0f;
     int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - n1; /* each >= -75: normal */
-    int32_t bits1 = (n1 + 127) << 23, bits2 = (n2 + 127) << 23;
+    uint32_t bits1 = (uint32_t)(n1 + 127) << 23, bits2 = (uint32_t)(n2 + 127) << 23;
     float scale1, scale2;
     memcpy(&scale1, &bits1, sizeof scale1);
     memcpy(&scale2, &bits2, sizeof scale2);
