@@ -20,7 +20,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
 
-.PHONY: all deps demo test check tests clean
+.PHONY: all deps demo test check tests clean bench
 all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 
 deps:
@@ -71,3 +71,11 @@ demo: deps
 
 clean:
 	rm -rf $(BUILD) build-san
+
+# Side-by-side speed against PyTorch (needs Debian's python3-torch; installs it when missing).
+$(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvae.a $(LDLIBS)
+
+bench: deps all $(BUILD)/gemm_limit
+	@scripts/install-deps.sh --bench
+	/usr/bin/python3 bench/bench.py --build $(BUILD)

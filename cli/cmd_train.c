@@ -25,6 +25,7 @@ typedef struct {
     int quiet, bar;          /* bar: stderr is a terminal */
     double last_draw;        /* seconds, to redraw the bar at most 10 times a second */
     FILE *log;               /* per-epoch CSV */
+    size_t test_count;       /* test samples, for the evaluation rate */
 } train_view;
 
 static double now_seconds(void) {
@@ -57,13 +58,15 @@ static void on_epoch(void *user, const vae_epoch_stats *s) {
                s->train_recon, s->train_kl);
         if (!isnan(s->test_loss))
             printf(" test %.3f (recon %.3f kl %.3f)", s->test_loss, s->test_recon, s->test_kl);
-        printf(" %.0f samples/s %.2f s\n", s->samples_per_second, s->seconds);
+        printf(" %.0f samples/s %.2f s", s->samples_per_second, s->seconds);
+        if (s->test_seconds > 0) printf(" eval %.0f samples/s", v->test_count / s->test_seconds);
+        printf("\n");
         fflush(stdout);
     }
     if (v->log) {
-        fprintf(v->log, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.4f\n", s->epoch, s->train_loss,
-                s->train_recon, s->train_kl, s->test_loss, s->test_recon, s->test_kl,
-                s->samples_per_second, s->seconds);
+        fprintf(v->log, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.4f,%.4f\n", s->epoch,
+                s->train_loss, s->train_recon, s->train_kl, s->test_loss, s->test_recon,
+                s->test_kl, s->samples_per_second, s->seconds, s->test_seconds);
         fflush(v->log);
     }
 }
@@ -304,10 +307,11 @@ int cmd_train(int argc, char **argv) {
         goto cleanup;
     }
     fputs("epoch,train_loss,train_recon,train_kl,test_loss,test_recon,test_kl,"
-          "samples_per_s,epoch_s\n", log);
+          "samples_per_s,epoch_s,eval_s\n", log);
 
     vae_set_num_threads(a.threads);
-    train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO), .log = log};
+    train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO), .log = log,
+                       .test_count = test ? test->count : 0};
     a.train_opt.progress = on_progress;
     a.train_opt.on_epoch = on_epoch;
     a.train_opt.user = &view;

@@ -252,6 +252,7 @@ typedef struct {
     double test_loss, test_recon, test_kl;    /* per sample; NaN without test data */
     double samples_per_second;                /* training throughput of the epoch */
     double seconds;                           /* wall time of the epoch's training steps */
+    double test_seconds;                      /* wall time of the test evaluation, 0 without */
 } vae_epoch_stats;
 
 /* Called after each step; return non-zero to stop training (vae_train returns CANCELLED). */

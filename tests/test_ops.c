@@ -38,6 +38,27 @@ static void test_vlog1p_against_libm(void) {
     CHECK(vlog1p_unit(1e-30f) > 0.99e-30f && vlog1p_unit(1e-30f) < 1.01e-30f, "tiny argument");
 }
 
+/* the 8-lane forms do the scalar forms' operations: the same values, lane by lane */
+static void test_vector_forms_match_scalar(void) {
+    int mismatches = 0;
+    for (int i = 0; i < 200000; i += 8) {
+        float x[8], e[8];
+        for (int k = 0; k < 8; k++) x[k] = -110.0f * (float)(i + k) / 200000.0f;
+        vf8 ve = vexp8_nonpositive(vf8_load(x));
+        for (int k = 0; k < 8; k++) {
+            mismatches += ve[k] != vexp_nonpositive(x[k]);
+            e[k] = (float)(i + k) / 200000.0f;
+        }
+        vf8 vl = vlog1p8_unit(vf8_load(e));
+        for (int k = 0; k < 8; k++) mismatches += vl[k] != vlog1p_unit(e[k]);
+    }
+    CHECK(mismatches == 0, "%d lanes differ from the scalar form", mismatches);
+    float nan8[8] = {NAN, 0, -1, NAN, -200, 0, 0, 0};
+    vf8 v = vexp8_nonpositive(vf8_load(nan8));
+    CHECK(v[0] == 0.0f && v[1] == 1.0f && v[4] == 0.0f, "NaN and huge arguments: %g %g %g", v[0],
+          v[1], v[4]);
+}
+
 static void test_sigmoid(void) {
     enum { N = 100001 };
     static float l[N], p[N];
@@ -77,6 +98,7 @@ static void test_threads_change_no_elementwise_bit(void) {
 int main(void) {
     RUN(test_vexp_against_libm);
     RUN(test_vlog1p_against_libm);
+    RUN(test_vector_forms_match_scalar);
     RUN(test_sigmoid);
     RUN(test_threads_change_no_elementwise_bit);
     return CHECK_SUMMARY();

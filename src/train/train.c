@@ -1,5 +1,6 @@
 /* train.c — the training loop: shuffle, batch, forward, backward, Adam; evaluation. */
 #include "core/internal.h"
+#include "ops/vecmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -68,6 +69,7 @@ vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int bat
 }
 
 /* Non-zero when every value is finite: one vectorized pass, no branch per element. */
+VAE_SIMD_CLONES
 static int all_finite(const float *v, size_t n) {
     float acc = 0.0f;
     const long count = (long)n;
@@ -176,6 +178,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
         stats.test_loss = stats.test_recon = stats.test_kl = NAN;
         if (test) {
             vae_loss test_loss = {0};
+            double t_eval = now_seconds();
             if ((s = evaluate_with(model, t.eval_ws, t.eps, test, opt->eval_batch_size, opt->seed,
                                    &test_loss)) != VAE_OK) {
                 vae_fail(err, s, "evaluation failed after epoch %d", epoch);
@@ -184,6 +187,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             stats.test_recon = test_loss.recon / (double)test_loss.count;
             stats.test_kl = test_loss.kl / (double)test_loss.count;
             stats.test_loss = stats.test_recon + stats.test_kl;
+            stats.test_seconds = now_seconds() - t_eval;
         }
         if (opt->on_epoch) opt->on_epoch(opt->user, &stats);
     }

@@ -1,0 +1,105 @@
+/* gemm_limit.c — the matrix-product limit of a training step: times cblas_sgemm on exactly the
+ * products one step of `vae train` makes (same shapes, transposes and thread count) and prints
+ * the FLOPs per sample, the GEMM rate and the samples/s the products alone would allow.
+ *   gemm_limit [--preset NAME] [--batch B] [--threads T] [--dim D] [--seconds S] */
+#include "vae.h"
+
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    CBLAS_TRANSPOSE ta, tb;
+    int m, n, k;
+} product;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int add_layer(product *p, int count, int batch, int in, int out, int needs_dx) {
+    p[count++] = (product){CblasNoTrans, CblasTrans, batch, out, in};  /* y = x W^T */
+    p[count++] = (product){CblasTrans, CblasNoTrans, out, in, batch};  /* dW = dy^T x */
+    if (needs_dx) p[count++] = (product){CblasNoTrans, CblasNoTrans, batch, in, out}; /* dx */
+    return count;
+}
+
+int main(int argc, char **argv) {
+    const char *preset = "pytorch";
+    int batch = 128, threads = 0, dim = 784;
+    double seconds = 2.0;
+    static const struct option opts[] = {{"preset", 1, 0, 'p'}, {"batch", 1, 0, 'b'},
+                                         {"threads", 1, 0, 't'}, {"dim", 1, 0, 'd'},
+                                         {"seconds", 1, 0, 's'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "p:b:t:d:s:", opts, NULL)) != -1) {
+        if (c == 'p') preset = optarg;
+        else if (c == 'b') batch = atoi(optarg);
+        else if (c == 't') threads = atoi(optarg);
+        else if (c == 'd') dim = atoi(optarg);
+        else if (c == 's') seconds = atof(optarg);
+        else return 64;
+    }
+    vae_config cfg;
+    vae_error err;
+    if (vae_config_preset(&cfg, preset, dim, &err) != VAE_OK || batch < 1) {
+        fprintf(stderr, "gemm_limit: %s\n", err.message);
+        return 64;
+    }
+    vae_set_num_threads(threads);
+
+    product p[4 * (2 * VAE_MAX_HIDDEN + 3)];
+    int n = 0, width = cfg.input_dim;
+    for (int i = 0; i < cfg.n_encoder; i++) {
+        n = add_layer(p, n, batch, width, cfg.encoder[i], i > 0);
+        width = cfg.encoder[i];
+    }
+    n = add_layer(p, n, batch, width, cfg.latent_dim, 1);
+    n = add_layer(p, n, batch, width, cfg.latent_dim, 1);
+    width = cfg.latent_dim;
+    for (int i = 0; i < cfg.n_decoder; i++) {
+        n = add_layer(p, n, batch, width, cfg.decoder[i], 1);
+        width = cfg.decoder[i];
+    }
+    n = add_layer(p, n, batch, width, cfg.input_dim, 1);
+
+    double flops = 0;
+    size_t biggest = 0;
+    for (int i = 0; i < n; i++) {
+        flops += 2.0 * p[i].m * p[i].n * p[i].k;
+        size_t a = (size_t)p[i].m * p[i].k, b = (size_t)p[i].k * p[i].n, cc = (size_t)p[i].m * p[i].n;
+        size_t mx = a > b ? a : b;
+        mx = mx > cc ? mx : cc;
+        biggest = mx > biggest ? mx : biggest;
+    }
+    float *A = malloc(biggest * sizeof(float)), *B = malloc(biggest * sizeof(float)),
+          *C = malloc(biggest * sizeof(float));
+    for (size_t i = 0; i < biggest; i++) A[i] = B[i] = 0.001f * (float)(i % 1000), C[i] = 0;
+
+    /* whole steps' worth of products, repeated until the time is up (after one warm-up step) */
+    long steps = 0;
+    double t0 = 0, elapsed = 0;
+    for (;;) {
+        for (int i = 0; i < n; i++) {
+            int lda = p[i].ta == CblasNoTrans ? p[i].k : p[i].m;
+            int ldb = p[i].tb == CblasNoTrans ? p[i].n : p[i].k;
+            cblas_sgemm(CblasRowMajor, p[i].ta, p[i].tb, p[i].m, p[i].n, p[i].k, 1.0f, A, lda, B,
+                        ldb, 0.0f, C, p[i].n);
+        }
+        if (steps++ == 0) t0 = now();
+        elapsed = now() - t0;
+        if (elapsed > seconds && steps > 10) break;
+    }
+    double per_step = elapsed / (double)(steps - 1);
+    printf("preset %s batch %d threads %d products %d flops_per_sample %.0f gemm_gflops %.2f "
+           "limit_samples_per_s %.0f\n",
+           preset, batch, vae_get_num_threads(), n, flops / batch, flops / per_step * 1e-9,
+           batch / per_step);
+    free(A), free(B), free(C);
+    return 0;
+}
