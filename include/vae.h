@@ -182,9 +182,9 @@ typedef struct {
  * and ADDS the batch's sums to *loss (which may be NULL). B <= max_batch. */
 vae_status vae_forward(const vae_model *model, vae_workspace *ws, const float *x, const float *eps,
                        int batch, vae_loss *loss);
-/* Backward pass of the last forward on ws: WRITES the gradient of the batch MEAN of the
- * negative ELBO into vae_model_grads() (overwriting it: no zeroing pass is needed; to sum
- * several batches, add copies). x must be the same as given to forward. */
+/* Backward pass of the last forward on ws: ADDS the gradient of the batch MEAN of the negative
+ * ELBO to vae_model_grads(). Start from zero gradients (a new model has them; vae_adam_step
+ * and vae_model_zero_grads clear them). x must be the same as given to forward. */
 vae_status vae_backward(vae_model *model, vae_workspace *ws, const float *x, int batch);
 /* Per-sample terms of the last forward (views, `batch` doubles each). */
 const double *vae_workspace_recon(const vae_workspace *ws);
@@ -216,8 +216,9 @@ typedef struct vae_adam vae_adam;
 vae_status vae_adam_create(vae_adam **out, size_t num_params, const vae_adam_options *opt,
                            vae_error *err);
 void vae_adam_free(vae_adam *adam);
-/* One bias-corrected Adam step: params -= lr * mhat / (sqrt(vhat) + eps). */
-void vae_adam_step(vae_adam *adam, float *params, const float *grads);
+/* One bias-corrected Adam step: params -= lr * mhat / (sqrt(vhat) + eps); then sets grads to
+ * zero, ready for the next backward (one pass over the buffers instead of two). */
+void vae_adam_step(vae_adam *adam, float *params, float *grads);
 uint64_t vae_adam_steps(const vae_adam *adam);
 
 /* ---------------------------------------------------------------- data */

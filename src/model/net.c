@@ -126,7 +126,8 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, co
 /* Backward through layers hi..lo (descending). On entry grad_a holds dL/d(output of layer hi)
  * (before the output layer's absent activation when hi is the output layer). The gradient with
  * respect to the input of layer lo goes to dinput (NULL: not needed), accumulated if asked.
- * Parameter gradients are written: each parameter has one use per pass. */
+ * Parameter gradients are added (the optimizer clears them as it consumes them, so no GEMM
+ * has to zero its output first). */
 static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, const float *input,
                             float *dinput, int accumulate, int batch) {
     float *grad = ws->grad_a, *spare = ws->grad_b;
@@ -139,7 +140,7 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
         float *dx = l == lo ? dinput : spare;
         op_linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
                            m->params + layer->weight, batch, layer->in, layer->out,
-                           l == lo ? accumulate : 0, 0);
+                           l == lo ? accumulate : 0, 1);
         spare = grad;
         grad = dx;
     }
@@ -167,10 +168,10 @@ vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int bat
     const float *h = ws->outputs[last_hidden];
     const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
     op_linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
-                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 0);
+                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
     op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
                        ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
-                       0);
+                       1);
 
     /* encoder: h -> x (the data needs no gradient) */
     layers_backward(m, ws, last_hidden, 0, x, NULL, 0, batch);
