@@ -9,7 +9,7 @@ BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 ALL_CFLAGS = $(OPTFLAGS) $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC \
              -fopenmp -fno-math-errno -I$(BLAS_INC) -Iinclude -Isrc
 override LDFLAGS += -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
-LDLIBS  := -lopenblas -lpng -lz -lm
+LDLIBS  := -lopenblas -ljansson -lpng -lz -lm
 BUILD   := build
 
 LIB_SRC := $(wildcard src/*/*.c)

@@ -16,12 +16,17 @@
 #define PATH_SIZE 4096
 
 static volatile sig_atomic_t interrupted;
+/* The first SIGINT/SIGTERM lets the step finish and a checkpoint be written; a second one
+ * exits at once (the last checkpoint on disk is whole either way: writes are atomic). */
 static void on_signal(int sig) {
     (void)sig;
+    if (interrupted) _exit(EXIT_INTERRUPTED);
     interrupted = 1;
 }
 
 typedef struct {
+    const char *checkpoint_path; /* NULL: no checkpoints */
+    vae_train_state state;       /* what checkpoints record besides weights and moments */
     int quiet, bar;          /* bar: stderr is a terminal */
     double last_draw;        /* seconds, to redraw the bar at most 10 times a second */
     FILE *log;               /* per-epoch CSV */
@@ -71,6 +76,14 @@ static void on_epoch(void *user, const vae_epoch_stats *s) {
     }
 }
 
+static vae_status on_checkpoint(void *user, const vae_model *model, vae_adam *adam,
+                                vae_train_position position, vae_error *err) {
+    train_view *v = user;
+    if (!v->checkpoint_path) return VAE_OK;
+    v->state.position = position;
+    return vae_model_save(v->checkpoint_path, model, adam, &v->state, err);
+}
+
 static void usage(FILE *out) {
     fprintf(out,
         "usage: vae train [options]\n"
@@ -100,18 +113,26 @@ static void usage(FILE *out) {
         "  -l, --lr X                Adam learning rate, default 1e-3\n"
         "  -s, --seed N              seed of initialization, shuffling and noise, default 1\n"
         "  -t, --threads N           threads for matrix products, default: one per core\n"
+        "checkpoints:\n"
+        "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
+        "                            end, checkpoint.safetensors (weights, Adam moments, state)\n"
+        "                            after every epoch and on Ctrl-C\n"
+        "  -c, --checkpoint-every N  also write the checkpoint every N steps (default 0: off)\n"
+        "  -r, --resume DIR          continue the run whose checkpoint is in DIR, exactly (same\n"
+        "                            architecture, data, batch and seed; --epochs may grow)\n"
         "output:\n"
-        "  -o, --out DIR             output folder, default vae-out\n"
         "  -q, --quiet               print nothing but errors\n"
         "  -h, --help                this help\n"
         "\n"
-        "The same seed and thread count give bit-identical results.\n");
+        "The same seed and thread count give bit-identical results, resumed or not.\n");
 }
 
 typedef struct {
-    const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset;
+    const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset, *resume;
     const char *encoder, *decoder, *activation;
     int latent, threads, no_test, quiet;
+    int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
+    uint64_t checkpoint_every;
     vae_train_options train_opt;
 } train_args;
 
@@ -119,6 +140,7 @@ typedef struct {
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER };
+    int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
         {"test", required_argument, 0, OPT_TEST},
@@ -131,17 +153,17 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"batch", required_argument, 0, 'b'},         {"lr", required_argument, 0, 'l'},
         {"seed", required_argument, 0, 's'},          {"threads", required_argument, 0, 't'},
         {"out", required_argument, 0, 'o'},           {"quiet", no_argument, 0, 'q'},
+        {"checkpoint-every", required_argument, 0, 'c'}, {"resume", required_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
-    a->out = "vae-out";
     a->preset = "pytorch";
     vae_train_options_default(&a->train_opt);
     *code = EXIT_USAGE;
     optind = 1;
     int c;
     double lr_min = 1e-12;
-    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:t:o:qh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:t:o:c:r:qh", options, NULL)) != -1) {
         switch (c) {
         case 'd': a->data_dir = optarg; break;
         case OPT_TRAIN: a->train = optarg; break;
@@ -149,21 +171,32 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case OPT_TRAIN_LABELS: a->train_labels = optarg; break;
         case OPT_TEST_LABELS: a->test_labels = optarg; break;
         case OPT_NO_TEST: a->no_test = 1; break;
-        case 'p': a->preset = optarg; break;
+        case 'p': a->preset = optarg, a->preset_set = 1; break;
         case OPT_ENCODER: a->encoder = optarg; break;
         case OPT_DECODER: a->decoder = optarg; break;
         case 'z': if (!cli_parse_int("latent", optarg, 1, 1 << 24, &a->latent)) return 0; break;
         case 'a': a->activation = optarg; break;
         case 'e':
             if (!cli_parse_int("epochs", optarg, 1, 1000000, &a->train_opt.epochs)) return 0;
+            a->epochs_set = 1;
             break;
         case 'b':
             if (!cli_parse_int("batch", optarg, 1, 1 << 20, &a->train_opt.batch_size)) return 0;
+            a->batch_set = 1;
             break;
         case 'l':
             if (!cli_parse_float("lr", optarg, lr_min, 10.0, &a->train_opt.adam.lr)) return 0;
+            a->lr_set = 1;
             break;
-        case 's': if (!cli_parse_u64("seed", optarg, &a->train_opt.seed)) return 0; break;
+        case 's':
+            if (!cli_parse_u64("seed", optarg, &a->train_opt.seed)) return 0;
+            a->seed_set = 1;
+            break;
+        case 'c':
+            if (!cli_parse_int("checkpoint-every", optarg, 0, 1 << 30, &every)) return 0;
+            a->checkpoint_every = (uint64_t)every;
+            break;
+        case 'r': a->resume = optarg; break;
         case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
         case 'o': a->out = optarg; break;
         case 'q': a->quiet = 1; break;
@@ -171,6 +204,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         default: fprintf(stderr, "(try vae train --help)\n"); return 0;
         }
     }
+    if (!a->out && !a->resume) a->out = "vae-out";
     if (optind < argc) {
         fprintf(stderr, "vae: train: unexpected argument \"%s\" (try vae train --help)\n",
                 argv[optind]);
@@ -259,6 +293,37 @@ done:
     return s;
 }
 
+/* A run to resume: the checkpoint's model, optimizer and state, checked against what the
+ * command line asks for now. */
+static vae_status load_resume(const train_args *a, const vae_dataset *train, vae_model **model,
+                              vae_adam **adam, vae_train_state *st, vae_error *err) {
+    char path[PATH_SIZE];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", a->resume);
+    vae_status s = vae_model_load(path, model, adam, st, err);
+    if (s != VAE_OK) return s;
+    const vae_config *cfg = vae_model_config(*model);
+    const char *why = NULL;
+    if (a->preset_set || a->encoder || a->decoder || a->latent || a->activation) {
+        vae_config asked;
+        s = build_config(a, train->dim, &asked, err);
+        if (s != VAE_OK) return s;
+        if (vae_config_hash(&asked) != vae_config_hash(cfg)) why = "a different architecture";
+    }
+    if (!why && cfg->input_dim != train->dim) why = "data of another width";
+    if (!why && st->data_hash != vae_dataset_hash(train)) why = "other training data";
+    if (!why && a->batch_set && a->train_opt.batch_size != st->batch_size)
+        why = "another batch size";
+    if (!why && a->seed_set && a->train_opt.seed != st->seed) why = "another seed";
+    if (!why && a->lr_set && a->train_opt.adam.lr != vae_adam_get_options(*adam)->lr)
+        why = "another learning rate";
+    if (why) {
+        snprintf(err->message, sizeof err->message,
+                 "%.400s: cannot resume with %s than the checkpoint was trained with", path, why);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    return VAE_OK;
+}
+
 int cmd_train(int argc, char **argv) {
     train_args a;
     int code;
@@ -276,10 +341,13 @@ int cmd_train(int argc, char **argv) {
             a.test = test_path;
     }
     if (a.no_test) a.test = NULL;
+    if (a.resume && !a.out) a.out = a.resume;
 
     vae_dataset *train = NULL, *test = NULL;
     vae_model *model = NULL;
+    vae_adam *adam = NULL;
     FILE *log = NULL;
+    train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO)};
     vae_status s = load_split(a.train, a.train_labels, &train, &err);
     if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, &test, &err);
     if (s != VAE_OK) goto fail;
@@ -289,50 +357,85 @@ int cmd_train(int argc, char **argv) {
         s = VAE_ERR_FORMAT;
         goto fail;
     }
-    vae_config cfg;
-    if ((s = build_config(&a, train->dim, &cfg, &err)) != VAE_OK) goto fail;
-    if ((s = vae_model_create(&model, &cfg, a.train_opt.seed, &err)) != VAE_OK) goto fail;
+    if (a.resume) {
+        if ((s = load_resume(&a, train, &model, &adam, &view.state, &err)) != VAE_OK) goto fail;
+        a.train_opt.batch_size = view.state.batch_size;
+        a.train_opt.seed = view.state.seed;
+        a.train_opt.adam = *vae_adam_get_options(adam);
+        if (!a.epochs_set) a.train_opt.epochs = view.state.epochs;
+        a.train_opt.resume_adam = adam;
+        a.train_opt.start = view.state.position;
+    } else {
+        vae_config cfg;
+        if ((s = build_config(&a, train->dim, &cfg, &err)) != VAE_OK) goto fail;
+        if ((s = vae_model_create(&model, &cfg, a.train_opt.seed, &err)) != VAE_OK) goto fail;
+        snprintf(view.state.preset, sizeof view.state.preset, "%s",
+                 a.encoder || a.decoder || a.latent || a.activation ? "" : a.preset);
+        view.state.data_rows = train->rows, view.state.data_cols = train->cols;
+        view.state.seed = a.train_opt.seed;
+        view.state.batch_size = a.train_opt.batch_size;
+        view.state.data_hash = vae_dataset_hash(train);
+    }
+    view.state.epochs = a.train_opt.epochs;
 
     if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "vae: cannot create %s: %s\n", a.out, strerror(errno));
         code = EXIT_CANTCREAT;
         goto cleanup;
     }
-    char path[PATH_SIZE];
+    char path[PATH_SIZE], checkpoint_path[PATH_SIZE];
+    snprintf(checkpoint_path, sizeof checkpoint_path, "%s/checkpoint.safetensors", a.out);
+    view.checkpoint_path = checkpoint_path;
     snprintf(path, sizeof path, "%s/train_log.csv", a.out);
-    log = fopen(path, "w");
+    log = fopen(path, a.resume ? "a" : "w");
     if (!log) {
         fprintf(stderr, "vae: cannot create %s: %s\n", path, strerror(errno));
         code = EXIT_CANTCREAT;
         goto cleanup;
     }
-    fputs("epoch,train_loss,train_recon,train_kl,test_loss,test_recon,test_kl,"
-          "samples_per_s,epoch_s,eval_s\n", log);
+    if (!a.resume)
+        fputs("epoch,train_loss,train_recon,train_kl,test_loss,test_recon,test_kl,"
+              "samples_per_s,epoch_s,eval_s\n", log);
 
     vae_set_num_threads(a.threads);
-    train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO), .log = log,
-                       .test_count = test ? test->count : 0};
+    view.log = log;
+    view.test_count = test ? test->count : 0;
     a.train_opt.progress = on_progress;
     a.train_opt.on_epoch = on_epoch;
+    a.train_opt.checkpoint = on_checkpoint;
+    a.train_opt.checkpoint_every = a.checkpoint_every;
     a.train_opt.user = &view;
     if (!a.quiet) {
         fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; "
                 "%zu parameters; %d threads\n", train->count, train->dim,
                 test ? test->count : 0, vae_model_num_params(model), vae_get_num_threads());
+        if (a.resume)
+            fprintf(stderr, "vae: resuming %s at epoch %d, step %llu\n", a.resume,
+                    view.state.position.epoch,
+                    (unsigned long long)view.state.position.step_in_epoch);
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     s = vae_train(model, train, test, &a.train_opt, &err);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    if (s == VAE_ERR_CANCELLED) {
+        fprintf(stderr, "vae: %s; checkpoint in %s (continue with --resume %s)\n", err.message,
+                checkpoint_path, a.out);
+        code = EXIT_INTERRUPTED;
+        goto cleanup;
+    }
     if (s != VAE_OK) goto fail;
 
+    snprintf(path, sizeof path, "%s/model.safetensors", a.out);
+    view.state.position = (vae_train_position){a.train_opt.epochs + 1, 0};
+    if ((s = vae_model_save(path, model, NULL, &view.state, &err)) != VAE_OK) goto fail;
     const vae_dataset *shown = test ? test : train;
     if (shown->rows > 0) {
         if ((s = write_pictures(model, shown, a.train_opt.seed, a.out, &err)) != VAE_OK) goto fail;
         if (!a.quiet)
-            fprintf(stderr, "vae: wrote %s/samples.png, %s/reconstructions.png, "
-                    "%s/train_log.csv\n", a.out, a.out, a.out);
+            fprintf(stderr, "vae: wrote %s/model.safetensors, samples.png, reconstructions.png, "
+                    "train_log.csv\n", a.out);
     }
     code = EXIT_OK;
     goto cleanup;
@@ -343,6 +446,7 @@ cleanup:
         fprintf(stderr, "vae: error writing %s/train_log.csv\n", a.out);
         code = EXIT_IOERR;
     }
+    vae_adam_free(adam);
     vae_model_free(model);
     vae_dataset_free(train);
     vae_dataset_free(test);

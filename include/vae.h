@@ -220,6 +220,13 @@ void vae_adam_free(vae_adam *adam);
  * zero, ready for the next backward (one pass over the buffers instead of two). */
 void vae_adam_step(vae_adam *adam, float *params, float *grads);
 uint64_t vae_adam_steps(const vae_adam *adam);
+/* For checkpoints: the options, the moments (views, num_params floats each) and the count of
+ * steps taken, which a resumed optimizer must continue from. */
+const vae_adam_options *vae_adam_get_options(const vae_adam *adam);
+size_t vae_adam_num_params(const vae_adam *adam);
+float *vae_adam_first_moment(vae_adam *adam);
+float *vae_adam_second_moment(vae_adam *adam);
+void vae_adam_set_steps(vae_adam *adam, uint64_t steps);
 
 /* ---------------------------------------------------------------- data */
 
@@ -231,6 +238,9 @@ typedef struct {
     uint8_t *labels; /* N labels or NULL, owned */
 } vae_dataset;
 void vae_dataset_free(vae_dataset *ds);
+
+/* A 64-bit fingerprint of the data (count, shape, every value): a resumed run refuses other data. */
+uint64_t vae_dataset_hash(const vae_dataset *ds);
 
 /* Reads an IDX image file (the MNIST format: big-endian header, unsigned bytes), gzipped or
  * not, scaled to [0,1]. The header's claimed size is checked against the bytes actually there
@@ -262,6 +272,19 @@ typedef int (*vae_progress_fn)(void *user, int epoch, size_t step, size_t steps_
 /* Called after each epoch with its statistics. */
 typedef void (*vae_epoch_fn)(void *user, const vae_epoch_stats *stats);
 
+/* Where training stands: the epoch in progress (1-based) and the steps of it already done.
+ * A checkpoint saves it; a resumed run starts there. */
+typedef struct {
+    int epoch;
+    uint64_t step_in_epoch;
+} vae_train_position;
+
+/* Called every checkpoint_every steps, after each epoch, and when training is cancelled, with
+ * the optimizer and the position after the last applied step; a status other than VAE_OK stops
+ * training with that status (the message in *err is kept). */
+typedef vae_status (*vae_checkpoint_fn)(void *user, const vae_model *model, vae_adam *adam,
+                                        vae_train_position position, vae_error *err);
+
 typedef struct {
     int epochs;            /* 10 */
     int batch_size;        /* 128 */
@@ -270,7 +293,16 @@ typedef struct {
     int eval_batch_size;   /* 1000 */
     vae_progress_fn progress;
     vae_epoch_fn on_epoch;
+    vae_checkpoint_fn checkpoint;
+    uint64_t checkpoint_every; /* steps between checkpoint calls; 0: only per epoch and on cancel */
     void *user;
+    /* Resuming: an optimizer with the saved moments and step count (caller-owned; NULL: a new
+     * one is made from `adam`) and the position to start from ({1, 0} for a fresh run). The
+     * position must agree with the optimizer's step count. Shuffling and noise depend only on
+     * the seed, the epoch and the global step, so a resumed run replays nothing and computes
+     * the same bits as one that never stopped. */
+    vae_adam *resume_adam;
+    vae_train_position start;
 } vae_train_options;
 void vae_train_options_default(vae_train_options *opt);
 
@@ -283,6 +315,41 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
 /* Mean negative ELBO of a data set with one noise draw per sample from stream `seed`. */
 vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
                         uint64_t seed, vae_loss *loss, vae_error *err);
+
+/* ---------------------------------------------------------------- model files */
+
+/* Model files are safetensors (https://huggingface.co/docs/safetensors): an 8-byte
+ * little-endian header length, a JSON header padded with spaces to a multiple of 8 bytes that
+ * maps each tensor name to {"dtype":"F32","shape":[...],"data_offsets":[begin,end]} plus a
+ * "__metadata__" object of strings, then the raw little-endian tensors, back to back, nothing
+ * after. Tensors are named as in vae_model_tensor(); a training checkpoint adds Adam's moments
+ * as "adam.m.<name>" and "adam.v.<name>". The metadata holds the architecture, the likelihood,
+ * the data shape and the training state (see vae_train_state), so `safetensors` in Python or a
+ * 20-line numpy reader opens the weights, and vae can rebuild the model from the file alone. */
+
+typedef struct {
+    char preset[32];         /* "" when the architecture was given layer by layer */
+    int data_rows, data_cols; /* image shape of the training data, 0 when not images */
+    uint64_t seed;
+    int batch_size, epochs;  /* as asked for */
+    vae_train_position position; /* where training stands */
+    uint64_t data_hash;      /* vae_dataset_hash of the training data, 0 if unknown */
+} vae_train_state;
+
+/* Writes the model (and, when adam is not NULL, its moments) to path crash-safely: into a
+ * temporary file in the same folder, fsync, rename over path, fsync the folder. On any failure
+ * path is left as it was and no temporary file remains. state may be NULL. */
+vae_status vae_model_save(const char *path, const vae_model *model, vae_adam *adam,
+                          const vae_train_state *state, vae_error *err);
+/* Reads a model file, validating everything before trusting it (header length <= 100 MB,
+ * well-formed UTF-8 JSON, known dtypes, shapes without overflow, offsets inside the file and
+ * covering it exactly without overlap, tensors matching the architecture in the metadata).
+ * With adam not NULL the file must hold the moments and *adam gets an optimizer carrying them;
+ * state (may be NULL) gets the training state. */
+vae_status vae_model_load(const char *path, vae_model **model, vae_adam **adam,
+                          vae_train_state *state, vae_error *err);
+/* A 64-bit fingerprint of an architecture: a resumed run refuses another one. */
+uint64_t vae_config_hash(const vae_config *cfg);
 
 /* ---------------------------------------------------------------- pictures */
 

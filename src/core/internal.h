@@ -31,6 +31,9 @@ vae_status vae_fail(vae_error *err, vae_status status, const char *fmt, ...)
     } while (0)
 _Noreturn void vae_assert_fail(const char *cond, const char *file, int line);
 
+/* A 64-bit fingerprint of len bytes (not cryptographic). */
+uint64_t vae_hash_bytes(const void *data, size_t len, uint64_t seed);
+
 /* calloc of count*size with an overflow check; NULL on overflow or exhaustion. */
 void *vae_calloc_array(size_t count, size_t size);
 

@@ -270,6 +270,12 @@ void vae_dataset_free(vae_dataset *ds) {
     free(ds);
 }
 
+uint64_t vae_dataset_hash(const vae_dataset *ds) {
+    uint64_t shape[2] = {ds->count, (uint64_t)ds->dim};
+    return vae_hash_bytes(ds->x, ds->count * (size_t)ds->dim * sizeof(float),
+                          vae_hash_bytes(shape, sizeof shape, 0));
+}
+
 /* Replaces the first `from` in the file-name part of s by `to`; 0 when there is none. */
 static int replace_in_basename(char *s, size_t size, const char *from, const char *to) {
     char *base = strrchr(s, '/');

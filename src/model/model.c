@@ -190,6 +190,18 @@ void vae_model_zero_grads(vae_model *model) {
     memset(model->grads, 0, model->num_params * sizeof *model->grads);
 }
 
+uint64_t vae_config_hash(const vae_config *cfg) {
+    /* field by field: padding bytes of the struct must not count */
+    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1] = {0};
+    int k = 0;
+    fields[k++] = cfg->input_dim, fields[k++] = cfg->latent_dim;
+    fields[k++] = cfg->n_encoder, fields[k++] = cfg->n_decoder;
+    for (int i = 0; i < cfg->n_encoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->encoder[i];
+    for (int i = 0; i < cfg->n_decoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->decoder[i];
+    fields[k++] = (int32_t)cfg->activation;
+    return vae_hash_bytes(fields, (size_t)k * sizeof *fields, 0xc0f1ULL);
+}
+
 int vae_model_num_tensors(const vae_model *model) { return 2 * model->n_layers; }
 
 vae_tensor_info vae_model_tensor(const vae_model *model, int index) {

@@ -73,3 +73,9 @@ void vae_adam_step(vae_adam *a, float *params, float *grads) {
         params[i] -= step * m / (sqrtf(v) * inv_sqrt_c2 + eps);
     }
 }
+
+const vae_adam_options *vae_adam_get_options(const vae_adam *adam) { return &adam->opt; }
+size_t vae_adam_num_params(const vae_adam *adam) { return adam->n; }
+float *vae_adam_first_moment(vae_adam *adam) { return adam->m; }
+float *vae_adam_second_moment(vae_adam *adam) { return adam->v; }
+void vae_adam_set_steps(vae_adam *adam, uint64_t steps) { adam->t = steps; }

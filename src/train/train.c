@@ -18,6 +18,7 @@ void vae_train_options_default(vae_train_options *opt) {
     opt->seed = 1;
     vae_adam_options_default(&opt->adam);
     opt->eval_batch_size = 1000;
+    opt->start.epoch = 1;
 }
 
 static double now_seconds(void) {
@@ -81,6 +82,7 @@ static int all_finite(const float *v, size_t n) {
 typedef struct {
     vae_workspace *ws, *eval_ws;
     vae_adam *adam;
+    vae_adam *own_adam; /* adam when this run made it */
     size_t *order; /* N: this epoch's permutation */
     float *xb;     /* (B,D) gathered batch */
     float *eps;    /* (max(B, eval B), L) noise */
@@ -89,7 +91,7 @@ typedef struct {
 static void train_state_free(train_state *t) {
     vae_workspace_free(t->ws);
     vae_workspace_free(t->eval_ws);
-    vae_adam_free(t->adam);
+    vae_adam_free(t->own_adam);
     free(t->order);
     free(t->xb);
     free(t->eps);
@@ -108,12 +110,43 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     const size_t steps_per_epoch = (n + (size_t)batch_size - 1) / (size_t)batch_size;
     const int noise_rows = batch_size > opt->eval_batch_size ? batch_size : opt->eval_batch_size;
 
+    /* where to start: a position right after an epoch's last step is the next epoch's start */
+    vae_train_position start = opt->start;
+    if (start.epoch >= 1 && start.step_in_epoch == steps_per_epoch)
+        start.epoch++, start.step_in_epoch = 0;
+    VAE_RETURN_IF(start.epoch < 1 || start.epoch > opt->epochs + 1 ||
+                      start.step_in_epoch >= steps_per_epoch,
+                  err, VAE_ERR_INVALID_ARGUMENT,
+                  "cannot start at epoch %d step %llu: the run has %d epochs of %zu steps",
+                  start.epoch, (unsigned long long)start.step_in_epoch, opt->epochs,
+                  steps_per_epoch);
+    const uint64_t first_step =
+        (uint64_t)(start.epoch - 1) * steps_per_epoch + start.step_in_epoch;
+    if (opt->resume_adam) {
+        VAE_RETURN_IF(vae_adam_num_params(opt->resume_adam) != vae_model_num_params(model), err,
+                      VAE_ERR_INVALID_ARGUMENT, "the optimizer state is for %zu parameters, the "
+                      "model has %zu", vae_adam_num_params(opt->resume_adam),
+                      vae_model_num_params(model));
+        VAE_RETURN_IF(vae_adam_steps(opt->resume_adam) != first_step, err,
+                      VAE_ERR_INVALID_ARGUMENT,
+                      "the optimizer has taken %llu steps, but epoch %d step %llu of batches of "
+                      "%d is step %llu (another batch size or data set?)",
+                      (unsigned long long)vae_adam_steps(opt->resume_adam), start.epoch,
+                      (unsigned long long)start.step_in_epoch, batch_size,
+                      (unsigned long long)first_step);
+    } else {
+        VAE_RETURN_IF(first_step != 0, err, VAE_ERR_INVALID_ARGUMENT,
+                      "starting past the first step needs the optimizer state to resume from");
+    }
+
     train_state t = {0};
-    vae_status s;
+    vae_status s = VAE_OK;
     if ((s = vae_workspace_create(&t.ws, model, batch_size, err)) != VAE_OK ||
         (test && (s = vae_workspace_create(&t.eval_ws, model, opt->eval_batch_size, err))) ||
-        (s = vae_adam_create(&t.adam, vae_model_num_params(model), &opt->adam, err)) != VAE_OK)
+        (!opt->resume_adam &&
+         (s = vae_adam_create(&t.own_adam, vae_model_num_params(model), &opt->adam, err))))
         goto done;
+    t.adam = opt->resume_adam ? opt->resume_adam : t.own_adam;
     t.order = vae_calloc_array(n, sizeof *t.order);
     t.xb = vae_calloc_array((size_t)batch_size * dim, sizeof(float));
     t.eps = vae_calloc_array((size_t)noise_rows * latent, sizeof(float));
@@ -122,8 +155,8 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
         goto done;
     }
 
-    size_t global_step = 0;
-    for (int epoch = 1; epoch <= opt->epochs; epoch++) {
+    size_t global_step = first_step;
+    for (int epoch = start.epoch; epoch <= opt->epochs; epoch++) {
         /* Fisher–Yates from a stream of its own per epoch */
         vae_rng shuffle = vae_rng_make(opt->seed, STREAM_SHUFFLE + (uint64_t)epoch);
         for (size_t i = 0; i < n; i++) t.order[i] = i;
@@ -133,7 +166,8 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
         }
         vae_loss epoch_loss = {0};
         double t0 = now_seconds();
-        for (size_t step = 0; step < steps_per_epoch; step++, global_step++) {
+        size_t first = epoch == start.epoch ? start.step_in_epoch : 0;
+        for (size_t step = first; step < steps_per_epoch; step++, global_step++) {
             size_t start = step * (size_t)batch_size, left = n - start;
             int batch = left < (size_t)batch_size ? (int)left : batch_size;
             for (int b = 0; b < batch; b++)
@@ -161,20 +195,29 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             epoch_loss.recon += step_loss.recon;
             epoch_loss.kl += step_loss.kl;
             epoch_loss.count += step_loss.count;
+            vae_train_position after = {epoch, step + 1};
             if (opt->progress &&
                 opt->progress(opt->user, epoch, step + 1, steps_per_epoch,
                               (epoch_loss.recon + epoch_loss.kl) / (double)epoch_loss.count)) {
-                s = vae_fail(err, VAE_ERR_CANCELLED, "training cancelled at step %zu",
+                /* the caller stops us: save where we are first */
+                if (opt->checkpoint &&
+                    (s = opt->checkpoint(opt->user, model, t.adam, after, err)) != VAE_OK)
+                    goto done;
+                s = vae_fail(err, VAE_ERR_CANCELLED, "training cancelled after step %zu",
                              global_step + 1);
                 goto done;
             }
+            if (opt->checkpoint && opt->checkpoint_every &&
+                (global_step + 1) % opt->checkpoint_every == 0 && step + 1 < steps_per_epoch &&
+                (s = opt->checkpoint(opt->user, model, t.adam, after, err)) != VAE_OK)
+                goto done;
         }
         double seconds = now_seconds() - t0;
         vae_epoch_stats stats = {.epoch = epoch, .epochs = opt->epochs, .seconds = seconds};
         stats.train_recon = epoch_loss.recon / (double)epoch_loss.count;
         stats.train_kl = epoch_loss.kl / (double)epoch_loss.count;
         stats.train_loss = stats.train_recon + stats.train_kl;
-        stats.samples_per_second = seconds > 0 ? (double)n / seconds : 0.0;
+        stats.samples_per_second = seconds > 0 ? (double)epoch_loss.count / seconds : 0.0;
         stats.test_loss = stats.test_recon = stats.test_kl = NAN;
         if (test) {
             vae_loss test_loss = {0};
@@ -190,6 +233,9 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             stats.test_seconds = now_seconds() - t_eval;
         }
         if (opt->on_epoch) opt->on_epoch(opt->user, &stats);
+        vae_train_position next = {epoch + 1, 0};
+        if (opt->checkpoint && (s = opt->checkpoint(opt->user, model, t.adam, next, err)) != VAE_OK)
+            goto done;
     }
     s = VAE_OK;
 done:

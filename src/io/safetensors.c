@@ -1,0 +1,561 @@
+/* safetensors.c — model files in the safetensors format (see vae.h), written crash-safely and
+ * read with every field validated before it is trusted. JSON goes through jansson. */
+#include "core/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors data is little-endian; this file assumes a little-endian host"
+#endif
+
+#define ST_MAX_HEADER ((uint64_t)100 << 20) /* 100 MB, as the reference reader */
+#define ST_MAX_DIMS 8
+#define ST_FORMAT "vae-1"
+#define ST_NAME_MAX 64
+
+/* ---------------------------------------------------------------- the tensors of a file */
+
+typedef struct {
+    char name[ST_NAME_MAX];
+    float *data; /* where its values live in memory */
+    size_t count;
+    int rows, cols; /* cols == 0: a 1-D tensor of rows values */
+} st_tensor;
+
+/* The model's tensors, then (with adam) "adam.m.<name>" and "adam.v.<name>" for each. */
+static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
+    size_t n = 0;
+    const int count = vae_model_num_tensors(m);
+    for (int pass = 0; pass < (adam ? 3 : 1); pass++) {
+        float *base = pass == 0 ? vae_model_params(m)
+                      : pass == 1 ? vae_adam_first_moment(adam)
+                                  : vae_adam_second_moment(adam);
+        for (int i = 0; i < count; i++) {
+            vae_tensor_info info = vae_model_tensor(m, i);
+            st_tensor *t = &out[n++];
+            snprintf(t->name, sizeof t->name, "%s%s", pass == 0 ? "" : pass == 1 ? "adam.m." : "adam.v.",
+                     info.name);
+            t->data = base + info.offset;
+            t->count = (size_t)info.rows * info.cols;
+            t->rows = info.rows;
+            t->cols = info.cols == 1 && strstr(info.name, ".bias") ? 0 : info.cols;
+        }
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- metadata */
+
+static int set_str(json_t *meta, const char *key, const char *value) {
+    return json_object_set_new(meta, key, json_string(value)) == 0;
+}
+
+static int set_u64(json_t *meta, const char *key, uint64_t value) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRIu64, value);
+    return set_str(meta, key, buf);
+}
+
+static int set_hex(json_t *meta, const char *key, uint64_t value) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%016" PRIx64, value);
+    return set_str(meta, key, buf);
+}
+
+static int set_float(json_t *meta, const char *key, double value) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.9g", value);
+    return set_str(meta, key, buf);
+}
+
+static void join_sizes(char *buf, size_t size, const int *v, int n) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ",%d" : "%d", v[i]);
+}
+
+static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_train_state *st) {
+    const vae_config *c = vae_model_config(m);
+    json_t *meta = json_object();
+    char buf[256];
+    int ok = meta != NULL;
+    ok = ok && set_str(meta, "format", ST_FORMAT) && set_str(meta, "producer", "vae " VAE_VERSION_STRING);
+    ok = ok && set_u64(meta, "input_dim", (uint64_t)c->input_dim);
+    ok = ok && set_u64(meta, "latent_dim", (uint64_t)c->latent_dim);
+    join_sizes(buf, sizeof buf, c->encoder, c->n_encoder);
+    ok = ok && set_str(meta, "encoder", buf);
+    join_sizes(buf, sizeof buf, c->decoder, c->n_decoder);
+    ok = ok && set_str(meta, "decoder", buf);
+    ok = ok && set_str(meta, "activation", vae_activation_name(c->activation));
+    ok = ok && set_str(meta, "likelihood", "bernoulli");
+    ok = ok && set_hex(meta, "config_hash", vae_config_hash(c));
+    if (st) {
+        ok = ok && set_str(meta, "preset", st->preset);
+        snprintf(buf, sizeof buf, "%d,%d", st->data_rows, st->data_cols);
+        ok = ok && set_str(meta, "data_shape", buf);
+        ok = ok && set_hex(meta, "data_hash", st->data_hash);
+        ok = ok && set_u64(meta, "seed", st->seed);
+        ok = ok && set_str(meta, "rng", "counter-based splitmix64: streams derive from seed, "
+                                        "epoch and global step; no other state");
+        ok = ok && set_u64(meta, "batch_size", (uint64_t)st->batch_size);
+        ok = ok && set_u64(meta, "epochs", (uint64_t)st->epochs);
+        ok = ok && set_u64(meta, "epoch", (uint64_t)st->position.epoch);
+        ok = ok && set_u64(meta, "step_in_epoch", st->position.step_in_epoch);
+    }
+    if (adam) {
+        const vae_adam_options *o = vae_adam_get_options(adam);
+        ok = ok && set_str(meta, "optimizer", "adam");
+        ok = ok && set_float(meta, "adam_lr", o->lr) && set_float(meta, "adam_beta1", o->beta1);
+        ok = ok && set_float(meta, "adam_beta2", o->beta2);
+        ok = ok && set_float(meta, "adam_epsilon", o->epsilon);
+        ok = ok && set_u64(meta, "adam_steps", vae_adam_steps(adam));
+    }
+    if (!ok) {
+        json_decref(meta);
+        return NULL;
+    }
+    return meta;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* fwrite that remembers the first failure */
+static int write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
+
+vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam *adam,
+                          const vae_train_state *state, vae_error *err) {
+    vae_model *model = (vae_model *)model_in; /* read only: list_tensors takes views */
+    VAE_RETURN_IF(adam && vae_adam_num_params(adam) != vae_model_num_params(model), err,
+                  VAE_ERR_INVALID_ARGUMENT, "%s: optimizer and model sizes differ", path);
+    st_tensor *tensors = calloc((size_t)vae_model_num_tensors(model) * 3, sizeof *tensors);
+    VAE_RETURN_IF(!tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    size_t n = list_tensors(model, adam, tensors);
+
+    json_t *root = json_object(), *meta = build_metadata(model, adam, state);
+    int ok = root && meta && json_object_set_new(root, "__metadata__", meta) == 0;
+    if (!root || !meta) json_decref(meta);
+    uint64_t offset = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        uint64_t bytes = (uint64_t)tensors[i].count * sizeof(float);
+        json_t *shape = tensors[i].cols ? json_pack("[II]", (json_int_t)tensors[i].rows,
+                                                    (json_int_t)tensors[i].cols)
+                                        : json_pack("[I]", (json_int_t)tensors[i].rows);
+        json_t *entry = json_pack("{s:s, s:o, s:[II]}", "dtype", "F32", "shape", shape,
+                                  "data_offsets", (json_int_t)offset, (json_int_t)(offset + bytes));
+        ok = entry && json_object_set_new(root, tensors[i].name, entry) == 0;
+        offset += bytes;
+    }
+    char *header = ok ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!header) {
+        free(tensors);
+        return vae_fail(err, VAE_ERR_NO_MEMORY, "%s: cannot build the header", path);
+    }
+    size_t header_len = strlen(header);
+    size_t padded = (header_len + 7) / 8 * 8; /* the data then starts 8-byte aligned */
+
+    /* a temporary file beside the target, so the final rename stays in one file system */
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16), *dir_copy = strdup(path);
+    vae_status s = VAE_OK;
+    int fd = -1;
+    FILE *f = NULL;
+    if (!tmp || !dir_copy) {
+        s = vae_fail(err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+        goto done;
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        s = vae_fail(err, VAE_ERR_OPEN, "%s: cannot create a temporary file beside it: %s", path,
+                     strerror(errno));
+        tmp[0] = '\0';
+        goto done;
+    }
+    fchmod(fd, 0644);
+    f = fdopen(fd, "wb");
+    if (!f) {
+        close(fd);
+        s = vae_fail(err, VAE_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    unsigned char len_le[8];
+    for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    ok = write_all(f, len_le, 8) && write_all(f, header, header_len);
+    for (size_t i = header_len; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
+    for (size_t i = 0; ok && i < n; i++) ok = write_all(f, tensors[i].data, tensors[i].count * sizeof(float));
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int saved_errno = errno;
+    if (fclose(f) != 0 && ok) ok = 0, saved_errno = errno;
+    if (!ok) {
+        s = vae_fail(err, VAE_ERR_IO, "%s: write failed (%s); the previous file is untouched",
+                     path, strerror(saved_errno));
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        s = vae_fail(err, VAE_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
+                     strerror(errno));
+        goto done;
+    }
+    tmp[0] = '\0'; /* it is the file now */
+    /* make the rename itself durable */
+    int dfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0 && errno != EINVAL)
+            s = vae_fail(err, VAE_ERR_IO, "%s: cannot sync its folder: %s", path, strerror(errno));
+        close(dfd);
+    }
+done:
+    if (tmp && tmp[0]) unlink(tmp);
+    free(tmp);
+    free(dir_copy);
+    free(header);
+    free(tensors);
+    return s;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static const char *const KNOWN_DTYPES[] = {"BOOL", "U8",  "I8",  "I16", "U16", "F16", "BF16",
+                                           "I32",  "U32", "F32", "F64", "I64", "U64",
+                                           "F8_E4M3", "F8_E5M2"};
+
+typedef struct {
+    const char *name;
+    uint64_t begin, end;
+    int ndims;
+    uint64_t dims[ST_MAX_DIMS];
+} st_entry;
+
+static int by_begin(const void *a, const void *b) {
+    const st_entry *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static const char *meta_get(json_t *meta, const char *key) {
+    json_t *v = json_object_get(meta, key);
+    return v ? json_string_value(v) : NULL;
+}
+
+/* Unsigned decimal metadata value in [0, max]; a clear message when absent or malformed. */
+static vae_status meta_u64(json_t *meta, const char *key, uint64_t max, uint64_t *out,
+                           const char *path, vae_error *err) {
+    const char *s = meta_get(meta, key);
+    VAE_RETURN_IF(!s, err, VAE_ERR_FORMAT, "%s: metadata has no \"%s\"", path, key);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    VAE_RETURN_IF(end == s || *end || errno || s[0] == '-' || v > max, err, VAE_ERR_FORMAT,
+                  "%s: metadata \"%s\" is \"%.40s\", expected an integer in 0..%" PRIu64, path,
+                  key, s, max);
+    *out = v;
+    return VAE_OK;
+}
+
+static vae_status meta_hex(json_t *meta, const char *key, uint64_t *out, const char *path,
+                           vae_error *err) {
+    const char *s = meta_get(meta, key);
+    VAE_RETURN_IF(!s, err, VAE_ERR_FORMAT, "%s: metadata has no \"%s\"", path, key);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 16);
+    VAE_RETURN_IF(end == s || *end || errno || s[0] == '-', err, VAE_ERR_FORMAT,
+                  "%s: metadata \"%s\" is \"%.40s\", expected a hexadecimal number", path, key, s);
+    *out = v;
+    return VAE_OK;
+}
+
+static vae_status meta_float(json_t *meta, const char *key, float *out, const char *path,
+                             vae_error *err) {
+    const char *s = meta_get(meta, key);
+    VAE_RETURN_IF(!s, err, VAE_ERR_FORMAT, "%s: metadata has no \"%s\"", path, key);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    VAE_RETURN_IF(end == s || *end || errno, err, VAE_ERR_FORMAT,
+                  "%s: metadata \"%s\" is \"%.40s\", expected a number", path, key, s);
+    *out = (float)v;
+    return VAE_OK;
+}
+
+static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char *path,
+                                       vae_error *err) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *format = meta_get(meta, "format");
+    VAE_RETURN_IF(!format || strcmp(format, ST_FORMAT) != 0, err, VAE_ERR_FORMAT,
+                  "%s: metadata \"format\" is %s%.40s%s, expected \"%s\" (not a vae model file?)",
+                  path, format ? "\"" : "", format ? format : "missing", format ? "\"" : "",
+                  ST_FORMAT);
+    uint64_t v;
+    VAE_TRY(meta_u64(meta, "input_dim", 1 << 24, &v, path, err));
+    cfg->input_dim = (int)v;
+    VAE_TRY(meta_u64(meta, "latent_dim", 1 << 24, &v, path, err));
+    cfg->latent_dim = (int)v;
+    const char *enc = meta_get(meta, "encoder"), *dec = meta_get(meta, "decoder");
+    const char *act = meta_get(meta, "activation"), *lik = meta_get(meta, "likelihood");
+    VAE_RETURN_IF(!enc || !dec || !act, err, VAE_ERR_FORMAT,
+                  "%s: metadata lacks \"encoder\", \"decoder\" or \"activation\"", path);
+    vae_error inner;
+    VAE_RETURN_IF(vae_parse_layer_sizes(enc, cfg->encoder, &cfg->n_encoder, &inner) ||
+                      vae_parse_layer_sizes(dec, cfg->decoder, &cfg->n_decoder, &inner),
+                  err, VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
+    VAE_RETURN_IF(vae_activation_parse(act, &cfg->activation) != VAE_OK, err, VAE_ERR_FORMAT,
+                  "%s: metadata: unknown activation \"%.40s\"", path, act);
+    VAE_RETURN_IF(!lik || strcmp(lik, "bernoulli") != 0, err, VAE_ERR_FORMAT,
+                  "%s: metadata: likelihood %s%.40s%s is not supported (bernoulli is)", path,
+                  lik ? "\"" : "", lik ? lik : "missing", lik ? "\"" : "");
+    VAE_RETURN_IF(vae_config_validate(cfg, &inner) != VAE_OK, err, VAE_ERR_FORMAT,
+                  "%s: metadata: %s", path, inner.message);
+    uint64_t hash;
+    VAE_TRY(meta_hex(meta, "config_hash", &hash, path, err));
+    VAE_RETURN_IF(hash != vae_config_hash(cfg), err, VAE_ERR_FORMAT,
+                  "%s: metadata \"config_hash\" does not match the architecture it describes",
+                  path);
+    return VAE_OK;
+}
+
+static vae_status state_from_metadata(json_t *meta, vae_train_state *st, const char *path,
+                                      vae_error *err) {
+    memset(st, 0, sizeof *st);
+    const char *preset = meta_get(meta, "preset"), *shape = meta_get(meta, "data_shape");
+    if (!preset && !shape && !json_object_get(meta, "seed")) return VAE_OK; /* weights only */
+    if (preset) snprintf(st->preset, sizeof st->preset, "%s", preset);
+    if (shape) {
+        char tail;
+        VAE_RETURN_IF(sscanf(shape, "%d,%d%c", &st->data_rows, &st->data_cols, &tail) != 2 ||
+                          st->data_rows < 0 || st->data_cols < 0 || st->data_rows > 65535 ||
+                          st->data_cols > 65535,
+                      err, VAE_ERR_FORMAT, "%s: metadata \"data_shape\" is \"%.40s\", expected "
+                      "ROWS,COLS", path, shape);
+    }
+    uint64_t v;
+    VAE_TRY(meta_u64(meta, "seed", UINT64_MAX, &st->seed, path, err));
+    VAE_TRY(meta_u64(meta, "batch_size", 1 << 20, &v, path, err));
+    st->batch_size = (int)v;
+    VAE_TRY(meta_u64(meta, "epochs", 1000000, &v, path, err));
+    st->epochs = (int)v;
+    VAE_TRY(meta_u64(meta, "epoch", 1000001, &v, path, err));
+    st->position.epoch = (int)v;
+    VAE_TRY(meta_u64(meta, "step_in_epoch", UINT64_MAX, &st->position.step_in_epoch, path, err));
+    VAE_TRY(meta_hex(meta, "data_hash", &st->data_hash, path, err));
+    return VAE_OK;
+}
+
+/* Checks one tensor entry of the header; fills e. */
+static vae_status check_entry(const char *path, const char *name, json_t *value,
+                              uint64_t data_len, st_entry *e, vae_error *err) {
+    VAE_RETURN_IF(!json_is_object(value), err, VAE_ERR_FORMAT,
+                  "%s: header entry \"%.60s\" is not an object", path, name);
+    json_t *dtype = json_object_get(value, "dtype"), *shape = json_object_get(value, "shape");
+    json_t *offsets = json_object_get(value, "data_offsets");
+    VAE_RETURN_IF(!json_is_string(dtype) || !json_is_array(shape) || !json_is_array(offsets) ||
+                      json_object_size(value) != 3,
+                  err, VAE_ERR_FORMAT,
+                  "%s: tensor \"%.60s\" needs exactly \"dtype\" (string), \"shape\" (array) and "
+                  "\"data_offsets\" (array)", path, name);
+    const char *dt = json_string_value(dtype);
+    int known = 0;
+    for (size_t i = 0; i < sizeof KNOWN_DTYPES / sizeof *KNOWN_DTYPES; i++)
+        known |= strcmp(dt, KNOWN_DTYPES[i]) == 0;
+    VAE_RETURN_IF(!known, err, VAE_ERR_FORMAT, "%s: tensor \"%.60s\" has unknown dtype \"%.20s\"",
+                  path, name, dt);
+    VAE_RETURN_IF(strcmp(dt, "F32") != 0, err, VAE_ERR_FORMAT,
+                  "%s: tensor \"%.60s\" has dtype %s; vae reads F32 only", path, name, dt);
+    size_t ndims = json_array_size(shape);
+    VAE_RETURN_IF(ndims > ST_MAX_DIMS, err, VAE_ERR_FORMAT,
+                  "%s: tensor \"%.60s\" has %zu dimensions, at most %d supported", path, name,
+                  ndims, ST_MAX_DIMS);
+    e->name = name;
+    e->ndims = (int)ndims;
+    uint64_t count = 1, bytes;
+    for (size_t i = 0; i < ndims; i++) {
+        json_t *d = json_array_get(shape, i);
+        VAE_RETURN_IF(!json_is_integer(d) || json_integer_value(d) < 0, err, VAE_ERR_FORMAT,
+                      "%s: tensor \"%.60s\": shape[%zu] is not a non-negative integer", path, name,
+                      i);
+        e->dims[i] = (uint64_t)json_integer_value(d);
+        VAE_RETURN_IF(__builtin_mul_overflow(count, e->dims[i], &count), err, VAE_ERR_FORMAT,
+                      "%s: tensor \"%.60s\": the shape's element count overflows", path, name);
+    }
+    VAE_RETURN_IF(__builtin_mul_overflow(count, (uint64_t)sizeof(float), &bytes), err,
+                  VAE_ERR_FORMAT, "%s: tensor \"%.60s\": its byte size overflows", path, name);
+    json_t *b = json_array_get(offsets, 0), *en = json_array_get(offsets, 1);
+    VAE_RETURN_IF(json_array_size(offsets) != 2 || !json_is_integer(b) || !json_is_integer(en) ||
+                      json_integer_value(b) < 0 || json_integer_value(en) < json_integer_value(b),
+                  err, VAE_ERR_FORMAT,
+                  "%s: tensor \"%.60s\": data_offsets must be [begin, end] with 0 <= begin <= end",
+                  path, name);
+    e->begin = (uint64_t)json_integer_value(b);
+    e->end = (uint64_t)json_integer_value(en);
+    VAE_RETURN_IF(e->end > data_len, err, VAE_ERR_FORMAT,
+                  "%s: tensor \"%.60s\" ends at byte %" PRIu64 " of a %" PRIu64
+                  "-byte data section (truncated file?)", path, name, e->end, data_len);
+    VAE_RETURN_IF(e->end - e->begin != bytes, err, VAE_ERR_FORMAT,
+                  "%s: tensor \"%.60s\": data_offsets span %" PRIu64 " bytes, its shape needs %"
+                  PRIu64, path, name, e->end - e->begin, bytes);
+    return VAE_OK;
+}
+
+typedef struct {
+    FILE *f;
+    char *header;
+    json_t *root;
+    st_entry *entries;
+    st_tensor *tensors;
+    vae_model *model;
+    vae_adam *adam;
+} load_state;
+
+static void load_state_free(load_state *ls) {
+    if (ls->f) fclose(ls->f);
+    free(ls->header);
+    json_decref(ls->root);
+    free(ls->entries);
+    free(ls->tensors);
+    vae_model_free(ls->model);
+    vae_adam_free(ls->adam);
+}
+
+static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_out,
+                       vae_train_state *state_out, load_state *ls, vae_error *err) {
+    ls->f = fopen(path, "rb");
+    VAE_RETURN_IF(!ls->f, err, VAE_ERR_OPEN, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    VAE_RETURN_IF(fstat(fileno(ls->f), &sb) != 0 || !S_ISREG(sb.st_mode), err, VAE_ERR_FORMAT,
+                  "%s: not a regular file", path);
+    uint64_t size = (uint64_t)sb.st_size;
+    unsigned char len_le[8];
+    VAE_RETURN_IF(size < 8 || fread(len_le, 1, 8, ls->f) != 8, err, VAE_ERR_FORMAT,
+                  "%s: %" PRIu64 " bytes, too short for the 8-byte header length", path, size);
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; i--) header_len = header_len << 8 | len_le[i];
+    VAE_RETURN_IF(header_len > ST_MAX_HEADER, err, VAE_ERR_FORMAT,
+                  "%s: header length %" PRIu64 " is above the 100 MB limit (not safetensors?)",
+                  path, header_len);
+    VAE_RETURN_IF(header_len > size - 8, err, VAE_ERR_FORMAT,
+                  "%s: header length %" PRIu64 " is beyond the file's %" PRIu64 " bytes", path,
+                  header_len, size);
+    ls->header = malloc(header_len + 1);
+    VAE_RETURN_IF(!ls->header, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    VAE_RETURN_IF(fread(ls->header, 1, header_len, ls->f) != header_len, err, VAE_ERR_IO,
+                  "%s: read error in the header", path);
+    json_error_t jerr;
+    /* jansson rejects invalid UTF-8 and duplicate keys here, and nesting beyond 2048 levels */
+    ls->root = json_loadb(ls->header, header_len, JSON_REJECT_DUPLICATES, &jerr);
+    VAE_RETURN_IF(!ls->root, err, VAE_ERR_FORMAT, "%s: header JSON, byte %d: %s", path,
+                  jerr.position + 8, jerr.text);
+    VAE_RETURN_IF(!json_is_object(ls->root), err, VAE_ERR_FORMAT,
+                  "%s: the header is not a JSON object", path);
+    json_t *meta = json_object_get(ls->root, "__metadata__");
+    VAE_RETURN_IF(!json_is_object(meta), err, VAE_ERR_FORMAT,
+                  "%s: the header has no \"__metadata__\" object (not a vae model file)", path);
+    const char *key;
+    json_t *value;
+    json_object_foreach(meta, key, value) {
+        VAE_RETURN_IF(!json_is_string(value), err, VAE_ERR_FORMAT,
+                      "%s: metadata \"%.60s\" is not a string", path, key);
+    }
+
+    /* every tensor entry, then their offsets: sorted, they must tile the data exactly */
+    const uint64_t data_len = size - 8 - header_len;
+    size_t n_entries = json_object_size(ls->root) - 1;
+    ls->entries = calloc(n_entries ? n_entries : 1, sizeof *ls->entries);
+    VAE_RETURN_IF(!ls->entries, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    size_t k = 0;
+    json_object_foreach(ls->root, key, value) {
+        if (strcmp(key, "__metadata__") == 0) continue;
+        VAE_TRY(check_entry(path, key, value, data_len, &ls->entries[k++], err));
+    }
+    qsort(ls->entries, n_entries, sizeof *ls->entries, by_begin);
+    uint64_t at = 0;
+    for (size_t i = 0; i < n_entries; i++) {
+        VAE_RETURN_IF(ls->entries[i].begin < at, err, VAE_ERR_FORMAT,
+                      "%s: tensors \"%.60s\" and \"%.60s\" overlap", path, ls->entries[i - 1].name,
+                      ls->entries[i].name);
+        VAE_RETURN_IF(ls->entries[i].begin > at, err, VAE_ERR_FORMAT,
+                      "%s: %" PRIu64 " unused bytes before tensor \"%.60s\"", path,
+                      ls->entries[i].begin - at, ls->entries[i].name);
+        at = ls->entries[i].end;
+    }
+    VAE_RETURN_IF(at != data_len, err, VAE_ERR_FORMAT,
+                  "%s: the tensors cover %" PRIu64 " bytes but the data section has %" PRIu64
+                  " (trailing bytes)", path, at, data_len);
+
+    /* the architecture, then the tensors it needs, each checked against its entry */
+    vae_config cfg;
+    VAE_TRY(config_from_metadata(meta, &cfg, path, err));
+    vae_train_state st;
+    VAE_TRY(state_from_metadata(meta, &st, path, err));
+    VAE_TRY(vae_model_create(&ls->model, &cfg, 0, err));
+    if (adam_out) {
+        vae_adam_options ao;
+        vae_adam_options_default(&ao);
+        const char *opt = meta_get(meta, "optimizer");
+        VAE_RETURN_IF(!opt || strcmp(opt, "adam") != 0, err, VAE_ERR_FORMAT,
+                      "%s: holds no optimizer state (a model file, not a training checkpoint)",
+                      path);
+        VAE_TRY(meta_float(meta, "adam_lr", &ao.lr, path, err));
+        VAE_TRY(meta_float(meta, "adam_beta1", &ao.beta1, path, err));
+        VAE_TRY(meta_float(meta, "adam_beta2", &ao.beta2, path, err));
+        VAE_TRY(meta_float(meta, "adam_epsilon", &ao.epsilon, path, err));
+        uint64_t steps;
+        VAE_TRY(meta_u64(meta, "adam_steps", UINT64_MAX, &steps, path, err));
+        vae_error inner;
+        VAE_RETURN_IF(vae_adam_create(&ls->adam, vae_model_num_params(ls->model), &ao, &inner),
+                      err, VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
+        vae_adam_set_steps(ls->adam, steps);
+    }
+    ls->tensors = calloc((size_t)vae_model_num_tensors(ls->model) * 3, sizeof *ls->tensors);
+    VAE_RETURN_IF(!ls->tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    size_t n_needed = list_tensors(ls->model, ls->adam, ls->tensors);
+    size_t optional_moments = adam_out ? 0 : n_needed * 2; /* moments present but not wanted */
+    VAE_RETURN_IF(n_entries != n_needed && n_entries != n_needed + optional_moments, err,
+                  VAE_ERR_FORMAT, "%s: %zu tensors, the architecture in its metadata needs %zu%s",
+                  path, n_entries, n_needed, adam_out ? " (with optimizer moments)" : "");
+    for (size_t i = 0; i < n_needed; i++) {
+        st_tensor *t = &ls->tensors[i];
+        const st_entry *e = NULL;
+        for (size_t j = 0; j < n_entries && !e; j++)
+            if (strcmp(ls->entries[j].name, t->name) == 0) e = &ls->entries[j];
+        VAE_RETURN_IF(!e, err, VAE_ERR_FORMAT, "%s: tensor \"%s\" is missing", path, t->name);
+        int dims_ok = t->cols ? e->ndims == 2 && e->dims[0] == (uint64_t)t->rows &&
+                                    e->dims[1] == (uint64_t)t->cols
+                              : e->ndims == 1 && e->dims[0] == (uint64_t)t->rows;
+        VAE_RETURN_IF(!dims_ok, err, VAE_ERR_FORMAT,
+                      "%s: tensor \"%s\" has the wrong shape for the architecture (expected "
+                      "[%d%s%.0d])", path, t->name, t->rows, t->cols ? "," : "", t->cols);
+        VAE_RETURN_IF(fseeko(ls->f, (off_t)(8 + header_len + e->begin), SEEK_SET) != 0 ||
+                          fread(t->data, sizeof(float), t->count, ls->f) != t->count,
+                      err, VAE_ERR_IO, "%s: read error in tensor \"%s\"", path, t->name);
+    }
+    if (n_entries > n_needed) { /* the extra tensors must be exactly the moments */
+        for (size_t j = 0; j < n_entries; j++)
+            VAE_RETURN_IF(vae_model_find_tensor(ls->model, ls->entries[j].name) < 0 &&
+                              strncmp(ls->entries[j].name, "adam.m.", 7) != 0 &&
+                              strncmp(ls->entries[j].name, "adam.v.", 7) != 0,
+                          err, VAE_ERR_FORMAT, "%s: unexpected tensor \"%.60s\"", path,
+                          ls->entries[j].name);
+    }
+    *model_out = ls->model, ls->model = NULL;
+    if (adam_out) *adam_out = ls->adam, ls->adam = NULL;
+    if (state_out) *state_out = st;
+    return VAE_OK;
+}
+
+vae_status vae_model_load(const char *path, vae_model **model, vae_adam **adam,
+                          vae_train_state *state, vae_error *err) {
+    *model = NULL;
+    if (adam) *adam = NULL;
+    load_state ls = {0};
+    vae_status s = load(path, model, adam, state, &ls, err);
+    load_state_free(&ls);
+    return s;
+}
