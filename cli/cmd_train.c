@@ -249,48 +249,12 @@ static vae_status build_config(const train_args *a, int input_dim, vae_config *c
 /* Decoded prior samples and test reconstructions (z = mu), when the data are images. */
 static vae_status write_pictures(const vae_model *model, const vae_dataset *shown, uint64_t seed,
                                  const char *dir, vae_error *err) {
-    const vae_config *cfg = vae_model_config(model);
-    enum { SAMPLES = 100, PAIRS = 20 };
-    const int latent = cfg->latent_dim, dim = cfg->input_dim;
     char path[PATH_SIZE];
-    vae_workspace *ws = NULL;
-    float *z = malloc(sizeof(float) * SAMPLES * latent);
-    float *probs = malloc(sizeof(float) * SAMPLES * dim);
-    float *pairs = malloc(sizeof(float) * 2 * PAIRS * dim);
-    vae_status s = z && probs && pairs ? vae_workspace_create(&ws, model, SAMPLES, err)
-                                       : VAE_ERR_NO_MEMORY;
-    if (s != VAE_OK) goto done;
-
-    vae_rng rng = vae_rng_make(seed, 0x9a11e7ULL);
-    vae_rng_normal(&rng, z, (size_t)SAMPLES * latent);
-    if ((s = vae_decode(model, ws, z, SAMPLES, probs)) != VAE_OK) goto done;
     snprintf(path, sizeof path, "%s/samples.png", dir);
-    if ((s = vae_png_write_grid(path, probs, SAMPLES, shown->rows, shown->cols, 10, 2, err)))
-        goto done;
-
-    /* rows of 10 originals, each followed by a row of their reconstructions */
-    int n = shown->count < PAIRS ? (int)shown->count : PAIRS;
-    if ((s = vae_encode(model, ws, shown->x, n, z, NULL)) != VAE_OK ||
-        (s = vae_decode(model, ws, z, n, probs)) != VAE_OK)
-        goto done;
-    int shown_count = 0;
-    for (int start = 0; start < n; start += 10) {
-        int k = n - start < 10 ? n - start : 10;
-        memcpy(pairs + (size_t)shown_count * dim, shown->x + (size_t)start * dim,
-               sizeof(float) * k * dim);
-        memcpy(pairs + (size_t)(shown_count + k) * dim, probs + (size_t)start * dim,
-               sizeof(float) * k * dim);
-        shown_count += 2 * k;
-    }
+    vae_status s = cli_write_samples(path, model, shown->rows, shown->cols, 100, seed, err);
+    if (s != VAE_OK) return s;
     snprintf(path, sizeof path, "%s/reconstructions.png", dir);
-    s = vae_png_write_grid(path, pairs, shown_count, shown->rows, shown->cols, n < 10 ? n : 10, 2,
-                           err);
-done:
-    if (s == VAE_ERR_NO_MEMORY && !err->message[0])
-        snprintf(err->message, sizeof err->message, "out of memory writing pictures");
-    vae_workspace_free(ws);
-    free(z), free(probs), free(pairs);
-    return s;
+    return cli_write_reconstructions(path, model, shown, 20, err);
 }
 
 /* A run to resume: the checkpoint's model, optimizer and state, checked against what the

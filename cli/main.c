@@ -11,7 +11,10 @@ static void usage(FILE *out) {
             "A variational autoencoder toolkit.\n"
             "\n"
             "commands:\n"
-            "  train      train a VAE (Fashion-MNIST by default) and write sample pictures\n"
+            "  train        train a VAE (Fashion-MNIST by default), save it, write pictures\n"
+            "  info         architecture, parameter count and training state of a model file\n"
+            "  sample       decode images from the prior into a PNG grid\n"
+            "  reconstruct  encode and decode images into a PNG grid\n"
             "\n"
             "  vae <command> --help   options of a command\n"
             "  vae --version          version and the BLAS in use\n"
@@ -36,6 +39,9 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 1, argv + 1);
+    if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
     fprintf(stderr, "vae: unknown command \"%s\" (try vae --help)\n", cmd);
     return EXIT_USAGE;
 }

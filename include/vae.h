@@ -334,6 +334,8 @@ typedef struct {
     int batch_size, epochs;  /* as asked for */
     vae_train_position position; /* where training stands */
     uint64_t data_hash;      /* vae_dataset_hash of the training data, 0 if unknown */
+    int has_optimizer;       /* on load: the file holds Adam's moments */
+    uint64_t optimizer_steps; /* on load: Adam's step count when it does */
 } vae_train_state;
 
 /* Writes the model (and, when adam is not NULL, its moments) to path crash-safely: into a

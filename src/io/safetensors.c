@@ -325,6 +325,10 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
 static vae_status state_from_metadata(json_t *meta, vae_train_state *st, const char *path,
                                       vae_error *err) {
     memset(st, 0, sizeof *st);
+    const char *opt = meta_get(meta, "optimizer");
+    st->has_optimizer = opt && strcmp(opt, "adam") == 0;
+    if (st->has_optimizer)
+        VAE_TRY(meta_u64(meta, "adam_steps", UINT64_MAX, &st->optimizer_steps, path, err));
     const char *preset = meta_get(meta, "preset"), *shape = meta_get(meta, "data_shape");
     if (!preset && !shape && !json_object_get(meta, "seed")) return VAE_OK; /* weights only */
     if (preset) snprintf(st->preset, sizeof st->preset, "%s", preset);

@@ -1,0 +1,142 @@
+/* cmd_model.c — commands on a saved model: `vae info`, `vae sample`, `vae reconstruct`. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_TEST_IMAGES "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+static int load_model(const char *path, vae_model **model, vae_train_state *st) {
+    vae_error err = {{0}};
+    vae_status s = vae_model_load(path, model, NULL, st, &err);
+    return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
+}
+
+static void print_sizes(const int *v, int n) {
+    for (int i = 0; i < n; i++) printf("%d-", v[i]);
+}
+
+int cmd_info(int argc, char **argv) {
+    if (argc != 2 || argv[1][0] == '-') {
+        FILE *out = argc == 2 ? stdout : stderr;
+        fprintf(out, "usage: vae info MODEL\n\nPrints a model file's architecture, parameter "
+                     "count and training state.\n");
+        return argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? EXIT_OK
+                                                                                      : EXIT_USAGE;
+    }
+    vae_model *model;
+    vae_train_state st;
+    int code = load_model(argv[1], &model, &st);
+    if (code != EXIT_OK) return code;
+    const vae_config *c = vae_model_config(model);
+    printf("file:          %s\n", argv[1]);
+    printf("architecture:  %d-", c->input_dim);
+    print_sizes(c->encoder, c->n_encoder);
+    printf("(%d)-", c->latent_dim);
+    print_sizes(c->decoder, c->n_decoder);
+    printf("%d, %s, two linear heads (mu, log sigma^2)\n", c->input_dim,
+           vae_activation_name(c->activation));
+    printf("preset:        %s\n", st.preset[0] ? st.preset : "(none)");
+    printf("likelihood:    bernoulli (logits)\n");
+    printf("parameters:    %zu\n", vae_model_num_params(model));
+    if (st.data_rows) printf("data shape:    %dx%d\n", st.data_rows, st.data_cols);
+    if (st.epochs) {
+        if (st.position.epoch > st.epochs)
+            printf("training:      finished %d epochs", st.epochs);
+        else
+            printf("training:      epoch %d of %d, %llu steps into it", st.position.epoch,
+                   st.epochs, (unsigned long long)st.position.step_in_epoch);
+        printf("; batch %d, seed %llu\n", st.batch_size, (unsigned long long)st.seed);
+    }
+    if (st.has_optimizer)
+        printf("optimizer:     adam, %llu steps (moments saved: resumable)\n",
+               (unsigned long long)st.optimizer_steps);
+    vae_model_free(model);
+    return EXIT_OK;
+}
+
+typedef struct {
+    const char *out, *data;
+    int count;
+    uint64_t seed;
+} picture_args;
+
+/* Options shared by sample and reconstruct; returns 0 and sets *code to exit. */
+static int parse_picture_args(int argc, char **argv, const char *usage, picture_args *a,
+                              int *code) {
+    static const struct option options[] = {{"out", required_argument, 0, 'o'},
+                                            {"count", required_argument, 0, 'n'},
+                                            {"seed", required_argument, 0, 's'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {0, 0, 0, 0}};
+    optind = 1;
+    int c;
+    *code = EXIT_USAGE;
+    while ((c = getopt_long(argc, argv, "o:n:s:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'o': a->out = optarg; break;
+        case 'n': if (!cli_parse_int("count", optarg, 1, 10000, &a->count)) return 0; break;
+        case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
+        case 'h': fputs(usage, stdout); *code = EXIT_OK; return 0;
+        default: fputs(usage, stderr); return 0;
+        }
+    }
+    return 1;
+}
+
+int cmd_sample(int argc, char **argv) {
+    static const char usage[] =
+        "usage: vae sample MODEL [options]\n\n"
+        "Decodes images from z ~ N(0, I) into a PNG grid.\n"
+        "  -n, --count N   images, default 100\n"
+        "  -o, --out FILE  default samples.png\n"
+        "  -s, --seed N    default 1\n";
+    picture_args a = {.out = "samples.png", .count = 100, .seed = 1};
+    int code;
+    if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    vae_model *model;
+    vae_train_state st;
+    if ((code = load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
+    vae_error err = {{0}};
+    vae_status s = cli_write_samples(a.out, model, st.data_rows, st.data_cols, a.count, a.seed,
+                                     &err);
+    vae_model_free(model);
+    if (s != VAE_OK) return cli_report(s, &err);
+    fprintf(stderr, "vae: wrote %s\n", a.out);
+    return EXIT_OK;
+}
+
+int cmd_reconstruct(int argc, char **argv) {
+    static const char usage[] =
+        "usage: vae reconstruct MODEL [DATA] [options]\n\n"
+        "Encodes images (IDX; default the Fashion-MNIST test set) and decodes them back\n"
+        "(z = mu), rows of originals each followed by their reconstructions, as a PNG grid.\n"
+        "  -n, --count N   images, default 20\n"
+        "  -o, --out FILE  default reconstructions.png\n";
+    picture_args a = {.out = "reconstructions.png", .count = 20, .seed = 1};
+    int code;
+    if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
+    if (optind != argc - 1 && optind != argc - 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *data_path = optind == argc - 2 ? argv[optind + 1] : DEFAULT_TEST_IMAGES;
+    vae_model *model;
+    vae_train_state st;
+    if ((code = load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
+    vae_error err = {{0}};
+    vae_dataset *data = NULL;
+    vae_status s = vae_idx_load(data_path, NULL, &data, &err);
+    if (s == VAE_OK) s = cli_write_reconstructions(a.out, model, data, a.count, &err);
+    vae_dataset_free(data);
+    vae_model_free(model);
+    if (s != VAE_OK) return cli_report(s, &err);
+    fprintf(stderr, "vae: wrote %s\n", a.out);
+    return EXIT_OK;
+}

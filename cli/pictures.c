@@ -1,0 +1,81 @@
+/* pictures.c — sample sheets and reconstruction sheets as PNG grids. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GRID_COLS 10
+#define GRID_SCALE 2
+#define DECODE_BATCH 256
+
+vae_status cli_write_samples(const char *path, const vae_model *model, int rows, int cols, int n,
+                             uint64_t seed, vae_error *err) {
+    const vae_config *cfg = vae_model_config(model);
+    if (rows < 1 || cols < 1 || rows * cols != cfg->input_dim) {
+        snprintf(err->message, sizeof err->message,
+                 "the model's %d outputs are not images of a known shape", cfg->input_dim);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    float *z = malloc(sizeof(float) * (size_t)n * cfg->latent_dim);
+    float *probs = malloc(sizeof(float) * (size_t)n * cfg->input_dim);
+    vae_workspace *ws = NULL;
+    vae_status s = z && probs ? vae_workspace_create(&ws, model, DECODE_BATCH, err)
+                              : VAE_ERR_NO_MEMORY;
+    if (s == VAE_OK) {
+        vae_rng rng = vae_rng_make(seed, 0x9a11e7ULL);
+        vae_rng_normal(&rng, z, (size_t)n * cfg->latent_dim);
+        for (int i = 0; i < n && s == VAE_OK; i += DECODE_BATCH) {
+            int b = n - i < DECODE_BATCH ? n - i : DECODE_BATCH;
+            s = vae_decode(model, ws, z + (size_t)i * cfg->latent_dim, b,
+                           probs + (size_t)i * cfg->input_dim);
+        }
+    }
+    if (s == VAE_OK) s = vae_png_write_grid(path, probs, n, rows, cols, GRID_COLS, GRID_SCALE, err);
+    if (s == VAE_ERR_NO_MEMORY && !err->message[0])
+        snprintf(err->message, sizeof err->message, "out of memory for %d samples", n);
+    vae_workspace_free(ws);
+    free(z), free(probs);
+    return s;
+}
+
+vae_status cli_write_reconstructions(const char *path, const vae_model *model,
+                                     const vae_dataset *data, int n, vae_error *err) {
+    const vae_config *cfg = vae_model_config(model);
+    const int dim = cfg->input_dim;
+    if (data->rows < 1 || data->dim != dim) {
+        snprintf(err->message, sizeof err->message,
+                 "the data are not images of the model's %d values", dim);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    if ((size_t)n > data->count) n = (int)data->count;
+    float *z = malloc(sizeof(float) * (size_t)n * cfg->latent_dim);
+    float *probs = malloc(sizeof(float) * (size_t)n * dim);
+    float *sheet = malloc(sizeof(float) * 2 * (size_t)n * dim);
+    vae_workspace *ws = NULL;
+    vae_status s = z && probs && sheet ? vae_workspace_create(&ws, model, DECODE_BATCH, err)
+                                       : VAE_ERR_NO_MEMORY;
+    for (int i = 0; i < n && s == VAE_OK; i += DECODE_BATCH) {
+        int b = n - i < DECODE_BATCH ? n - i : DECODE_BATCH;
+        float *zi = z + (size_t)i * cfg->latent_dim;
+        s = vae_encode(model, ws, data->x + (size_t)i * dim, b, zi, NULL);
+        if (s == VAE_OK) s = vae_decode(model, ws, zi, b, probs + (size_t)i * dim);
+    }
+    int placed = 0;
+    for (int start = 0; start < n && s == VAE_OK; start += GRID_COLS) {
+        int k = n - start < GRID_COLS ? n - start : GRID_COLS;
+        memcpy(sheet + (size_t)placed * dim, data->x + (size_t)start * dim,
+               sizeof(float) * (size_t)k * dim);
+        memcpy(sheet + (size_t)(placed + k) * dim, probs + (size_t)start * dim,
+               sizeof(float) * (size_t)k * dim);
+        placed += 2 * k;
+    }
+    if (s == VAE_OK)
+        s = vae_png_write_grid(path, sheet, placed, data->rows, data->cols,
+                               n < GRID_COLS ? n : GRID_COLS, GRID_SCALE, err);
+    if (s == VAE_ERR_NO_MEMORY && !err->message[0])
+        snprintf(err->message, sizeof err->message, "out of memory for %d reconstructions", n);
+    vae_workspace_free(ws);
+    free(z), free(probs), free(sheet);
+    return s;
+}
