@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -257,6 +258,57 @@ static vae_status write_pictures(const vae_model *model, const vae_dataset *show
     return cli_write_reconstructions(path, model, shown, 20, err);
 }
 
+#define LOG_HEADER "epoch,train_loss,train_recon,train_kl,test_loss,test_recon,test_kl," \
+                   "samples_per_s,epoch_s,eval_s\n"
+
+/* Opens DIR/train_log.csv for the epochs to come. A resumed run keeps the lines of the epochs
+ * its checkpoint had finished and drops any written after it (a run killed between logging an
+ * epoch and saving its checkpoint would otherwise log that epoch twice). */
+static FILE *open_log(const char *out_dir, const char *resume_dir, int first_epoch) {
+    char path[PATH_SIZE];
+    char *kept = NULL;
+    size_t kept_len = 0;
+    if (resume_dir) {
+        snprintf(path, sizeof path, "%s/train_log.csv", resume_dir);
+        FILE *old = fopen(path, "r");
+        FILE *mem = old ? open_memstream(&kept, &kept_len) : NULL;
+        char line[1024];
+        while (mem && fgets(line, sizeof line, old)) {
+            char *end;
+            long epoch = strtol(line, &end, 10);
+            if (end != line && *end == ',' && epoch >= 1 && epoch < first_epoch) fputs(line, mem);
+        }
+        if (mem) fclose(mem);
+        if (old) fclose(old);
+    }
+    snprintf(path, sizeof path, "%s/train_log.csv", out_dir);
+    FILE *log = fopen(path, "w");
+    if (log) {
+        fputs(LOG_HEADER, log);
+        if (kept) fwrite(kept, 1, kept_len, log);
+        fflush(log);
+    }
+    free(kept);
+    return log;
+}
+
+/* Removes NAME.tmp.XXXXXX files in dir: what a writer killed mid-write (SIGKILL, power loss)
+ * leaves behind. The file it was replacing is whole: the rename never happened. */
+static void remove_stale_temporaries(const char *dir, const char *name) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t len = strlen(name);
+    struct dirent *e;
+    char path[PATH_SIZE];
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, name, len) == 0 && strncmp(e->d_name + len, ".tmp.", 5) == 0 &&
+            strlen(e->d_name + len + 5) == 6) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
 /* A run to resume: the checkpoint's model, optimizer and state, checked against what the
  * command line asks for now. */
 static vae_status load_resume(const train_args *a, const vae_dataset *train, vae_model **model,
@@ -350,16 +402,14 @@ int cmd_train(int argc, char **argv) {
     char path[PATH_SIZE], checkpoint_path[PATH_SIZE];
     snprintf(checkpoint_path, sizeof checkpoint_path, "%s/checkpoint.safetensors", a.out);
     view.checkpoint_path = checkpoint_path;
-    snprintf(path, sizeof path, "%s/train_log.csv", a.out);
-    log = fopen(path, a.resume ? "a" : "w");
+    remove_stale_temporaries(a.out, "checkpoint.safetensors");
+    remove_stale_temporaries(a.out, "model.safetensors");
+    log = open_log(a.out, a.resume, a.resume ? view.state.position.epoch : 1);
     if (!log) {
-        fprintf(stderr, "vae: cannot create %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "vae: cannot create %s/train_log.csv: %s\n", a.out, strerror(errno));
         code = EXIT_CANTCREAT;
         goto cleanup;
     }
-    if (!a.resume)
-        fputs("epoch,train_loss,train_recon,train_kl,test_loss,test_recon,test_kl,"
-              "samples_per_s,epoch_s,eval_s\n", log);
 
     vae_set_num_threads(a.threads);
     view.log = log;
@@ -392,7 +442,7 @@ int cmd_train(int argc, char **argv) {
     if (s != VAE_OK) goto fail;
 
     snprintf(path, sizeof path, "%s/model.safetensors", a.out);
-    view.state.position = (vae_train_position){a.train_opt.epochs + 1, 0};
+    view.state.position = (vae_train_position){.epoch = a.train_opt.epochs + 1};
     if ((s = vae_model_save(path, model, NULL, &view.state, &err)) != VAE_OK) goto fail;
     const vae_dataset *shown = test ? test : train;
     if (shown->rows > 0) {

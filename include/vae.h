@@ -272,11 +272,13 @@ typedef int (*vae_progress_fn)(void *user, int epoch, size_t step, size_t steps_
 /* Called after each epoch with its statistics. */
 typedef void (*vae_epoch_fn)(void *user, const vae_epoch_stats *stats);
 
-/* Where training stands: the epoch in progress (1-based) and the steps of it already done.
- * A checkpoint saves it; a resumed run starts there. */
+/* Where training stands: the epoch in progress (1-based), the steps of it already done and
+ * their summed loss (so a run resumed mid-epoch reports the same epoch loss as one that never
+ * stopped). A checkpoint saves it; a resumed run starts there. */
 typedef struct {
     int epoch;
     uint64_t step_in_epoch;
+    vae_loss epoch_so_far;
 } vae_train_position;
 
 /* Called every checkpoint_every steps, after each epoch, and when training is cancelled, with

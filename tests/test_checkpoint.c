@@ -57,7 +57,8 @@ static void test_round_trip(void) {
     vae_model *m = tiny_model(1), *back = NULL;
     vae_error err = {{0}};
     vae_train_state st = {.preset = "", .data_rows = 4, .data_cols = 4, .seed = 99,
-                          .batch_size = 8, .epochs = 5, .position = {3, 2}, .data_hash = 0xabcULL};
+                          .batch_size = 8, .epochs = 5, .position = {3, 2, {1234.5678901234567, 0.1, 17}},
+                          .data_hash = 0xabcULL};
     CHECK(vae_model_save(path_of("m.safetensors"), m, NULL, &st, &err) == VAE_OK, "%s",
           err.message);
     vae_train_state got;
@@ -69,7 +70,10 @@ static void test_round_trip(void) {
     CHECK(memcmp(vae_model_params(back), vae_model_params(m),
                  vae_model_num_params(m) * sizeof(float)) == 0, "weights bit for bit");
     CHECK(got.seed == 99 && got.batch_size == 8 && got.epochs == 5 && got.position.epoch == 3 &&
-          got.position.step_in_epoch == 2 && got.data_hash == 0xabc && got.data_rows == 4 &&
+          got.position.step_in_epoch == 2 &&
+          got.position.epoch_so_far.recon == 1234.5678901234567 &&
+          got.position.epoch_so_far.kl == 0.1 && got.position.epoch_so_far.count == 17 &&
+          got.data_hash == 0xabc && got.data_rows == 4 &&
           !got.has_optimizer, "state");
     vae_model_free(back);
     vae_adam *adam = NULL;
@@ -161,6 +165,10 @@ static int cancel_cb(void *user, int epoch, size_t step, size_t steps, double lo
     return c->cancel_after && ++c->steps >= c->cancel_after;
 }
 
+static void record_epoch_loss(void *user, const vae_epoch_stats *s) {
+    ((double *)user)[s->epoch] = s->train_loss;
+}
+
 static void test_resume_is_bit_identical(void) {
     vae_dataset *data = make_data(90); /* 90 / 16 = 6 steps per epoch, the last short */
     vae_train_options opt;
@@ -168,6 +176,8 @@ static void test_resume_is_bit_identical(void) {
     opt.epochs = 3, opt.batch_size = 16, opt.seed = 5, opt.adam.lr = 2e-3f;
     vae_error err = {{0}};
     vae_model *whole = tiny_model(2);
+    double whole_loss[4] = {0};
+    opt.on_epoch = record_epoch_loss, opt.user = whole_loss;
     CHECK(vae_train(whole, data, NULL, &opt, &err) == VAE_OK, "%s", err.message);
 
     for (int cut = 1; cut <= 13; cut += 4) { /* inside epochs, and at an epoch's end (6, 12) */
@@ -176,6 +186,7 @@ static void test_resume_is_bit_identical(void) {
         ctx.state.seed = 5, ctx.state.batch_size = 16, ctx.state.epochs = 3;
         vae_train_options o = opt;
         o.checkpoint = save_cb, o.progress = cancel_cb, o.user = &ctx, o.checkpoint_every = 4;
+        o.on_epoch = NULL;
         CHECK(vae_train(m, data, NULL, &o, &err) == VAE_ERR_CANCELLED, "cut %d: %s", cut,
               err.message);
         vae_model_free(m);
@@ -186,11 +197,16 @@ static void test_resume_is_bit_identical(void) {
         vae_train_options r = opt;
         r.resume_adam = adam;
         r.start = st.position;
+        double resumed_loss[4] = {0};
+        r.user = resumed_loss;
         CHECK(vae_train(m, data, NULL, &r, &err) == VAE_OK, "resume after %d: %s", cut,
               err.message);
         CHECK(memcmp(vae_model_params(m), vae_model_params(whole),
                      vae_model_num_params(m) * sizeof(float)) == 0,
               "stopped after step %d and resumed: weights differ from the uninterrupted run", cut);
+        for (int e = st.position.epoch; e <= 3; e++)
+            CHECK(resumed_loss[e] == whole_loss[e], "cut %d, epoch %d: loss %.17g, not %.17g",
+                  cut, e, resumed_loss[e], whole_loss[e]);
         /* a wrong position for the optimizer's step count is refused */
         vae_train_options bad = r;
         bad.start.step_in_epoch = (bad.start.step_in_epoch + 1) % 6;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <string.h>
@@ -75,6 +76,13 @@ static int set_float(json_t *meta, const char *key, double value) {
     return set_str(meta, key, buf);
 }
 
+/* shortest decimal that reads back as the same double */
+static int set_double(json_t *meta, const char *key, double value) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", value);
+    return set_str(meta, key, buf);
+}
+
 static void join_sizes(char *buf, size_t size, const int *v, int n) {
     size_t used = 0;
     buf[0] = '\0';
@@ -109,6 +117,10 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
         ok = ok && set_u64(meta, "epochs", (uint64_t)st->epochs);
         ok = ok && set_u64(meta, "epoch", (uint64_t)st->position.epoch);
         ok = ok && set_u64(meta, "step_in_epoch", st->position.step_in_epoch);
+        const vae_loss *so_far = &st->position.epoch_so_far;
+        ok = ok && set_double(meta, "epoch_recon_sum", so_far->recon);
+        ok = ok && set_double(meta, "epoch_kl_sum", so_far->kl);
+        ok = ok && set_u64(meta, "epoch_samples", so_far->count);
     }
     if (adam) {
         const vae_adam_options *o = vae_adam_get_options(adam);
@@ -273,15 +285,23 @@ static vae_status meta_hex(json_t *meta, const char *key, uint64_t *out, const c
     return VAE_OK;
 }
 
-static vae_status meta_float(json_t *meta, const char *key, float *out, const char *path,
-                             vae_error *err) {
+static vae_status meta_double(json_t *meta, const char *key, double *out, const char *path,
+                              vae_error *err) {
     const char *s = meta_get(meta, key);
     VAE_RETURN_IF(!s, err, VAE_ERR_FORMAT, "%s: metadata has no \"%s\"", path, key);
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    VAE_RETURN_IF(end == s || *end || errno, err, VAE_ERR_FORMAT,
-                  "%s: metadata \"%s\" is \"%.40s\", expected a number", path, key, s);
+    VAE_RETURN_IF(end == s || *end || errno || !isfinite(v), err, VAE_ERR_FORMAT,
+                  "%s: metadata \"%s\" is \"%.40s\", expected a finite number", path, key, s);
+    *out = v;
+    return VAE_OK;
+}
+
+static vae_status meta_float(json_t *meta, const char *key, float *out, const char *path,
+                             vae_error *err) {
+    double v;
+    VAE_TRY(meta_double(meta, key, &v, path, err));
     *out = (float)v;
     return VAE_OK;
 }
@@ -349,6 +369,11 @@ static vae_status state_from_metadata(json_t *meta, vae_train_state *st, const c
     VAE_TRY(meta_u64(meta, "epoch", 1000001, &v, path, err));
     st->position.epoch = (int)v;
     VAE_TRY(meta_u64(meta, "step_in_epoch", UINT64_MAX, &st->position.step_in_epoch, path, err));
+    vae_loss *so_far = &st->position.epoch_so_far;
+    VAE_TRY(meta_double(meta, "epoch_recon_sum", &so_far->recon, path, err));
+    VAE_TRY(meta_double(meta, "epoch_kl_sum", &so_far->kl, path, err));
+    VAE_TRY(meta_u64(meta, "epoch_samples", UINT64_MAX, &v, path, err));
+    so_far->count = (size_t)v;
     VAE_TRY(meta_hex(meta, "data_hash", &st->data_hash, path, err));
     return VAE_OK;
 }

@@ -110,12 +110,12 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     const size_t steps_per_epoch = (n + (size_t)batch_size - 1) / (size_t)batch_size;
     const int noise_rows = batch_size > opt->eval_batch_size ? batch_size : opt->eval_batch_size;
 
-    /* where to start: a position right after an epoch's last step is the next epoch's start */
-    vae_train_position start = opt->start;
-    if (start.epoch >= 1 && start.step_in_epoch == steps_per_epoch)
-        start.epoch++, start.step_in_epoch = 0;
+    /* where to start: right after an epoch's last step (a run stopped there) the epoch is only
+     * reported and evaluated, then the next one begins */
+    const vae_train_position start = opt->start;
     VAE_RETURN_IF(start.epoch < 1 || start.epoch > opt->epochs + 1 ||
-                      start.step_in_epoch >= steps_per_epoch,
+                      start.step_in_epoch > steps_per_epoch ||
+                      (start.epoch == opt->epochs + 1 && start.step_in_epoch > 0),
                   err, VAE_ERR_INVALID_ARGUMENT,
                   "cannot start at epoch %d step %llu: the run has %d epochs of %zu steps",
                   start.epoch, (unsigned long long)start.step_in_epoch, opt->epochs,
@@ -165,6 +165,8 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             t.order[i] = t.order[j], t.order[j] = tmp;
         }
         vae_loss epoch_loss = {0};
+        if (epoch == start.epoch && start.step_in_epoch > 0) epoch_loss = start.epoch_so_far;
+        const size_t samples_before = epoch_loss.count; /* for the speed: this run's only */
         double t0 = now_seconds();
         size_t first = epoch == start.epoch ? start.step_in_epoch : 0;
         for (size_t step = first; step < steps_per_epoch; step++, global_step++) {
@@ -195,7 +197,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             epoch_loss.recon += step_loss.recon;
             epoch_loss.kl += step_loss.kl;
             epoch_loss.count += step_loss.count;
-            vae_train_position after = {epoch, step + 1};
+            vae_train_position after = {epoch, step + 1, epoch_loss};
             if (opt->progress &&
                 opt->progress(opt->user, epoch, step + 1, steps_per_epoch,
                               (epoch_loss.recon + epoch_loss.kl) / (double)epoch_loss.count)) {
@@ -217,7 +219,8 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
         stats.train_recon = epoch_loss.recon / (double)epoch_loss.count;
         stats.train_kl = epoch_loss.kl / (double)epoch_loss.count;
         stats.train_loss = stats.train_recon + stats.train_kl;
-        stats.samples_per_second = seconds > 0 ? (double)epoch_loss.count / seconds : 0.0;
+        stats.samples_per_second =
+            seconds > 0 ? (double)(epoch_loss.count - samples_before) / seconds : 0.0;
         stats.test_loss = stats.test_recon = stats.test_kl = NAN;
         if (test) {
             vae_loss test_loss = {0};
@@ -233,7 +236,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             stats.test_seconds = now_seconds() - t_eval;
         }
         if (opt->on_epoch) opt->on_epoch(opt->user, &stats);
-        vae_train_position next = {epoch + 1, 0};
+        vae_train_position next = {.epoch = epoch + 1};
         if (opt->checkpoint && (s = opt->checkpoint(opt->user, model, t.adam, next, err)) != VAE_OK)
             goto done;
     }
