@@ -6,9 +6,10 @@ OPTFLAGS ?= -O2 -g
 # never oversubscribe the cores. -fno-math-errno lets sqrt vectorize; it changes no result.
 BLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
+OMPFLAGS ?= -fopenmp
 ALL_CFLAGS = $(OPTFLAGS) $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC \
-             -fopenmp -fno-math-errno -I$(BLAS_INC) -Iinclude -Isrc
-override LDFLAGS += -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
+             $(OMPFLAGS) -fno-math-errno -I$(BLAS_INC) -Iinclude -Isrc
+override LDFLAGS += $(OMPFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
 LDLIBS  := -lopenblas -ljansson -lpng -lz -lm
 BUILD   := build
 
@@ -20,7 +21,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
 
-.PHONY: all deps demo test check tests clean bench
+.PHONY: all deps demo test check tests clean bench fuzz fuzz-smoke
 all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 
 deps:
@@ -51,12 +52,40 @@ $(BUILD)/tests/ref_ops.o: tests/ref_ops.c tests/ref_ops.h include/vae.h
 	$(CC) $(ALL_CFLAGS) -Itests -c $< -o $@
 
 # Everything the suite needs, then the suite, once as built and once under AddressSanitizer and
-# UndefinedBehaviorSanitizer; its last line is "N passed, N failed".
+# UndefinedBehaviorSanitizer, then a short run of each fuzz target; its last line is
+# "N passed, N failed". SANITIZE=1: only the sanitizer build and the fuzz targets.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-test: deps
-	@$(MAKE) --no-print-directory tests
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+TEST_BUILDS := build-san
+else
+TEST_BUILDS := $(BUILD) build-san
+endif
+test:
+	@scripts/install-deps.sh --test
+	@if [ "$(SANITIZE)" != 1 ]; then $(MAKE) --no-print-directory tests; fi
 	@$(MAKE) --no-print-directory BUILD=build-san OPTFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" tests
-	@tests/run.sh $(BUILD) build-san
+	@$(MAKE) --no-print-directory fuzz
+	@tests/run.sh $(TEST_BUILDS) -- tests/fuzz_smoke.sh build-fuzz
+
+# libFuzzer targets, one per reader, built with clang and ASan+UBSan into build-fuzz. The
+# library is built there without OpenMP (clang's runtime and GCC's must not meet in one
+# process); OpenBLAS keeps its own threads. `make fuzz-smoke` runs each briefly; for a long run:
+#   build-fuzz/fuzz_idx -max_len=8192 -runs=1000000 COPY_OF_fuzz/corpus/idx
+FUZZ_TARGETS := $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OMPFLAGS= \
+	    OPTFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -Wno-unknown-pragmas -Wno-source-uses-openmp" \
+	    LDFLAGS="$(FUZZ_FLAGS)" $(FUZZ_TARGETS)
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_file.h build-fuzz/libvae.a
+	$(CC) $(ALL_CFLAGS) -D_GNU_SOURCE -fsanitize=fuzzer $(LDFLAGS) -o $@ $< build-fuzz/libvae.a $(LDLIBS)
+
+fuzz-smoke:
+	@scripts/install-deps.sh --test
+	@$(MAKE) --no-print-directory fuzz
+	@tests/run.sh -- tests/fuzz_smoke.sh build-fuzz
 
 # The suite without installing anything or the sanitizer pass.
 check: tests
@@ -70,7 +99,7 @@ demo: deps
 	$(BUILD)/vae train --preset pytorch --epochs 10 --batch 128 --lr 1e-3 --out demo
 
 clean:
-	rm -rf $(BUILD) build-san
+	rm -rf $(BUILD) build-san build-fuzz
 
 # Side-by-side speed against PyTorch (needs Debian's python3-torch; installs it when missing).
 $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a

@@ -1,31 +1,43 @@
 #!/bin/sh
-# Usage: tests/run.sh BUILD_DIR...
+# Usage: tests/run.sh [BUILD_DIR...] [-- SCRIPT ARGS...]
 # Runs, for each build folder, every test binary in BUILD/tests and the shell tests in tests/
-# (against BUILD/vae), counts their "ok" and "not ok" lines, and ends with "N passed, N failed".
-# A binary that crashes or exits non-zero without a "not ok" line counts as one failure.
+# (against BUILD/vae), then SCRIPT (sh SCRIPT ARGS) when given; counts their "ok" and "not ok"
+# lines and ends with "N passed, N failed". A program that crashes or exits non-zero without a
+# "not ok" line counts as one failure.
 set -u
-[ $# -gt 0 ] || set -- build
+builds=""
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do builds="$builds $1"; shift; done
+[ $# -gt 0 ] && shift # the "--"
 passed=0
 failed=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-for build in "$@"; do
-for t in "$build"/tests/test_* tests/test_*.sh; do
-    [ -x "$t" ] || [ "${t%.sh}" != "$t" ] || continue
-    case "$t" in *.sh) cmd="sh $t $build" ;; *) cmd="$t" ;; esac
-    echo "== $t"
-    $cmd >"$log" 2>&1
+
+run_one() { # NAME COMMAND...
+    name=$1
+    shift
+    echo "== $name"
+    "$@" >"$log" 2>&1
     rc=$?
     cat "$log"
     p=$(grep -c '^ok ' "$log")
     f=$(grep -c '^not ok ' "$log")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "not ok $t exited with status $rc"
+        echo "not ok $name exited with status $rc"
         f=1
     fi
     passed=$((passed + p))
     failed=$((failed + f))
+}
+
+for build in $builds; do
+    for t in "$build"/tests/test_*; do
+        [ -x "$t" ] && run_one "$t" "$t"
+    done
+    for t in tests/test_*.sh; do
+        run_one "$t ($build)" sh "$t" "$build"
+    done
 done
-done
+[ $# -gt 0 ] && run_one "$*" sh "$@"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

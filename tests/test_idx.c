@@ -119,7 +119,7 @@ static void test_bad_magic(void) {
     expect_bad("bad-magic", VAE_ERR_FORMAT, "not an IDX file");
     write_file("empty", junk, 0, NULL, 0);
     expect_bad("empty", VAE_ERR_FORMAT, "magic");
-    uint8_t h[40];
+    uint8_t h[40] = {0};
     header(h, 8, 0, NULL);
     write_file("zero-dims", h, 4, NULL, 0);
     expect_bad("zero-dims", VAE_ERR_FORMAT, "not an IDX file");

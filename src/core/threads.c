@@ -3,18 +3,29 @@
 #include "internal.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 void vae_set_num_threads(int n) {
     if (n <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = cores > 0 ? (int)cores : 1;
     }
+#ifdef _OPENMP
     omp_set_num_threads(n);
+#endif
     openblas_set_num_threads(n);
 }
 
-int vae_get_num_threads(void) { return omp_get_max_threads(); }
+/* Built without OpenMP (the fuzzing build), only OpenBLAS has threads. */
+int vae_get_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return openblas_get_num_threads();
+#endif
+}
 
 const char *vae_blas_info(void) { return openblas_get_config(); }
