@@ -202,6 +202,12 @@ vae_status vae_encode(const vae_model *model, vae_workspace *ws, const float *x,
 vae_status vae_decode(const vae_model *model, vae_workspace *ws, const float *z, int batch,
                       float *probs);
 
+/* log p(x|z) of each row of z (B,L) under the decoder, in nats (minus the summed BCE with
+ * logits). Row b is scored against x + b*x_stride: x_stride D for a batch of inputs, 0 for many
+ * latent points against one input (importance sampling, quadrature). */
+vae_status vae_log_likelihood(const vae_model *model, vae_workspace *ws, const float *z,
+                              int batch, const float *x, size_t x_stride, double *log_px);
+
 /* ---------------------------------------------------------------- optimizer */
 
 typedef struct {
@@ -317,6 +323,45 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
 /* Mean negative ELBO of a data set with one noise draw per sample from stream `seed`. */
 vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
                         uint64_t seed, vae_loss *loss, vae_error *err);
+
+/* ---------------------------------------------------------------- measuring a model */
+
+typedef struct {
+    /* K of the importance-weighted estimate of log p(x) (Burda et al. 2016):
+     * log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x). 5000; 0: ELBO only. */
+    int importance_samples;
+    int chunk;     /* latent points decoded per pass, 500 */
+    int batch;     /* examples per encoder/ELBO pass, 500 */
+    uint64_t seed; /* 1: the ELBO uses the same noise as vae_evaluate with this seed */
+    /* Called from one thread with examples done and total; non-zero stops the evaluation with
+     * VAE_ERR_CANCELLED. May be NULL. */
+    int (*progress)(void *user, size_t done, size_t total);
+    void *user;
+} vae_eval_options;
+void vae_eval_options_default(vae_eval_options *opt);
+
+/* Means per example, in nats. The likelihood is Bernoulli over values in [0,1] used as they
+ * are (not binarized), so log p(x) is a density-like score, comparable between models on the
+ * same data. */
+typedef struct {
+    size_t count;
+    double neg_elbo, recon, kl; /* one reparameterized draw per example, analytic KL */
+    double nll;                 /* -log p(x) by importance sampling; NaN when K = 0 */
+    double nll_stderr;          /* standard error of nll's mean over the examples */
+    double bits_per_dim;        /* nll (neg_elbo when K = 0) / (D ln 2) */
+    int active_units;           /* latent units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.) */
+    int latent_dim, importance_samples;
+} vae_eval_result;
+
+/* Per-example columns of vae_eval's per_sample output, in this order. */
+enum { VAE_EVAL_NEG_ELBO, VAE_EVAL_RECON, VAE_EVAL_KL, VAE_EVAL_NLL, VAE_EVAL_COLUMNS };
+
+/* Evaluates the model on data: the ELBO and its parts, the importance-weighted -log p(x), the
+ * active units. per_sample (may be NULL) receives count rows of VAE_EVAL_COLUMNS doubles. The
+ * examples are spread over the threads; each example's random draws come from its own stream
+ * (seed, index), so results do not depend on the thread count or the batch sizes. */
+vae_status vae_eval(const vae_model *model, const vae_dataset *data, const vae_eval_options *opt,
+                    vae_eval_result *result, double *per_sample, vae_error *err);
 
 /* ---------------------------------------------------------------- model files */
 

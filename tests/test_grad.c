@@ -166,7 +166,7 @@ static void test_bce_logits(void) {
     fill_uniform(&rng, l, BB * BD, -6, 6);
     fill_uniform(&rng, x, BB * BD, 0, 1);
     double recon[BB];
-    op_bce_logits(recon, dl, l, x, BB, BD, 1.0f);
+    op_bce_logits(recon, dl, l, x, BD, BB, BD, 1.0f);
     for (int b = 0; b < BB; b++) {
         double want = 0;
         for (int d = 0; d < BD; d++) want += ref_bce_logits(l[b * BD + d], x[b * BD + d]);
@@ -180,7 +180,7 @@ static void test_bce_logits(void) {
     /* stability: huge logits stay finite and exact; l = 0 costs log 2 per pixel */
     float big[4] = {100.f, -100.f, 0.f, 88.f}, t[4] = {0.f, 1.f, 0.5f, 1.f};
     double r4[1];
-    op_bce_logits(r4, NULL, big, t, 1, 4, 1.0f);
+    op_bce_logits(r4, NULL, big, t, 4, 1, 4, 1.0f);
     CHECK_CLOSE(r4[0], 100.0 + 100.0 + log(2.0) + 0.0, 1e-6, 1e-6, "bce at extreme logits");
     float p[4];
     op_sigmoid(p, big, 4);

@@ -34,6 +34,16 @@ _Noreturn void vae_assert_fail(const char *cond, const char *file, int line);
 /* A 64-bit fingerprint of len bytes (not cryptographic). */
 uint64_t vae_hash_bytes(const void *data, size_t len, uint64_t seed);
 
+/* Stream ids of the seed's independent random streams (vae_rng_make's second argument). */
+#define VAE_STREAM_SHUFFLE (1ULL << 40) /* + epoch */
+#define VAE_STREAM_NOISE (2ULL << 40)   /* + global step */
+#define VAE_STREAM_EVAL (3ULL << 40)    /* + sample index: results do not depend on eval batch */
+#define VAE_STREAM_IWAE (4ULL << 40)    /* + sample index */
+
+/* The number of the calling OpenMP thread and the most there can be (0 and 1 without OpenMP). */
+int vae_thread_index(void);
+int vae_thread_limit(void);
+
 /* calloc of count*size with an overflow check; NULL on overflow or exhaustion. */
 void *vae_calloc_array(size_t count, size_t size);
 

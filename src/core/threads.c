@@ -28,4 +28,20 @@ int vae_get_num_threads(void) {
 #endif
 }
 
+int vae_thread_index(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+int vae_thread_limit(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 const char *vae_blas_info(void) { return openblas_get_config(); }

@@ -16,11 +16,11 @@ static inline float bce_pixel(float l, float x, float scale, float *grad) {
 /* A row's terms are summed in 8 float lanes (784 terms lose < 1e-7 relative), the lanes then in
  * double. Each row stays on one thread: the same bits whatever the thread count. */
 VAE_SIMD_CLONES
-void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x, int batch,
-                   int dim, float scale) {
+void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x,
+                   size_t x_stride, int batch, int dim, float scale) {
 #pragma omp parallel for schedule(static) if ((long)batch * dim >= 32768)
     for (int b = 0; b < batch; b++) {
-        const float *l = logits + (size_t)b * dim, *t = x + (size_t)b * dim;
+        const float *l = logits + (size_t)b * dim, *t = x + (size_t)b * x_stride;
         float *g = dlogits ? dlogits + (size_t)b * dim : NULL;
         vf8 acc = vf8_splat(0.0f);
         int d = 0;

@@ -6,10 +6,11 @@
 
 /* Bernoulli negative log-likelihood with logits, per sample, and its gradient in the same pass
  * (the exp it needs is the costly part of both):
- *   recon[b] = sum_d max(l,0) - l*x + log1p(exp(-|l|))      l, x (B,D)
- *   dlogits  = scale * (sigmoid(l) - x)                      (B,D); NULL: not wanted */
-void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x, int batch,
-                   int dim, float scale);
+ *   recon[b] = sum_d max(l,0) - l*x + log1p(exp(-|l|))      l (B,D), x row b at x + b*x_stride
+ *   dlogits  = scale * (sigmoid(l) - x)                      (B,D); NULL: not wanted
+ * x_stride is D for a batch of inputs, 0 to score many decodings against one input. */
+void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x,
+                   size_t x_stride, int batch, int dim, float scale);
 
 /* kl[b] = -1/2 sum_j (1 + lv - mu^2 - exp(lv))      mu, lv (B,L) */
 void op_kl_forward(double *kl, const float *mu, const float *logvar, int batch, int latent);

@@ -112,8 +112,8 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, co
     op_reparam_forward(ws->z, mu, logvar, ws->eps, nz);
     decoder_forward(m, ws, ws->z, batch);
     /* the loss's gradient for the batch mean comes out of the same pass, ready for backward */
-    op_bce_logits(ws->recon, ws->grad_a, ws->outputs[m->output_layer], x, batch,
-                  m->cfg.input_dim, 1.0f / (float)batch);
+    op_bce_logits(ws->recon, ws->grad_a, ws->outputs[m->output_layer], x,
+                  (size_t)m->cfg.input_dim, batch, m->cfg.input_dim, 1.0f / (float)batch);
     op_kl_forward(ws->kl, mu, logvar, batch, m->cfg.latent_dim);
     ws->last_batch = batch;
     if (loss) {
@@ -194,6 +194,17 @@ vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z, int
     VAE_TRY(check_call(m, ws, batch));
     decoder_forward(m, ws, z, batch);
     op_sigmoid(probs, ws->outputs[m->output_layer], (size_t)batch * m->cfg.input_dim);
+    ws->last_batch = 0;
+    return VAE_OK;
+}
+
+vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float *z, int batch,
+                              const float *x, size_t x_stride, double *log_px) {
+    VAE_TRY(check_call(m, ws, batch));
+    decoder_forward(m, ws, z, batch);
+    op_bce_logits(log_px, NULL, ws->outputs[m->output_layer], x, x_stride, batch,
+                  m->cfg.input_dim, 1.0f);
+    for (int b = 0; b < batch; b++) log_px[b] = -log_px[b];
     ws->last_batch = 0;
     return VAE_OK;
 }

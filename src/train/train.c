@@ -6,11 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Stream ids of the seed's independent random streams (vae_rng_make's second argument). */
-#define STREAM_SHUFFLE (1ULL << 40) /* + epoch */
-#define STREAM_NOISE (2ULL << 40)   /* + global step */
-#define STREAM_EVAL (3ULL << 40)    /* + sample index: results do not depend on eval batch */
-
 void vae_train_options_default(vae_train_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->epochs = 10;
@@ -45,7 +40,7 @@ static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float
         size_t left = data->count - start;
         int batch = left < (size_t)batch_size ? (int)left : batch_size;
         for (int b = 0; b < batch; b++) {
-            vae_rng rng = vae_rng_make(seed, STREAM_EVAL + start + (size_t)b);
+            vae_rng rng = vae_rng_make(seed, VAE_STREAM_EVAL + start + (size_t)b);
             vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
         }
         VAE_TRY(vae_forward(model, ws, data->x + start * (size_t)data->dim, eps, batch, loss));
@@ -158,7 +153,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     size_t global_step = first_step;
     for (int epoch = start.epoch; epoch <= opt->epochs; epoch++) {
         /* Fisher–Yates from a stream of its own per epoch */
-        vae_rng shuffle = vae_rng_make(opt->seed, STREAM_SHUFFLE + (uint64_t)epoch);
+        vae_rng shuffle = vae_rng_make(opt->seed, VAE_STREAM_SHUFFLE + (uint64_t)epoch);
         for (size_t i = 0; i < n; i++) t.order[i] = i;
         for (size_t i = n - 1; i > 0; i--) {
             size_t j = (size_t)vae_rng_below(&shuffle, i + 1), tmp = t.order[i];
@@ -175,7 +170,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             for (int b = 0; b < batch; b++)
                 memcpy(t.xb + (size_t)b * dim, train->x + t.order[start + b] * (size_t)dim,
                        (size_t)dim * sizeof(float));
-            vae_rng noise = vae_rng_make(opt->seed, STREAM_NOISE + global_step);
+            vae_rng noise = vae_rng_make(opt->seed, VAE_STREAM_NOISE + global_step);
             vae_rng_normal(&noise, t.eps, (size_t)batch * latent);
 
             vae_loss step_loss = {0};
