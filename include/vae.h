@@ -39,6 +39,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -400,9 +401,28 @@ vae_status vae_model_load(const char *path, vae_model **model, vae_adam **adam,
 /* A 64-bit fingerprint of an architecture: a resumed run refuses another one. */
 uint64_t vae_config_hash(const vae_config *cfg);
 
+/* ---------------------------------------------------------------- writing files */
+
+/* Fills an open file; returns non-zero on success. */
+typedef int (*vae_write_fn)(FILE *f, void *ctx);
+/* Writes path crash-safely: write() fills a temporary file in the same folder, which is
+ * fsync'ed and renamed over path, and the folder fsync'ed. On any failure path is as it was
+ * and no temporary file remains. Every file libvae writes goes through here. */
+vae_status vae_write_atomic(const char *path, vae_write_fn write, void *ctx, vae_error *err);
+
+/* Writes a (rows, cols) array as NumPy .npy (version 1.0, little-endian '<f4' or '<f8',
+ * C order), which numpy.load opens. */
+vae_status vae_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
+                             vae_error *err);
+vae_status vae_npy_write_f64(const char *path, const double *data, size_t rows, size_t cols,
+                             vae_error *err);
+
 /* ---------------------------------------------------------------- pictures */
 
-/* Writes an 8-bit grayscale PNG of w*h pixels (row-major). */
+/* Writes an 8-bit PNG of w*h pixels (row-major) with 1 (gray) or 3 (RGB) channels. */
+vae_status vae_png_write(const char *path, const uint8_t *pixels, int width, int height,
+                         int channels, vae_error *err);
+/* vae_png_write with one channel. */
 vae_status vae_png_write_gray(const char *path, const uint8_t *pixels, int width, int height,
                               vae_error *err);
 /* Writes count images (rows x cols floats in [0,1] each, back to back) as a grid of grid_cols

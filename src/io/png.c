@@ -1,43 +1,54 @@
 /* png.c — grayscale PNG output through libpng, and image grids for sample sheets. */
 #include "core/internal.h"
 
-#include <errno.h>
 #include <png.h>
 #include <setjmp.h>
 #include <string.h>
 
-vae_status vae_png_write_gray(const char *path, const uint8_t *pixels, int width, int height,
-                              vae_error *err) {
-    VAE_RETURN_IF(width < 1 || height < 1 || width > (1 << 20) || height > (1 << 20), err,
-                  VAE_ERR_INVALID_ARGUMENT, "%s: image size %dx%d out of range", path, width,
-                  height);
-    FILE *f = fopen(path, "wb");
-    VAE_RETURN_IF(!f, err, VAE_ERR_OPEN, "%s: cannot create: %s", path, strerror(errno));
+typedef struct {
+    const uint8_t *pixels;
+    int width, height, channels;
+} png_picture;
+
+/* libpng reports errors by longjmp; this returns 0 then, and the writer's caller cleans up */
+static int write_png(FILE *f, void *ctx) {
+    const png_picture *im = ctx;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
-        fclose(f);
-        return vae_fail(err, VAE_ERR_NO_MEMORY, "%s: cannot start the PNG writer", path);
+        return 0;
     }
-    /* libpng reports errors by longjmp; volatile keeps f valid across it */
-    FILE *volatile file = f;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        fclose(file);
-        return vae_fail(err, VAE_ERR_IO, "%s: error writing PNG", path);
+        return 0;
     }
-    png_init_io(png, file);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_GRAY,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)im->width, (png_uint_32)im->height, 8,
+                 im->channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    for (int y = 0; y < height; y++) png_write_row(png, pixels + (size_t)y * width);
+    size_t stride = (size_t)im->width * (size_t)im->channels;
+    for (int y = 0; y < im->height; y++) png_write_row(png, im->pixels + (size_t)y * stride);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    int failed = ferror(file) != 0;
-    failed |= fclose(file) != 0;
-    VAE_RETURN_IF(failed, err, VAE_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return VAE_OK;
+    return 1;
+}
+
+vae_status vae_png_write(const char *path, const uint8_t *pixels, int width, int height,
+                         int channels, vae_error *err) {
+    VAE_RETURN_IF(width < 1 || height < 1 || width > (1 << 20) || height > (1 << 20), err,
+                  VAE_ERR_INVALID_ARGUMENT, "%s: image size %dx%d out of range", path, width,
+                  height);
+    VAE_RETURN_IF(channels != 1 && channels != 3, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s: %d channels (1 or 3 are written)", path, channels);
+    png_picture im = {pixels, width, height, channels};
+    return vae_write_atomic(path, write_png, &im, err);
+}
+
+vae_status vae_png_write_gray(const char *path, const uint8_t *pixels, int width, int height,
+                              vae_error *err) {
+    return vae_png_write(path, pixels, width, height, 1, err);
 }
 
 vae_status vae_png_write_grid(const char *path, const float *images, int count, int rows,

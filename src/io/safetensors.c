@@ -139,8 +139,26 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
 
 /* ---------------------------------------------------------------- writing */
 
-/* fwrite that remembers the first failure */
 static int write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
+
+typedef struct {
+    const st_tensor *tensors;
+    size_t n;
+    const char *header;
+    size_t header_len, padded;
+} st_writer;
+
+/* length, header padded with spaces (the data then starts 8-byte aligned), tensors */
+static int write_safetensors(FILE *f, void *ctx) {
+    const st_writer *w = ctx;
+    unsigned char len_le[8];
+    for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)w->padded >> (8 * i));
+    int ok = write_all(f, len_le, 8) && write_all(f, w->header, w->header_len);
+    for (size_t i = w->header_len; ok && i < w->padded; i++) ok = fputc(' ', f) != EOF;
+    for (size_t i = 0; ok && i < w->n; i++)
+        ok = write_all(f, w->tensors[i].data, w->tensors[i].count * sizeof(float));
+    return ok;
+}
 
 vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam *adam,
                           const vae_train_state *state, vae_error *err) {
@@ -172,63 +190,11 @@ vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam 
         return vae_fail(err, VAE_ERR_NO_MEMORY, "%s: cannot build the header", path);
     }
     size_t header_len = strlen(header);
-    size_t padded = (header_len + 7) / 8 * 8; /* the data then starts 8-byte aligned */
+    size_t padded = (header_len + 7) / 8 * 8;
 
-    /* a temporary file beside the target, so the final rename stays in one file system */
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16), *dir_copy = strdup(path);
-    vae_status s = VAE_OK;
-    int fd = -1;
-    FILE *f = NULL;
-    if (!tmp || !dir_copy) {
-        s = vae_fail(err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
-        goto done;
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        s = vae_fail(err, VAE_ERR_OPEN, "%s: cannot create a temporary file beside it: %s", path,
-                     strerror(errno));
-        tmp[0] = '\0';
-        goto done;
-    }
-    fchmod(fd, 0644);
-    f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        s = vae_fail(err, VAE_ERR_IO, "%s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    unsigned char len_le[8];
-    for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    ok = write_all(f, len_le, 8) && write_all(f, header, header_len);
-    for (size_t i = header_len; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
-    for (size_t i = 0; ok && i < n; i++) ok = write_all(f, tensors[i].data, tensors[i].count * sizeof(float));
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int saved_errno = errno;
-    if (fclose(f) != 0 && ok) ok = 0, saved_errno = errno;
-    if (!ok) {
-        s = vae_fail(err, VAE_ERR_IO, "%s: write failed (%s); the previous file is untouched",
-                     path, strerror(saved_errno));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        s = vae_fail(err, VAE_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                     strerror(errno));
-        goto done;
-    }
-    tmp[0] = '\0'; /* it is the file now */
-    /* make the rename itself durable */
-    int dfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0 && errno != EINVAL)
-            s = vae_fail(err, VAE_ERR_IO, "%s: cannot sync its folder: %s", path, strerror(errno));
-        close(dfd);
-    }
-done:
-    if (tmp && tmp[0]) unlink(tmp);
-    free(tmp);
-    free(dir_copy);
+    st_writer w = {.tensors = tensors, .n = n, .header = header, .header_len = header_len,
+                   .padded = padded};
+    vae_status s = vae_write_atomic(path, write_safetensors, &w, err);
     free(header);
     free(tensors);
     return s;
