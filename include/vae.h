@@ -364,6 +364,27 @@ enum { VAE_EVAL_NEG_ELBO, VAE_EVAL_RECON, VAE_EVAL_KL, VAE_EVAL_NLL, VAE_EVAL_CO
 vae_status vae_eval(const vae_model *model, const vae_dataset *data, const vae_eval_options *opt,
                     vae_eval_result *result, double *per_sample, vae_error *err);
 
+/* ---------------------------------------------------------------- the latent space */
+
+/* Encoder means and log-variances (n,L) of n inputs (n,D), in batches (either output may be
+ * NULL). */
+vae_status vae_encode_all(const vae_model *model, const float *x, size_t n, float *mu,
+                          float *logvar, vae_error *err);
+/* Decoder means sigmoid(logits) (n,D) of n latent points (n,L), in batches. */
+vae_status vae_decode_all(const vae_model *model, const float *z, size_t n, float *probs,
+                          vae_error *err);
+/* The standard normal quantile function Φ⁻¹(p), 0 < p < 1 (to 1e-15 relative). */
+double vae_normal_quantile(double p);
+/* Points along the path from a to b (each of dim values) at t in [0,1]: linear, or spherical
+ * (along the great circle, which keeps the norm typical of the prior; linear when a and b are
+ * nearly parallel). */
+void vae_lerp(const float *a, const float *b, double t, int dim, float *out);
+void vae_slerp(const float *a, const float *b, double t, int dim, float *out);
+/* Projects n points (n,dim) onto their first two principal components (n,2), centered; the
+ * fractions of variance they explain go to explained[2] (may be NULL). dim == 2 copies. */
+vae_status vae_pca2(const float *points, size_t n, int dim, float *out, double explained[2],
+                    vae_error *err);
+
 /* ---------------------------------------------------------------- model files */
 
 /* Model files are safetensors (https://huggingface.co/docs/safetensors): an 8-byte

@@ -201,6 +201,48 @@ static void test_active_units(void) {
     vae_model_free(m);
 }
 
+static void test_latent_helpers(void) {
+    /* quantiles: known values, symmetry, and the round trip through erfc in the far tails */
+    CHECK_CLOSE(vae_normal_quantile(0.975), 1.959963984540054, 1e-14, 0, "q(0.975)");
+    CHECK_CLOSE(vae_normal_quantile(0.5), 0.0, 0, 1e-15, "q(0.5)");
+    CHECK_CLOSE(vae_normal_quantile(0.001), -3.090232306167813, 1e-13, 0, "q(0.001)");
+    CHECK_CLOSE(vae_normal_quantile(0.9), -vae_normal_quantile(0.1), 1e-15, 0, "mirror");
+    for (double p = 1e-300; p < 0.5; p *= 7.3) {
+        double x = vae_normal_quantile(p);
+        CHECK_CLOSE(0.5 * erfc(-x / sqrt(2.0)), p, 1e-12, 0, "Phi(q(p)) = p");
+    }
+    CHECK(isinf(vae_normal_quantile(0)) && isnan(vae_normal_quantile(2)), "edges");
+    /* slerp between two unit vectors stays on the unit circle; lerp cuts the chord */
+    float a[3] = {1, 0, 0}, b[3] = {0, 1, 0}, mid[3];
+    vae_slerp(a, b, 0.5, 3, mid);
+    CHECK_CLOSE(mid[0] * mid[0] + mid[1] * mid[1], 1.0, 1e-6, 0, "slerp keeps the norm");
+    CHECK_CLOSE(mid[0], sqrt(0.5), 1e-6, 0, "slerp halfway");
+    vae_lerp(a, b, 0.25, 3, mid);
+    CHECK(mid[0] == 0.75f && mid[1] == 0.25f && mid[2] == 0, "lerp");
+    vae_slerp(a, a, 0.3, 3, mid);
+    CHECK(mid[0] == 1 && mid[1] == 0, "parallel: no division by zero");
+    /* PCA: points spread along (1,1,0)/sqrt2 mostly, (0,0,1) less */
+    enum { N = 400 };
+    float pts[N * 3], proj[N * 2];
+    vae_rng r = vae_rng_make(5, 0);
+    for (int i = 0; i < N; i++) {
+        float g[3];
+        vae_rng_normal(&r, g, 3);
+        pts[3 * i] = 3 * g[0] + 0.01f * g[1] + 7, pts[3 * i + 1] = 3 * g[0] - 0.01f * g[1];
+        pts[3 * i + 2] = g[2];
+    }
+    double ex[2];
+    vae_error err;
+    CHECK(vae_pca2(pts, N, 3, proj, ex, &err) == VAE_OK, "%s", err.message);
+    double c = 0, v1 = 0;
+    for (int i = 0; i < N; i++) c += proj[2 * i] * (pts[3 * i + 1] * 1.0), v1 += proj[2 * i] * proj[2 * i];
+    CHECK(ex[0] > 0.9 && ex[1] > 0.04 && ex[1] < 0.1 && ex[0] + ex[1] > 0.999, "explained %g %g",
+          ex[0], ex[1]);
+    double mean0 = 0;
+    for (int i = 0; i < N; i++) mean0 += proj[2 * i] / N;
+    CHECK(fabs(mean0) < 1e-4 && fabs(c) > 0, "centered (%g)", mean0);
+}
+
 int main(void) {
     vae_error err;
     if (vae_idx_load(FMNIST_TEST, NULL, &images, &err) != VAE_OK) {
@@ -223,6 +265,7 @@ int main(void) {
     RUN(test_iwae_approaches_quadrature);
     RUN(test_eval_summary);
     RUN(test_active_units);
+    RUN(test_latent_helpers);
     vae_model_free(model);
     vae_dataset_free(images);
     return CHECK_SUMMARY();
