@@ -37,9 +37,47 @@ vae_status cli_write_samples(const char *path, const vae_model *model, int rows,
 vae_status cli_write_reconstructions(const char *path, const vae_model *model,
                                      const vae_dataset *data, int n, vae_error *err);
 
+#define DEFAULT_TEST_IMAGES "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+/* Loads a model file; on failure prints the error and returns the exit code (else EXIT_OK). */
+int cli_load_model(const char *path, vae_model **model, vae_train_state *st);
+/* Loads IDX images with the labels beside them when found (or from labels); checks the width
+ * against model when given. Returns an exit code as cli_load_model. */
+int cli_load_data(const char *images, const char *labels, const vae_model *model,
+                  vae_dataset **out);
+int cli_has_suffix(const char *path, const char *suffix);
+/* rows x cols values as .npy (float64) when path ends in .npy, else CSV with the header line
+ * (may be NULL); written atomically. */
+vae_status cli_write_table(const char *path, const double *values, size_t rows, size_t cols,
+                           const char *header, vae_error *err);
+
+/* A progress bar on stderr when it is a terminal, redrawn at most 10 times a second. */
+typedef struct {
+    const char *label;
+    int on;
+    double started, last_draw;
+} cli_bar;
+void cli_bar_init(cli_bar *bar, const char *label, int quiet);
+/* Has the shape of vae_eval_options.progress: user is a cli_bar. */
+int cli_progress(void *user, size_t done, size_t total);
+
+/* The latent means of the first n examples (or their 2-D PCA), colored by label, as PNG or,
+ * when path ends in .svg, SVG; names (may be NULL) label the classes in the SVG legend. */
+vae_status cli_plot_latent(const char *path, const vae_model *model, const vae_dataset *data,
+                           size_t n, const char *const *names, vae_error *err);
+/* Fashion-MNIST's class names when data_path looks like it, else NULL. */
+const char *const *cli_class_names(const char *data_path);
+
 int cmd_train(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_interpolate(int argc, char **argv);
+int cmd_traverse(int argc, char **argv);
+int cmd_manifold(int argc, char **argv);
+int cmd_plot_latent(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

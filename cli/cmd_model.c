@@ -6,14 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_TEST_IMAGES "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-
-static int load_model(const char *path, vae_model **model, vae_train_state *st) {
-    vae_error err = {{0}};
-    vae_status s = vae_model_load(path, model, NULL, st, &err);
-    return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
-}
-
 static void print_sizes(const int *v, int n) {
     for (int i = 0; i < n; i++) printf("%d-", v[i]);
 }
@@ -28,7 +20,7 @@ int cmd_info(int argc, char **argv) {
     }
     vae_model *model;
     vae_train_state st;
-    int code = load_model(argv[1], &model, &st);
+    int code = cli_load_model(argv[1], &model, &st);
     if (code != EXIT_OK) return code;
     const vae_config *c = vae_model_config(model);
     printf("file:          %s\n", argv[1]);
@@ -102,7 +94,7 @@ int cmd_sample(int argc, char **argv) {
     }
     vae_model *model;
     vae_train_state st;
-    if ((code = load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
+    if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
     vae_error err = {{0}};
     vae_status s = cli_write_samples(a.out, model, st.data_rows, st.data_cols, a.count, a.seed,
                                      &err);
@@ -129,7 +121,7 @@ int cmd_reconstruct(int argc, char **argv) {
     const char *data_path = optind == argc - 2 ? argv[optind + 1] : DEFAULT_TEST_IMAGES;
     vae_model *model;
     vae_train_state st;
-    if ((code = load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
+    if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
     vae_error err = {{0}};
     vae_dataset *data = NULL;
     vae_status s = vae_idx_load(data_path, NULL, &data, &err);

@@ -15,6 +15,13 @@ static void usage(FILE *out) {
             "  info         architecture, parameter count and training state of a model file\n"
             "  sample       decode images from the prior into a PNG grid\n"
             "  reconstruct  encode and decode images into a PNG grid\n"
+            "  eval         -ELBO, importance-weighted -log p(x), bits/dim, active units\n"
+            "  encode       latent means and log-variances (or draws) as CSV or .npy\n"
+            "  interpolate  decoded paths between two images, linear and spherical\n"
+            "  traverse     each latent dimension swept over +-3 sigma\n"
+            "  manifold     the decoded grid over a 2-D latent's prior quantiles\n"
+            "  plot-latent  the data's latent means (or their 2-D PCA) colored by label\n"
+            "  report       a self-contained HTML page of a training run\n"
             "\n"
             "  vae <command> --help   options of a command\n"
             "  vae --version          version and the BLAS in use\n"
@@ -42,6 +49,13 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 1, argv + 1);
     if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "encode") == 0) return cmd_encode(argc - 1, argv + 1);
+    if (strcmp(cmd, "interpolate") == 0) return cmd_interpolate(argc - 1, argv + 1);
+    if (strcmp(cmd, "traverse") == 0) return cmd_traverse(argc - 1, argv + 1);
+    if (strcmp(cmd, "manifold") == 0) return cmd_manifold(argc - 1, argv + 1);
+    if (strcmp(cmd, "plot-latent") == 0) return cmd_plot_latent(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "vae: unknown command \"%s\" (try vae --help)\n", cmd);
     return EXIT_USAGE;
 }

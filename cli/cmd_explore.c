@@ -1,0 +1,235 @@
+/* cmd_explore.c — looking at the latent space: `vae interpolate`, `vae traverse`,
+ * `vae manifold`, each a PNG grid of decoded images. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCALE 2
+
+typedef struct {
+    const char *out, *data;
+    int from, to, steps, grid, dims;
+    double range;
+} explore_args;
+
+/* Options of the three commands; `allowed` names the short options a command takes. */
+static int parse(int argc, char **argv, const char *usage, const char *allowed, int positional_max,
+                 explore_args *a, const char **model, int *code) {
+    static const struct option options[] = {
+        {"out", required_argument, 0, 'o'},   {"from", required_argument, 0, 'f'},
+        {"to", required_argument, 0, 'T'},    {"steps", required_argument, 0, 'n'},
+        {"grid", required_argument, 0, 'g'},  {"range", required_argument, 0, 'r'},
+        {"dims", required_argument, 0, 'd'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    *code = EXIT_USAGE;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:f:T:n:g:r:d:h", options, NULL)) != -1) {
+        if (c != 'h' && c != '?' && !strchr(allowed, c)) {
+            fprintf(stderr, "vae: option --%s does not apply here\n", argv[optind - 1] + 2);
+            return 0;
+        }
+        float range;
+        switch (c) {
+        case 'o': a->out = optarg; break;
+        case 'f': if (!cli_parse_int("from", optarg, 0, 1 << 30, &a->from)) return 0; break;
+        case 'T': if (!cli_parse_int("to", optarg, 0, 1 << 30, &a->to)) return 0; break;
+        case 'n': if (!cli_parse_int("steps", optarg, 2, 100, &a->steps)) return 0; break;
+        case 'g': if (!cli_parse_int("grid", optarg, 2, 100, &a->grid)) return 0; break;
+        case 'd': if (!cli_parse_int("dims", optarg, 1, 256, &a->dims)) return 0; break;
+        case 'r':
+            if (!cli_parse_float("range", optarg, 0.01, 100, &range)) return 0;
+            a->range = range;
+            break;
+        case 'h': fputs(usage, stdout); *code = EXIT_OK; return 0;
+        default: fputs(usage, stderr); return 0;
+        }
+    }
+    int positional = argc - optind;
+    if (positional < 1 || positional > positional_max) {
+        fputs(usage, stderr);
+        return 0;
+    }
+    *model = argv[optind];
+    if (positional == 2) a->data = argv[optind + 1];
+    return 1;
+}
+
+/* Decodes n latent points into images and writes them as a grid of `cols` columns. */
+static vae_status decode_grid(const char *path, const vae_model *m, const vae_train_state *st,
+                              const float *z, int n, int cols, vae_error *err) {
+    float *images = malloc(sizeof(float) * (size_t)n * vae_model_config(m)->input_dim);
+    if (!images) return VAE_ERR_NO_MEMORY;
+    vae_status s = vae_decode_all(m, z, (size_t)n, images, err);
+    if (s == VAE_OK) s = vae_png_write_grid(path, images, n, st->data_rows, st->data_cols, cols,
+                                            SCALE, err);
+    free(images);
+    return s;
+}
+
+static int has_image_shape(const vae_model *m, const vae_train_state *st, const char *path) {
+    if (st->data_rows > 0 && st->data_rows * st->data_cols == vae_model_config(m)->input_dim)
+        return 1;
+    fprintf(stderr, "vae: %s: the model's outputs are not images of a known shape\n", path);
+    return 0;
+}
+
+static int finish(vae_status s, vae_error *err, const char *out) {
+    if (s != VAE_OK) return cli_report(s, err);
+    fprintf(stderr, "vae: wrote %s\n", out);
+    return EXIT_OK;
+}
+
+int cmd_interpolate(int argc, char **argv) {
+    static const char usage[] =
+        "usage: vae interpolate MODEL [DATA] --from I --to J [options]\n\n"
+        "Decodes the path between the latent means of images I and J of DATA (IDX; default the\n"
+        "Fashion-MNIST test set): the top row linear, the bottom row spherical (along the great\n"
+        "circle, keeping the norm typical of the prior), each between the two originals.\n"
+        "  -f, --from I     first image (index), default 0\n"
+        "      --to J       last image, default 1\n"
+        "  -n, --steps N    decoded points per row, default 10\n"
+        "  -o, --out FILE   default interpolation.png\n";
+    explore_args a = {.out = "interpolation.png", .data = DEFAULT_TEST_IMAGES, .to = 1, .steps = 10};
+    const char *path;
+    int code;
+    if (!parse(argc, argv, usage, "ofTn", 2, &a, &path, &code)) return code;
+    vae_model *m = NULL;
+    vae_dataset *data = NULL;
+    vae_train_state st;
+    if ((code = cli_load_model(path, &m, &st)) != EXIT_OK) return code;
+    if (!has_image_shape(m, &st, path)) code = EXIT_USAGE;
+    else code = cli_load_data(a.data, NULL, m, &data);
+    if (code == EXIT_OK && ((size_t)a.from >= data->count || (size_t)a.to >= data->count)) {
+        fprintf(stderr, "vae: --from/--to: %s has %zu images (0..%zu)\n", a.data, data->count,
+                data->count - 1);
+        code = EXIT_USAGE;
+    }
+    if (code != EXIT_OK) {
+        vae_dataset_free(data), vae_model_free(m);
+        return code;
+    }
+    const int latent = vae_model_config(m)->latent_dim, dim = data->dim, cols = a.steps + 2;
+    float *ends = malloc(sizeof(float) * 2 * latent), *z = malloc(sizeof(float) * 2 * a.steps * latent);
+    float *images = malloc(sizeof(float) * 2 * cols * dim);
+    float *decoded = malloc(sizeof(float) * 2 * a.steps * dim);
+    vae_error err = {{0}};
+    vae_status s = ends && z && images && decoded ? VAE_OK : VAE_ERR_NO_MEMORY;
+    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)a.from * dim, 1, ends, NULL, &err);
+    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)a.to * dim, 1, ends + latent, NULL, &err);
+    for (int row = 0; s == VAE_OK && row < 2; row++)
+        for (int i = 0; i < a.steps; i++) {
+            double t = (double)i / (a.steps - 1);
+            float *out = z + ((size_t)row * a.steps + i) * latent;
+            if (row == 0) vae_lerp(ends, ends + latent, t, latent, out);
+            else vae_slerp(ends, ends + latent, t, latent, out);
+        }
+    if (s == VAE_OK) s = vae_decode_all(m, z, 2 * (size_t)a.steps, decoded, &err);
+    if (s == VAE_OK) {
+        for (int row = 0; row < 2; row++) {
+            float *r = images + (size_t)row * cols * dim;
+            memcpy(r, data->x + (size_t)a.from * dim, sizeof(float) * dim);
+            memcpy(r + (size_t)(cols - 1) * dim, data->x + (size_t)a.to * dim, sizeof(float) * dim);
+            memcpy(r + dim, decoded + (size_t)row * a.steps * dim, sizeof(float) * a.steps * dim);
+        }
+        s = vae_png_write_grid(a.out, images, 2 * cols, st.data_rows, st.data_cols, cols, SCALE, &err);
+    }
+    free(ends), free(z), free(images), free(decoded);
+    vae_dataset_free(data), vae_model_free(m);
+    return finish(s, &err, a.out);
+}
+
+int cmd_traverse(int argc, char **argv) {
+    static const char usage[] =
+        "usage: vae traverse MODEL [DATA] [options]\n\n"
+        "One row per latent dimension: that coordinate swept from -R to +R (the prior's\n"
+        "standard deviations), the others held at the latent mean of image I of DATA, or at 0\n"
+        "(the prior's mean) without --from.\n"
+        "  -f, --from I     hold the other coordinates at image I's latent mean\n"
+        "  -n, --steps N    points per row, default 9\n"
+        "  -r, --range R    default 3\n"
+        "  -d, --dims K     only the first K dimensions, default all (at most 64)\n"
+        "  -o, --out FILE   default traverse.png\n";
+    explore_args a = {.out = "traverse.png", .data = NULL, .from = -1, .steps = 9, .range = 3};
+    const char *path;
+    int code;
+    if (!parse(argc, argv, usage, "ofnrd", 2, &a, &path, &code)) return code;
+    if (a.from >= 0 && !a.data) a.data = DEFAULT_TEST_IMAGES;
+    vae_model *m = NULL;
+    vae_dataset *data = NULL;
+    vae_train_state st;
+    if ((code = cli_load_model(path, &m, &st)) != EXIT_OK) return code;
+    if (!has_image_shape(m, &st, path)) code = EXIT_USAGE;
+    else if (a.from >= 0) code = cli_load_data(a.data, NULL, m, &data);
+    if (code == EXIT_OK && data && (size_t)a.from >= data->count) {
+        fprintf(stderr, "vae: --from: %s has %zu images\n", a.data, data->count);
+        code = EXIT_USAGE;
+    }
+    if (code != EXIT_OK) {
+        vae_dataset_free(data), vae_model_free(m);
+        return code;
+    }
+    const int latent = vae_model_config(m)->latent_dim;
+    int dims = a.dims ? a.dims : latent;
+    if (dims > latent) dims = latent;
+    if (dims > 64) dims = 64;
+    float *base = calloc((size_t)latent, sizeof(float));
+    float *z = malloc(sizeof(float) * (size_t)dims * a.steps * latent);
+    vae_error err = {{0}};
+    vae_status s = base && z ? VAE_OK : VAE_ERR_NO_MEMORY;
+    if (s == VAE_OK && data)
+        s = vae_encode_all(m, data->x + (size_t)a.from * data->dim, 1, base, NULL, &err);
+    for (int d = 0; s == VAE_OK && d < dims; d++)
+        for (int i = 0; i < a.steps; i++) {
+            float *p = z + ((size_t)d * a.steps + i) * latent;
+            memcpy(p, base, sizeof(float) * latent);
+            p[d] = (float)(-a.range + 2 * a.range * i / (a.steps - 1));
+        }
+    if (s == VAE_OK) s = decode_grid(a.out, m, &st, z, dims * a.steps, a.steps, &err);
+    free(base), free(z);
+    vae_dataset_free(data), vae_model_free(m);
+    return finish(s, &err, a.out);
+}
+
+int cmd_manifold(int argc, char **argv) {
+    static const char usage[] =
+        "usage: vae manifold MODEL [options]\n\n"
+        "For a 2-D latent: decodes the grid of points whose coordinates are the prior's\n"
+        "quantiles at (i + 0.5) / N, as in Kingma & Welling's figure (z1 left to right, z2\n"
+        "bottom to top).\n"
+        "  -g, --grid N     points per side, default 20\n"
+        "  -o, --out FILE   default manifold.png\n";
+    explore_args a = {.out = "manifold.png", .grid = 20};
+    const char *path;
+    int code;
+    if (!parse(argc, argv, usage, "og", 1, &a, &path, &code)) return code;
+    vae_model *m = NULL;
+    vae_train_state st;
+    if ((code = cli_load_model(path, &m, &st)) != EXIT_OK) return code;
+    if (vae_model_config(m)->latent_dim != 2) {
+        fprintf(stderr, "vae: %s has a %d-D latent; the manifold is drawn for 2-D latents "
+                "(try vae traverse)\n", path, vae_model_config(m)->latent_dim);
+        vae_model_free(m);
+        return EXIT_USAGE;
+    }
+    if (!has_image_shape(m, &st, path)) {
+        vae_model_free(m);
+        return EXIT_USAGE;
+    }
+    const int n = a.grid;
+    float *z = malloc(sizeof(float) * 2 * n * n);
+    vae_error err = {{0}};
+    vae_status s = z ? VAE_OK : VAE_ERR_NO_MEMORY;
+    for (int r = 0; s == VAE_OK && r < n; r++)
+        for (int c = 0; c < n; c++) {
+            z[2 * (r * n + c)] = (float)vae_normal_quantile((c + 0.5) / n);
+            z[2 * (r * n + c) + 1] = (float)vae_normal_quantile(1.0 - (r + 0.5) / n);
+        }
+    if (s == VAE_OK) s = decode_grid(a.out, m, &st, z, n * n, n, &err);
+    free(z);
+    vae_model_free(m);
+    return finish(s, &err, a.out);
+}

@@ -1,0 +1,88 @@
+/* files.c — what several commands read and write: model files, data sets with their labels,
+ * tables as CSV or .npy, and a progress bar. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_load_model(const char *path, vae_model **model, vae_train_state *st) {
+    vae_error err = {{0}};
+    vae_status s = vae_model_load(path, model, NULL, st, &err);
+    return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
+}
+
+int cli_load_data(const char *images, const char *labels, const vae_model *model,
+                  vae_dataset **out) {
+    char found[4096];
+    vae_error err = {{0}};
+    if (!labels && vae_idx_find_labels(images, found, sizeof found)) labels = found;
+    vae_status s = vae_idx_load(images, labels, out, &err);
+    if (s != VAE_OK) return cli_report(s, &err);
+    if (model && (*out)->dim != vae_model_config(model)->input_dim) {
+        fprintf(stderr, "vae: %s has %d values per sample, the model expects %d\n", images,
+                (*out)->dim, vae_model_config(model)->input_dim);
+        vae_dataset_free(*out);
+        *out = NULL;
+        return EXIT_DATAERR;
+    }
+    return EXIT_OK;
+}
+
+int cli_has_suffix(const char *path, const char *suffix) {
+    size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && strcmp(path + n - k, suffix) == 0;
+}
+
+typedef struct {
+    const double *values;
+    size_t rows, cols;
+    const char *header;
+} csv_table;
+
+static int write_csv(FILE *f, void *ctx) {
+    const csv_table *t = ctx;
+    if (t->header && fprintf(f, "%s\n", t->header) < 0) return 0;
+    for (size_t r = 0; r < t->rows; r++)
+        for (size_t c = 0; c < t->cols; c++)
+            if (fprintf(f, "%.9g%c", t->values[r * t->cols + c], c + 1 < t->cols ? ',' : '\n') < 0)
+                return 0;
+    return 1;
+}
+
+vae_status cli_write_table(const char *path, const double *values, size_t rows, size_t cols,
+                           const char *header, vae_error *err) {
+    if (cli_has_suffix(path, ".npy")) return vae_npy_write_f64(path, values, rows, cols, err);
+    csv_table t = {values, rows, cols, header};
+    return vae_write_atomic(path, write_csv, &t, err);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_progress(void *user, size_t done, size_t total) {
+    cli_bar *bar = user;
+    if (!bar->on) return 0;
+    double t = now_seconds();
+    if (bar->started == 0) bar->started = t;
+    if (t - bar->last_draw < 0.1 && done < total) return 0;
+    bar->last_draw = t;
+    int width = 30, filled = total ? (int)(width * done / total) : width;
+    double rate = t > bar->started ? done / (t - bar->started) : 0;
+    fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu %.0f/s ", bar->label, filled,
+            "##############################", width - filled, "", done, total, rate);
+    if (done >= total) fputs("\r\033[K", stderr);
+    fflush(stderr);
+    return 0;
+}
+
+void cli_bar_init(cli_bar *bar, const char *label, int quiet) {
+    memset(bar, 0, sizeof *bar);
+    bar->label = label;
+    bar->on = !quiet && isatty(STDERR_FILENO);
+}
