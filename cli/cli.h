@@ -68,6 +68,20 @@ vae_status cli_plot_latent(const char *path, const vae_model *model, const vae_d
 /* Fashion-MNIST's class names when data_path looks like it, else NULL. */
 const char *const *cli_class_names(const char *data_path);
 
+/* Decoded grids: a 2-D latent's prior quantiles (n x n), and each of the first dims latent
+ * coordinates (0: all, at most 64) swept over [-range, range] in `steps` points, the others at
+ * x's latent mean (x NULL: at 0). The model must know its image shape (st). */
+vae_status cli_write_manifold(const char *path, const vae_model *model, const vae_train_state *st,
+                              int n, vae_error *err);
+vae_status cli_write_traverse(const char *path, const vae_model *model, const vae_train_state *st,
+                              const float *x, int dims, int steps, double range, vae_error *err);
+
+/* Images `from` and `to` of data with the decoded linear (top row) and spherical (bottom row)
+ * paths between their latent means, `steps` points each. */
+vae_status cli_write_interpolation(const char *path, const vae_model *model,
+                                   const vae_train_state *st, const vae_dataset *data, int from,
+                                   int to, int steps, vae_error *err);
+
 int cmd_train(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_sample(int argc, char **argv);

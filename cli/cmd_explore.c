@@ -112,34 +112,41 @@ int cmd_interpolate(int argc, char **argv) {
         vae_dataset_free(data), vae_model_free(m);
         return code;
     }
-    const int latent = vae_model_config(m)->latent_dim, dim = data->dim, cols = a.steps + 2;
-    float *ends = malloc(sizeof(float) * 2 * latent), *z = malloc(sizeof(float) * 2 * a.steps * latent);
-    float *images = malloc(sizeof(float) * 2 * cols * dim);
-    float *decoded = malloc(sizeof(float) * 2 * a.steps * dim);
     vae_error err = {{0}};
+    vae_status s = cli_write_interpolation(a.out, m, &st, data, a.from, a.to, a.steps, &err);
+    vae_dataset_free(data), vae_model_free(m);
+    return finish(s, &err, a.out);
+}
+
+vae_status cli_write_interpolation(const char *path, const vae_model *m, const vae_train_state *st,
+                                   const vae_dataset *data, int from, int to, int steps,
+                                   vae_error *err) {
+    const int latent = vae_model_config(m)->latent_dim, dim = data->dim, cols = steps + 2;
+    float *ends = malloc(sizeof(float) * 2 * latent), *z = malloc(sizeof(float) * 2 * steps * latent);
+    float *images = malloc(sizeof(float) * 2 * cols * dim);
+    float *decoded = malloc(sizeof(float) * 2 * steps * dim);
     vae_status s = ends && z && images && decoded ? VAE_OK : VAE_ERR_NO_MEMORY;
-    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)a.from * dim, 1, ends, NULL, &err);
-    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)a.to * dim, 1, ends + latent, NULL, &err);
+    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)from * dim, 1, ends, NULL, err);
+    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)to * dim, 1, ends + latent, NULL, err);
     for (int row = 0; s == VAE_OK && row < 2; row++)
-        for (int i = 0; i < a.steps; i++) {
-            double t = (double)i / (a.steps - 1);
-            float *out = z + ((size_t)row * a.steps + i) * latent;
+        for (int i = 0; i < steps; i++) {
+            double t = (double)i / (steps - 1);
+            float *out = z + ((size_t)row * steps + i) * latent;
             if (row == 0) vae_lerp(ends, ends + latent, t, latent, out);
             else vae_slerp(ends, ends + latent, t, latent, out);
         }
-    if (s == VAE_OK) s = vae_decode_all(m, z, 2 * (size_t)a.steps, decoded, &err);
+    if (s == VAE_OK) s = vae_decode_all(m, z, 2 * (size_t)steps, decoded, err);
     if (s == VAE_OK) {
         for (int row = 0; row < 2; row++) {
             float *r = images + (size_t)row * cols * dim;
-            memcpy(r, data->x + (size_t)a.from * dim, sizeof(float) * dim);
-            memcpy(r + (size_t)(cols - 1) * dim, data->x + (size_t)a.to * dim, sizeof(float) * dim);
-            memcpy(r + dim, decoded + (size_t)row * a.steps * dim, sizeof(float) * a.steps * dim);
+            memcpy(r, data->x + (size_t)from * dim, sizeof(float) * dim);
+            memcpy(r + (size_t)(cols - 1) * dim, data->x + (size_t)to * dim, sizeof(float) * dim);
+            memcpy(r + dim, decoded + (size_t)row * steps * dim, sizeof(float) * steps * dim);
         }
-        s = vae_png_write_grid(a.out, images, 2 * cols, st.data_rows, st.data_cols, cols, SCALE, &err);
+        s = vae_png_write_grid(path, images, 2 * cols, st->data_rows, st->data_cols, cols, SCALE, err);
     }
     free(ends), free(z), free(images), free(decoded);
-    vae_dataset_free(data), vae_model_free(m);
-    return finish(s, &err, a.out);
+    return s;
 }
 
 int cmd_traverse(int argc, char **argv) {
@@ -172,26 +179,31 @@ int cmd_traverse(int argc, char **argv) {
         vae_dataset_free(data), vae_model_free(m);
         return code;
     }
-    const int latent = vae_model_config(m)->latent_dim;
-    int dims = a.dims ? a.dims : latent;
-    if (dims > latent) dims = latent;
-    if (dims > 64) dims = 64;
-    float *base = calloc((size_t)latent, sizeof(float));
-    float *z = malloc(sizeof(float) * (size_t)dims * a.steps * latent);
     vae_error err = {{0}};
-    vae_status s = base && z ? VAE_OK : VAE_ERR_NO_MEMORY;
-    if (s == VAE_OK && data)
-        s = vae_encode_all(m, data->x + (size_t)a.from * data->dim, 1, base, NULL, &err);
-    for (int d = 0; s == VAE_OK && d < dims; d++)
-        for (int i = 0; i < a.steps; i++) {
-            float *p = z + ((size_t)d * a.steps + i) * latent;
-            memcpy(p, base, sizeof(float) * latent);
-            p[d] = (float)(-a.range + 2 * a.range * i / (a.steps - 1));
-        }
-    if (s == VAE_OK) s = decode_grid(a.out, m, &st, z, dims * a.steps, a.steps, &err);
-    free(base), free(z);
+    vae_status s = cli_write_traverse(a.out, m, &st, data ? data->x + (size_t)a.from * data->dim : NULL,
+                                      a.dims, a.steps, a.range, &err);
     vae_dataset_free(data), vae_model_free(m);
     return finish(s, &err, a.out);
+}
+
+vae_status cli_write_traverse(const char *path, const vae_model *m, const vae_train_state *st,
+                              const float *x, int dims, int steps, double range, vae_error *err) {
+    const int latent = vae_model_config(m)->latent_dim;
+    if (!dims || dims > latent) dims = latent;
+    if (dims > 64) dims = 64;
+    float *base = calloc((size_t)latent, sizeof(float));
+    float *z = malloc(sizeof(float) * (size_t)dims * steps * latent);
+    vae_status s = base && z ? VAE_OK : VAE_ERR_NO_MEMORY;
+    if (s == VAE_OK && x) s = vae_encode_all(m, x, 1, base, NULL, err);
+    for (int d = 0; s == VAE_OK && d < dims; d++)
+        for (int i = 0; i < steps; i++) {
+            float *p = z + ((size_t)d * steps + i) * latent;
+            memcpy(p, base, sizeof(float) * latent);
+            p[d] = (float)(-range + 2 * range * i / (steps - 1));
+        }
+    if (s == VAE_OK) s = decode_grid(path, m, st, z, dims * steps, steps, err);
+    free(base), free(z);
+    return s;
 }
 
 int cmd_manifold(int argc, char **argv) {
@@ -219,17 +231,22 @@ int cmd_manifold(int argc, char **argv) {
         vae_model_free(m);
         return EXIT_USAGE;
     }
-    const int n = a.grid;
-    float *z = malloc(sizeof(float) * 2 * n * n);
     vae_error err = {{0}};
-    vae_status s = z ? VAE_OK : VAE_ERR_NO_MEMORY;
-    for (int r = 0; s == VAE_OK && r < n; r++)
+    vae_status s = cli_write_manifold(a.out, m, &st, a.grid, &err);
+    vae_model_free(m);
+    return finish(s, &err, a.out);
+}
+
+vae_status cli_write_manifold(const char *path, const vae_model *m, const vae_train_state *st,
+                              int n, vae_error *err) {
+    float *z = malloc(sizeof(float) * 2 * n * n);
+    if (!z) return VAE_ERR_NO_MEMORY;
+    for (int r = 0; r < n; r++)
         for (int c = 0; c < n; c++) {
             z[2 * (r * n + c)] = (float)vae_normal_quantile((c + 0.5) / n);
             z[2 * (r * n + c) + 1] = (float)vae_normal_quantile(1.0 - (r + 0.5) / n);
         }
-    if (s == VAE_OK) s = decode_grid(a.out, m, &st, z, n * n, n, &err);
+    vae_status s = decode_grid(path, m, st, z, n * n, n, err);
     free(z);
-    vae_model_free(m);
-    return finish(s, &err, a.out);
+    return s;
 }

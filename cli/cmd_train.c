@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@ typedef struct {
     vae_train_state state;       /* what checkpoints record besides weights and moments */
     int quiet, bar;          /* bar: stderr is a terminal */
     double last_draw;        /* seconds, to redraw the bar at most 10 times a second */
-    FILE *log;               /* per-epoch CSV */
+    FILE *log, *jsonl;       /* per-epoch CSV and JSON lines */
     size_t test_count;       /* test samples, for the evaluation rate */
 } train_view;
 
@@ -74,6 +75,22 @@ static void on_epoch(void *user, const vae_epoch_stats *s) {
                 s->train_loss, s->train_recon, s->train_kl, s->test_loss, s->test_recon,
                 s->test_kl, s->samples_per_second, s->seconds, s->test_seconds);
         fflush(v->log);
+    }
+    if (v->jsonl) {
+        json_t *j = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "epoch",
+                              s->epoch, "epochs", s->epochs, "train_loss", s->train_loss,
+                              "train_recon", s->train_recon, "train_kl", s->train_kl,
+                              "samples_per_s", s->samples_per_second, "epoch_s", s->seconds,
+                              "test_loss", isnan(s->test_loss) ? 0.0 : s->test_loss,
+                              "test_recon", isnan(s->test_recon) ? 0.0 : s->test_recon,
+                              "test_kl", isnan(s->test_kl) ? 0.0 : s->test_kl);
+        if (j && isnan(s->test_loss)) /* JSON has no NaN: no test data, no test fields */
+            json_object_del(j, "test_loss"), json_object_del(j, "test_recon"),
+                json_object_del(j, "test_kl");
+        if (j) json_dumpf(j, v->jsonl, JSON_COMPACT);
+        fputc('\n', v->jsonl);
+        fflush(v->jsonl);
+        json_decref(j);
     }
 }
 
@@ -261,30 +278,44 @@ static vae_status write_pictures(const vae_model *model, const vae_dataset *show
 #define LOG_HEADER "epoch,train_loss,train_recon,train_kl,test_loss,test_recon,test_kl," \
                    "samples_per_s,epoch_s,eval_s\n"
 
-/* Opens DIR/train_log.csv for the epochs to come. A resumed run keeps the lines of the epochs
- * its checkpoint had finished and drops any written after it (a run killed between logging an
- * epoch and saving its checkpoint would otherwise log that epoch twice). */
-static FILE *open_log(const char *out_dir, const char *resume_dir, int first_epoch) {
+/* The epoch a log line is about: CSV lines start with it, JSON lines hold it; 0 otherwise. */
+static long epoch_of_line(const char *line) {
+    if (line[0] == '{') {
+        json_t *j = json_loads(line, JSON_DISABLE_EOF_CHECK, NULL);
+        long epoch = j ? (long)json_integer_value(json_object_get(j, "epoch")) : 0;
+        json_decref(j);
+        return epoch;
+    }
+    char *end;
+    long epoch = strtol(line, &end, 10);
+    return end != line && *end == ',' ? epoch : 0;
+}
+
+/* Opens DIR/NAME for the epochs to come, starting with header (may be NULL). A resumed run
+ * keeps the lines of the epochs its checkpoint had finished and drops any written after it (a
+ * run killed between logging an epoch and saving its checkpoint would otherwise log that epoch
+ * twice). */
+static FILE *open_log(const char *out_dir, const char *resume_dir, int first_epoch,
+                      const char *name, const char *header) {
     char path[PATH_SIZE];
     char *kept = NULL;
     size_t kept_len = 0;
     if (resume_dir) {
-        snprintf(path, sizeof path, "%s/train_log.csv", resume_dir);
+        snprintf(path, sizeof path, "%s/%s", resume_dir, name);
         FILE *old = fopen(path, "r");
         FILE *mem = old ? open_memstream(&kept, &kept_len) : NULL;
-        char line[1024];
+        char line[4096];
         while (mem && fgets(line, sizeof line, old)) {
-            char *end;
-            long epoch = strtol(line, &end, 10);
-            if (end != line && *end == ',' && epoch >= 1 && epoch < first_epoch) fputs(line, mem);
+            long epoch = epoch_of_line(line);
+            if (epoch >= 1 && epoch < first_epoch) fputs(line, mem);
         }
         if (mem) fclose(mem);
         if (old) fclose(old);
     }
-    snprintf(path, sizeof path, "%s/train_log.csv", out_dir);
+    snprintf(path, sizeof path, "%s/%s", out_dir, name);
     FILE *log = fopen(path, "w");
     if (log) {
-        fputs(LOG_HEADER, log);
+        if (header) fputs(header, log);
         if (kept) fwrite(kept, 1, kept_len, log);
         fflush(log);
     }
@@ -404,9 +435,11 @@ int cmd_train(int argc, char **argv) {
     view.checkpoint_path = checkpoint_path;
     remove_stale_temporaries(a.out, "checkpoint.safetensors");
     remove_stale_temporaries(a.out, "model.safetensors");
-    log = open_log(a.out, a.resume, a.resume ? view.state.position.epoch : 1);
-    if (!log) {
-        fprintf(stderr, "vae: cannot create %s/train_log.csv: %s\n", a.out, strerror(errno));
+    int first_epoch = a.resume ? view.state.position.epoch : 1;
+    log = open_log(a.out, a.resume, first_epoch, "train_log.csv", LOG_HEADER);
+    view.jsonl = log ? open_log(a.out, a.resume, first_epoch, "train_log.jsonl", NULL) : NULL;
+    if (!log || !view.jsonl) {
+        fprintf(stderr, "vae: cannot create %s/train_log.*: %s\n", a.out, strerror(errno));
         code = EXIT_CANTCREAT;
         goto cleanup;
     }
@@ -456,6 +489,10 @@ int cmd_train(int argc, char **argv) {
 fail:
     code = cli_report(s, &err);
 cleanup:
+    if (view.jsonl && fclose(view.jsonl) != 0 && code == EXIT_OK) {
+        fprintf(stderr, "vae: error writing %s/train_log.jsonl\n", a.out);
+        code = EXIT_IOERR;
+    }
     if (log && fclose(log) != 0 && code == EXIT_OK) {
         fprintf(stderr, "vae: error writing %s/train_log.csv\n", a.out);
         code = EXIT_IOERR;

@@ -112,7 +112,8 @@ static int write_svg(FILE *f, void *ctx) {
             MARGIN, MARGIN, PLOT, PLOT);
     for (int axis = 0; axis < 2; axis++) { /* ticks at round numbers */
         double span = s->hi[axis] - s->lo[axis], step = pow(10, floor(log10(span / 5)));
-        if (span / step > 10) step *= 2;
+        if (span / step > 8) step *= 2;
+        if (span / step > 8) step *= 2.5;
         for (double v = ceil(s->lo[axis] / step) * step; v <= s->hi[axis]; v += step) {
             double p = to_px(s, axis, v);
             if (axis == 0)
@@ -127,8 +128,7 @@ static int write_svg(FILE *f, void *ctx) {
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", MARGIN + PLOT / 2, h - 4);
     xml_text(f, s->axis[0]);
-    fprintf(f, "</text>\n<text x=\"12\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 12 %d)\">",
-            MARGIN + PLOT / 2, MARGIN + PLOT / 2);
+    fprintf(f, "</text>\n<text x=\"%d\" y=\"%d\">&#8593; ", MARGIN, MARGIN - 8);
     xml_text(f, s->axis[1]);
     fputs("</text>\n<g fill-opacity=\"0.6\">\n", f);
     for (size_t i = 0; i < s->n; i++) {
