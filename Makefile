@@ -93,10 +93,15 @@ check: tests
 
 tests: all $(TEST_BIN)
 
-# Trains the canonical model on Fashion-MNIST and writes pictures to demo/.
+# Trains the canonical model on Fashion-MNIST, measures it and writes pictures and a report to
+# demo/.
 demo: deps
 	@$(MAKE) --no-print-directory all
 	$(BUILD)/vae train --preset pytorch --epochs 10 --batch 128 --lr 1e-3 --out demo
+	$(BUILD)/vae eval demo/model.safetensors -k 100 --json demo/eval.json -q
+	$(BUILD)/vae plot-latent demo/model.safetensors -o demo/latent.png
+	$(BUILD)/vae traverse demo/model.safetensors -o demo/traverse.png
+	$(BUILD)/vae report demo
 
 clean:
 	rm -rf $(BUILD) build-san build-fuzz
