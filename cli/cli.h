@@ -30,8 +30,8 @@ int cli_parse_u64(const char *name, const char *text, uint64_t *out);
 int cli_parse_float(const char *name, const char *text, double min, double max, float *out);
 
 /* A grid PNG of n images decoded from z ~ N(0, I) drawn from `seed`, 10 to a row. */
-vae_status cli_write_samples(const char *path, const vae_model *model, int rows, int cols, int n,
-                             uint64_t seed, vae_error *err);
+vae_status cli_write_samples(const char *path, const char *npy_path, const vae_model *model,
+                             int rows, int cols, int n, uint64_t seed, vae_error *err);
 /* A grid PNG of rows of up to 10 of the first n images of data, each row followed by their
  * reconstructions through z = mu. */
 vae_status cli_write_reconstructions(const char *path, const vae_model *model,

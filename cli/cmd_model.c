@@ -50,7 +50,7 @@ int cmd_info(int argc, char **argv) {
 }
 
 typedef struct {
-    const char *out, *data;
+    const char *out, *data, *npy;
     int count;
     uint64_t seed;
 } picture_args;
@@ -61,6 +61,7 @@ static int parse_picture_args(int argc, char **argv, const char *usage, picture_
     static const struct option options[] = {{"out", required_argument, 0, 'o'},
                                             {"count", required_argument, 0, 'n'},
                                             {"seed", required_argument, 0, 's'},
+                                            {"npy", required_argument, 0, 'N'},
                                             {"help", no_argument, 0, 'h'},
                                             {0, 0, 0, 0}};
     optind = 1;
@@ -71,6 +72,7 @@ static int parse_picture_args(int argc, char **argv, const char *usage, picture_
         case 'o': a->out = optarg; break;
         case 'n': if (!cli_parse_int("count", optarg, 1, 10000, &a->count)) return 0; break;
         case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
+        case 'N': a->npy = optarg; break;
         case 'h': fputs(usage, stdout); *code = EXIT_OK; return 0;
         default: fputs(usage, stderr); return 0;
         }
@@ -81,13 +83,16 @@ static int parse_picture_args(int argc, char **argv, const char *usage, picture_
 int cmd_sample(int argc, char **argv) {
     static const char usage[] =
         "usage: vae sample MODEL [options]\n\n"
-        "Decodes images from z ~ N(0, I) into a PNG grid.\n"
+        "Decodes images from z ~ N(0, I) into a PNG grid and/or their Bernoulli means as a\n"
+        "(N, D) float32 .npy array.\n"
         "  -n, --count N   images, default 100\n"
-        "  -o, --out FILE  default samples.png\n"
+        "  -o, --out FILE  default samples.png (none with --npy alone)\n"
+        "      --npy FILE  also (or only) the raw probabilities\n"
         "  -s, --seed N    default 1\n";
-    picture_args a = {.out = "samples.png", .count = 100, .seed = 1};
+    picture_args a = {.out = NULL, .count = 100, .seed = 1};
     int code;
     if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
+    if (!a.out && !a.npy) a.out = "samples.png";
     if (optind != argc - 1) {
         fputs(usage, stderr);
         return EXIT_USAGE;
@@ -96,11 +101,12 @@ int cmd_sample(int argc, char **argv) {
     vae_train_state st;
     if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
     vae_error err = {{0}};
-    vae_status s = cli_write_samples(a.out, model, st.data_rows, st.data_cols, a.count, a.seed,
-                                     &err);
+    vae_status s = cli_write_samples(a.out, a.npy, model, st.data_rows, st.data_cols, a.count,
+                                     a.seed, &err);
     vae_model_free(model);
     if (s != VAE_OK) return cli_report(s, &err);
-    fprintf(stderr, "vae: wrote %s\n", a.out);
+    fprintf(stderr, "vae: wrote %s%s%s\n", a.out ? a.out : "", a.out && a.npy ? ", " : "",
+            a.npy ? a.npy : "");
     return EXIT_OK;
 }
 
@@ -114,6 +120,10 @@ int cmd_reconstruct(int argc, char **argv) {
     picture_args a = {.out = "reconstructions.png", .count = 20, .seed = 1};
     int code;
     if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
+    if (a.npy) {
+        fputs("vae: --npy is an option of vae sample\n", stderr);
+        return EXIT_USAGE;
+    }
     if (optind != argc - 1 && optind != argc - 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;

@@ -266,7 +266,7 @@ int cmd_report(int argc, char **argv) {
                                          "report-interpolation.png"};
     for (int i = 0; i < 5; i++) snprintf(r.pictures[i], PATH_SIZE, "%s/%s", r.dir, names[i]);
     if (s == VAE_OK && images)
-        s = cli_write_samples(r.pictures[0], model, st.data_rows, st.data_cols, 100, 1, &err);
+        s = cli_write_samples(r.pictures[0], NULL, model, st.data_rows, st.data_cols, 100, 1, &err);
     if (s == VAE_OK && images)
         s = cli_write_reconstructions(r.pictures[1], model, data, 20, &err);
     if (s == VAE_OK)

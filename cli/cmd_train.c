@@ -269,7 +269,7 @@ static vae_status write_pictures(const vae_model *model, const vae_dataset *show
                                  const char *dir, vae_error *err) {
     char path[PATH_SIZE];
     snprintf(path, sizeof path, "%s/samples.png", dir);
-    vae_status s = cli_write_samples(path, model, shown->rows, shown->cols, 100, seed, err);
+    vae_status s = cli_write_samples(path, NULL, model, shown->rows, shown->cols, 100, seed, err);
     if (s != VAE_OK) return s;
     snprintf(path, sizeof path, "%s/reconstructions.png", dir);
     return cli_write_reconstructions(path, model, shown, 20, err);

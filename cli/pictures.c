@@ -9,10 +9,10 @@
 #define GRID_SCALE 2
 #define DECODE_BATCH 256
 
-vae_status cli_write_samples(const char *path, const vae_model *model, int rows, int cols, int n,
-                             uint64_t seed, vae_error *err) {
+vae_status cli_write_samples(const char *path, const char *npy_path, const vae_model *model,
+                             int rows, int cols, int n, uint64_t seed, vae_error *err) {
     const vae_config *cfg = vae_model_config(model);
-    if (rows < 1 || cols < 1 || rows * cols != cfg->input_dim) {
+    if (path && (rows < 1 || cols < 1 || rows * cols != cfg->input_dim)) {
         snprintf(err->message, sizeof err->message,
                  "the model's %d outputs are not images of a known shape", cfg->input_dim);
         return VAE_ERR_INVALID_ARGUMENT;
@@ -31,7 +31,10 @@ vae_status cli_write_samples(const char *path, const vae_model *model, int rows,
                            probs + (size_t)i * cfg->input_dim);
         }
     }
-    if (s == VAE_OK) s = vae_png_write_grid(path, probs, n, rows, cols, GRID_COLS, GRID_SCALE, err);
+    if (s == VAE_OK && path)
+        s = vae_png_write_grid(path, probs, n, rows, cols, GRID_COLS, GRID_SCALE, err);
+    if (s == VAE_OK && npy_path)
+        s = vae_npy_write_f32(npy_path, probs, (size_t)n, (size_t)cfg->input_dim, err);
     if (s == VAE_ERR_NO_MEMORY && !err->message[0])
         snprintf(err->message, sizeof err->message, "out of memory for %d samples", n);
     vae_workspace_free(ws);

@@ -81,6 +81,12 @@ if paste -d, "$tmp/z.csv" "$tmp/zs.csv" | awk -F, 'NR > 1 { for (j = 0; j < 2; j
         END { exit bad > 0 }'; then ok encode_sample_near_mean; else
     fail encode_sample_near_mean; fi
 
+# sample: raw probabilities as .npy, with or without the picture
+"$vae" sample "$model" -n 7 --npy "$tmp/s.npy" 2>"$tmp/err"
+size=$(wc -c <"$tmp/s.npy")
+if grep -q "'<f4'.*'shape': (7, 784)" "$tmp/s.npy" && [ "$size" -eq $((128 + 7 * 784 * 4)) ] &&
+    [ ! -e samples.png ]; then ok sample_npy; else fail sample_npy "$size bytes $(cat "$tmp/err")"; fi
+
 # pictures: the grids have the sizes their options ask for (28x28 images, scale 2, 2-pixel gaps)
 "$vae" interpolate "$model" --from 3 --to 7 --steps 6 -o "$tmp/i.png" 2>"$tmp/err"
 "$vae" traverse "$model" --steps 5 -o "$tmp/t.png" 2>>"$tmp/err"
