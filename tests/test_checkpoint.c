@@ -13,16 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[64];
-
-static const char *path_of(const char *name) {
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 static vae_model *tiny_model(uint64_t seed) {
     vae_config cfg = {.input_dim = 16, .latent_dim = 2, .n_encoder = 1, .encoder = {12},
                       .n_decoder = 2, .decoder = {6, 12}, .activation = VAE_ACT_ELU};
@@ -59,10 +49,10 @@ static void test_round_trip(void) {
     vae_train_state st = {.preset = "", .data_rows = 4, .data_cols = 4, .seed = 99,
                           .batch_size = 8, .epochs = 5, .position = {3, 2, {1234.5678901234567, 0.1, 17}},
                           .data_hash = 0xabcULL};
-    CHECK(vae_model_save(path_of("m.safetensors"), m, NULL, &st, &err) == VAE_OK, "%s",
+    CHECK(vae_model_save(check_path("m.safetensors"), m, NULL, &st, &err) == VAE_OK, "%s",
           err.message);
     vae_train_state got;
-    CHECK(vae_model_load(path_of("m.safetensors"), &back, NULL, &got, &err) == VAE_OK, "%s",
+    CHECK(vae_model_load(check_path("m.safetensors"), &back, NULL, &got, &err) == VAE_OK, "%s",
           err.message);
     if (!back) return;
     CHECK(vae_config_hash(vae_model_config(back)) == vae_config_hash(vae_model_config(m)),
@@ -77,7 +67,7 @@ static void test_round_trip(void) {
           !got.has_optimizer, "state");
     vae_model_free(back);
     vae_adam *adam = NULL;
-    CHECK(vae_model_load(path_of("m.safetensors"), &back, &adam, NULL, &err) ==
+    CHECK(vae_model_load(check_path("m.safetensors"), &back, &adam, NULL, &err) ==
               VAE_ERR_FORMAT && strstr(err.message, "no optimizer state"),
           "asking a model file for moments: %s", err.message);
     CHECK(back == NULL && adam == NULL, "a failed load hands out nothing");
@@ -90,10 +80,10 @@ static void test_round_trip(void) {
     for (size_t i = 0; i < vae_model_num_params(m); i++)
         vae_adam_first_moment(adam)[i] = (float)i, vae_adam_second_moment(adam)[i] = 0.5f * i;
     vae_adam_set_steps(adam, 1234);
-    CHECK(vae_model_save(path_of("c.safetensors"), m, adam, &st, &err) == VAE_OK, "%s",
+    CHECK(vae_model_save(check_path("c.safetensors"), m, adam, &st, &err) == VAE_OK, "%s",
           err.message);
     vae_adam *adam_back = NULL;
-    CHECK(vae_model_load(path_of("c.safetensors"), &back, &adam_back, &got, &err) == VAE_OK, "%s",
+    CHECK(vae_model_load(check_path("c.safetensors"), &back, &adam_back, &got, &err) == VAE_OK, "%s",
           err.message);
     if (adam_back) {
         CHECK(vae_adam_steps(adam_back) == 1234 && got.has_optimizer &&
@@ -106,7 +96,7 @@ static void test_round_trip(void) {
     }
     /* a checkpoint also opens as a plain model */
     vae_model *plain = NULL;
-    CHECK(vae_model_load(path_of("c.safetensors"), &plain, NULL, NULL, &err) == VAE_OK, "%s",
+    CHECK(vae_model_load(check_path("c.safetensors"), &plain, NULL, NULL, &err) == VAE_OK, "%s",
           err.message);
     vae_model_free(plain);
     vae_adam_free(adam), vae_adam_free(adam_back);
@@ -117,7 +107,7 @@ static void test_round_trip(void) {
  * tensors tiling the rest exactly. */
 static void test_strict_layout(void) {
     size_t len;
-    unsigned char *raw = slurp(path_of("c.safetensors"), &len);
+    unsigned char *raw = slurp(check_path("c.safetensors"), &len);
     CHECK(raw && len > 8, "read");
     if (!raw) return;
     uint64_t n = 0;
@@ -182,7 +172,7 @@ static void test_resume_is_bit_identical(void) {
 
     for (int cut = 1; cut <= 13; cut += 4) { /* inside epochs, and at an epoch's end (6, 12) */
         vae_model *m = tiny_model(2);
-        run_ctx ctx = {.path = path_of("resume.safetensors"), .cancel_after = cut};
+        run_ctx ctx = {.path = check_path("resume.safetensors"), .cancel_after = cut};
         ctx.state.seed = 5, ctx.state.batch_size = 16, ctx.state.epochs = 3;
         vae_train_options o = opt;
         o.checkpoint = save_cb, o.progress = cancel_cb, o.user = &ctx, o.checkpoint_every = 4;
@@ -219,7 +209,7 @@ static void test_resume_is_bit_identical(void) {
 }
 
 static int count_temporaries(void) {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(check_dir);
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d)))
@@ -234,7 +224,7 @@ static void test_full_disk_keeps_previous_file(void) {
     vae_config_preset(&cfg, "seed", 784, &err);
     vae_model *m;
     vae_model_create(&m, &cfg, 3, &err);
-    const char *p = path_of("big.safetensors");
+    const char *p = check_path("big.safetensors");
     CHECK(vae_model_save(p, m, NULL, NULL, &err) == VAE_OK, "%s", err.message);
     size_t len0;
     unsigned char *before = slurp(p, &len0);
@@ -267,7 +257,7 @@ static void test_full_disk_keeps_previous_file(void) {
 /* Writes a safetensors file with this header text (padded) and `data` bytes. */
 static void write_st(const char *name, const char *header, const void *data, size_t data_len,
                      uint64_t claimed_len) {
-    FILE *f = fopen(path_of(name), "wb");
+    FILE *f = fopen(check_path(name), "wb");
     size_t n = strlen(header), padded = (n + 7) / 8 * 8;
     uint64_t len = claimed_len ? claimed_len : padded;
     for (int i = 0; i < 8; i++) fputc((int)(len >> (8 * i)) & 0xff, f);
@@ -283,7 +273,7 @@ static size_t good_data_len;
 
 static void load_good(void) {
     size_t len;
-    unsigned char *raw = slurp(path_of("m.safetensors"), &len);
+    unsigned char *raw = slurp(check_path("m.safetensors"), &len);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | raw[i];
     good_header = calloc(n + 1, 1);
@@ -313,7 +303,7 @@ static char *edit(const char *from, const char *to) {
 static void expect_bad(const char *name, const char *needle) {
     vae_model *m = (vae_model *)1;
     vae_error err = {{0}};
-    vae_status s = vae_model_load(path_of(name), &m, NULL, NULL, &err);
+    vae_status s = vae_model_load(check_path(name), &m, NULL, NULL, &err);
     CHECK(s == VAE_ERR_FORMAT || s == VAE_ERR_IO, "%s: status %s (%s)", name, vae_status_str(s),
           err.message);
     CHECK(m == NULL, "%s: no model returned", name);
@@ -337,14 +327,14 @@ static void test_bad_files(void) {
     write_st("same.safetensors", good_header, good_data, good_data_len, 0);
     vae_model *m = NULL;
     vae_error err = {{0}};
-    CHECK(vae_model_load(path_of("same.safetensors"), &m, NULL, NULL, &err) == VAE_OK,
+    CHECK(vae_model_load(check_path("same.safetensors"), &m, NULL, NULL, &err) == VAE_OK,
           "rewritten good file: %s", err.message);
     vae_model_free(m);
 
     write_st("truncated", good_header, good_data, good_data_len - 5, 0);
     expect_bad("truncated", "truncated");
     write_st("trailing", good_header, good_data, good_data_len, 0);
-    FILE *f = fopen(path_of("trailing"), "ab");
+    FILE *f = fopen(check_path("trailing"), "ab");
     fputs("xyz", f);
     fclose(f);
     expect_bad("trailing", "trailing");
@@ -352,7 +342,7 @@ static void test_bad_files(void) {
     expect_bad("lying-length", "beyond the file");
     write_st("huge-length", good_header, good_data, good_data_len, (uint64_t)1 << 40);
     expect_bad("huge-length", "100 MB");
-    f = fopen(path_of("tiny"), "wb");
+    f = fopen(check_path("tiny"), "wb");
     fputs("abc", f);
     fclose(f);
     expect_bad("tiny", "too short");
@@ -398,16 +388,13 @@ static void test_bad_files(void) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/vae-ckpt-XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (!check_make_dir("ckpt")) return 1;
     vae_set_num_threads(1);
     RUN(test_round_trip);
     RUN(test_strict_layout);
     RUN(test_resume_is_bit_identical);
     RUN(test_full_disk_keeps_previous_file);
     RUN(test_bad_files);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) printf("# could not remove %s\n", dir);
+    check_remove_dir();
     return CHECK_SUMMARY();
 }

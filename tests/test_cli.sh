@@ -2,15 +2,7 @@
 # test_cli.sh — the `vae` program as a user meets it: help, exit codes, one-line errors on bad
 # files, a small training run that writes its pictures and repeats bit for bit, interruption.
 # Usage: sh tests/test_cli.sh BUILD_DIR
-set -u
-build=${1:-build}
-vae="$build/vae"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fmnist=/usr/share/datasets/fashion-mnist
-
-ok() { echo "ok $1"; }
-fail() { echo "not ok $1"; shift; for line in "$@"; do echo "#   $line"; done; }
+. "$(dirname "$0")/lib.sh"
 
 # expect NAME CODE PATTERN -- COMMAND...: exit code CODE, one stderr line matching PATTERN
 expect() {

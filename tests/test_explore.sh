@@ -3,15 +3,7 @@
 # per-sample CSV/.npy), encode, interpolate, traverse, manifold, plot-latent, report (rendered
 # by headless chromium: every embedded picture must decode), and their errors.
 # Usage: sh tests/test_explore.sh BUILD_DIR
-set -u
-build=${1:-build}
-vae="$build/vae"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fmnist=/usr/share/datasets/fashion-mnist
-
-ok() { echo "ok $1"; }
-fail() { echo "not ok $1"; shift; for line in "$@"; do echo "#   $line"; done; }
+. "$(dirname "$0")/lib.sh"
 # the width and height of a PNG, from its IHDR chunk
 png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
 

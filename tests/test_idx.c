@@ -10,16 +10,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char dir[64];
-
-static const char *path_of(const char *name) {
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 /* An IDX header: 00 00 type ndims, then big-endian sizes. Returns its length. */
 static size_t header(uint8_t *h, int type, int ndims, const uint32_t *dims) {
     h[0] = 0, h[1] = 0, h[2] = (uint8_t)type, h[3] = (uint8_t)ndims;
@@ -31,14 +21,14 @@ static size_t header(uint8_t *h, int type, int ndims, const uint32_t *dims) {
 }
 
 static void write_file(const char *name, const void *a, size_t na, const void *b, size_t nb) {
-    FILE *f = fopen(path_of(name), "wb");
+    FILE *f = fopen(check_path(name), "wb");
     fwrite(a, 1, na, f);
     if (nb) fwrite(b, 1, nb, f);
     fclose(f);
 }
 
 static void write_gz(const char *name, const void *a, size_t na, const void *b, size_t nb) {
-    gzFile gz = gzopen(path_of(name), "wb");
+    gzFile gz = gzopen(check_path(name), "wb");
     gzwrite(gz, a, (unsigned)na);
     for (size_t off = 0; off < nb; off += 1u << 26) {
         size_t chunk = nb - off < (1u << 26) ? nb - off : (1u << 26);
@@ -66,7 +56,7 @@ static void write_good(void) {
 static void check_good(const char *images, const char *labels) {
     vae_dataset *ds;
     vae_error err = {{0}};
-    vae_status s = vae_idx_load(path_of(images), labels ? path_of(labels) : NULL, &ds, &err);
+    vae_status s = vae_idx_load(check_path(images), labels ? check_path(labels) : NULL, &ds, &err);
     CHECK(s == VAE_OK, "%s: %s", images, err.message);
     if (s != VAE_OK) return;
     CHECK(ds->count == 5 && ds->dim == 12 && ds->rows == 4 && ds->cols == 3, "shape %zu %d %d %d",
@@ -86,13 +76,13 @@ static void test_good_with_labels(void) {
 
 static void test_find_labels(void) {
     char out[512];
-    CHECK(vae_idx_find_labels(path_of("good-images-idx3-ubyte.gz"), out, sizeof out) == 1, "found");
-    CHECK(strcmp(out, path_of("good-labels-idx1-ubyte.gz")) == 0, "name %s", out);
-    CHECK(vae_idx_find_labels(path_of("nolabel-images-idx3-ubyte"), out, sizeof out) == 0,
+    CHECK(vae_idx_find_labels(check_path("good-images-idx3-ubyte.gz"), out, sizeof out) == 1, "found");
+    CHECK(strcmp(out, check_path("good-labels-idx1-ubyte.gz")) == 0, "name %s", out);
+    CHECK(vae_idx_find_labels(check_path("nolabel-images-idx3-ubyte"), out, sizeof out) == 0,
           "absent file not found");
-    CHECK(vae_idx_find_labels(path_of("plain.bin"), out, sizeof out) == 0, "no images in name");
+    CHECK(vae_idx_find_labels(check_path("plain.bin"), out, sizeof out) == 0, "no images in name");
     char tiny[8];
-    CHECK(vae_idx_find_labels(path_of("good-images-idx3-ubyte"), tiny, sizeof tiny) == 0,
+    CHECK(vae_idx_find_labels(check_path("good-images-idx3-ubyte"), tiny, sizeof tiny) == 0,
           "buffer too small is refused");
 }
 
@@ -100,7 +90,7 @@ static void test_find_labels(void) {
 static void expect_bad(const char *name, vae_status want, const char *needle) {
     vae_dataset *ds = (vae_dataset *)1;
     vae_error err = {{0}};
-    vae_status s = vae_idx_load(path_of(name), NULL, &ds, &err);
+    vae_status s = vae_idx_load(check_path(name), NULL, &ds, &err);
     CHECK(s == want, "%s: status %s, expected %s (%s)", name, vae_status_str(s),
           vae_status_str(want), err.message);
     CHECK(ds == NULL, "%s: output not cleared", name);
@@ -145,7 +135,7 @@ static void test_truncated(void) {
     write_gz("short-data.gz", h, n, pixels, 59);
     expect_bad("short-data.gz", VAE_ERR_FORMAT, "truncated");
     write_file("long-data", h, n, pixels, 60);
-    FILE *f = fopen(path_of("long-data"), "ab");
+    FILE *f = fopen(check_path("long-data"), "ab");
     fputc(7, f);
     fclose(f);
     expect_bad("long-data", VAE_ERR_FORMAT, "unexpected");
@@ -203,7 +193,7 @@ static void test_corrupt_gzip(void) {
     uint8_t h[16];
     size_t n = header(h, 8, 3, (uint32_t[]){5, 4, 3});
     write_gz("corrupt.gz", h, n, pixels, 60);
-    FILE *f = fopen(path_of("corrupt.gz"), "r+b");
+    FILE *f = fopen(check_path("corrupt.gz"), "r+b");
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     /* flip bytes in the deflate data and the CRC trailer */
@@ -217,32 +207,32 @@ static void test_corrupt_gzip(void) {
     expect_bad("corrupt.gz", VAE_ERR_FORMAT, "gzip");
     /* a stream cut in the middle */
     write_gz("cut.gz", h, n, pixels, 60);
-    f = fopen(path_of("cut.gz"), "r+b");
+    f = fopen(check_path("cut.gz"), "r+b");
     fseek(f, 0, SEEK_END);
     size = ftell(f);
     fclose(f);
-    CHECK(truncate(path_of("cut.gz"), size - 12) == 0, "truncate");
+    CHECK(truncate(check_path("cut.gz"), size - 12) == 0, "truncate");
     vae_dataset *ds;
     vae_error err = {{0}};
-    vae_status s = vae_idx_load(path_of("cut.gz"), NULL, &ds, &err);
+    vae_status s = vae_idx_load(check_path("cut.gz"), NULL, &ds, &err);
     CHECK(s == VAE_ERR_FORMAT, "cut gzip: %s %s", vae_status_str(s), err.message);
 }
 
 static void test_labels(void) {
     vae_dataset *ds;
     vae_error err = {{0}};
-    vae_status s = vae_idx_load(path_of("good-images-idx3-ubyte"), path_of("four-labels"), &ds,
+    vae_status s = vae_idx_load(check_path("good-images-idx3-ubyte"), check_path("four-labels"), &ds,
                                 &err);
     CHECK(s == VAE_ERR_FORMAT && strstr(err.message, "4 labels") && strstr(err.message, "5 images"),
           "count mismatch: %s", err.message);
-    s = vae_idx_load(path_of("good-labels-idx1-ubyte"), NULL, &ds, &err);
+    s = vae_idx_load(check_path("good-labels-idx1-ubyte"), NULL, &ds, &err);
     CHECK(s == VAE_ERR_FORMAT && strstr(err.message, "label file"), "labels as images: %s",
           err.message);
     uint8_t *labels;
     size_t count;
-    s = vae_idx_load_labels(path_of("good-images-idx3-ubyte"), &labels, &count, &err);
+    s = vae_idx_load_labels(check_path("good-images-idx3-ubyte"), &labels, &count, &err);
     CHECK(s == VAE_ERR_FORMAT && labels == NULL, "images as labels: %s", err.message);
-    s = vae_idx_load_labels(path_of("good-labels-idx1-ubyte.gz"), &labels, &count, &err);
+    s = vae_idx_load_labels(check_path("good-labels-idx1-ubyte.gz"), &labels, &count, &err);
     CHECK(s == VAE_OK && count == 5 && labels[4] == 9, "labels load: %s", err.message);
     free(labels);
 }
@@ -268,8 +258,7 @@ static void test_real_fashion_mnist(void) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/vae-idx-XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (!check_make_dir("idx")) return 1;
     write_good();
     RUN(test_good_plain);
     RUN(test_good_gzip);
@@ -284,8 +273,6 @@ int main(void) {
     RUN(test_corrupt_gzip);
     RUN(test_labels);
     RUN(test_real_fashion_mnist);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) printf("# could not remove %s\n", dir);
+    check_remove_dir();
     return CHECK_SUMMARY();
 }

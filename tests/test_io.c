@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
-
 static unsigned char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -20,7 +18,7 @@ static unsigned char *slurp(const char *path, size_t *len) {
 
 static void test_npy_layout(void) {
     char path[128];
-    snprintf(path, sizeof path, "%s/a.npy", dir);
+    snprintf(path, sizeof path, "%s/a.npy", check_dir);
     float v[6] = {1, 2, 3, 4, 5, -0.5f};
     vae_error err;
     CHECK(vae_npy_write_f32(path, v, 2, 3, &err) == VAE_OK, "%s", err.message);
@@ -35,7 +33,7 @@ static void test_npy_layout(void) {
     CHECK(len == 10 + hl + sizeof v && memcmp(b + 10 + hl, v, sizeof v) == 0, "data, nothing after");
     free(b);
     double d[2] = {0.25, -1e300};
-    snprintf(path, sizeof path, "%s/b.npy", dir);
+    snprintf(path, sizeof path, "%s/b.npy", check_dir);
     CHECK(vae_npy_write_f64(path, d, 2, 1, &err) == VAE_OK, "%s", err.message);
     b = slurp(path, &len);
     hl = b[8] | (size_t)b[9] << 8;
@@ -49,7 +47,7 @@ static int write_then_fail(FILE *f, void *ctx) { fputs(ctx, f); return 0; }
 
 static void test_atomic_writer(void) {
     char path[128];
-    snprintf(path, sizeof path, "%s/keep.txt", dir);
+    snprintf(path, sizeof path, "%s/keep.txt", check_dir);
     vae_error err;
     CHECK(vae_write_atomic(path, write_hello, "first", &err) == VAE_OK, "%s", err.message);
     CHECK(vae_write_atomic(path, write_then_fail, "second, half written", &err) == VAE_ERR_IO &&
@@ -59,7 +57,7 @@ static void test_atomic_writer(void) {
     unsigned char *b = slurp(path, &len);
     CHECK(b && len == 5 && memcmp(b, "first", 5) == 0, "the previous file is whole");
     free(b);
-    DIR *d = opendir(dir);
+    DIR *d = opendir(check_dir);
     struct dirent *e;
     int temporaries = 0;
     while (d && (e = readdir(d))) temporaries += strstr(e->d_name, ".tmp.") != NULL;
@@ -70,12 +68,9 @@ static void test_atomic_writer(void) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/vae-test-io-XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (!check_make_dir("io")) return 1;
     RUN(test_npy_layout);
     RUN(test_atomic_writer);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    check_remove_dir();
     return CHECK_SUMMARY();
 }

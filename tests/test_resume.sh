@@ -5,15 +5,7 @@
 # run stops naming the step and keeps its last good checkpoint; saved models open with
 # `vae info`, `vae sample` and `vae reconstruct`.
 # Usage: sh tests/test_resume.sh BUILD_DIR
-set -u
-build=${1:-build}
-vae="$build/vae"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fmnist=/usr/share/datasets/fashion-mnist
-
-ok() { echo "ok $1"; }
-fail() { echo "not ok $1"; shift; for line in "$@"; do echo "#   $line"; done; }
+. "$(dirname "$0")/lib.sh"
 
 # the 10000 Fashion-MNIST test images: 200 steps of 50 per epoch, about 5 s for the whole run
 gzip -dc "$fmnist/t10k-images-idx3-ubyte.gz" >"$tmp/data-images-idx3-ubyte"
