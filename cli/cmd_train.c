@@ -130,6 +130,11 @@ static void usage(FILE *out) {
         "  -b, --batch N             minibatch size, default 128\n"
         "  -l, --lr X                Adam learning rate, default 1e-3\n"
         "  -s, --seed N              seed of initialization, shuffling and noise, default 1\n"
+        "objective (the reported losses stay the -ELBO):\n"
+        "      --beta X              weight of the KL term (beta-VAE), default 1\n"
+        "      --kl-warmup STEPS     raise the KL weight linearly from 0 to beta over STEPS\n"
+        "      --free-bits X         nats per latent unit below which its batch-mean KL is\n"
+        "                            not pushed down (Kingma et al. 2016), default 0\n"
         "  -t, --threads N           threads for matrix products, default: one per core\n"
         "checkpoints:\n"
         "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
@@ -150,6 +155,7 @@ typedef struct {
     const char *encoder, *decoder, *activation;
     int latent, threads, no_test, quiet;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
+    int objective_set;
     uint64_t checkpoint_every;
     vae_train_options train_opt;
 } train_args;
@@ -157,7 +163,7 @@ typedef struct {
 /* 1: parsed; 0: exit with *code */
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
-           OPT_DECODER };
+           OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -172,6 +178,8 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"seed", required_argument, 0, 's'},          {"threads", required_argument, 0, 't'},
         {"out", required_argument, 0, 'o'},           {"quiet", no_argument, 0, 'q'},
         {"checkpoint-every", required_argument, 0, 'c'}, {"resume", required_argument, 0, 'r'},
+        {"beta", required_argument, 0, OPT_BETA},     {"kl-warmup", required_argument, 0, OPT_WARMUP},
+        {"free-bits", required_argument, 0, OPT_FREE_BITS},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -213,6 +221,18 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case 'c':
             if (!cli_parse_int("checkpoint-every", optarg, 0, 1 << 30, &every)) return 0;
             a->checkpoint_every = (uint64_t)every;
+            break;
+        case OPT_BETA:
+            if (!cli_parse_float("beta", optarg, 0, 1e6, &a->train_opt.beta)) return 0;
+            a->objective_set = 1;
+            break;
+        case OPT_WARMUP:
+            if (!cli_parse_u64("kl-warmup", optarg, &a->train_opt.kl_warmup)) return 0;
+            a->objective_set = 1;
+            break;
+        case OPT_FREE_BITS:
+            if (!cli_parse_float("free-bits", optarg, 0, 1e6, &a->train_opt.free_bits)) return 0;
+            a->objective_set = 1;
             break;
         case 'r': a->resume = optarg; break;
         case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
@@ -361,6 +381,10 @@ static vae_status load_resume(const train_args *a, const vae_dataset *train, vae
     if (!why && a->batch_set && a->train_opt.batch_size != st->batch_size)
         why = "another batch size";
     if (!why && a->seed_set && a->train_opt.seed != st->seed) why = "another seed";
+    if (!why && a->objective_set &&
+        (a->train_opt.beta != st->beta || a->train_opt.kl_warmup != st->kl_warmup ||
+         a->train_opt.free_bits != st->free_bits))
+        why = "another objective (--beta, --kl-warmup, --free-bits)";
     if (!why && a->lr_set && a->train_opt.adam.lr != vae_adam_get_options(*adam)->lr)
         why = "another learning rate";
     if (why) {
@@ -408,6 +432,8 @@ int cmd_train(int argc, char **argv) {
         if ((s = load_resume(&a, train, &model, &adam, &view.state, &err)) != VAE_OK) goto fail;
         a.train_opt.batch_size = view.state.batch_size;
         a.train_opt.seed = view.state.seed;
+        a.train_opt.beta = view.state.beta, a.train_opt.free_bits = view.state.free_bits;
+        a.train_opt.kl_warmup = view.state.kl_warmup;
         a.train_opt.adam = *vae_adam_get_options(adam);
         if (!a.epochs_set) a.train_opt.epochs = view.state.epochs;
         a.train_opt.resume_adam = adam;
@@ -422,6 +448,8 @@ int cmd_train(int argc, char **argv) {
         view.state.seed = a.train_opt.seed;
         view.state.batch_size = a.train_opt.batch_size;
         view.state.data_hash = vae_dataset_hash(train);
+        view.state.beta = a.train_opt.beta, view.state.free_bits = a.train_opt.free_bits;
+        view.state.kl_warmup = a.train_opt.kl_warmup;
     }
     view.state.epochs = a.train_opt.epochs;
 

@@ -187,6 +187,17 @@ vae_status vae_forward(const vae_model *model, vae_workspace *ws, const float *x
  * ELBO to vae_model_grads(). Start from zero gradients (a new model has them; vae_adam_step
  * and vae_model_zero_grads clear them). x must be the same as given to forward. */
 vae_status vae_backward(vae_model *model, vae_workspace *ws, const float *x, int batch);
+/* What the gradient is of: the batch mean of the reconstruction term plus kl_weight times the
+ * KL term, where with free_bits = λ > 0 each latent unit's batch-mean KL counts as
+ * max(λ, KL_j) (Kingma et al. 2016: a unit below λ nats gets no KL gradient). {1, 0} is the
+ * ELBO; kl_weight = β gives the β-VAE; a weight rising from 0 is KL warm-up. */
+typedef struct {
+    float kl_weight;
+    float free_bits;
+} vae_objective;
+/* vae_backward for another objective; vae_backward(...) is this with {1, 0}. */
+vae_status vae_backward_objective(vae_model *model, vae_workspace *ws, const float *x, int batch,
+                                  const vae_objective *objective);
 /* Per-sample terms of the last forward (views, `batch` doubles each). */
 const double *vae_workspace_recon(const vae_workspace *ws);
 const double *vae_workspace_kl(const vae_workspace *ws);
@@ -300,6 +311,9 @@ typedef struct {
     uint64_t seed;         /* 1: shuffling and noise */
     vae_adam_options adam; /* defaults of vae_adam_options_default */
     int eval_batch_size;   /* 1000 */
+    float beta;            /* 1: the KL term's weight (beta-VAE when != 1) */
+    uint64_t kl_warmup;    /* 0: steps over which the KL weight rises linearly from 0 to beta */
+    float free_bits;       /* 0: nats per latent unit below which its KL gets no gradient */
     vae_progress_fn progress;
     vae_epoch_fn on_epoch;
     vae_checkpoint_fn checkpoint;
@@ -403,6 +417,8 @@ typedef struct {
     int batch_size, epochs;  /* as asked for */
     vae_train_position position; /* where training stands */
     uint64_t data_hash;      /* vae_dataset_hash of the training data, 0 if unknown */
+    float beta, free_bits;   /* the objective trained (1 and 0 for the ELBO) */
+    uint64_t kl_warmup;      /* steps of KL warm-up */
     int has_optimizer;       /* on load: the file holds Adam's moments */
     uint64_t optimizer_steps; /* on load: Adam's step count when it does */
 } vae_train_state;

@@ -64,6 +64,8 @@ static double *layer(const vae_model *m, const double *params, const char *prefi
     return y;
 }
 
+double ref_kl_weight = 1.0, ref_free_bits = 0.0;
+
 double ref_model_loss(const vae_model *m, const double *params, const float *x, const float *eps,
                       int batch, double *recon_out, double *kl_out, uint64_t *pattern) {
     const vae_config *c = vae_model_config(m);
@@ -91,14 +93,22 @@ double ref_model_loss(const vae_model *m, const double *params, const float *x, 
         h = next, width = c->decoder[l];
     }
     double *logits = layer(m, params, "output", h, batch, width, D, 0, NULL);
-    double recon = 0, kl = 0;
+    double recon = 0, kl = 0, objective_kl = 0;
     for (int b = 0; b < batch; b++) {
         for (int d = 0; d < D; d++)
             recon += ref_bce_logits(logits[(size_t)b * D + d], x[(size_t)b * D + d]);
         kl += ref_kl(mu + (size_t)b * L, lv + (size_t)b * L, L);
     }
+    for (int j = 0; j < L; j++) { /* per unit, batch mean, floored at the free bits */
+        double unit = 0;
+        for (int b = 0; b < batch; b++) unit += ref_kl(mu + (size_t)b * L + j, lv + (size_t)b * L + j, 1);
+        unit /= batch;
+        objective_kl += unit > ref_free_bits ? unit : ref_free_bits;
+    }
     free(h), free(mu), free(lv), free(logits);
     if (recon_out) *recon_out = recon;
     if (kl_out) *kl_out = kl;
+    if (ref_kl_weight != 1.0 || ref_free_bits != 0.0)
+        return recon / batch + ref_kl_weight * objective_kl;
     return (recon + kl) / batch;
 }

@@ -225,7 +225,8 @@ static void test_kl_and_reparam(void) {
         CHECK_CLOSE(z[i], mu[i] + exp(0.5 * lv[i]) * eps[i], 1e-6, 1e-6, "reparam forward");
     float dmu[KB * KL_] = {0}, dlv[KB * KL_] = {0};
     op_reparam_backward(dmu, dlv, r, lv, eps, KB * KL_);
-    op_kl_backward(dmu, dlv, mu, lv, KB, KL_, 1.0f);
+    const float ones[KL_] = {1, 1, 1};
+    op_kl_backward(dmu, dlv, mu, lv, KB, KL_, ones);
     kl_ctx c = {mu, lv, eps, r, 0};
     double nmu[KB * KL_], nlv[KB * KL_];
     numeric_wrt(mu, KB * KL_, nmu, kl_f, &c);
@@ -241,7 +242,7 @@ static void test_kl_and_reparam(void) {
 }
 
 /* ---- the whole model, every parameter, in double central differences */
-static void check_model(vae_activation act) {
+static void check_model_objective(vae_activation act, vae_objective objective) {
     vae_config cfg = {.input_dim = 7, .latent_dim = 3, .n_encoder = 2, .encoder = {6, 5},
                       .n_decoder = 2, .decoder = {5, 6}, .activation = act};
     vae_model *m;
@@ -262,7 +263,20 @@ static void check_model(vae_activation act) {
     vae_loss loss = {0};
     vae_model_zero_grads(m);
     CHECK(vae_forward(m, ws, x, eps, B, &loss) == VAE_OK, "forward");
-    CHECK(vae_backward(m, ws, x, B) == VAE_OK, "backward");
+    CHECK(vae_backward_objective(m, ws, x, B, &objective) == VAE_OK, "backward");
+    ref_kl_weight = objective.kl_weight, ref_free_bits = objective.free_bits;
+    if (objective.free_bits > 0) { /* the test means something only if the floor splits the units */
+        int below = 0, above = 0;
+        for (int j = 0; j < 3; j++) {
+            double unit = 0;
+            for (int b = 0; b < B; b++) {
+                double mu = vae_workspace_mu(ws)[b * 3 + j], lv = vae_workspace_logvar(ws)[b * 3 + j];
+                unit += -0.5 * (1 + lv - mu * mu - exp(lv)) / B;
+            }
+            below += unit < objective.free_bits, above += unit > objective.free_bits;
+        }
+        CHECK(below > 0 && above > 0, "free bits: %d units below, %d above", below, above);
+    }
     CHECK(loss.count == B, "count %zu", loss.count);
 
     double *pd = malloc(sizeof(double) * n), *num = malloc(sizeof(double) * n);
@@ -271,7 +285,8 @@ static void check_model(vae_activation act) {
     double ref = ref_model_loss(m, pd, x, eps, B, &recon, &kl, NULL);
     CHECK_CLOSE(loss.recon, recon, 1e-5, 1e-6, "model recon vs double reference");
     CHECK_CLOSE(loss.kl, kl, 1e-5, 1e-6, "model kl vs double reference");
-    CHECK_CLOSE((loss.recon + loss.kl) / B, ref, 1e-5, 1e-6, "model loss");
+    if (objective.kl_weight == 1 && objective.free_bits == 0)
+        CHECK_CLOSE((loss.recon + loss.kl) / B, ref, 1e-5, 1e-6, "model loss");
 
     size_t skipped = 0;
     for (size_t i = 0; i < n; i++) {
@@ -298,15 +313,23 @@ static void check_model(vae_activation act) {
     }
     CHECK(skipped * 50 < n, "%zu of %zu parameters skipped at kinks", skipped, n);
     CHECK(max_abs(vae_model_grads(m), n) > 0, "gradients are all zero");
+    ref_kl_weight = 1, ref_free_bits = 0;
     free(pd), free(num);
     vae_workspace_free(ws);
     vae_model_free(m);
 }
 
+static void check_model(vae_activation act) { check_model_objective(act, (vae_objective){1, 0}); }
+
 static void test_model_grad_relu(void) { check_model(VAE_ACT_RELU); }
 static void test_model_grad_tanh(void) { check_model(VAE_ACT_TANH); }
 static void test_model_grad_leaky_relu(void) { check_model(VAE_ACT_LEAKY_RELU); }
 static void test_model_grad_elu(void) { check_model(VAE_ACT_ELU); }
+/* beta-VAE / warm-up weight, and free bits at a level that some units are below */
+static void test_model_grad_beta(void) { check_model_objective(VAE_ACT_TANH, (vae_objective){0.3f, 0}); }
+static void test_model_grad_free_bits(void) {
+    check_model_objective(VAE_ACT_ELU, (vae_objective){2.5f, 0.9f});
+}
 
 /* The batch MEAN is the objective: the same sample twice has the gradient of it once. */
 static void test_gradient_is_batch_mean(void) {
@@ -351,5 +374,7 @@ int main(void) {
     RUN(test_model_grad_leaky_relu);
     RUN(test_model_grad_elu);
     RUN(test_gradient_is_batch_mean);
+    RUN(test_model_grad_beta);
+    RUN(test_model_grad_free_bits);
     return CHECK_SUMMARY();
 }

@@ -117,6 +117,8 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
         ok = ok && set_u64(meta, "epochs", (uint64_t)st->epochs);
         ok = ok && set_u64(meta, "epoch", (uint64_t)st->position.epoch);
         ok = ok && set_u64(meta, "step_in_epoch", st->position.step_in_epoch);
+        ok = ok && set_float(meta, "beta", st->beta) && set_float(meta, "free_bits", st->free_bits);
+        ok = ok && set_u64(meta, "kl_warmup", st->kl_warmup);
         const vae_loss *so_far = &st->position.epoch_so_far;
         ok = ok && set_double(meta, "epoch_recon_sum", so_far->recon);
         ok = ok && set_double(meta, "epoch_kl_sum", so_far->kl);
@@ -341,6 +343,15 @@ static vae_status state_from_metadata(json_t *meta, vae_train_state *st, const c
     VAE_TRY(meta_u64(meta, "epoch_samples", UINT64_MAX, &v, path, err));
     so_far->count = (size_t)v;
     VAE_TRY(meta_hex(meta, "data_hash", &st->data_hash, path, err));
+    /* the objective: absent in files written before it could be chosen, which trained the ELBO */
+    st->beta = 1.0f;
+    if (json_object_get(meta, "beta")) VAE_TRY(meta_float(meta, "beta", &st->beta, path, err));
+    if (json_object_get(meta, "free_bits"))
+        VAE_TRY(meta_float(meta, "free_bits", &st->free_bits, path, err));
+    if (json_object_get(meta, "kl_warmup"))
+        VAE_TRY(meta_u64(meta, "kl_warmup", UINT64_MAX, &st->kl_warmup, path, err));
+    VAE_RETURN_IF(!(st->beta >= 0) || !(st->free_bits >= 0), err, VAE_ERR_FORMAT,
+                  "%s: metadata: beta and free_bits must be >= 0", path);
     return VAE_OK;
 }
 

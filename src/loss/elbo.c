@@ -48,12 +48,23 @@ void op_kl_forward(double *kl, const float *mu, const float *logvar, int batch, 
 }
 
 void op_kl_backward(float *dmu, float *dlogvar, const float *mu, const float *logvar, int batch,
-                    int latent, float scale) {
-    size_t n = (size_t)batch * latent;
-    for (size_t i = 0; i < n; i++) {
-        dmu[i] += scale * mu[i];
-        dlogvar[i] += scale * 0.5f * (expf(logvar[i]) - 1.0f);
-    }
+                    int latent, const float *dim_scale) {
+    for (int b = 0; b < batch; b++)
+        for (int j = 0; j < latent; j++) {
+            size_t i = (size_t)b * latent + j;
+            dmu[i] += dim_scale[j] * mu[i];
+            dlogvar[i] += dim_scale[j] * 0.5f * (expf(logvar[i]) - 1.0f);
+        }
+}
+
+void op_kl_dim_means(double *mean, const float *mu, const float *logvar, int batch, int latent) {
+    for (int j = 0; j < latent; j++) mean[j] = 0.0;
+    for (int b = 0; b < batch; b++)
+        for (int j = 0; j < latent; j++) {
+            size_t i = (size_t)b * latent + j;
+            mean[j] += -0.5 * (1.0 + (double)logvar[i] - (double)mu[i] * mu[i] - exp((double)logvar[i]));
+        }
+    for (int j = 0; j < latent; j++) mean[j] /= batch;
 }
 
 void op_reparam_forward(float *z, const float *mu, const float *logvar, const float *eps,

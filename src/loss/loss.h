@@ -14,9 +14,11 @@ void op_bce_logits(double *recon, float *dlogits, const float *logits, const flo
 
 /* kl[b] = -1/2 sum_j (1 + lv - mu^2 - exp(lv))      mu, lv (B,L) */
 void op_kl_forward(double *kl, const float *mu, const float *logvar, int batch, int latent);
-/* dmu += scale * mu; dlv += scale * (exp(lv) - 1) / 2 */
+/* dmu += s_j * mu; dlv += s_j * (exp(lv) - 1) / 2, with s_j = dim_scale[j] for latent unit j */
 void op_kl_backward(float *dmu, float *dlogvar, const float *mu, const float *logvar, int batch,
-                    int latent, float scale);
+                    int latent, const float *dim_scale);
+/* mean[j] = the batch mean of unit j's KL term */
+void op_kl_dim_means(double *mean, const float *mu, const float *logvar, int batch, int latent);
 
 /* z = mu + exp(lv/2) * eps      (B,L) each */
 void op_reparam_forward(float *z, const float *mu, const float *logvar, const float *eps,

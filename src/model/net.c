@@ -14,6 +14,8 @@ struct vae_workspace {
     float *dmu, *dlogvar, *dz;        /* (B, L) */
     float *grad_a, *grad_b;           /* (B, widest layer): ping-pong gradient buffers */
     double *recon, *kl;               /* (B) */
+    float *kl_scale;                  /* (L): the KL gradient's weight per latent unit */
+    double *kl_mean;                  /* (L): batch-mean KL per unit, for free bits */
     float *arena;                     /* one allocation behind every float buffer above */
 };
 
@@ -37,7 +39,9 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     ws->arena = overflow ? NULL : vae_calloc_array(total, sizeof(float));
     ws->recon = vae_calloc_array((size_t)max_batch, sizeof(double));
     ws->kl = vae_calloc_array((size_t)max_batch, sizeof(double));
-    if (!ws->arena || !ws->recon || !ws->kl) {
+    ws->kl_scale = vae_calloc_array((size_t)model->cfg.latent_dim, sizeof(float));
+    ws->kl_mean = vae_calloc_array((size_t)model->cfg.latent_dim, sizeof(double));
+    if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean) {
         vae_workspace_free(ws);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace of batch %d",
                         max_batch);
@@ -64,6 +68,8 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws->arena);
     free(ws->recon);
     free(ws->kl);
+    free(ws->kl_scale);
+    free(ws->kl_mean);
     free(ws);
 }
 
@@ -147,10 +153,25 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
 }
 
 vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int batch) {
+    const vae_objective elbo = {1.0f, 0.0f};
+    return vae_backward_objective(m, ws, x, batch, &elbo);
+}
+
+vae_status vae_backward_objective(vae_model *m, vae_workspace *ws, const float *x, int batch,
+                                  const vae_objective *objective) {
     VAE_TRY(check_call(m, ws, batch));
     if (batch != ws->last_batch) return VAE_ERR_INVALID_ARGUMENT;
+    if (!(objective->kl_weight >= 0.0f) || !(objective->free_bits >= 0.0f))
+        return VAE_ERR_INVALID_ARGUMENT;
     const float scale = 1.0f / (float)batch; /* the objective is the batch mean */
     const int latent = m->cfg.latent_dim;
+    for (int j = 0; j < latent; j++) ws->kl_scale[j] = objective->kl_weight * scale;
+    if (objective->free_bits > 0.0f) {
+        op_kl_dim_means(ws->kl_mean, ws->outputs[m->mu_layer], ws->outputs[m->logvar_layer],
+                        batch, latent);
+        for (int j = 0; j < latent; j++)
+            if (ws->kl_mean[j] < objective->free_bits) ws->kl_scale[j] = 0.0f;
+    }
     const size_t nz = (size_t)batch * latent;
     const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
 
@@ -161,7 +182,7 @@ vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int bat
     memset(ws->dmu, 0, nz * sizeof *ws->dmu);
     memset(ws->dlogvar, 0, nz * sizeof *ws->dlogvar);
     op_reparam_backward(ws->dmu, ws->dlogvar, ws->dz, logvar, ws->eps, nz);
-    op_kl_backward(ws->dmu, ws->dlogvar, mu, logvar, batch, latent, scale);
+    op_kl_backward(ws->dmu, ws->dlogvar, mu, logvar, batch, latent, ws->kl_scale);
 
     /* the two heads share their input h: dh = dmu W_mu + dlv W_lv */
     const int last_hidden = m->mu_layer - 1;

@@ -13,6 +13,7 @@ void vae_train_options_default(vae_train_options *opt) {
     opt->seed = 1;
     vae_adam_options_default(&opt->adam);
     opt->eval_batch_size = 1000;
+    opt->beta = 1.0f;
     opt->start.epoch = 1;
 }
 
@@ -99,6 +100,9 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     VAE_RETURN_IF(opt->epochs < 1, err, VAE_ERR_INVALID_ARGUMENT, "epochs must be >= 1");
     VAE_RETURN_IF(opt->batch_size < 1 || opt->eval_batch_size < 1, err, VAE_ERR_INVALID_ARGUMENT,
                   "batch sizes must be >= 1");
+    VAE_RETURN_IF(!(opt->beta >= 0.0f && opt->beta <= 1e6f) ||
+                      !(opt->free_bits >= 0.0f && opt->free_bits <= 1e6f),
+                  err, VAE_ERR_INVALID_ARGUMENT, "beta and free bits must be finite and >= 0");
     const vae_config *cfg = vae_model_config(model);
     const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
     const size_t n = train->count;
@@ -174,8 +178,13 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             vae_rng_normal(&noise, t.eps, (size_t)batch * latent);
 
             vae_loss step_loss = {0};
+            /* KL warm-up (Bowman et al.): the weight climbs linearly to beta */
+            vae_objective objective = {opt->beta, opt->free_bits};
+            if (opt->kl_warmup && global_step + 1 < opt->kl_warmup)
+                objective.kl_weight = (float)((double)opt->beta * (double)(global_step + 1) /
+                                              (double)opt->kl_warmup);
             if ((s = vae_forward(model, t.ws, t.xb, t.eps, batch, &step_loss)) != VAE_OK ||
-                (s = vae_backward(model, t.ws, t.xb, batch)) != VAE_OK) {
+                (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) != VAE_OK) {
                 vae_fail(err, s, "forward/backward pass failed at step %zu", global_step + 1);
                 goto done;
             }
