@@ -46,6 +46,8 @@ int cli_load_model(const char *path, vae_model **model, vae_train_state *st);
 int cli_load_data(const char *images, const char *labels, const vae_model *model,
                   vae_dataset **out);
 int cli_has_suffix(const char *path, const char *suffix);
+/* One line saying what p(x|z) is, for reports. */
+const char *cli_likelihood_note(const vae_config *c, char *buf, size_t size);
 /* rows x cols values as .npy (float64) when path ends in .npy, else CSV with the header line
  * (may be NULL); written atomically. */
 vae_status cli_write_table(const char *path, const double *values, size_t rows, size_t cols,

@@ -65,14 +65,14 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
     return 1;
 }
 
-#define LIKELIHOOD_NOTE "Bernoulli per value; values in [0,1] used as they are (not binarized)"
 
 static int write_json(FILE *f, void *ctx) { return json_dumpf(ctx, f, JSON_INDENT(2)) == 0 && fputc('\n', f) != EOF; }
 
-static json_t *metrics_json(const eval_args *a, const vae_eval_result *r, int dim) {
+static json_t *metrics_json(const eval_args *a, const vae_eval_result *r, int dim,
+                            const char *note) {
     json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s, s:f, s:f, s:f, s:i, s:i, s:i}",
                           "model", a->model, "data", a->data, "examples", (json_int_t)r->count,
-                          "values_per_example", dim, "likelihood", LIKELIHOOD_NOTE, "units",
+                          "values_per_example", dim, "likelihood", note, "units",
                           "nats per example", "neg_elbo", r->neg_elbo, "recon", r->recon, "kl",
                           r->kl, "importance_samples", r->importance_samples, "active_units",
                           r->active_units, "latent_dim", r->latent_dim);
@@ -109,7 +109,9 @@ int cmd_eval(int argc, char **argv) {
         const int dim = vae_model_config(model)->input_dim;
         printf("model:         %s\n", a.model);
         printf("data:          %s (%zu examples of %d values)\n", a.data, r.count, dim);
-        printf("likelihood:    %s\n", LIKELIHOOD_NOTE);
+        char note[160];
+        cli_likelihood_note(vae_model_config(model), note, sizeof note);
+        printf("likelihood:    %s\n", note);
         printf("-ELBO:         %.3f nats (reconstruction %.3f + KL %.3f)\n", r.neg_elbo,
                r.recon, r.kl);
         if (a.k > 0)
@@ -120,7 +122,7 @@ int cmd_eval(int argc, char **argv) {
                a.k > 0 ? "-log p(x)" : "-ELBO", dim);
         printf("active units:  %d of %d\n", r.active_units, r.latent_dim);
         if (a.json) {
-            json_t *j = metrics_json(&a, &r, dim);
+            json_t *j = metrics_json(&a, &r, dim, note);
             s = j ? vae_write_atomic(a.json, write_json, j, &err) : VAE_ERR_NO_MEMORY;
             json_decref(j);
         }

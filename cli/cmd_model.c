@@ -31,7 +31,8 @@ int cmd_info(int argc, char **argv) {
     printf("%d, %s, two linear heads (mu, log sigma^2)\n", c->input_dim,
            vae_activation_name(c->activation));
     printf("preset:        %s\n", st.preset[0] ? st.preset : "(none)");
-    printf("likelihood:    bernoulli (logits)\n");
+    char note[160];
+    printf("likelihood:    %s\n", cli_likelihood_note(c, note, sizeof note));
     printf("parameters:    %zu\n", vae_model_num_params(model));
     if (st.data_rows) printf("data shape:    %dx%d\n", st.data_rows, st.data_cols);
     if (st.epochs) {

@@ -163,8 +163,8 @@ static int write_report(FILE *f, void *ctx) {
 
     fputs("<h2>Evaluation</h2>\n<table>\n", f);
     fprintf(f, "<tr><th>data</th><td>%s, first %zu examples</td></tr>\n", r->data_path, e->count);
-    fprintf(f, "<tr><th>likelihood</th><td>Bernoulli per value; values in [0,1] used as they are "
-               "(not binarized)</td></tr>\n");
+    char note[160];
+    fprintf(f, "<tr><th>likelihood</th><td>%s</td></tr>\n", cli_likelihood_note(c, note, sizeof note));
     fprintf(f, "<tr><th>&minus;ELBO (nats)</th><td class=\"n\">%.3f</td></tr>\n", e->neg_elbo);
     fprintf(f, "<tr><th>reconstruction</th><td class=\"n\">%.3f</td></tr>\n", e->recon);
     fprintf(f, "<tr><th>KL</th><td class=\"n\">%.3f</td></tr>\n", e->kl);

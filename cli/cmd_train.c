@@ -106,7 +106,8 @@ static void usage(FILE *out) {
     fprintf(out,
         "usage: vae train [options]\n"
         "\n"
-        "Trains a VAE with a Bernoulli likelihood on IDX image files (values scaled to [0,1]),\n"
+        "Trains a VAE on IDX image files (values scaled to [0,1]) with a Bernoulli likelihood\n"
+        "(or another, --likelihood),\n"
         "prints train and test negative ELBO (nats per sample) after every epoch, and writes\n"
         "samples.png, reconstructions.png and train_log.csv into the output folder.\n"
         "\n"
@@ -125,6 +126,12 @@ static void usage(FILE *out) {
         "      --decoder SIZES       hidden decoder widths\n"
         "  -z, --latent N            latent dimension\n"
         "  -a, --activation NAME     relu, tanh, leaky_relu or elu (default relu)\n"
+        "      --likelihood NAME     p(x|z): bernoulli (default; x in [0,1]), gaussian\n"
+        "                            (real x) or poisson (counts)\n"
+        "      --variance KIND       gaussian: fixed (default), dim (one learned per value)\n"
+        "                            or sample (decoded per sample)\n"
+        "      --sigma S             gaussian, fixed: the standard deviation, default 1\n"
+        "      --variance-floor V    gaussian, learned: the smallest variance, default 1e-3\n"
         "training:\n"
         "  -e, --epochs N            default 10\n"
         "  -b, --batch N             minibatch size, default 128\n"
@@ -152,7 +159,8 @@ static void usage(FILE *out) {
 
 typedef struct {
     const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset, *resume;
-    const char *encoder, *decoder, *activation;
+    const char *encoder, *decoder, *activation, *likelihood, *variance;
+    float sigma, variance_floor;
     int latent, threads, no_test, quiet;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
@@ -163,7 +171,8 @@ typedef struct {
 /* 1: parsed; 0: exit with *code */
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
-           OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS };
+           OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
+           OPT_SIGMA, OPT_FLOOR };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -180,10 +189,14 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"checkpoint-every", required_argument, 0, 'c'}, {"resume", required_argument, 0, 'r'},
         {"beta", required_argument, 0, OPT_BETA},     {"kl-warmup", required_argument, 0, OPT_WARMUP},
         {"free-bits", required_argument, 0, OPT_FREE_BITS},
+        {"likelihood", required_argument, 0, OPT_LIKELIHOOD},
+        {"variance", required_argument, 0, OPT_VARIANCE}, {"sigma", required_argument, 0, OPT_SIGMA},
+        {"variance-floor", required_argument, 0, OPT_FLOOR},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
     a->preset = "pytorch";
+    a->sigma = 1.0f, a->variance_floor = 1e-3f;
     vae_train_options_default(&a->train_opt);
     *code = EXIT_USAGE;
     optind = 1;
@@ -234,6 +247,15 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
             if (!cli_parse_float("free-bits", optarg, 0, 1e6, &a->train_opt.free_bits)) return 0;
             a->objective_set = 1;
             break;
+        case OPT_LIKELIHOOD: a->likelihood = optarg; break;
+        case OPT_VARIANCE: a->variance = optarg; break;
+        case OPT_SIGMA:
+            if (!cli_parse_float("sigma", optarg, 1e-6, 1e5, &a->sigma)) return 0;
+            if (!a->variance) a->variance = "fixed";
+            break;
+        case OPT_FLOOR:
+            if (!cli_parse_float("variance-floor", optarg, 1e-12, 1e5, &a->variance_floor)) return 0;
+            break;
         case 'r': a->resume = optarg; break;
         case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
         case 'o': a->out = optarg; break;
@@ -275,6 +297,21 @@ static vae_status build_config(const train_args *a, int input_dim, vae_config *c
     if (a->decoder && (s = vae_parse_layer_sizes(a->decoder, cfg->decoder, &cfg->n_decoder, err)))
         return s;
     if (a->latent) cfg->latent_dim = a->latent;
+    if (a->likelihood && vae_likelihood_parse(a->likelihood, &cfg->likelihood) != VAE_OK) {
+        snprintf(err->message, sizeof err->message,
+                 "unknown likelihood \"%s\" (expected bernoulli, gaussian or poisson)", a->likelihood);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    if (a->variance && cfg->likelihood != VAE_LIK_GAUSSIAN) {
+        snprintf(err->message, sizeof err->message, "--variance and --sigma need --likelihood gaussian");
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    if (a->variance && vae_variance_parse(a->variance, &cfg->variance) != VAE_OK) {
+        snprintf(err->message, sizeof err->message,
+                 "unknown variance \"%s\" (expected fixed, dim or sample)", a->variance);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    cfg->sigma = a->sigma, cfg->variance_floor = a->variance_floor;
     if (a->activation && vae_activation_parse(a->activation, &cfg->activation) != VAE_OK) {
         snprintf(err->message, sizeof err->message,
                  "unknown activation \"%s\" (expected relu, tanh, leaky_relu or elu)",
@@ -370,7 +407,8 @@ static vae_status load_resume(const train_args *a, const vae_dataset *train, vae
     if (s != VAE_OK) return s;
     const vae_config *cfg = vae_model_config(*model);
     const char *why = NULL;
-    if (a->preset_set || a->encoder || a->decoder || a->latent || a->activation) {
+    if (a->preset_set || a->encoder || a->decoder || a->latent || a->activation || a->likelihood ||
+        a->variance) {
         vae_config asked;
         s = build_config(a, train->dim, &asked, err);
         if (s != VAE_OK) return s;

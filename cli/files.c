@@ -31,6 +31,26 @@ int cli_load_data(const char *images, const char *labels, const vae_model *model
     return EXIT_OK;
 }
 
+const char *cli_likelihood_note(const vae_config *c, char *buf, size_t size) {
+    switch (c->likelihood) {
+    case VAE_LIK_BERNOULLI:
+        snprintf(buf, size, "Bernoulli per value; values in [0,1] used as they are (not binarized)");
+        break;
+    case VAE_LIK_POISSON: snprintf(buf, size, "Poisson per value (counts), log-rate decoded"); break;
+    case VAE_LIK_GAUSSIAN:
+        if (c->variance == VAE_VAR_FIXED)
+            snprintf(buf, size, "Gaussian per value, fixed sigma %g (a density: nats can be < 0)",
+                     c->sigma);
+        else
+            snprintf(buf, size, "Gaussian per value, variance %s (floor %g; a density: nats can "
+                     "be < 0)", c->variance == VAE_VAR_PER_DIM ? "learned per value"
+                                                                : "decoded per sample",
+                     c->variance_floor);
+        break;
+    }
+    return buf;
+}
+
 int cli_has_suffix(const char *path, const char *suffix) {
     size_t n = strlen(path), k = strlen(suffix);
     return n >= k && strcmp(path + n - k, suffix) == 0;

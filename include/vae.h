@@ -115,6 +115,25 @@ typedef enum {
 vae_status vae_activation_parse(const char *name, vae_activation *out);
 const char *vae_activation_name(vae_activation act);
 
+/* p(x|z): what the decoder's outputs parameterize, per value of x. */
+typedef enum {
+    VAE_LIK_BERNOULLI = 0, /* x in [0,1]; one logit per value (the default) */
+    VAE_LIK_GAUSSIAN = 1,  /* real x; a mean per value, the variance as `variance` says */
+    VAE_LIK_POISSON = 2    /* counts x >= 0; a log-rate per value */
+} vae_likelihood;
+
+/* The Gaussian's variance: fixed (sigma^2), one learned per value of x (a parameter tensor
+ * "likelihood.logvar", shape (D)), or decoded per sample (the output layer gives D means,
+ * then D raw log-variances). Learned variances are floor + exp(raw): never below the floor, so
+ * the likelihood cannot collapse onto a single training value. */
+typedef enum { VAE_VAR_FIXED = 0, VAE_VAR_PER_DIM = 1, VAE_VAR_PER_SAMPLE = 2 } vae_variance;
+
+vae_status vae_likelihood_parse(const char *name, vae_likelihood *out);
+const char *vae_likelihood_name(vae_likelihood lik);
+/* "fixed", "dim" (or "per-dim"), "sample" (or "per-sample") */
+vae_status vae_variance_parse(const char *name, vae_variance *out);
+const char *vae_variance_name(vae_variance var);
+
 typedef struct {
     int input_dim;                     /* D */
     int latent_dim;                    /* L */
@@ -123,6 +142,10 @@ typedef struct {
     int n_decoder;                     /* number of hidden decoder layers, 1..VAE_MAX_HIDDEN */
     int decoder[VAE_MAX_HIDDEN];       /* their widths, latent side first */
     vae_activation activation;         /* between hidden layers; heads and output are linear */
+    vae_likelihood likelihood;         /* BERNOULLI when zero-initialized */
+    vae_variance variance;             /* GAUSSIAN only */
+    float sigma;                       /* GAUSSIAN with FIXED variance: the standard deviation */
+    float variance_floor;              /* GAUSSIAN with a learned variance: its lower bound */
 } vae_config;
 
 /* Fills cfg with a named preset for data of width input_dim:

@@ -92,11 +92,26 @@ double ref_model_loss(const vae_model *m, const double *params, const float *x, 
         free(h);
         h = next, width = c->decoder[l];
     }
-    double *logits = layer(m, params, "output", h, batch, width, D, 0, NULL);
+    const int per_sample = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_SAMPLE;
+    const int out = per_sample ? 2 * D : D;
+    double *logits = layer(m, params, "output", h, batch, width, out, 0, NULL);
+    const double *dim_logvar = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_DIM
+                                   ? tensor(m, params, "likelihood.logvar") : NULL;
     double recon = 0, kl = 0, objective_kl = 0;
     for (int b = 0; b < batch; b++) {
-        for (int d = 0; d < D; d++)
-            recon += ref_bce_logits(logits[(size_t)b * D + d], x[(size_t)b * D + d]);
+        const double *o = logits + (size_t)b * out;
+        for (int d = 0; d < D; d++) {
+            double t = x[(size_t)b * D + d];
+            if (c->likelihood == VAE_LIK_BERNOULLI) {
+                recon += ref_bce_logits(o[d], t);
+            } else if (c->likelihood == VAE_LIK_POISSON) {
+                recon += exp(o[d]) - t * o[d] + lgamma(t + 1);
+            } else {
+                double var = c->variance == VAE_VAR_FIXED ? (double)c->sigma * c->sigma
+                             : c->variance_floor + exp(dim_logvar ? dim_logvar[d] : o[D + d]);
+                recon += 0.5 * (log(6.283185307179586 * var) + (o[d] - t) * (o[d] - t) / var);
+            }
+        }
         kl += ref_kl(mu + (size_t)b * L, lv + (size_t)b * L, L);
     }
     for (int j = 0; j < L; j++) { /* per unit, batch mean, floored at the free bits */

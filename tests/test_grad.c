@@ -242,9 +242,8 @@ static void test_kl_and_reparam(void) {
 }
 
 /* ---- the whole model, every parameter, in double central differences */
-static void check_model_objective(vae_activation act, vae_objective objective) {
-    vae_config cfg = {.input_dim = 7, .latent_dim = 3, .n_encoder = 2, .encoder = {6, 5},
-                      .n_decoder = 2, .decoder = {5, 6}, .activation = act};
+static void check_model_config(vae_config cfg, vae_objective objective) {
+    const vae_activation act = cfg.activation;
     vae_model *m;
     vae_error err;
     CHECK(vae_model_create(&m, &cfg, 3 + act, &err) == VAE_OK, "create: %s", err.message);
@@ -252,11 +251,16 @@ static void check_model_objective(vae_activation act, vae_objective objective) {
     vae_rng rng = vae_rng_make(19, (uint64_t)act);
     float x[B * 7], eps[B * 3];
     fill_uniform(&rng, x, B * 7, 0, 1);
+    if (cfg.likelihood == VAE_LIK_GAUSSIAN) fill_uniform(&rng, x, B * 7, -1.5f, 2.5f);
+    if (cfg.likelihood == VAE_LIK_POISSON)
+        for (int i = 0; i < B * 7; i++) x[i] = (float)(int)(6 * vae_rng_uniform(&rng));
     vae_rng_normal(&rng, eps, B * 3);
     /* wider weights than the init so activations leave their linear range */
     size_t n = vae_model_num_params(m);
     float *p = vae_model_params(m);
-    for (size_t i = 0; i < n; i++) p[i] *= 2.0f;
+    for (size_t i = 0; i < n; i++) p[i] *= cfg.likelihood == VAE_LIK_POISSON ? 0.7f : 2.0f;
+    int lv = vae_model_find_tensor(m, "likelihood.logvar"); /* learned variances off their init */
+    for (int d = 0; lv >= 0 && d < 7; d++) p[vae_model_tensor(m, lv).offset + d] = 0.3f * d - 1.0f;
 
     vae_workspace *ws;
     CHECK(vae_workspace_create(&ws, m, B, &err) == VAE_OK, "workspace");
@@ -307,7 +311,8 @@ static void check_model_objective(vae_activation act, vae_objective objective) {
     char what[64];
     for (int t = 0; t < vae_model_num_tensors(m); t++) {
         vae_tensor_info info = vae_model_tensor(m, t);
-        snprintf(what, sizeof what, "%s d/%s", vae_activation_name(act), info.name);
+        snprintf(what, sizeof what, "%s %s d/%s", vae_likelihood_name(cfg.likelihood),
+                 vae_activation_name(act), info.name);
         check_grad(what, vae_model_grads(m) + info.offset, num + info.offset,
                    (size_t)info.rows * info.cols);
     }
@@ -319,7 +324,29 @@ static void check_model_objective(vae_activation act, vae_objective objective) {
     vae_model_free(m);
 }
 
+static const vae_config SMALL = {.input_dim = 7, .latent_dim = 3, .n_encoder = 2, .encoder = {6, 5},
+                                 .n_decoder = 2, .decoder = {5, 6}};
+
+static void check_model_objective(vae_activation act, vae_objective objective) {
+    vae_config cfg = SMALL;
+    cfg.activation = act;
+    check_model_config(cfg, objective);
+}
+
 static void check_model(vae_activation act) { check_model_objective(act, (vae_objective){1, 0}); }
+
+static void check_likelihood(vae_likelihood lik, vae_variance var) {
+    vae_config cfg = SMALL;
+    cfg.activation = VAE_ACT_TANH, cfg.likelihood = lik, cfg.variance = var;
+    cfg.sigma = 0.7f, cfg.variance_floor = 0.05f;
+    check_model_config(cfg, (vae_objective){1, 0});
+}
+static void test_model_grad_gaussian_fixed(void) { check_likelihood(VAE_LIK_GAUSSIAN, VAE_VAR_FIXED); }
+static void test_model_grad_gaussian_dim(void) { check_likelihood(VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM); }
+static void test_model_grad_gaussian_sample(void) {
+    check_likelihood(VAE_LIK_GAUSSIAN, VAE_VAR_PER_SAMPLE);
+}
+static void test_model_grad_poisson(void) { check_likelihood(VAE_LIK_POISSON, VAE_VAR_FIXED); }
 
 static void test_model_grad_relu(void) { check_model(VAE_ACT_RELU); }
 static void test_model_grad_tanh(void) { check_model(VAE_ACT_TANH); }
@@ -376,5 +403,9 @@ int main(void) {
     RUN(test_gradient_is_batch_mean);
     RUN(test_model_grad_beta);
     RUN(test_model_grad_free_bits);
+    RUN(test_model_grad_gaussian_fixed);
+    RUN(test_model_grad_gaussian_dim);
+    RUN(test_model_grad_gaussian_sample);
+    RUN(test_model_grad_poisson);
     return CHECK_SUMMARY();
 }

@@ -201,8 +201,11 @@ static void test_training_learns_and_is_deterministic(void) {
 
 static void test_divergence_is_caught(void) {
     vae_dataset *train = make_data(100, 1);
-    train->x[37 * 16 + 5] = NAN; /* one poisoned value */
     vae_model *m = small_model(3);
+    /* one poisoned output bias: the first loss is not finite (a poisoned hidden weight could
+     * vanish in a ReLU, which maps NaN to 0) */
+    const size_t poisoned = vae_model_tensor(m, vae_model_find_tensor(m, "output.bias")).offset;
+    vae_model_params(m)[poisoned] = INFINITY;
     size_t bytes = vae_model_num_params(m) * sizeof(float);
     vae_train_options opt;
     vae_train_options_default(&opt);
@@ -214,6 +217,11 @@ static void test_divergence_is_caught(void) {
     CHECK(strstr(err.message, "step 1") && strstr(err.message, "not finite"), "%s", err.message);
     CHECK(memcmp(before, vae_model_params(m), bytes) == 0, "parameters of the last good step");
     free(before);
+    /* a NaN in the data is refused before training, naming where it is */
+    vae_model_params(m)[poisoned] = 0.0f;
+    train->x[37 * 16 + 5] = NAN;
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, "sample 38, value 6 is nan"), "%s", err.message);
     vae_model_free(m);
     vae_dataset_free(train);
 }

@@ -44,6 +44,11 @@ uint64_t vae_hash_bytes(const void *data, size_t len, uint64_t seed);
 int vae_thread_index(void);
 int vae_thread_limit(void);
 
+/* Checks that data fit the model: not empty, its width, every value inside the likelihood's
+ * support; `what` ("training", "test") starts the message. */
+vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const char *what,
+                          vae_error *err);
+
 /* calloc of count*size with an overflow check; NULL on overflow or exhaustion. */
 void *vae_calloc_array(size_t count, size_t size);
 

@@ -154,10 +154,7 @@ vae_status vae_eval(const vae_model *m, const vae_dataset *data, const vae_eval_
                     vae_eval_result *res, double *per_sample, vae_error *err) {
     memset(res, 0, sizeof *res);
     const vae_config *cfg = vae_model_config(m);
-    VAE_RETURN_IF(!data || data->count == 0, err, VAE_ERR_INVALID_ARGUMENT, "no data to evaluate");
-    VAE_RETURN_IF(data->dim != cfg->input_dim, err, VAE_ERR_INVALID_ARGUMENT,
-                  "the data have %d values per sample, the model expects %d", data->dim,
-                  cfg->input_dim);
+    VAE_TRY(vae_check_data(m, data, "evaluation", err));
     VAE_RETURN_IF(o->importance_samples < 0 || o->chunk < 1 || o->batch < 1, err,
                   VAE_ERR_INVALID_ARGUMENT, "importance samples must be >= 0, chunk and batch >= 1");
     const size_t n = data->count, latent = (size_t)cfg->latent_dim;

@@ -46,7 +46,7 @@ static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
             t->data = base + info.offset;
             t->count = (size_t)info.rows * info.cols;
             t->rows = info.rows;
-            t->cols = info.cols == 1 && strstr(info.name, ".bias") ? 0 : info.cols;
+            t->cols = info.cols == 1 && !strstr(info.name, ".weight") ? 0 : info.cols;
         }
     }
     return n;
@@ -103,7 +103,12 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
     join_sizes(buf, sizeof buf, c->decoder, c->n_decoder);
     ok = ok && set_str(meta, "decoder", buf);
     ok = ok && set_str(meta, "activation", vae_activation_name(c->activation));
-    ok = ok && set_str(meta, "likelihood", "bernoulli");
+    ok = ok && set_str(meta, "likelihood", vae_likelihood_name(c->likelihood));
+    if (c->likelihood == VAE_LIK_GAUSSIAN) {
+        ok = ok && set_str(meta, "variance", vae_variance_name(c->variance));
+        ok = ok && set_float(meta, "sigma", c->sigma);
+        ok = ok && set_float(meta, "variance_floor", c->variance_floor);
+    }
     ok = ok && set_hex(meta, "config_hash", vae_config_hash(c));
     if (st) {
         ok = ok && set_str(meta, "preset", st->preset);
@@ -297,9 +302,18 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
                   err, VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
     VAE_RETURN_IF(vae_activation_parse(act, &cfg->activation) != VAE_OK, err, VAE_ERR_FORMAT,
                   "%s: metadata: unknown activation \"%.40s\"", path, act);
-    VAE_RETURN_IF(!lik || strcmp(lik, "bernoulli") != 0, err, VAE_ERR_FORMAT,
-                  "%s: metadata: likelihood %s%.40s%s is not supported (bernoulli is)", path,
-                  lik ? "\"" : "", lik ? lik : "missing", lik ? "\"" : "");
+    VAE_RETURN_IF(!lik || vae_likelihood_parse(lik, &cfg->likelihood) != VAE_OK, err,
+                  VAE_ERR_FORMAT,
+                  "%s: metadata: likelihood %s%.40s%s is not one of bernoulli, gaussian, poisson",
+                  path, lik ? "\"" : "", lik ? lik : "missing", lik ? "\"" : "");
+    if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
+        const char *var = meta_get(meta, "variance");
+        VAE_RETURN_IF(!var || vae_variance_parse(var, &cfg->variance) != VAE_OK, err,
+                      VAE_ERR_FORMAT, "%s: metadata: a gaussian likelihood needs \"variance\" "
+                      "(fixed, dim or sample)", path);
+        VAE_TRY(meta_float(meta, "sigma", &cfg->sigma, path, err));
+        VAE_TRY(meta_float(meta, "variance_floor", &cfg->variance_floor, path, err));
+    }
     VAE_RETURN_IF(vae_config_validate(cfg, &inner) != VAE_OK, err, VAE_ERR_FORMAT,
                   "%s: metadata: %s", path, inner.message);
     uint64_t hash;

@@ -2,6 +2,8 @@
 #ifndef VAE_LOSS_H
 #define VAE_LOSS_H
 
+#include "vae.h"
+
 #include <stddef.h>
 
 /* Bernoulli negative log-likelihood with logits, per sample, and its gradient in the same pass
@@ -11,6 +13,17 @@
  * x_stride is D for a batch of inputs, 0 to score many decodings against one input. */
 void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x,
                    size_t x_stride, int batch, int dim, float scale);
+
+/* recon[b] = -log p(x_b | decoder output row b) under c's likelihood (x row b at x + b*x_stride),
+ * and when dout is not NULL its gradient times scale with respect to the output (B, D or 2D for
+ * a per-sample Gaussian variance). For a per-dimension variance dim_logvar holds the raw
+ * log-variances and d_dim_logvar (may be NULL) receives scale times their gradient summed over
+ * the batch. */
+void op_recon(const vae_config *c, double *recon, float *dout, const float *out, const float *x,
+              size_t x_stride, int batch, const float *dim_logvar, float *d_dim_logvar,
+              float scale);
+/* The mean of p(x|z) per value: sigmoid(logit), the Gaussian's mean, or exp(log-rate). */
+void op_decode_mean(const vae_config *c, float *mean, const float *out, int batch);
 
 /* kl[b] = -1/2 sum_j (1 + lv - mu^2 - exp(lv))      mu, lv (B,L) */
 void op_kl_forward(double *kl, const float *mu, const float *logvar, int batch, int latent);

@@ -34,6 +34,36 @@ const char *vae_activation_name(vae_activation act) {
     return "unknown";
 }
 
+static const char *const LIKELIHOODS[] = {"bernoulli", "gaussian", "poisson"};
+static const char *const VARIANCES[] = {"fixed", "dim", "sample"};
+
+vae_status vae_likelihood_parse(const char *name, vae_likelihood *out) {
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, LIKELIHOODS[i]) == 0) {
+            *out = (vae_likelihood)i;
+            return VAE_OK;
+        }
+    return VAE_ERR_INVALID_ARGUMENT;
+}
+
+const char *vae_likelihood_name(vae_likelihood lik) {
+    return (unsigned)lik < 3 ? LIKELIHOODS[lik] : "unknown";
+}
+
+vae_status vae_variance_parse(const char *name, vae_variance *out) {
+    if (strncmp(name, "per-", 4) == 0) name += 4;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, VARIANCES[i]) == 0) {
+            *out = (vae_variance)i;
+            return VAE_OK;
+        }
+    return VAE_ERR_INVALID_ARGUMENT;
+}
+
+const char *vae_variance_name(vae_variance var) {
+    return (unsigned)var < 3 ? VARIANCES[var] : "unknown";
+}
+
 vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_error *err) {
     int n = 0;
     const char *p = text;
@@ -100,6 +130,19 @@ vae_status vae_config_validate(const vae_config *cfg, vae_error *err) {
                       cfg->decoder[i]);
     VAE_RETURN_IF((unsigned)cfg->activation > VAE_ACT_ELU, err, VAE_ERR_INVALID_ARGUMENT,
                   "unknown activation %d", (int)cfg->activation);
+    VAE_RETURN_IF((unsigned)cfg->likelihood > VAE_LIK_POISSON, err, VAE_ERR_INVALID_ARGUMENT,
+                  "unknown likelihood %d", (int)cfg->likelihood);
+    if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
+        VAE_RETURN_IF((unsigned)cfg->variance > VAE_VAR_PER_SAMPLE, err, VAE_ERR_INVALID_ARGUMENT,
+                      "unknown variance %d", (int)cfg->variance);
+        VAE_RETURN_IF(cfg->variance == VAE_VAR_FIXED && !(cfg->sigma > 0 && cfg->sigma < 1e6f),
+                      err, VAE_ERR_INVALID_ARGUMENT, "a fixed sigma must be in (0, 1e6), got %g",
+                      cfg->sigma);
+        VAE_RETURN_IF(cfg->variance != VAE_VAR_FIXED &&
+                          !(cfg->variance_floor > 0 && cfg->variance_floor < 1e6f),
+                      err, VAE_ERR_INVALID_ARGUMENT,
+                      "a learned variance needs a floor in (0, 1e6), got %g", cfg->variance_floor);
+    }
     return VAE_OK;
 }
 
@@ -157,7 +200,13 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
         width = cfg->decoder[i];
     }
     m->output_layer = m->n_layers;
-    ok &= add_layer(m, "output", width, cfg->input_dim);
+    const int per_sample = cfg->likelihood == VAE_LIK_GAUSSIAN && cfg->variance == VAE_VAR_PER_SAMPLE;
+    ok &= add_layer(m, "output", width, cfg->input_dim * (per_sample ? 2 : 1));
+    m->dim_logvar = 0, m->has_dim_logvar = 0;
+    if (cfg->likelihood == VAE_LIK_GAUSSIAN && cfg->variance == VAE_VAR_PER_DIM) {
+        m->has_dim_logvar = 1, m->dim_logvar = m->num_params;
+        ok &= !__builtin_add_overflow(m->num_params, (size_t)cfg->input_dim, &m->num_params);
+    }
     if (!ok) {
         free(m);
         return vae_fail(err, VAE_ERR_INVALID_ARGUMENT, "model too large: parameter count overflows");
@@ -192,20 +241,35 @@ void vae_model_zero_grads(vae_model *model) {
 
 uint64_t vae_config_hash(const vae_config *cfg) {
     /* field by field: padding bytes of the struct must not count */
-    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1] = {0};
+    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1 + 4] = {0};
     int k = 0;
     fields[k++] = cfg->input_dim, fields[k++] = cfg->latent_dim;
     fields[k++] = cfg->n_encoder, fields[k++] = cfg->n_decoder;
     for (int i = 0; i < cfg->n_encoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->encoder[i];
     for (int i = 0; i < cfg->n_decoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->decoder[i];
     fields[k++] = (int32_t)cfg->activation;
+    if (cfg->likelihood != VAE_LIK_BERNOULLI) { /* so Bernoulli models keep their old hash */
+        fields[k++] = (int32_t)cfg->likelihood;
+        if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
+            fields[k++] = (int32_t)cfg->variance;
+            memcpy(&fields[k++], cfg->variance == VAE_VAR_FIXED ? &cfg->sigma : &cfg->variance_floor,
+                   sizeof(float));
+        }
+    }
     return vae_hash_bytes(fields, (size_t)k * sizeof *fields, 0xc0f1ULL);
 }
 
-int vae_model_num_tensors(const vae_model *model) { return 2 * model->n_layers; }
+int vae_model_num_tensors(const vae_model *model) {
+    return 2 * model->n_layers + model->has_dim_logvar;
+}
 
 vae_tensor_info vae_model_tensor(const vae_model *model, int index) {
     vae_tensor_info info = {0};
+    if (index == 2 * model->n_layers && model->has_dim_logvar) {
+        info.name = "likelihood.logvar";
+        info.offset = model->dim_logvar, info.rows = model->cfg.input_dim, info.cols = 1;
+        return info;
+    }
     if (index < 0 || index >= 2 * model->n_layers) return info;
     const vae_layer *layer = &model->layers[index / 2];
     info.name = model->tensor_names[index];
@@ -218,7 +282,7 @@ vae_tensor_info vae_model_tensor(const vae_model *model, int index) {
 }
 
 int vae_model_find_tensor(const vae_model *model, const char *name) {
-    for (int i = 0; i < 2 * model->n_layers; i++)
-        if (strcmp(model->tensor_names[i], name) == 0) return i;
+    for (int i = 0; i < vae_model_num_tensors(model); i++)
+        if (strcmp(vae_model_tensor(model, i).name, name) == 0) return i;
     return -1;
 }

@@ -20,6 +20,8 @@ struct vae_model {
     int n_layers;
     vae_layer layers[VAE_MAX_LAYERS];
     int mu_layer, logvar_layer, first_decoder_layer, output_layer;
+    int has_dim_logvar;  /* a Gaussian with one learned variance per value of x */
+    size_t dim_logvar;   /* offset of its raw log-variances (D), after the layers */
     size_t num_params;
     float *params; /* num_params */
     float *grads;  /* num_params */

@@ -15,6 +15,7 @@ struct vae_workspace {
     float *grad_a, *grad_b;           /* (B, widest layer): ping-pong gradient buffers */
     double *recon, *kl;               /* (B) */
     float *kl_scale;                  /* (L): the KL gradient's weight per latent unit */
+    float *d_dim_logvar;              /* (D): a per-dimension variance's gradient, from forward */
     double *kl_mean;                  /* (L): batch-mean KL per unit, for free bits */
     float *arena;                     /* one allocation behind every float buffer above */
 };
@@ -41,7 +42,8 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     ws->kl = vae_calloc_array((size_t)max_batch, sizeof(double));
     ws->kl_scale = vae_calloc_array((size_t)model->cfg.latent_dim, sizeof(float));
     ws->kl_mean = vae_calloc_array((size_t)model->cfg.latent_dim, sizeof(double));
-    if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean) {
+    ws->d_dim_logvar = vae_calloc_array((size_t)model->cfg.input_dim, sizeof(float));
+    if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar) {
         vae_workspace_free(ws);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace of batch %d",
                         max_batch);
@@ -70,6 +72,7 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws->kl);
     free(ws->kl_scale);
     free(ws->kl_mean);
+    free(ws->d_dim_logvar);
     free(ws);
 }
 
@@ -118,8 +121,9 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, co
     op_reparam_forward(ws->z, mu, logvar, ws->eps, nz);
     decoder_forward(m, ws, ws->z, batch);
     /* the loss's gradient for the batch mean comes out of the same pass, ready for backward */
-    op_bce_logits(ws->recon, ws->grad_a, ws->outputs[m->output_layer], x,
-                  (size_t)m->cfg.input_dim, batch, m->cfg.input_dim, 1.0f / (float)batch);
+    op_recon(&m->cfg, ws->recon, ws->grad_a, ws->outputs[m->output_layer], x,
+             (size_t)m->cfg.input_dim, batch, m->params + m->dim_logvar, ws->d_dim_logvar,
+             1.0f / (float)batch);
     op_kl_forward(ws->kl, mu, logvar, batch, m->cfg.latent_dim);
     ws->last_batch = batch;
     if (loss) {
@@ -175,6 +179,11 @@ vae_status vae_backward_objective(vae_model *m, vae_workspace *ws, const float *
     const size_t nz = (size_t)batch * latent;
     const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
 
+    /* the likelihood's own parameters; forward computed their gradient with the outputs' */
+    if (m->has_dim_logvar)
+        for (int d = 0; d < m->cfg.input_dim; d++)
+            m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
+
     /* decoder: logits -> z (forward left dL/dlogits in grad_a) */
     layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->z, ws->dz, 0, batch);
 
@@ -214,7 +223,7 @@ vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z, int
                       float *probs) {
     VAE_TRY(check_call(m, ws, batch));
     decoder_forward(m, ws, z, batch);
-    op_sigmoid(probs, ws->outputs[m->output_layer], (size_t)batch * m->cfg.input_dim);
+    op_decode_mean(&m->cfg, probs, ws->outputs[m->output_layer], batch);
     ws->last_batch = 0;
     return VAE_OK;
 }
@@ -223,8 +232,8 @@ vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float
                               const float *x, size_t x_stride, double *log_px) {
     VAE_TRY(check_call(m, ws, batch));
     decoder_forward(m, ws, z, batch);
-    op_bce_logits(log_px, NULL, ws->outputs[m->output_layer], x, x_stride, batch,
-                  m->cfg.input_dim, 1.0f);
+    op_recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, batch,
+             m->params + m->dim_logvar, NULL, 1.0f);
     for (int b = 0; b < batch; b++) log_px[b] = -log_px[b];
     ws->last_batch = 0;
     return VAE_OK;

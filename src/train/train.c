@@ -23,13 +23,28 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static vae_status check_data(const vae_model *model, const vae_dataset *data, const char *what,
-                             vae_error *err) {
+vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const char *what,
+                          vae_error *err) {
+    const vae_config *cfg = vae_model_config(model);
     VAE_RETURN_IF(!data || data->count == 0, err, VAE_ERR_INVALID_ARGUMENT, "%s data is empty",
                   what);
-    VAE_RETURN_IF(data->dim != vae_model_config(model)->input_dim, err, VAE_ERR_INVALID_ARGUMENT,
+    VAE_RETURN_IF(data->dim != cfg->input_dim, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s data has %d values per sample, the model expects %d", what, data->dim,
-                  vae_model_config(model)->input_dim);
+                  cfg->input_dim);
+    /* each likelihood's support: a value outside it would make the loss meaningless or NaN */
+    const size_t n = data->count * (size_t)data->dim;
+    for (size_t i = 0; i < n; i++) {
+        float v = data->x[i];
+        int ok = cfg->likelihood == VAE_LIK_BERNOULLI ? v >= 0.0f && v <= 1.0f
+                 : cfg->likelihood == VAE_LIK_POISSON ? v >= 0.0f && isfinite(v)
+                                                      : isfinite(v);
+        VAE_RETURN_IF(!ok, err, VAE_ERR_INVALID_ARGUMENT,
+                      "%s data: sample %zu, value %zu is %g, outside what a %s likelihood "
+                      "models%s", what, i / (size_t)data->dim + 1, i % (size_t)data->dim + 1,
+                      (double)v, vae_likelihood_name(cfg->likelihood),
+                      cfg->likelihood == VAE_LIK_BERNOULLI ? " ([0,1]; try --likelihood gaussian)"
+                      : cfg->likelihood == VAE_LIK_POISSON ? " (counts >= 0)" : " (finite)");
+    }
     return VAE_OK;
 }
 
@@ -52,7 +67,7 @@ static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float
 vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
                         uint64_t seed, vae_loss *loss, vae_error *err) {
     memset(loss, 0, sizeof *loss);
-    VAE_TRY(check_data(model, data, "evaluation", err));
+    VAE_TRY(vae_check_data(model, data, "evaluation", err));
     VAE_RETURN_IF(batch_size < 1, err, VAE_ERR_INVALID_ARGUMENT, "batch size must be >= 1");
     vae_workspace *ws;
     VAE_TRY(vae_workspace_create(&ws, model, batch_size, err));
@@ -95,8 +110,8 @@ static void train_state_free(train_state *t) {
 
 vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
                      const vae_train_options *opt, vae_error *err) {
-    VAE_TRY(check_data(model, train, "training", err));
-    if (test) VAE_TRY(check_data(model, test, "test", err));
+    VAE_TRY(vae_check_data(model, train, "training", err));
+    if (test) VAE_TRY(vae_check_data(model, test, "test", err));
     VAE_RETURN_IF(opt->epochs < 1, err, VAE_ERR_INVALID_ARGUMENT, "epochs must be >= 1");
     VAE_RETURN_IF(opt->batch_size < 1 || opt->eval_batch_size < 1, err, VAE_ERR_INVALID_ARGUMENT,
                   "batch sizes must be >= 1");

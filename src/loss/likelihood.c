@@ -1,0 +1,77 @@
+/* likelihood.c — -log p(x|z) for each likelihood, from the decoder's outputs, with the gradient
+ * in the same pass; and the mean each likelihood decodes to. */
+#include "loss/loss.h"
+#include "ops/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#define HALF_LOG_2PI 0.9189385332046727
+
+/* The Gaussian's variance of value d of a sample: fixed, per value (raw log-variances in
+ * dim_logvar) or per sample (raw in the output's second half), and d variance / d raw. */
+static inline float gaussian_variance(const vae_config *c, const float *dim_logvar,
+                                      const float *raw_row, int d, float *dvar_draw) {
+    float raw;
+    switch (c->variance) {
+    case VAE_VAR_PER_DIM: raw = dim_logvar[d]; break;
+    case VAE_VAR_PER_SAMPLE: raw = raw_row[d]; break;
+    default: *dvar_draw = 0.0f; return c->sigma * c->sigma;
+    }
+    float e = expf(raw);
+    *dvar_draw = e;
+    return c->variance_floor + e;
+}
+
+void op_recon(const vae_config *c, double *recon, float *dout, const float *out, const float *x,
+              size_t x_stride, int batch, const float *dim_logvar, float *d_dim_logvar,
+              float scale) {
+    const int dim = c->input_dim;
+    if (c->likelihood == VAE_LIK_BERNOULLI) {
+        op_bce_logits(recon, dout, out, x, x_stride, batch, dim, scale);
+        return;
+    }
+    const int width = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_SAMPLE ? 2 * dim : dim;
+    if (d_dim_logvar) memset(d_dim_logvar, 0, sizeof(float) * (size_t)dim);
+    for (int b = 0; b < batch; b++) {
+        const float *o = out + (size_t)b * width, *t = x + (size_t)b * x_stride;
+        float *g = dout ? dout + (size_t)b * width : NULL;
+        double sum = 0.0;
+        if (c->likelihood == VAE_LIK_POISSON) {
+            for (int d = 0; d < dim; d++) { /* o = log-rate */
+                float rate = expf(o[d]);
+                sum += (double)rate - (double)t[d] * o[d] + lgamma((double)t[d] + 1.0);
+                if (g) g[d] = scale * (rate - t[d]);
+            }
+        } else {
+            for (int d = 0; d < dim; d++) { /* o[d] = mean; the variance as configured */
+                float dvar_draw, var = gaussian_variance(c, dim_logvar, o + dim, d, &dvar_draw);
+                float diff = o[d] - t[d], inv = 1.0f / var;
+                sum += HALF_LOG_2PI + 0.5 * log((double)var) + 0.5 * (double)diff * diff * inv;
+                if (!g && !d_dim_logvar) continue;
+                /* d nll / d var = (1/var - diff^2/var^2) / 2 */
+                float dvar = 0.5f * inv * (1.0f - diff * diff * inv) * dvar_draw * scale;
+                if (g) g[d] = scale * diff * inv;
+                if (g && c->variance == VAE_VAR_PER_SAMPLE) g[dim + d] = dvar;
+                if (d_dim_logvar && c->variance == VAE_VAR_PER_DIM) d_dim_logvar[d] += dvar;
+            }
+        }
+        recon[b] = sum;
+    }
+}
+
+void op_decode_mean(const vae_config *c, float *mean, const float *out, int batch) {
+    const int dim = c->input_dim;
+    switch (c->likelihood) {
+    case VAE_LIK_BERNOULLI: op_sigmoid(mean, out, (size_t)batch * dim); break;
+    case VAE_LIK_POISSON:
+        for (size_t i = 0; i < (size_t)batch * dim; i++) mean[i] = expf(out[i]);
+        break;
+    case VAE_LIK_GAUSSIAN: {
+        const int width = c->variance == VAE_VAR_PER_SAMPLE ? 2 * dim : dim;
+        for (int b = 0; b < batch; b++)
+            memcpy(mean + (size_t)b * dim, out + (size_t)b * width, sizeof(float) * (size_t)dim);
+        break;
+    }
+    }
+}
