@@ -41,10 +41,18 @@ vae_status cli_write_reconstructions(const char *path, const vae_model *model,
 
 /* Loads a model file; on failure prints the error and returns the exit code (else EXIT_OK). */
 int cli_load_model(const char *path, vae_model **model, vae_train_state *st);
-/* Loads IDX images with the labels beside them when found (or from labels); checks the width
- * against model when given. Returns an exit code as cli_load_model. */
+/* Reads a data set by its name: .npy, .csv or .csv.gz (labels from column label_column, see
+ * vae_csv_options), else IDX images with their labels beside them (or from labels). */
+vae_status cli_read_dataset(const char *path, const char *labels, long label_column,
+                            vae_dataset **out, vae_error *err);
+/* "last", "none" or a 1-based column number, for --label-column; 0 after printing an error. */
+int cli_parse_label_column(const char *text, long *out);
+/* cli_read_dataset, then a check of the width against model when given; on failure prints
+ * the error and returns the exit code (else EXIT_OK). */
 int cli_load_data(const char *images, const char *labels, const vae_model *model,
                   vae_dataset **out);
+int cli_load_data_labeled(const char *images, const char *labels, long label_column,
+                          const vae_model *model, vae_dataset **out);
 int cli_has_suffix(const char *path, const char *suffix);
 /* One line saying what p(x|z) is, for reports. */
 const char *cli_likelihood_note(const vae_config *c, char *buf, size_t size);

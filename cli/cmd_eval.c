@@ -24,11 +24,14 @@ static const char EVAL_USAGE[] =
     "                        when FILE ends in .npy; usable as anomaly scores\n"
     "  -s, --seed N          seed of the draws, default 1\n"
     "  -t, --threads N       default: one per core\n"
-    "  -q, --quiet           no progress bar\n";
+    "  -q, --quiet           no progress bar\n"
+    "      --label-column N  CSV data: the column of labels to leave out (or last)\n"
+    "DATA may also be .csv/.csv.gz or .npy; a model trained with --standardize applies it.\n";
 
 typedef struct {
     const char *model, *data, *json, *per_sample;
     int k, count, threads, quiet;
+    long label_column;
     uint64_t seed;
 } eval_args;
 
@@ -38,8 +41,10 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
         {"json", required_argument, 0, 'J'},    {"per-sample", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {"label-column", required_argument, 0, 'L'},
         {0, 0, 0, 0}};
-    *a = (eval_args){.data = DEFAULT_TEST_IMAGES, .k = 5000, .seed = 1};
+    *a = (eval_args){.data = DEFAULT_TEST_IMAGES, .k = 5000, .seed = 1,
+                     .label_column = VAE_CSV_NO_LABELS};
     *code = EXIT_USAGE;
     optind = 1;
     int c;
@@ -52,6 +57,7 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
         case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
         case 't': if (!cli_parse_int("threads", optarg, 1, 4096, &a->threads)) return 0; break;
         case 'q': a->quiet = 1; break;
+        case 'L': if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
         case 'h': fputs(EVAL_USAGE, stdout); *code = EXIT_OK; return 0;
         default: fputs(EVAL_USAGE, stderr); return 0;
         }
@@ -92,7 +98,8 @@ int cmd_eval(int argc, char **argv) {
     vae_dataset *data = NULL;
     vae_train_state st;
     if ((code = cli_load_model(a.model, &model, &st)) != EXIT_OK) return code;
-    if ((code = cli_load_data(a.data, NULL, model, &data)) != EXIT_OK) goto done;
+    if ((code = cli_load_data_labeled(a.data, NULL, a.label_column, model, &data)) != EXIT_OK)
+        goto done;
     if (a.count && (size_t)a.count < data->count) data->count = (size_t)a.count;
     vae_set_num_threads(a.threads);
 
@@ -148,15 +155,18 @@ static const char ENCODE_USAGE[] =
     "\n"
     "  -o, --out FILE   where to write (required)\n"
     "      --sample     a draw of z instead of the mean and log-variance\n"
-    "  -s, --seed N     seed of the draws, default 1\n";
+    "  -s, --seed N     seed of the draws, default 1\n"
+    "      --label-column N  CSV data: the column of labels (or last)\n";
 
 int cmd_encode(int argc, char **argv) {
     static const struct option options[] = {{"out", required_argument, 0, 'o'},
                                             {"sample", no_argument, 0, 'S'},
                                             {"seed", required_argument, 0, 's'},
                                             {"help", no_argument, 0, 'h'},
+                                            {"label-column", required_argument, 0, 'L'},
                                             {0, 0, 0, 0}};
     const char *out = NULL;
+    long label_column = VAE_CSV_NO_LABELS;
     int sample = 0, c;
     uint64_t seed = 1;
     optind = 1;
@@ -165,6 +175,7 @@ int cmd_encode(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 'S': sample = 1; break;
         case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
+        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
         case 'h': fputs(ENCODE_USAGE, stdout); return EXIT_OK;
         default: fputs(ENCODE_USAGE, stderr); return EXIT_USAGE;
         }
@@ -178,7 +189,8 @@ int cmd_encode(int argc, char **argv) {
     vae_train_state st;
     int code = cli_load_model(argv[optind], &model, &st);
     if (code != EXIT_OK) return code;
-    if ((code = cli_load_data(argv[optind + 1], NULL, model, &data)) != EXIT_OK) {
+    if ((code = cli_load_data_labeled(argv[optind + 1], NULL, label_column, model, &data)) !=
+        EXIT_OK) {
         vae_model_free(model);
         return code;
     }

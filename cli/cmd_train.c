@@ -114,8 +114,13 @@ static void usage(FILE *out) {
         "data:\n"
         "  -d, --data DIR            folder with train-/t10k-images-idx3-ubyte[.gz]\n"
         "                            (default " DEFAULT_DATA_DIR ")\n"
-        "      --train FILE          training images (IDX, gzipped or not)\n"
-        "      --test FILE           test images; labels beside either are found by name\n"
+        "      --train FILE          training data: IDX images (gzipped or not), .npy, or\n"
+        "                            .csv/.csv.gz (numbers; a header line is skipped)\n"
+        "      --test FILE           test data; IDX labels beside either are found by name\n"
+        "      --label-column N      CSV: the 1-based column of integer labels, or last\n"
+        "      --standardize         scale each column of the training data to mean 0 and\n"
+        "                            standard deviation 1 (kept in the model file, applied\n"
+        "                            by every command; use with --likelihood gaussian)\n"
         "      --train-labels FILE   labels of the training images\n"
         "      --test-labels FILE    labels of the test images\n"
         "      --no-test             do not evaluate on test data\n"
@@ -161,6 +166,8 @@ typedef struct {
     const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset, *resume;
     const char *encoder, *decoder, *activation, *likelihood, *variance;
     float sigma, variance_floor;
+    long label_column;
+    int standardize;
     int latent, threads, no_test, quiet;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
@@ -172,7 +179,7 @@ typedef struct {
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
-           OPT_SIGMA, OPT_FLOOR };
+           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -192,11 +199,14 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"likelihood", required_argument, 0, OPT_LIKELIHOOD},
         {"variance", required_argument, 0, OPT_VARIANCE}, {"sigma", required_argument, 0, OPT_SIGMA},
         {"variance-floor", required_argument, 0, OPT_FLOOR},
+        {"label-column", required_argument, 0, OPT_LABEL_COLUMN},
+        {"standardize", no_argument, 0, OPT_STANDARDIZE},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
     a->preset = "pytorch";
     a->sigma = 1.0f, a->variance_floor = 1e-3f;
+    a->label_column = VAE_CSV_NO_LABELS;
     vae_train_options_default(&a->train_opt);
     *code = EXIT_USAGE;
     optind = 1;
@@ -248,6 +258,8 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
             a->objective_set = 1;
             break;
         case OPT_LIKELIHOOD: a->likelihood = optarg; break;
+        case OPT_STANDARDIZE: a->standardize = 1; break;
+        case OPT_LABEL_COLUMN: if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
         case OPT_VARIANCE: a->variance = optarg; break;
         case OPT_SIGMA:
             if (!cli_parse_float("sigma", optarg, 1e-6, 1e5, &a->sigma)) return 0;
@@ -281,11 +293,9 @@ static int find_in_dir(char *out, const char *dir, const char *name) {
     return access(out, R_OK) == 0;
 }
 
-static vae_status load_split(const char *images, const char *labels, vae_dataset **out,
-                             vae_error *err) {
-    char found[PATH_SIZE];
-    if (!labels && vae_idx_find_labels(images, found, sizeof found)) labels = found;
-    return vae_idx_load(images, labels, out, err);
+static vae_status load_split(const char *images, const char *labels, long label_column,
+                             vae_dataset **out, vae_error *err) {
+    return cli_read_dataset(images, labels, label_column, out, err);
 }
 
 static vae_status build_config(const train_args *a, int input_dim, vae_config *cfg,
@@ -457,8 +467,8 @@ int cmd_train(int argc, char **argv) {
     vae_adam *adam = NULL;
     FILE *log = NULL;
     train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO)};
-    vae_status s = load_split(a.train, a.train_labels, &train, &err);
-    if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, &test, &err);
+    vae_status s = load_split(a.train, a.train_labels, a.label_column, &train, &err);
+    if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, a.label_column, &test, &err);
     if (s != VAE_OK) goto fail;
     if (test && test->dim != train->dim) {
         snprintf(err.message, sizeof err.message, "%s has %d values per sample but %s has %d",
@@ -490,6 +500,25 @@ int cmd_train(int argc, char **argv) {
         view.state.kl_warmup = a.train_opt.kl_warmup;
     }
     view.state.epochs = a.train_opt.epochs;
+    if (!a.resume && a.standardize) {
+        float *mean = malloc(sizeof(float) * (size_t)train->dim);
+        float *std = malloc(sizeof(float) * (size_t)train->dim);
+        s = mean && std ? VAE_OK : VAE_ERR_NO_MEMORY;
+        if (s == VAE_OK) vae_standardize_fit(train, mean, std);
+        if (s == VAE_OK) s = vae_model_set_standardization(model, mean, std, &err);
+        free(mean), free(std);
+        if (s != VAE_OK) goto fail;
+    } else if (a.resume && a.standardize && !vae_model_data_mean(model)) {
+        snprintf(err.message, sizeof err.message, "--standardize: the run being resumed was "
+                 "trained without it");
+        s = VAE_ERR_INVALID_ARGUMENT;
+        goto fail;
+    }
+    if (vae_model_data_mean(model)) { /* the data hash above was taken of the raw values */
+        const float *mean = vae_model_data_mean(model), *std = vae_model_data_std(model);
+        vae_standardize(train->x, train->count, train->dim, mean, std, 0);
+        if (test) vae_standardize(test->x, test->count, test->dim, mean, std, 0);
+    }
 
     if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "vae: cannot create %s: %s\n", a.out, strerror(errno));

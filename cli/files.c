@@ -14,12 +14,46 @@ int cli_load_model(const char *path, vae_model **model, vae_train_state *st) {
     return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
 }
 
+vae_status cli_read_dataset(const char *path, const char *labels, long label_column,
+                            vae_dataset **out, vae_error *err) {
+    if (cli_has_suffix(path, ".npy") || cli_has_suffix(path, ".csv") ||
+        cli_has_suffix(path, ".csv.gz")) {
+        if (labels) {
+            snprintf(err->message, sizeof err->message, "%s: labels of CSV data come from a "
+                     "column (--label-column), .npy data have none", path);
+            return VAE_ERR_INVALID_ARGUMENT;
+        }
+        if (cli_has_suffix(path, ".npy")) return vae_npy_load(path, out, err);
+        vae_csv_options o;
+        vae_csv_options_default(&o);
+        o.label_column = label_column;
+        return vae_csv_load(path, &o, out, err);
+    }
+    char found[4096];
+    if (!labels && vae_idx_find_labels(path, found, sizeof found)) labels = found;
+    return vae_idx_load(path, labels, out, err);
+}
+
+int cli_parse_label_column(const char *text, long *out) {
+    if (strcmp(text, "last") == 0) *out = VAE_CSV_LAST_COLUMN;
+    else if (strcmp(text, "none") == 0) *out = VAE_CSV_NO_LABELS;
+    else {
+        int column;
+        if (!cli_parse_int("label-column", text, 1, 1 << 24, &column)) return 0;
+        *out = column - 1;
+    }
+    return 1;
+}
+
 int cli_load_data(const char *images, const char *labels, const vae_model *model,
                   vae_dataset **out) {
-    char found[4096];
+    return cli_load_data_labeled(images, labels, VAE_CSV_NO_LABELS, model, out);
+}
+
+int cli_load_data_labeled(const char *images, const char *labels, long label_column,
+                          const vae_model *model, vae_dataset **out) {
     vae_error err = {{0}};
-    if (!labels && vae_idx_find_labels(images, found, sizeof found)) labels = found;
-    vae_status s = vae_idx_load(images, labels, out, &err);
+    vae_status s = cli_read_dataset(images, labels, label_column, out, &err);
     if (s != VAE_OK) return cli_report(s, &err);
     if (model && (*out)->dim != vae_model_config(model)->input_dim) {
         fprintf(stderr, "vae: %s has %d values per sample, the model expects %d\n", images,
@@ -28,6 +62,9 @@ int cli_load_data(const char *images, const char *labels, const vae_model *model
         *out = NULL;
         return EXIT_DATAERR;
     }
+    if (model && vae_model_data_mean(model)) /* the model sees data as it was trained on them */
+        vae_standardize((*out)->x, (*out)->count, (*out)->dim, vae_model_data_mean(model),
+                        vae_model_data_std(model), 0);
     return EXIT_OK;
 }
 

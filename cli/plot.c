@@ -214,18 +214,22 @@ int cmd_plot_latent(int argc, char **argv) {
         "principal components for a larger one.\n"
         "  -n, --count N    the first N images, default 5000\n"
         "  -o, --out FILE   .png (legend: label numbers) or .svg (axes, class names);\n"
-        "                   default latent.png\n";
+        "                   default latent.png\n"
+        "      --label-column N  CSV data: the column of labels (or last)\n";
     static const struct option options[] = {{"out", required_argument, 0, 'o'},
                                             {"count", required_argument, 0, 'n'},
                                             {"help", no_argument, 0, 'h'},
+                                            {"label-column", required_argument, 0, 'L'},
                                             {0, 0, 0, 0}};
     const char *out = "latent.png", *data_path = DEFAULT_TEST_IMAGES;
     int count = 5000, c;
+    long label_column = VAE_CSV_NO_LABELS;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:n:h", options, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'n': if (!cli_parse_int("count", optarg, 2, 1 << 30, &count)) return EXIT_USAGE; break;
+        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
         case 'h': fputs(usage, stdout); return EXIT_OK;
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
@@ -239,7 +243,7 @@ int cmd_plot_latent(int argc, char **argv) {
     vae_dataset *data = NULL;
     vae_train_state st;
     int code = cli_load_model(argv[optind], &m, &st);
-    if (code == EXIT_OK) code = cli_load_data(data_path, NULL, m, &data);
+    if (code == EXIT_OK) code = cli_load_data_labeled(data_path, NULL, label_column, m, &data);
     if (code == EXIT_OK) {
         vae_error err = {{0}};
         vae_status s = cli_plot_latent(out, m, data, (size_t)count, cli_class_names(data_path), &err);

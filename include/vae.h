@@ -186,6 +186,15 @@ vae_tensor_info vae_model_tensor(const vae_model *model, int index);
 /* Index of the tensor with this name, or -1. */
 int vae_model_find_tensor(const vae_model *model, const char *name);
 
+/* Standardization of the data, kept with the model (saved in its file as the tensors
+ * "standardize.mean" and "standardize.std") so that every command maps data in and decoded
+ * values out the same way: x' = (x - mean) / std. NULL, NULL removes it. */
+vae_status vae_model_set_standardization(vae_model *model, const float *mean, const float *std,
+                                         vae_error *err);
+/* The model's standardization (D values each), or NULL without one. */
+const float *vae_model_data_mean(const vae_model *model);
+const float *vae_model_data_std(const vae_model *model);
+
 /* ---------------------------------------------------------------- forward and backward */
 
 /* Activations of one batch, sized once for at most max_batch samples: no allocation happens in
@@ -280,6 +289,11 @@ typedef struct {
 } vae_dataset;
 void vae_dataset_free(vae_dataset *ds);
 
+/* Per-column mean and sample standard deviation of data (a constant column gets std 1). */
+void vae_standardize_fit(const vae_dataset *data, float *mean, float *std);
+/* x (n, dim) in place: (x - mean) / std, or back with invert != 0. */
+void vae_standardize(float *x, size_t n, int dim, const float *mean, const float *std, int invert);
+
 /* A 64-bit fingerprint of the data (count, shape, every value): a resumed run refuses other data. */
 uint64_t vae_dataset_hash(const vae_dataset *ds);
 
@@ -289,6 +303,26 @@ uint64_t vae_dataset_hash(const vae_dataset *ds);
  * labels_path (may be NULL) names an IDX label file whose count must match. */
 vae_status vae_idx_load(const char *images_path, const char *labels_path, vae_dataset **out,
                         vae_error *err);
+/* Numeric CSV, plain or gzip (by content). The first row is a header when any of its cells is
+ * not a number (it is skipped, so sklearn's "150,4,setosa,..." first lines work); every other
+ * row must have the first data row's number of cells, each a finite number. A label column, when
+ * asked for, must hold integers 0..255. Values are used as they are (no scaling); the first bad
+ * cell is reported with its row and column (1-based). */
+#define VAE_CSV_NO_LABELS (-1)
+#define VAE_CSV_LAST_COLUMN (-2)
+typedef struct {
+    long label_column; /* 0-based, VAE_CSV_LAST_COLUMN, or VAE_CSV_NO_LABELS (default) */
+} vae_csv_options;
+void vae_csv_options_default(vae_csv_options *opt);
+vae_status vae_csv_load(const char *path, const vae_csv_options *opt, vae_dataset **out,
+                        vae_error *err);
+
+/* NumPy .npy (versions 1-3): little-endian float32 ('<f4'), float64 ('<f8') or uint8 ('|u1'),
+ * C order, shape (N), (N, D) or (N, H, W) (images). uint8 values are scaled to [0,1] like IDX
+ * images, floats used as they are. Anything else (big-endian, Fortran order, other types,
+ * a size that does not match the file) is refused with the reason. */
+vae_status vae_npy_load(const char *path, vae_dataset **out, vae_error *err);
+
 /* Reads an IDX label file: N unsigned bytes; *labels is malloc'ed (free() it). */
 vae_status vae_idx_load_labels(const char *path, uint8_t **labels, size_t *count, vae_error *err);
 /* The usual label file beside an image file ("train-images-idx3-ubyte.gz" ->

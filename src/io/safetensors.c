@@ -48,6 +48,15 @@ static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
             t->rows = info.rows;
             t->cols = info.cols == 1 && !strstr(info.name, ".weight") ? 0 : info.cols;
         }
+        if (pass == 0 && vae_model_data_mean(m)) { /* not parameters: no moments */
+            for (int k = 0; k < 2; k++) {
+                st_tensor *t = &out[n++];
+                snprintf(t->name, sizeof t->name, k ? "standardize.std" : "standardize.mean");
+                t->data = (float *)(k ? vae_model_data_std(m) : vae_model_data_mean(m));
+                t->count = (size_t)vae_model_config(m)->input_dim;
+                t->rows = (int)t->count, t->cols = 0;
+            }
+        }
     }
     return n;
 }
@@ -110,6 +119,7 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
         ok = ok && set_float(meta, "variance_floor", c->variance_floor);
     }
     ok = ok && set_hex(meta, "config_hash", vae_config_hash(c));
+    if (vae_model_data_mean(m)) ok = ok && set_str(meta, "standardize", "1");
     if (st) {
         ok = ok && set_str(meta, "preset", st->preset);
         snprintf(buf, sizeof buf, "%d,%d", st->data_rows, st->data_cols);
@@ -172,7 +182,7 @@ vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam 
     vae_model *model = (vae_model *)model_in; /* read only: list_tensors takes views */
     VAE_RETURN_IF(adam && vae_adam_num_params(adam) != vae_model_num_params(model), err,
                   VAE_ERR_INVALID_ARGUMENT, "%s: optimizer and model sizes differ", path);
-    st_tensor *tensors = calloc((size_t)vae_model_num_tensors(model) * 3, sizeof *tensors);
+    st_tensor *tensors = calloc((size_t)vae_model_num_tensors(model) * 3 + 2, sizeof *tensors);
     VAE_RETURN_IF(!tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
     size_t n = list_tensors(model, adam, tensors);
 
@@ -533,10 +543,21 @@ static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_
                       err, VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
         vae_adam_set_steps(ls->adam, steps);
     }
-    ls->tensors = calloc((size_t)vae_model_num_tensors(ls->model) * 3, sizeof *ls->tensors);
+    ls->tensors = calloc((size_t)vae_model_num_tensors(ls->model) * 3 + 2, sizeof *ls->tensors);
     VAE_RETURN_IF(!ls->tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    const char *standardized = meta_get(meta, "standardize");
+    if (standardized && strcmp(standardized, "1") == 0) { /* placeholders, read below */
+        const size_t d = (size_t)cfg.input_dim;
+        float *ones = malloc(d * sizeof(float)), *zeros = calloc(d, sizeof(float));
+        for (size_t i = 0; ones && i < d; i++) ones[i] = 1.0f;
+        vae_status s = ones && zeros ? vae_model_set_standardization(ls->model, zeros, ones, err)
+                                     : VAE_ERR_NO_MEMORY;
+        free(ones), free(zeros);
+        VAE_RETURN_IF(s != VAE_OK, err, s, "%s: out of memory", path);
+    }
     size_t n_needed = list_tensors(ls->model, ls->adam, ls->tensors);
-    size_t optional_moments = adam_out ? 0 : n_needed * 2; /* moments present but not wanted */
+    size_t n_params = (size_t)vae_model_num_tensors(ls->model) * (ls->adam ? 3 : 1);
+    size_t optional_moments = adam_out ? 0 : n_params * 2; /* moments present but not wanted */
     VAE_RETURN_IF(n_entries != n_needed && n_entries != n_needed + optional_moments, err,
                   VAE_ERR_FORMAT, "%s: %zu tensors, the architecture in its metadata needs %zu%s",
                   path, n_entries, n_needed, adam_out ? " (with optimizer moments)" : "");
@@ -556,6 +577,10 @@ static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_
                           fread(t->data, sizeof(float), t->count, ls->f) != t->count,
                       err, VAE_ERR_IO, "%s: read error in tensor \"%s\"", path, t->name);
     }
+    if (vae_model_data_mean(ls->model)) /* checks what was read */
+        VAE_RETURN_IF(vae_model_set_standardization(ls->model, vae_model_data_mean(ls->model),
+                                                    vae_model_data_std(ls->model), err) != VAE_OK,
+                      err, VAE_ERR_FORMAT, "%s: %s", path, err->message);
     if (n_entries > n_needed) { /* the extra tensors must be exactly the moments */
         for (size_t j = 0; j < n_entries; j++)
             VAE_RETURN_IF(vae_model_find_tensor(ls->model, ls->entries[j].name) < 0 &&

@@ -225,9 +225,58 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
 
 void vae_model_free(vae_model *model) {
     if (!model) return;
+    free(model->data_mean);
+    free(model->data_std);
     free(model->params);
     free(model->grads);
     free(model);
+}
+
+vae_status vae_model_set_standardization(vae_model *m, const float *mean, const float *std,
+                                         vae_error *err) {
+    const size_t d = (size_t)m->cfg.input_dim;
+    if (!mean || !std) {
+        free(m->data_mean), free(m->data_std);
+        m->data_mean = m->data_std = NULL;
+        return VAE_OK;
+    }
+    for (size_t i = 0; i < d; i++)
+        VAE_RETURN_IF(!isfinite(mean[i]) || !(std[i] > 0.0f) || !isfinite(std[i]), err,
+                      VAE_ERR_INVALID_ARGUMENT, "standardization of value %zu: mean %g, std %g "
+                      "(std must be finite and > 0)", i + 1, mean[i], std[i]);
+    if (!m->data_mean) m->data_mean = vae_calloc_array(d, sizeof(float));
+    if (!m->data_std) m->data_std = vae_calloc_array(d, sizeof(float));
+    VAE_RETURN_IF(!m->data_mean || !m->data_std, err, VAE_ERR_NO_MEMORY, "out of memory");
+    memcpy(m->data_mean, mean, d * sizeof(float));
+    memcpy(m->data_std, std, d * sizeof(float));
+    return VAE_OK;
+}
+
+const float *vae_model_data_mean(const vae_model *m) { return m->data_mean; }
+const float *vae_model_data_std(const vae_model *m) { return m->data_std; }
+
+void vae_standardize_fit(const vae_dataset *data, float *mean, float *std) {
+    const size_t n = data->count, d = (size_t)data->dim;
+    for (size_t j = 0; j < d; j++) {
+        double sum = 0.0, sq = 0.0;
+        for (size_t i = 0; i < n; i++) sum += data->x[i * d + j];
+        double mu = sum / (double)n;
+        for (size_t i = 0; i < n; i++) {
+            double e = data->x[i * d + j] - mu;
+            sq += e * e;
+        }
+        double sd = n > 1 ? sqrt(sq / (double)(n - 1)) : 0.0;
+        mean[j] = (float)mu;
+        std[j] = sd > 1e-12 ? (float)sd : 1.0f; /* a constant column is only centered */
+    }
+}
+
+void vae_standardize(float *x, size_t n, int dim, const float *mean, const float *std, int invert) {
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < dim; j++) {
+            float *v = &x[i * (size_t)dim + j];
+            *v = invert ? *v * std[j] + mean[j] : (*v - mean[j]) / std[j];
+        }
 }
 
 const vae_config *vae_model_config(const vae_model *model) { return &model->cfg; }

@@ -22,6 +22,7 @@ struct vae_model {
     int mu_layer, logvar_layer, first_decoder_layer, output_layer;
     int has_dim_logvar;  /* a Gaussian with one learned variance per value of x */
     size_t dim_logvar;   /* offset of its raw log-variances (D), after the layers */
+    float *data_mean, *data_std; /* (D) each: the standardization of the data, or NULL */
     size_t num_params;
     float *params; /* num_params */
     float *grads;  /* num_params */
