@@ -26,4 +26,16 @@ n=$(gzip -c "$tmp/x-images-idx3-ubyte" | wc -c)
     --no-test --encoder 4 --decoder 4 --latent 2 --epochs 1 --batch 3 --out "$tmp/run" -q
 cp "$tmp/run/model.safetensors" "$out/safetensors/model"
 cp "$tmp/run/checkpoint.safetensors" "$out/safetensors/checkpoint"
-ls -l "$out/idx" "$out/safetensors"
+# CSV: plain, sklearn's header line, gzip; .npy: float32, float64 and uint8 images (numpy)
+printf '1,2,3\n4,5.5,-6e-1\n' >"$out/csv/plain"
+printf '150,4,setosa,versicolor,virginica\r\n5.1,3.5,1.4,0.2,0\r\n4.9,3.0,1.4,0.2,2\r\n' >"$out/csv/sklearn"
+printf 'a,b\n1,2\n3,4\n' | gzip -c >"$out/csv/gzip"
+/usr/bin/python3 - "$out/npy" <<'PY'
+import sys, numpy as np
+d = sys.argv[1]
+for name, a in [("f4", np.arange(6, dtype="<f4").reshape(2, 3)), ("f8", np.array([0.5, -1, 2], "<f8")),
+                ("u1", np.arange(8, dtype="u1").reshape(2, 2, 2))]:
+    with open(f"{d}/{name}", "wb") as f:
+        np.save(f, a)
+PY
+ls -l "$out"/*
