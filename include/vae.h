@@ -230,6 +230,13 @@ typedef struct {
 /* vae_backward for another objective; vae_backward(...) is this with {1, 0}. */
 vae_status vae_backward_objective(vae_model *model, vae_workspace *ws, const float *x, int batch,
                                   const vae_objective *objective);
+/* One training pass on the importance-weighted bound with k draws per input (Burda et al.):
+ * eps holds batch*k standard normal rows of L values, input b's draws in rows b*k..b*k+k-1.
+ * ADDS the gradient of the batch mean of -log (1/k) sum_i w_i to vae_model_grads() and ADDS
+ * the batch's bound to loss->recon (loss->kl stays; the bound has no separate KL). The
+ * workspace must hold batch*k rows. k = 1 is the ELBO with a sampled KL. */
+vae_status vae_iwae_step(vae_model *model, vae_workspace *ws, const float *x, const float *eps,
+                         int batch, int k, vae_loss *loss);
 /* Per-sample terms of the last forward (views, `batch` doubles each). */
 const double *vae_workspace_recon(const vae_workspace *ws);
 const double *vae_workspace_kl(const vae_workspace *ws);

@@ -66,52 +66,76 @@ static double *layer(const vae_model *m, const double *params, const char *prefi
 
 double ref_kl_weight = 1.0, ref_free_bits = 0.0;
 
-double ref_model_loss(const vae_model *m, const double *params, const float *x, const float *eps,
-                      int batch, double *recon_out, double *kl_out, uint64_t *pattern) {
+/* x (B,D) -> mu, logvar (B,L), malloc'ed */
+static void ref_encode(const vae_model *m, const double *params, const float *x, int batch,
+                       double **mu, double **lv, uint64_t *pattern) {
     const vae_config *c = vae_model_config(m);
-    const int D = c->input_dim, L = c->latent_dim;
     char name[32];
-    double *h = malloc(sizeof(double) * (size_t)batch * D);
-    for (size_t i = 0; i < (size_t)batch * D; i++) h[i] = x[i];
-    int width = D;
+    double *h = malloc(sizeof(double) * (size_t)batch * c->input_dim);
+    for (size_t i = 0; i < (size_t)batch * c->input_dim; i++) h[i] = x[i];
+    int width = c->input_dim;
     for (int l = 0; l < c->n_encoder; l++) {
         snprintf(name, sizeof name, "encoder.%d", l);
         double *next = layer(m, params, name, h, batch, width, c->encoder[l], 1, pattern);
         free(h);
         h = next, width = c->encoder[l];
     }
-    double *mu = layer(m, params, "mu", h, batch, width, L, 0, NULL);
-    double *lv = layer(m, params, "logvar", h, batch, width, L, 0, NULL);
+    *mu = layer(m, params, "mu", h, batch, width, c->latent_dim, 0, NULL);
+    *lv = layer(m, params, "logvar", h, batch, width, c->latent_dim, 0, NULL);
     free(h);
-    h = malloc(sizeof(double) * (size_t)batch * L);
-    for (size_t i = 0; i < (size_t)batch * L; i++) h[i] = mu[i] + exp(0.5 * lv[i]) * eps[i];
-    width = L;
+}
+
+/* -log p(x_r | z_r) of each of `rows` latent points z (rows,L), x row r at x + (r / per_x) * D */
+static void ref_decode_nll(const vae_model *m, const double *params, const double *z, int rows,
+                           const float *x, int per_x, double *nll, uint64_t *pattern) {
+    const vae_config *c = vae_model_config(m);
+    const int D = c->input_dim;
+    char name[32];
+    double *h = malloc(sizeof(double) * (size_t)rows * c->latent_dim);
+    memcpy(h, z, sizeof(double) * (size_t)rows * c->latent_dim);
+    int width = c->latent_dim;
     for (int l = 0; l < c->n_decoder; l++) {
         snprintf(name, sizeof name, "decoder.%d", l);
-        double *next = layer(m, params, name, h, batch, width, c->decoder[l], 1, pattern);
+        double *next = layer(m, params, name, h, rows, width, c->decoder[l], 1, pattern);
         free(h);
         h = next, width = c->decoder[l];
     }
     const int per_sample = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_SAMPLE;
     const int out = per_sample ? 2 * D : D;
-    double *logits = layer(m, params, "output", h, batch, width, out, 0, NULL);
+    double *logits = layer(m, params, "output", h, rows, width, out, 0, NULL);
     const double *dim_logvar = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_DIM
                                    ? tensor(m, params, "likelihood.logvar") : NULL;
-    double recon = 0, kl = 0, objective_kl = 0;
-    for (int b = 0; b < batch; b++) {
-        const double *o = logits + (size_t)b * out;
+    for (int r = 0; r < rows; r++) {
+        const double *o = logits + (size_t)r * out;
+        double sum = 0;
         for (int d = 0; d < D; d++) {
-            double t = x[(size_t)b * D + d];
+            double t = x[(size_t)(r / per_x) * D + d];
             if (c->likelihood == VAE_LIK_BERNOULLI) {
-                recon += ref_bce_logits(o[d], t);
+                sum += ref_bce_logits(o[d], t);
             } else if (c->likelihood == VAE_LIK_POISSON) {
-                recon += exp(o[d]) - t * o[d] + lgamma(t + 1);
+                sum += exp(o[d]) - t * o[d] + lgamma(t + 1);
             } else {
                 double var = c->variance == VAE_VAR_FIXED ? (double)c->sigma * c->sigma
                              : c->variance_floor + exp(dim_logvar ? dim_logvar[d] : o[D + d]);
-                recon += 0.5 * (log(6.283185307179586 * var) + (o[d] - t) * (o[d] - t) / var);
+                sum += 0.5 * (log(6.283185307179586 * var) + (o[d] - t) * (o[d] - t) / var);
             }
         }
+        nll[r] = sum;
+    }
+    free(h), free(logits);
+}
+
+double ref_model_loss(const vae_model *m, const double *params, const float *x, const float *eps,
+                      int batch, double *recon_out, double *kl_out, uint64_t *pattern) {
+    const int L = vae_model_config(m)->latent_dim;
+    double *mu, *lv;
+    ref_encode(m, params, x, batch, &mu, &lv, pattern);
+    double *z = malloc(sizeof(double) * (size_t)batch * L), *nll = malloc(sizeof(double) * batch);
+    for (size_t i = 0; i < (size_t)batch * L; i++) z[i] = mu[i] + exp(0.5 * lv[i]) * eps[i];
+    ref_decode_nll(m, params, z, batch, x, 1, nll, pattern);
+    double recon = 0, kl = 0, objective_kl = 0;
+    for (int b = 0; b < batch; b++) {
+        recon += nll[b];
         kl += ref_kl(mu + (size_t)b * L, lv + (size_t)b * L, L);
     }
     for (int j = 0; j < L; j++) { /* per unit, batch mean, floored at the free bits */
@@ -120,10 +144,46 @@ double ref_model_loss(const vae_model *m, const double *params, const float *x, 
         unit /= batch;
         objective_kl += unit > ref_free_bits ? unit : ref_free_bits;
     }
-    free(h), free(mu), free(lv), free(logits);
+    free(z), free(nll), free(mu), free(lv);
     if (recon_out) *recon_out = recon;
     if (kl_out) *kl_out = kl;
     if (ref_kl_weight != 1.0 || ref_free_bits != 0.0)
         return recon / batch + ref_kl_weight * objective_kl;
     return (recon + kl) / batch;
+}
+
+double ref_iwae_loss(const vae_model *m, const double *params, const float *x, const float *eps,
+                     int batch, int k, uint64_t *pattern) {
+    const int L = vae_model_config(m)->latent_dim;
+    const double log_2pi = 1.8378770664093453;
+    double *mu, *lv;
+    ref_encode(m, params, x, batch, &mu, &lv, pattern);
+    const int rows = batch * k;
+    double *z = malloc(sizeof(double) * (size_t)rows * L), *nll = malloc(sizeof(double) * rows);
+    double *log_w = malloc(sizeof(double) * rows);
+    for (int r = 0; r < rows; r++) {
+        const int b = r / k;
+        double log_prior = 0, log_q = 0;
+        for (int j = 0; j < L; j++) {
+            double e = eps[(size_t)r * L + j], v = lv[(size_t)b * L + j];
+            double zz = mu[(size_t)b * L + j] + exp(0.5 * v) * e;
+            z[(size_t)r * L + j] = zz;
+            log_prior -= 0.5 * (log_2pi + zz * zz);
+            log_q -= 0.5 * (log_2pi + v + e * e);
+        }
+        log_w[r] = log_prior - log_q;
+    }
+    ref_decode_nll(m, params, z, rows, x, k, nll, pattern);
+    double total = 0;
+    for (int b = 0; b < batch; b++) {
+        double max = -INFINITY, sum = 0;
+        for (int i = 0; i < k; i++) {
+            log_w[b * k + i] -= nll[b * k + i];
+            if (log_w[b * k + i] > max) max = log_w[b * k + i];
+        }
+        for (int i = 0; i < k; i++) sum += exp(log_w[b * k + i] - max);
+        total += -(max + log(sum) - log((double)k));
+    }
+    free(z), free(nll), free(log_w), free(mu), free(lv);
+    return total / batch;
 }

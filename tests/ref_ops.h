@@ -24,4 +24,9 @@ double ref_model_loss(const vae_model *model, const double *params, const float 
                       const float *eps, int batch, double *recon_out, double *kl_out,
                       uint64_t *pattern);
 
+/* The batch mean of the importance-weighted bound -log (1/k) sum_i w_i with eps (batch*k, L),
+ * input b's draws in rows b*k..b*k+k-1. */
+double ref_iwae_loss(const vae_model *model, const double *params, const float *x,
+                     const float *eps, int batch, int k, uint64_t *pattern);
+
 #endif

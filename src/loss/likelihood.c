@@ -25,23 +25,26 @@ static inline float gaussian_variance(const vae_config *c, const float *dim_logv
 
 void op_recon(const vae_config *c, double *recon, float *dout, const float *out, const float *x,
               size_t x_stride, int batch, const float *dim_logvar, float *d_dim_logvar,
-              float scale) {
+              float scale, const float *row_scale) {
     const int dim = c->input_dim;
     if (c->likelihood == VAE_LIK_BERNOULLI) {
         op_bce_logits(recon, dout, out, x, x_stride, batch, dim, scale);
+        for (int b = 0; dout && row_scale && b < batch; b++)
+            for (int d = 0; d < dim; d++) dout[(size_t)b * dim + d] *= row_scale[b];
         return;
     }
     const int width = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_SAMPLE ? 2 * dim : dim;
     if (d_dim_logvar) memset(d_dim_logvar, 0, sizeof(float) * (size_t)dim);
     for (int b = 0; b < batch; b++) {
         const float *o = out + (size_t)b * width, *t = x + (size_t)b * x_stride;
+        const float sc = row_scale ? scale * row_scale[b] : scale;
         float *g = dout ? dout + (size_t)b * width : NULL;
         double sum = 0.0;
         if (c->likelihood == VAE_LIK_POISSON) {
             for (int d = 0; d < dim; d++) { /* o = log-rate */
                 float rate = expf(o[d]);
                 sum += (double)rate - (double)t[d] * o[d] + lgamma((double)t[d] + 1.0);
-                if (g) g[d] = scale * (rate - t[d]);
+                if (g) g[d] = sc * (rate - t[d]);
             }
         } else {
             for (int d = 0; d < dim; d++) { /* o[d] = mean; the variance as configured */
@@ -50,8 +53,8 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
                 sum += HALF_LOG_2PI + 0.5 * log((double)var) + 0.5 * (double)diff * diff * inv;
                 if (!g && !d_dim_logvar) continue;
                 /* d nll / d var = (1/var - diff^2/var^2) / 2 */
-                float dvar = 0.5f * inv * (1.0f - diff * diff * inv) * dvar_draw * scale;
-                if (g) g[d] = scale * diff * inv;
+                float dvar = 0.5f * inv * (1.0f - diff * diff * inv) * dvar_draw * sc;
+                if (g) g[d] = sc * diff * inv;
                 if (g && c->variance == VAE_VAR_PER_SAMPLE) g[dim + d] = dvar;
                 if (d_dim_logvar && c->variance == VAE_VAR_PER_DIM) d_dim_logvar[d] += dvar;
             }

@@ -15,13 +15,14 @@ void op_bce_logits(double *recon, float *dlogits, const float *logits, const flo
                    size_t x_stride, int batch, int dim, float scale);
 
 /* recon[b] = -log p(x_b | decoder output row b) under c's likelihood (x row b at x + b*x_stride),
- * and when dout is not NULL its gradient times scale with respect to the output (B, D or 2D for
+ * and when dout is not NULL its gradient times scale (times row_scale[b] when row_scale is not
+ * NULL) with respect to the output (B, D or 2D for
  * a per-sample Gaussian variance). For a per-dimension variance dim_logvar holds the raw
  * log-variances and d_dim_logvar (may be NULL) receives scale times their gradient summed over
  * the batch. */
 void op_recon(const vae_config *c, double *recon, float *dout, const float *out, const float *x,
               size_t x_stride, int batch, const float *dim_logvar, float *d_dim_logvar,
-              float scale);
+              float scale, const float *row_scale);
 /* The mean of p(x|z) per value: sigmoid(logit), the Gaussian's mean, or exp(log-rate). */
 void op_decode_mean(const vae_config *c, float *mean, const float *out, int batch);
 

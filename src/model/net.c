@@ -3,7 +3,10 @@
 #include "model/model_internal.h"
 #include "ops/ops.h"
 
+#include <math.h>
 #include <string.h>
+
+#define LOG_2PI 1.8378770664093453
 
 struct vae_workspace {
     const vae_model *model; /* the model whose shapes sized this workspace */
@@ -123,7 +126,7 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, co
     /* the loss's gradient for the batch mean comes out of the same pass, ready for backward */
     op_recon(&m->cfg, ws->recon, ws->grad_a, ws->outputs[m->output_layer], x,
              (size_t)m->cfg.input_dim, batch, m->params + m->dim_logvar, ws->d_dim_logvar,
-             1.0f / (float)batch);
+             1.0f / (float)batch, NULL);
     op_kl_forward(ws->kl, mu, logvar, batch, m->cfg.latent_dim);
     ws->last_batch = batch;
     if (loss) {
@@ -154,6 +157,20 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
         spare = grad;
         grad = dx;
     }
+}
+
+/* From dmu and dlogvar (B,L) through the two heads, which share their input h, and the encoder's
+ * hidden layers (the data need no gradient). */
+static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, int batch) {
+    const int latent = m->cfg.latent_dim, last_hidden = m->mu_layer - 1;
+    const float *h = ws->outputs[last_hidden];
+    const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
+    op_linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
+                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
+    op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
+                       ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
+                       1);
+    layers_backward(m, ws, last_hidden, 0, x, NULL, 0, batch);
 }
 
 vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int batch) {
@@ -193,18 +210,83 @@ vae_status vae_backward_objective(vae_model *m, vae_workspace *ws, const float *
     op_reparam_backward(ws->dmu, ws->dlogvar, ws->dz, logvar, ws->eps, nz);
     op_kl_backward(ws->dmu, ws->dlogvar, mu, logvar, batch, latent, ws->kl_scale);
 
-    /* the two heads share their input h: dh = dmu W_mu + dlv W_lv */
-    const int last_hidden = m->mu_layer - 1;
-    const float *h = ws->outputs[last_hidden];
-    const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
-    op_linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
-                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
-    op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
-                       ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
-                       1);
+    encoder_backward(m, ws, x, batch);
+    return VAE_OK;
+}
 
-    /* encoder: h -> x (the data needs no gradient) */
-    layers_backward(m, ws, last_hidden, 0, x, NULL, 0, batch);
+/* IWAE (Burda et al. 2016): K draws per input, each decoded; the objective per input is
+ * -log (1/K) sum_k w_k with log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x). Its gradient is
+ * the normalized weights times the gradients of log w_k, so the decoder pass runs once over
+ * the B*K rows, each row's gradient scaled by its weight. */
+vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const float *eps,
+                         int batch, int k, vae_loss *loss) {
+    int rows_int;
+    if (k < 1 || __builtin_mul_overflow(batch, k, &rows_int)) return VAE_ERR_INVALID_ARGUMENT;
+    VAE_TRY(check_call(m, ws, rows_int));
+    const int dim = m->cfg.input_dim, latent = m->cfg.latent_dim;
+    const size_t rows = (size_t)rows_int;
+    encoder_forward(m, ws, x, batch);
+    const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
+    memcpy(ws->eps, eps, rows * latent * sizeof *eps);
+    float *xk = ws->grad_b; /* x repeated K times: free until the backward pass */
+    double *log_w = ws->kl; /* the KL terms are not used here */
+    for (size_t r = 0; r < rows; r++) {
+        const size_t b = r / (size_t)k;
+        memcpy(xk + r * dim, x + b * dim, sizeof(float) * (size_t)dim);
+        double log_prior = 0.0, log_q = 0.0;
+        for (int j = 0; j < latent; j++) {
+            size_t i = r * latent + j, ib = b * latent + j;
+            float z = mu[ib] + expf(0.5f * logvar[ib]) * eps[i];
+            ws->z[i] = z;
+            log_prior -= 0.5 * (LOG_2PI + (double)z * z);
+            log_q -= 0.5 * (LOG_2PI + logvar[ib] + (double)eps[i] * eps[i]);
+        }
+        log_w[r] = log_prior - log_q;
+    }
+    decoder_forward(m, ws, ws->z, rows_int);
+    const float *out = ws->outputs[m->output_layer];
+    op_recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows_int, m->params + m->dim_logvar,
+             NULL, 1.0f, NULL);
+    float *weight = ws->dlogvar; /* normalized weights / B, one per row; rewritten below */
+    double bound = 0.0;
+    for (int b = 0; b < batch; b++) {
+        double *lw = log_w + (size_t)b * k, max = -INFINITY, sum = 0.0;
+        for (int i = 0; i < k; i++) {
+            lw[i] -= ws->recon[(size_t)b * k + i];
+            if (lw[i] > max) max = lw[i];
+        }
+        for (int i = 0; i < k; i++) sum += exp(lw[i] - max);
+        double lse = max + log(sum);
+        for (int i = 0; i < k; i++) weight[(size_t)b * k + i] = (float)(exp(lw[i] - lse) / batch);
+        bound += -(lse - log((double)k));
+    }
+    if (loss) loss->recon += bound, loss->count += (size_t)batch;
+    if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
+    /* decoder: weighted reconstruction gradients -> dz over the B*K rows */
+    op_recon(&m->cfg, ws->recon, ws->grad_a, out, xk, (size_t)dim, rows_int,
+             m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight);
+    if (m->has_dim_logvar)
+        for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
+    layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->z, ws->dz, 0, rows_int);
+    /* -log p(z) adds w z to dz; z = mu + sigma eps sums each input's K rows into dmu and dlv;
+     * -log q(z|x) adds 1/2 per input to dlv (an input's weights sum to 1/B) */
+    float *acc_mu = ws->grad_b, *acc_lv = ws->grad_b + (size_t)batch * latent;
+    memset(acc_mu, 0, sizeof(float) * 2 * (size_t)batch * latent);
+    for (size_t r = 0; r < rows; r++) {
+        const size_t b = r / (size_t)k;
+        for (int j = 0; j < latent; j++) {
+            size_t i = r * latent + j, ib = b * latent + j;
+            float dz = ws->dz[i] + weight[r] * ws->z[i];
+            acc_mu[ib] += dz;
+            acc_lv[ib] += dz * ws->eps[i] * 0.5f * expf(0.5f * logvar[ib]);
+        }
+    }
+    for (size_t ib = 0; ib < (size_t)batch * latent; ib++) {
+        ws->dmu[ib] = acc_mu[ib];
+        ws->dlogvar[ib] = acc_lv[ib] - 0.5f / (float)batch;
+    }
+    encoder_backward(m, ws, x, batch);
+    ws->last_batch = 0;
     return VAE_OK;
 }
 
@@ -233,7 +315,7 @@ vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float
     VAE_TRY(check_call(m, ws, batch));
     decoder_forward(m, ws, z, batch);
     op_recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, batch,
-             m->params + m->dim_logvar, NULL, 1.0f);
+             m->params + m->dim_logvar, NULL, 1.0f, NULL);
     for (int b = 0; b < batch; b++) log_px[b] = -log_px[b];
     ws->last_batch = 0;
     return VAE_OK;
