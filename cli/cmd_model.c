@@ -43,6 +43,8 @@ int cmd_info(int argc, char **argv) {
                    st.epochs, (unsigned long long)st.position.step_in_epoch);
         printf("; batch %d, seed %llu\n", st.batch_size, (unsigned long long)st.seed);
     }
+    if (st.epochs && st.iwae_k > 1)
+        printf("objective:     importance-weighted bound, %d draws per input\n", st.iwae_k);
     if (st.epochs && (st.beta != 1.0f || st.free_bits != 0.0f || st.kl_warmup))
         printf("objective:     recon + %g x KL, KL warm-up %llu steps, free bits %g nats/unit\n",
                st.beta, (unsigned long long)st.kl_warmup, st.free_bits);

@@ -142,11 +142,13 @@ static void usage(FILE *out) {
         "  -b, --batch N             minibatch size, default 128\n"
         "  -l, --lr X                Adam learning rate, default 1e-3\n"
         "  -s, --seed N              seed of initialization, shuffling and noise, default 1\n"
-        "objective (the reported losses stay the -ELBO):\n"
+        "objective (the reported losses stay the -ELBO, but with --iwae):\n"
         "      --beta X              weight of the KL term (beta-VAE), default 1\n"
         "      --kl-warmup STEPS     raise the KL weight linearly from 0 to beta over STEPS\n"
         "      --free-bits X         nats per latent unit below which its batch-mean KL is\n"
         "                            not pushed down (Kingma et al. 2016), default 0\n"
+        "      --iwae K              train on the importance-weighted bound with K draws per\n"
+        "                            input (Burda et al. 2016); the train loss is that bound\n"
         "  -t, --threads N           threads for matrix products, default: one per core\n"
         "checkpoints:\n"
         "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
@@ -179,7 +181,7 @@ typedef struct {
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
-           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE };
+           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -201,6 +203,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"variance-floor", required_argument, 0, OPT_FLOOR},
         {"label-column", required_argument, 0, OPT_LABEL_COLUMN},
         {"standardize", no_argument, 0, OPT_STANDARDIZE},
+        {"iwae", required_argument, 0, OPT_IWAE},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -259,6 +262,10 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
             break;
         case OPT_LIKELIHOOD: a->likelihood = optarg; break;
         case OPT_STANDARDIZE: a->standardize = 1; break;
+        case OPT_IWAE:
+            if (!cli_parse_int("iwae", optarg, 1, 4096, &a->train_opt.iwae_k)) return 0;
+            a->objective_set = 1;
+            break;
         case OPT_LABEL_COLUMN: if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
         case OPT_VARIANCE: a->variance = optarg; break;
         case OPT_SIGMA:
@@ -431,13 +438,13 @@ static vae_status load_resume(const train_args *a, const vae_dataset *train, vae
     if (!why && a->seed_set && a->train_opt.seed != st->seed) why = "another seed";
     if (!why && a->objective_set &&
         (a->train_opt.beta != st->beta || a->train_opt.kl_warmup != st->kl_warmup ||
-         a->train_opt.free_bits != st->free_bits))
-        why = "another objective (--beta, --kl-warmup, --free-bits)";
+         a->train_opt.free_bits != st->free_bits || a->train_opt.iwae_k != st->iwae_k))
+        why = "another objective (--beta, --kl-warmup, --free-bits, --iwae)";
     if (!why && a->lr_set && a->train_opt.adam.lr != vae_adam_get_options(*adam)->lr)
         why = "another learning rate";
     if (why) {
         snprintf(err->message, sizeof err->message,
-                 "%.400s: cannot resume with %s than the checkpoint was trained with", path, why);
+                 "%.380s: cannot resume with %s than the checkpoint was trained with", path, why);
         return VAE_ERR_INVALID_ARGUMENT;
     }
     return VAE_OK;
@@ -482,6 +489,7 @@ int cmd_train(int argc, char **argv) {
         a.train_opt.seed = view.state.seed;
         a.train_opt.beta = view.state.beta, a.train_opt.free_bits = view.state.free_bits;
         a.train_opt.kl_warmup = view.state.kl_warmup;
+        a.train_opt.iwae_k = view.state.iwae_k;
         a.train_opt.adam = *vae_adam_get_options(adam);
         if (!a.epochs_set) a.train_opt.epochs = view.state.epochs;
         a.train_opt.resume_adam = adam;
@@ -498,6 +506,7 @@ int cmd_train(int argc, char **argv) {
         view.state.data_hash = vae_dataset_hash(train);
         view.state.beta = a.train_opt.beta, view.state.free_bits = a.train_opt.free_bits;
         view.state.kl_warmup = a.train_opt.kl_warmup;
+        view.state.iwae_k = a.train_opt.iwae_k;
     }
     view.state.epochs = a.train_opt.epochs;
     if (!a.resume && a.standardize) {

@@ -378,6 +378,8 @@ typedef struct {
     float beta;            /* 1: the KL term's weight (beta-VAE when != 1) */
     uint64_t kl_warmup;    /* 0: steps over which the KL weight rises linearly from 0 to beta */
     float free_bits;       /* 0: nats per latent unit below which its KL gets no gradient */
+    int iwae_k;            /* 0: the ELBO; K >= 2: the importance-weighted bound with K draws
+                              per input (the epoch's train loss is then that bound) */
     vae_progress_fn progress;
     vae_epoch_fn on_epoch;
     vae_checkpoint_fn checkpoint;
@@ -483,6 +485,7 @@ typedef struct {
     uint64_t data_hash;      /* vae_dataset_hash of the training data, 0 if unknown */
     float beta, free_bits;   /* the objective trained (1 and 0 for the ELBO) */
     uint64_t kl_warmup;      /* steps of KL warm-up */
+    int iwae_k;              /* 0 or the IWAE draws trained with */
     int has_optimizer;       /* on load: the file holds Adam's moments */
     uint64_t optimizer_steps; /* on load: Adam's step count when it does */
 } vae_train_state;

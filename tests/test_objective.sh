@@ -21,7 +21,7 @@ parts() { "$vae" eval "$tmp/$1/model.safetensors" -k 0 -n 1000 -q |
     sed -n 's/^-ELBO: .*(reconstruction \([0-9.]*\) + KL \([0-9.]*\))/\1 \2/p'; }
 
 train elbo && train beta4 --beta 4 && train beta02 --beta 0.2 && train free --free-bits 1 &&
-    train warm --kl-warmup 150
+    train warm --kl-warmup 150 && train iwae --iwae 5
 set -- $(parts elbo) $(parts beta4) $(parts beta02) $(parts free) $(parts warm)
 echo "# recon/KL: ELBO $1/$2, beta 4 $3/$4, beta 0.2 $5/$6, free bits 1 $7/$8, warm-up ${9}/${10}"
 if [ $# -eq 10 ] && awk -v r1="$1" -v k1="$2" -v r4="$3" -v k4="$4" -v r02="$5" -v k02="$6" \
@@ -35,6 +35,21 @@ if [ $# -eq 10 ] && awk -v k="$8" -v k1="$2" 'BEGIN { exit !(k > 18 && k > k1) }
     fail free_bits_floor "KL $8 (ELBO's $2)"; fi
 if [ $# -eq 10 ] && awk -v k="${10}" -v k1="$2" 'BEGIN { exit !(k > k1) }'; then ok kl_warmup; else
     fail kl_warmup "KL ${10} (ELBO's $2)"; fi
+# IWAE training: a better -log p(x) for a worse ELBO (Burda et al.'s trade), and a train loss
+# that is the bound
+nll() { "$vae" eval "$tmp/$1/model.safetensors" -k 100 -n 500 -q | sed -n 's/^-log p(x): *\([0-9.]*\).*/\1/p'; }
+n_elbo=$(nll elbo) n_iwae=$(nll iwae)
+echo "# -log p(x), K=100: ELBO-trained $n_elbo, IWAE(5)-trained $n_iwae"
+if awk -v a="$n_elbo" -v b="$n_iwae" 'BEGIN { exit !(b < a) }' &&
+    [ "$(tail -1 "$tmp/iwae/train_log.csv" | cut -d, -f4)" = "0.000000" ]; then
+    ok iwae_training_improves_log_likelihood
+else
+    fail iwae_training_improves_log_likelihood "ELBO-trained $n_elbo, IWAE-trained $n_iwae"
+fi
+"$vae" train --train "$tmp/tr-images-idx3-ubyte" --iwae 5 --beta 2 --no-test -q 2>"$tmp/err2"
+rc=$?
+if [ "$rc" -eq 64 ] && grep -q "no separate KL term" "$tmp/err2"; then ok iwae_refuses_beta; else
+    fail iwae_refuses_beta "exit $rc: $(cat "$tmp/err2")"; fi
 if "$vae" info "$tmp/beta4/model.safetensors" | grep -q "recon + 4 x KL"; then ok objective_stored; else
     fail objective_stored "$("$vae" info "$tmp/beta4/model.safetensors")"; fi
 "$vae" train --train "$tmp/tr-images-idx3-ubyte" --no-test --resume "$tmp/beta4" --epochs 5 --beta 1 -q 2>"$tmp/err2"

@@ -134,6 +134,7 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
         ok = ok && set_u64(meta, "step_in_epoch", st->position.step_in_epoch);
         ok = ok && set_float(meta, "beta", st->beta) && set_float(meta, "free_bits", st->free_bits);
         ok = ok && set_u64(meta, "kl_warmup", st->kl_warmup);
+        ok = ok && set_u64(meta, "iwae_k", (uint64_t)st->iwae_k);
         const vae_loss *so_far = &st->position.epoch_so_far;
         ok = ok && set_double(meta, "epoch_recon_sum", so_far->recon);
         ok = ok && set_double(meta, "epoch_kl_sum", so_far->kl);
@@ -374,6 +375,11 @@ static vae_status state_from_metadata(json_t *meta, vae_train_state *st, const c
         VAE_TRY(meta_float(meta, "free_bits", &st->free_bits, path, err));
     if (json_object_get(meta, "kl_warmup"))
         VAE_TRY(meta_u64(meta, "kl_warmup", UINT64_MAX, &st->kl_warmup, path, err));
+    if (json_object_get(meta, "iwae_k")) {
+        uint64_t k;
+        VAE_TRY(meta_u64(meta, "iwae_k", 1u << 20, &k, path, err));
+        st->iwae_k = (int)k;
+    }
     VAE_RETURN_IF(!(st->beta >= 0) || !(st->free_bits >= 0), err, VAE_ERR_FORMAT,
                   "%s: metadata: beta and free_bits must be >= 0", path);
     return VAE_OK;

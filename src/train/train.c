@@ -122,7 +122,15 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
     const size_t n = train->count;
     const size_t steps_per_epoch = (n + (size_t)batch_size - 1) / (size_t)batch_size;
-    const int noise_rows = batch_size > opt->eval_batch_size ? batch_size : opt->eval_batch_size;
+    const int k = opt->iwae_k > 1 ? opt->iwae_k : 1;
+    VAE_RETURN_IF(opt->iwae_k < 0 || (long)batch_size * k > (1L << 24), err,
+                  VAE_ERR_INVALID_ARGUMENT, "IWAE draws %d: must be >= 0 and batch x draws <= 2^24",
+                  opt->iwae_k);
+    VAE_RETURN_IF(k > 1 && (opt->beta != 1.0f || opt->free_bits != 0.0f || opt->kl_warmup), err,
+                  VAE_ERR_INVALID_ARGUMENT,
+                  "the IWAE bound has no separate KL term: beta, warm-up and free bits do not apply");
+    const int train_rows = batch_size * k;
+    const int noise_rows = train_rows > opt->eval_batch_size ? train_rows : opt->eval_batch_size;
 
     /* where to start: right after an epoch's last step (a run stopped there) the epoch is only
      * reported and evaluated, then the next one begins */
@@ -155,7 +163,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
 
     train_state t = {0};
     vae_status s = VAE_OK;
-    if ((s = vae_workspace_create(&t.ws, model, batch_size, err)) != VAE_OK ||
+    if ((s = vae_workspace_create(&t.ws, model, train_rows, err)) != VAE_OK ||
         (test && (s = vae_workspace_create(&t.eval_ws, model, opt->eval_batch_size, err))) ||
         (!opt->resume_adam &&
          (s = vae_adam_create(&t.own_adam, vae_model_num_params(model), &opt->adam, err))))
@@ -190,7 +198,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                 memcpy(t.xb + (size_t)b * dim, train->x + t.order[start + b] * (size_t)dim,
                        (size_t)dim * sizeof(float));
             vae_rng noise = vae_rng_make(opt->seed, VAE_STREAM_NOISE + global_step);
-            vae_rng_normal(&noise, t.eps, (size_t)batch * latent);
+            vae_rng_normal(&noise, t.eps, (size_t)batch * k * latent);
 
             vae_loss step_loss = {0};
             /* KL warm-up (Bowman et al.): the weight climbs linearly to beta */
@@ -198,8 +206,10 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             if (opt->kl_warmup && global_step + 1 < opt->kl_warmup)
                 objective.kl_weight = (float)((double)opt->beta * (double)(global_step + 1) /
                                               (double)opt->kl_warmup);
-            if ((s = vae_forward(model, t.ws, t.xb, t.eps, batch, &step_loss)) != VAE_OK ||
-                (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) != VAE_OK) {
+            if (k > 1 ? (s = vae_iwae_step(model, t.ws, t.xb, t.eps, batch, k, &step_loss)) != VAE_OK
+                      : (s = vae_forward(model, t.ws, t.xb, t.eps, batch, &step_loss)) != VAE_OK ||
+                            (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) !=
+                                VAE_OK) {
                 vae_fail(err, s, "forward/backward pass failed at step %zu", global_step + 1);
                 goto done;
             }
