@@ -29,9 +29,10 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
 int cli_parse_u64(const char *name, const char *text, uint64_t *out);
 int cli_parse_float(const char *name, const char *text, double min, double max, float *out);
 
-/* A grid PNG of n images decoded from z ~ N(0, I) drawn from `seed`, 10 to a row. */
+/* A grid PNG of n images decoded from z ~ N(0, I) drawn from `seed`, 10 to a row (and/or their
+ * means as .npy). A conditional model draws class `label`, or with label < 0 one row per class. */
 vae_status cli_write_samples(const char *path, const char *npy_path, const vae_model *model,
-                             int rows, int cols, int n, uint64_t seed, vae_error *err);
+                             int rows, int cols, int n, uint64_t seed, int label, vae_error *err);
 /* A grid PNG of rows of up to 10 of the first n images of data, each row followed by their
  * reconstructions through z = mu. */
 vae_status cli_write_reconstructions(const char *path, const vae_model *model,
@@ -82,9 +83,10 @@ const char *const *cli_class_names(const char *data_path);
  * coordinates (0: all, at most 64) swept over [-range, range] in `steps` points, the others at
  * x's latent mean (x NULL: at 0). The model must know its image shape (st). */
 vae_status cli_write_manifold(const char *path, const vae_model *model, const vae_train_state *st,
-                              int n, vae_error *err);
+                              int n, int label, vae_error *err);
 vae_status cli_write_traverse(const char *path, const vae_model *model, const vae_train_state *st,
-                              const float *x, int dims, int steps, double range, vae_error *err);
+                              const float *x, int label, int dims, int steps, double range,
+                              vae_error *err);
 
 /* Images `from` and `to` of data with the decoded linear (top row) and spherical (bottom row)
  * paths between their latent means, `steps` points each. */

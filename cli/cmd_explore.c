@@ -11,7 +11,7 @@
 
 typedef struct {
     const char *out, *data;
-    int from, to, steps, grid, dims;
+    int from, to, steps, grid, dims, label;
     double range;
 } explore_args;
 
@@ -23,11 +23,12 @@ static int parse(int argc, char **argv, const char *usage, const char *allowed, 
         {"to", required_argument, 0, 'T'},    {"steps", required_argument, 0, 'n'},
         {"grid", required_argument, 0, 'g'},  {"range", required_argument, 0, 'r'},
         {"dims", required_argument, 0, 'd'},  {"help", no_argument, 0, 'h'},
+        {"label", required_argument, 0, 'y'},
         {0, 0, 0, 0}};
     *code = EXIT_USAGE;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "o:f:T:n:g:r:d:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:f:T:n:g:r:d:y:h", options, NULL)) != -1) {
         if (c != 'h' && c != '?' && !strchr(allowed, c)) {
             fprintf(stderr, "vae: option --%s does not apply here\n", argv[optind - 1] + 2);
             return 0;
@@ -40,6 +41,7 @@ static int parse(int argc, char **argv, const char *usage, const char *allowed, 
         case 'n': if (!cli_parse_int("steps", optarg, 2, 100, &a->steps)) return 0; break;
         case 'g': if (!cli_parse_int("grid", optarg, 2, 100, &a->grid)) return 0; break;
         case 'd': if (!cli_parse_int("dims", optarg, 1, 256, &a->dims)) return 0; break;
+        case 'y': if (!cli_parse_int("label", optarg, 0, 255, &a->label)) return 0; break;
         case 'r':
             if (!cli_parse_float("range", optarg, 0.01, 100, &range)) return 0;
             a->range = range;
@@ -58,12 +60,20 @@ static int parse(int argc, char **argv, const char *usage, const char *allowed, 
     return 1;
 }
 
-/* Decodes n latent points into images and writes them as a grid of `cols` columns. */
+/* Decodes n latent points (with `label`, for a conditional model) into images and writes them as
+ * a grid of `cols` columns. */
 static vae_status decode_grid(const char *path, const vae_model *m, const vae_train_state *st,
-                              const float *z, int n, int cols, vae_error *err) {
+                              const float *z, int n, int cols, int label, vae_error *err) {
     float *images = malloc(sizeof(float) * (size_t)n * vae_model_config(m)->input_dim);
-    if (!images) return VAE_ERR_NO_MEMORY;
-    vae_status s = vae_decode_all(m, z, (size_t)n, images, err);
+    uint8_t *labels = malloc((size_t)n);
+    if (!images || !labels) {
+        free(images), free(labels);
+        return VAE_ERR_NO_MEMORY;
+    }
+    memset(labels, label, (size_t)n);
+    vae_status s = vae_decode_all(m, z, vae_model_config(m)->n_classes ? labels : NULL, (size_t)n,
+                                  images, err);
+    free(labels);
     if (s == VAE_OK) s = vae_png_write_grid(path, images, n, st->data_rows, st->data_cols, cols,
                                             SCALE, err);
     free(images);
@@ -126,8 +136,8 @@ vae_status cli_write_interpolation(const char *path, const vae_model *m, const v
     float *images = malloc(sizeof(float) * 2 * cols * dim);
     float *decoded = malloc(sizeof(float) * 2 * steps * dim);
     vae_status s = ends && z && images && decoded ? VAE_OK : VAE_ERR_NO_MEMORY;
-    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)from * dim, 1, ends, NULL, err);
-    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)to * dim, 1, ends + latent, NULL, err);
+    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)from * dim, data->labels ? data->labels + from : NULL, 1, ends, NULL, err);
+    if (s == VAE_OK) s = vae_encode_all(m, data->x + (size_t)to * dim, data->labels ? data->labels + to : NULL, 1, ends + latent, NULL, err);
     for (int row = 0; s == VAE_OK && row < 2; row++)
         for (int i = 0; i < steps; i++) {
             double t = (double)i / (steps - 1);
@@ -135,7 +145,13 @@ vae_status cli_write_interpolation(const char *path, const vae_model *m, const v
             if (row == 0) vae_lerp(ends, ends + latent, t, latent, out);
             else vae_slerp(ends, ends + latent, t, latent, out);
         }
-    if (s == VAE_OK) s = vae_decode_all(m, z, 2 * (size_t)steps, decoded, err);
+    uint8_t *labels = malloc(2 * (size_t)steps); /* a conditional model keeps `from`'s label */
+    if (labels) memset(labels, data->labels ? data->labels[from] : 0, 2 * (size_t)steps);
+    if (s == VAE_OK && !labels) s = VAE_ERR_NO_MEMORY;
+    if (s == VAE_OK)
+        s = vae_decode_all(m, z, vae_model_config(m)->n_classes ? labels : NULL, 2 * (size_t)steps,
+                           decoded, err);
+    free(labels);
     if (s == VAE_OK) {
         for (int row = 0; row < 2; row++) {
             float *r = images + (size_t)row * cols * dim;
@@ -159,11 +175,12 @@ int cmd_traverse(int argc, char **argv) {
         "  -n, --steps N    points per row, default 9\n"
         "  -r, --range R    default 3\n"
         "  -d, --dims K     only the first K dimensions, default all (at most 64)\n"
+        "      --label L    a conditional model's class (default 0; --from: the image's)\n"
         "  -o, --out FILE   default traverse.png\n";
     explore_args a = {.out = "traverse.png", .data = NULL, .from = -1, .steps = 9, .range = 3};
     const char *path;
     int code;
-    if (!parse(argc, argv, usage, "ofnrd", 2, &a, &path, &code)) return code;
+    if (!parse(argc, argv, usage, "ofnrdy", 2, &a, &path, &code)) return code;
     if (a.from >= 0 && !a.data) a.data = DEFAULT_TEST_IMAGES;
     vae_model *m = NULL;
     vae_dataset *data = NULL;
@@ -180,28 +197,32 @@ int cmd_traverse(int argc, char **argv) {
         return code;
     }
     vae_error err = {{0}};
+    int label = data && data->labels ? data->labels[a.from] : a.label;
     vae_status s = cli_write_traverse(a.out, m, &st, data ? data->x + (size_t)a.from * data->dim : NULL,
-                                      a.dims, a.steps, a.range, &err);
+                                      label, a.dims, a.steps, a.range, &err);
     vae_dataset_free(data), vae_model_free(m);
     return finish(s, &err, a.out);
 }
 
 vae_status cli_write_traverse(const char *path, const vae_model *m, const vae_train_state *st,
-                              const float *x, int dims, int steps, double range, vae_error *err) {
+                              const float *x, int label, int dims, int steps, double range,
+                              vae_error *err) {
+    const uint8_t label8 = (uint8_t)label;
     const int latent = vae_model_config(m)->latent_dim;
     if (!dims || dims > latent) dims = latent;
     if (dims > 64) dims = 64;
     float *base = calloc((size_t)latent, sizeof(float));
     float *z = malloc(sizeof(float) * (size_t)dims * steps * latent);
     vae_status s = base && z ? VAE_OK : VAE_ERR_NO_MEMORY;
-    if (s == VAE_OK && x) s = vae_encode_all(m, x, 1, base, NULL, err);
+    if (s == VAE_OK && x)
+        s = vae_encode_all(m, x, vae_model_config(m)->n_classes ? &label8 : NULL, 1, base, NULL, err);
     for (int d = 0; s == VAE_OK && d < dims; d++)
         for (int i = 0; i < steps; i++) {
             float *p = z + ((size_t)d * steps + i) * latent;
             memcpy(p, base, sizeof(float) * latent);
             p[d] = (float)(-range + 2 * range * i / (steps - 1));
         }
-    if (s == VAE_OK) s = decode_grid(path, m, st, z, dims * steps, steps, err);
+    if (s == VAE_OK) s = decode_grid(path, m, st, z, dims * steps, steps, label, err);
     free(base), free(z);
     return s;
 }
@@ -213,11 +234,12 @@ int cmd_manifold(int argc, char **argv) {
         "quantiles at (i + 0.5) / N, as in Kingma & Welling's figure (z1 left to right, z2\n"
         "bottom to top).\n"
         "  -g, --grid N     points per side, default 20\n"
+        "      --label L    a conditional model's class, default 0\n"
         "  -o, --out FILE   default manifold.png\n";
     explore_args a = {.out = "manifold.png", .grid = 20};
     const char *path;
     int code;
-    if (!parse(argc, argv, usage, "og", 1, &a, &path, &code)) return code;
+    if (!parse(argc, argv, usage, "ogy", 1, &a, &path, &code)) return code;
     vae_model *m = NULL;
     vae_train_state st;
     if ((code = cli_load_model(path, &m, &st)) != EXIT_OK) return code;
@@ -232,13 +254,13 @@ int cmd_manifold(int argc, char **argv) {
         return EXIT_USAGE;
     }
     vae_error err = {{0}};
-    vae_status s = cli_write_manifold(a.out, m, &st, a.grid, &err);
+    vae_status s = cli_write_manifold(a.out, m, &st, a.grid, a.label, &err);
     vae_model_free(m);
     return finish(s, &err, a.out);
 }
 
 vae_status cli_write_manifold(const char *path, const vae_model *m, const vae_train_state *st,
-                              int n, vae_error *err) {
+                              int n, int label, vae_error *err) {
     float *z = malloc(sizeof(float) * 2 * n * n);
     if (!z) return VAE_ERR_NO_MEMORY;
     for (int r = 0; r < n; r++)
@@ -246,7 +268,7 @@ vae_status cli_write_manifold(const char *path, const vae_model *m, const vae_tr
             z[2 * (r * n + c)] = (float)vae_normal_quantile((c + 0.5) / n);
             z[2 * (r * n + c) + 1] = (float)vae_normal_quantile(1.0 - (r + 0.5) / n);
         }
-    vae_status s = decode_grid(path, m, st, z, n * n, n, err);
+    vae_status s = decode_grid(path, m, st, z, n * n, n, label, err);
     free(z);
     return s;
 }

@@ -28,8 +28,10 @@ int cmd_info(int argc, char **argv) {
     print_sizes(c->encoder, c->n_encoder);
     printf("(%d)-", c->latent_dim);
     print_sizes(c->decoder, c->n_decoder);
-    printf("%d, %s, two linear heads (mu, log sigma^2)\n", c->input_dim,
+    printf("%d, %s, two linear heads (mu, log sigma^2)", c->input_dim,
            vae_activation_name(c->activation));
+    if (c->n_classes) printf("; conditional on %d classes", c->n_classes);
+    printf("\n");
     printf("preset:        %s\n", st.preset[0] ? st.preset : "(none)");
     char note[160];
     printf("likelihood:    %s\n", cli_likelihood_note(c, note, sizeof note));
@@ -57,7 +59,7 @@ int cmd_info(int argc, char **argv) {
 
 typedef struct {
     const char *out, *data, *npy;
-    int count;
+    int count, label;
     uint64_t seed;
 } picture_args;
 
@@ -68,6 +70,7 @@ static int parse_picture_args(int argc, char **argv, const char *usage, picture_
                                             {"count", required_argument, 0, 'n'},
                                             {"seed", required_argument, 0, 's'},
                                             {"npy", required_argument, 0, 'N'},
+                                            {"label", required_argument, 0, 'y'},
                                             {"help", no_argument, 0, 'h'},
                                             {0, 0, 0, 0}};
     optind = 1;
@@ -79,6 +82,7 @@ static int parse_picture_args(int argc, char **argv, const char *usage, picture_
         case 'n': if (!cli_parse_int("count", optarg, 1, 10000, &a->count)) return 0; break;
         case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
         case 'N': a->npy = optarg; break;
+        case 'y': if (!cli_parse_int("label", optarg, 0, 255, &a->label)) return 0; break;
         case 'h': fputs(usage, stdout); *code = EXIT_OK; return 0;
         default: fputs(usage, stderr); return 0;
         }
@@ -94,8 +98,9 @@ int cmd_sample(int argc, char **argv) {
         "  -n, --count N   images, default 100\n"
         "  -o, --out FILE  default samples.png (none with --npy alone)\n"
         "      --npy FILE  also (or only) the raw probabilities\n"
+        "      --label L   a conditional model: draw class L (default: one row per class)\n"
         "  -s, --seed N    default 1\n";
-    picture_args a = {.out = NULL, .count = 100, .seed = 1};
+    picture_args a = {.out = NULL, .count = 100, .seed = 1, .label = -1};
     int code;
     if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
     if (!a.out && !a.npy) a.out = "samples.png";
@@ -108,7 +113,7 @@ int cmd_sample(int argc, char **argv) {
     if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
     vae_error err = {{0}};
     vae_status s = cli_write_samples(a.out, a.npy, model, st.data_rows, st.data_cols, a.count,
-                                     a.seed, &err);
+                                     a.seed, a.label, &err);
     vae_model_free(model);
     if (s != VAE_OK) return cli_report(s, &err);
     fprintf(stderr, "vae: wrote %s%s%s\n", a.out ? a.out : "", a.out && a.npy ? ", " : "",
@@ -123,7 +128,7 @@ int cmd_reconstruct(int argc, char **argv) {
         "(z = mu), rows of originals each followed by their reconstructions, as a PNG grid.\n"
         "  -n, --count N   images, default 20\n"
         "  -o, --out FILE  default reconstructions.png\n";
-    picture_args a = {.out = "reconstructions.png", .count = 20, .seed = 1};
+    picture_args a = {.out = "reconstructions.png", .count = 20, .seed = 1, .label = -1};
     int code;
     if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
     if (a.npy) {

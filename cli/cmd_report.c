@@ -266,15 +266,15 @@ int cmd_report(int argc, char **argv) {
                                          "report-interpolation.png"};
     for (int i = 0; i < 5; i++) snprintf(r.pictures[i], PATH_SIZE, "%s/%s", r.dir, names[i]);
     if (s == VAE_OK && images)
-        s = cli_write_samples(r.pictures[0], NULL, model, st.data_rows, st.data_cols, 100, 1, &err);
+        s = cli_write_samples(r.pictures[0], NULL, model, st.data_rows, st.data_cols, 100, 1, -1, &err);
     if (s == VAE_OK && images)
         s = cli_write_reconstructions(r.pictures[1], model, data, 20, &err);
     if (s == VAE_OK)
         s = cli_plot_latent(r.pictures[2], model, data, data->count, cli_class_names(data_path), &err);
     if (s == VAE_OK && images)
         s = vae_model_config(model)->latent_dim == 2
-                ? cli_write_manifold(r.pictures[3], model, &st, 20, &err)
-                : cli_write_traverse(r.pictures[3], model, &st, NULL, 16, 9, 3.0, &err);
+                ? cli_write_manifold(r.pictures[3], model, &st, 20, 0, &err)
+                : cli_write_traverse(r.pictures[3], model, &st, NULL, 0, 16, 9, 3.0, &err);
     if (s == VAE_OK && images && data->count >= 2)
         s = cli_write_interpolation(r.pictures[4], model, &st, data, 0, 1, 10, &err);
     if (!images) r.pictures[0][0] = r.pictures[1][0] = r.pictures[3][0] = r.pictures[4][0] = 0;

@@ -118,6 +118,8 @@ static void usage(FILE *out) {
         "                            .csv/.csv.gz (numbers; a header line is skipped)\n"
         "      --test FILE           test data; IDX labels beside either are found by name\n"
         "      --label-column N      CSV: the 1-based column of integer labels, or last\n"
+        "      --conditional         a conditional VAE: the one-hot label joins the encoder's\n"
+        "                            and the decoder's input (vae sample --label L)\n"
         "      --standardize         scale each column of the training data to mean 0 and\n"
         "                            standard deviation 1 (kept in the model file, applied\n"
         "                            by every command; use with --likelihood gaussian)\n"
@@ -169,7 +171,8 @@ typedef struct {
     const char *encoder, *decoder, *activation, *likelihood, *variance;
     float sigma, variance_floor;
     long label_column;
-    int standardize;
+    int n_classes; /* of the training labels, for --conditional */
+    int standardize, conditional;
     int latent, threads, no_test, quiet;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
@@ -181,7 +184,7 @@ typedef struct {
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
-           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE };
+           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -204,6 +207,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"label-column", required_argument, 0, OPT_LABEL_COLUMN},
         {"standardize", no_argument, 0, OPT_STANDARDIZE},
         {"iwae", required_argument, 0, OPT_IWAE},
+        {"conditional", no_argument, 0, OPT_CONDITIONAL},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -262,6 +266,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
             break;
         case OPT_LIKELIHOOD: a->likelihood = optarg; break;
         case OPT_STANDARDIZE: a->standardize = 1; break;
+        case OPT_CONDITIONAL: a->conditional = 1; break;
         case OPT_IWAE:
             if (!cli_parse_int("iwae", optarg, 1, 4096, &a->train_opt.iwae_k)) return 0;
             a->objective_set = 1;
@@ -329,6 +334,7 @@ static vae_status build_config(const train_args *a, int input_dim, vae_config *c
         return VAE_ERR_INVALID_ARGUMENT;
     }
     cfg->sigma = a->sigma, cfg->variance_floor = a->variance_floor;
+    cfg->n_classes = a->conditional ? a->n_classes : 0;
     if (a->activation && vae_activation_parse(a->activation, &cfg->activation) != VAE_OK) {
         snprintf(err->message, sizeof err->message,
                  "unknown activation \"%s\" (expected relu, tanh, leaky_relu or elu)",
@@ -343,7 +349,7 @@ static vae_status write_pictures(const vae_model *model, const vae_dataset *show
                                  const char *dir, vae_error *err) {
     char path[PATH_SIZE];
     snprintf(path, sizeof path, "%s/samples.png", dir);
-    vae_status s = cli_write_samples(path, NULL, model, shown->rows, shown->cols, 100, seed, err);
+    vae_status s = cli_write_samples(path, NULL, model, shown->rows, shown->cols, 100, seed, -1, err);
     if (s != VAE_OK) return s;
     snprintf(path, sizeof path, "%s/reconstructions.png", dir);
     return cli_write_reconstructions(path, model, shown, 20, err);
@@ -425,7 +431,7 @@ static vae_status load_resume(const train_args *a, const vae_dataset *train, vae
     const vae_config *cfg = vae_model_config(*model);
     const char *why = NULL;
     if (a->preset_set || a->encoder || a->decoder || a->latent || a->activation || a->likelihood ||
-        a->variance) {
+        a->variance || a->conditional) {
         vae_config asked;
         s = build_config(a, train->dim, &asked, err);
         if (s != VAE_OK) return s;
@@ -477,6 +483,16 @@ int cmd_train(int argc, char **argv) {
     vae_status s = load_split(a.train, a.train_labels, a.label_column, &train, &err);
     if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, a.label_column, &test, &err);
     if (s != VAE_OK) goto fail;
+    if (a.conditional) { /* the classes the labels name */
+        if (!train->labels) {
+            snprintf(err.message, sizeof err.message, "--conditional needs labels for %s (IDX "
+                     "labels beside it, --train-labels, or --label-column for CSV)", a.train);
+            s = VAE_ERR_INVALID_ARGUMENT;
+            goto fail;
+        }
+        for (size_t i = 0; i < train->count; i++)
+            if (train->labels[i] + 1 > a.n_classes) a.n_classes = train->labels[i] + 1;
+    }
     if (test && test->dim != train->dim) {
         snprintf(err.message, sizeof err.message, "%s has %d values per sample but %s has %d",
                  a.test, test->dim, a.train, train->dim);

@@ -10,26 +10,29 @@
 #define DECODE_BATCH 256
 
 vae_status cli_write_samples(const char *path, const char *npy_path, const vae_model *model,
-                             int rows, int cols, int n, uint64_t seed, vae_error *err) {
+                             int rows, int cols, int n, uint64_t seed, int label, vae_error *err) {
     const vae_config *cfg = vae_model_config(model);
     if (path && (rows < 1 || cols < 1 || rows * cols != cfg->input_dim)) {
         snprintf(err->message, sizeof err->message,
                  "the model's %d outputs are not images of a known shape", cfg->input_dim);
         return VAE_ERR_INVALID_ARGUMENT;
     }
+    if (cfg->n_classes && label >= cfg->n_classes) {
+        snprintf(err->message, sizeof err->message, "--label %d: the model has classes 0..%d",
+                 label, cfg->n_classes - 1);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
     float *z = malloc(sizeof(float) * (size_t)n * cfg->latent_dim);
     float *probs = malloc(sizeof(float) * (size_t)n * cfg->input_dim);
-    vae_workspace *ws = NULL;
-    vae_status s = z && probs ? vae_workspace_create(&ws, model, DECODE_BATCH, err)
-                              : VAE_ERR_NO_MEMORY;
+    uint8_t *labels = malloc((size_t)n);
+    vae_status s = z && probs && labels ? VAE_OK : VAE_ERR_NO_MEMORY;
     if (s == VAE_OK) {
         vae_rng rng = vae_rng_make(seed, 0x9a11e7ULL);
         vae_rng_normal(&rng, z, (size_t)n * cfg->latent_dim);
-        for (int i = 0; i < n && s == VAE_OK; i += DECODE_BATCH) {
-            int b = n - i < DECODE_BATCH ? n - i : DECODE_BATCH;
-            s = vae_decode(model, ws, z + (size_t)i * cfg->latent_dim, b,
-                           probs + (size_t)i * cfg->input_dim);
-        }
+        /* a conditional model: the asked class, or one row of the grid per class */
+        for (int i = 0; i < n; i++)
+            labels[i] = (uint8_t)(label >= 0 ? label : cfg->n_classes ? (i / GRID_COLS) % cfg->n_classes : 0);
+        s = vae_decode_all(model, z, cfg->n_classes ? labels : NULL, (size_t)n, probs, err);
     }
     if (s == VAE_OK && path)
         s = vae_png_write_grid(path, probs, n, rows, cols, GRID_COLS, GRID_SCALE, err);
@@ -41,8 +44,7 @@ vae_status cli_write_samples(const char *path, const char *npy_path, const vae_m
     }
     if (s == VAE_ERR_NO_MEMORY && !err->message[0])
         snprintf(err->message, sizeof err->message, "out of memory for %d samples", n);
-    vae_workspace_free(ws);
-    free(z), free(probs);
+    free(z), free(probs), free(labels);
     return s;
 }
 
@@ -65,6 +67,12 @@ vae_status cli_write_reconstructions(const char *path, const vae_model *model,
     for (int i = 0; i < n && s == VAE_OK; i += DECODE_BATCH) {
         int b = n - i < DECODE_BATCH ? n - i : DECODE_BATCH;
         float *zi = z + (size_t)i * cfg->latent_dim;
+        if (cfg->n_classes && !data->labels) {
+            snprintf(err->message, sizeof err->message, "a conditional model needs labels");
+            s = VAE_ERR_INVALID_ARGUMENT;
+            break;
+        }
+        vae_workspace_set_labels(ws, data->labels ? data->labels + i : NULL);
         s = vae_encode(model, ws, data->x + (size_t)i * dim, b, zi, NULL);
         if (s == VAE_OK) s = vae_decode(model, ws, zi, b, probs + (size_t)i * dim);
     }

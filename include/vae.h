@@ -146,6 +146,9 @@ typedef struct {
     vae_variance variance;             /* GAUSSIAN only */
     float sigma;                       /* GAUSSIAN with FIXED variance: the standard deviation */
     float variance_floor;              /* GAUSSIAN with a learned variance: its lower bound */
+    int n_classes;                     /* C > 0: a conditional VAE (Sohn et al. 2015): the
+                                          label's one-hot code joins the encoder's input and
+                                          the decoder's input; 0: unconditional */
 } vae_config;
 
 /* Fills cfg with a named preset for data of width input_dim:
@@ -245,6 +248,11 @@ const float *vae_workspace_mu(const vae_workspace *ws);
 const float *vae_workspace_logvar(const vae_workspace *ws);
 const float *vae_workspace_z(const vae_workspace *ws);
 const float *vae_workspace_logits(const vae_workspace *ws);
+
+/* A conditional model (n_classes > 0) needs the label of every row of each pass: set them
+ * before forward/encode/decode/log-likelihood (labels[r] for row r; for vae_iwae_step, one per
+ * input). The workspace keeps the pointer, not a copy. */
+void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels);
 
 /* Encoder only: mu and logvar (B,L) of x (B,D); either output may be NULL. */
 vae_status vae_encode(const vae_model *model, vae_workspace *ws, const float *x, int batch,
@@ -447,12 +455,12 @@ vae_status vae_eval(const vae_model *model, const vae_dataset *data, const vae_e
 /* ---------------------------------------------------------------- the latent space */
 
 /* Encoder means and log-variances (n,L) of n inputs (n,D), in batches (either output may be
- * NULL). */
-vae_status vae_encode_all(const vae_model *model, const float *x, size_t n, float *mu,
-                          float *logvar, vae_error *err);
-/* Decoder means sigmoid(logits) (n,D) of n latent points (n,L), in batches. */
-vae_status vae_decode_all(const vae_model *model, const float *z, size_t n, float *probs,
-                          vae_error *err);
+ * NULL). labels (n, one per input) for a conditional model, else NULL. */
+vae_status vae_encode_all(const vae_model *model, const float *x, const uint8_t *labels, size_t n,
+                          float *mu, float *logvar, vae_error *err);
+/* The means of p(x|z) (n,D) of n latent points (n,L), in batches; labels as above. */
+vae_status vae_decode_all(const vae_model *model, const float *z, const uint8_t *labels, size_t n,
+                          float *probs, vae_error *err);
 /* The standard normal quantile function Φ⁻¹(p), 0 < p < 1 (to 1e-15 relative). */
 double vae_normal_quantile(double p);
 /* Points along the path from a to b (each of dim values) at t in [0,1]: linear, or spherical

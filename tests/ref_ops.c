@@ -65,15 +65,20 @@ static double *layer(const vae_model *m, const double *params, const char *prefi
 }
 
 double ref_kl_weight = 1.0, ref_free_bits = 0.0;
+const uint8_t *ref_labels;
 
 /* x (B,D) -> mu, logvar (B,L), malloc'ed */
 static void ref_encode(const vae_model *m, const double *params, const float *x, int batch,
                        double **mu, double **lv, uint64_t *pattern) {
     const vae_config *c = vae_model_config(m);
     char name[32];
-    double *h = malloc(sizeof(double) * (size_t)batch * c->input_dim);
-    for (size_t i = 0; i < (size_t)batch * c->input_dim; i++) h[i] = x[i];
-    int width = c->input_dim;
+    const int C = c->n_classes, D = c->input_dim;
+    double *h = calloc((size_t)batch * (D + C), sizeof(double));
+    for (int b = 0; b < batch; b++) {
+        for (int d = 0; d < D; d++) h[(size_t)b * (D + C) + d] = x[(size_t)b * D + d];
+        if (C) h[(size_t)b * (D + C) + D + ref_labels[b]] = 1.0;
+    }
+    int width = D + C;
     for (int l = 0; l < c->n_encoder; l++) {
         snprintf(name, sizeof name, "encoder.%d", l);
         double *next = layer(m, params, name, h, batch, width, c->encoder[l], 1, pattern);
@@ -89,11 +94,14 @@ static void ref_encode(const vae_model *m, const double *params, const float *x,
 static void ref_decode_nll(const vae_model *m, const double *params, const double *z, int rows,
                            const float *x, int per_x, double *nll, uint64_t *pattern) {
     const vae_config *c = vae_model_config(m);
-    const int D = c->input_dim;
+    const int D = c->input_dim, C = c->n_classes, L = c->latent_dim;
     char name[32];
-    double *h = malloc(sizeof(double) * (size_t)rows * c->latent_dim);
-    memcpy(h, z, sizeof(double) * (size_t)rows * c->latent_dim);
-    int width = c->latent_dim;
+    double *h = calloc((size_t)rows * (L + C), sizeof(double));
+    for (int r = 0; r < rows; r++) {
+        memcpy(h + (size_t)r * (L + C), z + (size_t)r * L, sizeof(double) * (size_t)L);
+        if (C) h[(size_t)r * (L + C) + L + ref_labels[r / per_x]] = 1.0;
+    }
+    int width = L + C;
     for (int l = 0; l < c->n_decoder; l++) {
         snprintf(name, sizeof name, "decoder.%d", l);
         double *next = layer(m, params, name, h, rows, width, c->decoder[l], 1, pattern);

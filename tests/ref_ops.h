@@ -20,6 +20,8 @@ double ref_kl(const double *mu, const double *logvar, int latent);
 /* The objective ref_model_loss returns: with the defaults 1 and 0 the mean negative ELBO, else
  * mean reconstruction + ref_kl_weight * sum_j max(ref_free_bits, batch-mean KL of unit j). */
 extern double ref_kl_weight, ref_free_bits;
+/* the labels of the inputs, for a conditional model */
+extern const uint8_t *ref_labels;
 double ref_model_loss(const vae_model *model, const double *params, const float *x,
                       const float *eps, int batch, double *recon_out, double *kl_out,
                       uint64_t *pattern);

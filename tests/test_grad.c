@@ -242,8 +242,11 @@ static void test_kl_and_reparam(void) {
 }
 
 /* ---- the whole model, every parameter, in double central differences */
+static const uint8_t LABELS[4] = {2, 0, 1, 2};
+
 static void check_model_config(vae_config cfg, vae_objective objective) {
     const vae_activation act = cfg.activation;
+    ref_labels = LABELS;
     vae_model *m;
     vae_error err;
     CHECK(vae_model_create(&m, &cfg, 3 + act, &err) == VAE_OK, "create: %s", err.message);
@@ -264,6 +267,7 @@ static void check_model_config(vae_config cfg, vae_objective objective) {
 
     vae_workspace *ws;
     CHECK(vae_workspace_create(&ws, m, B, &err) == VAE_OK, "workspace");
+    vae_workspace_set_labels(ws, LABELS);
     vae_loss loss = {0};
     vae_model_zero_grads(m);
     CHECK(vae_forward(m, ws, x, eps, B, &loss) == VAE_OK, "forward");
@@ -390,8 +394,10 @@ static void test_gradient_is_batch_mean(void) {
 
 /* Training on the importance-weighted bound: every parameter against central differences of
  * the double reference, for a Bernoulli and a per-dimension-variance Gaussian model. */
-static void check_iwae(vae_likelihood lik, int k) {
+static void check_iwae(vae_likelihood lik, int k, int classes) {
     vae_config cfg = SMALL;
+    cfg.n_classes = classes;
+    ref_labels = LABELS;
     cfg.activation = VAE_ACT_TANH, cfg.likelihood = lik;
     cfg.variance = VAE_VAR_PER_DIM, cfg.variance_floor = 0.05f;
     vae_model *m;
@@ -407,6 +413,7 @@ static void check_iwae(vae_likelihood lik, int k) {
     for (size_t i = 0; i < n; i++) p[i] *= 1.5f;
     vae_workspace *ws;
     vae_workspace_create(&ws, m, B * k, &err);
+    vae_workspace_set_labels(ws, LABELS);
     vae_loss loss = {0};
     vae_model_zero_grads(m);
     CHECK(vae_iwae_step(m, ws, x, eps, B, k, &loss) == VAE_OK, "iwae step");
@@ -439,9 +446,16 @@ static void check_iwae(vae_likelihood lik, int k) {
     vae_model_free(m);
 }
 
-static void test_iwae_grad_bernoulli(void) { check_iwae(VAE_LIK_BERNOULLI, 5); }
-static void test_iwae_grad_gaussian(void) { check_iwae(VAE_LIK_GAUSSIAN, 4); }
-static void test_iwae_grad_k1(void) { check_iwae(VAE_LIK_BERNOULLI, 1); }
+static void test_iwae_grad_bernoulli(void) { check_iwae(VAE_LIK_BERNOULLI, 5, 0); }
+static void test_iwae_grad_gaussian(void) { check_iwae(VAE_LIK_GAUSSIAN, 4, 0); }
+static void test_iwae_grad_k1(void) { check_iwae(VAE_LIK_BERNOULLI, 1, 0); }
+static void test_iwae_grad_conditional(void) { check_iwae(VAE_LIK_BERNOULLI, 3, 3); }
+/* a conditional VAE: the one-hot label joins encoder and decoder inputs */
+static void test_model_grad_conditional(void) {
+    vae_config cfg = SMALL;
+    cfg.activation = VAE_ACT_ELU, cfg.n_classes = 3;
+    check_model_config(cfg, (vae_objective){1, 0});
+}
 
 int main(void) {
     RUN(test_linear_backward);
@@ -465,5 +479,7 @@ int main(void) {
     RUN(test_iwae_grad_bernoulli);
     RUN(test_iwae_grad_gaussian);
     RUN(test_iwae_grad_k1);
+    RUN(test_iwae_grad_conditional);
+    RUN(test_model_grad_conditional);
     return CHECK_SUMMARY();
 }

@@ -59,3 +59,40 @@ if [ "$rc" -eq 64 ] && grep -q "another objective" "$tmp/err2"; then ok resume_r
 "$vae" train --train "$tmp/tr-images-idx3-ubyte" --beta -1 2>"$tmp/err2"
 rc=$?
 if [ "$rc" -eq 64 ] && grep -q "\-\-beta" "$tmp/err2"; then ok bad_beta; else fail bad_beta "exit $rc"; fi
+
+# a conditional VAE: labels join both networks; sampling draws a chosen class
+{
+    printf '\000\000\010\001\000\000\013\270'
+    gzip -dc "$fmnist/train-labels-idx1-ubyte.gz" | tail -c +9 | head -c 3000
+} >"$tmp/tr-labels-idx1-ubyte"
+train cond --conditional --latent 2
+if "$vae" info "$tmp/cond/model.safetensors" | grep -q "conditional on 10 classes" &&
+    "$vae" sample "$tmp/cond/model.safetensors" -n 30 -o "$tmp/c.png" 2>"$tmp/err" &&
+    "$vae" sample "$tmp/cond/model.safetensors" --label 1 -n 200 --npy "$tmp/c1.npy" 2>>"$tmp/err" &&
+    "$vae" sample "$tmp/cond/model.safetensors" --label 7 -n 200 --npy "$tmp/c7.npy" 2>>"$tmp/err" &&
+    "$vae" eval "$tmp/cond/model.safetensors" -k 20 -n 200 -q >/dev/null 2>>"$tmp/err"; then
+    ok conditional_train_sample_eval
+else
+    fail conditional_train_sample_eval "$(cat "$tmp/err")"
+fi
+# trousers (1) are narrow, sneakers (7) wide and low: the mean image differs by class
+class_mean() { od -An -v -tf4 -j128 -w3136 "$1" |
+    awk '{ for (i = 1; i <= NF; i++) s[i] += $i } END { for (i = 1; i <= 784; i++) print s[i] / NR }'; }
+"$vae" sample "$tmp/cond/model.safetensors" --label 1 -n 200 --seed 2 --npy "$tmp/c1b.npy" 2>>"$tmp/err"
+class_mean "$tmp/c1.npy" >"$tmp/m1"
+class_mean "$tmp/c1b.npy" >"$tmp/m1b"
+class_mean "$tmp/c7.npy" >"$tmp/m7"
+sq() { paste "$1" "$2" | awk '{ d += ($1 - $2) ^ 2 } END { printf "%.3f", d }'; }
+between=$(sq "$tmp/m1" "$tmp/m7") within=$(sq "$tmp/m1" "$tmp/m1b")
+echo "# squared distance of mean samples: trouser vs sneaker $between, trouser vs trouser (other draws) $within"
+if awk -v b="$between" -v w="$within" 'BEGIN { exit !(b > 4 * w) }'; then ok conditional_label_matters; else
+    fail conditional_label_matters "between classes $between, within $within"; fi
+"$vae" sample "$tmp/cond/model.safetensors" --label 12 -o "$tmp/x.png" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 64 ] && grep -q "classes 0..9" "$tmp/err"; then ok conditional_label_range; else
+    fail conditional_label_range "exit $rc: $(cat "$tmp/err")"; fi
+awk 'BEGIN { for (i = 0; i < 50; i++) print i % 3 "," i % 5 }' >"$tmp/nolabel.csv"
+"$vae" train --train "$tmp/nolabel.csv" --conditional --likelihood gaussian --no-test -q 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 64 ] && grep -q "needs labels" "$tmp/err"; then ok conditional_needs_labels; else
+    fail conditional_needs_labels "exit $rc: $(cat "$tmp/err")"; fi

@@ -19,12 +19,13 @@ void vae_eval_options_default(vae_eval_options *opt) {
 typedef struct {
     vae_workspace *ws;
     float *eps, *z; /* (chunk, L) */
+    uint8_t *labels; /* (chunk): the example's label, repeated */
     double *log_px; /* (chunk) */
 } iwae_scratch;
 
 static void scratch_free(iwae_scratch *s) {
     vae_workspace_free(s->ws);
-    free(s->eps), free(s->z), free(s->log_px);
+    free(s->eps), free(s->z), free(s->log_px), free(s->labels);
 }
 
 static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, vae_error *err) {
@@ -34,7 +35,8 @@ static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, v
     s->eps = vae_calloc_array((size_t)chunk * latent, sizeof(float));
     s->z = vae_calloc_array((size_t)chunk * latent, sizeof(float));
     s->log_px = vae_calloc_array((size_t)chunk, sizeof(double));
-    if (!s->eps || !s->z || !s->log_px) {
+    s->labels = vae_calloc_array((size_t)chunk, 1);
+    if (!s->eps || !s->z || !s->log_px || !s->labels) {
         scratch_free(s);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for %d importance samples", chunk);
     }
@@ -43,9 +45,12 @@ static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, v
 
 /* log (1/K) sum_k w_k, w_k = p(x|z_k) p(z_k) / q(z_k|x), with a running log-sum-exp so K can be
  * large without keeping the weights. */
-static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x, const float *mu,
-                          const float *logvar, int k_total, int chunk, vae_rng *rng) {
+static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x, int label,
+                          const float *mu, const float *logvar, int k_total, int chunk,
+                          vae_rng *rng) {
     const int latent = vae_model_config(m)->latent_dim;
+    memset(s->labels, label, (size_t)chunk);
+    vae_workspace_set_labels(s->ws, s->labels);
     double max = -INFINITY, sum = 0.0;
     for (int done = 0; done < k_total; done += chunk) {
         int c = k_total - done < chunk ? k_total - done : chunk;
@@ -91,6 +96,7 @@ static vae_status elbo_pass(const vae_model *m, const vae_dataset *data, const v
             vae_rng rng = vae_rng_make(o->seed, VAE_STREAM_EVAL + start + (size_t)b);
             vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
         }
+        vae_workspace_set_labels(ws, data->labels ? data->labels + start : NULL);
         s = vae_forward(m, ws, data->x + start * (size_t)data->dim, eps, batch, NULL);
         if (s != VAE_OK) break;
         memcpy(recon + start, vae_workspace_recon(ws), (size_t)batch * sizeof(double));
@@ -136,7 +142,8 @@ static vae_status iwae_pass(const vae_model *m, const vae_dataset *data, const v
         if (stop) continue;
         vae_rng rng = vae_rng_make(o->seed, VAE_STREAM_IWAE + (uint64_t)i);
         nll[i] = -iwae_log_px(m, &scratch[vae_thread_index()], data->x + (size_t)i * data->dim,
-                              mu + (size_t)i * latent, logvar + (size_t)i * latent,
+                              data->labels ? data->labels[i] : 0, mu + (size_t)i * latent,
+                              logvar + (size_t)i * latent,
                               o->importance_samples, o->chunk, &rng);
         size_t now;
 #pragma omp atomic capture

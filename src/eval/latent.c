@@ -7,29 +7,46 @@
 
 #define PASS_BATCH 500
 
-vae_status vae_encode_all(const vae_model *m, const float *x, size_t n, float *mu, float *logvar,
-                          vae_error *err) {
+static vae_status need_labels(const vae_model *m, const uint8_t *labels, vae_error *err) {
+    VAE_RETURN_IF(vae_model_config(m)->n_classes && !labels, err, VAE_ERR_INVALID_ARGUMENT,
+                  "a conditional model needs the labels of its inputs");
+    return VAE_OK;
+}
+
+vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *labels, size_t n,
+                          float *mu, float *logvar, vae_error *err) {
+    VAE_TRY(need_labels(m, labels, err));
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
     for (size_t i = 0; i < n; i += PASS_BATCH) {
         int b = n - i < PASS_BATCH ? (int)(n - i) : PASS_BATCH;
         size_t at = i * (size_t)cfg->latent_dim;
-        vae_encode(m, ws, x + i * (size_t)cfg->input_dim, b, mu ? mu + at : NULL,
-                   logvar ? logvar + at : NULL);
+        vae_workspace_set_labels(ws, labels ? labels + i : NULL);
+        if (vae_encode(m, ws, x + i * (size_t)cfg->input_dim, b, mu ? mu + at : NULL,
+                       logvar ? logvar + at : NULL) != VAE_OK) {
+            vae_workspace_free(ws);
+            return vae_fail(err, VAE_ERR_INVALID_ARGUMENT, "a label is out of the model's range");
+        }
     }
     vae_workspace_free(ws);
     return VAE_OK;
 }
 
-vae_status vae_decode_all(const vae_model *m, const float *z, size_t n, float *probs,
-                          vae_error *err) {
+vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *labels, size_t n,
+                          float *probs, vae_error *err) {
+    VAE_TRY(need_labels(m, labels, err));
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
     for (size_t i = 0; i < n; i += PASS_BATCH) {
         int b = n - i < PASS_BATCH ? (int)(n - i) : PASS_BATCH;
-        vae_decode(m, ws, z + i * (size_t)cfg->latent_dim, b, probs + i * (size_t)cfg->input_dim);
+        vae_workspace_set_labels(ws, labels ? labels + i : NULL);
+        if (vae_decode(m, ws, z + i * (size_t)cfg->latent_dim, b,
+                       probs + i * (size_t)cfg->input_dim) != VAE_OK) {
+            vae_workspace_free(ws);
+            return vae_fail(err, VAE_ERR_INVALID_ARGUMENT, "a label is out of the model's range");
+        }
     }
     vae_workspace_free(ws);
     return VAE_OK;

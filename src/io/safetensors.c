@@ -113,6 +113,7 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
     ok = ok && set_str(meta, "decoder", buf);
     ok = ok && set_str(meta, "activation", vae_activation_name(c->activation));
     ok = ok && set_str(meta, "likelihood", vae_likelihood_name(c->likelihood));
+    if (c->n_classes) ok = ok && set_u64(meta, "classes", (uint64_t)c->n_classes);
     if (c->likelihood == VAE_LIK_GAUSSIAN) {
         ok = ok && set_str(meta, "variance", vae_variance_name(c->variance));
         ok = ok && set_float(meta, "sigma", c->sigma);
@@ -317,6 +318,11 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
                   VAE_ERR_FORMAT,
                   "%s: metadata: likelihood %s%.40s%s is not one of bernoulli, gaussian, poisson",
                   path, lik ? "\"" : "", lik ? lik : "missing", lik ? "\"" : "");
+    if (json_object_get(meta, "classes")) {
+        uint64_t classes;
+        VAE_TRY(meta_u64(meta, "classes", 256, &classes, path, err));
+        cfg->n_classes = (int)classes;
+    }
     if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
         const char *var = meta_get(meta, "variance");
         VAE_RETURN_IF(!var || vae_variance_parse(var, &cfg->variance) != VAE_OK, err,

@@ -130,6 +130,8 @@ vae_status vae_config_validate(const vae_config *cfg, vae_error *err) {
                       cfg->decoder[i]);
     VAE_RETURN_IF((unsigned)cfg->activation > VAE_ACT_ELU, err, VAE_ERR_INVALID_ARGUMENT,
                   "unknown activation %d", (int)cfg->activation);
+    VAE_RETURN_IF(cfg->n_classes < 0 || cfg->n_classes > 256, err, VAE_ERR_INVALID_ARGUMENT,
+                  "classes %d out of range 0..256", cfg->n_classes);
     VAE_RETURN_IF((unsigned)cfg->likelihood > VAE_LIK_POISSON, err, VAE_ERR_INVALID_ARGUMENT,
                   "unknown likelihood %d", (int)cfg->likelihood);
     if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
@@ -182,7 +184,7 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
     VAE_RETURN_IF(!m, err, VAE_ERR_NO_MEMORY, "out of memory creating the model");
     m->cfg = *cfg;
     char name[VAE_TENSOR_NAME_MAX];
-    int ok = 1, width = cfg->input_dim;
+    int ok = 1, width = cfg->input_dim + cfg->n_classes;
     for (int i = 0; i < cfg->n_encoder; i++) {
         snprintf(name, sizeof name, "encoder.%d", i);
         ok &= add_layer(m, name, width, cfg->encoder[i]);
@@ -193,7 +195,7 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
     m->logvar_layer = m->n_layers;
     ok &= add_layer(m, "logvar", width, cfg->latent_dim);
     m->first_decoder_layer = m->n_layers;
-    width = cfg->latent_dim;
+    width = cfg->latent_dim + cfg->n_classes;
     for (int i = 0; i < cfg->n_decoder; i++) {
         snprintf(name, sizeof name, "decoder.%d", i);
         ok &= add_layer(m, name, width, cfg->decoder[i]);
@@ -290,13 +292,14 @@ void vae_model_zero_grads(vae_model *model) {
 
 uint64_t vae_config_hash(const vae_config *cfg) {
     /* field by field: padding bytes of the struct must not count */
-    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1 + 4] = {0};
+    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1 + 5] = {0};
     int k = 0;
     fields[k++] = cfg->input_dim, fields[k++] = cfg->latent_dim;
     fields[k++] = cfg->n_encoder, fields[k++] = cfg->n_decoder;
     for (int i = 0; i < cfg->n_encoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->encoder[i];
     for (int i = 0; i < cfg->n_decoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->decoder[i];
     fields[k++] = (int32_t)cfg->activation;
+    if (cfg->n_classes) fields[k++] = -cfg->n_classes; /* unconditional models keep their hash */
     if (cfg->likelihood != VAE_LIK_BERNOULLI) { /* so Bernoulli models keep their old hash */
         fields[k++] = (int32_t)cfg->likelihood;
         if (cfg->likelihood == VAE_LIK_GAUSSIAN) {

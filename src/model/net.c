@@ -21,7 +21,25 @@ struct vae_workspace {
     float *d_dim_logvar;              /* (D): a per-dimension variance's gradient, from forward */
     double *kl_mean;                  /* (L): batch-mean KL per unit, for free bits */
     float *arena;                     /* one allocation behind every float buffer above */
+    /* a conditional model's inputs with the one-hot label appended: x|y (B, D+C), z|y (B, L+C),
+     * the gradient of z|y, and the labels of the next pass's rows (the caller's) */
+    float *xy, *zy, *dzy;
+    const uint8_t *labels;
+    uint8_t *row_labels; /* (B): an IWAE pass's labels, each input's repeated for its draws */
 };
+
+void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels) { ws->labels = labels; }
+
+/* rows of in (width w) followed by the one-hot code of each row's label into out */
+static void append_one_hot(float *out, const float *in, int rows, int w, int classes,
+                           const uint8_t *labels) {
+    for (int r = 0; r < rows; r++) {
+        float *o = out + (size_t)r * (w + classes);
+        memcpy(o, in + (size_t)r * w, sizeof(float) * (size_t)w);
+        memset(o + w, 0, sizeof(float) * (size_t)classes);
+        o[w + labels[r]] = 1.0f;
+    }
+}
 
 vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int max_batch,
                                 vae_error *err) {
@@ -46,7 +64,15 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     ws->kl_scale = vae_calloc_array((size_t)model->cfg.latent_dim, sizeof(float));
     ws->kl_mean = vae_calloc_array((size_t)model->cfg.latent_dim, sizeof(double));
     ws->d_dim_logvar = vae_calloc_array((size_t)model->cfg.input_dim, sizeof(float));
-    if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar) {
+    const size_t classes = (size_t)model->cfg.n_classes;
+    if (classes) {
+        ws->xy = vae_calloc_array((size_t)max_batch * (model->cfg.input_dim + classes), sizeof(float));
+        ws->zy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
+        ws->dzy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
+        ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
+    }
+    if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
+        (classes && (!ws->xy || !ws->zy || !ws->dzy || !ws->row_labels))) {
         vae_workspace_free(ws);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace of batch %d",
                         max_batch);
@@ -76,12 +102,18 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws->kl_scale);
     free(ws->kl_mean);
     free(ws->d_dim_logvar);
+    free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels);
     free(ws);
 }
 
 static vae_status check_call(const vae_model *m, const vae_workspace *ws, int batch) {
     if (ws->model != m) return VAE_ERR_INVALID_ARGUMENT;
     if (batch < 1 || batch > ws->max_batch) return VAE_ERR_INVALID_ARGUMENT;
+    if (m->cfg.n_classes) { /* a conditional pass needs a label for every row, in range */
+        if (!ws->labels) return VAE_ERR_INVALID_ARGUMENT;
+        for (int r = 0; r < batch; r++)
+            if (ws->labels[r] >= m->cfg.n_classes) return VAE_ERR_INVALID_ARGUMENT;
+    }
     return VAE_OK;
 }
 
@@ -96,6 +128,10 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
 /* x (B,D) -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
 static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *x, int batch) {
     const float *in = x;
+    if (m->cfg.n_classes) {
+        append_one_hot(ws->xy, x, batch, m->cfg.input_dim, m->cfg.n_classes, ws->labels);
+        in = ws->xy;
+    }
     for (int l = 0; l < m->mu_layer; l++) {
         layer_forward(m, ws, l, in, batch, 1);
         in = ws->outputs[l];
@@ -107,6 +143,10 @@ static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *
 /* z (B,L) -> outputs[output_layer]: logits (B,D) */
 static void decoder_forward(const vae_model *m, vae_workspace *ws, const float *z, int batch) {
     const float *in = z;
+    if (m->cfg.n_classes) {
+        append_one_hot(ws->zy, z, batch, m->cfg.latent_dim, m->cfg.n_classes, ws->labels);
+        in = ws->zy;
+    }
     for (int l = m->first_decoder_layer; l < m->output_layer; l++) {
         layer_forward(m, ws, l, in, batch, 1);
         in = ws->outputs[l];
@@ -170,7 +210,20 @@ static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, in
     op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
                        ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
                        1);
-    layers_backward(m, ws, last_hidden, 0, x, NULL, 0, batch);
+    layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes ? ws->xy : x, NULL, 0, batch);
+}
+
+/* The decoder's layers backward to dz (rows, L), through the label's columns when conditional. */
+static void decoder_backward(vae_model *m, vae_workspace *ws, int rows) {
+    const int latent = m->cfg.latent_dim, classes = m->cfg.n_classes;
+    if (!classes) {
+        layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->z, ws->dz, 0, rows);
+        return;
+    }
+    layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->zy, ws->dzy, 0, rows);
+    for (int r = 0; r < rows; r++)
+        memcpy(ws->dz + (size_t)r * latent, ws->dzy + (size_t)r * (latent + classes),
+               sizeof(float) * (size_t)latent);
 }
 
 vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int batch) {
@@ -202,7 +255,7 @@ vae_status vae_backward_objective(vae_model *m, vae_workspace *ws, const float *
             m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
 
     /* decoder: logits -> z (forward left dL/dlogits in grad_a) */
-    layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->z, ws->dz, 0, batch);
+    decoder_backward(m, ws, batch);
 
     /* z = mu + exp(lv/2) eps, plus the KL's direct dependence on mu and lv */
     memset(ws->dmu, 0, nz * sizeof *ws->dmu);
@@ -221,8 +274,9 @@ vae_status vae_backward_objective(vae_model *m, vae_workspace *ws, const float *
 vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const float *eps,
                          int batch, int k, vae_loss *loss) {
     int rows_int;
-    if (k < 1 || __builtin_mul_overflow(batch, k, &rows_int)) return VAE_ERR_INVALID_ARGUMENT;
-    VAE_TRY(check_call(m, ws, rows_int));
+    if (k < 1 || __builtin_mul_overflow(batch, k, &rows_int) || rows_int > ws->max_batch)
+        return VAE_ERR_INVALID_ARGUMENT;
+    VAE_TRY(check_call(m, ws, batch)); /* and the labels, one per input */
     const int dim = m->cfg.input_dim, latent = m->cfg.latent_dim;
     const size_t rows = (size_t)rows_int;
     encoder_forward(m, ws, x, batch);
@@ -243,6 +297,11 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const 
         }
         log_w[r] = log_prior - log_q;
     }
+    const uint8_t *input_labels = ws->labels;
+    if (m->cfg.n_classes) {
+        for (size_t r = 0; r < rows; r++) ws->row_labels[r] = input_labels[r / (size_t)k];
+        ws->labels = ws->row_labels;
+    }
     decoder_forward(m, ws, ws->z, rows_int);
     const float *out = ws->outputs[m->output_layer];
     op_recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows_int, m->params + m->dim_logvar,
@@ -261,13 +320,17 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const 
         bound += -(lse - log((double)k));
     }
     if (loss) loss->recon += bound, loss->count += (size_t)batch;
-    if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
+    if (!isfinite(bound)) { /* the caller sees the loss */
+        ws->labels = input_labels;
+        return VAE_OK;
+    }
     /* decoder: weighted reconstruction gradients -> dz over the B*K rows */
     op_recon(&m->cfg, ws->recon, ws->grad_a, out, xk, (size_t)dim, rows_int,
              m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight);
     if (m->has_dim_logvar)
         for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
-    layers_backward(m, ws, m->output_layer, m->first_decoder_layer, ws->z, ws->dz, 0, rows_int);
+    decoder_backward(m, ws, rows_int);
+    ws->labels = input_labels;
     /* -log p(z) adds w z to dz; z = mu + sigma eps sums each input's K rows into dmu and dlv;
      * -log q(z|x) adds 1/2 per input to dlv (an input's weights sum to 1/B) */
     float *acc_mu = ws->grad_b, *acc_lv = ws->grad_b + (size_t)batch * latent;

@@ -31,6 +31,12 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
     VAE_RETURN_IF(data->dim != cfg->input_dim, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s data has %d values per sample, the model expects %d", what, data->dim,
                   cfg->input_dim);
+    VAE_RETURN_IF(cfg->n_classes && !data->labels, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s data have no labels, which a conditional model needs", what);
+    for (size_t i = 0; cfg->n_classes && i < data->count; i++)
+        VAE_RETURN_IF(data->labels[i] >= cfg->n_classes, err, VAE_ERR_INVALID_ARGUMENT,
+                      "%s data: sample %zu has label %d, the model knows classes 0..%d", what,
+                      i + 1, data->labels[i], cfg->n_classes - 1);
     /* each likelihood's support: a value outside it would make the loss meaningless or NaN */
     const size_t n = data->count * (size_t)data->dim;
     for (size_t i = 0; i < n; i++) {
@@ -59,6 +65,7 @@ static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float
             vae_rng rng = vae_rng_make(seed, VAE_STREAM_EVAL + start + (size_t)b);
             vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
         }
+        vae_workspace_set_labels(ws, data->labels ? data->labels + start : NULL);
         VAE_TRY(vae_forward(model, ws, data->x + start * (size_t)data->dim, eps, batch, loss));
     }
     return VAE_OK;
@@ -96,6 +103,7 @@ typedef struct {
     vae_adam *own_adam; /* adam when this run made it */
     size_t *order; /* N: this epoch's permutation */
     float *xb;     /* (B,D) gathered batch */
+    uint8_t *yb;   /* (B) its labels, for a conditional model */
     float *eps;    /* (max(B, eval B), L) noise */
 } train_state;
 
@@ -105,6 +113,7 @@ static void train_state_free(train_state *t) {
     vae_adam_free(t->own_adam);
     free(t->order);
     free(t->xb);
+    free(t->yb);
     free(t->eps);
 }
 
@@ -171,8 +180,9 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     t.adam = opt->resume_adam ? opt->resume_adam : t.own_adam;
     t.order = vae_calloc_array(n, sizeof *t.order);
     t.xb = vae_calloc_array((size_t)batch_size * dim, sizeof(float));
+    t.yb = vae_calloc_array((size_t)batch_size, 1);
     t.eps = vae_calloc_array((size_t)noise_rows * latent, sizeof(float));
-    if (!t.order || !t.xb || !t.eps) {
+    if (!t.order || !t.xb || !t.yb || !t.eps) {
         s = vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for the training buffers");
         goto done;
     }
@@ -194,9 +204,11 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
         for (size_t step = first; step < steps_per_epoch; step++, global_step++) {
             size_t start = step * (size_t)batch_size, left = n - start;
             int batch = left < (size_t)batch_size ? (int)left : batch_size;
-            for (int b = 0; b < batch; b++)
+            for (int b = 0; b < batch; b++) {
+                if (train->labels) t.yb[b] = train->labels[t.order[start + b]];
                 memcpy(t.xb + (size_t)b * dim, train->x + t.order[start + b] * (size_t)dim,
                        (size_t)dim * sizeof(float));
+            }
             vae_rng noise = vae_rng_make(opt->seed, VAE_STREAM_NOISE + global_step);
             vae_rng_normal(&noise, t.eps, (size_t)batch * k * latent);
 
@@ -206,6 +218,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             if (opt->kl_warmup && global_step + 1 < opt->kl_warmup)
                 objective.kl_weight = (float)((double)opt->beta * (double)(global_step + 1) /
                                               (double)opt->kl_warmup);
+            vae_workspace_set_labels(t.ws, t.yb);
             if (k > 1 ? (s = vae_iwae_step(model, t.ws, t.xb, t.eps, batch, k, &step_loss)) != VAE_OK
                       : (s = vae_forward(model, t.ws, t.xb, t.eps, batch, &step_loss)) != VAE_OK ||
                             (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) !=
