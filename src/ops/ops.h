@@ -26,4 +26,24 @@ void op_activation_backward(float *dy, const float *y, size_t n, vae_activation 
 /* p = 1 / (1 + exp(-l)) over n values, stable for large |l| */
 void op_sigmoid(float *p, const float *logits, size_t n);
 
+/* The geometry of a convolution layer, NCHW: in (in_c, in_h, in_w) -> out (out_c, out_h, out_w)
+ * with a k x k kernel. For Conv2d out = (in + 2 pad - k) / stride + 1; for ConvTranspose2d
+ * out = (in - 1) stride - 2 pad + k. */
+typedef struct {
+    int in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad;
+} conv_shape;
+/* Floats of the scratch buffer `cols` that the conv ops need for one sample. */
+size_t op_conv_cols_size(const conv_shape *s);
+/* Conv2d: y (B, out) = x (B, in) * w (out_c, in_c, k, k) + b (out_c). */
+void op_conv2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
+                       const conv_shape *s, float *cols);
+/* dw, db accumulate; dx (may be NULL) is overwritten. */
+void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int batch, const conv_shape *s, float *cols);
+/* ConvTranspose2d with PyTorch's weight layout (in_c, out_c, k, k). */
+void op_convt2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
+                        const conv_shape *s, float *cols);
+void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, int batch, const conv_shape *s, float *cols);
+
 #endif

@@ -1,0 +1,145 @@
+/* test_conv.c — Conv2d and ConvTranspose2d against direct double-precision loops, values and
+ * every gradient by central differences, across strides, paddings and channel counts. */
+#include "check.h"
+#include "ops/ops.h"
+#include "vae.h"
+
+#include <string.h>
+
+/* y[n,o,i,j] = b[o] + sum_c,a,e w[o,c,a,e] x[n,c, i s - p + a, j s - p + e] (conv), or the
+ * transposed form y[n,o, i s - p + a, j s - p + e] += w[c,o,a,e] x[n,c,i,j] */
+static void ref_conv(double *y, const double *x, const double *w, const double *b, int batch,
+                     const conv_shape *s, int transposed) {
+    const int ohw = s->out_h * s->out_w, ihw = s->in_h * s->in_w;
+    for (int n = 0; n < batch; n++) {
+        for (int o = 0; o < s->out_c; o++)
+            for (int i = 0; i < ohw; i++) y[((size_t)n * s->out_c + o) * ohw + i] = b[o];
+        if (!transposed) {
+            for (int o = 0; o < s->out_c; o++)
+                for (int i = 0; i < s->out_h; i++)
+                    for (int j = 0; j < s->out_w; j++)
+                        for (int c = 0; c < s->in_c; c++)
+                            for (int a = 0; a < s->k; a++)
+                                for (int e = 0; e < s->k; e++) {
+                                    int iy = i * s->stride - s->pad + a, ix = j * s->stride - s->pad + e;
+                                    if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
+                                    y[((size_t)n * s->out_c + o) * ohw + i * s->out_w + j] +=
+                                        w[((o * s->in_c + c) * s->k + a) * s->k + e] *
+                                        x[((size_t)n * s->in_c + c) * ihw + iy * s->in_w + ix];
+                                }
+        } else {
+            for (int c = 0; c < s->in_c; c++)
+                for (int i = 0; i < s->in_h; i++)
+                    for (int j = 0; j < s->in_w; j++)
+                        for (int o = 0; o < s->out_c; o++)
+                            for (int a = 0; a < s->k; a++)
+                                for (int e = 0; e < s->k; e++) {
+                                    int oy = i * s->stride - s->pad + a, ox = j * s->stride - s->pad + e;
+                                    if (oy < 0 || oy >= s->out_h || ox < 0 || ox >= s->out_w) continue;
+                                    y[((size_t)n * s->out_c + o) * ohw + oy * s->out_w + ox] +=
+                                        w[((c * s->out_c + o) * s->k + a) * s->k + e] *
+                                        x[((size_t)n * s->in_c + c) * ihw + i * s->in_w + j];
+                                }
+        }
+    }
+}
+
+/* sum of r . conv(x) in double: a scalar whose gradient is the backward pass with dy = r */
+static double objective(const float *x, const float *w, const float *b, const float *r, int batch,
+                        const conv_shape *s, int transposed) {
+    size_t nx = (size_t)batch * s->in_c * s->in_h * s->in_w, ny = (size_t)batch * s->out_c * s->out_h * s->out_w;
+    size_t nw = (size_t)s->in_c * s->out_c * s->k * s->k;
+    double *xd = malloc(sizeof(double) * nx), *wd = malloc(sizeof(double) * nw);
+    double *bd = malloc(sizeof(double) * s->out_c), *y = malloc(sizeof(double) * ny);
+    for (size_t i = 0; i < nx; i++) xd[i] = x[i];
+    for (size_t i = 0; i < nw; i++) wd[i] = w[i];
+    for (int i = 0; i < s->out_c; i++) bd[i] = b[i];
+    ref_conv(y, xd, wd, bd, batch, s, transposed);
+    double sum = 0;
+    for (size_t i = 0; i < ny; i++) sum += r[i] * y[i];
+    free(xd), free(wd), free(bd), free(y);
+    return sum;
+}
+
+static void check_conv(int in_c, int in_hw, int out_c, int k, int stride, int pad, int transposed) {
+    conv_shape s = {.in_c = in_c, .in_h = in_hw, .in_w = in_hw, .out_c = out_c, .k = k,
+                    .stride = stride, .pad = pad};
+    int out_hw = transposed ? (in_hw - 1) * stride - 2 * pad + k : (in_hw + 2 * pad - k) / stride + 1;
+    s.out_h = s.out_w = out_hw;
+    enum { B = 2 };
+    size_t nx = (size_t)B * in_c * in_hw * in_hw, ny = (size_t)B * out_c * out_hw * out_hw;
+    size_t nw = (size_t)in_c * out_c * k * k;
+    float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), b[8];
+    float *y = malloc(sizeof(float) * ny), *r = malloc(sizeof(float) * ny);
+    float *dx = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float)), db[8] = {0};
+    float *cols = malloc(sizeof(float) * op_conv_cols_size(&s));
+    vae_rng rng = vae_rng_make(41, (uint64_t)(in_c * 1000 + k * 100 + stride * 10 + transposed));
+    for (size_t i = 0; i < nx; i++) x[i] = 2 * vae_rng_uniform(&rng) - 1;
+    for (size_t i = 0; i < nw; i++) w[i] = 2 * vae_rng_uniform(&rng) - 1;
+    for (int i = 0; i < out_c; i++) b[i] = 2 * vae_rng_uniform(&rng) - 1;
+    for (size_t i = 0; i < ny; i++) r[i] = 2 * vae_rng_uniform(&rng) - 1;
+    (transposed ? op_convt2d_forward : op_conv2d_forward)(y, x, w, b, B, &s, cols);
+    double *yd = malloc(sizeof(double) * ny), *xd = malloc(sizeof(double) * nx), *wd = malloc(sizeof(double) * nw), bd[8];
+    for (size_t i = 0; i < nx; i++) xd[i] = x[i];
+    for (size_t i = 0; i < nw; i++) wd[i] = w[i];
+    for (int i = 0; i < out_c; i++) bd[i] = b[i];
+    ref_conv(yd, xd, wd, bd, B, &s, transposed);
+    double worst = 0;
+    for (size_t i = 0; i < ny; i++) worst = fmax(worst, fabs(y[i] - yd[i]));
+    CHECK(worst < 1e-4, "%s %d->%d k%d s%d p%d: forward off by %g", transposed ? "convT" : "conv",
+          in_c, out_c, k, stride, pad, worst);
+    (transposed ? op_convt2d_backward : op_conv2d_backward)(dx, dw, db, r, x, w, B, &s, cols);
+    /* every input, weight and bias against central differences of the double objective */
+    const double h = 1e-2; /* the objective is linear in each: exact up to rounding */
+    double err_x = 0, err_w = 0, err_b = 0;
+    for (size_t i = 0; i < nx; i++) {
+        float keep = x[i];
+        x[i] = keep + (float)h;
+        double hi = objective(x, w, b, r, B, &s, transposed);
+        x[i] = keep - (float)h;
+        double lo = objective(x, w, b, r, B, &s, transposed);
+        x[i] = keep;
+        err_x = fmax(err_x, fabs((hi - lo) / (2 * h) - dx[i]));
+    }
+    for (size_t i = 0; i < nw; i++) {
+        float keep = w[i];
+        w[i] = keep + (float)h;
+        double hi = objective(x, w, b, r, B, &s, transposed);
+        w[i] = keep - (float)h;
+        double lo = objective(x, w, b, r, B, &s, transposed);
+        w[i] = keep;
+        err_w = fmax(err_w, fabs((hi - lo) / (2 * h) - dw[i]));
+    }
+    for (int i = 0; i < out_c; i++) {
+        float keep = b[i];
+        b[i] = keep + (float)h;
+        double hi = objective(x, w, b, r, B, &s, transposed);
+        b[i] = keep - (float)h;
+        double lo = objective(x, w, b, r, B, &s, transposed);
+        b[i] = keep;
+        err_b = fmax(err_b, fabs((hi - lo) / (2 * h) - db[i]));
+    }
+    CHECK(err_x < 1e-3 && err_w < 1e-3 && err_b < 1e-3,
+          "%s %d->%d k%d s%d p%d: gradient errors x %g w %g b %g", transposed ? "convT" : "conv",
+          in_c, out_c, k, stride, pad, err_x, err_w, err_b);
+    free(x), free(w), free(y), free(r), free(dx), free(dw), free(cols), free(yd), free(xd), free(wd);
+}
+
+static void test_conv2d(void) {
+    check_conv(1, 8, 3, 4, 2, 1, 0); /* the conv preset's first layer, scaled down */
+    check_conv(3, 5, 2, 3, 1, 1, 0);
+    check_conv(2, 7, 4, 3, 2, 0, 0);
+    check_conv(2, 6, 2, 1, 1, 0, 0);
+}
+
+static void test_convt2d(void) {
+    check_conv(3, 4, 1, 4, 2, 1, 1); /* 4x4 -> 8x8, as the conv preset's last layer */
+    check_conv(2, 5, 3, 3, 1, 1, 1);
+    check_conv(4, 3, 2, 3, 2, 0, 1);
+}
+
+int main(void) {
+    RUN(test_conv2d);
+    RUN(test_convt2d);
+    return CHECK_SUMMARY();
+}
