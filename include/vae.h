@@ -101,6 +101,7 @@ void vae_rng_normal(vae_rng *rng, float *out, size_t n);
 /* ---------------------------------------------------------------- model configuration */
 
 #define VAE_MAX_HIDDEN 8
+#define VAE_MAX_CONV 6
 
 typedef enum {
     VAE_ACT_RELU = 0,
@@ -146,6 +147,17 @@ typedef struct {
     vae_variance variance;             /* GAUSSIAN only */
     float sigma;                       /* GAUSSIAN with FIXED variance: the standard deviation */
     float variance_floor;              /* GAUSSIAN with a learned variance: its lower bound */
+    /* Convolutions for images (PyTorch's Conv2d, NCHW): the input is image_channels x
+     * image_rows x image_cols (their product is input_dim); the encoder starts with n_conv
+     * convolutions (each followed by the activation) before its dense layers, and the decoder
+     * ends with their mirror: a dense layer to the last convolution's output shape, then
+     * transposed convolutions back to the image, the last one giving the likelihood's
+     * parameters per pixel. n_conv = 0: an MLP. */
+    int n_conv;
+    struct {
+        int channels, kernel, stride, padding;
+    } conv[VAE_MAX_CONV];
+    int image_channels, image_rows, image_cols;
     int n_classes;                     /* C > 0: a conditional VAE (Sohn et al. 2015): the
                                           label's one-hot code joins the encoder's input and
                                           the decoder's input; 0: unconditional */
@@ -182,7 +194,9 @@ void vae_model_zero_grads(vae_model *model);
 typedef struct {
     const char *name; /* view */
     size_t offset;    /* in floats, into params and grads */
-    int rows, cols;
+    int rows, cols;   /* as a matrix: a convolution's weight is (dims[0], the rest) */
+    int ndims;        /* its shape as PyTorch has it: 1 (bias), 2 (linear), 4 (convolution) */
+    int dims[4];
 } vae_tensor_info;
 int vae_model_num_tensors(const vae_model *model);
 vae_tensor_info vae_model_tensor(const vae_model *model, int index);

@@ -64,6 +64,74 @@ static double *layer(const vae_model *m, const double *params, const char *prefi
     return y;
 }
 
+/* y[n,o,i,j] = b[o] + sum_c,a,e w[o,c,a,e] x[n,c, i s - p + a, j s - p + e] (conv), or the
+ * transposed form y[n,o, i s - p + a, j s - p + e] += w[c,o,a,e] x[n,c,i,j] */
+void ref_conv(double *y, const double *x, const double *w, const double *b, int batch,
+                     const conv_shape *s, int transposed) {
+    const int ohw = s->out_h * s->out_w, ihw = s->in_h * s->in_w;
+    for (int n = 0; n < batch; n++) {
+        for (int o = 0; o < s->out_c; o++)
+            for (int i = 0; i < ohw; i++) y[((size_t)n * s->out_c + o) * ohw + i] = b[o];
+        if (!transposed) {
+            for (int o = 0; o < s->out_c; o++)
+                for (int i = 0; i < s->out_h; i++)
+                    for (int j = 0; j < s->out_w; j++)
+                        for (int c = 0; c < s->in_c; c++)
+                            for (int a = 0; a < s->k; a++)
+                                for (int e = 0; e < s->k; e++) {
+                                    int iy = i * s->stride - s->pad + a, ix = j * s->stride - s->pad + e;
+                                    if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
+                                    y[((size_t)n * s->out_c + o) * ohw + i * s->out_w + j] +=
+                                        w[((o * s->in_c + c) * s->k + a) * s->k + e] *
+                                        x[((size_t)n * s->in_c + c) * ihw + iy * s->in_w + ix];
+                                }
+        } else {
+            for (int c = 0; c < s->in_c; c++)
+                for (int i = 0; i < s->in_h; i++)
+                    for (int j = 0; j < s->in_w; j++)
+                        for (int o = 0; o < s->out_c; o++)
+                            for (int a = 0; a < s->k; a++)
+                                for (int e = 0; e < s->k; e++) {
+                                    int oy = i * s->stride - s->pad + a, ox = j * s->stride - s->pad + e;
+                                    if (oy < 0 || oy >= s->out_h || ox < 0 || ox >= s->out_w) continue;
+                                    y[((size_t)n * s->out_c + o) * ohw + oy * s->out_w + ox] +=
+                                        w[((c * s->out_c + o) * s->k + a) * s->k + e] *
+                                        x[((size_t)n * s->in_c + c) * ihw + i * s->in_w + j];
+                                }
+        }
+    }
+}
+
+
+/* The shapes of a config's convolutions, as the model builds them. */
+static void ref_conv_shapes(const vae_config *c, conv_shape *shapes) {
+    for (int i = 0; i < c->n_conv; i++) {
+        conv_shape *s = &shapes[i];
+        s->in_c = i ? shapes[i - 1].out_c : c->image_channels;
+        s->in_h = i ? shapes[i - 1].out_h : c->image_rows;
+        s->in_w = i ? shapes[i - 1].out_w : c->image_cols;
+        s->out_c = c->conv[i].channels, s->k = c->conv[i].kernel;
+        s->stride = c->conv[i].stride, s->pad = c->conv[i].padding;
+        s->out_h = (s->in_h + 2 * s->pad - s->k) / s->stride + 1;
+        s->out_w = (s->in_w + 2 * s->pad - s->k) / s->stride + 1;
+    }
+}
+
+/* A convolution layer of the model in double, activated or not. */
+static double *conv_layer(const vae_model *m, const double *params, const char *prefix,
+                          const double *x, int batch, const conv_shape *s, int transposed,
+                          int activate, uint64_t *pattern) {
+    char wname[64], bname[64];
+    snprintf(wname, sizeof wname, "%s.weight", prefix);
+    snprintf(bname, sizeof bname, "%s.bias", prefix);
+    double *y = malloc(sizeof(double) * (size_t)batch * s->out_c * s->out_h * s->out_w);
+    ref_conv(y, x, tensor(m, params, wname), tensor(m, params, bname), batch, s, transposed);
+    if (activate)
+        ref_activation(y, (size_t)batch * s->out_c * s->out_h * s->out_w,
+                       vae_model_config(m)->activation, pattern);
+    return y;
+}
+
 double ref_kl_weight = 1.0, ref_free_bits = 0.0;
 const uint8_t *ref_labels;
 
@@ -79,6 +147,14 @@ static void ref_encode(const vae_model *m, const double *params, const float *x,
         if (C) h[(size_t)b * (D + C) + D + ref_labels[b]] = 1.0;
     }
     int width = D + C;
+    conv_shape shapes[VAE_MAX_CONV];
+    ref_conv_shapes(c, shapes);
+    for (int i = 0; i < c->n_conv; i++) {
+        snprintf(name, sizeof name, "encoder.conv.%d", i);
+        double *next = conv_layer(m, params, name, h, batch, &shapes[i], 0, 1, pattern);
+        free(h);
+        h = next, width = shapes[i].out_c * shapes[i].out_h * shapes[i].out_w;
+    }
     for (int l = 0; l < c->n_encoder; l++) {
         snprintf(name, sizeof name, "encoder.%d", l);
         double *next = layer(m, params, name, h, batch, width, c->encoder[l], 1, pattern);
@@ -110,7 +186,30 @@ static void ref_decode_nll(const vae_model *m, const double *params, const doubl
     }
     const int per_sample = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_SAMPLE;
     const int out = per_sample ? 2 * D : D;
-    double *logits = layer(m, params, "output", h, rows, width, out, 0, NULL);
+    double *logits;
+    if (c->n_conv) {
+        conv_shape shapes[VAE_MAX_CONV];
+        ref_conv_shapes(c, shapes);
+        const conv_shape *last = &shapes[c->n_conv - 1];
+        double *next = layer(m, params, "decoder.project", h, rows, width,
+                             last->out_c * last->out_h * last->out_w, 1, pattern);
+        free(h);
+        h = next;
+        for (int i = c->n_conv - 1; i >= 0; i--) {
+            const conv_shape *e = &shapes[i];
+            conv_shape t = {.in_c = e->out_c, .in_h = e->out_h, .in_w = e->out_w,
+                            .out_c = e->in_c * (i == 0 && per_sample ? 2 : 1), .out_h = e->in_h,
+                            .out_w = e->in_w, .k = e->k, .stride = e->stride, .pad = e->pad};
+            snprintf(name, sizeof name, "decoder.convt.%d", i);
+            next = conv_layer(m, params, i == 0 ? "output" : name, h, rows, &t, 1, i != 0, pattern);
+            free(h);
+            h = next;
+        }
+        logits = h; /* NCHW: the means, then (per-sample variance) the raw log-variances */
+        h = NULL;
+    } else {
+        logits = layer(m, params, "output", h, rows, width, out, 0, NULL);
+    }
     const double *dim_logvar = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_DIM
                                    ? tensor(m, params, "likelihood.logvar") : NULL;
     for (int r = 0; r < rows; r++) {

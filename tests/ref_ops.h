@@ -5,6 +5,8 @@
 
 #include "vae.h"
 
+#include "ops/ops.h"
+
 #include <stdint.h>
 
 void ref_linear(double *y, const double *x, const double *w, const double *b, int batch, int in,
@@ -13,6 +15,9 @@ void ref_linear(double *y, const double *x, const double *w, const double *b, in
  * finite difference can tell when it crossed a kink. */
 void ref_activation(double *y, size_t n, vae_activation act, uint64_t *pattern);
 double ref_bce_logits(double logit, double x);
+/* Conv2d (transposed = 0) or ConvTranspose2d with PyTorch's layouts, by direct loops. */
+void ref_conv(double *y, const double *x, const double *w, const double *b, int batch,
+              const conv_shape *s, int transposed);
 double ref_kl(const double *mu, const double *logvar, int latent);
 
 /* Mean negative ELBO over the batch of a model whose parameters are `params` (laid out as

@@ -1,48 +1,11 @@
 /* test_conv.c — Conv2d and ConvTranspose2d against direct double-precision loops, values and
  * every gradient by central differences, across strides, paddings and channel counts. */
 #include "check.h"
+#include "ref_ops.h"
 #include "ops/ops.h"
 #include "vae.h"
 
 #include <string.h>
-
-/* y[n,o,i,j] = b[o] + sum_c,a,e w[o,c,a,e] x[n,c, i s - p + a, j s - p + e] (conv), or the
- * transposed form y[n,o, i s - p + a, j s - p + e] += w[c,o,a,e] x[n,c,i,j] */
-static void ref_conv(double *y, const double *x, const double *w, const double *b, int batch,
-                     const conv_shape *s, int transposed) {
-    const int ohw = s->out_h * s->out_w, ihw = s->in_h * s->in_w;
-    for (int n = 0; n < batch; n++) {
-        for (int o = 0; o < s->out_c; o++)
-            for (int i = 0; i < ohw; i++) y[((size_t)n * s->out_c + o) * ohw + i] = b[o];
-        if (!transposed) {
-            for (int o = 0; o < s->out_c; o++)
-                for (int i = 0; i < s->out_h; i++)
-                    for (int j = 0; j < s->out_w; j++)
-                        for (int c = 0; c < s->in_c; c++)
-                            for (int a = 0; a < s->k; a++)
-                                for (int e = 0; e < s->k; e++) {
-                                    int iy = i * s->stride - s->pad + a, ix = j * s->stride - s->pad + e;
-                                    if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
-                                    y[((size_t)n * s->out_c + o) * ohw + i * s->out_w + j] +=
-                                        w[((o * s->in_c + c) * s->k + a) * s->k + e] *
-                                        x[((size_t)n * s->in_c + c) * ihw + iy * s->in_w + ix];
-                                }
-        } else {
-            for (int c = 0; c < s->in_c; c++)
-                for (int i = 0; i < s->in_h; i++)
-                    for (int j = 0; j < s->in_w; j++)
-                        for (int o = 0; o < s->out_c; o++)
-                            for (int a = 0; a < s->k; a++)
-                                for (int e = 0; e < s->k; e++) {
-                                    int oy = i * s->stride - s->pad + a, ox = j * s->stride - s->pad + e;
-                                    if (oy < 0 || oy >= s->out_h || ox < 0 || ox >= s->out_w) continue;
-                                    y[((size_t)n * s->out_c + o) * ohw + oy * s->out_w + ox] +=
-                                        w[((c * s->out_c + o) * s->k + a) * s->k + e] *
-                                        x[((size_t)n * s->in_c + c) * ihw + i * s->in_w + j];
-                                }
-        }
-    }
-}
 
 /* sum of r . conv(x) in double: a scalar whose gradient is the backward pass with dy = r */
 static double objective(const float *x, const float *w, const float *b, const float *r, int batch,

@@ -457,6 +457,65 @@ static void test_model_grad_conditional(void) {
     check_model_config(cfg, (vae_objective){1, 0});
 }
 
+/* A convolutional VAE: 1x8x8 images, Conv2d 3x4s2p1 (8 -> 4) and 4x3s1p1 (4 -> 4), dense
+ * layers, then the decoder's mirror of ConvTranspose2d layers; every parameter. */
+static void check_conv_model(vae_likelihood lik, vae_variance var) {
+    vae_config cfg = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {6},
+                      .n_decoder = 1, .decoder = {5}, .activation = VAE_ACT_TANH,
+                      .likelihood = lik, .variance = var, .variance_floor = 0.05f,
+                      .n_conv = 2, .image_channels = 1, .image_rows = 8, .image_cols = 8};
+    cfg.conv[0].channels = 3, cfg.conv[0].kernel = 4, cfg.conv[0].stride = 2, cfg.conv[0].padding = 1;
+    cfg.conv[1].channels = 4, cfg.conv[1].kernel = 3, cfg.conv[1].stride = 1, cfg.conv[1].padding = 1;
+    vae_model *m;
+    vae_error err;
+    CHECK(vae_model_create(&m, &cfg, 11, &err) == VAE_OK, "create: %s", err.message);
+    if (!m) return;
+    enum { B = 2 };
+    vae_rng rng = vae_rng_make(31, (uint64_t)lik);
+    float x[B * 64], eps[B * 2];
+    fill_uniform(&rng, x, B * 64, 0, 1);
+    vae_rng_normal(&rng, eps, B * 2);
+    size_t n = vae_model_num_params(m);
+    float *p = vae_model_params(m);
+    for (size_t i = 0; i < n; i++) p[i] *= 1.5f;
+    vae_workspace *ws;
+    vae_workspace_create(&ws, m, B, &err);
+    vae_loss loss = {0};
+    vae_model_zero_grads(m);
+    CHECK(vae_forward(m, ws, x, eps, B, &loss) == VAE_OK && vae_backward(m, ws, x, B) == VAE_OK,
+          "passes");
+    double *pd = malloc(sizeof(double) * n), *num = malloc(sizeof(double) * n);
+    for (size_t i = 0; i < n; i++) pd[i] = p[i];
+    double recon, kl;
+    double ref = ref_model_loss(m, pd, x, eps, B, &recon, &kl, NULL);
+    CHECK_CLOSE((loss.recon + loss.kl) / B, ref, 1e-5, 1e-6, "conv model loss vs reference");
+    for (size_t i = 0; i < n; i++) {
+        double keep = pd[i];
+        pd[i] = keep + H;
+        double hi = ref_model_loss(m, pd, x, eps, B, NULL, NULL, NULL);
+        pd[i] = keep - H;
+        double lo = ref_model_loss(m, pd, x, eps, B, NULL, NULL, NULL);
+        pd[i] = keep;
+        num[i] = (hi - lo) / (2 * H);
+    }
+    char what[64];
+    for (int t = 0; t < vae_model_num_tensors(m); t++) {
+        vae_tensor_info info = vae_model_tensor(m, t);
+        snprintf(what, sizeof what, "conv %s d/%s", vae_likelihood_name(lik), info.name);
+        check_grad(what, vae_model_grads(m) + info.offset, num + info.offset,
+                   (size_t)info.rows * info.cols);
+    }
+    vae_tensor_info w0 = vae_model_tensor(m, 0);
+    CHECK(w0.ndims == 4 && w0.dims[0] == 3 && w0.dims[1] == 1 && w0.dims[2] == 4,
+          "encoder.conv.0.weight is (3, 1, 4, 4): %d %d %d %d", w0.dims[0], w0.dims[1], w0.dims[2], w0.dims[3]);
+    free(pd), free(num);
+    vae_workspace_free(ws);
+    vae_model_free(m);
+}
+
+static void test_conv_model_bernoulli(void) { check_conv_model(VAE_LIK_BERNOULLI, VAE_VAR_FIXED); }
+static void test_conv_model_gaussian(void) { check_conv_model(VAE_LIK_GAUSSIAN, VAE_VAR_PER_SAMPLE); }
+
 int main(void) {
     RUN(test_linear_backward);
     RUN(test_activation_relu);
@@ -481,5 +540,7 @@ int main(void) {
     RUN(test_iwae_grad_k1);
     RUN(test_iwae_grad_conditional);
     RUN(test_model_grad_conditional);
+    RUN(test_conv_model_bernoulli);
+    RUN(test_conv_model_gaussian);
     return CHECK_SUMMARY();
 }

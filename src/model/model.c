@@ -132,6 +132,37 @@ vae_status vae_config_validate(const vae_config *cfg, vae_error *err) {
                   "unknown activation %d", (int)cfg->activation);
     VAE_RETURN_IF(cfg->n_classes < 0 || cfg->n_classes > 256, err, VAE_ERR_INVALID_ARGUMENT,
                   "classes %d out of range 0..256", cfg->n_classes);
+    VAE_RETURN_IF(cfg->n_conv < 0 || cfg->n_conv > VAE_MAX_CONV, err, VAE_ERR_INVALID_ARGUMENT,
+                  "at most %d convolutions, got %d", VAE_MAX_CONV, cfg->n_conv);
+    if (cfg->n_conv) {
+        VAE_RETURN_IF(cfg->n_classes, err, VAE_ERR_INVALID_ARGUMENT,
+                      "a conditional model with convolutions is not supported");
+        VAE_RETURN_IF(cfg->image_channels < 1 || cfg->image_rows < 1 || cfg->image_cols < 1 ||
+                          (long)cfg->image_channels * cfg->image_rows * cfg->image_cols !=
+                              cfg->input_dim,
+                      err, VAE_ERR_INVALID_ARGUMENT,
+                      "convolutions need images: %d x %d x %d is not the input's %d values",
+                      cfg->image_channels, cfg->image_rows, cfg->image_cols, cfg->input_dim);
+        int c = cfg->image_channels, h = cfg->image_rows, w = cfg->image_cols;
+        for (int i = 0; i < cfg->n_conv; i++) {
+            int ch = cfg->conv[i].channels, k = cfg->conv[i].kernel, s = cfg->conv[i].stride,
+                p = cfg->conv[i].padding;
+            VAE_RETURN_IF(ch < 1 || ch > 4096 || k < 1 || k > 15 || s < 1 || s > 8 || p < 0 ||
+                              p >= k, err, VAE_ERR_INVALID_ARGUMENT,
+                          "convolution %d: %d channels, kernel %d, stride %d, padding %d out of "
+                          "range (1..4096, 1..15, 1..8, 0..kernel-1)", i + 1, ch, k, s, p);
+            int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+            VAE_RETURN_IF(h + 2 * p < k || w + 2 * p < k, err, VAE_ERR_INVALID_ARGUMENT,
+                          "convolution %d: kernel %d is larger than its %dx%d input", i + 1, k, h, w);
+            VAE_RETURN_IF((oh - 1) * s - 2 * p + k != h || (ow - 1) * s - 2 * p + k != w, err,
+                          VAE_ERR_INVALID_ARGUMENT,
+                          "convolution %d (%dx%d -> %dx%d) cannot be mirrored exactly by the "
+                          "decoder's transposed convolution; pick kernel, stride and padding "
+                          "with (in + 2 padding - kernel) divisible by stride", i + 1, h, w, oh, ow);
+            c = ch, h = oh, w = ow;
+        }
+        (void)c;
+    }
     VAE_RETURN_IF((unsigned)cfg->likelihood > VAE_LIK_POISSON, err, VAE_ERR_INVALID_ARGUMENT,
                   "unknown likelihood %d", (int)cfg->likelihood);
     if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
@@ -148,19 +179,36 @@ vae_status vae_config_validate(const vae_config *cfg, vae_error *err) {
     return VAE_OK;
 }
 
-/* Appends a layer and its two tensor names; fails when the parameter count overflows. */
-static int add_layer(vae_model *m, const char *prefix, int in, int out) {
+/* Appends a layer of weight_size + bias_size parameters and its two tensor names; fails when
+ * the parameter count overflows. */
+static int add_any_layer(vae_model *m, const char *prefix, vae_layer_kind kind, int in, int out,
+                         size_t wsize, int bias_size, int fan_in, const conv_shape *conv) {
+    if (m->n_layers == VAE_MAX_LAYERS || wsize > INT32_MAX) return 0;
     vae_layer *layer = &m->layers[m->n_layers];
-    size_t wsize;
-    if (__builtin_mul_overflow((size_t)in, (size_t)out, &wsize)) return 0;
-    layer->in = in, layer->out = out;
+    layer->kind = kind, layer->in = in, layer->out = out;
+    layer->weight_size = (int)wsize, layer->bias_size = bias_size, layer->fan_in = fan_in;
+    if (conv) layer->conv = *conv;
     layer->weight = m->num_params;
     if (__builtin_add_overflow(m->num_params, wsize, &layer->bias)) return 0;
-    if (__builtin_add_overflow(layer->bias, (size_t)out, &m->num_params)) return 0;
+    if (__builtin_add_overflow(layer->bias, (size_t)bias_size, &m->num_params)) return 0;
     snprintf(m->tensor_names[2 * m->n_layers], VAE_TENSOR_NAME_MAX, "%s.weight", prefix);
     snprintf(m->tensor_names[2 * m->n_layers + 1], VAE_TENSOR_NAME_MAX, "%s.bias", prefix);
     m->n_layers++;
     return 1;
+}
+
+static int add_layer(vae_model *m, const char *prefix, int in, int out) {
+    size_t wsize;
+    if (__builtin_mul_overflow((size_t)in, (size_t)out, &wsize)) return 0;
+    return add_any_layer(m, prefix, LAYER_DENSE, in, out, wsize, out, in, NULL);
+}
+
+static int add_conv_layer(vae_model *m, const char *prefix, vae_layer_kind kind,
+                          const conv_shape *s) {
+    size_t wsize = (size_t)s->in_c * s->out_c * s->k * s->k;
+    int fan_in = (kind == LAYER_CONV ? s->in_c : s->out_c) * s->k * s->k; /* as PyTorch's */
+    return add_any_layer(m, prefix, kind, s->in_c * s->in_h * s->in_w,
+                         s->out_c * s->out_h * s->out_w, wsize, s->out_c, fan_in, s);
 }
 
 /* PyTorch's nn.Linear default: kaiming_uniform(a=sqrt 5) for weights, which is U(+-1/sqrt fan_in),
@@ -169,8 +217,8 @@ static void init_params(vae_model *m, uint64_t seed) {
     for (int i = 0; i < m->n_layers; i++) {
         const vae_layer *layer = &m->layers[i];
         vae_rng rng = vae_rng_make(seed, 0x1a7e0000ULL + (uint64_t)i);
-        float bound = 1.0f / sqrtf((float)layer->in);
-        size_t count = (size_t)layer->in * layer->out + (size_t)layer->out;
+        float bound = 1.0f / sqrtf((float)layer->fan_in);
+        size_t count = (size_t)layer->weight_size + (size_t)layer->bias_size;
         float *p = m->params + layer->weight;
         for (size_t k = 0; k < count; k++) p[k] = (2.0f * vae_rng_uniform(&rng) - 1.0f) * bound;
     }
@@ -185,6 +233,20 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
     m->cfg = *cfg;
     char name[VAE_TENSOR_NAME_MAX];
     int ok = 1, width = cfg->input_dim + cfg->n_classes;
+    conv_shape shapes[VAE_MAX_CONV];
+    for (int i = 0; i < cfg->n_conv; i++) { /* validated: every shape fits and mirrors */
+        conv_shape *s = &shapes[i];
+        s->in_c = i ? shapes[i - 1].out_c : cfg->image_channels;
+        s->in_h = i ? shapes[i - 1].out_h : cfg->image_rows;
+        s->in_w = i ? shapes[i - 1].out_w : cfg->image_cols;
+        s->out_c = cfg->conv[i].channels, s->k = cfg->conv[i].kernel;
+        s->stride = cfg->conv[i].stride, s->pad = cfg->conv[i].padding;
+        s->out_h = (s->in_h + 2 * s->pad - s->k) / s->stride + 1;
+        s->out_w = (s->in_w + 2 * s->pad - s->k) / s->stride + 1;
+        snprintf(name, sizeof name, "encoder.conv.%d", i);
+        ok &= add_conv_layer(m, name, LAYER_CONV, s);
+        width = s->out_c * s->out_h * s->out_w;
+    }
     for (int i = 0; i < cfg->n_encoder; i++) {
         snprintf(name, sizeof name, "encoder.%d", i);
         ok &= add_layer(m, name, width, cfg->encoder[i]);
@@ -201,9 +263,24 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
         ok &= add_layer(m, name, width, cfg->decoder[i]);
         width = cfg->decoder[i];
     }
-    m->output_layer = m->n_layers;
     const int per_sample = cfg->likelihood == VAE_LIK_GAUSSIAN && cfg->variance == VAE_VAR_PER_SAMPLE;
-    ok &= add_layer(m, "output", width, cfg->input_dim * (per_sample ? 2 : 1));
+    if (cfg->n_conv) { /* to the last convolution's output shape, then back up to the image */
+        const conv_shape *last = &shapes[cfg->n_conv - 1];
+        int project = last->out_c * last->out_h * last->out_w;
+        ok &= add_layer(m, "decoder.project", width, project);
+        for (int i = cfg->n_conv - 1; i >= 0; i--) {
+            const conv_shape *e = &shapes[i];
+            conv_shape t = {.in_c = e->out_c, .in_h = e->out_h, .in_w = e->out_w,
+                            .out_c = e->in_c * (i == 0 && per_sample ? 2 : 1), .out_h = e->in_h,
+                            .out_w = e->in_w, .k = e->k, .stride = e->stride, .pad = e->pad};
+            if (i == 0) m->output_layer = m->n_layers;
+            snprintf(name, sizeof name, "decoder.convt.%d", i);
+            ok &= add_conv_layer(m, i == 0 ? "output" : name, LAYER_CONVT, &t);
+        }
+    } else {
+        m->output_layer = m->n_layers;
+        ok &= add_layer(m, "output", width, cfg->input_dim * (per_sample ? 2 : 1));
+    }
     m->dim_logvar = 0, m->has_dim_logvar = 0;
     if (cfg->likelihood == VAE_LIK_GAUSSIAN && cfg->variance == VAE_VAR_PER_DIM) {
         m->has_dim_logvar = 1, m->dim_logvar = m->num_params;
@@ -292,7 +369,7 @@ void vae_model_zero_grads(vae_model *model) {
 
 uint64_t vae_config_hash(const vae_config *cfg) {
     /* field by field: padding bytes of the struct must not count */
-    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1 + 5] = {0};
+    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1 + 5 + 4 + 4 * VAE_MAX_CONV] = {0};
     int k = 0;
     fields[k++] = cfg->input_dim, fields[k++] = cfg->latent_dim;
     fields[k++] = cfg->n_encoder, fields[k++] = cfg->n_decoder;
@@ -300,6 +377,15 @@ uint64_t vae_config_hash(const vae_config *cfg) {
     for (int i = 0; i < cfg->n_decoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->decoder[i];
     fields[k++] = (int32_t)cfg->activation;
     if (cfg->n_classes) fields[k++] = -cfg->n_classes; /* unconditional models keep their hash */
+    if (cfg->n_conv > 0 && cfg->n_conv <= VAE_MAX_CONV) { /* and MLPs theirs */
+        fields[k++] = 1000 + cfg->n_conv;
+        fields[k++] = cfg->image_channels, fields[k++] = cfg->image_rows;
+        fields[k++] = cfg->image_cols;
+        for (int i = 0; i < cfg->n_conv; i++) {
+            fields[k++] = cfg->conv[i].channels, fields[k++] = cfg->conv[i].kernel;
+            fields[k++] = cfg->conv[i].stride, fields[k++] = cfg->conv[i].padding;
+        }
+    }
     if (cfg->likelihood != VAE_LIK_BERNOULLI) { /* so Bernoulli models keep their old hash */
         fields[k++] = (int32_t)cfg->likelihood;
         if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
@@ -320,15 +406,25 @@ vae_tensor_info vae_model_tensor(const vae_model *model, int index) {
     if (index == 2 * model->n_layers && model->has_dim_logvar) {
         info.name = "likelihood.logvar";
         info.offset = model->dim_logvar, info.rows = model->cfg.input_dim, info.cols = 1;
+        info.ndims = 1, info.dims[0] = info.rows;
         return info;
     }
     if (index < 0 || index >= 2 * model->n_layers) return info;
     const vae_layer *layer = &model->layers[index / 2];
     info.name = model->tensor_names[index];
-    if (index % 2 == 0) {
+    if (index % 2 == 1) {
+        info.offset = layer->bias, info.rows = layer->bias_size, info.cols = 1;
+        info.ndims = 1, info.dims[0] = layer->bias_size;
+    } else if (layer->kind == LAYER_DENSE) {
         info.offset = layer->weight, info.rows = layer->out, info.cols = layer->in;
-    } else {
-        info.offset = layer->bias, info.rows = layer->out, info.cols = 1;
+        info.ndims = 2, info.dims[0] = layer->out, info.dims[1] = layer->in;
+    } else { /* Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k) */
+        const conv_shape *s = &layer->conv;
+        int first = layer->kind == LAYER_CONV ? s->out_c : s->in_c;
+        int second = layer->kind == LAYER_CONV ? s->in_c : s->out_c;
+        info.offset = layer->weight, info.rows = first, info.cols = second * s->k * s->k;
+        info.ndims = 4;
+        info.dims[0] = first, info.dims[1] = second, info.dims[2] = info.dims[3] = s->k;
     }
     return info;
 }

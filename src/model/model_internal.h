@@ -3,16 +3,22 @@
 #define VAE_MODEL_INTERNAL_H
 
 #include "core/internal.h"
+#include "ops/ops.h"
 
 /* Layers in forward order: encoder hidden layers, the mu head, the logvar head, decoder hidden
  * layers, the output layer. */
-#define VAE_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 3)
+#define VAE_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 2 * VAE_MAX_CONV + 4)
 #define VAE_TENSOR_NAME_MAX 32
 
+typedef enum { LAYER_DENSE = 0, LAYER_CONV, LAYER_CONVT } vae_layer_kind;
+
 typedef struct {
-    int in, out;
-    size_t weight; /* offset of (out,in) in the flat buffers */
-    size_t bias;   /* offset of (out) */
+    vae_layer_kind kind;
+    int in, out;   /* values per sample in and out (C*H*W for convolutions) */
+    size_t weight; /* offset of (out,in), or of the kernel, in the flat buffers */
+    size_t bias;   /* offset of the bias: out values, or one per output channel */
+    int weight_size, bias_size, fan_in;
+    conv_shape conv; /* LAYER_CONV, LAYER_CONVT */
 } vae_layer;
 
 struct vae_model {

@@ -26,6 +26,7 @@ struct vae_workspace {
     float *xy, *zy, *dzy;
     const uint8_t *labels;
     uint8_t *row_labels; /* (B): an IWAE pass's labels, each input's repeated for its draws */
+    float *cols;         /* a convolution's im2col scratch, for one sample */
 };
 
 void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels) { ws->labels = labels; }
@@ -71,7 +72,13 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
         ws->dzy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
         ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
     }
+    size_t cols = 0;
+    for (int l = 0; l < model->n_layers; l++)
+        if (model->layers[l].kind != LAYER_DENSE && op_conv_cols_size(&model->layers[l].conv) > cols)
+            cols = op_conv_cols_size(&model->layers[l].conv);
+    if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
+        (cols && !ws->cols) ||
         (classes && (!ws->xy || !ws->zy || !ws->dzy || !ws->row_labels))) {
         vae_workspace_free(ws);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace of batch %d",
@@ -102,7 +109,7 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws->kl_scale);
     free(ws->kl_mean);
     free(ws->d_dim_logvar);
-    free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels);
+    free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels), free(ws->cols);
     free(ws);
 }
 
@@ -121,8 +128,15 @@ static vae_status check_call(const vae_model *m, const vae_workspace *ws, int ba
 static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const float *in, int batch,
                           int activate) {
     const vae_layer *layer = &m->layers[l];
-    op_linear_forward(ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias,
-                      batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
+    if (layer->kind == LAYER_DENSE) {
+        op_linear_forward(ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias,
+                          batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
+        return;
+    }
+    (layer->kind == LAYER_CONV ? op_conv2d_forward : op_convt2d_forward)(
+        ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias, batch,
+        &layer->conv, ws->cols);
+    if (activate) op_activation_forward(ws->outputs[l], (size_t)batch * layer->out, m->cfg.activation);
 }
 
 /* x (B,D) -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
@@ -191,9 +205,14 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
                                    m->cfg.activation);
         const float *in = l == lo ? input : ws->outputs[l - 1];
         float *dx = l == lo ? dinput : spare;
-        op_linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
-                           m->params + layer->weight, batch, layer->in, layer->out,
-                           l == lo ? accumulate : 0, 1);
+        if (layer->kind == LAYER_DENSE)
+            op_linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
+                               m->params + layer->weight, batch, layer->in, layer->out,
+                               l == lo ? accumulate : 0, 1);
+        else /* never at a point where gradients are accumulated: those are dense heads */
+            (layer->kind == LAYER_CONV ? op_conv2d_backward : op_convt2d_backward)(
+                dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
+                m->params + layer->weight, batch, &layer->conv, ws->cols);
         spare = grad;
         grad = dx;
     }
