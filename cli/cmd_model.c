@@ -25,9 +25,17 @@ int cmd_info(int argc, char **argv) {
     const vae_config *c = vae_model_config(model);
     printf("file:          %s\n", argv[1]);
     printf("architecture:  %d-", c->input_dim);
+    if (c->n_conv) {
+        printf("[%dx%dx%d image, Conv2d", c->image_channels, c->image_rows, c->image_cols);
+        for (int i = 0; i < c->n_conv; i++)
+            printf("%s%dx%ds%dp%d", i ? "," : " ", c->conv[i].channels, c->conv[i].kernel,
+                   c->conv[i].stride, c->conv[i].padding);
+        printf("]-");
+    }
     print_sizes(c->encoder, c->n_encoder);
     printf("(%d)-", c->latent_dim);
     print_sizes(c->decoder, c->n_decoder);
+    if (c->n_conv) printf("[mirrored ConvTranspose2d]-");
     printf("%d, %s, two linear heads (mu, log sigma^2)", c->input_dim,
            vae_activation_name(c->activation));
     if (c->n_classes) printf("; conditional on %d classes", c->n_classes);

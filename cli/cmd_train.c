@@ -127,8 +127,12 @@ static void usage(FILE *out) {
         "      --test-labels FILE    labels of the test images\n"
         "      --no-test             do not evaluate on test data\n"
         "model:\n"
-        "  -p, --preset NAME         pytorch (784-400-(20)-400-784) or seed\n"
-        "                            (784-128-64-32-(2)-256-128-64-784); default pytorch\n"
+        "  -p, --preset NAME         pytorch (784-400-(20)-400-784), seed\n"
+        "                            (784-128-64-32-(2)-256-128-64-784) or conv (Conv2d\n"
+        "                            32x4s2p1,64x4s2p1, 256, (20), mirrored); default pytorch\n"
+        "      --conv LAYERS         convolutions before the dense encoder layers, mirrored by\n"
+        "                            transposed ones in the decoder: CHANNELSxKERNEL[sSTRIDE]\n"
+        "                            [pPADDING],... e.g. 32x4s2p1,64x4s2p1 (images only)\n"
         "      --encoder SIZES       hidden encoder widths, e.g. 512,256 (overrides the preset)\n"
         "      --decoder SIZES       hidden decoder widths\n"
         "  -z, --latent N            latent dimension\n"
@@ -168,7 +172,7 @@ static void usage(FILE *out) {
 
 typedef struct {
     const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset, *resume;
-    const char *encoder, *decoder, *activation, *likelihood, *variance;
+    const char *encoder, *decoder, *activation, *likelihood, *variance, *conv;
     float sigma, variance_floor;
     long label_column;
     int n_classes; /* of the training labels, for --conditional */
@@ -184,7 +188,8 @@ typedef struct {
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
-           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL };
+           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL,
+           OPT_CONV };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -208,6 +213,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"standardize", no_argument, 0, OPT_STANDARDIZE},
         {"iwae", required_argument, 0, OPT_IWAE},
         {"conditional", no_argument, 0, OPT_CONDITIONAL},
+        {"conv", required_argument, 0, OPT_CONV},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -267,6 +273,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case OPT_LIKELIHOOD: a->likelihood = optarg; break;
         case OPT_STANDARDIZE: a->standardize = 1; break;
         case OPT_CONDITIONAL: a->conditional = 1; break;
+        case OPT_CONV: a->conv = optarg; break;
         case OPT_IWAE:
             if (!cli_parse_int("iwae", optarg, 1, 4096, &a->train_opt.iwae_k)) return 0;
             a->objective_set = 1;
@@ -310,10 +317,13 @@ static vae_status load_split(const char *images, const char *labels, long label_
     return cli_read_dataset(images, labels, label_column, out, err);
 }
 
-static vae_status build_config(const train_args *a, int input_dim, vae_config *cfg,
+static vae_status build_config(const train_args *a, const vae_dataset *data, vae_config *cfg,
                                vae_error *err) {
-    vae_status s = vae_config_preset(cfg, a->preset, input_dim, err);
+    vae_status s = vae_config_preset(cfg, a->preset, data->dim, err);
     if (s != VAE_OK) return s;
+    if (a->conv && (s = vae_parse_conv_layers(a->conv, cfg, err))) return s;
+    if (cfg->n_conv && data->rows > 0) /* images: their shape, one channel */
+        cfg->image_channels = 1, cfg->image_rows = data->rows, cfg->image_cols = data->cols;
     if (a->encoder && (s = vae_parse_layer_sizes(a->encoder, cfg->encoder, &cfg->n_encoder, err)))
         return s;
     if (a->decoder && (s = vae_parse_layer_sizes(a->decoder, cfg->decoder, &cfg->n_decoder, err)))
@@ -431,9 +441,9 @@ static vae_status load_resume(const train_args *a, const vae_dataset *train, vae
     const vae_config *cfg = vae_model_config(*model);
     const char *why = NULL;
     if (a->preset_set || a->encoder || a->decoder || a->latent || a->activation || a->likelihood ||
-        a->variance || a->conditional) {
+        a->variance || a->conditional || a->conv) {
         vae_config asked;
-        s = build_config(a, train->dim, &asked, err);
+        s = build_config(a, train, &asked, err);
         if (s != VAE_OK) return s;
         if (vae_config_hash(&asked) != vae_config_hash(cfg)) why = "a different architecture";
     }
@@ -512,7 +522,7 @@ int cmd_train(int argc, char **argv) {
         a.train_opt.start = view.state.position;
     } else {
         vae_config cfg;
-        if ((s = build_config(&a, train->dim, &cfg, &err)) != VAE_OK) goto fail;
+        if ((s = build_config(&a, train, &cfg, &err)) != VAE_OK) goto fail;
         if ((s = vae_model_create(&model, &cfg, a.train_opt.seed, &err)) != VAE_OK) goto fail;
         snprintf(view.state.preset, sizeof view.state.preset, "%s",
                  a.encoder || a.decoder || a.latent || a.activation ? "" : a.preset);

@@ -165,8 +165,13 @@ typedef struct {
 
 /* Fills cfg with a named preset for data of width input_dim:
  *   "pytorch": D-400-(20)-400-D, relu (the canonical PyTorch example)
- *   "seed":    D-128-64-32-(2)-256-128-64-D, relu (the seed article's network, done right) */
+ *   "seed":    D-128-64-32-(2)-256-128-64-D, relu (the seed article's network, done right)
+ *   "conv":    1x28x28 images: Conv2d 32x4s2p1, 64x4s2p1, dense 256, (20), dense 256, the
+ *              mirrored ConvTranspose2d layers; relu */
 vae_status vae_config_preset(vae_config *cfg, const char *name, int input_dim, vae_error *err);
+/* Parses convolutions "32x4s2p1,64x4s2p1" (channels x kernel, then optional stride and
+ * padding, default 1 and 0) into cfg->conv and cfg->n_conv. */
+vae_status vae_parse_conv_layers(const char *text, vae_config *cfg, vae_error *err);
 /* Parses a comma-separated list of widths ("512,256") into sizes[]; *count gets their number. */
 vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_error *err);
 /* Checks every field; a message names the first bad one. */

@@ -27,8 +27,17 @@ typedef struct {
     char name[ST_NAME_MAX];
     float *data; /* where its values live in memory */
     size_t count;
-    int rows, cols; /* cols == 0: a 1-D tensor of rows values */
+    int ndims, dims[4]; /* its shape */
 } st_tensor;
+
+/* "[a,b,...]" into buf */
+static const char *shape_text(const st_tensor *t, char *buf, size_t size) {
+    size_t at = 0;
+    for (int i = 0; i < t->ndims && at < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%d", i ? "," : "[", t->dims[i]);
+    if (at < size) snprintf(buf + at, size - at, "]");
+    return buf;
+}
 
 /* The model's tensors, then (with adam) "adam.m.<name>" and "adam.v.<name>" for each. */
 static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
@@ -45,8 +54,8 @@ static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
                      info.name);
             t->data = base + info.offset;
             t->count = (size_t)info.rows * info.cols;
-            t->rows = info.rows;
-            t->cols = info.cols == 1 && !strstr(info.name, ".weight") ? 0 : info.cols;
+            t->ndims = info.ndims;
+            memcpy(t->dims, info.dims, sizeof t->dims);
         }
         if (pass == 0 && vae_model_data_mean(m)) { /* not parameters: no moments */
             for (int k = 0; k < 2; k++) {
@@ -54,7 +63,7 @@ static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
                 snprintf(t->name, sizeof t->name, k ? "standardize.std" : "standardize.mean");
                 t->data = (float *)(k ? vae_model_data_std(m) : vae_model_data_mean(m));
                 t->count = (size_t)vae_model_config(m)->input_dim;
-                t->rows = (int)t->count, t->cols = 0;
+                t->ndims = 1, t->dims[0] = (int)t->count;
             }
         }
     }
@@ -114,6 +123,16 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
     ok = ok && set_str(meta, "activation", vae_activation_name(c->activation));
     ok = ok && set_str(meta, "likelihood", vae_likelihood_name(c->likelihood));
     if (c->n_classes) ok = ok && set_u64(meta, "classes", (uint64_t)c->n_classes);
+    if (c->n_conv) {
+        snprintf(buf, sizeof buf, "%d,%d,%d", c->image_channels, c->image_rows, c->image_cols);
+        ok = ok && set_str(meta, "image_shape", buf);
+        size_t at = 0;
+        for (int i = 0; i < c->n_conv && at < sizeof buf; i++)
+            at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%dx%ds%dp%d", i ? "," : "",
+                                   c->conv[i].channels, c->conv[i].kernel, c->conv[i].stride,
+                                   c->conv[i].padding);
+        ok = ok && set_str(meta, "conv", buf);
+    }
     if (c->likelihood == VAE_LIK_GAUSSIAN) {
         ok = ok && set_str(meta, "variance", vae_variance_name(c->variance));
         ok = ok && set_float(meta, "sigma", c->sigma);
@@ -194,9 +213,9 @@ vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam 
     uint64_t offset = 0;
     for (size_t i = 0; ok && i < n; i++) {
         uint64_t bytes = (uint64_t)tensors[i].count * sizeof(float);
-        json_t *shape = tensors[i].cols ? json_pack("[II]", (json_int_t)tensors[i].rows,
-                                                    (json_int_t)tensors[i].cols)
-                                        : json_pack("[I]", (json_int_t)tensors[i].rows);
+        json_t *shape = json_array();
+        for (int d = 0; shape && d < tensors[i].ndims; d++)
+            json_array_append_new(shape, json_integer(tensors[i].dims[d]));
         json_t *entry = json_pack("{s:s, s:o, s:[II]}", "dtype", "F32", "shape", shape,
                                   "data_offsets", (json_int_t)offset, (json_int_t)(offset + bytes));
         ok = entry && json_object_set_new(root, tensors[i].name, entry) == 0;
@@ -318,6 +337,17 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
                   VAE_ERR_FORMAT,
                   "%s: metadata: likelihood %s%.40s%s is not one of bernoulli, gaussian, poisson",
                   path, lik ? "\"" : "", lik ? lik : "missing", lik ? "\"" : "");
+    const char *conv = meta_get(meta, "conv"), *image = meta_get(meta, "image_shape");
+    if (conv || image) {
+        char tail;
+        VAE_RETURN_IF(!conv || !image ||
+                          sscanf(image, "%d,%d,%d%c", &cfg->image_channels, &cfg->image_rows,
+                                 &cfg->image_cols, &tail) != 3,
+                      err, VAE_ERR_FORMAT, "%s: metadata: \"conv\" needs \"image_shape\" as "
+                      "CHANNELS,ROWS,COLS", path);
+        VAE_RETURN_IF(vae_parse_conv_layers(conv, cfg, &inner) != VAE_OK, err, VAE_ERR_FORMAT,
+                      "%s: metadata: %s", path, inner.message);
+    }
     if (json_object_get(meta, "classes")) {
         uint64_t classes;
         VAE_TRY(meta_u64(meta, "classes", 256, &classes, path, err));
@@ -579,12 +609,12 @@ static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_
         for (size_t j = 0; j < n_entries && !e; j++)
             if (strcmp(ls->entries[j].name, t->name) == 0) e = &ls->entries[j];
         VAE_RETURN_IF(!e, err, VAE_ERR_FORMAT, "%s: tensor \"%s\" is missing", path, t->name);
-        int dims_ok = t->cols ? e->ndims == 2 && e->dims[0] == (uint64_t)t->rows &&
-                                    e->dims[1] == (uint64_t)t->cols
-                              : e->ndims == 1 && e->dims[0] == (uint64_t)t->rows;
+        int dims_ok = e->ndims == t->ndims;
+        for (int d = 0; dims_ok && d < t->ndims; d++) dims_ok = e->dims[d] == (uint64_t)t->dims[d];
+        char expected[64];
         VAE_RETURN_IF(!dims_ok, err, VAE_ERR_FORMAT,
-                      "%s: tensor \"%s\" has the wrong shape for the architecture (expected "
-                      "[%d%s%.0d])", path, t->name, t->rows, t->cols ? "," : "", t->cols);
+                      "%s: tensor \"%s\" has the wrong shape for the architecture (expected %s)",
+                      path, t->name, shape_text(t, expected, sizeof expected));
         VAE_RETURN_IF(fseeko(ls->f, (off_t)(8 + header_len + e->begin), SEEK_SET) != 0 ||
                           fread(t->data, sizeof(float), t->count, ls->f) != t->count,
                       err, VAE_ERR_IO, "%s: read error in tensor \"%s\"", path, t->name);

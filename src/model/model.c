@@ -88,6 +88,39 @@ vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_e
     return VAE_OK;
 }
 
+vae_status vae_parse_conv_layers(const char *text, vae_config *cfg, vae_error *err) {
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        VAE_RETURN_IF(n == VAE_MAX_CONV, err, VAE_ERR_INVALID_ARGUMENT,
+                      "convolutions \"%s\": at most %d", text, VAE_MAX_CONV);
+        int channels, kernel, stride = 1, padding = 0, used = 0;
+        VAE_RETURN_IF(sscanf(p, "%dx%d%n", &channels, &kernel, &used) != 2, err,
+                      VAE_ERR_INVALID_ARGUMENT, "convolutions \"%s\": expected CHANNELSxKERNEL"
+                      "[sSTRIDE][pPADDING] at position %d, e.g. 32x4s2p1", text, (int)(p - text) + 1);
+        p += used;
+        if (*p == 's') {
+            VAE_RETURN_IF(sscanf(p + 1, "%d%n", &stride, &used) != 1, err,
+                          VAE_ERR_INVALID_ARGUMENT, "convolutions \"%s\": a number after 's'", text);
+            p += 1 + used;
+        }
+        if (*p == 'p') {
+            VAE_RETURN_IF(sscanf(p + 1, "%d%n", &padding, &used) != 1, err,
+                          VAE_ERR_INVALID_ARGUMENT, "convolutions \"%s\": a number after 'p'", text);
+            p += 1 + used;
+        }
+        VAE_RETURN_IF(*p != ',' && *p != '\0', err, VAE_ERR_INVALID_ARGUMENT,
+                      "convolutions \"%s\": unexpected '%c' at position %d", text, *p,
+                      (int)(p - text) + 1);
+        cfg->conv[n].channels = channels, cfg->conv[n].kernel = kernel;
+        cfg->conv[n].stride = stride, cfg->conv[n].padding = padding;
+        n++;
+        if (*p == ',') p++;
+    }
+    cfg->n_conv = n;
+    return VAE_OK;
+}
+
 vae_status vae_config_preset(vae_config *cfg, const char *name, int input_dim, vae_error *err) {
     memset(cfg, 0, sizeof *cfg);
     cfg->input_dim = input_dim;
@@ -100,9 +133,19 @@ vae_status vae_config_preset(vae_config *cfg, const char *name, int input_dim, v
         cfg->n_encoder = 3, cfg->encoder[0] = 128, cfg->encoder[1] = 64, cfg->encoder[2] = 32;
         cfg->latent_dim = 2;
         cfg->n_decoder = 3, cfg->decoder[0] = 256, cfg->decoder[1] = 128, cfg->decoder[2] = 64;
+    } else if (strcmp(name, "conv") == 0) {
+        /* two stride-2 convolutions (28 -> 14 -> 7), a dense layer, a 20-D latent, mirrored */
+        cfg->n_conv = 2;
+        cfg->conv[0].channels = 32, cfg->conv[1].channels = 64;
+        for (int i = 0; i < 2; i++)
+            cfg->conv[i].kernel = 4, cfg->conv[i].stride = 2, cfg->conv[i].padding = 1;
+        cfg->image_channels = 1, cfg->image_rows = 28, cfg->image_cols = 28;
+        cfg->n_encoder = 1, cfg->encoder[0] = 256;
+        cfg->latent_dim = 20;
+        cfg->n_decoder = 1, cfg->decoder[0] = 256;
     } else {
         return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
-                        "unknown preset \"%s\" (expected pytorch or seed)", name);
+                        "unknown preset \"%s\" (expected pytorch, seed or conv)", name);
     }
     return vae_config_validate(cfg, err);
 }
