@@ -1,6 +1,7 @@
 /* test_torch_ref.c — the engine against PyTorch: tests/ref/vae_ref.bin, written by
  * tests/ref/make_ref.py, holds weights, inputs, noise, intermediates, loss terms, gradients and
- * the parameters after 3 Adam steps for one small model per activation. Forward values and
+ * the parameters after 3 Adam steps for one small model per activation and one small
+ * convolutional model. Forward values and
  * gradients must match to 1e-5 relative, parameters after Adam to 1e-4. */
 #include "check.h"
 #include "vae.h"
@@ -46,13 +47,18 @@ static int load(const char *path) {
     return ok;
 }
 
-static const record *find(const char *case_name, const char *name) {
+static const record *find_quiet(const char *case_name, const char *name) {
     char full[128];
     snprintf(full, sizeof full, "%s/%s", case_name, name);
     for (int i = 0; i < n_records; i++)
         if (strcmp(records[i].name, full) == 0) return &records[i];
-    printf("#   missing reference tensor %s\n", full);
     return NULL;
+}
+
+static const record *find(const char *case_name, const char *name) {
+    const record *r = find_quiet(case_name, name);
+    if (!r) printf("#   missing reference tensor %s/%s\n", case_name, name);
+    return r;
 }
 
 /* Per element |a - b| <= rtol * (|b| + max|b|/10): relative, with a floor at a tenth of the
@@ -88,8 +94,20 @@ static void check_case(const char *case_name) {
     cfg.n_decoder = (int)c[k++];
     for (int i = 0; i < cfg.n_decoder; i++) cfg.decoder[i] = (int)c[k++];
     cfg.activation = (vae_activation)(int)c[k++];
-    CHECK(strcmp(vae_activation_name(cfg.activation), case_name) == 0, "activation %s",
-          case_name);
+    const record *conv = find_quiet(case_name, "conv_config");
+    if (conv) { /* image shape, count, then channels, kernel, stride, padding per layer */
+        cfg.image_channels = (int)conv->data[0], cfg.image_rows = (int)conv->data[1];
+        cfg.image_cols = (int)conv->data[2], cfg.n_conv = (int)conv->data[3];
+        for (int i = 0; i < cfg.n_conv; i++) {
+            cfg.conv[i].channels = (int)conv->data[4 + 4 * i];
+            cfg.conv[i].kernel = (int)conv->data[5 + 4 * i];
+            cfg.conv[i].stride = (int)conv->data[6 + 4 * i];
+            cfg.conv[i].padding = (int)conv->data[7 + 4 * i];
+        }
+    } else {
+        CHECK(strcmp(vae_activation_name(cfg.activation), case_name) == 0, "activation %s",
+              case_name);
+    }
 
     vae_model *m;
     vae_error err;
@@ -166,6 +184,7 @@ static void test_torch_relu(void) { check_case("relu"); }
 static void test_torch_tanh(void) { check_case("tanh"); }
 static void test_torch_leaky_relu(void) { check_case("leaky_relu"); }
 static void test_torch_elu(void) { check_case("elu"); }
+static void test_torch_conv(void) { check_case("conv"); }
 
 int main(void) {
     RUN(test_reference_file_loads);
@@ -173,5 +192,6 @@ int main(void) {
     RUN(test_torch_tanh);
     RUN(test_torch_leaky_relu);
     RUN(test_torch_elu);
+    RUN(test_torch_conv);
     return CHECK_SUMMARY();
 }
