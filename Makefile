@@ -21,7 +21,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
 
-.PHONY: all deps demo test check tests clean bench fuzz fuzz-smoke
+.PHONY: all deps demo test check tests clean bench bench-conv fuzz fuzz-smoke
 all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 
 deps:
@@ -102,6 +102,8 @@ demo: deps
 	$(BUILD)/vae plot-latent demo/model.safetensors -o demo/latent.png
 	$(BUILD)/vae traverse demo/model.safetensors -o demo/traverse.png
 	$(BUILD)/vae report demo
+	$(BUILD)/vae train --preset pytorch --conditional --epochs 10 --out demo/conditional -q
+	$(BUILD)/vae sample demo/conditional/model.safetensors -n 100 -o demo/classes.png
 
 clean:
 	rm -rf $(BUILD) build-san build-fuzz
@@ -113,3 +115,8 @@ $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a
 bench: deps all $(BUILD)/gemm_limit
 	@scripts/install-deps.sh --bench
 	/usr/bin/python3 bench/bench.py --build $(BUILD)
+
+# The convolutional VAE against its PyTorch twin, one epoch each.
+bench-conv: deps all
+	@scripts/install-deps.sh --bench
+	BUILD=$(BUILD) sh bench/conv.sh 1 2
