@@ -24,6 +24,30 @@ static double objective(const float *x, const float *w, const float *b, const fl
     return sum;
 }
 
+typedef struct {
+    float *x, *w, *b;
+    const float *r;
+    int batch;
+    const conv_shape *s;
+    int transposed;
+} conv_case;
+
+/* The largest gap between analytic[i] and the central difference of the objective in v[i]
+ * (v is one of the case's arrays, changed and restored in place). */
+static double diff_error(const conv_case *c, float *v, size_t n, const float *analytic, double h) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        float keep = v[i];
+        v[i] = keep + (float)h;
+        double hi = objective(c->x, c->w, c->b, c->r, c->batch, c->s, c->transposed);
+        v[i] = keep - (float)h;
+        double lo = objective(c->x, c->w, c->b, c->r, c->batch, c->s, c->transposed);
+        v[i] = keep;
+        worst = fmax(worst, fabs((hi - lo) / (2 * h) - analytic[i]));
+    }
+    return worst;
+}
+
 static void check_conv(int in_c, int in_hw, int out_c, int k, int stride, int pad, int transposed) {
     conv_shape s = {.in_c = in_c, .in_h = in_hw, .in_w = in_hw, .out_c = out_c, .k = k,
                     .stride = stride, .pad = pad};
@@ -54,34 +78,9 @@ static void check_conv(int in_c, int in_hw, int out_c, int k, int stride, int pa
     (transposed ? op_convt2d_backward : op_conv2d_backward)(dx, dw, db, r, x, w, B, &s, cols);
     /* every input, weight and bias against central differences of the double objective */
     const double h = 1e-2; /* the objective is linear in each: exact up to rounding */
-    double err_x = 0, err_w = 0, err_b = 0;
-    for (size_t i = 0; i < nx; i++) {
-        float keep = x[i];
-        x[i] = keep + (float)h;
-        double hi = objective(x, w, b, r, B, &s, transposed);
-        x[i] = keep - (float)h;
-        double lo = objective(x, w, b, r, B, &s, transposed);
-        x[i] = keep;
-        err_x = fmax(err_x, fabs((hi - lo) / (2 * h) - dx[i]));
-    }
-    for (size_t i = 0; i < nw; i++) {
-        float keep = w[i];
-        w[i] = keep + (float)h;
-        double hi = objective(x, w, b, r, B, &s, transposed);
-        w[i] = keep - (float)h;
-        double lo = objective(x, w, b, r, B, &s, transposed);
-        w[i] = keep;
-        err_w = fmax(err_w, fabs((hi - lo) / (2 * h) - dw[i]));
-    }
-    for (int i = 0; i < out_c; i++) {
-        float keep = b[i];
-        b[i] = keep + (float)h;
-        double hi = objective(x, w, b, r, B, &s, transposed);
-        b[i] = keep - (float)h;
-        double lo = objective(x, w, b, r, B, &s, transposed);
-        b[i] = keep;
-        err_b = fmax(err_b, fabs((hi - lo) / (2 * h) - db[i]));
-    }
+    conv_case c = {x, w, b, r, B, &s, transposed};
+    double err_x = diff_error(&c, x, nx, dx, h), err_w = diff_error(&c, w, nw, dw, h);
+    double err_b = diff_error(&c, b, (size_t)out_c, db, h);
     CHECK(err_x < 1e-3 && err_w < 1e-3 && err_b < 1e-3,
           "%s %d->%d k%d s%d p%d: gradient errors x %g w %g b %g", transposed ? "convT" : "conv",
           in_c, out_c, k, stride, pad, err_x, err_w, err_b);
