@@ -23,7 +23,7 @@ vae_status cli_read_dataset(const char *path, const char *labels, long label_col
                      "column (--label-column), .npy data have none", path);
             return VAE_ERR_INVALID_ARGUMENT;
         }
-        if (cli_has_suffix(path, ".npy")) return vae_npy_load(path, out, err);
+        if (cli_has_suffix(path, ".npy")) return vae_npy_load(path, 0, out, err);
         vae_csv_options o;
         vae_csv_options_default(&o);
         o.label_column = label_column;

@@ -158,6 +158,9 @@ typedef struct {
         int channels, kernel, stride, padding;
     } conv[VAE_MAX_CONV];
     int image_channels, image_rows, image_cols;
+    int missing;                       /* 1: data may have missing values (MIWAE, Mattei &
+                                          Frellsen 2019): the encoder sees the zero-filled x
+                                          and the mask, the likelihood only observed values */
     int n_classes;                     /* C > 0: a conditional VAE (Sohn et al. 2015): the
                                           label's one-hot code joins the encoder's input and
                                           the decoder's input; 0: unconditional */
@@ -272,6 +275,10 @@ const float *vae_workspace_logits(const vae_workspace *ws);
  * before forward/encode/decode/log-likelihood (labels[r] for row r; for vae_iwae_step, one per
  * input). The workspace keeps the pointer, not a copy. */
 void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels);
+/* The masks (1 observed, 0 missing) of the next pass's inputs, laid out like its x (for
+ * vae_log_likelihood with x_stride 0, one mask for every row); NULL: all observed. The
+ * likelihood counts only observed values; a model with cfg.missing also encodes the mask. */
+void vae_workspace_set_mask(vae_workspace *ws, const uint8_t *mask);
 
 /* Encoder only: mu and logvar (B,L) of x (B,D); either output may be NULL. */
 vae_status vae_encode(const vae_model *model, vae_workspace *ws, const float *x, int batch,
@@ -318,8 +325,9 @@ typedef struct {
     size_t count;    /* N samples */
     int dim;         /* D values per sample */
     int rows, cols;  /* image shape when the data are 2-D images (rows*cols == dim), else 0 */
-    float *x;        /* (N,D) in [0,1], owned */
+    float *x;        /* (N,D) in [0,1], owned; a missing value is 0 here */
     uint8_t *labels; /* N labels or NULL, owned */
+    uint8_t *mask;   /* (N,D): 1 observed, 0 missing; NULL when nothing is missing; owned */
 } vae_dataset;
 void vae_dataset_free(vae_dataset *ds);
 
@@ -346,6 +354,7 @@ vae_status vae_idx_load(const char *images_path, const char *labels_path, vae_da
 #define VAE_CSV_LAST_COLUMN (-2)
 typedef struct {
     long label_column; /* 0-based, VAE_CSV_LAST_COLUMN, or VAE_CSV_NO_LABELS (default) */
+    int allow_missing; /* 0: refuse; 1: an empty cell, "nan" or "NA" is a missing value */
 } vae_csv_options;
 void vae_csv_options_default(vae_csv_options *opt);
 vae_status vae_csv_load(const char *path, const vae_csv_options *opt, vae_dataset **out,
@@ -354,8 +363,10 @@ vae_status vae_csv_load(const char *path, const vae_csv_options *opt, vae_datase
 /* NumPy .npy (versions 1-3): little-endian float32 ('<f4'), float64 ('<f8') or uint8 ('|u1'),
  * C order, shape (N), (N, D) or (N, H, W) (images). uint8 values are scaled to [0,1] like IDX
  * images, floats used as they are. Anything else (big-endian, Fortran order, other types,
- * a size that does not match the file) is refused with the reason. */
-vae_status vae_npy_load(const char *path, vae_dataset **out, vae_error *err);
+ * a size that does not match the file) is refused with the reason. With allow_missing, a NaN
+ * is a missing value (see vae_dataset.mask); a sample or a column with nothing observed is
+ * refused. */
+vae_status vae_npy_load(const char *path, int allow_missing, vae_dataset **out, vae_error *err);
 
 /* Reads an IDX label file: N unsigned bytes; *labels is malloc'ed (free() it). */
 vae_status vae_idx_load_labels(const char *path, uint8_t **labels, size_t *count, vae_error *err);

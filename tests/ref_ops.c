@@ -133,20 +133,24 @@ static double *conv_layer(const vae_model *m, const double *params, const char *
 }
 
 double ref_kl_weight = 1.0, ref_free_bits = 0.0;
-const uint8_t *ref_labels;
+const uint8_t *ref_labels, *ref_mask;
 
 /* x (B,D) -> mu, logvar (B,L), malloc'ed */
 static void ref_encode(const vae_model *m, const double *params, const float *x, int batch,
                        double **mu, double **lv, uint64_t *pattern) {
     const vae_config *c = vae_model_config(m);
     char name[32];
-    const int C = c->n_classes, D = c->input_dim;
-    double *h = calloc((size_t)batch * (D + C), sizeof(double));
+    const int C = c->n_classes, D = c->input_dim, M = c->missing ? D : 0, W = D + M + C;
+    double *h = calloc((size_t)batch * W, sizeof(double));
     for (int b = 0; b < batch; b++) {
-        for (int d = 0; d < D; d++) h[(size_t)b * (D + C) + d] = x[(size_t)b * D + d];
-        if (C) h[(size_t)b * (D + C) + D + ref_labels[b]] = 1.0;
+        for (int d = 0; d < D; d++) {
+            int seen = !ref_mask || ref_mask[(size_t)b * D + d];
+            h[(size_t)b * W + d] = seen ? x[(size_t)b * D + d] : 0.0;
+            if (M) h[(size_t)b * W + D + d] = seen;
+        }
+        if (C) h[(size_t)b * W + D + M + ref_labels[b]] = 1.0;
     }
-    int width = D + C;
+    int width = W;
     conv_shape shapes[VAE_MAX_CONV];
     ref_conv_shapes(c, shapes);
     for (int i = 0; i < c->n_conv; i++) {
@@ -216,6 +220,7 @@ static void ref_decode_nll(const vae_model *m, const double *params, const doubl
         const double *o = logits + (size_t)r * out;
         double sum = 0;
         for (int d = 0; d < D; d++) {
+            if (ref_mask && !ref_mask[(size_t)(r / per_x) * D + d]) continue;
             double t = x[(size_t)(r / per_x) * D + d];
             if (c->likelihood == VAE_LIK_BERNOULLI) {
                 sum += ref_bce_logits(o[d], t);

@@ -27,6 +27,8 @@ double ref_kl(const double *mu, const double *logvar, int latent);
 extern double ref_kl_weight, ref_free_bits;
 /* the labels of the inputs, for a conditional model */
 extern const uint8_t *ref_labels;
+/* the inputs' masks (1 observed), or NULL */
+extern const uint8_t *ref_mask;
 double ref_model_loss(const vae_model *model, const double *params, const float *x,
                       const float *eps, int batch, double *recon_out, double *kl_out,
                       uint64_t *pattern);

@@ -109,7 +109,7 @@ static void write_npy(const char *name, int major, const char *dict, const void 
 static vae_dataset *npy(const char *name, vae_status want, const char *msg) {
     vae_dataset *ds = NULL;
     vae_error err = {{0}};
-    vae_status s = vae_npy_load(check_path(name), &ds, &err);
+    vae_status s = vae_npy_load(check_path(name), 0, &ds, &err);
     CHECK(s == want, "%s: status %d, want %d (%s)", name, s, want, err.message);
     if (msg) CHECK(strstr(err.message, msg) && strstr(err.message, name), "%s: message \"%s\" lacks \"%s\"",
                    name, err.message, msg);

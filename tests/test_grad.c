@@ -244,9 +244,14 @@ static void test_kl_and_reparam(void) {
 /* ---- the whole model, every parameter, in double central differences */
 static const uint8_t LABELS[4] = {2, 0, 1, 2};
 
+/* every third value of the batch missing, at places that differ between samples */
+static const uint8_t MASK[4 * 7] = {1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1,
+                                    1, 0, 1, 1, 0, 1, 1, 1, 0, 1};
+
 static void check_model_config(vae_config cfg, vae_objective objective) {
     const vae_activation act = cfg.activation;
     ref_labels = LABELS;
+    ref_mask = cfg.missing ? MASK : NULL;
     vae_model *m;
     vae_error err;
     CHECK(vae_model_create(&m, &cfg, 3 + act, &err) == VAE_OK, "create: %s", err.message);
@@ -268,6 +273,7 @@ static void check_model_config(vae_config cfg, vae_objective objective) {
     vae_workspace *ws;
     CHECK(vae_workspace_create(&ws, m, B, &err) == VAE_OK, "workspace");
     vae_workspace_set_labels(ws, LABELS);
+    vae_workspace_set_mask(ws, cfg.missing ? MASK : NULL);
     vae_loss loss = {0};
     vae_model_zero_grads(m);
     CHECK(vae_forward(m, ws, x, eps, B, &loss) == VAE_OK, "forward");
@@ -322,7 +328,7 @@ static void check_model_config(vae_config cfg, vae_objective objective) {
     }
     CHECK(skipped * 50 < n, "%zu of %zu parameters skipped at kinks", skipped, n);
     CHECK(max_abs(vae_model_grads(m), n) > 0, "gradients are all zero");
-    ref_kl_weight = 1, ref_free_bits = 0;
+    ref_kl_weight = 1, ref_free_bits = 0, ref_mask = NULL;
     free(pd), free(num);
     vae_workspace_free(ws);
     vae_model_free(m);
@@ -394,10 +400,11 @@ static void test_gradient_is_batch_mean(void) {
 
 /* Training on the importance-weighted bound: every parameter against central differences of
  * the double reference, for a Bernoulli and a per-dimension-variance Gaussian model. */
-static void check_iwae(vae_likelihood lik, int k, int classes) {
+static void check_iwae_cfg(vae_likelihood lik, int k, int classes, int missing) {
     vae_config cfg = SMALL;
-    cfg.n_classes = classes;
+    cfg.n_classes = classes, cfg.missing = missing;
     ref_labels = LABELS;
+    ref_mask = missing ? MASK : NULL;
     cfg.activation = VAE_ACT_TANH, cfg.likelihood = lik;
     cfg.variance = VAE_VAR_PER_DIM, cfg.variance_floor = 0.05f;
     vae_model *m;
@@ -414,6 +421,7 @@ static void check_iwae(vae_likelihood lik, int k, int classes) {
     vae_workspace *ws;
     vae_workspace_create(&ws, m, B * k, &err);
     vae_workspace_set_labels(ws, LABELS);
+    vae_workspace_set_mask(ws, missing ? MASK : NULL);
     vae_loss loss = {0};
     vae_model_zero_grads(m);
     CHECK(vae_iwae_step(m, ws, x, eps, B, k, &loss) == VAE_OK, "iwae step");
@@ -440,10 +448,21 @@ static void check_iwae(vae_likelihood lik, int k, int classes) {
                    (size_t)info.rows * info.cols);
     }
     CHECK(skipped == 0, "tanh has no kinks: %zu skipped", skipped);
-    /* k = 1 is the ELBO with a sampled KL: its expectation, not its value, is the analytic one */
+    ref_mask = NULL;
     free(pd), free(num), free(eps);
     vae_workspace_free(ws);
     vae_model_free(m);
+}
+
+static void check_iwae(vae_likelihood lik, int k, int classes) { check_iwae_cfg(lik, k, classes, 0); }
+/* MIWAE: missing values masked out of the likelihood, the mask an input of the encoder */
+static void test_miwae_grad_bernoulli(void) { check_iwae_cfg(VAE_LIK_BERNOULLI, 4, 0, 1); }
+static void test_miwae_grad_gaussian(void) { check_iwae_cfg(VAE_LIK_GAUSSIAN, 3, 3, 1); }
+static void test_model_grad_missing(void) {
+    vae_config cfg = SMALL;
+    cfg.activation = VAE_ACT_TANH, cfg.missing = 1, cfg.likelihood = VAE_LIK_GAUSSIAN;
+    cfg.variance = VAE_VAR_PER_SAMPLE, cfg.variance_floor = 0.05f;
+    check_model_config(cfg, (vae_objective){1, 0});
 }
 
 static void test_iwae_grad_bernoulli(void) { check_iwae(VAE_LIK_BERNOULLI, 5, 0); }
@@ -541,6 +560,9 @@ int main(void) {
     RUN(test_iwae_grad_conditional);
     RUN(test_model_grad_conditional);
     RUN(test_conv_model_bernoulli);
+    RUN(test_miwae_grad_bernoulli);
+    RUN(test_miwae_grad_gaussian);
+    RUN(test_model_grad_missing);
     RUN(test_conv_model_gaussian);
     return CHECK_SUMMARY();
 }

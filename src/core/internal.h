@@ -49,6 +49,11 @@ int vae_thread_limit(void);
 vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const char *what,
                           vae_error *err);
 
+/* With a mask (N,D; 1 observed), refuses a sample or a column with nothing observed: neither
+ * can be learned from. NULL is fine. */
+vae_status vae_check_missing(const uint8_t *mask, size_t n, size_t d, const char *path,
+                             vae_error *err);
+
 /* calloc of count*size with an overflow check; NULL on overflow or exhaustion. */
 void *vae_calloc_array(size_t count, size_t size);
 

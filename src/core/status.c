@@ -34,6 +34,24 @@ _Noreturn void vae_assert_fail(const char *cond, const char *file, int line) {
     abort();
 }
 
+vae_status vae_check_missing(const uint8_t *mask, size_t n, size_t d, const char *path,
+                             vae_error *err) {
+    if (!mask) return VAE_OK;
+    for (size_t i = 0; i < n; i++) {
+        size_t seen = 0;
+        for (size_t j = 0; j < d; j++) seen += mask[i * d + j];
+        VAE_RETURN_IF(!seen, err, VAE_ERR_FORMAT, "%s: sample %zu has every value missing", path,
+                      i + 1);
+    }
+    for (size_t j = 0; j < d; j++) {
+        size_t seen = 0;
+        for (size_t i = 0; i < n && !seen; i++) seen += mask[i * d + j];
+        VAE_RETURN_IF(!seen, err, VAE_ERR_FORMAT, "%s: column %zu is missing in every sample",
+                      path, j + 1);
+    }
+    return VAE_OK;
+}
+
 void *vae_calloc_array(size_t count, size_t size) {
     size_t bytes;
     if (__builtin_mul_overflow(count, size, &bytes)) return NULL;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <strings.h>
 #include <zlib.h>
 
 #define CSV_MAX_LINE ((size_t)1 << 26) /* 64 MiB: longer is not a row of numbers */
@@ -69,6 +70,15 @@ static int parse_number(const char *cell, double *out) {
     return 1;
 }
 
+/* An empty cell, "nan" or "NA" (any case, spaces around): a missing value. */
+static int is_missing(const char *cell) {
+    while (*cell == ' ' || *cell == '\t') cell++;
+    size_t n = strlen(cell);
+    while (n > 0 && (cell[n - 1] == ' ' || cell[n - 1] == '\t')) n--;
+    return n == 0 || (n == 3 && strncasecmp(cell, "nan", 3) == 0) ||
+           (n == 2 && strncasecmp(cell, "na", 2) == 0);
+}
+
 static size_t count_cells(const char *line) {
     size_t n = 1;
     for (; *line; line++) n += *line == ',';
@@ -80,12 +90,12 @@ typedef struct {
     char *line, **cells;
     size_t cap;
     float *x;
-    uint8_t *labels;
+    uint8_t *labels, *mask;
 } csv_state;
 
 static void csv_state_free(csv_state *s) {
     if (s->gz) gzclose(s->gz);
-    free(s->line), free(s->cells), free(s->x), free(s->labels);
+    free(s->line), free(s->cells), free(s->x), free(s->labels), free(s->mask);
 }
 
 static vae_status csv_read(const char *path, const vae_csv_options *opt, vae_dataset **out,
@@ -113,7 +123,7 @@ static vae_status csv_read(const char *path, const vae_csv_options *opt, vae_dat
                 char *comma = strchr(cell, ',');
                 if (comma) *comma = '\0';
                 double v;
-                header = !parse_number(cell, &v);
+                header = !parse_number(cell, &v) && !(opt->allow_missing && is_missing(cell));
                 cell = comma ? comma + 1 : NULL;
             }
             free(copy);
@@ -147,16 +157,24 @@ static vae_status csv_read(const char *path, const vae_csv_options *opt, vae_dat
                           VAE_ERR_NO_MEMORY, "%s: too many rows", path);
             float *x = realloc(s->x, bytes);
             uint8_t *l = label >= 0 ? realloc(s->labels, grown) : NULL;
-            VAE_RETURN_IF(!x || (label >= 0 && !l), err, VAE_ERR_NO_MEMORY,
-                          "%s: out of memory at row %zu", path, row_number);
+            uint8_t *mk = opt->allow_missing ? realloc(s->mask, grown * width) : NULL;
+            VAE_RETURN_IF(!x || (label >= 0 && !l) || (opt->allow_missing && !mk), err,
+                          VAE_ERR_NO_MEMORY, "%s: out of memory at row %zu", path, row_number);
             s->x = x;
             if (l) s->labels = l;
+            if (mk) s->mask = mk;
             cap_rows = grown;
         }
         size_t k = 0;
         for (size_t c = 0; c < columns; c++) {
             double v;
             const char *cell = s->cells[c];
+            if (opt->allow_missing && (int)c != label && is_missing(cell)) {
+                s->mask[rows * width + k] = 0;
+                s->x[rows * width + k++] = 0.0f;
+                continue;
+            }
+            if (s->mask && (int)c != label) s->mask[rows * width + k] = 1;
             if (!parse_number(cell, &v))
                 return vae_fail(err, VAE_ERR_FORMAT, "%s: row %zu, column %zu: expected a number, "
                                 "got \"%.40s\"", path, row_number, c + 1, cell);
@@ -175,10 +193,12 @@ static vae_status csv_read(const char *path, const vae_csv_options *opt, vae_dat
         rows++;
     }
     VAE_RETURN_IF(rows == 0, err, VAE_ERR_FORMAT, "%s: no data rows", path);
+    VAE_TRY(vae_check_missing(s->mask, rows, width, path, err));
     vae_dataset *ds = calloc(1, sizeof *ds);
     VAE_RETURN_IF(!ds, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
     ds->count = rows, ds->dim = (int)width, ds->x = s->x, ds->labels = s->labels;
-    s->x = NULL, s->labels = NULL;
+    ds->mask = s->mask;
+    s->x = NULL, s->labels = NULL, s->mask = NULL;
     *out = ds;
     return VAE_OK;
 }

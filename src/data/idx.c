@@ -267,6 +267,7 @@ void vae_dataset_free(vae_dataset *ds) {
     if (!ds) return;
     free(ds->x);
     free(ds->labels);
+    free(ds->mask);
     free(ds);
 }
 

@@ -128,7 +128,8 @@ typedef struct {
     vae_dataset *ds;
 } npy_state;
 
-static vae_status npy_read(const char *path, vae_dataset **out, npy_state *st, vae_error *err) {
+static vae_status npy_read(const char *path, int allow_missing, vae_dataset **out, npy_state *st,
+                           vae_error *err) {
     st->f = fopen(path, "rb");
     VAE_RETURN_IF(!st->f, err, VAE_ERR_OPEN, "%s: cannot open: %s", path, strerror(errno));
     struct stat info;
@@ -197,22 +198,33 @@ static vae_status npy_read(const char *path, vae_dataset **out, npy_state *st, v
     for (uint64_t i = 0; i < values; i++) {
         double v = kind == 0 ? ((float *)st->raw)[i]
                    : kind == 1 ? ((double *)st->raw)[i] : ((uint8_t *)st->raw)[i] / 255.0;
+        if (allow_missing && v != v) { /* NaN: missing */
+            if (!st->ds->mask) {
+                st->ds->mask = malloc(values);
+                VAE_RETURN_IF(!st->ds->mask, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+                memset(st->ds->mask, 1, values);
+            }
+            st->ds->mask[i] = 0;
+            x[i] = 0.0f;
+            continue;
+        }
         VAE_RETURN_IF(!(v == v) || v > 3.4e38 || v < -3.4e38, err, VAE_ERR_FORMAT,
                       "%s: sample %llu, value %llu is %g (not a finite float)", path,
                       (unsigned long long)(i / width + 1), (unsigned long long)(i % width + 1), v);
         x[i] = (float)v;
     }
     st->ds->count = (size_t)count, st->ds->dim = (int)width;
+    VAE_TRY(vae_check_missing(st->ds->mask, (size_t)count, (size_t)width, path, err));
     if (h.ndims == 3 && h.dims[1] <= 65535 && h.dims[2] <= 65535)
         st->ds->rows = (int)h.dims[1], st->ds->cols = (int)h.dims[2];
     *out = st->ds, st->ds = NULL;
     return VAE_OK;
 }
 
-vae_status vae_npy_load(const char *path, vae_dataset **out, vae_error *err) {
+vae_status vae_npy_load(const char *path, int allow_missing, vae_dataset **out, vae_error *err) {
     *out = NULL;
     npy_state st = {0};
-    vae_status s = npy_read(path, out, &st, err);
+    vae_status s = npy_read(path, allow_missing, out, &st, err);
     if (st.f) fclose(st.f);
     free(st.header), free(st.raw);
     vae_dataset_free(st.ds);

@@ -123,6 +123,7 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
     ok = ok && set_str(meta, "activation", vae_activation_name(c->activation));
     ok = ok && set_str(meta, "likelihood", vae_likelihood_name(c->likelihood));
     if (c->n_classes) ok = ok && set_u64(meta, "classes", (uint64_t)c->n_classes);
+    if (c->missing) ok = ok && set_str(meta, "missing", "mask");
     if (c->n_conv) {
         snprintf(buf, sizeof buf, "%d,%d,%d", c->image_channels, c->image_rows, c->image_cols);
         ok = ok && set_str(meta, "image_shape", buf);
@@ -348,6 +349,10 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
         VAE_RETURN_IF(vae_parse_conv_layers(conv, cfg, &inner) != VAE_OK, err, VAE_ERR_FORMAT,
                       "%s: metadata: %s", path, inner.message);
     }
+    const char *missing = meta_get(meta, "missing");
+    VAE_RETURN_IF(missing && strcmp(missing, "mask") != 0, err, VAE_ERR_FORMAT,
+                  "%s: metadata \"missing\" is \"%.40s\", expected \"mask\"", path, missing);
+    cfg->missing = missing != NULL;
     if (json_object_get(meta, "classes")) {
         uint64_t classes;
         VAE_TRY(meta_u64(meta, "classes", 256, &classes, path, err));

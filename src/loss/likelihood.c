@@ -23,10 +23,33 @@ static inline float gaussian_variance(const vae_config *c, const float *dim_logv
     return c->variance_floor + e;
 }
 
+/* -[x log s(l) + (1-x) log(1-s(l))] and its derivative in l, stably */
+static inline double bce(float l, float x, float *grad) {
+    float e = expf(-fabsf(l)), inv = 1.0f / (1.0f + e);
+    *grad = (l >= 0.0f ? inv : e * inv) - x;
+    return (l > 0.0f ? l : 0.0f) - (double)l * x + log1pf(e);
+}
+
 void op_recon(const vae_config *c, double *recon, float *dout, const float *out, const float *x,
               size_t x_stride, int batch, const float *dim_logvar, float *d_dim_logvar,
-              float scale, const float *row_scale) {
+              float scale, const float *row_scale, const uint8_t *mask) {
     const int dim = c->input_dim;
+    if (c->likelihood == VAE_LIK_BERNOULLI && mask) { /* only the observed values count */
+        for (int b = 0; b < batch; b++) {
+            const float *o = out + (size_t)b * dim, *t = x + (size_t)b * x_stride;
+            const uint8_t *mk = mask + (size_t)b * x_stride;
+            const float sc = row_scale ? scale * row_scale[b] : scale;
+            double sum = 0.0;
+            for (int d = 0; d < dim; d++) {
+                float g;
+                double v = bce(o[d], t[d], &g);
+                if (mk[d]) sum += v;
+                if (dout) dout[(size_t)b * dim + d] = mk[d] ? sc * g : 0.0f;
+            }
+            recon[b] = sum;
+        }
+        return;
+    }
     if (c->likelihood == VAE_LIK_BERNOULLI) {
         op_bce_logits(recon, dout, out, x, x_stride, batch, dim, scale);
         for (int b = 0; dout && row_scale && b < batch; b++)
@@ -37,17 +60,27 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
     if (d_dim_logvar) memset(d_dim_logvar, 0, sizeof(float) * (size_t)dim);
     for (int b = 0; b < batch; b++) {
         const float *o = out + (size_t)b * width, *t = x + (size_t)b * x_stride;
+        const uint8_t *mk = mask ? mask + (size_t)b * x_stride : NULL;
         const float sc = row_scale ? scale * row_scale[b] : scale;
         float *g = dout ? dout + (size_t)b * width : NULL;
         double sum = 0.0;
         if (c->likelihood == VAE_LIK_POISSON) {
             for (int d = 0; d < dim; d++) { /* o = log-rate */
+                if (mk && !mk[d]) {
+                    if (g) g[d] = 0.0f;
+                    continue;
+                }
                 float rate = expf(o[d]);
                 sum += (double)rate - (double)t[d] * o[d] + lgamma((double)t[d] + 1.0);
                 if (g) g[d] = sc * (rate - t[d]);
             }
         } else {
             for (int d = 0; d < dim; d++) { /* o[d] = mean; the variance as configured */
+                if (mk && !mk[d]) {
+                    if (g) g[d] = 0.0f;
+                    if (g && c->variance == VAE_VAR_PER_SAMPLE) g[dim + d] = 0.0f;
+                    continue;
+                }
                 float dvar_draw, var = gaussian_variance(c, dim_logvar, o + dim, d, &dvar_draw);
                 float diff = o[d] - t[d], inv = 1.0f / var;
                 sum += HALF_LOG_2PI + 0.5 * log((double)var) + 0.5 * (double)diff * diff * inv;

@@ -19,10 +19,11 @@ void op_bce_logits(double *recon, float *dlogits, const float *logits, const flo
  * NULL) with respect to the output (B, D or 2D for
  * a per-sample Gaussian variance). For a per-dimension variance dim_logvar holds the raw
  * log-variances and d_dim_logvar (may be NULL) receives scale times their gradient summed over
- * the batch. */
+ * the batch. mask (may be NULL; rows at mask + b*x_stride like x) leaves out the missing values:
+ * they add nothing and get a zero gradient. */
 void op_recon(const vae_config *c, double *recon, float *dout, const float *out, const float *x,
               size_t x_stride, int batch, const float *dim_logvar, float *d_dim_logvar,
-              float scale, const float *row_scale);
+              float scale, const float *row_scale, const uint8_t *mask);
 /* The mean of p(x|z) per value: sigmoid(logit), the Gaussian's mean, or exp(log-rate). */
 void op_decode_mean(const vae_config *c, float *mean, const float *out, int batch);
 

@@ -178,8 +178,8 @@ vae_status vae_config_validate(const vae_config *cfg, vae_error *err) {
     VAE_RETURN_IF(cfg->n_conv < 0 || cfg->n_conv > VAE_MAX_CONV, err, VAE_ERR_INVALID_ARGUMENT,
                   "at most %d convolutions, got %d", VAE_MAX_CONV, cfg->n_conv);
     if (cfg->n_conv) {
-        VAE_RETURN_IF(cfg->n_classes, err, VAE_ERR_INVALID_ARGUMENT,
-                      "a conditional model with convolutions is not supported");
+        VAE_RETURN_IF(cfg->n_classes || cfg->missing, err, VAE_ERR_INVALID_ARGUMENT,
+                      "a conditional model or missing values with convolutions are not supported");
         VAE_RETURN_IF(cfg->image_channels < 1 || cfg->image_rows < 1 || cfg->image_cols < 1 ||
                           (long)cfg->image_channels * cfg->image_rows * cfg->image_cols !=
                               cfg->input_dim,
@@ -275,7 +275,7 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
     VAE_RETURN_IF(!m, err, VAE_ERR_NO_MEMORY, "out of memory creating the model");
     m->cfg = *cfg;
     char name[VAE_TENSOR_NAME_MAX];
-    int ok = 1, width = cfg->input_dim + cfg->n_classes;
+    int ok = 1, width = cfg->input_dim * (cfg->missing ? 2 : 1) + cfg->n_classes;
     conv_shape shapes[VAE_MAX_CONV];
     for (int i = 0; i < cfg->n_conv; i++) { /* validated: every shape fits and mirrors */
         conv_shape *s = &shapes[i];
@@ -412,7 +412,7 @@ void vae_model_zero_grads(vae_model *model) {
 
 uint64_t vae_config_hash(const vae_config *cfg) {
     /* field by field: padding bytes of the struct must not count */
-    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1 + 5 + 4 + 4 * VAE_MAX_CONV] = {0};
+    int32_t fields[4 + 2 * VAE_MAX_HIDDEN + 1 + 6 + 4 + 4 * VAE_MAX_CONV] = {0};
     int k = 0;
     fields[k++] = cfg->input_dim, fields[k++] = cfg->latent_dim;
     fields[k++] = cfg->n_encoder, fields[k++] = cfg->n_decoder;
@@ -420,6 +420,7 @@ uint64_t vae_config_hash(const vae_config *cfg) {
     for (int i = 0; i < cfg->n_decoder && i < VAE_MAX_HIDDEN; i++) fields[k++] = cfg->decoder[i];
     fields[k++] = (int32_t)cfg->activation;
     if (cfg->n_classes) fields[k++] = -cfg->n_classes; /* unconditional models keep their hash */
+    if (cfg->missing) fields[k++] = -1000;
     if (cfg->n_conv > 0 && cfg->n_conv <= VAE_MAX_CONV) { /* and MLPs theirs */
         fields[k++] = 1000 + cfg->n_conv;
         fields[k++] = cfg->image_channels, fields[k++] = cfg->image_rows;

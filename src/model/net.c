@@ -27,7 +27,11 @@ struct vae_workspace {
     const uint8_t *labels;
     uint8_t *row_labels; /* (B): an IWAE pass's labels, each input's repeated for its draws */
     float *cols;         /* a convolution's im2col scratch, for one sample */
+    const uint8_t *mask; /* the next pass's rows' masks (like x's rows), or NULL: all observed */
+    uint8_t *mask_rows;  /* (B, D): an IWAE pass's masks, each input's repeated */
 };
+
+void vae_workspace_set_mask(vae_workspace *ws, const uint8_t *mask) { ws->mask = mask; }
 
 void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels) { ws->labels = labels; }
 
@@ -66,8 +70,12 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     ws->kl_mean = vae_calloc_array((size_t)model->cfg.latent_dim, sizeof(double));
     ws->d_dim_logvar = vae_calloc_array((size_t)model->cfg.input_dim, sizeof(float));
     const size_t classes = (size_t)model->cfg.n_classes;
+    const size_t enc_in = (size_t)model->cfg.input_dim * (model->cfg.missing ? 2 : 1) + classes;
+    if (model->cfg.missing)
+        ws->mask_rows = vae_calloc_array((size_t)max_batch * model->cfg.input_dim, 1);
+    if (classes || model->cfg.missing)
+        ws->xy = vae_calloc_array((size_t)max_batch * enc_in, sizeof(float));
     if (classes) {
-        ws->xy = vae_calloc_array((size_t)max_batch * (model->cfg.input_dim + classes), sizeof(float));
         ws->zy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
         ws->dzy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
         ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
@@ -79,7 +87,8 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
         (cols && !ws->cols) ||
-        (classes && (!ws->xy || !ws->zy || !ws->dzy || !ws->row_labels))) {
+        (classes && (!ws->xy || !ws->zy || !ws->dzy || !ws->row_labels)) ||
+        (model->cfg.missing && (!ws->xy || !ws->mask_rows))) {
         vae_workspace_free(ws);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace of batch %d",
                         max_batch);
@@ -110,6 +119,7 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws->kl_mean);
     free(ws->d_dim_logvar);
     free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels), free(ws->cols);
+    free(ws->mask_rows);
     free(ws);
 }
 
@@ -142,7 +152,22 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
 /* x (B,D) -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
 static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *x, int batch) {
     const float *in = x;
-    if (m->cfg.n_classes) {
+    if (m->cfg.missing) { /* [x with missing values 0, the mask, the label's one-hot code] */
+        const int d = m->cfg.input_dim, w = 2 * d + m->cfg.n_classes;
+        for (int r = 0; r < batch; r++) {
+            float *o = ws->xy + (size_t)r * w;
+            const uint8_t *mk = ws->mask ? ws->mask + (size_t)r * d : NULL;
+            for (int j = 0; j < d; j++) {
+                o[j] = mk && !mk[j] ? 0.0f : x[(size_t)r * d + j];
+                o[d + j] = mk ? (float)mk[j] : 1.0f;
+            }
+            if (m->cfg.n_classes) {
+                memset(o + 2 * d, 0, sizeof(float) * (size_t)m->cfg.n_classes);
+                o[2 * d + ws->labels[r]] = 1.0f;
+            }
+        }
+        in = ws->xy;
+    } else if (m->cfg.n_classes) {
         append_one_hot(ws->xy, x, batch, m->cfg.input_dim, m->cfg.n_classes, ws->labels);
         in = ws->xy;
     }
@@ -180,7 +205,7 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, co
     /* the loss's gradient for the batch mean comes out of the same pass, ready for backward */
     op_recon(&m->cfg, ws->recon, ws->grad_a, ws->outputs[m->output_layer], x,
              (size_t)m->cfg.input_dim, batch, m->params + m->dim_logvar, ws->d_dim_logvar,
-             1.0f / (float)batch, NULL);
+             1.0f / (float)batch, NULL, ws->mask);
     op_kl_forward(ws->kl, mu, logvar, batch, m->cfg.latent_dim);
     ws->last_batch = batch;
     if (loss) {
@@ -229,7 +254,8 @@ static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, in
     op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
                        ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
                        1);
-    layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes ? ws->xy : x, NULL, 0, batch);
+    layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes || m->cfg.missing ? ws->xy : x, NULL,
+                    0, batch);
 }
 
 /* The decoder's layers backward to dz (rows, L), through the label's columns when conditional. */
@@ -323,8 +349,14 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const 
     }
     decoder_forward(m, ws, ws->z, rows_int);
     const float *out = ws->outputs[m->output_layer];
+    const uint8_t *mk = NULL;
+    if (ws->mask) { /* each input's mask repeated for its draws, like x */
+        for (size_t r = 0; r < rows; r++)
+            memcpy(ws->mask_rows + r * dim, ws->mask + (r / (size_t)k) * dim, (size_t)dim);
+        mk = ws->mask_rows;
+    }
     op_recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows_int, m->params + m->dim_logvar,
-             NULL, 1.0f, NULL);
+             NULL, 1.0f, NULL, mk);
     float *weight = ws->dlogvar; /* normalized weights / B, one per row; rewritten below */
     double bound = 0.0;
     for (int b = 0; b < batch; b++) {
@@ -345,7 +377,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const 
     }
     /* decoder: weighted reconstruction gradients -> dz over the B*K rows */
     op_recon(&m->cfg, ws->recon, ws->grad_a, out, xk, (size_t)dim, rows_int,
-             m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight);
+             m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
     if (m->has_dim_logvar)
         for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
     decoder_backward(m, ws, rows_int);
@@ -397,7 +429,7 @@ vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float
     VAE_TRY(check_call(m, ws, batch));
     decoder_forward(m, ws, z, batch);
     op_recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, batch,
-             m->params + m->dim_logvar, NULL, 1.0f, NULL);
+             m->params + m->dim_logvar, NULL, 1.0f, NULL, ws->mask);
     for (int b = 0; b < batch; b++) log_px[b] = -log_px[b];
     ws->last_batch = 0;
     return VAE_OK;
