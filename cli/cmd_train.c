@@ -118,6 +118,9 @@ static void usage(FILE *out) {
         "                            .csv/.csv.gz (numbers; a header line is skipped)\n"
         "      --test FILE           test data; IDX labels beside either are found by name\n"
         "      --label-column N      CSV: the 1-based column of integer labels, or last\n"
+        "      --missing             data with missing values (CSV: empty, nan or NA cells;\n"
+        "                            .npy: NaN): the likelihood counts observed values only,\n"
+        "                            the encoder also sees the mask (MIWAE with --iwae K)\n"
         "      --conditional         a conditional VAE: the one-hot label joins the encoder's\n"
         "                            and the decoder's input (vae sample --label L)\n"
         "      --standardize         scale each column of the training data to mean 0 and\n"
@@ -176,7 +179,7 @@ typedef struct {
     float sigma, variance_floor;
     long label_column;
     int n_classes; /* of the training labels, for --conditional */
-    int standardize, conditional;
+    int standardize, conditional, missing;
     int latent, threads, no_test, quiet;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
@@ -189,7 +192,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
            OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL,
-           OPT_CONV };
+           OPT_CONV, OPT_MISSING };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -214,6 +217,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"iwae", required_argument, 0, OPT_IWAE},
         {"conditional", no_argument, 0, OPT_CONDITIONAL},
         {"conv", required_argument, 0, OPT_CONV},
+        {"missing", no_argument, 0, OPT_MISSING},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -274,6 +278,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case OPT_STANDARDIZE: a->standardize = 1; break;
         case OPT_CONDITIONAL: a->conditional = 1; break;
         case OPT_CONV: a->conv = optarg; break;
+        case OPT_MISSING: a->missing = 1; break;
         case OPT_IWAE:
             if (!cli_parse_int("iwae", optarg, 1, 4096, &a->train_opt.iwae_k)) return 0;
             a->objective_set = 1;
@@ -345,6 +350,7 @@ static vae_status build_config(const train_args *a, const vae_dataset *data, vae
     }
     cfg->sigma = a->sigma, cfg->variance_floor = a->variance_floor;
     cfg->n_classes = a->conditional ? a->n_classes : 0;
+    cfg->missing = a->missing;
     if (a->activation && vae_activation_parse(a->activation, &cfg->activation) != VAE_OK) {
         snprintf(err->message, sizeof err->message,
                  "unknown activation \"%s\" (expected relu, tanh, leaky_relu or elu)",
@@ -441,7 +447,7 @@ static vae_status load_resume(const train_args *a, const vae_dataset *train, vae
     const vae_config *cfg = vae_model_config(*model);
     const char *why = NULL;
     if (a->preset_set || a->encoder || a->decoder || a->latent || a->activation || a->likelihood ||
-        a->variance || a->conditional || a->conv) {
+        a->variance || a->conditional || a->conv || a->missing) {
         vae_config asked;
         s = build_config(a, train, &asked, err);
         if (s != VAE_OK) return s;

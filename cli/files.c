@@ -23,10 +23,11 @@ vae_status cli_read_dataset(const char *path, const char *labels, long label_col
                      "column (--label-column), .npy data have none", path);
             return VAE_ERR_INVALID_ARGUMENT;
         }
-        if (cli_has_suffix(path, ".npy")) return vae_npy_load(path, 0, out, err);
+        if (cli_has_suffix(path, ".npy")) return vae_npy_load(path, 1, out, err);
         vae_csv_options o;
         vae_csv_options_default(&o);
         o.label_column = label_column;
+        o.allow_missing = 1; /* a model without --missing refuses them, saying so */
         return vae_csv_load(path, &o, out, err);
     }
     char found[4096];

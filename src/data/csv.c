@@ -193,6 +193,10 @@ static vae_status csv_read(const char *path, const vae_csv_options *opt, vae_dat
         rows++;
     }
     VAE_RETURN_IF(rows == 0, err, VAE_ERR_FORMAT, "%s: no data rows", path);
+    if (s->mask && !memchr(s->mask, 0, rows * width)) { /* nothing was missing after all */
+        free(s->mask);
+        s->mask = NULL;
+    }
     VAE_TRY(vae_check_missing(s->mask, rows, width, path, err));
     vae_dataset *ds = calloc(1, sizeof *ds);
     VAE_RETURN_IF(!ds, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);

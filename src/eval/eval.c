@@ -45,12 +45,13 @@ static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, v
 
 /* log (1/K) sum_k w_k, w_k = p(x|z_k) p(z_k) / q(z_k|x), with a running log-sum-exp so K can be
  * large without keeping the weights. */
-static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x, int label,
-                          const float *mu, const float *logvar, int k_total, int chunk,
-                          vae_rng *rng) {
+static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x,
+                          const uint8_t *mask, int label, const float *mu, const float *logvar,
+                          int k_total, int chunk, vae_rng *rng) {
     const int latent = vae_model_config(m)->latent_dim;
     memset(s->labels, label, (size_t)chunk);
     vae_workspace_set_labels(s->ws, s->labels);
+    vae_workspace_set_mask(s->ws, mask); /* one mask for every draw, like x */
     double max = -INFINITY, sum = 0.0;
     for (int done = 0; done < k_total; done += chunk) {
         int c = k_total - done < chunk ? k_total - done : chunk;
@@ -97,6 +98,7 @@ static vae_status elbo_pass(const vae_model *m, const vae_dataset *data, const v
             vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
         }
         vae_workspace_set_labels(ws, data->labels ? data->labels + start : NULL);
+        vae_workspace_set_mask(ws, data->mask ? data->mask + start * (size_t)data->dim : NULL);
         s = vae_forward(m, ws, data->x + start * (size_t)data->dim, eps, batch, NULL);
         if (s != VAE_OK) break;
         memcpy(recon + start, vae_workspace_recon(ws), (size_t)batch * sizeof(double));
@@ -142,6 +144,7 @@ static vae_status iwae_pass(const vae_model *m, const vae_dataset *data, const v
         if (stop) continue;
         vae_rng rng = vae_rng_make(o->seed, VAE_STREAM_IWAE + (uint64_t)i);
         nll[i] = -iwae_log_px(m, &scratch[vae_thread_index()], data->x + (size_t)i * data->dim,
+                              data->mask ? data->mask + (size_t)i * data->dim : NULL,
                               data->labels ? data->labels[i] : 0, mu + (size_t)i * latent,
                               logvar + (size_t)i * latent,
                               o->importance_samples, o->chunk, &rng);

@@ -31,6 +31,9 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
     VAE_RETURN_IF(data->dim != cfg->input_dim, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s data has %d values per sample, the model expects %d", what, data->dim,
                   cfg->input_dim);
+    VAE_RETURN_IF(data->mask && !cfg->missing, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s data have missing values; a model for them is trained with missing values "
+                  "allowed (--missing)", what);
     VAE_RETURN_IF(cfg->n_classes && !data->labels, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s data have no labels, which a conditional model needs", what);
     for (size_t i = 0; cfg->n_classes && i < data->count; i++)
@@ -41,6 +44,7 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
     const size_t n = data->count * (size_t)data->dim;
     for (size_t i = 0; i < n; i++) {
         float v = data->x[i];
+        if (data->mask && !data->mask[i]) continue;
         int ok = cfg->likelihood == VAE_LIK_BERNOULLI ? v >= 0.0f && v <= 1.0f
                  : cfg->likelihood == VAE_LIK_POISSON ? v >= 0.0f && isfinite(v)
                                                       : isfinite(v);
@@ -66,6 +70,7 @@ static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float
             vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
         }
         vae_workspace_set_labels(ws, data->labels ? data->labels + start : NULL);
+        vae_workspace_set_mask(ws, data->mask ? data->mask + start * (size_t)data->dim : NULL);
         VAE_TRY(vae_forward(model, ws, data->x + start * (size_t)data->dim, eps, batch, loss));
     }
     return VAE_OK;
@@ -104,6 +109,7 @@ typedef struct {
     size_t *order; /* N: this epoch's permutation */
     float *xb;     /* (B,D) gathered batch */
     uint8_t *yb;   /* (B) its labels, for a conditional model */
+    uint8_t *mb;   /* (B,D) its masks, when values are missing */
     float *eps;    /* (max(B, eval B), L) noise */
 } train_state;
 
@@ -114,6 +120,7 @@ static void train_state_free(train_state *t) {
     free(t->order);
     free(t->xb);
     free(t->yb);
+    free(t->mb);
     free(t->eps);
 }
 
@@ -181,8 +188,9 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     t.order = vae_calloc_array(n, sizeof *t.order);
     t.xb = vae_calloc_array((size_t)batch_size * dim, sizeof(float));
     t.yb = vae_calloc_array((size_t)batch_size, 1);
+    t.mb = train->mask ? vae_calloc_array((size_t)batch_size * dim, 1) : NULL;
     t.eps = vae_calloc_array((size_t)noise_rows * latent, sizeof(float));
-    if (!t.order || !t.xb || !t.yb || !t.eps) {
+    if (!t.order || !t.xb || !t.yb || !t.eps || (train->mask && !t.mb)) {
         s = vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for the training buffers");
         goto done;
     }
@@ -206,6 +214,9 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             int batch = left < (size_t)batch_size ? (int)left : batch_size;
             for (int b = 0; b < batch; b++) {
                 if (train->labels) t.yb[b] = train->labels[t.order[start + b]];
+                if (train->mask)
+                    memcpy(t.mb + (size_t)b * dim, train->mask + t.order[start + b] * (size_t)dim,
+                           (size_t)dim);
                 memcpy(t.xb + (size_t)b * dim, train->x + t.order[start + b] * (size_t)dim,
                        (size_t)dim * sizeof(float));
             }
@@ -219,6 +230,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                 objective.kl_weight = (float)((double)opt->beta * (double)(global_step + 1) /
                                               (double)opt->kl_warmup);
             vae_workspace_set_labels(t.ws, t.yb);
+            vae_workspace_set_mask(t.ws, t.mb);
             if (k > 1 ? (s = vae_iwae_step(model, t.ws, t.xb, t.eps, batch, k, &step_loss)) != VAE_OK
                       : (s = vae_forward(model, t.ws, t.xb, t.eps, batch, &step_loss)) != VAE_OK ||
                             (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) !=
