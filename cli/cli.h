@@ -105,5 +105,7 @@ int cmd_traverse(int argc, char **argv);
 int cmd_manifold(int argc, char **argv);
 int cmd_plot_latent(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_impute(int argc, char **argv);
+int cmd_mask(int argc, char **argv);
 
 #endif

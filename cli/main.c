@@ -22,6 +22,8 @@ static void usage(FILE *out) {
             "  manifold     the decoded grid over a 2-D latent's prior quantiles\n"
             "  plot-latent  the data's latent means (or their 2-D PCA) colored by label\n"
             "  report       a self-contained HTML page of a training run\n"
+            "  impute       fill in missing values (a model trained with --missing)\n"
+            "  mask         remove values at random, to measure imputation\n"
             "\n"
             "  vae <command> --help   options of a command\n"
             "  vae --version          version and the BLAS in use\n"
@@ -56,6 +58,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "manifold") == 0) return cmd_manifold(argc - 1, argv + 1);
     if (strcmp(cmd, "plot-latent") == 0) return cmd_plot_latent(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
+    if (strcmp(cmd, "impute") == 0) return cmd_impute(argc - 1, argv + 1);
+    if (strcmp(cmd, "mask") == 0) return cmd_mask(argc - 1, argv + 1);
     fprintf(stderr, "vae: unknown command \"%s\" (try vae --help)\n", cmd);
     return EXIT_USAGE;
 }

@@ -331,7 +331,8 @@ typedef struct {
 } vae_dataset;
 void vae_dataset_free(vae_dataset *ds);
 
-/* Per-column mean and sample standard deviation of data (a constant column gets std 1). */
+/* Per-column mean and sample standard deviation of data's observed values (a constant column
+ * gets std 1). */
 void vae_standardize_fit(const vae_dataset *data, float *mean, float *std);
 /* x (n, dim) in place: (x - mean) / std, or back with invert != 0. */
 void vae_standardize(float *x, size_t n, int dim, const float *mean, const float *std, int invert);
@@ -481,6 +482,15 @@ enum { VAE_EVAL_NEG_ELBO, VAE_EVAL_RECON, VAE_EVAL_KL, VAE_EVAL_NLL, VAE_EVAL_CO
  * (seed, index), so results do not depend on the thread count or the batch sizes. */
 vae_status vae_eval(const vae_model *model, const vae_dataset *data, const vae_eval_options *opt,
                     vae_eval_result *result, double *per_sample, vae_error *err);
+
+/* Fills in the missing values of data (vae_dataset.mask) with a model trained with missing
+ * values: k draws z ~ q(z|x_obs), weighted by p(x_obs|z) p(z) / q(z|x_obs) and normalized
+ * (MIWAE). multiple = 0: the weighted mean of the decoded values (single imputation); M > 0:
+ * M imputations, each the decoded means of one draw resampled by the weights (sampling
+ * importance resampling). out gets max(1, M) completed copies (N,D) back to back; observed
+ * values are copied unchanged. Draws come from stream (seed, sample index). */
+vae_status vae_impute(const vae_model *model, const vae_dataset *data, int k, int multiple,
+                      uint64_t seed, float *out, vae_error *err);
 
 /* ---------------------------------------------------------------- the latent space */
 

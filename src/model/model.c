@@ -379,15 +379,18 @@ const float *vae_model_data_std(const vae_model *m) { return m->data_std; }
 
 void vae_standardize_fit(const vae_dataset *data, float *mean, float *std) {
     const size_t n = data->count, d = (size_t)data->dim;
-    for (size_t j = 0; j < d; j++) {
+    for (size_t j = 0; j < d; j++) { /* over the observed values only */
         double sum = 0.0, sq = 0.0;
-        for (size_t i = 0; i < n; i++) sum += data->x[i * d + j];
-        double mu = sum / (double)n;
+        size_t seen = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!data->mask || data->mask[i * d + j]) sum += data->x[i * d + j], seen++;
+        double mu = seen ? sum / (double)seen : 0.0;
         for (size_t i = 0; i < n; i++) {
+            if (data->mask && !data->mask[i * d + j]) continue;
             double e = data->x[i * d + j] - mu;
             sq += e * e;
         }
-        double sd = n > 1 ? sqrt(sq / (double)(n - 1)) : 0.0;
+        double sd = seen > 1 ? sqrt(sq / (double)(seen - 1)) : 0.0;
         mean[j] = (float)mu;
         std[j] = sd > 1e-12 ? (float)sd : 1.0f; /* a constant column is only centered */
     }

@@ -1,0 +1,227 @@
+/* cmd_impute.c — `vae impute` (fill in missing values with a model trained with --missing) and
+ * `vae mask` (remove values completely at random, to measure imputation). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes n rows of d floats as CSV (a header of column numbers) or .npy. */
+static vae_status write_rows(const char *path, const float *x, size_t n, int d, vae_error *err) {
+    if (cli_has_suffix(path, ".npy")) return vae_npy_write_f32(path, x, n, (size_t)d, err);
+    double *v = malloc(sizeof(double) * n * (size_t)d);
+    char *header = malloc(12 * (size_t)d + 1);
+    if (!v || !header) {
+        free(v), free(header);
+        return VAE_ERR_NO_MEMORY;
+    }
+    size_t at = 0;
+    for (int j = 0; j < d; j++) at += (size_t)sprintf(header + at, "%sx%d", j ? "," : "", j + 1);
+    for (size_t i = 0; i < n * (size_t)d; i++) v[i] = x[i]; /* %.9g gives each float back exactly */
+    vae_status s = cli_write_table(path, v, n, (size_t)d, header, err);
+    free(v), free(header);
+    return s;
+}
+
+/* MSE over the missing cells of `got` against `truth`, in the units of `scale` (std per column,
+ * or NULL for the data's own). */
+static double missing_mse(const float *got, const float *truth, const uint8_t *mask, size_t n,
+                          int d, const float *scale, size_t *cells) {
+    double sum = 0.0;
+    *cells = 0;
+    for (size_t i = 0; i < n * (size_t)d; i++) {
+        if (mask[i]) continue;
+        double e = ((double)got[i] - truth[i]) / (scale ? scale[i % (size_t)d] : 1.0);
+        sum += e * e;
+        (*cells)++;
+    }
+    return *cells ? sum / (double)*cells : 0.0;
+}
+
+int cmd_impute(int argc, char **argv) {
+    static const char usage[] =
+        "usage: vae impute MODEL DATA -o OUT [options]\n\n"
+        "Fills in the missing values of DATA (CSV: empty, nan or NA cells; .npy: NaN) with a\n"
+        "model trained with --missing: importance sampling from q(z|x_obs) weighted by\n"
+        "p(x_obs|z) p(z) / q(z|x_obs) (MIWAE). Observed values are written back unchanged.\n"
+        "OUT is CSV, or .npy when it ends so, in the data's own units.\n"
+        "  -o, --out FILE        where to write (required)\n"
+        "  -k, --samples K       importance samples per row, default 1000\n"
+        "  -m, --multiple M      M imputations by sampling importance resampling, one after\n"
+        "                        the other (M x N rows); default: one, the weighted mean\n"
+        "      --truth FILE      the complete data: print the MSE on the missing cells, with\n"
+        "                        mean and zero imputation beside it (in the model's\n"
+        "                        standardized units when it standardizes)\n"
+        "  -s, --seed N          default 1\n"
+        "      --label-column N  CSV: the column of labels (or last)\n";
+    static const struct option options[] = {
+        {"out", required_argument, 0, 'o'},      {"samples", required_argument, 0, 'k'},
+        {"multiple", required_argument, 0, 'm'}, {"truth", required_argument, 0, 'T'},
+        {"seed", required_argument, 0, 's'},     {"label-column", required_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    const char *out = NULL, *truth_path = NULL;
+    int k = 1000, multiple = 0, c;
+    uint64_t seed = 1;
+    long label_column = VAE_CSV_NO_LABELS;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:k:m:s:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'k': if (!cli_parse_int("samples", optarg, 1, 100000, &k)) return EXIT_USAGE; break;
+        case 'm': if (!cli_parse_int("multiple", optarg, 1, 10000, &multiple)) return EXIT_USAGE; break;
+        case 'T': truth_path = optarg; break;
+        case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
+        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
+        case 'h': fputs(usage, stdout); return EXIT_OK;
+        default: fputs(usage, stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 2 || !out) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    vae_model *m = NULL;
+    vae_dataset *data = NULL, *raw = NULL, *truth = NULL;
+    vae_train_state st;
+    vae_error err = {{0}};
+    float *filled = NULL;
+    int code = cli_load_model(argv[optind], &m, &st);
+    if (code == EXIT_OK) /* standardized as the model was trained */
+        code = cli_load_data_labeled(argv[optind + 1], NULL, label_column, m, &data);
+    vae_status s = VAE_OK;
+    if (code == EXIT_OK) /* and as it is, for the observed values and the output's units */
+        s = cli_read_dataset(argv[optind + 1], NULL, label_column, &raw, &err);
+    if (code == EXIT_OK && s == VAE_OK && truth_path) {
+        s = cli_read_dataset(truth_path, NULL, label_column, &truth, &err);
+        if (s == VAE_OK && (truth->count != raw->count || truth->dim != raw->dim || truth->mask)) {
+            snprintf(err.message, sizeof err.message, "%s: the truth must be complete data of "
+                     "the same shape as %s", truth_path, argv[optind + 1]);
+            s = VAE_ERR_INVALID_ARGUMENT;
+        }
+    }
+    if (code != EXIT_OK || s != VAE_OK) goto done;
+    if (!data->mask) {
+        fprintf(stderr, "vae: %s has no missing values\n", argv[optind + 1]);
+        code = EXIT_DATAERR;
+        goto done;
+    }
+    const size_t n = data->count, copies = multiple ? (size_t)multiple : 1;
+    const int d = data->dim;
+    filled = malloc(sizeof(float) * copies * n * (size_t)d);
+    s = filled ? vae_impute(m, data, k, multiple, seed, filled, &err) : VAE_ERR_NO_MEMORY;
+    if (s != VAE_OK) goto done;
+    const float *mean = vae_model_data_mean(m), *std = vae_model_data_std(m);
+    if (mean) vae_standardize(filled, copies * n, d, mean, std, 1);
+    for (size_t c2 = 0; c2 < copies; c2++) /* observed values: the input's own, bit for bit */
+        for (size_t i = 0; i < n * (size_t)d; i++)
+            if (data->mask[i]) filled[c2 * n * d + i] = raw->x[i];
+    s = write_rows(out, filled, copies * n, d, &err);
+    if (s != VAE_OK) goto done;
+    size_t missing = 0;
+    for (size_t i = 0; i < n * (size_t)d; i++) missing += !data->mask[i];
+    fprintf(stderr, "vae: wrote %s: %zu missing values of %zu filled in (%zu imputation%s)\n", out,
+            missing, n * (size_t)d, copies, copies == 1 ? "" : "s");
+    if (truth) { /* the baselines, in the same units */
+        float *col_mean = calloc((size_t)d, sizeof(float)), *baseline = NULL;
+        baseline = calloc(n * (size_t)d, sizeof(float));
+        size_t *seen = calloc((size_t)d, sizeof(size_t));
+        if (!col_mean || !baseline || !seen) {
+            free(col_mean), free(baseline), free(seen);
+            s = VAE_ERR_NO_MEMORY;
+            goto done;
+        }
+        for (size_t i = 0; i < n * (size_t)d; i++)
+            if (data->mask[i]) col_mean[i % d] += raw->x[i], seen[i % d]++;
+        for (int j = 0; j < d; j++) col_mean[j] = seen[j] ? col_mean[j] / seen[j] : 0.0f;
+        size_t cells;
+        double ours = missing_mse(filled, truth->x, data->mask, n, d, std, &cells);
+        for (size_t i = 0; i < n * (size_t)d; i++) baseline[i] = col_mean[i % d];
+        double by_mean = missing_mse(baseline, truth->x, data->mask, n, d, std, &cells);
+        for (size_t i = 0; i < n * (size_t)d; i++) baseline[i] = mean ? mean[i % d] : 0.0f;
+        double by_zero = missing_mse(baseline, truth->x, data->mask, n, d, std, &cells);
+        printf("missing cells: %zu; MSE%s: vae %.4f, mean imputation %.4f, zero imputation %.4f\n",
+               cells, std ? " (standardized units)" : "", ours, by_mean, by_zero);
+        printf("RMSE: vae %.4f, mean imputation %.4f, zero imputation %.4f\n", sqrt(ours),
+               sqrt(by_mean), sqrt(by_zero));
+        free(col_mean), free(baseline), free(seen);
+    }
+done:
+    if (code == EXIT_OK && s != VAE_OK) code = cli_report(s, &err);
+    free(filled);
+    vae_dataset_free(data), vae_dataset_free(raw), vae_dataset_free(truth);
+    vae_model_free(m);
+    return code;
+}
+
+int cmd_mask(int argc, char **argv) {
+    static const char usage[] =
+        "usage: vae mask DATA -o OUT [options]\n\n"
+        "Removes values of DATA completely at random and writes the rest with NaN (.npy) or\n"
+        "empty cells (CSV) where values were removed: input for vae train --missing and\n"
+        "vae impute --truth DATA. Every row keeps at least one value.\n"
+        "  -o, --out FILE        .npy or .csv (required)\n"
+        "  -f, --fraction F      the share of values removed, default 0.5\n"
+        "  -s, --seed N          default 1\n"
+        "      --label-column N  CSV: the column of labels, left out of the output (or last)\n";
+    static const struct option options[] = {
+        {"out", required_argument, 0, 'o'},  {"fraction", required_argument, 0, 'f'},
+        {"seed", required_argument, 0, 's'}, {"label-column", required_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+    const char *out = NULL;
+    float fraction = 0.5f;
+    uint64_t seed = 1;
+    long label_column = VAE_CSV_NO_LABELS;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:f:s:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'f': if (!cli_parse_float("fraction", optarg, 0.0, 0.99, &fraction)) return EXIT_USAGE; break;
+        case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
+        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
+        case 'h': fputs(usage, stdout); return EXIT_OK;
+        default: fputs(usage, stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1 || !out) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    vae_dataset *data = NULL;
+    vae_error err = {{0}};
+    vae_status s = cli_read_dataset(argv[optind], NULL, label_column, &data, &err);
+    if (s != VAE_OK) return cli_report(s, &err);
+    const size_t n = data->count, d = (size_t)data->dim;
+    float *keep = malloc(sizeof(float) * d);
+    if (!keep) {
+        vae_dataset_free(data);
+        return cli_report(VAE_ERR_NO_MEMORY, NULL);
+    }
+    vae_rng rng = vae_rng_make(seed, 0x3a5cULL);
+    for (size_t i = 0; i < n; i++) {
+        size_t kept = 0;
+        float *row = data->x + i * d;
+        memcpy(keep, row, sizeof(float) * d);
+        for (size_t j = 0; j < d; j++) {
+            int was_missing = data->mask && !data->mask[i * d + j];
+            if (was_missing || vae_rng_uniform(&rng) < fraction) row[j] = NAN;
+            else kept++;
+        }
+        for (size_t tries = 0; !kept && tries < 64 * d; tries++) { /* one value stays */
+            size_t j = (size_t)vae_rng_below(&rng, d);
+            if (!data->mask || data->mask[i * d + j]) row[j] = keep[j], kept = 1;
+        }
+    }
+    free(keep);
+    if (cli_has_suffix(out, ".npy")) {
+        s = vae_npy_write_f32(out, data->x, n, d, &err);
+    } else { /* NaN prints as "nan", which the reader takes as missing */
+        s = write_rows(out, data->x, n, (int)d, &err);
+    }
+    vae_dataset_free(data);
+    if (s != VAE_OK) return cli_report(s, &err);
+    fprintf(stderr, "vae: wrote %s\n", out);
+    return EXIT_OK;
+}

@@ -1,0 +1,84 @@
+/* impute.c — filling in missing values with a model trained on incomplete data (MIWAE, Mattei &
+ * Frellsen 2019): importance sampling from q(z|x_obs) weighted by p(x_obs|z) p(z) / q(z|x_obs). */
+#include "core/internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LOG_2PI 1.8378770664093453
+
+vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int multiple,
+                      uint64_t seed, float *out, vae_error *err) {
+    const vae_config *cfg = vae_model_config(m);
+    VAE_TRY(vae_check_data(m, data, "imputation", err));
+    VAE_RETURN_IF(k < 1 || k > 100000 || multiple < 0 || multiple > 10000, err,
+                  VAE_ERR_INVALID_ARGUMENT, "importance samples 1..100000, imputations 0..10000");
+    const int d = cfg->input_dim, latent = cfg->latent_dim, copies = multiple ? multiple : 1;
+    const size_t n = data->count;
+    vae_workspace *ws = NULL;
+    VAE_TRY(vae_workspace_create(&ws, m, k, err));
+    float *mu = malloc(sizeof(float) * latent), *lv = malloc(sizeof(float) * latent);
+    float *eps = malloc(sizeof(float) * (size_t)k * latent), *z = malloc(sizeof(float) * (size_t)k * latent);
+    float *mean = malloc(sizeof(float) * (size_t)k * d);
+    double *log_px = malloc(sizeof(double) * k), *w = malloc(sizeof(double) * k);
+    uint8_t *labels = calloc((size_t)k, 1);
+    vae_status s = mu && lv && eps && z && mean && log_px && w && labels ? VAE_OK : VAE_ERR_NO_MEMORY;
+    if (s != VAE_OK) vae_fail(err, s, "out of memory for %d importance samples", k);
+    for (size_t i = 0; s == VAE_OK && i < n; i++) {
+        const float *x = data->x + i * d;
+        const uint8_t *mask = data->mask ? data->mask + i * d : NULL;
+        for (int c = 0; c < copies; c++) memcpy(out + ((size_t)c * n + i) * d, x, sizeof(float) * d);
+        if (!mask || !memchr(mask, 0, (size_t)d)) continue; /* nothing to fill in */
+        memset(labels, data->labels ? data->labels[i] : 0, (size_t)k);
+        vae_workspace_set_labels(ws, labels);
+        vae_workspace_set_mask(ws, mask);
+        if ((s = vae_encode(m, ws, x, 1, mu, lv)) != VAE_OK) break;
+        vae_rng rng = vae_rng_make(seed, VAE_STREAM_IWAE + i);
+        vae_rng_normal(&rng, eps, (size_t)k * latent);
+        for (int r = 0; r < k; r++) {
+            double log_prior = 0.0, log_q = 0.0;
+            for (int j = 0; j < latent; j++) {
+                float e = eps[r * latent + j], zz = mu[j] + expf(0.5f * lv[j]) * e;
+                z[r * latent + j] = zz;
+                log_prior -= 0.5 * (LOG_2PI + (double)zz * zz);
+                log_q -= 0.5 * (LOG_2PI + lv[j] + (double)e * e);
+            }
+            w[r] = log_prior - log_q;
+        }
+        /* log p(x_obs | z_k) (the mask set above, one for every draw), then the means */
+        if ((s = vae_log_likelihood(m, ws, z, k, x, 0, log_px)) != VAE_OK ||
+            (s = vae_decode(m, ws, z, k, mean)) != VAE_OK)
+            break;
+        double max = -INFINITY, sum = 0.0;
+        for (int r = 0; r < k; r++) {
+            w[r] += log_px[r];
+            if (w[r] > max) max = w[r];
+        }
+        for (int r = 0; r < k; r++) sum += (w[r] = exp(w[r] - max));
+        for (int r = 0; r < k; r++) w[r] /= sum; /* self-normalized weights */
+        for (int c = 0; c < copies; c++) {
+            float *o = out + ((size_t)c * n + i) * d;
+            if (!multiple) { /* the weighted conditional mean of the missing values */
+                for (int j = 0; j < d; j++) {
+                    if (mask[j]) continue;
+                    double acc = 0.0;
+                    for (int r = 0; r < k; r++) acc += w[r] * mean[(size_t)r * d + j];
+                    o[j] = (float)acc;
+                }
+            } else { /* sampling importance resampling: one draw z by the weights */
+                double u = vae_rng_uniform(&rng), cum = 0.0;
+                int pick = k - 1;
+                for (int r = 0; r < k; r++)
+                    if ((cum += w[r]) > u) {
+                        pick = r;
+                        break;
+                    }
+                for (int j = 0; j < d; j++)
+                    if (!mask[j]) o[j] = mean[(size_t)pick * d + j];
+            }
+        }
+    }
+    vae_workspace_free(ws);
+    free(mu), free(lv), free(eps), free(z), free(mean), free(log_px), free(w), free(labels);
+    return s;
+}
