@@ -107,5 +107,9 @@ int cmd_plot_latent(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_impute(int argc, char **argv);
 int cmd_mask(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+/* ROC AUC of scores (higher: anomalous) against the 0/1 flags, ties counting half; NaN when
+ * one class is empty. */
+double cli_roc_auc(const double *scores, const uint8_t *anomalous, size_t n);
 
 #endif

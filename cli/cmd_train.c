@@ -118,6 +118,7 @@ static void usage(FILE *out) {
         "                            .csv/.csv.gz (numbers; a header line is skipped)\n"
         "      --test FILE           test data; IDX labels beside either are found by name\n"
         "      --label-column N      CSV: the 1-based column of integer labels, or last\n"
+        "      --exclude-label L     leave the training samples labelled L out\n"
         "      --missing             data with missing values (CSV: empty, nan or NA cells;\n"
         "                            .npy: NaN): the likelihood counts observed values only,\n"
         "                            the encoder also sees the mask (MIWAE with --iwae K)\n"
@@ -179,7 +180,7 @@ typedef struct {
     float sigma, variance_floor;
     long label_column;
     int n_classes; /* of the training labels, for --conditional */
-    int standardize, conditional, missing;
+    int standardize, conditional, missing, exclude_label;
     int latent, threads, no_test, quiet;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
@@ -192,7 +193,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
            OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL,
-           OPT_CONV, OPT_MISSING };
+           OPT_CONV, OPT_MISSING, OPT_EXCLUDE };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -218,6 +219,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"conditional", no_argument, 0, OPT_CONDITIONAL},
         {"conv", required_argument, 0, OPT_CONV},
         {"missing", no_argument, 0, OPT_MISSING},
+        {"exclude-label", required_argument, 0, OPT_EXCLUDE},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -279,6 +281,10 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case OPT_CONDITIONAL: a->conditional = 1; break;
         case OPT_CONV: a->conv = optarg; break;
         case OPT_MISSING: a->missing = 1; break;
+        case OPT_EXCLUDE:
+            if (!cli_parse_int("exclude-label", optarg, 0, 255, &a->exclude_label)) return 0;
+            a->exclude_label++; /* 0: none */
+            break;
         case OPT_IWAE:
             if (!cli_parse_int("iwae", optarg, 1, 4096, &a->train_opt.iwae_k)) return 0;
             a->objective_set = 1;
@@ -499,6 +505,27 @@ int cmd_train(int argc, char **argv) {
     vae_status s = load_split(a.train, a.train_labels, a.label_column, &train, &err);
     if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, a.label_column, &test, &err);
     if (s != VAE_OK) goto fail;
+    if (s == VAE_OK && a.exclude_label) { /* e.g. to hold a class out as anomalies */
+        if (!train->labels) {
+            snprintf(err.message, sizeof err.message, "--exclude-label needs labels for %s", a.train);
+            s = VAE_ERR_INVALID_ARGUMENT;
+            goto fail;
+        }
+        size_t kept = 0, d = (size_t)train->dim;
+        for (size_t i = 0; i < train->count; i++) {
+            if (train->labels[i] == a.exclude_label - 1) continue;
+            memmove(train->x + kept * d, train->x + i * d, d * sizeof(float));
+            if (train->mask) memmove(train->mask + kept * d, train->mask + i * d, d);
+            train->labels[kept++] = train->labels[i];
+        }
+        train->count = kept;
+        if (!kept) {
+            snprintf(err.message, sizeof err.message, "--exclude-label %d leaves no training data",
+                     a.exclude_label - 1);
+            s = VAE_ERR_INVALID_ARGUMENT;
+            goto fail;
+        }
+    }
     if (a.conditional) { /* the classes the labels name */
         if (!train->labels) {
             snprintf(err.message, sizeof err.message, "--conditional needs labels for %s (IDX "

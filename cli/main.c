@@ -24,6 +24,7 @@ static void usage(FILE *out) {
             "  report       a self-contained HTML page of a training run\n"
             "  impute       fill in missing values (a model trained with --missing)\n"
             "  mask         remove values at random, to measure imputation\n"
+            "  score        anomaly scores per sample (and ROC AUC given the anomalies' label)\n"
             "\n"
             "  vae <command> --help   options of a command\n"
             "  vae --version          version and the BLAS in use\n"
@@ -60,6 +61,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
     if (strcmp(cmd, "impute") == 0) return cmd_impute(argc - 1, argv + 1);
     if (strcmp(cmd, "mask") == 0) return cmd_mask(argc - 1, argv + 1);
+    if (strcmp(cmd, "score") == 0) return cmd_score(argc - 1, argv + 1);
     fprintf(stderr, "vae: unknown command \"%s\" (try vae --help)\n", cmd);
     return EXIT_USAGE;
 }

@@ -61,3 +61,28 @@ if [ "$rc" -eq 65 ] && grep -q "no missing values" "$tmp/err" && [ ! -e "$tmp/x.
 else
     fail impute_needs_missing_values "exit $rc: $(cat "$tmp/err")"
 fi
+
+# anomaly scores: a Gaussian model of a tight cloud; 20 far points labelled 1 score higher
+awk 'BEGIN { s = 5; for (i = 0; i < 300; i++) {
+        for (k = 0; k < 2; k++) { s = (s * 1103515245 + 12345) % 2147483648; u[k] = s / 2147483648 }
+        far = i % 15 == 0
+        printf "%.4f,%.4f,%.4f,%d\n", u[0] + 8 * far, u[1] - 8 * far, u[0] + u[1], far } }' >"$tmp/cloud.csv"
+"$vae" train --train "$tmp/cloud.csv" --label-column last --exclude-label 1 --likelihood gaussian \
+    --variance dim --encoder 16 --decoder 16 --latent 2 --epochs 60 --batch 20 --no-test \
+    --out "$tmp/a" -q 2>"$tmp/err"
+"$vae" score "$tmp/a/model.safetensors" "$tmp/cloud.csv" --label-column last --anomaly-label 1 \
+    -o "$tmp/scores.csv" >"$tmp/auc" 2>>"$tmp/err"
+cat "$tmp/auc" | sed 's/^/# /'
+if grep -q "anomalies (label 1): 20 of 300; ROC AUC 1.0000" "$tmp/auc" &&
+    [ "$(wc -l <"$tmp/scores.csv")" -eq 301 ]; then
+    ok anomaly_scores_and_auc
+else
+    fail anomaly_scores_and_auc "$(cat "$tmp/auc" "$tmp/err")"
+fi
+"$vae" score "$tmp/a/model.safetensors" "$tmp/cloud.csv" --label-column last -k 50 --anomaly-label 0 \
+    -o "$tmp/scores.npy" >"$tmp/auc" 2>>"$tmp/err"
+if grep -q "ROC AUC 0.0000" "$tmp/auc" && grep -q "'shape': (300, 1)" "$tmp/scores.npy"; then
+    ok auc_of_the_complement
+else
+    fail auc_of_the_complement "$(cat "$tmp/auc" "$tmp/err")"
+fi
