@@ -12,6 +12,14 @@ ALL_CFLAGS = $(OPTFLAGS) $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wex
 override LDFLAGS += $(OMPFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
 LDLIBS  := -lopenblas -ljansson -lpng -lz -lm
 BUILD   := build
+# MPI=1: a vae for `mpirun -np N vae train` (data-parallel), built with Open MPI's mpicc into
+# build-mpi; the library itself never needs MPI.
+MPI ?= 0
+ifeq ($(MPI),1)
+CC      := mpicc
+BUILD   := build-mpi
+override CFLAGS += -DVAE_MPI
+endif
 
 LIB_SRC := $(wildcard src/*/*.c)
 CLI_SRC := $(wildcard cli/*.c)
@@ -66,6 +74,7 @@ test:
 	@if [ "$(SANITIZE)" != 1 ]; then $(MAKE) --no-print-directory tests; fi
 	@$(MAKE) --no-print-directory BUILD=build-san OPTFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" tests
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory MPI=1 all
 	@tests/run.sh $(TEST_BUILDS) -- tests/fuzz_smoke.sh build-fuzz
 
 # libFuzzer targets, one per reader, built with clang and ASan+UBSan into build-fuzz. The
@@ -106,7 +115,7 @@ demo: deps
 	$(BUILD)/vae sample demo/conditional/model.safetensors -n 100 -o demo/classes.png
 
 clean:
-	rm -rf $(BUILD) build-san build-fuzz
+	rm -rf $(BUILD) build-san build-fuzz build-mpi
 
 # Side-by-side speed against PyTorch (needs Debian's python3-torch; installs it when missing).
 $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a

@@ -94,6 +94,21 @@ vae_status cli_write_interpolation(const char *path, const vae_model *model,
                                    const vae_train_state *st, const vae_dataset *data, int from,
                                    int to, int steps, vae_error *err);
 
+/* The processes of one job: with the MPI build (make MPI=1) those of mpirun, else this one. */
+void cli_parallel_init(int *argc, char ***argv);
+/* Ends the job; a failing rank of several aborts them all (non-zero exit). Returns code. */
+int cli_parallel_finish(int code);
+int cli_parallel_rank(void);
+int cli_parallel_size(void);
+/* For vae_train_options.collective: NULL for a single process. */
+const vae_collective *cli_parallel_collective(void);
+/* Rank 0's n values to every rank; non-zero on failure. */
+int cli_parallel_broadcast(float *v, size_t n);
+/* Seconds spent in collective calls so far. */
+double cli_parallel_comm_seconds(void);
+/* "MPI" in the MPI build, else NULL. */
+const char *cli_parallel_name(void);
+
 int cmd_train(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_sample(int argc, char **argv);

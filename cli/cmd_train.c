@@ -588,23 +588,34 @@ int cmd_train(int argc, char **argv) {
         if (test) vae_standardize(test->x, test->count, test->dim, mean, std, 0);
     }
 
-    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "vae: cannot create %s: %s\n", a.out, strerror(errno));
-        code = EXIT_CANTCREAT;
-        goto cleanup;
+    /* several processes (mpirun): the same weights everywhere; rank 0 alone talks and writes */
+    const int writer = cli_parallel_rank() == 0;
+    a.train_opt.collective = cli_parallel_collective();
+    if (cli_parallel_broadcast(vae_model_params(model), vae_model_num_params(model))) {
+        snprintf(err.message, sizeof err.message, "broadcasting the initial weights failed");
+        s = VAE_ERR_IO;
+        goto fail;
     }
+    if (!writer) a.quiet = view.quiet = 1, view.bar = 0;
     char path[PATH_SIZE], checkpoint_path[PATH_SIZE];
     snprintf(checkpoint_path, sizeof checkpoint_path, "%s/checkpoint.safetensors", a.out);
-    view.checkpoint_path = checkpoint_path;
-    remove_stale_temporaries(a.out, "checkpoint.safetensors");
-    remove_stale_temporaries(a.out, "model.safetensors");
-    int first_epoch = a.resume ? view.state.position.epoch : 1;
-    log = open_log(a.out, a.resume, first_epoch, "train_log.csv", LOG_HEADER);
-    view.jsonl = log ? open_log(a.out, a.resume, first_epoch, "train_log.jsonl", NULL) : NULL;
-    if (!log || !view.jsonl) {
-        fprintf(stderr, "vae: cannot create %s/train_log.*: %s\n", a.out, strerror(errno));
-        code = EXIT_CANTCREAT;
-        goto cleanup;
+    if (writer) {
+        if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "vae: cannot create %s: %s\n", a.out, strerror(errno));
+            code = EXIT_CANTCREAT;
+            goto cleanup;
+        }
+        view.checkpoint_path = checkpoint_path;
+        remove_stale_temporaries(a.out, "checkpoint.safetensors");
+        remove_stale_temporaries(a.out, "model.safetensors");
+        int first_epoch = a.resume ? view.state.position.epoch : 1;
+        log = open_log(a.out, a.resume, first_epoch, "train_log.csv", LOG_HEADER);
+        view.jsonl = log ? open_log(a.out, a.resume, first_epoch, "train_log.jsonl", NULL) : NULL;
+        if (!log || !view.jsonl) {
+            fprintf(stderr, "vae: cannot create %s/train_log.*: %s\n", a.out, strerror(errno));
+            code = EXIT_CANTCREAT;
+            goto cleanup;
+        }
     }
 
     vae_set_num_threads(a.threads);
@@ -617,8 +628,10 @@ int cmd_train(int argc, char **argv) {
     a.train_opt.user = &view;
     if (!a.quiet) {
         fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; "
-                "%zu parameters; %d threads\n", train->count, train->dim,
+                "%zu parameters; %d threads", train->count, train->dim,
                 test ? test->count : 0, vae_model_num_params(model), vae_get_num_threads());
+        if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
+        fputc('\n', stderr);
         if (a.resume)
             fprintf(stderr, "vae: resuming %s at epoch %d, step %llu\n", a.resume,
                     view.state.position.epoch,
@@ -626,16 +639,27 @@ int cmd_train(int argc, char **argv) {
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    double train_started = now_seconds();
     s = vae_train(model, train, test, &a.train_opt, &err);
+    double train_seconds = now_seconds() - train_started;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    if (s == VAE_ERR_CANCELLED) {
-        fprintf(stderr, "vae: %s; checkpoint in %s (continue with --resume %s)\n", err.message,
-                checkpoint_path, a.out);
+    if (cli_parallel_size() > 1 && !a.quiet)
+        fprintf(stderr, "vae: %d ranks; %.2f s of %.2f s in communication (%.1f%%)\n",
+                cli_parallel_size(), cli_parallel_comm_seconds(), train_seconds,
+                100.0 * cli_parallel_comm_seconds() / (train_seconds > 0 ? train_seconds : 1));
+    if (s == VAE_ERR_CANCELLED) { /* every rank stopped at the same step; rank 0 saved it */
+        if (writer)
+            fprintf(stderr, "vae: %s; checkpoint in %s (continue with --resume %s)\n",
+                    err.message, checkpoint_path, a.out);
         code = EXIT_INTERRUPTED;
         goto cleanup;
     }
     if (s != VAE_OK) goto fail;
+    if (!writer) {
+        code = EXIT_OK;
+        goto cleanup;
+    }
 
     snprintf(path, sizeof path, "%s/model.safetensors", a.out);
     view.state.position = (vae_train_position){.epoch = a.train_opt.epochs + 1};

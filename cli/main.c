@@ -34,7 +34,14 @@ static void usage(FILE *out) {
             "130 interrupted\n");
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv) {
+    cli_parallel_init(&argc, &argv);
+    return cli_parallel_finish(run(argc, argv));
+}
+
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -46,6 +53,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("vae %s\nBLAS: %s\n", VAE_VERSION_STRING, vae_blas_info());
+        if (cli_parallel_name()) printf("parallel: %s, %d ranks\n", cli_parallel_name(),
+                                        cli_parallel_size());
         return EXIT_OK;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);

@@ -408,6 +408,21 @@ typedef struct {
 typedef vae_status (*vae_checkpoint_fn)(void *user, const vae_model *model, vae_adam *adam,
                                         vae_train_position position, vae_error *err);
 
+/* Data-parallel training across processes, supplied by the program (vae's MPI build does it
+ * with MPI_Allreduce): every rank runs vae_train with the same options, data and initial
+ * weights; each takes its share of every global batch (rows batch*rank/size .. batch*(rank+1)/
+ * size of it, with the noise a single process would draw for those rows) and of the test set,
+ * and the gradients and loss sums are added up across ranks before the identical Adam step.
+ * The result equals one process with the same global batch up to the order of the sums (free
+ * bits, which floors per-unit KL of each rank's share, is the exception). */
+typedef struct {
+    int rank, size;
+    /* Sums n values elementwise across the ranks, in place; non-zero on failure. */
+    int (*sum_floats)(void *ctx, float *values, size_t n);
+    int (*sum_doubles)(void *ctx, double *values, size_t n);
+    void *ctx;
+} vae_collective;
+
 typedef struct {
     int epochs;            /* 10 */
     int batch_size;        /* 128 */
@@ -431,6 +446,7 @@ typedef struct {
      * the same bits as one that never stopped. */
     vae_adam *resume_adam;
     vae_train_position start;
+    const vae_collective *collective; /* NULL: one process */
 } vae_train_options;
 void vae_train_options_default(vae_train_options *opt);
 

@@ -1,14 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages that vae needs to build and run its demo, when missing; with
-# --test also clang and its runtime libraries (the libFuzzer targets) and chromium (a headless
-# browser checks the HTML report), with --bench what the side-by-side benchmark needs
+# --test also clang and its runtime libraries (the libFuzzer targets), chromium (a headless
+# browser checks the HTML report) and Open MPI (the data-parallel build), with --bench what the side-by-side benchmark needs
 # (PyTorch, GNU time).
 # Runs as root (apt-get update first); as another user it only reports what is missing.
 set -eu
 
 PACKAGES="build-essential pkg-config libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libjansson-dev
 dataset-fashion-mnist"
-[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES clang libclang-rt-dev chromium"
+[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES clang libclang-rt-dev chromium libopenmpi-dev openmpi-bin"
 [ "${1:-}" = "--bench" ] && PACKAGES="python3-torch python3-numpy time"
 
 missing=""

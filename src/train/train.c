@@ -58,12 +58,13 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
     return VAE_OK;
 }
 
-static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float *eps,
-                                const vae_dataset *data, int batch_size, uint64_t seed,
-                                vae_loss *loss) {
+/* Evaluates samples [from, to) of data; each sample's noise comes from its global index. */
+static vae_status evaluate_range(const vae_model *model, vae_workspace *ws, float *eps,
+                                 const vae_dataset *data, size_t from, size_t to, int batch_size,
+                                 uint64_t seed, vae_loss *loss) {
     const int latent = vae_model_config(model)->latent_dim;
-    for (size_t start = 0; start < data->count; start += (size_t)batch_size) {
-        size_t left = data->count - start;
+    for (size_t start = from; start < to; start += (size_t)batch_size) {
+        size_t left = to - start;
         int batch = left < (size_t)batch_size ? (int)left : batch_size;
         for (int b = 0; b < batch; b++) {
             vae_rng rng = vae_rng_make(seed, VAE_STREAM_EVAL + start + (size_t)b);
@@ -74,6 +75,20 @@ static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float
         VAE_TRY(vae_forward(model, ws, data->x + start * (size_t)data->dim, eps, batch, loss));
     }
     return VAE_OK;
+}
+
+static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float *eps,
+                                const vae_dataset *data, int batch_size, uint64_t seed,
+                                vae_loss *loss) {
+    return evaluate_range(model, ws, eps, data, 0, data->count, batch_size, seed, loss);
+}
+
+/* Adds a loss's sums across the ranks. */
+static int sum_loss(const vae_collective *c, vae_loss *l) {
+    double v[3] = {l->recon, l->kl, (double)l->count};
+    if (c->sum_doubles(c->ctx, v, 3)) return 1;
+    l->recon = v[0], l->kl = v[1], l->count = (size_t)v[2];
+    return 0;
 }
 
 vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
@@ -146,6 +161,11 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                   VAE_ERR_INVALID_ARGUMENT,
                   "the IWAE bound has no separate KL term: beta, warm-up and free bits do not apply");
     const int train_rows = batch_size * k;
+    const int rank = opt->collective ? opt->collective->rank : 0;
+    const int ranks = opt->collective ? opt->collective->size : 1;
+    VAE_RETURN_IF(ranks < 1 || rank < 0 || rank >= ranks ||
+                      (ranks > 1 && (!opt->collective->sum_floats || !opt->collective->sum_doubles)),
+                  err, VAE_ERR_INVALID_ARGUMENT, "rank %d of %d: not a valid collective", rank, ranks);
     const int noise_rows = train_rows > opt->eval_batch_size ? train_rows : opt->eval_batch_size;
 
     /* where to start: right after an epoch's last step (a run stopped there) the epoch is only
@@ -211,7 +231,11 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
         size_t first = epoch == start.epoch ? start.step_in_epoch : 0;
         for (size_t step = first; step < steps_per_epoch; step++, global_step++) {
             size_t start = step * (size_t)batch_size, left = n - start;
-            int batch = left < (size_t)batch_size ? (int)left : batch_size;
+            const int global_batch = left < (size_t)batch_size ? (int)left : batch_size;
+            /* this rank's rows of the global batch */
+            const int first_row = global_batch * rank / ranks;
+            const int batch = global_batch * (rank + 1) / ranks - first_row;
+            start += (size_t)first_row;
             for (int b = 0; b < batch; b++) {
                 if (train->labels) t.yb[b] = train->labels[t.order[start + b]];
                 if (train->mask)
@@ -221,7 +245,8 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                        (size_t)dim * sizeof(float));
             }
             vae_rng noise = vae_rng_make(opt->seed, VAE_STREAM_NOISE + global_step);
-            vae_rng_normal(&noise, t.eps, (size_t)batch * k * latent);
+            vae_rng_normal(&noise, t.eps, (size_t)global_batch * k * latent);
+            const float *eps = t.eps + (size_t)first_row * k * latent; /* this rank's rows */
 
             vae_loss step_loss = {0};
             /* KL warm-up (Bowman et al.): the weight climbs linearly to beta */
@@ -231,14 +256,27 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                                               (double)opt->kl_warmup);
             vae_workspace_set_labels(t.ws, t.yb);
             vae_workspace_set_mask(t.ws, t.mb);
-            if (k > 1 ? (s = vae_iwae_step(model, t.ws, t.xb, t.eps, batch, k, &step_loss)) != VAE_OK
-                      : (s = vae_forward(model, t.ws, t.xb, t.eps, batch, &step_loss)) != VAE_OK ||
-                            (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) !=
-                                VAE_OK) {
+            if (batch > 0 &&
+                (k > 1 ? (s = vae_iwae_step(model, t.ws, t.xb, eps, batch, k, &step_loss)) != VAE_OK
+                       : (s = vae_forward(model, t.ws, t.xb, eps, batch, &step_loss)) != VAE_OK ||
+                             (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) !=
+                                 VAE_OK)) {
                 vae_fail(err, s, "forward/backward pass failed at step %zu", global_step + 1);
                 goto done;
             }
-            double loss = (step_loss.recon + step_loss.kl) / batch;
+            if (ranks > 1) { /* the global batch's mean: this rank's share, then the sum */
+                float *g = vae_model_grads(model);
+                const float share = (float)batch / (float)global_batch;
+                for (size_t i = 0; i < vae_model_num_params(model); i++) g[i] *= share;
+                if (opt->collective->sum_floats(opt->collective->ctx, g,
+                                                vae_model_num_params(model)) ||
+                    sum_loss(opt->collective, &step_loss)) {
+                    s = vae_fail(err, VAE_ERR_IO, "summing gradients across ranks failed at step "
+                                 "%zu", global_step + 1);
+                    goto done;
+                }
+            }
+            double loss = (step_loss.recon + step_loss.kl) / global_batch;
             if (!isfinite(loss) || !all_finite(vae_model_grads(model), vae_model_num_params(model))) {
                 /* the step is not applied: the parameters stay those of the last good step */
                 s = vae_fail(err, VAE_ERR_DIVERGED,
@@ -252,9 +290,15 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
             epoch_loss.kl += step_loss.kl;
             epoch_loss.count += step_loss.count;
             vae_train_position after = {epoch, step + 1, epoch_loss};
-            if (opt->progress &&
-                opt->progress(opt->user, epoch, step + 1, steps_per_epoch,
-                              (epoch_loss.recon + epoch_loss.kl) / (double)epoch_loss.count)) {
+            int stop = opt->progress &&
+                       opt->progress(opt->user, epoch, step + 1, steps_per_epoch,
+                                     (epoch_loss.recon + epoch_loss.kl) / (double)epoch_loss.count);
+            if (ranks > 1) { /* every rank stops at the same step, or none */
+                double any = stop;
+                if (opt->collective->sum_doubles(opt->collective->ctx, &any, 1)) any = 1;
+                stop = any > 0;
+            }
+            if (stop) {
                 /* the caller stops us: save where we are first */
                 if (opt->checkpoint &&
                     (s = opt->checkpoint(opt->user, model, t.adam, after, err)) != VAE_OK)
@@ -279,9 +323,15 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
         if (test) {
             vae_loss test_loss = {0};
             double t_eval = now_seconds();
-            if ((s = evaluate_with(model, t.eval_ws, t.eps, test, opt->eval_batch_size, opt->seed,
-                                   &test_loss)) != VAE_OK) {
+            const size_t from = test->count * (size_t)rank / (size_t)ranks,
+                         to = test->count * (size_t)(rank + 1) / (size_t)ranks;
+            if ((s = evaluate_range(model, t.eval_ws, t.eps, test, from, to, opt->eval_batch_size,
+                                    opt->seed, &test_loss)) != VAE_OK) {
                 vae_fail(err, s, "evaluation failed after epoch %d", epoch);
+                goto done;
+            }
+            if (ranks > 1 && sum_loss(opt->collective, &test_loss)) {
+                s = vae_fail(err, VAE_ERR_IO, "summing the evaluation across ranks failed");
                 goto done;
             }
             stats.test_recon = test_loss.recon / (double)test_loss.count;
