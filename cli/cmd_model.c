@@ -49,8 +49,9 @@ int cmd_info(int argc, char **argv) {
         if (st.position.epoch > st.epochs)
             printf("training:      finished %d epochs", st.epochs);
         else
-            printf("training:      epoch %d of %d, %llu steps into it", st.position.epoch,
-                   st.epochs, (unsigned long long)st.position.step_in_epoch);
+            printf("training:      in epoch %d of %d, %llu step%s of it done", st.position.epoch,
+                   st.epochs, (unsigned long long)st.position.step_in_epoch,
+                   st.position.step_in_epoch == 1 ? "" : "s");
         printf("; batch %d, seed %llu\n", st.batch_size, (unsigned long long)st.seed);
     }
     if (st.epochs && st.iwae_k > 1)

@@ -404,10 +404,13 @@ static vae_status state_from_metadata(json_t *meta, vae_train_state *st, const c
     st->position.epoch = (int)v;
     VAE_TRY(meta_u64(meta, "step_in_epoch", UINT64_MAX, &st->position.step_in_epoch, path, err));
     vae_loss *so_far = &st->position.epoch_so_far;
-    VAE_TRY(meta_double(meta, "epoch_recon_sum", &so_far->recon, path, err));
-    VAE_TRY(meta_double(meta, "epoch_kl_sum", &so_far->kl, path, err));
-    VAE_TRY(meta_u64(meta, "epoch_samples", UINT64_MAX, &v, path, err));
-    so_far->count = (size_t)v;
+    /* the epoch's running sums; a file from before they were kept has them only at 0 */
+    if (st->position.step_in_epoch > 0 || json_object_get(meta, "epoch_recon_sum")) {
+        VAE_TRY(meta_double(meta, "epoch_recon_sum", &so_far->recon, path, err));
+        VAE_TRY(meta_double(meta, "epoch_kl_sum", &so_far->kl, path, err));
+        VAE_TRY(meta_u64(meta, "epoch_samples", UINT64_MAX, &v, path, err));
+        so_far->count = (size_t)v;
+    }
     VAE_TRY(meta_hex(meta, "data_hash", &st->data_hash, path, err));
     /* the objective: absent in files written before it could be chosen, which trained the ELBO */
     st->beta = 1.0f;
