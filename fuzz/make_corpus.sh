@@ -30,6 +30,7 @@ cp "$tmp/run/checkpoint.safetensors" "$out/safetensors/checkpoint"
 printf '1,2,3\n4,5.5,-6e-1\n' >"$out/csv/plain"
 printf '150,4,setosa,versicolor,virginica\r\n5.1,3.5,1.4,0.2,0\r\n4.9,3.0,1.4,0.2,2\r\n' >"$out/csv/sklearn"
 printf 'a,b\n1,2\n3,4\n' | gzip -c >"$out/csv/gzip"
+printf 'a,b,c\n1,,3\nnan,2,1\n4,NA,0\n' >"$out/csv/missing"
 /usr/bin/python3 - "$out/npy" <<'PY'
 import sys, numpy as np
 d = sys.argv[1]
