@@ -59,7 +59,7 @@ static void check_conv(int in_c, int in_hw, int out_c, int k, int stride, int pa
     float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), b[8];
     float *y = malloc(sizeof(float) * ny), *r = malloc(sizeof(float) * ny);
     float *dx = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float)), db[8] = {0};
-    float *cols = malloc(sizeof(float) * op_conv_cols_size(&s));
+    float *cols = malloc(sizeof(float) * op_conv_cols_size(&s, B));
     vae_rng rng = vae_rng_make(41, (uint64_t)(in_c * 1000 + k * 100 + stride * 10 + transposed));
     for (size_t i = 0; i < nx; i++) x[i] = 2 * vae_rng_uniform(&rng) - 1;
     for (size_t i = 0; i < nw; i++) w[i] = 2 * vae_rng_uniform(&rng) - 1;

@@ -26,7 +26,7 @@ struct vae_workspace {
     float *xy, *zy, *dzy;
     const uint8_t *labels;
     uint8_t *row_labels; /* (B): an IWAE pass's labels, each input's repeated for its draws */
-    float *cols;         /* a convolution's im2col scratch, for one sample */
+    float *cols;         /* a convolution's im2col scratch, for a whole batch */
     const uint8_t *mask; /* the next pass's rows' masks (like x's rows), or NULL: all observed */
     uint8_t *mask_rows;  /* (B, D): an IWAE pass's masks, each input's repeated */
 };
@@ -82,8 +82,9 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     }
     size_t cols = 0;
     for (int l = 0; l < model->n_layers; l++)
-        if (model->layers[l].kind != LAYER_DENSE && op_conv_cols_size(&model->layers[l].conv) > cols)
-            cols = op_conv_cols_size(&model->layers[l].conv);
+        if (model->layers[l].kind != LAYER_DENSE &&
+            op_conv_cols_size(&model->layers[l].conv, max_batch) > cols)
+            cols = op_conv_cols_size(&model->layers[l].conv, max_batch);
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
         (cols && !ws->cols) ||
