@@ -502,8 +502,8 @@ vae_status vae_eval(const vae_model *model, const vae_dataset *data, const vae_e
 /* Fills in the missing values of data (vae_dataset.mask) with a model trained with missing
  * values: k draws z ~ q(z|x_obs), weighted by p(x_obs|z) p(z) / q(z|x_obs) and normalized
  * (MIWAE). multiple = 0: the weighted mean of the decoded values (single imputation); M > 0:
- * M imputations, each the decoded means of one draw resampled by the weights (sampling
- * importance resampling). out gets max(1, M) completed copies (N,D) back to back; observed
+ * M imputations, each a draw z resampled by the weights (sampling importance resampling) and
+ * then the missing values drawn from p(x|z). out gets max(1, M) completed copies (N,D) back to back; observed
  * values are copied unchanged. Draws come from stream (seed, sample index). */
 vae_status vae_impute(const vae_model *model, const vae_dataset *data, int k, int multiple,
                       uint64_t seed, float *out, vae_error *err);

@@ -37,8 +37,14 @@ else
     fail observed_values_unchanged
 fi
 "$vae" impute "$tmp/m/model.safetensors" "$tmp/holes.csv" -m 3 -o "$tmp/multi.npy" 2>"$tmp/err"
-if grep -q "'shape': (1200, 6)" "$tmp/multi.npy"; then ok multiple_imputation; else
-    fail multiple_imputation "$(cat "$tmp/err")"; fi
+# three copies of 400 rows x 6 float32 after the 128-byte header: drawn, so they differ
+copy() { tail -c +$((129 + $1 * 9600)) "$tmp/multi.npy" | head -c 9600; }
+if grep -q "'shape': (1200, 6)" "$tmp/multi.npy" && [ "$(copy 0 | od -An -tx1 | md5sum)" != "$(copy 1 | od -An -tx1 | md5sum)" ] &&
+    [ "$(copy 1 | od -An -tx1 | md5sum)" != "$(copy 2 | od -An -tx1 | md5sum)" ]; then
+    ok multiple_imputation
+else
+    fail multiple_imputation "$(cat "$tmp/err")"
+fi
 # refusals
 "$vae" train --train "$tmp/holes.csv" --likelihood gaussian --no-test -q 2>"$tmp/err"
 rc=$?

@@ -7,6 +7,39 @@
 
 #define LOG_2PI 1.8378770664093453
 
+/* A draw of value j from p(x|z) for decoder output row `out` (the likelihood's parameters) with
+ * mean `mean`: a Bernoulli 0/1, a Gaussian with its variance, a Poisson count. */
+static float draw_value(const vae_model *m, const float *out, float mean, int j, vae_rng *rng) {
+    const vae_config *c = vae_model_config(m);
+    switch (c->likelihood) {
+    case VAE_LIK_BERNOULLI: return vae_rng_uniform(rng) < mean ? 1.0f : 0.0f;
+    case VAE_LIK_GAUSSIAN: {
+        double var = (double)c->sigma * c->sigma;
+        if (c->variance == VAE_VAR_PER_SAMPLE) var = c->variance_floor + exp(out[c->input_dim + j]);
+        if (c->variance == VAE_VAR_PER_DIM) {
+            vae_tensor_info t = vae_model_tensor(m, vae_model_find_tensor(m, "likelihood.logvar"));
+            var = c->variance_floor + exp(vae_model_params((vae_model *)m)[t.offset + j]);
+        }
+        float e;
+        vae_rng_normal(rng, &e, 1);
+        return mean + (float)sqrt(var) * e;
+    }
+    case VAE_LIK_POISSON: { /* by inversion for small rates, a rounded normal for large ones */
+        if (mean > 60.0f) {
+            float e;
+            vae_rng_normal(rng, &e, 1);
+            double v = floor(mean + sqrt(mean) * e + 0.5);
+            return v < 0 ? 0.0f : (float)v;
+        }
+        double p = exp(-(double)mean), cum = p, u = vae_rng_uniform(rng);
+        int kk = 0;
+        while (u > cum && kk < 1000) p *= mean / ++kk, cum += p;
+        return (float)kk;
+    }
+    }
+    return mean;
+}
+
 vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int multiple,
                       uint64_t seed, float *out, vae_error *err) {
     const vae_config *cfg = vae_model_config(m);
@@ -73,8 +106,13 @@ vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int mu
                         pick = r;
                         break;
                     }
+                /* then the missing values from p(x|z) of that draw */
+                const vae_config *cfg2 = vae_model_config(m);
+                const int width = cfg2->likelihood == VAE_LIK_GAUSSIAN &&
+                                          cfg2->variance == VAE_VAR_PER_SAMPLE ? 2 * d : d;
+                const float *out_row = vae_workspace_logits(ws) + (size_t)pick * width;
                 for (int j = 0; j < d; j++)
-                    if (!mask[j]) o[j] = mean[(size_t)pick * d + j];
+                    if (!mask[j]) o[j] = draw_value(m, out_row, mean[(size_t)pick * d + j], j, &rng);
             }
         }
     }
