@@ -62,6 +62,9 @@ const char *cli_likelihood_note(const vae_config *c, char *buf, size_t size);
 vae_status cli_write_table(const char *path, const double *values, size_t rows, size_t cols,
                            const char *header, vae_error *err);
 
+/* Monotonic seconds, for rates and timings. */
+double cli_now_seconds(void);
+
 /* A progress bar on stderr when it is a terminal, redrawn at most 10 times a second. */
 typedef struct {
     const char *label;

@@ -35,16 +35,10 @@ typedef struct {
     size_t test_count;       /* test samples, for the evaluation rate */
 } train_view;
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int on_progress(void *user, int epoch, size_t step, size_t steps, double running_loss) {
     train_view *v = user;
     if (v->bar && !v->quiet) {
-        double t = now_seconds();
+        double t = cli_now_seconds();
         if (t - v->last_draw > 0.1 || step == steps) {
             v->last_draw = t;
             int width = 30, filled = (int)(width * step / steps);
@@ -639,9 +633,9 @@ int cmd_train(int argc, char **argv) {
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    double train_started = now_seconds();
+    double train_started = cli_now_seconds();
     s = vae_train(model, train, test, &a.train_opt, &err);
-    double train_seconds = now_seconds() - train_started;
+    double train_seconds = cli_now_seconds() - train_started;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (cli_parallel_size() > 1 && !a.quiet)

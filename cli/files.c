@@ -117,7 +117,7 @@ vae_status cli_write_table(const char *path, const double *values, size_t rows, 
     return vae_write_atomic(path, write_csv, &t, err);
 }
 
-static double now_seconds(void) {
+double cli_now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -126,7 +126,7 @@ static double now_seconds(void) {
 int cli_progress(void *user, size_t done, size_t total) {
     cli_bar *bar = user;
     if (!bar->on) return 0;
-    double t = now_seconds();
+    double t = cli_now_seconds();
     if (bar->started == 0) bar->started = t;
     if (t - bar->last_draw < 0.1 && done < total) return 0;
     bar->last_draw = t;

@@ -1,11 +1,11 @@
 /* eval.c — how good a model is: the ELBO, the importance-weighted estimate of log p(x), the
  * active latent units. */
 #include "core/internal.h"
+#include "loss/loss.h"
 
 #include <math.h>
 #include <string.h>
 
-#define LOG_2PI 1.8378770664093453
 
 void vae_eval_options_default(vae_eval_options *opt) {
     memset(opt, 0, sizeof *opt);
@@ -20,12 +20,12 @@ typedef struct {
     vae_workspace *ws;
     float *eps, *z; /* (chunk, L) */
     uint8_t *labels; /* (chunk): the example's label, repeated */
-    double *log_px; /* (chunk) */
+    double *log_px, *log_w; /* (chunk): log p(x|z), log p(z) - log q(z|x) */
 } iwae_scratch;
 
 static void scratch_free(iwae_scratch *s) {
     vae_workspace_free(s->ws);
-    free(s->eps), free(s->z), free(s->log_px), free(s->labels);
+    free(s->eps), free(s->z), free(s->log_px), free(s->log_w), free(s->labels);
 }
 
 static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, vae_error *err) {
@@ -35,8 +35,9 @@ static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, v
     s->eps = vae_calloc_array((size_t)chunk * latent, sizeof(float));
     s->z = vae_calloc_array((size_t)chunk * latent, sizeof(float));
     s->log_px = vae_calloc_array((size_t)chunk, sizeof(double));
+    s->log_w = vae_calloc_array((size_t)chunk, sizeof(double));
     s->labels = vae_calloc_array((size_t)chunk, 1);
-    if (!s->eps || !s->z || !s->log_px || !s->labels) {
+    if (!s->eps || !s->z || !s->log_px || !s->log_w || !s->labels) {
         scratch_free(s);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for %d importance samples", chunk);
     }
@@ -56,20 +57,10 @@ static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x,
     for (int done = 0; done < k_total; done += chunk) {
         int c = k_total - done < chunk ? k_total - done : chunk;
         vae_rng_normal(rng, s->eps, (size_t)c * latent);
-        for (int r = 0; r < c; r++)
-            for (int j = 0; j < latent; j++) {
-                size_t i = (size_t)r * latent + j;
-                s->z[i] = mu[j] + expf(0.5f * logvar[j]) * s->eps[i];
-            }
+        op_reparam_draws(s->z, s->log_w, mu, logvar, s->eps, c, latent);
         vae_log_likelihood(m, s->ws, s->z, c, x, 0, s->log_px);
         for (int r = 0; r < c; r++) {
-            double log_prior = 0.0, log_q = 0.0;
-            for (int j = 0; j < latent; j++) {
-                double z = s->z[(size_t)r * latent + j], e = s->eps[(size_t)r * latent + j];
-                log_prior -= 0.5 * (LOG_2PI + z * z);
-                log_q -= 0.5 * (LOG_2PI + logvar[j] + e * e);
-            }
-            double lw = s->log_px[r] + log_prior - log_q;
+            double lw = s->log_px[r] + s->log_w[r];
             if (lw > max) {
                 sum = sum * exp(max - lw) + 1.0;
                 max = lw;

@@ -1,11 +1,11 @@
 /* impute.c — filling in missing values with a model trained on incomplete data (MIWAE, Mattei &
  * Frellsen 2019): importance sampling from q(z|x_obs) weighted by p(x_obs|z) p(z) / q(z|x_obs). */
 #include "core/internal.h"
+#include "loss/loss.h"
 
 #include <math.h>
 #include <string.h>
 
-#define LOG_2PI 1.8378770664093453
 
 /* A draw of value j from p(x|z) for decoder output row `out` (the likelihood's parameters) with
  * mean `mean`: a Bernoulli 0/1, a Gaussian with its variance, a Poisson count. */
@@ -68,16 +68,7 @@ vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int mu
         if ((s = vae_encode(m, ws, x, 1, mu, lv)) != VAE_OK) break;
         vae_rng rng = vae_rng_make(seed, VAE_STREAM_IWAE + i);
         vae_rng_normal(&rng, eps, (size_t)k * latent);
-        for (int r = 0; r < k; r++) {
-            double log_prior = 0.0, log_q = 0.0;
-            for (int j = 0; j < latent; j++) {
-                float e = eps[r * latent + j], zz = mu[j] + expf(0.5f * lv[j]) * e;
-                z[r * latent + j] = zz;
-                log_prior -= 0.5 * (LOG_2PI + (double)zz * zz);
-                log_q -= 0.5 * (LOG_2PI + lv[j] + (double)e * e);
-            }
-            w[r] = log_prior - log_q;
-        }
+        op_reparam_draws(z, w, mu, lv, eps, k, latent);
         /* log p(x_obs | z_k) (the mask set above, one for every draw), then the means */
         if ((s = vae_log_likelihood(m, ws, z, k, x, 0, log_px)) != VAE_OK ||
             (s = vae_decode(m, ws, z, k, mean)) != VAE_OK)

@@ -5,14 +5,6 @@
 
 #include <math.h>
 
-/* One pixel's -[x log s(l) + (1-x) log(1-s(l))] = max(l,0) - l x + log1p(e), e = e^-|l|, and
- * its gradient scale (s(l) - x), where s(l) = 1/(1+e) for l >= 0 and e/(1+e) below. */
-static inline float bce_pixel(float l, float x, float scale, float *grad) {
-    float e = vexp_nonpositive(-fabsf(l)), inv = 1.0f / (1.0f + e);
-    if (grad) *grad = scale * ((l >= 0.0f ? inv : e * inv) - x);
-    return (l > 0.0f ? l : 0.0f) - l * x + vlog1p_unit(e);
-}
-
 /* A row's terms are summed in 8 float lanes (784 terms lose < 1e-7 relative), the lanes then in
  * double. Each row stays on one thread: the same bits whatever the thread count. */
 VAE_SIMD_CLONES
@@ -70,6 +62,23 @@ void op_kl_dim_means(double *mean, const float *mu, const float *logvar, int bat
 void op_reparam_forward(float *z, const float *mu, const float *logvar, const float *eps,
                         size_t n) {
     for (size_t i = 0; i < n; i++) z[i] = mu[i] + expf(0.5f * logvar[i]) * eps[i];
+}
+
+#define LOG_2PI 1.8378770664093453
+
+void op_reparam_draws(float *z, double *log_w, const float *mu, const float *logvar,
+                      const float *eps, int rows, int latent) {
+    for (int r = 0; r < rows; r++) {
+        double log_prior = 0.0, log_q = 0.0;
+        for (int j = 0; j < latent; j++) {
+            size_t i = (size_t)r * latent + j;
+            float zz = mu[j] + expf(0.5f * logvar[j]) * eps[i];
+            z[i] = zz;
+            log_prior -= 0.5 * (LOG_2PI + (double)zz * zz);
+            log_q -= 0.5 * (LOG_2PI + logvar[j] + (double)eps[i] * eps[i]);
+        }
+        log_w[r] = log_prior - log_q;
+    }
 }
 
 void op_reparam_backward(float *dmu, float *dlogvar, const float *dz, const float *logvar,

@@ -23,13 +23,6 @@ static inline float gaussian_variance(const vae_config *c, const float *dim_logv
     return c->variance_floor + e;
 }
 
-/* -[x log s(l) + (1-x) log(1-s(l))] and its derivative in l, stably */
-static inline double bce(float l, float x, float *grad) {
-    float e = expf(-fabsf(l)), inv = 1.0f / (1.0f + e);
-    *grad = (l >= 0.0f ? inv : e * inv) - x;
-    return (l > 0.0f ? l : 0.0f) - (double)l * x + log1pf(e);
-}
-
 void op_recon(const vae_config *c, double *recon, float *dout, const float *out, const float *x,
               size_t x_stride, int batch, const float *dim_logvar, float *d_dim_logvar,
               float scale, const float *row_scale, const uint8_t *mask) {
@@ -42,9 +35,9 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
             double sum = 0.0;
             for (int d = 0; d < dim; d++) {
                 float g;
-                double v = bce(o[d], t[d], &g);
+                float v = bce_pixel(o[d], t[d], sc, &g);
                 if (mk[d]) sum += v;
-                if (dout) dout[(size_t)b * dim + d] = mk[d] ? sc * g : 0.0f;
+                if (dout) dout[(size_t)b * dim + d] = mk[d] ? g : 0.0f;
             }
             recon[b] = sum;
         }

@@ -2,9 +2,20 @@
 #ifndef VAE_LOSS_H
 #define VAE_LOSS_H
 
+#include "ops/vecmath.h"
 #include "vae.h"
 
+#include <math.h>
 #include <stddef.h>
+
+/* One value's -[x log s(l) + (1-x) log(1-s(l))] = max(l,0) - l x + log1p(e), e = e^-|l|, and
+ * its gradient times scale, scale (s(l) - x), where s(l) = 1/(1+e) for l >= 0 and e/(1+e)
+ * below: the scalar form of op_bce_logits's lanes. */
+static inline float bce_pixel(float l, float x, float scale, float *grad) {
+    float e = vexp_nonpositive(-fabsf(l)), inv = 1.0f / (1.0f + e);
+    if (grad) *grad = scale * ((l >= 0.0f ? inv : e * inv) - x);
+    return (l > 0.0f ? l : 0.0f) - l * x + vlog1p_unit(e);
+}
 
 /* Bernoulli negative log-likelihood with logits, per sample, and its gradient in the same pass
  * (the exp it needs is the costly part of both):
@@ -38,6 +49,11 @@ void op_kl_dim_means(double *mean, const float *mu, const float *logvar, int bat
 /* z = mu + exp(lv/2) * eps      (B,L) each */
 void op_reparam_forward(float *z, const float *mu, const float *logvar, const float *eps,
                         size_t n);
+/* Importance draws for one input: z_r = mu + exp(lv/2) eps_r for `rows` rows of eps (rows, L),
+ * and log_w[r] = log p(z_r) - log q(z_r|x) under the standard normal prior; the caller adds
+ * log p(x|z_r) to make the importance weight. */
+void op_reparam_draws(float *z, double *log_w, const float *mu, const float *logvar,
+                      const float *eps, int rows, int latent);
 /* dmu += dz; dlv += dz * eps * exp(lv/2) / 2 */
 void op_reparam_backward(float *dmu, float *dlogvar, const float *dz, const float *logvar,
                          const float *eps, size_t n);

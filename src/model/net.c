@@ -6,8 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#define LOG_2PI 1.8378770664093453
-
 struct vae_workspace {
     const vae_model *model; /* the model whose shapes sized this workspace */
     int max_batch;
@@ -35,14 +33,28 @@ void vae_workspace_set_mask(vae_workspace *ws, const uint8_t *mask) { ws->mask =
 
 void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels) { ws->labels = labels; }
 
-/* rows of in (width w) followed by the one-hot code of each row's label into out */
-static void append_one_hot(float *out, const float *in, int rows, int w, int classes,
-                           const uint8_t *labels) {
+/* Rows of in (width w) into out, each followed, when mask_width > 0, by its mask (1 where no
+ * mask is set) with the masked values zeroed, then, when classes > 0, by the one-hot code of
+ * its label: the input of a conditional or missing-value model's first layer. */
+static void widen_rows(float *out, const float *in, int rows, int w, const uint8_t *mask,
+                       int mask_width, int classes, const uint8_t *labels) {
+    const int width = w + mask_width + classes;
     for (int r = 0; r < rows; r++) {
-        float *o = out + (size_t)r * (w + classes);
-        memcpy(o, in + (size_t)r * w, sizeof(float) * (size_t)w);
-        memset(o + w, 0, sizeof(float) * (size_t)classes);
-        o[w + labels[r]] = 1.0f;
+        float *o = out + (size_t)r * width;
+        const float *row = in + (size_t)r * w;
+        const uint8_t *mk = mask ? mask + (size_t)r * w : NULL;
+        if (mask_width) {
+            for (int j = 0; j < w; j++) {
+                o[j] = mk && !mk[j] ? 0.0f : row[j];
+                o[w + j] = mk ? (float)mk[j] : 1.0f;
+            }
+        } else {
+            memcpy(o, row, sizeof(float) * (size_t)w);
+        }
+        if (classes) {
+            memset(o + w + mask_width, 0, sizeof(float) * (size_t)classes);
+            o[w + mask_width + labels[r]] = 1.0f;
+        }
     }
 }
 
@@ -153,23 +165,9 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
 /* x (B,D) -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
 static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *x, int batch) {
     const float *in = x;
-    if (m->cfg.missing) { /* [x with missing values 0, the mask, the label's one-hot code] */
-        const int d = m->cfg.input_dim, w = 2 * d + m->cfg.n_classes;
-        for (int r = 0; r < batch; r++) {
-            float *o = ws->xy + (size_t)r * w;
-            const uint8_t *mk = ws->mask ? ws->mask + (size_t)r * d : NULL;
-            for (int j = 0; j < d; j++) {
-                o[j] = mk && !mk[j] ? 0.0f : x[(size_t)r * d + j];
-                o[d + j] = mk ? (float)mk[j] : 1.0f;
-            }
-            if (m->cfg.n_classes) {
-                memset(o + 2 * d, 0, sizeof(float) * (size_t)m->cfg.n_classes);
-                o[2 * d + ws->labels[r]] = 1.0f;
-            }
-        }
-        in = ws->xy;
-    } else if (m->cfg.n_classes) {
-        append_one_hot(ws->xy, x, batch, m->cfg.input_dim, m->cfg.n_classes, ws->labels);
+    if (m->cfg.missing || m->cfg.n_classes) {
+        widen_rows(ws->xy, x, batch, m->cfg.input_dim, ws->mask,
+                   m->cfg.missing ? m->cfg.input_dim : 0, m->cfg.n_classes, ws->labels);
         in = ws->xy;
     }
     for (int l = 0; l < m->mu_layer; l++) {
@@ -184,7 +182,7 @@ static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *
 static void decoder_forward(const vae_model *m, vae_workspace *ws, const float *z, int batch) {
     const float *in = z;
     if (m->cfg.n_classes) {
-        append_one_hot(ws->zy, z, batch, m->cfg.latent_dim, m->cfg.n_classes, ws->labels);
+        widen_rows(ws->zy, z, batch, m->cfg.latent_dim, NULL, 0, m->cfg.n_classes, ws->labels);
         in = ws->zy;
     }
     for (int l = m->first_decoder_layer; l < m->output_layer; l++) {
@@ -330,18 +328,12 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const 
     memcpy(ws->eps, eps, rows * latent * sizeof *eps);
     float *xk = ws->grad_b; /* x repeated K times: free until the backward pass */
     double *log_w = ws->kl; /* the KL terms are not used here */
-    for (size_t r = 0; r < rows; r++) {
-        const size_t b = r / (size_t)k;
-        memcpy(xk + r * dim, x + b * dim, sizeof(float) * (size_t)dim);
-        double log_prior = 0.0, log_q = 0.0;
-        for (int j = 0; j < latent; j++) {
-            size_t i = r * latent + j, ib = b * latent + j;
-            float z = mu[ib] + expf(0.5f * logvar[ib]) * eps[i];
-            ws->z[i] = z;
-            log_prior -= 0.5 * (LOG_2PI + (double)z * z);
-            log_q -= 0.5 * (LOG_2PI + logvar[ib] + (double)eps[i] * eps[i]);
-        }
-        log_w[r] = log_prior - log_q;
+    for (int b = 0; b < batch; b++) {
+        const size_t r0 = (size_t)b * k;
+        for (int i = 0; i < k; i++)
+            memcpy(xk + (r0 + i) * dim, x + (size_t)b * dim, sizeof(float) * (size_t)dim);
+        op_reparam_draws(ws->z + r0 * latent, log_w + r0, mu + (size_t)b * latent,
+                         logvar + (size_t)b * latent, eps + r0 * latent, k, latent);
     }
     const uint8_t *input_labels = ws->labels;
     if (m->cfg.n_classes) {

@@ -77,12 +77,6 @@ static vae_status evaluate_range(const vae_model *model, vae_workspace *ws, floa
     return VAE_OK;
 }
 
-static vae_status evaluate_with(const vae_model *model, vae_workspace *ws, float *eps,
-                                const vae_dataset *data, int batch_size, uint64_t seed,
-                                vae_loss *loss) {
-    return evaluate_range(model, ws, eps, data, 0, data->count, batch_size, seed, loss);
-}
-
 /* Adds a loss's sums across the ranks. */
 static int sum_loss(const vae_collective *c, vae_loss *l) {
     double v[3] = {l->recon, l->kl, (double)l->count};
@@ -100,8 +94,9 @@ vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int bat
     VAE_TRY(vae_workspace_create(&ws, model, batch_size, err));
     float *eps = vae_calloc_array((size_t)batch_size * vae_model_config(model)->latent_dim,
                                   sizeof(float));
-    vae_status s = eps ? evaluate_with(model, ws, eps, data, batch_size, seed, loss)
-                       : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluation");
+    vae_status s =
+        eps ? evaluate_range(model, ws, eps, data, 0, data->count, batch_size, seed, loss)
+            : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluation");
     free(eps);
     vae_workspace_free(ws);
     return s;
