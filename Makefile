@@ -21,15 +21,31 @@ BUILD   := build-mpi
 override CFLAGS += -DVAE_MPI
 endif
 
+# CUDA=1: a vae with the GPU backend (src/cuda, built by CUDA's nvcc; cuBLAS) in build-cuda.
+CUDA ?= 0
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 \
+             -gencode arch=compute_90,code=[sm_90,compute_90]
+ifeq ($(CUDA),1)
+BUILD   := build-cuda
+override CFLAGS += -DVAE_CUDA
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl \
+           -lrt -lpthread -lstdc++
+endif
+
 LIB_SRC := $(wildcard src/*/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+LIB_OBJ += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard src/cuda/*.cu))
+endif
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
 
-.PHONY: all deps demo test check tests clean bench bench-conv fuzz fuzz-smoke
+.PHONY: all deps demo test check tests clean bench bench-conv bench-cuda fuzz fuzz-smoke
 all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 
 deps:
@@ -38,6 +54,10 @@ deps:
 $(BUILD)/%.o: %.c include/vae.h $(wildcard src/*/*.h) | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/src/cuda/%.o: src/cuda/%.cu src/cuda/kernels.cuh src/backend/gpu.h include/vae.h | $(BUILD)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -Xcompiler -fPIC,-Wall,-Wextra -Iinclude -Isrc -c $< -o $@
 
 $(BUILD):
 	@mkdir -p $@
@@ -69,13 +89,19 @@ TEST_BUILDS := build-san
 else
 TEST_BUILDS := $(BUILD) build-san
 endif
+# The CUDA variant is built too when CUDA's nvcc is there; its GPU tests run where a GPU is
+# (make test CUDA=1 runs the whole suite on it) and report themselves skipped elsewhere.
+HAVE_NVCC := $(shell [ -x "$(NVCC)" ] && echo 1)
 test:
 	@scripts/install-deps.sh --test
 	@if [ "$(SANITIZE)" != 1 ]; then $(MAKE) --no-print-directory tests; fi
-	@$(MAKE) --no-print-directory BUILD=build-san OPTFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" tests
-	@$(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory MPI=1 all
-	@tests/run.sh $(TEST_BUILDS) -- tests/fuzz_smoke.sh build-fuzz
+	@$(MAKE) --no-print-directory CUDA=0 BUILD=build-san OPTFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" tests
+	@$(MAKE) --no-print-directory CUDA=0 fuzz
+	@$(MAKE) --no-print-directory CUDA=0 MPI=1 all
+	@if [ "$(HAVE_NVCC)" = 1 ] && [ "$(CUDA)" != 1 ]; then \
+	    $(MAKE) --no-print-directory CUDA=1 all build-cuda/tests/test_cuda; fi
+	@EXTRA_TESTS="$(if $(filter 1,$(HAVE_NVCC)),$(if $(filter 1,$(CUDA)),,build-cuda/tests/test_cuda))" \
+	    tests/run.sh $(TEST_BUILDS) -- tests/fuzz_smoke.sh build-fuzz
 
 # libFuzzer targets, one per reader, built with clang and ASan+UBSan into build-fuzz. The
 # library is built there without OpenMP (clang's runtime and GCC's must not meet in one
@@ -115,7 +141,7 @@ demo: deps
 	$(BUILD)/vae sample demo/conditional/model.safetensors -n 100 -o demo/classes.png
 
 clean:
-	rm -rf $(BUILD) build-san build-fuzz build-mpi
+	rm -rf $(BUILD) build-san build-fuzz build-mpi build-cuda
 
 # Side-by-side speed against PyTorch (needs Debian's python3-torch; installs it when missing).
 $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a
@@ -124,6 +150,11 @@ $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a
 bench: deps all $(BUILD)/gemm_limit
 	@scripts/install-deps.sh --bench
 	/usr/bin/python3 bench/bench.py --build $(BUILD)
+
+# On a GPU machine: vae --device cuda against its PyTorch twin on the same GPU (bench/cuda.sh).
+bench-cuda:
+	@$(MAKE) --no-print-directory CUDA=1 all
+	sh bench/cuda.sh build-cuda
 
 # The convolutional VAE against its PyTorch twin, one epoch each.
 bench-conv: deps all

@@ -60,6 +60,9 @@ static void on_epoch(void *user, const vae_epoch_stats *s) {
         if (!isnan(s->test_loss))
             printf(" test %.3f (recon %.3f kl %.3f)", s->test_loss, s->test_recon, s->test_kl);
         printf(" %.0f samples/s %.2f s", s->samples_per_second, s->seconds);
+        if (s->device == VAE_DEVICE_CUDA)
+            printf(" [cuda: %d launches/step, %.0f MB]", s->launches_per_step,
+                   (double)s->device_bytes / 1e6);
         if (s->test_seconds > 0) printf(" eval %.0f samples/s", v->test_count / s->test_seconds);
         printf("\n");
         fflush(stdout);
@@ -154,6 +157,10 @@ static void usage(FILE *out) {
         "      --iwae K              train on the importance-weighted bound with K draws per\n"
         "                            input (Burda et al. 2016); the train loss is that bound\n"
         "  -t, --threads N           threads for matrix products, default: one per core\n"
+        "      --device D            cpu, cuda (one NVIDIA GPU; MLP models with the ELBO,\n"
+        "                            beta, warm-up and free bits) or auto (default: cuda when\n"
+        "                            this build has it, a GPU is there and it runs the model)\n"
+        "      --precision P         a GPU's matrix products: fp32 (default) or tf32\n"
         "checkpoints:\n"
         "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
         "                            end, checkpoint.safetensors (weights, Adam moments, state)\n"
@@ -187,7 +194,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
            OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL,
-           OPT_CONV, OPT_MISSING, OPT_EXCLUDE };
+           OPT_CONV, OPT_MISSING, OPT_EXCLUDE, OPT_DEVICE, OPT_PRECISION };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -214,6 +221,8 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"conv", required_argument, 0, OPT_CONV},
         {"missing", no_argument, 0, OPT_MISSING},
         {"exclude-label", required_argument, 0, OPT_EXCLUDE},
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"precision", required_argument, 0, OPT_PRECISION},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -221,6 +230,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     a->sigma = 1.0f, a->variance_floor = 1e-3f;
     a->label_column = VAE_CSV_NO_LABELS;
     vae_train_options_default(&a->train_opt);
+    a->train_opt.device = VAE_DEVICE_AUTO;
     *code = EXIT_USAGE;
     optind = 1;
     int c;
@@ -296,6 +306,18 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
         case 'o': a->out = optarg; break;
         case 'q': a->quiet = 1; break;
+        case OPT_DEVICE:
+            if (vae_device_parse(optarg, &a->train_opt.device) != VAE_OK) {
+                fprintf(stderr, "vae: train: --device \"%s\": expected cpu, cuda or auto\n", optarg);
+                return 0;
+            }
+            break;
+        case OPT_PRECISION:
+            if (vae_precision_parse(optarg, &a->train_opt.precision) != VAE_OK) {
+                fprintf(stderr, "vae: train: --precision \"%s\": expected fp32 or tf32\n", optarg);
+                return 0;
+            }
+            break;
         case 'h': usage(stdout); *code = EXIT_OK; return 0;
         default: fprintf(stderr, "(try vae train --help)\n"); return 0;
         }
@@ -626,6 +648,11 @@ int cmd_train(int argc, char **argv) {
                 test ? test->count : 0, vae_model_num_params(model), vae_get_num_threads());
         if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
         fputc('\n', stderr);
+        char info[256];
+        if (a.train_opt.device != VAE_DEVICE_CPU &&
+            vae_device_available(VAE_DEVICE_CUDA, info, sizeof info))
+            fprintf(stderr, "vae: device %s; GPU: %s (%s)\n", vae_device_name(a.train_opt.device),
+                    info, vae_precision_name(a.train_opt.precision));
         if (a.resume)
             fprintf(stderr, "vae: resuming %s at epoch %d, step %llu\n", a.resume,
                     view.state.position.epoch,

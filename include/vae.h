@@ -376,6 +376,28 @@ vae_status vae_idx_load_labels(const char *path, uint8_t **labels, size_t *count
  * out (size out_size). Returns 1 if such a name exists and the file is there, else 0. */
 int vae_idx_find_labels(const char *images_path, char *out, size_t out_size);
 
+/* ---------------------------------------------------------------- devices */
+
+/* Where training runs. CPU: this machine's cores (OpenBLAS and OpenMP). CUDA: one NVIDIA GPU,
+ * in a build made with `make CUDA=1` (MLP models with the ELBO objective, beta, warm-up and free
+ * bits, every likelihood and activation; convolutions, IWAE training, conditional and
+ * missing-value models are refused there with the reason). AUTO: CUDA when this build has it,
+ * a GPU is present and the model and options are ones it runs, else the CPU. */
+typedef enum { VAE_DEVICE_CPU = 0, VAE_DEVICE_CUDA = 1, VAE_DEVICE_AUTO = 2 } vae_device;
+/* "cpu", "cuda" (or "gpu"), "auto" */
+vae_status vae_device_parse(const char *name, vae_device *out);
+const char *vae_device_name(vae_device device);
+/* Non-zero when this build has the device's backend and the device is there; info (may be NULL)
+ * gets its description ("NVIDIA H200, 132 SMs, 139.8 GiB") or the reason it cannot be used. */
+int vae_device_available(vae_device device, char *info, size_t info_size);
+
+/* The matrix products' arithmetic on a GPU: FP32 (the default, as on the CPU) or TF32 (tensor
+ * cores with 10-bit mantissas for the products' inputs, FP32 accumulation). */
+typedef enum { VAE_PRECISION_FP32 = 0, VAE_PRECISION_TF32 = 1 } vae_precision;
+/* "fp32", "tf32" */
+vae_status vae_precision_parse(const char *name, vae_precision *out);
+const char *vae_precision_name(vae_precision precision);
+
 /* ---------------------------------------------------------------- training */
 
 typedef struct {
@@ -385,6 +407,9 @@ typedef struct {
     double samples_per_second;                /* training throughput of the epoch */
     double seconds;                           /* wall time of the epoch's training steps */
     double test_seconds;                      /* wall time of the test evaluation, 0 without */
+    vae_device device;                        /* where the epoch ran: CPU or CUDA */
+    int launches_per_step;                    /* CUDA: kernels and copies in a step's graph */
+    size_t device_bytes;                      /* CUDA: device memory held by the trainer */
 } vae_epoch_stats;
 
 /* Called after each step; return non-zero to stop training (vae_train returns CANCELLED). */
@@ -447,12 +472,17 @@ typedef struct {
     vae_adam *resume_adam;
     vae_train_position start;
     const vae_collective *collective; /* NULL: one process */
+    vae_device device;                /* CPU (default), CUDA or AUTO */
+    vae_precision precision;          /* FP32 (default) or TF32: a GPU's matrix products */
 } vae_train_options;
 void vae_train_options_default(vae_train_options *opt);
 
 /* Trains with minibatches reshuffled every epoch (the last short batch is used too). Evaluates
  * on test (may be NULL) after each epoch. Stops with VAE_ERR_DIVERGED, naming the step, when the
- * loss or a gradient is not finite; the parameters are then those of the last good step. */
+ * loss or a gradient is not finite; the parameters are then those of the last good step.
+ * On a GPU (opt->device) the steps run in chunks of up to 256 queued steps: progress is called
+ * once per chunk and a cancel takes effect at the chunk's end; checkpoint_every and the epochs
+ * end chunks, so checkpoints fall on the same steps as on the CPU. */
 vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
                      const vae_train_options *opt, vae_error *err);
 

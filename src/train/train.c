@@ -1,5 +1,6 @@
 /* train.c — the training loop: shuffle, batch, forward, backward, Adam; evaluation. */
-#include "core/internal.h"
+#include "backend/backend.h"
+#include "backend/gpu.h"
 #include "ops/vecmath.h"
 
 #include <math.h>
@@ -134,6 +135,22 @@ static void train_state_free(train_state *t) {
     free(t->eps);
 }
 
+/* Training on the GPU backend (backend.h), with the optimizer given or a new one. */
+static vae_status train_on_gpu(vae_model *model, const vae_dataset *train,
+                               const vae_dataset *test, const vae_train_options *opt,
+                               uint64_t first_step, vae_error *err) {
+    char info[256];
+    VAE_RETURN_IF(!vae_gpu_available(info, sizeof info), err, VAE_ERR_INVALID_ARGUMENT,
+                  "no CUDA device to train on: %s", info);
+    vae_adam *own = NULL;
+    if (!opt->resume_adam)
+        VAE_TRY(vae_adam_create(&own, vae_model_num_params(model), &opt->adam, err));
+    vae_status s = vae_gpu_train(model, train, test, opt, own ? own : opt->resume_adam,
+                                 first_step, err);
+    vae_adam_free(own);
+    return s;
+}
+
 vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
                      const vae_train_options *opt, vae_error *err) {
     VAE_TRY(vae_check_data(model, train, "training", err));
@@ -192,6 +209,13 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                       "starting past the first step needs the optimizer state to resume from");
     }
 
+    vae_device device = opt->device;
+    if (device == VAE_DEVICE_AUTO) /* the GPU when there is one and it runs this model */
+        device = vae_gpu_available(NULL, 0) && vae_gpu_supports(model, opt, NULL) == VAE_OK
+                     ? VAE_DEVICE_CUDA
+                     : VAE_DEVICE_CPU;
+    if (device == VAE_DEVICE_CUDA) return train_on_gpu(model, train, test, opt, first_step, err);
+
     train_state t = {0};
     vae_status s = VAE_OK;
     if ((s = vae_workspace_create(&t.ws, model, train_rows, err)) != VAE_OK ||
@@ -213,12 +237,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     size_t global_step = first_step;
     for (int epoch = start.epoch; epoch <= opt->epochs; epoch++) {
         /* Fisher–Yates from a stream of its own per epoch */
-        vae_rng shuffle = vae_rng_make(opt->seed, VAE_STREAM_SHUFFLE + (uint64_t)epoch);
-        for (size_t i = 0; i < n; i++) t.order[i] = i;
-        for (size_t i = n - 1; i > 0; i--) {
-            size_t j = (size_t)vae_rng_below(&shuffle, i + 1), tmp = t.order[i];
-            t.order[i] = t.order[j], t.order[j] = tmp;
-        }
+        vae_epoch_order(t.order, n, opt->seed, epoch);
         vae_loss epoch_loss = {0};
         if (epoch == start.epoch && start.step_in_epoch > 0) epoch_loss = start.epoch_so_far;
         const size_t samples_before = epoch_loss.count; /* for the speed: this run's only */

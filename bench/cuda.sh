@@ -1,0 +1,56 @@
+#!/bin/sh
+# GPU side by side, in one run on one GPU: `vae train --device cuda` against its PyTorch twin
+# (bench/torch_vae_cuda.py: eager with fused Adam, and the whole step as one CUDA graph), the
+# canonical model on Fashion-MNIST, plus vae on the CPU for the quality comparison.
+# Prints each run's samples/s (the median epoch after the first, which captures the graphs),
+# test -ELBO after EPOCHS epochs, kernel launches per step and device memory, then the ratios.
+#
+#   sh bench/cuda.sh [BUILD (build-cuda)] [DATA_DIR] [EPOCHS (10)]      (or: make bench-cuda)
+set -eu
+BUILD=${1:-build-cuda}
+DATA=${2:-/usr/share/datasets/fashion-mnist}
+EPOCHS=${3:-10}
+PYTHON=${PYTHON:-python3}
+VAE="$BUILD/vae"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# vae NAME ARGS...: one training run; its summary line
+vae_run() {
+    name=$1
+    shift
+    "$VAE" train -d "$DATA" --epochs "$EPOCHS" --out "$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
+        { cat "$tmp/$name.log"; echo "bench: vae $name failed" >&2; exit 1; }
+    awk -v name="$name" '
+        /^epoch/ { for (i = 1; i <= NF; i++) {
+                       if ($i == "samples/s") rate[++n] = $(i - 1)
+                       if ($i == "test") test = $(i + 1)
+                       if ($i == "[cuda:") launches = $(i + 1)
+                       if ($i == "MB]") mb = $(i - 1) } }
+        END { m = 0; for (i = 2; i <= n; i++) r[++m] = rate[i]; if (m == 0) r[++m] = rate[1]
+              for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+              printf "vae %s samples_per_s %.0f test_neg_elbo %s launches_per_step %s device_mb %s\n",
+                     name, r[int((m + 1) / 2)], test, launches == "" ? "-" : launches, mb == "" ? "-" : mb }' \
+        "$tmp/$name.log" | tee -a "$tmp/summary"
+}
+
+echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo unknown)"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+"$VAE" --version | head -2
+vae_run cuda-b128-fp32 --device cuda --batch 128
+vae_run cuda-b128-tf32 --device cuda --batch 128 --precision tf32
+vae_run cuda-b1024-fp32 --device cuda --batch 1024
+vae_run cpu-b128 --device cpu --batch 128
+"$PYTHON" "$(dirname "$0")/torch_vae_cuda.py" --data "$DATA" --epochs "$EPOCHS" | tee -a "$tmp/summary"
+
+awk '
+    $1 == "vae" { rate[$2] = $4; test[$2] = $6 }
+    $1 == "torch" && $5 == "graph" { trate[$3 "-" $7] = $11; ttest[$3 "-" $7] = $13 }
+    END {
+        printf "ratios: vae cuda / PyTorch CUDA graph: b128 fp32 %.2fx, b128 tf32 %.2fx, b1024 fp32 %.2fx\n",
+               rate["cuda-b128-fp32"] / trate["128-fp32"], rate["cuda-b128-tf32"] / trate["128-tf32"],
+               rate["cuda-b1024-fp32"] / trate["1024-fp32"]
+        printf "quality: test -ELBO after the epochs: vae cuda fp32 %s, tf32 %s, cpu %s (cuda/cpu - 1 = %+.3f%%), PyTorch graph fp32 %s\n",
+               test["cuda-b128-fp32"], test["cuda-b128-tf32"], test["cpu-b128"],
+               100 * (test["cuda-b128-fp32"] / test["cpu-b128"] - 1), ttest["128-fp32"]
+    }' "$tmp/summary"

@@ -1,0 +1,468 @@
+/* gpu.cu — the GPU backend's state and passes (gpu.h): device buffers, the MLP's forward and
+ * backward passes as cuBLAS products between the fused kernels of kernels.cu, the training step
+ * captured once per batch size as a CUDA graph, and the evaluation of the test set.
+ *
+ * Row-major (rows, in) activations are column-major (in, rows) matrices to cuBLAS, and a
+ * row-major weight W (out, in) is column-major (in, out): so y = x W^T is
+ * gemm(T, N, out, rows, in, W, x), dx = dy W is gemm(N, N, in, rows, out, W, dy) and
+ * dW = dy^T x is gemm(N, T, in, out, rows, x, dy). */
+#include "backend/gpu.h"
+#include "kernels.cuh"
+
+#include <cublas_v2.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MSG 512
+#define MAX_BUFFERS 64
+#define BLAS_WORKSPACE (32u << 20)
+
+struct step_graph {
+    int batch, nodes;
+    cudaGraphExec_t exec;
+};
+
+struct vae_gpu {
+    vae_gpu_model m;
+    vae_gpu_objective obj;
+    int max_rows, widest;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *buffers[MAX_BUFFERS];
+    int n_buffers;
+    size_t bytes;
+    float *params, *grads, *mom1, *mom2;
+    const float *train_x, *test_x;
+    size_t n_train, n_test;
+    uint32_t *order;
+    float *xb;                        /* (max_rows, D) the gathered batch */
+    float *act[VAE_GPU_MAX_LAYERS];   /* (max_rows, out) each layer's output; the output
+                                         layer's before its bias */
+    float *heads, *dheads;            /* (2, max_rows, L): mu then logvar, and their gradients */
+    float *eps, *z, *dz;              /* (max_rows, L) */
+    float *ga, *gb;                   /* (max_rows, widest) gradients of activations */
+    double *part_recon, *part_kl;     /* per-block loss sums of the last pass */
+    double *hist_recon, *hist_kl;     /* (VAE_GPU_HISTORY) each step's sums, by step */
+    gpu_counters *counters;
+    step_graph graphs[2];             /* the full batch's and the short last batch's */
+    int n_recon, n_kl;                /* blocks of the last pass's loss sums */
+    cublasStatus_t blas_status;       /* the first failure of a queued product */
+};
+
+static vae_status cuda_fail(char *msg, cudaError_t e, const char *what) {
+    snprintf(msg, MSG, "%s: %s", what, cudaGetErrorString(e));
+    return e == cudaErrorMemoryAllocation ? VAE_ERR_NO_MEMORY : VAE_ERR_INTERNAL;
+}
+
+#define CU(call, what)                                                                             \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) return cuda_fail(msg, e_, (what));                                  \
+    } while (0)
+
+int vae_gpu_available(char *info, size_t info_size) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        if (info && info_size)
+            snprintf(info, info_size, "no CUDA device (%s)",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        return 0;
+    }
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return 0;
+    int runtime = 0;
+    cudaRuntimeGetVersion(&runtime);
+    if (info && info_size)
+        snprintf(info, info_size, "%s, %d SMs, %.1f GiB, CUDA %d.%d", p.name,
+                 p.multiProcessorCount, (double)p.totalGlobalMem / (1u << 30), runtime / 1000,
+                 runtime % 1000 / 10);
+    return 1;
+}
+
+/* cudaMalloc'ed and remembered for vae_gpu_free */
+static vae_status dalloc(vae_gpu *g, void **out, size_t bytes, const char *what, char *msg) {
+    *out = NULL;
+    if (g->n_buffers == MAX_BUFFERS) {
+        snprintf(msg, MSG, "too many device buffers");
+        return VAE_ERR_INTERNAL;
+    }
+    cudaError_t e = cudaMalloc(out, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* clear it */
+        snprintf(msg, MSG, "out of GPU memory for %s (%.1f MB): %s", what, bytes / 1e6,
+                 cudaGetErrorString(e));
+        return VAE_ERR_NO_MEMORY;
+    }
+    g->buffers[g->n_buffers++] = *out;
+    g->bytes += bytes;
+    return VAE_OK;
+}
+
+#define ALLOC(ptr, count, what)                                                                    \
+    do {                                                                                           \
+        vae_status s_ = dalloc(g, (void **)&(ptr), (size_t)(count) * sizeof *(ptr), (what), msg);   \
+        if (s_ != VAE_OK) return s_;                                                               \
+    } while (0)
+
+static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_dataset *test,
+                           char *msg) {
+    const vae_gpu_model *m = &g->m;
+    const size_t rows = (size_t)g->max_rows, dim = (size_t)m->input_dim, lat = m->latent_dim;
+    const int n_layers = m->n_encoder + m->n_decoder + 1;
+    ALLOC(g->params, m->num_params, "the parameters");
+    ALLOC(g->grads, m->num_params, "the gradients");
+    ALLOC(g->mom1, m->num_params, "Adam's moments");
+    ALLOC(g->mom2, m->num_params, "Adam's moments");
+    float *data;
+    ALLOC(data, train->count * dim, "the training data");
+    g->train_x = data;
+    CU(cudaMemcpy(data, train->x, train->count * dim * sizeof(float), cudaMemcpyHostToDevice),
+       "copying the training data");
+    if (test) {
+        ALLOC(data, test->count * dim, "the test data");
+        g->test_x = data;
+        CU(cudaMemcpy(data, test->x, test->count * dim * sizeof(float), cudaMemcpyHostToDevice),
+           "copying the test data");
+    }
+    ALLOC(g->order, train->count, "the epoch's order");
+    ALLOC(g->xb, rows * dim, "the batch");
+    g->widest = m->mu.in;
+    for (int l = 0; l < n_layers; l++) {
+        ALLOC(g->act[l], rows * m->layers[l].out, "activations");
+        if (m->layers[l].out > g->widest) g->widest = m->layers[l].out;
+        if (m->layers[l].in > g->widest) g->widest = m->layers[l].in;
+    }
+    ALLOC(g->heads, 2 * rows * lat, "the heads");
+    ALLOC(g->dheads, 2 * rows * lat, "the heads' gradients");
+    ALLOC(g->eps, rows * lat, "the noise");
+    ALLOC(g->z, rows * lat, "the latent draws");
+    ALLOC(g->dz, rows * lat, "the latent gradients");
+    ALLOC(g->ga, rows * g->widest, "gradients");
+    ALLOC(g->gb, rows * g->widest, "gradients");
+    ALLOC(g->part_recon, GPU_MAX_PARTIALS, "loss sums");
+    ALLOC(g->part_kl, GPU_MAX_PARTIALS, "loss sums");
+    ALLOC(g->hist_recon, VAE_GPU_HISTORY, "the loss history");
+    ALLOC(g->hist_kl, VAE_GPU_HISTORY, "the loss history");
+    ALLOC(g->counters, 1, "the step counters");
+    void *workspace;
+    vae_status s = dalloc(g, &workspace, BLAS_WORKSPACE, "cuBLAS's workspace", msg);
+    if (s != VAE_OK) return s;
+    /* a fixed workspace lets cuBLAS run inside graph capture without allocating */
+    if (cublasSetWorkspace(g->blas, workspace, BLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(msg, MSG, "cuBLAS refused its workspace");
+        return VAE_ERR_INTERNAL;
+    }
+    return VAE_OK;
+}
+
+vae_status vae_gpu_create(vae_gpu **out, const vae_gpu_model *model, const vae_gpu_objective *obj,
+                          int max_rows, const vae_dataset *train, const vae_dataset *test,
+                          char *msg) {
+    *out = NULL;
+    vae_gpu *g = (vae_gpu *)calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(msg, MSG, "out of memory");
+        return VAE_ERR_NO_MEMORY;
+    }
+    g->m = *model, g->obj = *obj, g->max_rows = max_rows;
+    g->n_train = train->count, g->n_test = test ? test->count : 0;
+    g->blas_status = CUBLAS_STATUS_SUCCESS;
+    vae_status s = VAE_OK;
+    cudaError_t e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        s = cuda_fail(msg, e, "creating a stream");
+    } else if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(msg, MSG, "cuBLAS could not start");
+        s = VAE_ERR_INTERNAL;
+    } else {
+        cublasSetStream(g->blas, g->stream);
+        cublasSetMathMode(g->blas, obj->precision == VAE_PRECISION_TF32
+                                       ? CUBLAS_TF32_TENSOR_OP_MATH
+                                       : CUBLAS_DEFAULT_MATH);
+        s = allocate(g, train, test, msg);
+    }
+    if (s != VAE_OK) {
+        vae_gpu_free(g);
+        return s;
+    }
+    *out = g;
+    return VAE_OK;
+}
+
+void vae_gpu_free(vae_gpu *g) {
+    if (!g) return;
+    if (g->stream) cudaStreamSynchronize(g->stream);
+    for (int i = 0; i < 2; i++)
+        if (g->graphs[i].exec) cudaGraphExecDestroy(g->graphs[i].exec);
+    for (int i = 0; i < g->n_buffers; i++) cudaFree(g->buffers[i]);
+    if (g->blas) cublasDestroy(g->blas);
+    if (g->stream) cudaStreamDestroy(g->stream);
+    free(g);
+}
+
+/* ------------------------------------------------------------------ products */
+
+static void gemm(vae_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    const float one = 1.0f;
+    cublasStatus_t st = cublasSgemm(g->blas, ta, tb, m, n, k, &one, a, lda, b, ldb, &beta, c, ldc);
+    if (st != CUBLAS_STATUS_SUCCESS && g->blas_status == CUBLAS_STATUS_SUCCESS) g->blas_status = st;
+}
+
+/* The two heads share their input: one batched product over mu's and logvar's weights, which
+ * lie `head_stride` floats apart in the flat buffer. */
+static void gemm_heads(vae_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                       int k, const float *a, int lda, long long stride_a, const float *b,
+                       int ldb, long long stride_b, float *c, int ldc, long long stride_c) {
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = cublasSgemmStridedBatched(g->blas, ta, tb, m, n, k, &one, a, lda, stride_a,
+                                                  b, ldb, stride_b, &zero, c, ldc, stride_c, 2);
+    if (st != CUBLAS_STATUS_SUCCESS && g->blas_status == CUBLAS_STATUS_SUCCESS) g->blas_status = st;
+}
+
+static long long head_stride(const vae_gpu *g) {
+    return (long long)g->m.logvar.weight - (long long)g->m.mu.weight;
+}
+
+/* y (rows, out) = x (rows, in) W^T, without the bias */
+static void linear_forward(vae_gpu *g, const vae_gpu_layer *l, const float *x, float *y,
+                           int rows) {
+    gemm(g, CUBLAS_OP_T, CUBLAS_OP_N, l->out, rows, l->in, g->params + l->weight, l->in, x, l->in,
+         0.0f, y, l->out);
+}
+
+/* dW = dy^T x; dx (may be NULL) = dy W */
+static void linear_backward(vae_gpu *g, const vae_gpu_layer *l, const float *x, const float *dy,
+                            float *dx, int rows) {
+    gemm(g, CUBLAS_OP_N, CUBLAS_OP_T, l->in, l->out, rows, x, l->in, dy, l->out, 0.0f,
+         g->grads + l->weight, l->in);
+    if (dx)
+        gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, l->in, rows, l->out, g->params + l->weight, l->in, dy,
+             l->out, 0.0f, dx, l->in);
+}
+
+/* ------------------------------------------------------------------ passes */
+
+static gpu_lik likelihood_of(const vae_gpu_model *m) {
+    gpu_lik lik = {m->likelihood, m->variance, m->sigma, m->variance_floor, m->input_dim};
+    return lik;
+}
+
+/* x (rows, D) through encoder, reparameterization and decoder to the loss's per-block sums;
+ * with `train`, the loss's gradient with respect to the output (into ga) and the output
+ * layer's bias and the per-value variances' gradients. */
+static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int train) {
+    const vae_gpu_model *m = &g->m;
+    const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
+    const float *in = x;
+    for (int l = 0; l < m->n_encoder; l++) {
+        linear_forward(g, &m->layers[l], in, g->act[l], rows);
+        gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias, rows, m->layers[l].out,
+                     m->activation);
+        in = g->act[l];
+    }
+    const long long plane = (long long)g->max_rows * lat;
+    gemm_heads(g, CUBLAS_OP_T, CUBLAS_OP_N, lat, rows, m->mu.in, g->params + m->mu.weight,
+               m->mu.in, head_stride(g), in, m->mu.in, 0, g->heads, lat, plane);
+    g->n_kl = gpu_latent_forward(g->stream, g->heads, g->heads + plane, g->params + m->mu.bias,
+                                 g->params + m->logvar.bias, g->eps, g->z, rows, lat, noise,
+                                 g->counters, g->part_kl);
+    in = g->z;
+    for (int l = m->n_encoder; l < out_layer; l++) {
+        linear_forward(g, &m->layers[l], in, g->act[l], rows);
+        gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias, rows, m->layers[l].out,
+                     m->activation);
+        in = g->act[l];
+    }
+    const vae_gpu_layer *o = &m->layers[out_layer];
+    linear_forward(g, o, in, g->act[out_layer], rows);
+    const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
+    g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, x, rows,
+                                likelihood_of(m), g->params + m->dim_logvar,
+                                train ? g->ga : NULL, g->grads + o->bias,
+                                train && per_dim ? g->grads + m->dim_logvar : NULL,
+                                g->part_recon);
+}
+
+/* The gradients of every parameter from the forward pass's (ga: d loss / d output). */
+static void backward(vae_gpu *g, const float *x, int rows) {
+    const vae_gpu_model *m = &g->m;
+    const vae_gpu_objective *obj = &g->obj;
+    const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
+    float *grad = g->ga, *spare = g->gb;
+    for (int l = out_layer; l >= m->n_encoder; l--) { /* decoder */
+        const vae_gpu_layer *layer = &m->layers[l];
+        const float *in = l == m->n_encoder ? g->z : g->act[l - 1];
+        if (l != out_layer)
+            gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
+                             m->activation);
+        float *dx = l == m->n_encoder ? g->dz : spare;
+        linear_backward(g, layer, in, grad, dx, rows);
+        spare = grad, grad = dx;
+    }
+    const long long plane = (long long)g->max_rows * lat;
+    gpu_latent_backward(g->stream, g->dz, g->heads, g->heads + plane, g->eps, g->dheads,
+                        g->dheads + plane, g->grads + m->mu.bias, g->grads + m->logvar.bias, rows,
+                        lat, obj->beta, obj->kl_warmup, obj->free_bits, g->counters);
+    const int hidden = m->mu.in;
+    const float *h = g->act[m->n_encoder - 1];
+    gemm_heads(g, CUBLAS_OP_N, CUBLAS_OP_T, hidden, lat, rows, h, hidden, 0, g->dheads, lat, plane,
+               g->grads + m->mu.weight, hidden, head_stride(g));
+    /* dh = dmu Wmu + dlv Wlv */
+    gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, hidden, rows, lat, g->params + m->mu.weight, hidden,
+         g->dheads, lat, 0.0f, g->ga, hidden);
+    gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, hidden, rows, lat, g->params + m->logvar.weight, hidden,
+         g->dheads + plane, lat, 1.0f, g->ga, hidden);
+    grad = g->ga, spare = g->gb;
+    for (int l = m->n_encoder - 1; l >= 0; l--) {
+        const vae_gpu_layer *layer = &m->layers[l];
+        gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
+                         m->activation);
+        linear_backward(g, layer, l == 0 ? x : g->act[l - 1], grad, l == 0 ? NULL : spare, rows);
+        float *t = grad;
+        grad = spare, spare = t;
+    }
+}
+
+/* One training step of `rows` rows: gather, forward, backward, checks, Adam. */
+static void train_step(vae_gpu *g, int rows) {
+    const vae_gpu_model *m = &g->m;
+    gpu_gather(g->stream, g->xb, g->train_x, g->order, g->counters, g->obj.batch_size, rows,
+               m->input_dim);
+    gpu_noise noise = {g->obj.seed, g->obj.noise_stream, 0, 0};
+    forward(g, g->xb, rows, noise, 1);
+    backward(g, g->xb, rows);
+    gpu_step_finish(g->stream, g->grads, m->num_params, g->counters, g->part_recon, g->n_recon,
+                    g->part_kl, g->n_kl, g->hist_recon, g->hist_kl, VAE_GPU_HISTORY, g->obj.adam);
+    gpu_adam(g->stream, g->params, g->grads, g->mom1, g->mom2, m->num_params, g->counters,
+             g->obj.adam);
+}
+
+/* The step's graph for this batch size, captured at its first use. */
+static vae_status step_graph_for(vae_gpu *g, int rows, step_graph **out, char *msg) {
+    for (int i = 0; i < 2; i++)
+        if (g->graphs[i].exec && g->graphs[i].batch == rows) {
+            *out = &g->graphs[i];
+            return VAE_OK;
+        }
+    step_graph *slot = !g->graphs[0].exec ? &g->graphs[0] : &g->graphs[1];
+    if (slot->exec) cudaGraphExecDestroy(slot->exec), slot->exec = NULL;
+    cudaGraph_t graph;
+    CU(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal), "starting a capture");
+    train_step(g, rows);
+    CU(cudaStreamEndCapture(g->stream, &graph), "capturing the training step");
+    if (g->blas_status != CUBLAS_STATUS_SUCCESS) {
+        cudaGraphDestroy(graph);
+        snprintf(msg, MSG, "a cuBLAS product failed (status %d)", (int)g->blas_status);
+        return VAE_ERR_INTERNAL;
+    }
+    size_t nodes = 0;
+    cudaGraphGetNodes(graph, NULL, &nodes);
+    cudaError_t e = cudaGraphInstantiate(&slot->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return cuda_fail(msg, e, "instantiating the step's graph");
+    slot->batch = rows, slot->nodes = (int)nodes;
+    *out = slot;
+    return VAE_OK;
+}
+
+/* ------------------------------------------------------------------ the interface */
+
+vae_status vae_gpu_upload(vae_gpu *g, const float *params, const float *m, const float *v,
+                          uint64_t adam_steps, uint64_t global_step, char *msg) {
+    const size_t bytes = g->m.num_params * sizeof(float);
+    CU(cudaMemcpy(g->params, params, bytes, cudaMemcpyHostToDevice), "copying the parameters");
+    CU(cudaMemcpy(g->mom1, m, bytes, cudaMemcpyHostToDevice), "copying Adam's moments");
+    CU(cudaMemcpy(g->mom2, v, bytes, cudaMemcpyHostToDevice), "copying Adam's moments");
+    CU(cudaMemset(g->grads, 0, bytes), "clearing the gradients");
+    gpu_counters c;
+    memset(&c, 0, sizeof c);
+    c.global_step = global_step, c.adam_steps = adam_steps, c.bad_step = GPU_NO_BAD_STEP;
+    CU(cudaMemcpy(g->counters, &c, sizeof c, cudaMemcpyHostToDevice), "setting the counters");
+    return VAE_OK;
+}
+
+vae_status vae_gpu_download(vae_gpu *g, float *params, float *m, float *v, char *msg) {
+    const size_t bytes = g->m.num_params * sizeof(float);
+    CU(cudaStreamSynchronize(g->stream), "training on the GPU");
+    if (params) CU(cudaMemcpy(params, g->params, bytes, cudaMemcpyDeviceToHost), "reading back");
+    if (m) CU(cudaMemcpy(m, g->mom1, bytes, cudaMemcpyDeviceToHost), "reading back");
+    if (v) CU(cudaMemcpy(v, g->mom2, bytes, cudaMemcpyDeviceToHost), "reading back");
+    return VAE_OK;
+}
+
+vae_status vae_gpu_epoch_begin(vae_gpu *g, const uint32_t *order, size_t n, uint32_t epoch_step,
+                               char *msg) {
+    CU(cudaMemcpyAsync(g->order, order, n * sizeof *order, cudaMemcpyHostToDevice, g->stream),
+       "copying the epoch's order");
+    CU(cudaMemcpyAsync((char *)g->counters + offsetof(gpu_counters, epoch_step), &epoch_step,
+                       sizeof epoch_step, cudaMemcpyHostToDevice, g->stream),
+       "setting the epoch's step");
+    /* the host's order and step must stay until the copies are done */
+    CU(cudaStreamSynchronize(g->stream), "copying the epoch's order");
+    return VAE_OK;
+}
+
+vae_status vae_gpu_steps(vae_gpu *g, int batch, int count, char *msg) {
+    step_graph *graph;
+    vae_status s = step_graph_for(g, batch, &graph, msg);
+    if (s != VAE_OK) return s;
+    for (int i = 0; i < count; i++) CU(cudaGraphLaunch(graph->exec, g->stream), "a training step");
+    return VAE_OK;
+}
+
+vae_status vae_gpu_sync(vae_gpu *g, int count, double *recon, double *kl, uint64_t *bad_step,
+                        char *msg) {
+    static_assert(VAE_GPU_HISTORY > 0, "history");
+    if (count > VAE_GPU_HISTORY) {
+        snprintf(msg, MSG, "%d steps queued, at most %d can be read back", count, VAE_GPU_HISTORY);
+        return VAE_ERR_INTERNAL;
+    }
+    CU(cudaStreamSynchronize(g->stream), "training on the GPU");
+    gpu_counters c;
+    double hr[VAE_GPU_HISTORY], hk[VAE_GPU_HISTORY];
+    CU(cudaMemcpy(&c, g->counters, sizeof c, cudaMemcpyDeviceToHost), "reading the counters");
+    CU(cudaMemcpy(hr, g->hist_recon, sizeof hr, cudaMemcpyDeviceToHost), "reading the losses");
+    CU(cudaMemcpy(hk, g->hist_kl, sizeof hk, cudaMemcpyDeviceToHost), "reading the losses");
+    for (int i = 0; i < count; i++) {
+        const uint64_t step = c.global_step - (uint64_t)count + (uint64_t)i;
+        recon[i] = hr[step % VAE_GPU_HISTORY], kl[i] = hk[step % VAE_GPU_HISTORY];
+    }
+    *bad_step = c.bad_step == GPU_NO_BAD_STEP ? UINT64_MAX : c.bad_step;
+    return VAE_OK;
+}
+
+vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, char *msg) {
+    const int dim = g->m.input_dim;
+    double pr[GPU_MAX_PARTIALS], pk[GPU_MAX_PARTIALS];
+    memset(loss, 0, sizeof *loss);
+    for (size_t start = from; start < to; start += (size_t)g->max_rows) {
+        const int rows = to - start < (size_t)g->max_rows ? (int)(to - start) : g->max_rows;
+        gpu_noise noise = {g->obj.seed, g->obj.eval_stream, start, 1};
+        forward(g, g->test_x + start * dim, rows, noise, 0);
+        CU(cudaGetLastError(), "evaluating");
+        CU(cudaMemcpyAsync(pr, g->part_recon, g->n_recon * sizeof(double), cudaMemcpyDeviceToHost,
+                           g->stream), "reading the sums");
+        CU(cudaMemcpyAsync(pk, g->part_kl, g->n_kl * sizeof(double), cudaMemcpyDeviceToHost,
+                           g->stream), "reading the sums");
+        CU(cudaStreamSynchronize(g->stream), "evaluating");
+        if (g->blas_status != CUBLAS_STATUS_SUCCESS) {
+            snprintf(msg, MSG, "a cuBLAS product failed (status %d)", (int)g->blas_status);
+            return VAE_ERR_INTERNAL;
+        }
+        for (int i = 0; i < g->n_recon; i++) loss->recon += pr[i];
+        for (int i = 0; i < g->n_kl; i++) loss->kl += pk[i];
+        loss->count += (size_t)rows;
+    }
+    return VAE_OK;
+}
+
+int vae_gpu_step_nodes(const vae_gpu *g, int batch) {
+    for (int i = 0; i < 2; i++)
+        if (g->graphs[i].exec && g->graphs[i].batch == batch) return g->graphs[i].nodes;
+    return 0;
+}
+
+size_t vae_gpu_memory(const vae_gpu *g) { return g->bytes; }

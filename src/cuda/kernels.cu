@@ -1,0 +1,357 @@
+/* kernels.cu — the GPU backend's fused kernels (see kernels.cuh). Column reductions use blocks of
+ * 32 columns x ROWS threads: each thread walks a fixed set of rows, then the block adds the
+ * partial sums in a fixed order, so results never depend on scheduling. */
+#include "kernels.cuh"
+
+#include <math.h>
+
+#define ROWS 16        /* threads per column in a column block */
+#define THREADS 256    /* elementwise blocks */
+#define MAX_BLOCKS 1024 /* grid-stride loops beyond this */
+#define HALF_LOG_2PI 0.9189385332046727
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+
+static int blocks_for(size_t n) {
+    size_t b = (n + THREADS - 1) / THREADS;
+    return b < 1 ? 1 : b > MAX_BLOCKS ? MAX_BLOCKS : (int)b;
+}
+
+/* ------------------------------------------------------------------ the CPU's generator */
+
+__device__ static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* vae_rng_make's key */
+__device__ static uint64_t rng_key(uint64_t seed, uint64_t stream) {
+    return mix64(mix64(seed ^ 0x5eedULL) + mix64(stream * GOLDEN + 1));
+}
+
+/* Value i of vae_rng_normal on a fresh stream: Box–Muller pair i/2 from outputs 2p+1 and 2p+2,
+ * its cosine for even i and sine for odd i, in double as on the CPU. */
+__device__ static float normal_at(uint64_t key, uint64_t i) {
+    const uint64_t p = i >> 1;
+    const uint64_t a = mix64(key + (2 * p + 1) * GOLDEN), b = mix64(key + (2 * p + 2) * GOLDEN);
+    const double u1 = ((double)(a >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    const double u2 = (double)(b >> 11) * (1.0 / 9007199254740992.0);
+    const double r = sqrt(-2.0 * log(u1)), angle = 6.283185307179586 * u2;
+    return (float)(r * ((i & 1) ? sin(angle) : cos(angle)));
+}
+
+/* ------------------------------------------------------------------ reductions */
+
+/* The block's sum of v (THREADS or 32*ROWS threads), valid in thread 0. */
+__device__ static double block_sum(double v, double *shared) {
+    const int t = threadIdx.x + threadIdx.y * blockDim.x, n = blockDim.x * blockDim.y;
+    shared[t] = v;
+    __syncthreads();
+    for (int half = n / 2; half > 0; half /= 2) {
+        if (t < half) shared[t] += shared[t + half];
+        __syncthreads();
+    }
+    double total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+/* The column sum over the block's ROWS threads of column threadIdx.x, valid for threadIdx.y 0. */
+__device__ static float column_sum(float v, float (*shared)[32]) {
+    shared[threadIdx.y][threadIdx.x] = v;
+    __syncthreads();
+    float total = 0.0f;
+    if (threadIdx.y == 0)
+        for (int k = 0; k < ROWS; k++) total += shared[k][threadIdx.x];
+    __syncthreads();
+    return total;
+}
+
+/* ------------------------------------------------------------------ activations */
+
+__device__ static float act_forward(float v, vae_activation act) {
+    switch (act) {
+    case VAE_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case VAE_ACT_TANH: return tanhf(v);
+    case VAE_ACT_LEAKY_RELU: return v > 0.0f ? v : VAE_LEAKY_SLOPE * v;
+    case VAE_ACT_ELU: return v > 0.0f ? v : expm1f(v);
+    }
+    return v;
+}
+
+/* d act / d x from the output y, times dy */
+__device__ static float act_backward(float dy, float y, vae_activation act) {
+    switch (act) {
+    case VAE_ACT_RELU: return y > 0.0f ? dy : 0.0f;
+    case VAE_ACT_TANH: return dy * (1.0f - y * y);
+    case VAE_ACT_LEAKY_RELU: return y > 0.0f ? dy : VAE_LEAKY_SLOPE * dy;
+    case VAE_ACT_ELU: return y > 0.0f ? dy : dy * (y + 1.0f);
+    }
+    return dy;
+}
+
+/* ------------------------------------------------------------------ kernels */
+
+__global__ static void gather_kernel(float *x_out, const float *data, const uint32_t *order,
+                                     const gpu_counters *c, int batch, int dim) {
+    const int r = blockIdx.y, d = blockIdx.x * blockDim.x + threadIdx.x;
+    if (d >= dim) return;
+    const size_t src = order[(size_t)c->epoch_step * batch + r];
+    x_out[(size_t)r * dim + d] = data[src * dim + d];
+}
+
+void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint32_t *order,
+                const gpu_counters *c, int batch, int rows, int dim) {
+    dim3 grid((dim + THREADS - 1) / THREADS, rows);
+    gather_kernel<<<grid, THREADS, 0, s>>>(x_out, data, order, c, batch, dim);
+}
+
+__global__ static void bias_act_kernel(float *y, const float *b, size_t n, int cols,
+                                       vae_activation act) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = act_forward(y[i] + b[i % cols], act);
+}
+
+void gpu_bias_act(cudaStream_t s, float *y, const float *b, int rows, int cols,
+                  vae_activation act) {
+    const size_t n = (size_t)rows * cols;
+    bias_act_kernel<<<blocks_for(n), THREADS, 0, s>>>(y, b, n, cols, act);
+}
+
+__global__ static void latent_forward_kernel(float *mu, float *lv, const float *bmu,
+                                             const float *blv, float *eps, float *z, size_t n,
+                                             int latent, gpu_noise noise, const gpu_counters *c,
+                                             double *part_kl) {
+    __shared__ double shared[THREADS];
+    double kl = 0.0;
+    const uint64_t step_key =
+        noise.per_sample ? 0 : rng_key(noise.seed, noise.base + c->global_step);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / latent;
+        const int j = (int)(i % latent);
+        const float m = mu[i] + bmu[j], l = lv[i] + blv[j];
+        const float e = noise.per_sample
+                            ? normal_at(rng_key(noise.seed, noise.base + noise.first + r), j)
+                            : normal_at(step_key, i);
+        mu[i] = m, lv[i] = l, eps[i] = e;
+        z[i] = m + expf(0.5f * l) * e;
+        /* KL = -1/2 (1 + lv - mu^2 - exp(lv)) */
+        kl += -0.5 * (1.0 + (double)l - (double)m * m - exp((double)l));
+    }
+    double total = block_sum(kl, shared);
+    if (threadIdx.x == 0) part_kl[blockIdx.x] = total;
+}
+
+int gpu_latent_forward(cudaStream_t s, float *mu, float *lv, const float *bmu, const float *blv,
+                       float *eps, float *z, int rows, int latent, gpu_noise noise,
+                       const gpu_counters *c, double *part_kl) {
+    const size_t n = (size_t)rows * latent;
+    const int blocks = blocks_for(n);
+    latent_forward_kernel<<<blocks, THREADS, 0, s>>>(mu, lv, bmu, blv, eps, z, n, latent, noise,
+                                                     c, part_kl);
+    return blocks;
+}
+
+/* -log p(x|o) of one value and its gradients (times scale) with respect to the mean or logit
+ * and to the raw log-variance: the device twin of op_recon. */
+__device__ static double value_nll(const gpu_lik *lik, float o, float raw, float x,
+                                   float scale, float *g, float *graw) {
+    *graw = 0.0f;
+    if (lik->kind == VAE_LIK_BERNOULLI) {
+        /* max(l,0) - l x + log1p(e^-|l|); gradient s(l) - x */
+        const float e = expf(-fabsf(o)), inv = 1.0f / (1.0f + e);
+        *g = scale * ((o >= 0.0f ? inv : e * inv) - x);
+        return (double)((o > 0.0f ? o : 0.0f) - o * x + log1pf(e));
+    }
+    if (lik->kind == VAE_LIK_POISSON) { /* o = log-rate */
+        const float rate = expf(o);
+        *g = scale * (rate - x);
+        return (double)rate - (double)x * o + lgamma((double)x + 1.0);
+    }
+    float var, dvar_draw = 0.0f;
+    if (lik->variance == VAE_VAR_FIXED) {
+        var = lik->sigma * lik->sigma;
+    } else {
+        dvar_draw = expf(raw);
+        var = lik->floor + dvar_draw;
+    }
+    const float diff = o - x, inv = 1.0f / var;
+    *g = scale * diff * inv;
+    *graw = 0.5f * inv * (1.0f - diff * diff * inv) * dvar_draw * scale;
+    return HALF_LOG_2PI + 0.5 * log((double)var) + 0.5 * (double)diff * diff * inv;
+}
+
+__global__ static void likelihood_kernel(const float *out, const float *bias, const float *x,
+                                         int rows, gpu_lik lik, const float *dim_logvar,
+                                         float *dout, float *dbias, float *d_dim_logvar,
+                                         double *part_recon) {
+    __shared__ float cols[ROWS][32];
+    __shared__ double sums[32 * ROWS];
+    const int dim = lik.dim, c = blockIdx.x * 32 + threadIdx.x;
+    const int per_sample = lik.kind == VAE_LIK_GAUSSIAN && lik.variance == VAE_VAR_PER_SAMPLE;
+    const int width = per_sample ? 2 * dim : dim;
+    const float scale = 1.0f / (float)rows;
+    double nll = 0.0;
+    float gsum = 0.0f, rsum = 0.0f;
+    if (c < dim) {
+        const float b = bias[c], braw = per_sample ? bias[dim + c] : 0.0f;
+        for (int r = threadIdx.y; r < rows; r += ROWS) {
+            const float *o = out + (size_t)r * width;
+            float raw = lik.variance == VAE_VAR_PER_DIM ? dim_logvar[c]
+                        : per_sample                     ? o[dim + c] + braw
+                                                         : 0.0f;
+            float g, graw;
+            nll += value_nll(&lik, o[c] + b, raw, x[(size_t)r * dim + c], scale, &g, &graw);
+            if (dout) {
+                dout[(size_t)r * width + c] = g;
+                if (per_sample) dout[(size_t)r * width + dim + c] = graw;
+            }
+            gsum += g, rsum += graw;
+        }
+    }
+    const double total = block_sum(nll, sums);
+    if (threadIdx.x == 0 && threadIdx.y == 0) part_recon[blockIdx.x] = total;
+    if (!dout) return;
+    const float gcol = column_sum(gsum, cols), rcol = column_sum(rsum, cols);
+    if (threadIdx.y != 0 || c >= dim) return;
+    dbias[c] = gcol;
+    if (per_sample) dbias[dim + c] = rcol;
+    if (d_dim_logvar) d_dim_logvar[c] = rcol;
+}
+
+int gpu_likelihood(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
+                   gpu_lik lik, const float *dim_logvar, float *dout, float *dbias,
+                   float *d_dim_logvar, double *part_recon) {
+    const int blocks = (lik.dim + 31) / 32;
+    likelihood_kernel<<<blocks, dim3(32, ROWS), 0, s>>>(out, bias, x, rows, lik, dim_logvar, dout,
+                                                         dbias, d_dim_logvar, part_recon);
+    return blocks;
+}
+
+__global__ static void act_backward_kernel(float *dy, const float *y, float *db, int rows,
+                                           int cols, vae_activation act) {
+    __shared__ float shared[ROWS][32];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float sum = 0.0f;
+    if (c < cols)
+        for (int r = threadIdx.y; r < rows; r += ROWS) {
+            const size_t i = (size_t)r * cols + c;
+            const float g = act_backward(dy[i], y[i], act);
+            dy[i] = g;
+            sum += g;
+        }
+    const float total = column_sum(sum, shared);
+    if (threadIdx.y == 0 && c < cols) db[c] = total;
+}
+
+void gpu_act_backward(cudaStream_t s, float *dy, const float *y, float *db, int rows, int cols,
+                      vae_activation act) {
+    act_backward_kernel<<<(cols + 31) / 32, dim3(32, ROWS), 0, s>>>(dy, y, db, rows, cols, act);
+}
+
+__global__ static void latent_backward_kernel(const float *dz, const float *mu, const float *lv,
+                                              const float *eps, float *dmu, float *dlv,
+                                              float *dbmu, float *dblv, int rows, int latent,
+                                              float beta, uint64_t warmup, float free_bits,
+                                              const gpu_counters *c) {
+    __shared__ float shared[ROWS][32];
+    __shared__ double kl_shared[ROWS][32];
+    const int j = blockIdx.x * 32 + threadIdx.x;
+    /* KL warm-up (Bowman et al.): the weight climbs linearly to beta, as in vae_train */
+    const uint64_t step = c->global_step;
+    float weight = beta;
+    if (warmup && step + 1 < warmup)
+        weight = (float)((double)beta * (double)(step + 1) / (double)warmup);
+    float k = weight * (1.0f / (float)rows);
+    if (free_bits > 0.0f) { /* a unit whose batch-mean KL is under the free bits gets none */
+        double kl = 0.0;
+        for (int r = threadIdx.y; j < latent && r < rows; r += ROWS) {
+            const size_t i = (size_t)r * latent + j;
+            kl += -0.5 * (1.0 + (double)lv[i] - (double)mu[i] * mu[i] - exp((double)lv[i]));
+        }
+        kl_shared[threadIdx.y][threadIdx.x] = kl;
+        __syncthreads();
+        double mean = 0.0;
+        for (int t = 0; t < ROWS; t++) mean += kl_shared[t][threadIdx.x];
+        if (mean / rows < free_bits) k = 0.0f;
+    }
+    float smu = 0.0f, slv = 0.0f;
+    for (int r = threadIdx.y; j < latent && r < rows; r += ROWS) {
+        const size_t i = (size_t)r * latent + j;
+        const float m = mu[i], l = lv[i], g = dz[i];
+        /* through z = mu + exp(lv/2) eps, plus the KL's own gradient */
+        const float gm = g + k * m;
+        const float gl = g * eps[i] * expf(0.5f * l) * 0.5f + k * (expf(l) - 1.0f) * 0.5f;
+        dmu[i] = gm, dlv[i] = gl;
+        smu += gm, slv += gl;
+    }
+    const float tmu = column_sum(smu, shared), tlv = column_sum(slv, shared);
+    if (threadIdx.y == 0 && j < latent) dbmu[j] = tmu, dblv[j] = tlv;
+}
+
+void gpu_latent_backward(cudaStream_t s, const float *dz, const float *mu, const float *lv,
+                         const float *eps, float *dmu, float *dlv, float *dbmu, float *dblv,
+                         int rows, int latent, float beta, uint64_t warmup, float free_bits,
+                         const gpu_counters *c) {
+    latent_backward_kernel<<<(latent + 31) / 32, dim3(32, ROWS), 0, s>>>(
+        dz, mu, lv, eps, dmu, dlv, dbmu, dblv, rows, latent, beta, warmup, free_bits, c);
+}
+
+__global__ static void step_finish_kernel(const float *grads, size_t n, gpu_counters *c,
+                                          const double *part_recon, int n_recon,
+                                          const double *part_kl, int n_kl, double *hist_recon,
+                                          double *hist_kl, int history, vae_adam_options adam) {
+    const unsigned long long step = c->global_step;
+    int bad = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        bad |= !isfinite(grads[i]);
+    if (bad) atomicMin(&c->bad_step, step);
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double recon = 0.0, kl = 0.0;
+    for (int i = 0; i < n_recon; i++) recon += part_recon[i];
+    for (int i = 0; i < n_kl; i++) kl += part_kl[i];
+    hist_recon[step % history] = recon, hist_kl[step % history] = kl;
+    if (!isfinite(recon + kl)) atomicMin(&c->bad_step, step);
+    /* bias corrections in double, as vae_adam_step computes them */
+    const double t = (double)(c->adam_steps + 1);
+    const float c1 = (float)(1.0 - pow((double)adam.beta1, t));
+    const float c2 = (float)(1.0 - pow((double)adam.beta2, t));
+    c->adam_lr_c1 = adam.lr / c1;
+    c->adam_inv_sqrt_c2 = 1.0f / sqrtf(c2);
+}
+
+void gpu_step_finish(cudaStream_t s, const float *grads, size_t n, gpu_counters *c,
+                     const double *part_recon, int n_recon, const double *part_kl, int n_kl,
+                     double *hist_recon, double *hist_kl, int history, vae_adam_options adam) {
+    step_finish_kernel<<<blocks_for(n), THREADS, 0, s>>>(grads, n, c, part_recon, n_recon, part_kl,
+                                                         n_kl, hist_recon, hist_kl, history, adam);
+}
+
+__global__ static void adam_kernel(float *params, const float *grads, float *mom1, float *mom2,
+                                   size_t n, gpu_counters *c, vae_adam_options adam) {
+    const int apply = c->bad_step == GPU_NO_BAD_STEP;
+    if (apply) {
+        const float b1 = adam.beta1, b2 = adam.beta2, eps = adam.epsilon;
+        const float step = c->adam_lr_c1, inv_sqrt_c2 = c->adam_inv_sqrt_c2;
+        for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+             i += (size_t)gridDim.x * blockDim.x) {
+            const float g = grads[i];
+            const float m = mom1[i] = b1 * mom1[i] + (1.0f - b1) * g;
+            const float v = mom2[i] = b2 * mom2[i] + (1.0f - b2) * g * g;
+            params[i] -= step * m / (sqrtf(v) * inv_sqrt_c2 + eps);
+        }
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        if (apply) c->adam_steps++;
+        c->global_step++;
+        c->epoch_step++;
+    }
+}
+
+void gpu_adam(cudaStream_t s, float *params, const float *grads, float *m, float *v, size_t n,
+              gpu_counters *c, vae_adam_options adam) {
+    adam_kernel<<<blocks_for(n), THREADS, 0, s>>>(params, grads, m, v, n, c, adam);
+}

@@ -1,0 +1,76 @@
+/* kernels.cuh — the GPU backend's fused kernels, each the device twin of CPU ops in src/ops and
+ * src/loss. Launchers take the stream; every kernel is deterministic (fixed reduction orders,
+ * no atomics on values that feed parameters), so the same seed gives the same bits. */
+#ifndef VAE_CUDA_KERNELS_CUH
+#define VAE_CUDA_KERNELS_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "vae.h"
+
+/* Counters of the step in flight, on the device, so that one captured graph serves every step:
+ * kernels read them and the Adam kernel advances them. */
+typedef struct {
+    unsigned long long global_step; /* steps taken before this one */
+    unsigned long long adam_steps;  /* Adam's count (steps applied) */
+    unsigned long long bad_step;    /* first step with a non-finite loss or gradient; ~0: none */
+    unsigned int epoch_step;        /* this step's index in its epoch */
+    float adam_lr_c1;               /* lr / (1 - beta1^t) for this step */
+    float adam_inv_sqrt_c2;         /* 1 / sqrt(1 - beta2^t) */
+} gpu_counters;
+
+#define GPU_NO_BAD_STEP (~0ULL)
+#define GPU_MAX_PARTIALS 4096 /* per-block loss partial sums of one pass */
+
+/* Where the reparameterization's noise comes from: training draws row r, unit j as value
+ * r*L + j of stream (seed, base + global_step); evaluation as value j of stream
+ * (seed, base + first + r): exactly the CPU's streams. */
+typedef struct {
+    uint64_t seed, base, first;
+    int per_sample; /* 0: training's one stream per step; 1: evaluation's one per sample */
+} gpu_noise;
+
+/* The likelihood's constants. */
+typedef struct {
+    vae_likelihood kind;
+    vae_variance variance;
+    float sigma, floor;
+    int dim;
+} gpu_lik;
+
+/* x_out (rows, D) = data[order[epoch_step * batch + r]] */
+void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint32_t *order,
+                const gpu_counters *c, int batch, int rows, int dim);
+/* y (rows, cols) = act(y + b) */
+void gpu_bias_act(cudaStream_t s, float *y, const float *b, int rows, int cols, vae_activation act);
+/* mu = mu + bmu, lv = lv + blv (in place, (rows, L) each); eps drawn; z = mu + exp(lv/2) eps;
+ * part_kl[block] = the block's sum of -1/2 (1 + lv - mu^2 - exp(lv)). Returns the blocks used. */
+int gpu_latent_forward(cudaStream_t s, float *mu, float *lv, const float *bmu, const float *blv,
+                       float *eps, float *z, int rows, int latent, gpu_noise noise,
+                       const gpu_counters *c, double *part_kl);
+/* For output o = out + bias (rows, width): part_recon[block] = the block's sum of -log p(x|o);
+ * with dout: dout = d/do (-log p) / rows, dbias = its column sums, d_dim_logvar (may be NULL)
+ * the per-value log-variances' gradient. Returns the blocks used. */
+int gpu_likelihood(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
+                   gpu_lik lik, const float *dim_logvar, float *dout, float *dbias,
+                   float *d_dim_logvar, double *part_recon);
+/* dy (rows, cols) *= act'(y) (from the output y), db = column sums of the result */
+void gpu_act_backward(cudaStream_t s, float *dy, const float *y, float *db, int rows, int cols,
+                      vae_activation act);
+/* dmu = dz + k_j mu, dlv = dz eps exp(lv/2)/2 + k_j (exp(lv) - 1)/2 with k_j this step's KL
+ * weight over rows (0 for a unit under the free bits), dbmu and dblv their column sums */
+void gpu_latent_backward(cudaStream_t s, const float *dz, const float *mu, const float *lv,
+                         const float *eps, float *dmu, float *dlv, float *dbmu, float *dblv,
+                         int rows, int latent, float beta, uint64_t warmup, float free_bits,
+                         const gpu_counters *c);
+/* Checks the gradients and the step's loss for finiteness, keeps the loss in the history, and
+ * prepares Adam's bias corrections. */
+void gpu_step_finish(cudaStream_t s, const float *grads, size_t n, gpu_counters *c,
+                     const double *part_recon, int n_recon, const double *part_kl, int n_kl,
+                     double *hist_recon, double *hist_kl, int history, vae_adam_options adam);
+/* Adam over the flat buffers unless the step was not finite; advances the counters. */
+void gpu_adam(cudaStream_t s, float *params, const float *grads, float *m, float *v, size_t n,
+              gpu_counters *c, vae_adam_options adam);
+
+#endif

@@ -1,0 +1,330 @@
+/* test_cuda.c — the GPU backend against the CPU: the same seed gives the same noise, the same
+ * shuffles and so, up to the order of sums, the same gradients, losses and parameters; a
+ * resumed GPU run gives the same bits as one that never stopped; divergence, refusal of what
+ * the backend does not run, and falling back to the CPU. Without a GPU the GPU tests print
+ * "skip" lines (tests/run.sh counts them) and only the refusals are checked.
+ *
+ * Bounds: the GPU sums in another order than OpenBLAS (cuBLAS's blocking, column sums over 16
+ * row groups), so one step's gradients agree to float rounding of the sums, not bit for bit:
+ * each tensor within 2e-5 of its largest gradient (fp32 sums of a few hundred terms carry about
+ * 1e-6 relative error each; the bound leaves 20x for the terms' cancellation). */
+#include "check.h"
+#include "vae.h"
+
+#include <stdint.h>
+#include <string.h>
+
+static int have_gpu;
+static char gpu_info[256];
+
+#define NEEDS_GPU()                                                                                \
+    do {                                                                                           \
+        if (!have_gpu) {                                                                           \
+            printf("skip %s (%s)\n", __func__, gpu_info);                                          \
+            check_skipped = 1;                                                                     \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+static int check_skipped;
+
+/* n samples of width dim: smooth patterns in [0,1] with noise, labels unused */
+static vae_dataset *make_data(size_t n, int dim, uint64_t seed, vae_likelihood lik) {
+    vae_dataset *d = calloc(1, sizeof *d);
+    d->count = n, d->dim = dim;
+    d->x = malloc(sizeof(float) * n * (size_t)dim);
+    vae_rng rng = vae_rng_make(seed, 7);
+    for (size_t i = 0; i < n; i++) {
+        float phase = vae_rng_uniform(&rng) * 6.28f;
+        for (int j = 0; j < dim; j++) {
+            float v = 0.5f + 0.4f * sinf(phase + 0.3f * (float)j) + 0.1f * (vae_rng_uniform(&rng) - 0.5f);
+            d->x[i * (size_t)dim + j] = lik == VAE_LIK_POISSON ? floorf(4.0f * v) : v;
+        }
+    }
+    return d;
+}
+
+static vae_config small_config(int dim, vae_likelihood lik, vae_variance var, vae_activation act) {
+    vae_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.input_dim = dim, cfg.latent_dim = 5;
+    cfg.n_encoder = 2, cfg.encoder[0] = 48, cfg.encoder[1] = 24;
+    cfg.n_decoder = 2, cfg.decoder[0] = 24, cfg.decoder[1] = 40;
+    cfg.activation = act, cfg.likelihood = lik, cfg.variance = var;
+    cfg.sigma = 0.5f, cfg.variance_floor = 1e-3f;
+    return cfg;
+}
+
+typedef struct {
+    vae_model *model;
+    vae_adam *adam;
+    vae_epoch_stats last;
+    vae_status status;
+    char message[512];
+} run_result;
+
+static void keep_stats(void *user, const vae_epoch_stats *s) { ((run_result *)user)->last = *s; }
+
+static void run_free(run_result *r) {
+    vae_model_free(r->model);
+    vae_adam_free(r->adam);
+}
+
+/* Trains a fresh model (seed 3) on device with opt's settings. */
+static run_result train_on(vae_device device, const vae_config *cfg, const vae_dataset *train,
+                           const vae_dataset *test, vae_train_options opt) {
+    run_result r;
+    memset(&r, 0, sizeof r);
+    vae_error err = {{0}};
+    vae_model_create(&r.model, cfg, 3, &err);
+    vae_adam_create(&r.adam, vae_model_num_params(r.model), &opt.adam, &err);
+    opt.device = device;
+    opt.resume_adam = r.adam;
+    opt.on_epoch = keep_stats;
+    opt.user = &r;
+    r.status = vae_train(r.model, train, test, &opt, &err);
+    memcpy(r.message, err.message, sizeof r.message);
+    return r;
+}
+
+/* Each tensor of a within bound * (its largest |b|) of b. */
+static void check_tensors(const vae_model *m, const float *a, const float *b, double bound,
+                          const char *what) {
+    for (int t = 0; t < vae_model_num_tensors(m); t++) {
+        vae_tensor_info info = vae_model_tensor(m, t);
+        size_t size = (size_t)info.rows * info.cols;
+        double peak = 0.0, worst = 0.0;
+        for (size_t i = 0; i < size; i++) {
+            double d = fabs((double)a[info.offset + i] - b[info.offset + i]);
+            if (fabs(b[info.offset + i]) > peak) peak = fabs(b[info.offset + i]);
+            if (d > worst) worst = d;
+        }
+        CHECK(worst <= bound * peak + 1e-12, "%s %s: off by %.3g, largest %.3g", what, info.name,
+              worst, peak);
+    }
+}
+
+/* One step on the CPU and on the GPU from the same weights and noise: Adam's first moment after
+ * one step is (1 - beta1) g, so it shows the gradients the GPU computed. */
+static void one_step_matches(const vae_config *cfg, vae_train_options opt, const char *what) {
+    vae_dataset *data = make_data(96, cfg->input_dim, 5, cfg->likelihood);
+    opt.epochs = 1, opt.batch_size = 96;
+    run_result cpu = train_on(VAE_DEVICE_CPU, cfg, data, NULL, opt);
+    run_result gpu = train_on(VAE_DEVICE_CUDA, cfg, data, NULL, opt);
+    CHECK(cpu.status == VAE_OK && gpu.status == VAE_OK, "%s: %s / %s", what, cpu.message,
+          gpu.message);
+    if (cpu.status == VAE_OK && gpu.status == VAE_OK) {
+        check_tensors(cpu.model, vae_adam_first_moment(gpu.adam), vae_adam_first_moment(cpu.adam),
+                      2e-5, what);
+        CHECK_CLOSE(gpu.last.train_recon, cpu.last.train_recon, 1e-5, 0.0, what);
+        CHECK_CLOSE(gpu.last.train_kl, cpu.last.train_kl, 1e-5, 1e-7, what);
+        CHECK(gpu.last.device == VAE_DEVICE_CUDA && cpu.last.device == VAE_DEVICE_CPU,
+              "%s: devices reported %d %d", what, gpu.last.device, cpu.last.device);
+        CHECK(vae_adam_steps(gpu.adam) == 1, "%s: Adam took %llu steps", what,
+              (unsigned long long)vae_adam_steps(gpu.adam));
+    }
+    run_free(&cpu), run_free(&gpu);
+    vae_dataset_free(data);
+}
+
+static void test_cuda_gradients_each_likelihood(void) {
+    NEEDS_GPU();
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    struct {
+        vae_likelihood lik;
+        vae_variance var;
+        const char *name;
+    } cases[] = {{VAE_LIK_BERNOULLI, VAE_VAR_FIXED, "bernoulli"},
+                 {VAE_LIK_GAUSSIAN, VAE_VAR_FIXED, "gaussian fixed"},
+                 {VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, "gaussian per value"},
+                 {VAE_LIK_GAUSSIAN, VAE_VAR_PER_SAMPLE, "gaussian per sample"},
+                 {VAE_LIK_POISSON, VAE_VAR_FIXED, "poisson"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vae_config cfg = small_config(37, cases[i].lik, cases[i].var, VAE_ACT_RELU);
+        one_step_matches(&cfg, opt, cases[i].name);
+    }
+}
+
+static void test_cuda_gradients_each_activation(void) {
+    NEEDS_GPU();
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    const vae_activation acts[] = {VAE_ACT_TANH, VAE_ACT_LEAKY_RELU, VAE_ACT_ELU};
+    for (int i = 0; i < 3; i++) {
+        vae_config cfg = small_config(33, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, acts[i]);
+        one_step_matches(&cfg, opt, vae_activation_name(acts[i]));
+    }
+}
+
+static void test_cuda_gradients_objectives(void) {
+    NEEDS_GPU();
+    vae_config cfg = small_config(40, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.beta = 0.25f, opt.kl_warmup = 7;
+    one_step_matches(&cfg, opt, "beta and warm-up");
+    vae_train_options_default(&opt);
+    opt.free_bits = 0.3f; /* some of the 5 units fall under it at initialization */
+    one_step_matches(&cfg, opt, "free bits");
+}
+
+/* Several epochs with a short last batch and test data: the runs stay together. */
+static void test_cuda_epochs_follow_cpu(void) {
+    NEEDS_GPU();
+    vae_config cfg = small_config(64, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    vae_dataset *train = make_data(1000, 64, 11, cfg.likelihood);
+    vae_dataset *test = make_data(300, 64, 12, cfg.likelihood);
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.epochs = 3, opt.batch_size = 64, opt.eval_batch_size = 128; /* 1000 = 15 x 64 + 40 */
+    run_result cpu = train_on(VAE_DEVICE_CPU, &cfg, train, test, opt);
+    run_result gpu = train_on(VAE_DEVICE_CUDA, &cfg, train, test, opt);
+    CHECK(cpu.status == VAE_OK && gpu.status == VAE_OK, "%s / %s", cpu.message, gpu.message);
+    if (cpu.status == VAE_OK && gpu.status == VAE_OK) {
+        check_tensors(cpu.model, vae_model_params(gpu.model), vae_model_params(cpu.model), 1e-3,
+                      "after 3 epochs");
+        CHECK_CLOSE(gpu.last.train_loss, cpu.last.train_loss, 1e-4, 0.0, "train loss");
+        CHECK_CLOSE(gpu.last.test_loss, cpu.last.test_loss, 1e-4, 0.0, "test loss");
+        CHECK(gpu.last.launches_per_step > 0 && gpu.last.device_bytes > 0,
+              "launches %d, bytes %zu", gpu.last.launches_per_step, gpu.last.device_bytes);
+        CHECK(vae_adam_steps(gpu.adam) == 48, "steps %llu",
+              (unsigned long long)vae_adam_steps(gpu.adam));
+    }
+    run_free(&cpu), run_free(&gpu);
+    vae_dataset_free(train), vae_dataset_free(test);
+}
+
+/* Keeps a copy of the state at the first checkpoint call. */
+typedef struct {
+    vae_model *model;
+    vae_adam *adam;
+    vae_train_position position;
+    int taken;
+} snapshot;
+
+static vae_status take_snapshot(void *user, const vae_model *model, vae_adam *adam,
+                                vae_train_position position, vae_error *err) {
+    snapshot *s = user;
+    if (s->taken) return VAE_OK;
+    s->taken = 1, s->position = position;
+    vae_model_create(&s->model, vae_model_config(model), 1, err);
+    memcpy(vae_model_params(s->model), vae_model_params((vae_model *)model),
+           sizeof(float) * vae_model_num_params(model));
+    vae_adam_create(&s->adam, vae_adam_num_params(adam), vae_adam_get_options(adam), err);
+    memcpy(vae_adam_first_moment(s->adam), vae_adam_first_moment(adam),
+           sizeof(float) * vae_adam_num_params(adam));
+    memcpy(vae_adam_second_moment(s->adam), vae_adam_second_moment(adam),
+           sizeof(float) * vae_adam_num_params(adam));
+    vae_adam_set_steps(s->adam, vae_adam_steps(adam));
+    return VAE_OK;
+}
+
+/* Stopped mid-epoch at a checkpoint and resumed: the same bits as the straight run. */
+static void test_cuda_resume_is_bit_exact(void) {
+    NEEDS_GPU();
+    vae_config cfg = small_config(50, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    vae_dataset *train = make_data(700, 50, 21, cfg.likelihood);
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.epochs = 2, opt.batch_size = 64, opt.kl_warmup = 20, opt.free_bits = 0.05f;
+    run_result straight = train_on(VAE_DEVICE_CUDA, &cfg, train, NULL, opt);
+
+    snapshot snap = {0};
+    vae_train_options first = opt;
+    first.checkpoint = take_snapshot, first.checkpoint_every = 7;
+    vae_model *m;
+    vae_error err;
+    vae_model_create(&m, &cfg, 3, &err);
+    first.device = VAE_DEVICE_CUDA, first.user = &snap;
+    vae_status s1 = vae_train(m, train, NULL, &first, &err);
+    CHECK(s1 == VAE_OK && snap.taken, "first run: %s", err.message);
+    CHECK(snap.position.epoch == 1 && snap.position.step_in_epoch == 7, "snapshot at %d/%llu",
+          snap.position.epoch, (unsigned long long)snap.position.step_in_epoch);
+    vae_model_free(m);
+    if (snap.taken) {
+        vae_train_options rest = opt;
+        rest.device = VAE_DEVICE_CUDA;
+        rest.resume_adam = snap.adam, rest.start = snap.position;
+        vae_status s2 = vae_train(snap.model, train, NULL, &rest, &err);
+        CHECK(s2 == VAE_OK, "resumed run: %s", err.message);
+        CHECK(straight.status == VAE_OK, "%s", straight.message);
+        CHECK(memcmp(vae_model_params(snap.model), vae_model_params(straight.model),
+                     sizeof(float) * vae_model_num_params(straight.model)) == 0,
+              "resumed parameters differ from the straight run's");
+        CHECK(memcmp(vae_adam_second_moment(snap.adam), vae_adam_second_moment(straight.adam),
+                     sizeof(float) * vae_model_num_params(straight.model)) == 0,
+              "resumed moments differ");
+    }
+    vae_model_free(snap.model), vae_adam_free(snap.adam);
+    run_free(&straight);
+    vae_dataset_free(train);
+}
+
+/* A step size that blows the weights up: the run stops, naming the step, with finite weights. */
+static void test_cuda_divergence_keeps_last_good_step(void) {
+    NEEDS_GPU();
+    vae_config cfg = small_config(30, VAE_LIK_POISSON, VAE_VAR_FIXED, VAE_ACT_RELU);
+    vae_dataset *train = make_data(256, 30, 31, cfg.likelihood);
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.epochs = 2, opt.batch_size = 32, opt.adam.lr = 1e30f;
+    run_result r = train_on(VAE_DEVICE_CUDA, &cfg, train, NULL, opt);
+    CHECK(r.status == VAE_ERR_DIVERGED, "status %d: %s", r.status, r.message);
+    CHECK(strstr(r.message, "diverged at step") != NULL, "message: %s", r.message);
+    const float *p = vae_model_params(r.model);
+    size_t bad = 0;
+    for (size_t i = 0; i < vae_model_num_params(r.model); i++) bad += !isfinite(p[i]);
+    CHECK(bad == 0, "%zu parameters are not finite", bad);
+    run_free(&r);
+    vae_dataset_free(train);
+}
+
+/* Runs everywhere: what the GPU backend does not do is refused with the reason, and AUTO falls
+ * back to the CPU for it. */
+static void test_cuda_refusals_and_fallback(void) {
+    vae_config cfg;
+    vae_error err;
+    vae_config_preset(&cfg, "conv", 784, &err);
+    vae_dataset *train = make_data(40, 784, 41, VAE_LIK_BERNOULLI);
+    train->rows = train->cols = 28;
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.epochs = 1, opt.batch_size = 20;
+    run_result r = train_on(VAE_DEVICE_CUDA, &cfg, train, NULL, opt);
+    CHECK(r.status == VAE_ERR_INVALID_ARGUMENT, "status %d", r.status);
+    CHECK(strstr(r.message, have_gpu ? "convolutional" : "CUDA") != NULL, "message: %s",
+          r.message);
+    run_free(&r);
+    run_result a = train_on(VAE_DEVICE_AUTO, &cfg, train, NULL, opt);
+    CHECK(a.status == VAE_OK && a.last.device == VAE_DEVICE_CPU, "auto: %d %s on %d", a.status,
+          a.message, a.last.device);
+    run_free(&a);
+    vae_dataset_free(train);
+    vae_device d;
+    CHECK(vae_device_parse("gpu", &d) == VAE_OK && d == VAE_DEVICE_CUDA, "gpu is cuda");
+    CHECK(vae_device_parse("tpu", &d) == VAE_ERR_INVALID_ARGUMENT, "tpu refused");
+}
+
+#define RUN_GPU(test)                                                                              \
+    do {                                                                                           \
+        check_skipped = 0;                                                                         \
+        check_test_failed = 0;                                                                     \
+        test();                                                                                    \
+        if (check_skipped) break;                                                                  \
+        if (check_test_failed) check_failed++, printf("not ok %s\n", #test);                       \
+        else check_passed++, printf("ok %s\n", #test);                                             \
+        fflush(stdout);                                                                            \
+    } while (0)
+
+int main(void) {
+    have_gpu = vae_device_available(VAE_DEVICE_CUDA, gpu_info, sizeof gpu_info);
+    printf("# GPU: %s\n", gpu_info);
+    RUN_GPU(test_cuda_gradients_each_likelihood);
+    RUN_GPU(test_cuda_gradients_each_activation);
+    RUN_GPU(test_cuda_gradients_objectives);
+    RUN_GPU(test_cuda_epochs_follow_cpu);
+    RUN_GPU(test_cuda_resume_is_bit_exact);
+    RUN_GPU(test_cuda_divergence_keeps_last_good_step);
+    RUN(test_cuda_refusals_and_fallback);
+    return CHECK_SUMMARY();
+}
