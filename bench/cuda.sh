@@ -40,7 +40,8 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), 
 vae_run cuda-b128-fp32 --device cuda --batch 128
 vae_run cuda-b128-tf32 --device cuda --batch 128 --precision tf32
 vae_run cuda-b1024-fp32 --device cuda --batch 1024
-vae_run cpu-b128 --device cpu --batch 128
+# the CPU's run is the quality reference (SKIP_CPU=1 leaves it out: slow on a few cores)
+[ "${SKIP_CPU:-0}" = 1 ] || vae_run cpu-b128 --device cpu --batch 128
 "$PYTHON" "$(dirname "$0")/torch_vae_cuda.py" --data "$DATA" --epochs "$EPOCHS" | tee -a "$tmp/summary"
 
 awk '

@@ -152,10 +152,9 @@ static vae_status run_epoch(gpu_run *r, const vae_train_options *opt, size_t n, 
         int stop = opt->progress && opt->progress(opt->user, epoch, step, steps,
                                                   (sum->recon + sum->kl) / (double)sum->count);
         int save = opt->checkpoint_every && *global % opt->checkpoint_every == 0 && step < steps;
-        if ((stop || save) && opt->checkpoint) {
-            VAE_TRY(bring_back(r, *global, err));
+        if (stop || (save && opt->checkpoint)) VAE_TRY(bring_back(r, *global, err));
+        if ((stop || save) && opt->checkpoint)
             VAE_TRY(opt->checkpoint(opt->user, r->model, r->adam, after, err));
-        }
         VAE_RETURN_IF(stop, err, VAE_ERR_CANCELLED, "training cancelled after step %llu",
                       (unsigned long long)*global);
     }

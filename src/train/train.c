@@ -209,6 +209,10 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                       "starting past the first step needs the optimizer state to resume from");
     }
 
+    VAE_RETURN_IF((unsigned)opt->device > VAE_DEVICE_AUTO ||
+                      (unsigned)opt->precision > VAE_PRECISION_TF32,
+                  err, VAE_ERR_INVALID_ARGUMENT, "unknown device %d or precision %d",
+                  (int)opt->device, (int)opt->precision);
     vae_device device = opt->device;
     if (device == VAE_DEVICE_AUTO) /* the GPU when there is one and it runs this model */
         device = vae_gpu_available(NULL, 0) && vae_gpu_supports(model, opt, NULL) == VAE_OK
