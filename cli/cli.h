@@ -28,6 +28,14 @@ int cli_report(vae_status status, const vae_error *err);
 int cli_parse_int(const char *name, const char *text, long min, long max, int *out);
 int cli_parse_u64(const char *name, const char *text, uint64_t *out);
 int cli_parse_float(const char *name, const char *text, double min, double max, float *out);
+/* --device (cpu, cuda, auto) and --precision (fp32, tf32), likewise. */
+int cli_parse_device(const char *text, vae_device *out);
+int cli_parse_precision(const char *text, vae_precision *out);
+/* The lines of --help that describe them, for a command that computes on a device. */
+#define CLI_DEVICE_HELP                                                                            \
+    "      --device D        cpu, cuda (one NVIDIA GPU, MLP models) or auto (default: cuda\n"    \
+    "                        when this build has it, a GPU is there and it runs the model)\n"   \
+    "      --precision P     a GPU's matrix products: fp32 (default) or tf32\n"
 
 /* A grid PNG of n images decoded from z ~ N(0, I) drawn from `seed`, 10 to a row (and/or their
  * means as .npy). A conditional model draws class `label`, or with label < 0 one row per class. */

@@ -306,17 +306,9 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
         case 'o': a->out = optarg; break;
         case 'q': a->quiet = 1; break;
-        case OPT_DEVICE:
-            if (vae_device_parse(optarg, &a->train_opt.device) != VAE_OK) {
-                fprintf(stderr, "vae: train: --device \"%s\": expected cpu, cuda or auto\n", optarg);
-                return 0;
-            }
-            break;
+        case OPT_DEVICE: if (!cli_parse_device(optarg, &a->train_opt.device)) return 0; break;
         case OPT_PRECISION:
-            if (vae_precision_parse(optarg, &a->train_opt.precision) != VAE_OK) {
-                fprintf(stderr, "vae: train: --precision \"%s\": expected fp32 or tf32\n", optarg);
-                return 0;
-            }
+            if (!cli_parse_precision(optarg, &a->train_opt.precision)) return 0;
             break;
         case 'h': usage(stdout); *code = EXIT_OK; return 0;
         default: fprintf(stderr, "(try vae train --help)\n"); return 0;

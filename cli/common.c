@@ -40,6 +40,18 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
     return 1;
 }
 
+int cli_parse_device(const char *text, vae_device *out) {
+    if (vae_device_parse(text, out) == VAE_OK) return 1;
+    fprintf(stderr, "vae: --device: expected cpu, cuda or auto, got \"%s\"\n", text);
+    return 0;
+}
+
+int cli_parse_precision(const char *text, vae_precision *out) {
+    if (vae_precision_parse(text, out) == VAE_OK) return 1;
+    fprintf(stderr, "vae: --precision: expected fp32 or tf32, got \"%s\"\n", text);
+    return 0;
+}
+
 int cli_parse_u64(const char *name, const char *text, uint64_t *out) {
     char *end;
     errno = 0;

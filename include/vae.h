@@ -503,6 +503,8 @@ typedef struct {
      * VAE_ERR_CANCELLED. May be NULL. */
     int (*progress)(void *user, size_t done, size_t total);
     void *user;
+    vae_device device;       /* CPU (default), CUDA or AUTO: the same draws on either */
+    vae_precision precision; /* FP32 (default) or TF32: a GPU's matrix products */
 } vae_eval_options;
 void vae_eval_options_default(vae_eval_options *opt);
 

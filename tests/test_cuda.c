@@ -279,6 +279,43 @@ static void test_cuda_divergence_keeps_last_good_step(void) {
     vae_dataset_free(train);
 }
 
+/* vae_eval on the GPU: the same draws (the ELBO's, and the importance samples drawn in chunks
+ * whose L * chunk is odd, so each chunk starts a new Box–Muller pair), so every per-example
+ * term agrees to the rounding of the sums. */
+static void eval_matches(const vae_config *cfg, const char *what) {
+    vae_model *m;
+    vae_error err;
+    vae_model_create(&m, cfg, 4, &err);
+    vae_dataset *data = make_data(37, cfg->input_dim, 51, cfg->likelihood);
+    vae_eval_options o;
+    vae_eval_options_default(&o);
+    o.importance_samples = 45, o.chunk = 7, o.batch = 16, o.seed = 9;
+    double cpu[37 * VAE_EVAL_COLUMNS], gpu[37 * VAE_EVAL_COLUMNS];
+    vae_eval_result rc, rg;
+    vae_status sc = vae_eval(m, data, &o, &rc, cpu, &err);
+    CHECK(sc == VAE_OK, "%s: cpu %s", what, err.message);
+    o.device = VAE_DEVICE_CUDA;
+    vae_status sg = vae_eval(m, data, &o, &rg, gpu, &err);
+    CHECK(sg == VAE_OK, "%s: gpu %s", what, err.message);
+    for (int i = 0; sc == VAE_OK && sg == VAE_OK && i < 37 * VAE_EVAL_COLUMNS; i++)
+        CHECK_CLOSE(gpu[i], cpu[i], 2e-6, 1e-5, what);
+    CHECK(rg.active_units == rc.active_units, "%s: active units %d vs %d", what, rg.active_units,
+          rc.active_units);
+    CHECK_CLOSE(rg.nll_stderr, rc.nll_stderr, 1e-4, 1e-6, what);
+    vae_model_free(m);
+    vae_dataset_free(data);
+}
+
+static void test_cuda_eval_matches_cpu(void) {
+    NEEDS_GPU();
+    vae_config a = small_config(44, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    eval_matches(&a, "bernoulli");
+    vae_config b = small_config(31, VAE_LIK_GAUSSIAN, VAE_VAR_PER_SAMPLE, VAE_ACT_TANH);
+    eval_matches(&b, "gaussian per sample");
+    vae_config c = small_config(29, VAE_LIK_POISSON, VAE_VAR_FIXED, VAE_ACT_ELU);
+    eval_matches(&c, "poisson");
+}
+
 /* Runs everywhere: what the GPU backend does not do is refused with the reason, and AUTO falls
  * back to the CPU for it. */
 static void test_cuda_refusals_and_fallback(void) {
@@ -294,11 +331,19 @@ static void test_cuda_refusals_and_fallback(void) {
     CHECK(r.status == VAE_ERR_INVALID_ARGUMENT, "status %d", r.status);
     CHECK(strstr(r.message, have_gpu ? "convolutional" : "CUDA") != NULL, "message: %s",
           r.message);
-    run_free(&r);
+    vae_eval_options eo;
+    vae_eval_options_default(&eo);
+    eo.importance_samples = 0, eo.device = VAE_DEVICE_CUDA;
+    vae_eval_result er;
+    CHECK(vae_eval(r.model, train, &eo, &er, NULL, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, have_gpu ? "convolutional" : "CUDA"),
+          "eval on cuda: %s", err.message);
+    eo.device = VAE_DEVICE_AUTO; /* falls back to the CPU */
+    CHECK(vae_eval(r.model, train, &eo, &er, NULL, &err) == VAE_OK, "auto eval: %s", err.message);
     run_result a = train_on(VAE_DEVICE_AUTO, &cfg, train, NULL, opt);
     CHECK(a.status == VAE_OK && a.last.device == VAE_DEVICE_CPU, "auto: %d %s on %d", a.status,
           a.message, a.last.device);
-    run_free(&a);
+    run_free(&a), run_free(&r);
     vae_dataset_free(train);
     vae_device d;
     CHECK(vae_device_parse("gpu", &d) == VAE_OK && d == VAE_DEVICE_CUDA, "gpu is cuda");
@@ -325,6 +370,7 @@ int main(void) {
     RUN_GPU(test_cuda_epochs_follow_cpu);
     RUN_GPU(test_cuda_resume_is_bit_exact);
     RUN_GPU(test_cuda_divergence_keeps_last_good_step);
+    RUN_GPU(test_cuda_eval_matches_cpu);
     RUN(test_cuda_refusals_and_fallback);
     return CHECK_SUMMARY();
 }

@@ -1,6 +1,5 @@
 /* device.c — naming devices and precisions, and whether a device can be used. */
-#include "backend/gpu.h"
-#include "core/internal.h"
+#include "backend/backend.h"
 
 #include <string.h>
 
@@ -42,4 +41,18 @@ vae_status vae_precision_parse(const char *name, vae_precision *out) {
 
 const char *vae_precision_name(vae_precision precision) {
     return precision == VAE_PRECISION_TF32 ? "tf32" : "fp32";
+}
+
+vae_status vae_device_resolve(vae_device asked, vae_status supported, vae_device *out,
+                              vae_error *err) {
+    char info[256];
+    const int gpu = asked != VAE_DEVICE_CPU && vae_gpu_available(info, sizeof info);
+    VAE_RETURN_IF((unsigned)asked > VAE_DEVICE_AUTO, err, VAE_ERR_INVALID_ARGUMENT,
+                  "unknown device %d", (int)asked);
+    VAE_RETURN_IF(asked == VAE_DEVICE_CUDA && !gpu, err, VAE_ERR_INVALID_ARGUMENT,
+                  "no CUDA device: %s", info);
+    *out = asked == VAE_DEVICE_CPU || (asked == VAE_DEVICE_AUTO && (!gpu || supported != VAE_OK))
+               ? VAE_DEVICE_CPU
+               : VAE_DEVICE_CUDA;
+    return VAE_OK;
 }

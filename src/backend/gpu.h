@@ -64,8 +64,8 @@ vae_status vae_gpu_create(vae_gpu **out, const vae_gpu_model *model, const vae_g
                           char *msg);
 void vae_gpu_free(vae_gpu *g);
 
-/* Parameters and Adam's state to the device (global_step: the steps taken so far; epoch_step:
- * those of the epoch in progress), and back (any pointer may be NULL). */
+/* Parameters and Adam's state to the device (m, v NULL: zero moments; global_step: the steps
+ * taken so far), and back (any pointer may be NULL). */
 vae_status vae_gpu_upload(vae_gpu *g, const float *params, const float *m, const float *v,
                           uint64_t adam_steps, uint64_t global_step, char *msg);
 vae_status vae_gpu_download(vae_gpu *g, float *params, float *m, float *v, char *msg);
@@ -85,6 +85,17 @@ vae_status vae_gpu_sync(vae_gpu *g, int count, double *recon, double *kl, uint64
 /* The negative ELBO's sums over test samples [from, to) in batches of at most max_rows, each
  * sample's noise from stream (seed, VAE_STREAM_EVAL + index) as on the CPU. */
 vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, char *msg);
+
+/* Evaluation of the data set given as `train`: each example's -log p(x|z) and KL with one
+ * draw from stream (seed, stream + index), and the posteriors mu, logvar (N, L) each, as
+ * vae_eval's ELBO pass; then, after it, the importance-weighted -log p(x) of each example with
+ * k draws from stream (seed, stream + index) drawn in calls of `chunk` rows, as vae_eval's.
+ * progress (may be NULL) is called now and then; non-zero cancels. */
+vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double *kl, float *mu,
+                              float *logvar, char *msg);
+vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *nll,
+                        int (*progress)(void *user, size_t done, size_t total), void *user,
+                        char *msg);
 
 /* Nodes (kernels and copies) in the captured step graph of `batch` rows, 0 before its capture;
  * the device memory this state holds (bytes). */

@@ -61,6 +61,19 @@ vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, 
     return none(msg);
 }
 
+vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double *kl, float *mu,
+                              float *logvar, char *msg) {
+    (void)g, (void)stream, (void)recon, (void)kl, (void)mu, (void)logvar;
+    return none(msg);
+}
+
+vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *nll,
+                        int (*progress)(void *user, size_t done, size_t total), void *user,
+                        char *msg) {
+    (void)g, (void)k, (void)chunk, (void)stream, (void)nll, (void)progress, (void)user;
+    return none(msg);
+}
+
 int vae_gpu_step_nodes(const vae_gpu *g, int batch) {
     (void)g, (void)batch;
     return 0;

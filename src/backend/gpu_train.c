@@ -20,59 +20,12 @@ static double now_seconds(void) {
 }
 
 vae_status vae_gpu_supports(const vae_model *model, const vae_train_options *opt, vae_error *err) {
-    const vae_config *cfg = vae_model_config(model);
-    const char *missing = cfg->n_conv          ? "convolutional models"
-                          : cfg->n_classes     ? "conditional models"
-                          : cfg->missing       ? "models for missing values"
-                          : opt->iwae_k > 1    ? "IWAE training"
+    VAE_TRY(vae_gpu_supports_model(model, err));
+    const char *missing = opt->iwae_k > 1 ? "IWAE training"
                           : opt->collective && opt->collective->size > 1 ? "several processes (MPI)"
                                                                           : NULL;
     VAE_RETURN_IF(missing, err, VAE_ERR_INVALID_ARGUMENT,
                   "the CUDA backend does not train %s yet; use --device cpu", missing);
-    return VAE_OK;
-}
-
-/* The tensor named prefix.weight / prefix.bias as a dense layer. */
-static int find_layer(const vae_model *model, const char *prefix, vae_gpu_layer *out) {
-    char name[64];
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    int w = vae_model_find_tensor(model, name);
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    int b = vae_model_find_tensor(model, name);
-    if (w < 0 || b < 0) return 0;
-    vae_tensor_info wi = vae_model_tensor(model, w), bi = vae_model_tensor(model, b);
-    if (wi.ndims != 2 || bi.rows != wi.rows) return 0;
-    *out = (vae_gpu_layer){.in = wi.cols, .out = wi.rows, .weight = wi.offset, .bias = bi.offset};
-    return 1;
-}
-
-/* The device's description of a model, from the public table of named tensors alone. */
-static vae_status describe(const vae_model *model, vae_gpu_model *d, vae_error *err) {
-    const vae_config *cfg = vae_model_config(model);
-    memset(d, 0, sizeof *d);
-    d->input_dim = cfg->input_dim, d->latent_dim = cfg->latent_dim;
-    d->n_encoder = cfg->n_encoder, d->n_decoder = cfg->n_decoder;
-    d->activation = cfg->activation, d->likelihood = cfg->likelihood;
-    d->variance = cfg->variance, d->sigma = cfg->sigma, d->variance_floor = cfg->variance_floor;
-    d->num_params = vae_model_num_params(model);
-    int ok = 1, n = 0;
-    char prefix[32];
-    for (int i = 0; i < cfg->n_encoder; i++) {
-        snprintf(prefix, sizeof prefix, "encoder.%d", i);
-        ok &= find_layer(model, prefix, &d->layers[n++]);
-    }
-    for (int i = 0; i < cfg->n_decoder; i++) {
-        snprintf(prefix, sizeof prefix, "decoder.%d", i);
-        ok &= find_layer(model, prefix, &d->layers[n++]);
-    }
-    ok &= find_layer(model, "output", &d->layers[n]);
-    ok &= find_layer(model, "mu", &d->mu) && find_layer(model, "logvar", &d->logvar);
-    if (cfg->likelihood == VAE_LIK_GAUSSIAN && cfg->variance == VAE_VAR_PER_DIM) {
-        int t = vae_model_find_tensor(model, "likelihood.logvar");
-        ok &= t >= 0;
-        if (t >= 0) d->dim_logvar = vae_model_tensor(model, t).offset;
-    }
-    VAE_RETURN_IF(!ok, err, VAE_ERR_INTERNAL, "the model's tensors are not an MLP's");
     return VAE_OK;
 }
 
@@ -212,7 +165,7 @@ vae_status vae_gpu_train(vae_model *model, const vae_dataset *train, const vae_d
     VAE_RETURN_IF(train->count > UINT32_MAX, err, VAE_ERR_INVALID_ARGUMENT,
                   "the CUDA backend takes at most 2^32 - 1 training samples");
     vae_gpu_model desc;
-    VAE_TRY(describe(model, &desc, err));
+    VAE_TRY(vae_gpu_describe(model, &desc, err));
     vae_gpu_objective obj = {.seed = opt->seed, .noise_stream = VAE_STREAM_NOISE,
                              .eval_stream = VAE_STREAM_EVAL, .batch_size = opt->batch_size,
                              .beta = opt->beta, .free_bits = opt->free_bits,

@@ -48,6 +48,12 @@ struct vae_gpu {
     step_graph graphs[2];             /* the full batch's and the short last batch's */
     int n_recon, n_kl;                /* blocks of the last pass's loss sums */
     cublasStatus_t blas_status;       /* the first failure of a queued product */
+    /* evaluation, allocated at its first use */
+    float *eval_mu, *eval_lv;         /* (N, L) the posterior of every example */
+    double *eval_rows;                /* (2, max_rows) per-row recon and KL */
+    double *log_w;                    /* (examples per group, k) importance weights */
+    size_t log_w_size;
+    double *eval_nll;                 /* (N) */
 };
 
 static vae_status cuda_fail(char *msg, cudaError_t e, const char *what) {
@@ -250,12 +256,9 @@ static gpu_lik likelihood_of(const vae_gpu_model *m) {
     return lik;
 }
 
-/* x (rows, D) through encoder, reparameterization and decoder to the loss's per-block sums;
- * with `train`, the loss's gradient with respect to the output (into ga) and the output
- * layer's bias and the per-value variances' gradients. */
-static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int train) {
+/* x (rows, D) through the encoder's hidden layers to the heads, before their biases */
+static void encode(vae_gpu *g, const float *x, int rows) {
     const vae_gpu_model *m = &g->m;
-    const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
     const float *in = x;
     for (int l = 0; l < m->n_encoder; l++) {
         linear_forward(g, &m->layers[l], in, g->act[l], rows);
@@ -263,21 +266,38 @@ static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int t
                      m->activation);
         in = g->act[l];
     }
-    const long long plane = (long long)g->max_rows * lat;
-    gemm_heads(g, CUBLAS_OP_T, CUBLAS_OP_N, lat, rows, m->mu.in, g->params + m->mu.weight,
-               m->mu.in, head_stride(g), in, m->mu.in, 0, g->heads, lat, plane);
-    g->n_kl = gpu_latent_forward(g->stream, g->heads, g->heads + plane, g->params + m->mu.bias,
-                                 g->params + m->logvar.bias, g->eps, g->z, rows, lat, noise,
-                                 g->counters, g->part_kl);
-    in = g->z;
+    gemm_heads(g, CUBLAS_OP_T, CUBLAS_OP_N, m->latent_dim, rows, m->mu.in,
+               g->params + m->mu.weight, m->mu.in, head_stride(g), in, m->mu.in, 0, g->heads,
+               m->latent_dim, (long long)g->max_rows * m->latent_dim);
+}
+
+/* z (rows, L) through the decoder to the output layer's products, before its bias */
+static void decode(vae_gpu *g, const float *z, int rows) {
+    const vae_gpu_model *m = &g->m;
+    const int out_layer = m->n_encoder + m->n_decoder;
+    const float *in = z;
     for (int l = m->n_encoder; l < out_layer; l++) {
         linear_forward(g, &m->layers[l], in, g->act[l], rows);
         gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias, rows, m->layers[l].out,
                      m->activation);
         in = g->act[l];
     }
+    linear_forward(g, &m->layers[out_layer], in, g->act[out_layer], rows);
+}
+
+/* x (rows, D) through encoder, reparameterization and decoder to the loss's per-block sums;
+ * with `train`, the loss's gradient with respect to the output (into ga) and the output
+ * layer's bias and the per-value variances' gradients. */
+static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int train) {
+    const vae_gpu_model *m = &g->m;
+    const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
+    const long long plane = (long long)g->max_rows * lat;
+    encode(g, x, rows);
+    g->n_kl = gpu_latent_forward(g->stream, g->heads, g->heads + plane, g->params + m->mu.bias,
+                                 g->params + m->logvar.bias, g->eps, g->z, rows, lat, noise,
+                                 g->counters, g->part_kl);
+    decode(g, g->z, rows);
     const vae_gpu_layer *o = &m->layers[out_layer];
-    linear_forward(g, o, in, g->act[out_layer], rows);
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
     g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, x, rows,
                                 likelihood_of(m), g->params + m->dim_logvar,
@@ -374,8 +394,10 @@ vae_status vae_gpu_upload(vae_gpu *g, const float *params, const float *m, const
                           uint64_t adam_steps, uint64_t global_step, char *msg) {
     const size_t bytes = g->m.num_params * sizeof(float);
     CU(cudaMemcpy(g->params, params, bytes, cudaMemcpyHostToDevice), "copying the parameters");
-    CU(cudaMemcpy(g->mom1, m, bytes, cudaMemcpyHostToDevice), "copying Adam's moments");
-    CU(cudaMemcpy(g->mom2, v, bytes, cudaMemcpyHostToDevice), "copying Adam's moments");
+    CU(m ? cudaMemcpy(g->mom1, m, bytes, cudaMemcpyHostToDevice) : cudaMemset(g->mom1, 0, bytes),
+       "copying Adam's moments");
+    CU(v ? cudaMemcpy(g->mom2, v, bytes, cudaMemcpyHostToDevice) : cudaMemset(g->mom2, 0, bytes),
+       "copying Adam's moments");
     CU(cudaMemset(g->grads, 0, bytes), "clearing the gradients");
     gpu_counters c;
     memset(&c, 0, sizeof c);
@@ -457,6 +479,98 @@ vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, 
         loss->count += (size_t)rows;
     }
     return VAE_OK;
+}
+
+static vae_status blas_check(const vae_gpu *g, char *msg) {
+    if (g->blas_status == CUBLAS_STATUS_SUCCESS) return VAE_OK;
+    snprintf(msg, MSG, "a cuBLAS product failed (status %d)", (int)g->blas_status);
+    return VAE_ERR_INTERNAL;
+}
+
+vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double *kl, float *mu,
+                              float *logvar, char *msg) {
+    const vae_gpu_model *m = &g->m;
+    const int lat = m->latent_dim, dim = m->input_dim, out_layer = m->n_encoder + m->n_decoder;
+    const size_t n = g->n_train, rows_max = (size_t)g->max_rows;
+    const long long plane = (long long)rows_max * lat;
+    if (!g->eval_mu) {
+        ALLOC(g->eval_mu, n * lat, "the posteriors");
+        ALLOC(g->eval_lv, n * lat, "the posteriors");
+        ALLOC(g->eval_rows, 2 * rows_max, "per-example terms");
+    }
+    for (size_t start = 0; start < n; start += rows_max) {
+        const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
+        const float *x = g->train_x + start * dim;
+        gpu_noise noise = {g->obj.seed, stream, start, 1};
+        encode(g, x, rows);
+        gpu_latent_forward(g->stream, g->heads, g->heads + plane, g->params + m->mu.bias,
+                           g->params + m->logvar.bias, g->eps, g->z, rows, lat, noise,
+                           g->counters, g->part_kl);
+        decode(g, g->z, rows);
+        gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias, x, rows,
+                    0, 1, likelihood_of(m), g->params + m->dim_logvar, g->eval_rows, 0);
+        gpu_row_kl(g->stream, g->heads, g->heads + plane, rows, lat, g->eval_rows + rows_max);
+        const size_t nz = (size_t)rows * lat * sizeof(float);
+        CU(cudaMemcpyAsync(g->eval_mu + start * lat, g->heads, nz, cudaMemcpyDeviceToDevice,
+                           g->stream), "keeping the posteriors");
+        CU(cudaMemcpyAsync(g->eval_lv + start * lat, g->heads + plane, nz,
+                           cudaMemcpyDeviceToDevice, g->stream), "keeping the posteriors");
+        CU(cudaMemcpyAsync(recon + start, g->eval_rows, rows * sizeof(double),
+                           cudaMemcpyDeviceToHost, g->stream), "reading the terms");
+        CU(cudaMemcpyAsync(kl + start, g->eval_rows + rows_max, rows * sizeof(double),
+                           cudaMemcpyDeviceToHost, g->stream), "reading the terms");
+        CU(cudaStreamSynchronize(g->stream), "evaluating the ELBO");
+    }
+    CU(cudaMemcpy(mu, g->eval_mu, n * lat * sizeof(float), cudaMemcpyDeviceToHost), "reading mu");
+    CU(cudaMemcpy(logvar, g->eval_lv, n * lat * sizeof(float), cudaMemcpyDeviceToHost),
+       "reading logvar");
+    return blas_check(g, msg);
+}
+
+vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *nll,
+                        int (*progress)(void *user, size_t done, size_t total), void *user,
+                        char *msg) {
+    const vae_gpu_model *m = &g->m;
+    const int lat = m->latent_dim, dim = m->input_dim, out_layer = m->n_encoder + m->n_decoder;
+    const size_t n = g->n_train, rows_max = (size_t)g->max_rows;
+    if (!g->eval_mu) {
+        snprintf(msg, MSG, "importance sampling needs the ELBO pass first");
+        return VAE_ERR_INTERNAL;
+    }
+    /* a group of examples whose k draws each fill the row budget; one example when k is more */
+    const size_t group = (size_t)k >= rows_max ? 1 : rows_max / (size_t)k;
+    if (g->log_w_size < group * k) {
+        ALLOC(g->log_w, group * k, "the importance weights");
+        g->log_w_size = group * k;
+    }
+    if (!g->eval_nll) ALLOC(g->eval_nll, n, "the estimates");
+    int groups_since_sync = 0;
+    for (size_t first = 0; first < n; first += group) {
+        const size_t examples = n - first < group ? n - first : group, total = examples * k;
+        for (size_t row0 = 0; row0 < total; row0 += rows_max) {
+            const int rows = total - row0 < rows_max ? (int)(total - row0) : (int)rows_max;
+            gpu_iwae_draws(g->stream, g->z, g->log_w + row0, g->eval_mu + first * lat,
+                           g->eval_lv + first * lat, rows, lat, row0, k, chunk, g->obj.seed,
+                           stream + first);
+            decode(g, g->z, rows);
+            gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
+                        g->train_x + first * dim, rows, row0, k, likelihood_of(m),
+                        g->params + m->dim_logvar, g->log_w + row0, 1);
+        }
+        gpu_log_mean_exp(g->stream, g->log_w, (int)examples, k, g->eval_nll + first);
+        /* report (and allow a cancel) every few groups: each wait costs a round trip */
+        if (progress && (++groups_since_sync == 16 || first + examples == n)) {
+            groups_since_sync = 0;
+            CU(cudaStreamSynchronize(g->stream), "importance sampling");
+            if (progress(user, first + examples, n)) {
+                snprintf(msg, MSG, "evaluation cancelled");
+                return VAE_ERR_CANCELLED;
+            }
+        }
+    }
+    CU(cudaStreamSynchronize(g->stream), "importance sampling");
+    CU(cudaMemcpy(nll, g->eval_nll, n * sizeof(double), cudaMemcpyDeviceToHost), "reading back");
+    return blas_check(g, msg);
 }
 
 int vae_gpu_step_nodes(const vae_gpu *g, int batch) {

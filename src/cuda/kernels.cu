@@ -355,3 +355,109 @@ void gpu_adam(cudaStream_t s, float *params, const float *grads, float *m, float
               gpu_counters *c, vae_adam_options adam) {
     adam_kernel<<<blocks_for(n), THREADS, 0, s>>>(params, grads, m, v, n, c, adam);
 }
+
+/* ------------------------------------------------------------------ evaluation */
+
+/* Value w of a vae_rng_normal call that starts at pair `first_pair` of a stream. */
+__device__ static float normal_from(uint64_t key, uint64_t first_pair, uint64_t w) {
+    return normal_at(key, 2 * first_pair + w);
+}
+
+__global__ static void iwae_draws_kernel(float *z, double *log_w, const float *mu,
+                                         const float *lv, int rows, int latent, size_t row0,
+                                         int k, int chunk, uint64_t seed, uint64_t stream) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const size_t g = row0 + (size_t)r, example = g / (size_t)k;
+    const uint64_t t = g % (size_t)k, q = t / (uint64_t)chunk, rr = t % (uint64_t)chunk;
+    /* the CPU draws each chunk of `chunk` rows with one vae_rng_normal call of chunk*L values:
+     * a call uses whole Box–Muller pairs, so chunk q starts at pair q * ceil(chunk L / 2) */
+    const uint64_t first_pair = q * (((uint64_t)chunk * latent + 1) / 2);
+    const uint64_t key = rng_key(seed, stream + example);
+    const float *m = mu + example * latent, *l = lv + example * latent;
+    double log_prior = 0.0, log_q = 0.0;
+    const double log_2pi = 1.8378770664093453;
+    for (int j = 0; j < latent; j++) {
+        const float e = normal_from(key, first_pair, rr * latent + j);
+        const float zz = m[j] + expf(0.5f * l[j]) * e;
+        z[(size_t)r * latent + j] = zz;
+        log_prior -= 0.5 * (log_2pi + (double)zz * zz);
+        log_q -= 0.5 * (log_2pi + l[j] + (double)e * e);
+    }
+    log_w[r] = log_prior - log_q;
+}
+
+void gpu_iwae_draws(cudaStream_t s, float *z, double *log_w, const float *mu, const float *lv,
+                    int rows, int latent, size_t row0, int k, int chunk, uint64_t seed,
+                    uint64_t stream) {
+    iwae_draws_kernel<<<(rows + 127) / 128, 128, 0, s>>>(z, log_w, mu, lv, rows, latent, row0, k,
+                                                         chunk, seed, stream);
+}
+
+__global__ static void row_nll_kernel(const float *out, const float *bias, const float *x,
+                                      int rows, size_t row0, int k, gpu_lik lik,
+                                      const float *dim_logvar, double *dst, int subtract) {
+    __shared__ double shared[THREADS];
+    const int r = blockIdx.x, dim = lik.dim;
+    const int per_sample = lik.kind == VAE_LIK_GAUSSIAN && lik.variance == VAE_VAR_PER_SAMPLE;
+    const float *o = out + (size_t)r * (per_sample ? 2 * dim : dim);
+    const float *xr = x + ((row0 + (size_t)r) / (size_t)k) * dim;
+    double nll = 0.0;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x) {
+        const float raw = lik.variance == VAE_VAR_PER_DIM ? dim_logvar[c]
+                          : per_sample                     ? o[dim + c] + bias[dim + c]
+                                                           : 0.0f;
+        float g, graw;
+        nll += value_nll(&lik, o[c] + bias[c], raw, xr[c], 1.0f, &g, &graw);
+    }
+    const double total = block_sum(nll, shared);
+    if (threadIdx.x == 0) dst[r] = subtract ? dst[r] - total : total;
+}
+
+void gpu_row_nll(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
+                 size_t row0, int k, gpu_lik lik, const float *dim_logvar, double *dst,
+                 int subtract) {
+    row_nll_kernel<<<rows, THREADS, 0, s>>>(out, bias, x, rows, row0, k, lik, dim_logvar, dst,
+                                            subtract);
+}
+
+__global__ static void row_kl_kernel(const float *mu, const float *lv, int rows, int latent,
+                                     double *kl) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    double sum = 0.0;
+    for (int j = 0; j < latent; j++) {
+        const size_t i = (size_t)r * latent + j;
+        sum += -0.5 * (1.0 + (double)lv[i] - (double)mu[i] * mu[i] - exp((double)lv[i]));
+    }
+    kl[r] = sum;
+}
+
+void gpu_row_kl(cudaStream_t s, const float *mu, const float *lv, int rows, int latent,
+                double *kl) {
+    row_kl_kernel<<<(rows + 127) / 128, 128, 0, s>>>(mu, lv, rows, latent, kl);
+}
+
+/* nll[e] = -log (1/k) sum_i exp(log_w[e k + i]), with the maximum taken out first */
+__global__ static void log_mean_exp_kernel(const double *log_w, int k, double *nll) {
+    __shared__ double shared[THREADS];
+    const double *w = log_w + (size_t)blockIdx.x * k;
+    double top = -INFINITY;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) top = fmax(top, w[i]);
+    shared[threadIdx.x] = top;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + half]);
+        __syncthreads();
+    }
+    top = shared[0];
+    __syncthreads();
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) sum += exp(w[i] - top);
+    sum = block_sum(sum, shared);
+    if (threadIdx.x == 0) nll[blockIdx.x] = -(top + log(sum) - log((double)k));
+}
+
+void gpu_log_mean_exp(cudaStream_t s, const double *log_w, int examples, int k, double *nll) {
+    log_mean_exp_kernel<<<examples, THREADS, 0, s>>>(log_w, k, nll);
+}

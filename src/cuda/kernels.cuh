@@ -73,4 +73,21 @@ void gpu_step_finish(cudaStream_t s, const float *grads, size_t n, gpu_counters 
 void gpu_adam(cudaStream_t s, float *params, const float *grads, float *m, float *v, size_t n,
               gpu_counters *c, vae_adam_options adam);
 
+/* Evaluation. Importance draws for rows row0.. of a group of examples with k draws each (row g
+ * is draw g % k of example g / k): eps exactly as vae_eval's draws (each example's stream
+ * `stream + example`, drawn in calls of `chunk` rows), z = mu + exp(lv/2) eps, and
+ * log_w = log p(z) - log q(z|x). mu, lv: (examples, L) from the group's first example. */
+void gpu_iwae_draws(cudaStream_t s, float *z, double *log_w, const float *mu, const float *lv,
+                    int rows, int latent, size_t row0, int k, int chunk, uint64_t seed,
+                    uint64_t stream);
+/* Row r's -log p(x|o), x the row of example (row0 + r) / k: into dst[r], or subtracted from it */
+void gpu_row_nll(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
+                 size_t row0, int k, gpu_lik lik, const float *dim_logvar, double *dst,
+                 int subtract);
+/* kl[r] = -1/2 sum_j (1 + lv - mu^2 - exp(lv)) of row r */
+void gpu_row_kl(cudaStream_t s, const float *mu, const float *lv, int rows, int latent,
+                double *kl);
+/* nll[e] = -log mean_i exp(log_w[e k + i]) for each of `examples` examples */
+void gpu_log_mean_exp(cudaStream_t s, const double *log_w, int examples, int k, double *nll);
+
 #endif

@@ -1,6 +1,6 @@
 /* eval.c — how good a model is: the ELBO, the importance-weighted estimate of log p(x), the
  * active latent units. */
-#include "core/internal.h"
+#include "backend/backend.h"
 #include "loss/loss.h"
 
 #include <math.h>
@@ -166,8 +166,16 @@ vae_status vae_eval(const vae_model *m, const vae_dataset *data, const vae_eval_
     vae_status s = VAE_OK;
     if (!recon || !kl || !nll || !mu || !logvar)
         s = vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluating %zu examples", n);
-    if (s == VAE_OK) s = elbo_pass(m, data, o, recon, kl, mu, logvar, err);
-    if (s == VAE_OK && o->importance_samples > 0) s = iwae_pass(m, data, o, mu, logvar, nll, err);
+    vae_device device = VAE_DEVICE_CPU;
+    if (s == VAE_OK)
+        s = vae_device_resolve(o->device, vae_gpu_supports_model(m, NULL), &device, err);
+    if (s == VAE_OK && device == VAE_DEVICE_CUDA) {
+        s = vae_gpu_eval_terms(m, data, o, recon, kl, mu, logvar, nll, err);
+    } else {
+        if (s == VAE_OK) s = elbo_pass(m, data, o, recon, kl, mu, logvar, err);
+        if (s == VAE_OK && o->importance_samples > 0)
+            s = iwae_pass(m, data, o, mu, logvar, nll, err);
+    }
     if (s == VAE_OK) {
         double sum_nll = 0.0, sum_sq = 0.0;
         for (size_t i = 0; i < n; i++) {

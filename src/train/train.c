@@ -1,6 +1,5 @@
 /* train.c — the training loop: shuffle, batch, forward, backward, Adam; evaluation. */
 #include "backend/backend.h"
-#include "backend/gpu.h"
 #include "ops/vecmath.h"
 
 #include <math.h>
@@ -139,9 +138,6 @@ static void train_state_free(train_state *t) {
 static vae_status train_on_gpu(vae_model *model, const vae_dataset *train,
                                const vae_dataset *test, const vae_train_options *opt,
                                uint64_t first_step, vae_error *err) {
-    char info[256];
-    VAE_RETURN_IF(!vae_gpu_available(info, sizeof info), err, VAE_ERR_INVALID_ARGUMENT,
-                  "no CUDA device to train on: %s", info);
     vae_adam *own = NULL;
     if (!opt->resume_adam)
         VAE_TRY(vae_adam_create(&own, vae_model_num_params(model), &opt->adam, err));
@@ -209,15 +205,10 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
                       "starting past the first step needs the optimizer state to resume from");
     }
 
-    VAE_RETURN_IF((unsigned)opt->device > VAE_DEVICE_AUTO ||
-                      (unsigned)opt->precision > VAE_PRECISION_TF32,
-                  err, VAE_ERR_INVALID_ARGUMENT, "unknown device %d or precision %d",
-                  (int)opt->device, (int)opt->precision);
-    vae_device device = opt->device;
-    if (device == VAE_DEVICE_AUTO) /* the GPU when there is one and it runs this model */
-        device = vae_gpu_available(NULL, 0) && vae_gpu_supports(model, opt, NULL) == VAE_OK
-                     ? VAE_DEVICE_CUDA
-                     : VAE_DEVICE_CPU;
+    VAE_RETURN_IF((unsigned)opt->precision > VAE_PRECISION_TF32, err, VAE_ERR_INVALID_ARGUMENT,
+                  "unknown precision %d", (int)opt->precision);
+    vae_device device; /* AUTO: the GPU when there is one and it runs this model */
+    VAE_TRY(vae_device_resolve(opt->device, vae_gpu_supports(model, opt, NULL), &device, err));
     if (device == VAE_DEVICE_CUDA) return train_on_gpu(model, train, test, opt, first_step, err);
 
     train_state t = {0};
