@@ -40,6 +40,27 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), 
 vae_run cuda-b128-fp32 --device cuda --batch 128
 vae_run cuda-b128-tf32 --device cuda --batch 128 --precision tf32
 vae_run cuda-b1024-fp32 --device cuda --batch 1024
+# evaluation: -log p(x) with K = 5000 importance samples over the whole test set on the GPU,
+# timed; and the first 200 examples on both devices, whose estimates must agree
+MODEL="$tmp/cuda-b128-fp32/model.safetensors"
+TEST="$DATA/t10k-images-idx3-ubyte.gz"
+eval_run() { # NAME ARGS...: timed vae eval
+    name=$1
+    shift
+    t0=$(date +%s.%N)
+    "$VAE" eval "$MODEL" "$TEST" -q "$@" >"$tmp/$name.log" 2>&1 ||
+        { cat "$tmp/$name.log"; echo "bench: vae eval $name failed" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    awk -v name="$name" -v t0="$t0" -v t1="$t1" '
+        /^-log p\(x\)/ { nll = $3 } /^-ELBO/ { elbo = $2 }
+        END { printf "eval %s seconds %.2f neg_elbo %s nll %s\n", name, t1 - t0, elbo, nll }' \
+        "$tmp/$name.log" | tee -a "$tmp/summary"
+}
+eval_run cuda-k5000 -k 5000 --device cuda
+eval_run cuda-k5000-tf32 -k 5000 --device cuda --precision tf32
+eval_run cuda-n200 -k 5000 -n 200 --device cuda
+eval_run cpu-n200 -k 5000 -n 200 --device cpu
+
 # the CPU's run is the quality reference (SKIP_CPU=1 leaves it out: slow on a few cores)
 [ "${SKIP_CPU:-0}" = 1 ] || vae_run cpu-b128 --device cpu --batch 128
 "$PYTHON" "$(dirname "$0")/torch_vae_cuda.py" --data "$DATA" --epochs "$EPOCHS" | tee -a "$tmp/summary"
@@ -47,7 +68,10 @@ vae_run cuda-b1024-fp32 --device cuda --batch 1024
 awk '
     $1 == "vae" { rate[$2] = $4; test[$2] = $6 }
     $1 == "torch" && $5 == "graph" { trate[$3 "-" $7] = $11; ttest[$3 "-" $7] = $13 }
+    $1 == "eval" { esec[$2] = $4; enll[$2] = $8 }
     END {
+        printf "eval: K=5000 over 10,000 test images on the GPU: fp32 %s s, tf32 %s s; first 200: -log p(x) cuda %s, cpu %s\n",
+               esec["cuda-k5000"], esec["cuda-k5000-tf32"], enll["cuda-n200"], enll["cpu-n200"]
         printf "ratios: vae cuda / PyTorch CUDA graph: b128 fp32 %.2fx, b128 tf32 %.2fx, b1024 fp32 %.2fx\n",
                rate["cuda-b128-fp32"] / trate["128-fp32"], rate["cuda-b128-tf32"] / trate["128-tf32"],
                rate["cuda-b1024-fp32"] / trate["1024-fp32"]

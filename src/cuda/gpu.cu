@@ -42,11 +42,12 @@ struct vae_gpu {
     float *heads, *dheads;            /* (2, max_rows, L): mu then logvar, and their gradients */
     float *eps, *z, *dz;              /* (max_rows, L) */
     float *ga, *gb;                   /* (max_rows, widest) gradients of activations */
-    double *part_recon, *part_kl;     /* per-block loss sums of the last pass */
+    double *part_recon;               /* per-block reconstruction sums of the last pass */
+    double *kl_rows;                  /* (max_rows) each row's KL in the last pass */
     double *hist_recon, *hist_kl;     /* (VAE_GPU_HISTORY) each step's sums, by step */
     gpu_counters *counters;
     step_graph graphs[2];             /* the full batch's and the short last batch's */
-    int n_recon, n_kl;                /* blocks of the last pass's loss sums */
+    int n_recon;                      /* blocks of the last pass's reconstruction sums */
     cublasStatus_t blas_status;       /* the first failure of a queued product */
     /* evaluation, allocated at its first use */
     float *eval_mu, *eval_lv;         /* (N, L) the posterior of every example */
@@ -54,6 +55,7 @@ struct vae_gpu {
     double *log_w;                    /* (examples per group, k) importance weights */
     size_t log_w_size;
     double *eval_nll;                 /* (N) */
+    double *host_rows;                /* (max_rows) on the host: per-row sums read back */
 };
 
 static vae_status cuda_fail(char *msg, cudaError_t e, const char *what) {
@@ -148,7 +150,7 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
     ALLOC(g->ga, rows * g->widest, "gradients");
     ALLOC(g->gb, rows * g->widest, "gradients");
     ALLOC(g->part_recon, GPU_MAX_PARTIALS, "loss sums");
-    ALLOC(g->part_kl, GPU_MAX_PARTIALS, "loss sums");
+    ALLOC(g->kl_rows, rows, "loss sums");
     ALLOC(g->hist_recon, VAE_GPU_HISTORY, "the loss history");
     ALLOC(g->hist_kl, VAE_GPU_HISTORY, "the loss history");
     ALLOC(g->counters, 1, "the step counters");
@@ -175,9 +177,17 @@ vae_status vae_gpu_create(vae_gpu **out, const vae_gpu_model *model, const vae_g
     g->m = *model, g->obj = *obj, g->max_rows = max_rows;
     g->n_train = train->count, g->n_test = test ? test->count : 0;
     g->blas_status = CUBLAS_STATUS_SUCCESS;
+    g->host_rows = (double *)malloc(sizeof(double) * (size_t)max_rows);
     vae_status s = VAE_OK;
     cudaError_t e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking);
-    if (e != cudaSuccess) {
+    if (!g->host_rows) {
+        snprintf(msg, MSG, "out of memory");
+        s = VAE_ERR_NO_MEMORY;
+    } else if ((model->input_dim + 31) / 32 > GPU_MAX_PARTIALS) {
+        snprintf(msg, MSG, "%d values per sample: the GPU takes at most %d", model->input_dim,
+                 32 * GPU_MAX_PARTIALS);
+        s = VAE_ERR_INVALID_ARGUMENT;
+    } else if (e != cudaSuccess) {
         s = cuda_fail(msg, e, "creating a stream");
     } else if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) {
         snprintf(msg, MSG, "cuBLAS could not start");
@@ -205,6 +215,7 @@ void vae_gpu_free(vae_gpu *g) {
     for (int i = 0; i < g->n_buffers; i++) cudaFree(g->buffers[i]);
     if (g->blas) cublasDestroy(g->blas);
     if (g->stream) cudaStreamDestroy(g->stream);
+    free(g->host_rows);
     free(g);
 }
 
@@ -256,8 +267,9 @@ static gpu_lik likelihood_of(const vae_gpu_model *m) {
     return lik;
 }
 
-/* x (rows, D) through the encoder's hidden layers to the heads, before their biases */
-static void encode(vae_gpu *g, const float *x, int rows) {
+/* x (rows, D) through the encoder's hidden layers, then the heads and the reparameterization
+ * (mu, logvar, eps, z and each row's KL) */
+static void encode(vae_gpu *g, const float *x, int rows, gpu_noise noise) {
     const vae_gpu_model *m = &g->m;
     const float *in = x;
     for (int l = 0; l < m->n_encoder; l++) {
@@ -266,9 +278,11 @@ static void encode(vae_gpu *g, const float *x, int rows) {
                      m->activation);
         in = g->act[l];
     }
-    gemm_heads(g, CUBLAS_OP_T, CUBLAS_OP_N, m->latent_dim, rows, m->mu.in,
-               g->params + m->mu.weight, m->mu.in, head_stride(g), in, m->mu.in, 0, g->heads,
-               m->latent_dim, (long long)g->max_rows * m->latent_dim);
+    const long long plane = (long long)g->max_rows * m->latent_dim;
+    gpu_heads_forward(g->stream, in, m->mu.in, g->params + m->mu.weight,
+                      g->params + m->logvar.weight, g->params + m->mu.bias,
+                      g->params + m->logvar.bias, g->heads, g->heads + plane, g->eps, g->z, rows,
+                      m->latent_dim, noise, g->counters, g->kl_rows);
 }
 
 /* z (rows, L) through the decoder to the output layer's products, before its bias */
@@ -290,12 +304,8 @@ static void decode(vae_gpu *g, const float *z, int rows) {
  * layer's bias and the per-value variances' gradients. */
 static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int train) {
     const vae_gpu_model *m = &g->m;
-    const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
-    const long long plane = (long long)g->max_rows * lat;
-    encode(g, x, rows);
-    g->n_kl = gpu_latent_forward(g->stream, g->heads, g->heads + plane, g->params + m->mu.bias,
-                                 g->params + m->logvar.bias, g->eps, g->z, rows, lat, noise,
-                                 g->counters, g->part_kl);
+    const int out_layer = m->n_encoder + m->n_decoder;
+    encode(g, x, rows, noise);
     decode(g, g->z, rows);
     const vae_gpu_layer *o = &m->layers[out_layer];
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
@@ -312,34 +322,37 @@ static void backward(vae_gpu *g, const float *x, int rows) {
     const vae_gpu_objective *obj = &g->obj;
     const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
     float *grad = g->ga, *spare = g->gb;
-    for (int l = out_layer; l >= m->n_encoder; l--) { /* decoder */
+    for (int l = out_layer; l >= m->n_encoder; l--) { /* decoder, down to dL/d(its first output) */
         const vae_gpu_layer *layer = &m->layers[l];
         const float *in = l == m->n_encoder ? g->z : g->act[l - 1];
         if (l != out_layer)
             gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
                              m->activation);
-        float *dx = l == m->n_encoder ? g->dz : spare;
-        linear_backward(g, layer, in, grad, dx, rows);
-        spare = grad, grad = dx;
+        linear_backward(g, layer, in, grad, l == m->n_encoder ? NULL : spare, rows);
+        if (l == m->n_encoder) break;
+        float *t = grad;
+        grad = spare, spare = t;
     }
+    /* dz from the first decoder layer's gradient, then through the reparameterization and KL */
+    const vae_gpu_layer *first = &m->layers[m->n_encoder];
     const long long plane = (long long)g->max_rows * lat;
-    gpu_latent_backward(g->stream, g->dz, g->heads, g->heads + plane, g->eps, g->dheads,
-                        g->dheads + plane, g->grads + m->mu.bias, g->grads + m->logvar.bias, rows,
-                        lat, obj->beta, obj->kl_warmup, obj->free_bits, g->counters);
-    const int hidden = m->mu.in;
-    const float *h = g->act[m->n_encoder - 1];
+    gpu_latent_backward(g->stream, grad, g->params + first->weight, first->out, g->heads,
+                        g->heads + plane, g->eps, g->dheads, g->dheads + plane, rows, lat,
+                        obj->beta, obj->kl_warmup, obj->free_bits, g->counters);
+    const int hidden = m->mu.in, last = m->n_encoder - 1;
+    const float *h = g->act[last];
     gemm_heads(g, CUBLAS_OP_N, CUBLAS_OP_T, hidden, lat, rows, h, hidden, 0, g->dheads, lat, plane,
                g->grads + m->mu.weight, hidden, head_stride(g));
-    /* dh = dmu Wmu + dlv Wlv */
-    gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, hidden, rows, lat, g->params + m->mu.weight, hidden,
-         g->dheads, lat, 0.0f, g->ga, hidden);
-    gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, hidden, rows, lat, g->params + m->logvar.weight, hidden,
-         g->dheads + plane, lat, 1.0f, g->ga, hidden);
+    /* dh = dmu Wmu + dlv Wlv through the last encoder layer's activation, with its bias's */
+    gpu_heads_backward(g->stream, g->dheads, g->dheads + plane, g->params + m->mu.weight,
+                       g->params + m->logvar.weight, h, g->ga, g->grads + m->layers[last].bias,
+                       rows, hidden, lat, m->activation);
     grad = g->ga, spare = g->gb;
-    for (int l = m->n_encoder - 1; l >= 0; l--) {
+    for (int l = last; l >= 0; l--) {
         const vae_gpu_layer *layer = &m->layers[l];
-        gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
-                         m->activation);
+        if (l != last)
+            gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
+                             m->activation);
         linear_backward(g, layer, l == 0 ? x : g->act[l - 1], grad, l == 0 ? NULL : spare, rows);
         float *t = grad;
         grad = spare, spare = t;
@@ -354,8 +367,11 @@ static void train_step(vae_gpu *g, int rows) {
     gpu_noise noise = {g->obj.seed, g->obj.noise_stream, 0, 0};
     forward(g, g->xb, rows, noise, 1);
     backward(g, g->xb, rows);
-    gpu_step_finish(g->stream, g->grads, m->num_params, g->counters, g->part_recon, g->n_recon,
-                    g->part_kl, g->n_kl, g->hist_recon, g->hist_kl, VAE_GPU_HISTORY, g->obj.adam);
+    const long long plane = (long long)g->max_rows * m->latent_dim;
+    gpu_step_sums sums = {g->part_recon, g->kl_rows, g->n_recon, rows, m->latent_dim,
+                          g->dheads, g->dheads + plane, g->grads + m->mu.bias,
+                          g->grads + m->logvar.bias, g->hist_recon, g->hist_kl, VAE_GPU_HISTORY};
+    gpu_step_finish(g->stream, g->grads, m->num_params, g->counters, sums, g->obj.adam);
     gpu_adam(g->stream, g->params, g->grads, g->mom1, g->mom2, m->num_params, g->counters,
              g->obj.adam);
 }
@@ -458,7 +474,7 @@ vae_status vae_gpu_sync(vae_gpu *g, int count, double *recon, double *kl, uint64
 
 vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, char *msg) {
     const int dim = g->m.input_dim;
-    double pr[GPU_MAX_PARTIALS], pk[GPU_MAX_PARTIALS];
+    double pr[GPU_MAX_PARTIALS], *pk = g->host_rows;
     memset(loss, 0, sizeof *loss);
     for (size_t start = from; start < to; start += (size_t)g->max_rows) {
         const int rows = to - start < (size_t)g->max_rows ? (int)(to - start) : g->max_rows;
@@ -467,7 +483,7 @@ vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, 
         CU(cudaGetLastError(), "evaluating");
         CU(cudaMemcpyAsync(pr, g->part_recon, g->n_recon * sizeof(double), cudaMemcpyDeviceToHost,
                            g->stream), "reading the sums");
-        CU(cudaMemcpyAsync(pk, g->part_kl, g->n_kl * sizeof(double), cudaMemcpyDeviceToHost,
+        CU(cudaMemcpyAsync(pk, g->kl_rows, rows * sizeof(double), cudaMemcpyDeviceToHost,
                            g->stream), "reading the sums");
         CU(cudaStreamSynchronize(g->stream), "evaluating");
         if (g->blas_status != CUBLAS_STATUS_SUCCESS) {
@@ -475,7 +491,7 @@ vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, 
             return VAE_ERR_INTERNAL;
         }
         for (int i = 0; i < g->n_recon; i++) loss->recon += pr[i];
-        for (int i = 0; i < g->n_kl; i++) loss->kl += pk[i];
+        for (int i = 0; i < rows; i++) loss->kl += pk[i];
         loss->count += (size_t)rows;
     }
     return VAE_OK;
@@ -496,20 +512,16 @@ vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double
     if (!g->eval_mu) {
         ALLOC(g->eval_mu, n * lat, "the posteriors");
         ALLOC(g->eval_lv, n * lat, "the posteriors");
-        ALLOC(g->eval_rows, 2 * rows_max, "per-example terms");
+        ALLOC(g->eval_rows, rows_max, "per-example terms");
     }
     for (size_t start = 0; start < n; start += rows_max) {
         const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
         const float *x = g->train_x + start * dim;
         gpu_noise noise = {g->obj.seed, stream, start, 1};
-        encode(g, x, rows);
-        gpu_latent_forward(g->stream, g->heads, g->heads + plane, g->params + m->mu.bias,
-                           g->params + m->logvar.bias, g->eps, g->z, rows, lat, noise,
-                           g->counters, g->part_kl);
+        encode(g, x, rows, noise);
         decode(g, g->z, rows);
         gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias, x, rows,
                     0, 1, likelihood_of(m), g->params + m->dim_logvar, g->eval_rows, 0);
-        gpu_row_kl(g->stream, g->heads, g->heads + plane, rows, lat, g->eval_rows + rows_max);
         const size_t nz = (size_t)rows * lat * sizeof(float);
         CU(cudaMemcpyAsync(g->eval_mu + start * lat, g->heads, nz, cudaMemcpyDeviceToDevice,
                            g->stream), "keeping the posteriors");
@@ -517,7 +529,7 @@ vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double
                            cudaMemcpyDeviceToDevice, g->stream), "keeping the posteriors");
         CU(cudaMemcpyAsync(recon + start, g->eval_rows, rows * sizeof(double),
                            cudaMemcpyDeviceToHost, g->stream), "reading the terms");
-        CU(cudaMemcpyAsync(kl + start, g->eval_rows + rows_max, rows * sizeof(double),
+        CU(cudaMemcpyAsync(kl + start, g->kl_rows, rows * sizeof(double),
                            cudaMemcpyDeviceToHost, g->stream), "reading the terms");
         CU(cudaStreamSynchronize(g->stream), "evaluating the ELBO");
     }

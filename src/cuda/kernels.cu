@@ -119,39 +119,53 @@ void gpu_bias_act(cudaStream_t s, float *y, const float *b, int rows, int cols,
     bias_act_kernel<<<blocks_for(n), THREADS, 0, s>>>(y, b, n, cols, act);
 }
 
-__global__ static void latent_forward_kernel(float *mu, float *lv, const float *bmu,
-                                             const float *blv, float *eps, float *z, size_t n,
-                                             int latent, gpu_noise noise, const gpu_counters *c,
-                                             double *part_kl) {
-    __shared__ double shared[THREADS];
+/* The warp's sum of v, in the same order every time. */
+__device__ static float warp_sum(float v) {
+    for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
+    return v;
+}
+
+/* One block per row: the two heads' products of h (warps over the 2L outputs, lanes over the
+ * hidden units), then the reparameterization and the row's KL. */
+__global__ static void heads_forward_kernel(const float *h, int hidden, const float *w_mu,
+                                            const float *w_lv, const float *b_mu,
+                                            const float *b_lv, float *mu, float *lv, float *eps,
+                                            float *z, int latent, gpu_noise noise,
+                                            const gpu_counters *c, double *kl_rows) {
+    extern __shared__ float heads[]; /* 2L */
+    __shared__ double kl_shared[THREADS];
+    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const float *hr = h + (size_t)r * hidden;
+    for (int o = warp; o < 2 * latent; o += blockDim.x / 32) {
+        const float *w = o < latent ? w_mu + (size_t)o * hidden : w_lv + (size_t)(o - latent) * hidden;
+        float acc = 0.0f;
+        for (int k = lane; k < hidden; k += 32) acc += hr[k] * w[k];
+        acc = warp_sum(acc);
+        if (lane == 0) heads[o] = acc;
+    }
+    __syncthreads();
+    const uint64_t key = noise.per_sample ? rng_key(noise.seed, noise.base + noise.first + r)
+                                          : rng_key(noise.seed, noise.base + c->global_step);
     double kl = 0.0;
-    const uint64_t step_key =
-        noise.per_sample ? 0 : rng_key(noise.seed, noise.base + c->global_step);
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const size_t r = i / latent;
-        const int j = (int)(i % latent);
-        const float m = mu[i] + bmu[j], l = lv[i] + blv[j];
-        const float e = noise.per_sample
-                            ? normal_at(rng_key(noise.seed, noise.base + noise.first + r), j)
-                            : normal_at(step_key, i);
+    for (int j = threadIdx.x; j < latent; j += blockDim.x) {
+        const size_t i = (size_t)r * latent + j;
+        const float m = heads[j] + b_mu[j], l = heads[latent + j] + b_lv[j];
+        const float e = normal_at(key, noise.per_sample ? (uint64_t)j : (uint64_t)i);
         mu[i] = m, lv[i] = l, eps[i] = e;
         z[i] = m + expf(0.5f * l) * e;
         /* KL = -1/2 (1 + lv - mu^2 - exp(lv)) */
         kl += -0.5 * (1.0 + (double)l - (double)m * m - exp((double)l));
     }
-    double total = block_sum(kl, shared);
-    if (threadIdx.x == 0) part_kl[blockIdx.x] = total;
+    const double total = block_sum(kl, kl_shared);
+    if (threadIdx.x == 0) kl_rows[r] = total;
 }
 
-int gpu_latent_forward(cudaStream_t s, float *mu, float *lv, const float *bmu, const float *blv,
-                       float *eps, float *z, int rows, int latent, gpu_noise noise,
-                       const gpu_counters *c, double *part_kl) {
-    const size_t n = (size_t)rows * latent;
-    const int blocks = blocks_for(n);
-    latent_forward_kernel<<<blocks, THREADS, 0, s>>>(mu, lv, bmu, blv, eps, z, n, latent, noise,
-                                                     c, part_kl);
-    return blocks;
+void gpu_heads_forward(cudaStream_t s, const float *h, int hidden, const float *w_mu,
+                       const float *w_lv, const float *b_mu, const float *b_lv, float *mu,
+                       float *lv, float *eps, float *z, int rows, int latent, gpu_noise noise,
+                       const gpu_counters *c, double *kl_rows) {
+    heads_forward_kernel<<<rows, THREADS, 2 * latent * sizeof(float), s>>>(
+        h, hidden, w_mu, w_lv, b_mu, b_lv, mu, lv, eps, z, latent, noise, c, kl_rows);
 }
 
 /* -log p(x|o) of one value and its gradients (times scale) with respect to the mean or logit
@@ -251,69 +265,130 @@ void gpu_act_backward(cudaStream_t s, float *dy, const float *y, float *db, int 
     act_backward_kernel<<<(cols + 31) / 32, dim3(32, ROWS), 0, s>>>(dy, y, db, rows, cols, act);
 }
 
-__global__ static void latent_backward_kernel(const float *dz, const float *mu, const float *lv,
-                                              const float *eps, float *dmu, float *dlv,
-                                              float *dbmu, float *dblv, int rows, int latent,
+/* One block per row: dz = dd W (W the first decoder layer's (H, L) weight), then the gradients
+ * of mu and logvar. With free bits every block first takes the batch-mean KL of each unit over
+ * all rows (the same sum in every block: rows are split by thread in a fixed pattern). */
+__global__ static void latent_backward_kernel(const float *dd, const float *w_dec, int hidden,
+                                              const float *mu, const float *lv, const float *eps,
+                                              float *dmu, float *dlv, int rows, int latent,
                                               float beta, uint64_t warmup, float free_bits,
                                               const gpu_counters *c) {
-    __shared__ float shared[ROWS][32];
-    __shared__ double kl_shared[ROWS][32];
-    const int j = blockIdx.x * 32 + threadIdx.x;
+    extern __shared__ float dz[]; /* L */
+    __shared__ double kl_shared[THREADS];
+    __shared__ float scale[64];
+    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const float *ddr = dd + (size_t)r * hidden;
+    for (int j = warp; j < latent; j += blockDim.x / 32) {
+        float acc = 0.0f;
+        for (int k = lane; k < hidden; k += 32) acc += ddr[k] * w_dec[(size_t)k * latent + j];
+        acc = warp_sum(acc);
+        if (lane == 0) dz[j] = acc;
+    }
     /* KL warm-up (Bowman et al.): the weight climbs linearly to beta, as in vae_train */
     const uint64_t step = c->global_step;
     float weight = beta;
     if (warmup && step + 1 < warmup)
         weight = (float)((double)beta * (double)(step + 1) / (double)warmup);
-    float k = weight * (1.0f / (float)rows);
-    if (free_bits > 0.0f) { /* a unit whose batch-mean KL is under the free bits gets none */
-        double kl = 0.0;
-        for (int r = threadIdx.y; j < latent && r < rows; r += ROWS) {
-            const size_t i = (size_t)r * latent + j;
-            kl += -0.5 * (1.0 + (double)lv[i] - (double)mu[i] * mu[i] - exp((double)lv[i]));
+    const float k_all = weight * (1.0f / (float)rows);
+    for (int j0 = 0; j0 < latent; j0 += 64) { /* units j0.. in this pass */
+        const int units = latent - j0 < 64 ? latent - j0 : 64;
+        if (threadIdx.x < units) scale[threadIdx.x] = k_all;
+        if (free_bits > 0.0f) { /* a unit whose batch-mean KL is under the free bits gets none */
+            const int groups = blockDim.x / units;
+            const int j = j0 + threadIdx.x % units, g = threadIdx.x / units;
+            double kl = 0.0;
+            for (int rr = g; g < groups && rr < rows; rr += groups) {
+                const size_t i = (size_t)rr * latent + j;
+                kl += -0.5 * (1.0 + (double)lv[i] - (double)mu[i] * mu[i] - exp((double)lv[i]));
+            }
+            kl_shared[threadIdx.x] = g < groups ? kl : 0.0;
+            __syncthreads();
+            if (threadIdx.x < units) {
+                double mean = 0.0;
+                for (int t = 0; t < groups; t++) mean += kl_shared[t * units + threadIdx.x];
+                if (mean / rows < free_bits) scale[threadIdx.x] = 0.0f;
+            }
         }
-        kl_shared[threadIdx.y][threadIdx.x] = kl;
         __syncthreads();
-        double mean = 0.0;
-        for (int t = 0; t < ROWS; t++) mean += kl_shared[t][threadIdx.x];
-        if (mean / rows < free_bits) k = 0.0f;
+        for (int u = threadIdx.x; u < units; u += blockDim.x) {
+            const int j = j0 + u;
+            const size_t i = (size_t)r * latent + j;
+            const float m = mu[i], l = lv[i], g = dz[j], k = scale[u];
+            /* through z = mu + exp(lv/2) eps, plus the KL's own gradient */
+            dmu[i] = g + k * m;
+            dlv[i] = g * eps[i] * expf(0.5f * l) * 0.5f + k * (expf(l) - 1.0f) * 0.5f;
+        }
+        __syncthreads();
     }
-    float smu = 0.0f, slv = 0.0f;
-    for (int r = threadIdx.y; j < latent && r < rows; r += ROWS) {
-        const size_t i = (size_t)r * latent + j;
-        const float m = mu[i], l = lv[i], g = dz[i];
-        /* through z = mu + exp(lv/2) eps, plus the KL's own gradient */
-        const float gm = g + k * m;
-        const float gl = g * eps[i] * expf(0.5f * l) * 0.5f + k * (expf(l) - 1.0f) * 0.5f;
-        dmu[i] = gm, dlv[i] = gl;
-        smu += gm, slv += gl;
-    }
-    const float tmu = column_sum(smu, shared), tlv = column_sum(slv, shared);
-    if (threadIdx.y == 0 && j < latent) dbmu[j] = tmu, dblv[j] = tlv;
 }
 
-void gpu_latent_backward(cudaStream_t s, const float *dz, const float *mu, const float *lv,
-                         const float *eps, float *dmu, float *dlv, float *dbmu, float *dblv,
-                         int rows, int latent, float beta, uint64_t warmup, float free_bits,
-                         const gpu_counters *c) {
-    latent_backward_kernel<<<(latent + 31) / 32, dim3(32, ROWS), 0, s>>>(
-        dz, mu, lv, eps, dmu, dlv, dbmu, dblv, rows, latent, beta, warmup, free_bits, c);
+void gpu_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int hidden,
+                         const float *mu, const float *lv, const float *eps, float *dmu,
+                         float *dlv, int rows, int latent, float beta, uint64_t warmup,
+                         float free_bits, const gpu_counters *c) {
+    latent_backward_kernel<<<rows, THREADS, latent * sizeof(float), s>>>(
+        dd, w_dec, hidden, mu, lv, eps, dmu, dlv, rows, latent, beta, warmup, free_bits, c);
+}
+
+/* dh = dmu W_mu + dlv W_lv for 32 hidden units per block (the heads' input gradient, K = 2L),
+ * then through the activation, and its column sums: the bias gradient of the last encoder
+ * layer. */
+__global__ static void heads_backward_kernel(const float *dmu, const float *dlv,
+                                             const float *w_mu, const float *w_lv,
+                                             const float *h, float *dh, float *db, int rows,
+                                             int hidden, int latent, vae_activation act) {
+    __shared__ float shared[ROWS][32];
+    const int col = blockIdx.x * 32 + threadIdx.x;
+    float sum = 0.0f;
+    if (col < hidden)
+        for (int r = threadIdx.y; r < rows; r += ROWS) {
+            const float *gm = dmu + (size_t)r * latent, *gl = dlv + (size_t)r * latent;
+            float acc = 0.0f;
+            for (int j = 0; j < latent; j++)
+                acc += gm[j] * w_mu[(size_t)j * hidden + col] + gl[j] * w_lv[(size_t)j * hidden + col];
+            const size_t i = (size_t)r * hidden + col;
+            const float g = act_backward(acc, h[i], act);
+            dh[i] = g;
+            sum += g;
+        }
+    const float total = column_sum(sum, shared);
+    if (threadIdx.y == 0 && col < hidden) db[col] = total;
+}
+
+void gpu_heads_backward(cudaStream_t s, const float *dmu, const float *dlv, const float *w_mu,
+                        const float *w_lv, const float *h, float *dh, float *db, int rows,
+                        int hidden, int latent, vae_activation act) {
+    heads_backward_kernel<<<(hidden + 31) / 32, dim3(32, ROWS), 0, s>>>(
+        dmu, dlv, w_mu, w_lv, h, dh, db, rows, hidden, latent, act);
 }
 
 __global__ static void step_finish_kernel(const float *grads, size_t n, gpu_counters *c,
-                                          const double *part_recon, int n_recon,
-                                          const double *part_kl, int n_kl, double *hist_recon,
-                                          double *hist_kl, int history, vae_adam_options adam) {
+                                          gpu_step_sums sums, vae_adam_options adam) {
+    __shared__ double shared[THREADS];
     const unsigned long long step = c->global_step;
     int bad = 0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         bad |= !isfinite(grads[i]);
+    if (blockIdx.x == 0) { /* the heads' bias gradients: column sums of dmu and dlv */
+        for (int o = threadIdx.x; o < 2 * sums.latent; o += blockDim.x) {
+            const int j = o % sums.latent;
+            const float *d = o < sums.latent ? sums.dmu : sums.dlv;
+            float acc = 0.0f;
+            for (int r = 0; r < sums.rows; r++) acc += d[(size_t)r * sums.latent + j];
+            (o < sums.latent ? sums.db_mu : sums.db_lv)[j] = acc;
+            bad |= !isfinite(acc);
+        }
+    }
     if (bad) atomicMin(&c->bad_step, step);
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    if (blockIdx.x != 0) return;
     double recon = 0.0, kl = 0.0;
-    for (int i = 0; i < n_recon; i++) recon += part_recon[i];
-    for (int i = 0; i < n_kl; i++) kl += part_kl[i];
-    hist_recon[step % history] = recon, hist_kl[step % history] = kl;
+    for (int i = threadIdx.x; i < sums.n_recon; i += blockDim.x) recon += sums.part_recon[i];
+    for (int i = threadIdx.x; i < sums.rows; i += blockDim.x) kl += sums.kl_rows[i];
+    recon = block_sum(recon, shared);
+    kl = block_sum(kl, shared);
+    if (threadIdx.x != 0) return;
+    sums.hist_recon[step % sums.history] = recon, sums.hist_kl[step % sums.history] = kl;
     if (!isfinite(recon + kl)) atomicMin(&c->bad_step, step);
     /* bias corrections in double, as vae_adam_step computes them */
     const double t = (double)(c->adam_steps + 1);
@@ -324,10 +399,8 @@ __global__ static void step_finish_kernel(const float *grads, size_t n, gpu_coun
 }
 
 void gpu_step_finish(cudaStream_t s, const float *grads, size_t n, gpu_counters *c,
-                     const double *part_recon, int n_recon, const double *part_kl, int n_kl,
-                     double *hist_recon, double *hist_kl, int history, vae_adam_options adam) {
-    step_finish_kernel<<<blocks_for(n), THREADS, 0, s>>>(grads, n, c, part_recon, n_recon, part_kl,
-                                                         n_kl, hist_recon, hist_kl, history, adam);
+                     gpu_step_sums sums, vae_adam_options adam) {
+    step_finish_kernel<<<blocks_for(n), THREADS, 0, s>>>(grads, n, c, sums, adam);
 }
 
 __global__ static void adam_kernel(float *params, const float *grads, float *mom1, float *mom2,
@@ -419,23 +492,6 @@ void gpu_row_nll(cudaStream_t s, const float *out, const float *bias, const floa
                  int subtract) {
     row_nll_kernel<<<rows, THREADS, 0, s>>>(out, bias, x, rows, row0, k, lik, dim_logvar, dst,
                                             subtract);
-}
-
-__global__ static void row_kl_kernel(const float *mu, const float *lv, int rows, int latent,
-                                     double *kl) {
-    const int r = blockIdx.x * blockDim.x + threadIdx.x;
-    if (r >= rows) return;
-    double sum = 0.0;
-    for (int j = 0; j < latent; j++) {
-        const size_t i = (size_t)r * latent + j;
-        sum += -0.5 * (1.0 + (double)lv[i] - (double)mu[i] * mu[i] - exp((double)lv[i]));
-    }
-    kl[r] = sum;
-}
-
-void gpu_row_kl(cudaStream_t s, const float *mu, const float *lv, int rows, int latent,
-                double *kl) {
-    row_kl_kernel<<<(rows + 127) / 128, 128, 0, s>>>(mu, lv, rows, latent, kl);
 }
 
 /* nll[e] = -log (1/k) sum_i exp(log_w[e k + i]), with the maximum taken out first */

@@ -44,11 +44,12 @@ void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint32_t 
                 const gpu_counters *c, int batch, int rows, int dim);
 /* y (rows, cols) = act(y + b) */
 void gpu_bias_act(cudaStream_t s, float *y, const float *b, int rows, int cols, vae_activation act);
-/* mu = mu + bmu, lv = lv + blv (in place, (rows, L) each); eps drawn; z = mu + exp(lv/2) eps;
- * part_kl[block] = the block's sum of -1/2 (1 + lv - mu^2 - exp(lv)). Returns the blocks used. */
-int gpu_latent_forward(cudaStream_t s, float *mu, float *lv, const float *bmu, const float *blv,
-                       float *eps, float *z, int rows, int latent, gpu_noise noise,
-                       const gpu_counters *c, double *part_kl);
+/* For each row of h (rows, H): the heads mu, lv (rows, L) = h W^T + b, eps drawn, z = mu +
+ * exp(lv/2) eps, kl_rows[r] = -1/2 sum_j (1 + lv - mu^2 - exp(lv)). */
+void gpu_heads_forward(cudaStream_t s, const float *h, int hidden, const float *w_mu,
+                       const float *w_lv, const float *b_mu, const float *b_lv, float *mu,
+                       float *lv, float *eps, float *z, int rows, int latent, gpu_noise noise,
+                       const gpu_counters *c, double *kl_rows);
 /* For output o = out + bias (rows, width): part_recon[block] = the block's sum of -log p(x|o);
  * with dout: dout = d/do (-log p) / rows, dbias = its column sums, d_dim_logvar (may be NULL)
  * the per-value log-variances' gradient. Returns the blocks used. */
@@ -58,17 +59,31 @@ int gpu_likelihood(cudaStream_t s, const float *out, const float *bias, const fl
 /* dy (rows, cols) *= act'(y) (from the output y), db = column sums of the result */
 void gpu_act_backward(cudaStream_t s, float *dy, const float *y, float *db, int rows, int cols,
                       vae_activation act);
-/* dmu = dz + k_j mu, dlv = dz eps exp(lv/2)/2 + k_j (exp(lv) - 1)/2 with k_j this step's KL
- * weight over rows (0 for a unit under the free bits), dbmu and dblv their column sums */
-void gpu_latent_backward(cudaStream_t s, const float *dz, const float *mu, const float *lv,
-                         const float *eps, float *dmu, float *dlv, float *dbmu, float *dblv,
-                         int rows, int latent, float beta, uint64_t warmup, float free_bits,
-                         const gpu_counters *c);
-/* Checks the gradients and the step's loss for finiteness, keeps the loss in the history, and
- * prepares Adam's bias corrections. */
+/* dz = dd W_dec (dd (rows, H) the first decoder layer's output gradient, W_dec (H, L)), then
+ * dmu = dz + k_j mu, dlv = dz eps exp(lv/2)/2 + k_j (exp(lv) - 1)/2 with k_j this step's KL
+ * weight over rows (0 for a unit under the free bits) */
+void gpu_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int hidden,
+                         const float *mu, const float *lv, const float *eps, float *dmu,
+                         float *dlv, int rows, int latent, float beta, uint64_t warmup,
+                         float free_bits, const gpu_counters *c);
+/* dh (rows, H) = act'(h) * (dmu W_mu + dlv W_lv), db = its column sums */
+void gpu_heads_backward(cudaStream_t s, const float *dmu, const float *dlv, const float *w_mu,
+                        const float *w_lv, const float *h, float *dh, float *db, int rows,
+                        int hidden, int latent, vae_activation act);
+/* What the step's last check adds up: the loss's partial sums and per-row KL, the heads' bias
+ * gradients (column sums of dmu, dlv), into the history by step. */
+typedef struct {
+    const double *part_recon, *kl_rows;
+    int n_recon, rows, latent;
+    const float *dmu, *dlv;
+    float *db_mu, *db_lv;
+    double *hist_recon, *hist_kl;
+    int history;
+} gpu_step_sums;
+/* Checks the gradients, the heads' bias gradients it sums and the step's loss for finiteness,
+ * keeps the loss in the history, and prepares Adam's bias corrections. */
 void gpu_step_finish(cudaStream_t s, const float *grads, size_t n, gpu_counters *c,
-                     const double *part_recon, int n_recon, const double *part_kl, int n_kl,
-                     double *hist_recon, double *hist_kl, int history, vae_adam_options adam);
+                     gpu_step_sums sums, vae_adam_options adam);
 /* Adam over the flat buffers unless the step was not finite; advances the counters. */
 void gpu_adam(cudaStream_t s, float *params, const float *grads, float *m, float *v, size_t n,
               gpu_counters *c, vae_adam_options adam);
@@ -84,9 +99,6 @@ void gpu_iwae_draws(cudaStream_t s, float *z, double *log_w, const float *mu, co
 void gpu_row_nll(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
                  size_t row0, int k, gpu_lik lik, const float *dim_logvar, double *dst,
                  int subtract);
-/* kl[r] = -1/2 sum_j (1 + lv - mu^2 - exp(lv)) of row r */
-void gpu_row_kl(cudaStream_t s, const float *mu, const float *lv, int rows, int latent,
-                double *kl);
 /* nll[e] = -log mean_i exp(log_w[e k + i]) for each of `examples` examples */
 void gpu_log_mean_exp(cudaStream_t s, const double *log_w, int examples, int k, double *nll);
 
