@@ -190,6 +190,13 @@ static void test_cuda_epochs_follow_cpu(void) {
         CHECK(vae_adam_steps(gpu.adam) == 48, "steps %llu",
               (unsigned long long)vae_adam_steps(gpu.adam));
     }
+    /* TF32 products (10-bit mantissas) change the path, not where it goes */
+    opt.precision = VAE_PRECISION_TF32;
+    run_result tf32 = train_on(VAE_DEVICE_CUDA, &cfg, train, test, opt);
+    CHECK(tf32.status == VAE_OK, "tf32: %s", tf32.message);
+    if (tf32.status == VAE_OK && cpu.status == VAE_OK)
+        CHECK_CLOSE(tf32.last.test_loss, cpu.last.test_loss, 1e-2, 0.0, "tf32 test loss");
+    run_free(&tf32);
     run_free(&cpu), run_free(&gpu);
     vae_dataset_free(train), vae_dataset_free(test);
 }

@@ -187,6 +187,10 @@ vae_status vae_gpu_create(vae_gpu **out, const vae_gpu_model *model, const vae_g
         snprintf(msg, MSG, "%d values per sample: the GPU takes at most %d", model->input_dim,
                  32 * GPU_MAX_PARTIALS);
         s = VAE_ERR_INVALID_ARGUMENT;
+    } else if (!gpu_heads_forward_fits(model->mu.in, model->latent_dim)) {
+        snprintf(msg, MSG, "the last encoder layer's %d units and the latent's %d do not fit the "
+                 "GPU kernel's 40 KB of shared memory", model->mu.in, model->latent_dim);
+        s = VAE_ERR_INVALID_ARGUMENT;
     } else if (e != cudaSuccess) {
         s = cuda_fail(msg, e, "creating a stream");
     } else if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) {
@@ -272,17 +276,20 @@ static gpu_lik likelihood_of(const vae_gpu_model *m) {
 static void encode(vae_gpu *g, const float *x, int rows, gpu_noise noise) {
     const vae_gpu_model *m = &g->m;
     const float *in = x;
-    for (int l = 0; l < m->n_encoder; l++) {
+    const int last = m->n_encoder - 1;
+    for (int l = 0; l <= last; l++) {
         linear_forward(g, &m->layers[l], in, g->act[l], rows);
-        gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias, rows, m->layers[l].out,
-                     m->activation);
+        if (l < last) /* the last one's bias and activation are done by the heads' kernel */
+            gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias, rows,
+                         m->layers[l].out, m->activation);
         in = g->act[l];
     }
     const long long plane = (long long)g->max_rows * m->latent_dim;
-    gpu_heads_forward(g->stream, in, m->mu.in, g->params + m->mu.weight,
-                      g->params + m->logvar.weight, g->params + m->mu.bias,
-                      g->params + m->logvar.bias, g->heads, g->heads + plane, g->eps, g->z, rows,
-                      m->latent_dim, noise, g->counters, g->kl_rows);
+    gpu_heads_forward(g->stream, g->act[last], g->params + m->layers[last].bias, m->activation,
+                      m->mu.in, g->params + m->mu.weight, g->params + m->logvar.weight,
+                      g->params + m->mu.bias, g->params + m->logvar.bias, g->heads,
+                      g->heads + plane, g->eps, g->z, rows, m->latent_dim, noise, g->counters,
+                      g->kl_rows);
 }
 
 /* z (rows, L) through the decoder to the output layer's products, before its bias */

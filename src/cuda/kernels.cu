@@ -125,21 +125,26 @@ __device__ static float warp_sum(float v) {
     return v;
 }
 
-/* One block per row: the two heads' products of h (warps over the 2L outputs, lanes over the
- * hidden units), then the reparameterization and the row's KL. */
-__global__ static void heads_forward_kernel(const float *h, int hidden, const float *w_mu,
-                                            const float *w_lv, const float *b_mu,
-                                            const float *b_lv, float *mu, float *lv, float *eps,
-                                            float *z, int latent, gpu_noise noise,
-                                            const gpu_counters *c, double *kl_rows) {
-    extern __shared__ float heads[]; /* 2L */
+/* One block per row: the last hidden layer's bias and activation (h, in place, and into shared
+ * memory), the two heads' products (warps over the 2L outputs, lanes over the hidden units),
+ * then the reparameterization and the row's KL. */
+__global__ static void heads_forward_kernel(float *h, const float *b_h, vae_activation act,
+                                            int hidden, const float *w_mu, const float *w_lv,
+                                            const float *b_mu, const float *b_lv, float *mu,
+                                            float *lv, float *eps, float *z, int latent,
+                                            gpu_noise noise, const gpu_counters *c,
+                                            double *kl_rows) {
+    extern __shared__ float shared_rows[]; /* hidden values of h, then the 2L heads */
+    float *hs = shared_rows, *heads = shared_rows + hidden;
     __shared__ double kl_shared[THREADS];
     const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const float *hr = h + (size_t)r * hidden;
+    float *hr = h + (size_t)r * hidden;
+    for (int k = threadIdx.x; k < hidden; k += blockDim.x) hr[k] = hs[k] = act_forward(hr[k] + b_h[k], act);
+    __syncthreads();
     for (int o = warp; o < 2 * latent; o += blockDim.x / 32) {
         const float *w = o < latent ? w_mu + (size_t)o * hidden : w_lv + (size_t)(o - latent) * hidden;
         float acc = 0.0f;
-        for (int k = lane; k < hidden; k += 32) acc += hr[k] * w[k];
+        for (int k = lane; k < hidden; k += 32) acc += hs[k] * w[k];
         acc = warp_sum(acc);
         if (lane == 0) heads[o] = acc;
     }
@@ -160,12 +165,18 @@ __global__ static void heads_forward_kernel(const float *h, int hidden, const fl
     if (threadIdx.x == 0) kl_rows[r] = total;
 }
 
-void gpu_heads_forward(cudaStream_t s, const float *h, int hidden, const float *w_mu,
-                       const float *w_lv, const float *b_mu, const float *b_lv, float *mu,
-                       float *lv, float *eps, float *z, int rows, int latent, gpu_noise noise,
-                       const gpu_counters *c, double *kl_rows) {
-    heads_forward_kernel<<<rows, THREADS, 2 * latent * sizeof(float), s>>>(
-        h, hidden, w_mu, w_lv, b_mu, b_lv, mu, lv, eps, z, latent, noise, c, kl_rows);
+int gpu_heads_forward_fits(int hidden, int latent) {
+    return (size_t)(hidden + 2 * latent) * sizeof(float) <= 40 * 1024;
+}
+
+void gpu_heads_forward(cudaStream_t s, float *h, const float *b_h, vae_activation act,
+                       int hidden, const float *w_mu, const float *w_lv, const float *b_mu,
+                       const float *b_lv, float *mu, float *lv, float *eps, float *z, int rows,
+                       int latent, gpu_noise noise, const gpu_counters *c, double *kl_rows) {
+    const size_t shared = (size_t)(hidden + 2 * latent) * sizeof(float);
+    heads_forward_kernel<<<rows, THREADS, shared, s>>>(h, b_h, act, hidden, w_mu, w_lv, b_mu,
+                                                        b_lv, mu, lv, eps, z, latent, noise, c,
+                                                        kl_rows);
 }
 
 /* -log p(x|o) of one value and its gradients (times scale) with respect to the mean or logit

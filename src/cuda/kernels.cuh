@@ -44,12 +44,15 @@ void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint32_t 
                 const gpu_counters *c, int batch, int rows, int dim);
 /* y (rows, cols) = act(y + b) */
 void gpu_bias_act(cudaStream_t s, float *y, const float *b, int rows, int cols, vae_activation act);
-/* For each row of h (rows, H): the heads mu, lv (rows, L) = h W^T + b, eps drawn, z = mu +
- * exp(lv/2) eps, kl_rows[r] = -1/2 sum_j (1 + lv - mu^2 - exp(lv)). */
-void gpu_heads_forward(cudaStream_t s, const float *h, int hidden, const float *w_mu,
-                       const float *w_lv, const float *b_mu, const float *b_lv, float *mu,
-                       float *lv, float *eps, float *z, int rows, int latent, gpu_noise noise,
-                       const gpu_counters *c, double *kl_rows);
+/* For each row of h (rows, H), the last hidden layer's products before its bias: h = act(h +
+ * b_h) in place, the heads mu, lv (rows, L) = h W^T + b, eps drawn, z = mu + exp(lv/2) eps,
+ * kl_rows[r] = -1/2 sum_j (1 + lv - mu^2 - exp(lv)). The row lives in shared memory:
+ * gpu_heads_forward_fits says whether it fits. */
+int gpu_heads_forward_fits(int hidden, int latent);
+void gpu_heads_forward(cudaStream_t s, float *h, const float *b_h, vae_activation act,
+                       int hidden, const float *w_mu, const float *w_lv, const float *b_mu,
+                       const float *b_lv, float *mu, float *lv, float *eps, float *z, int rows,
+                       int latent, gpu_noise noise, const gpu_counters *c, double *kl_rows);
 /* For output o = out + bias (rows, width): part_recon[block] = the block's sum of -log p(x|o);
  * with dout: dout = d/do (-log p) / rows, dbias = its column sums, d_dim_logvar (may be NULL)
  * the per-value log-variances' gradient. Returns the blocks used. */
