@@ -28,9 +28,16 @@ int cli_report(vae_status status, const vae_error *err);
 int cli_parse_int(const char *name, const char *text, long min, long max, int *out);
 int cli_parse_u64(const char *name, const char *text, uint64_t *out);
 int cli_parse_float(const char *name, const char *text, double min, double max, float *out);
-/* --device (cpu, cuda, auto) and --precision (fp32, tf32), likewise. */
-int cli_parse_device(const char *text, vae_device *out);
-int cli_parse_precision(const char *text, vae_precision *out);
+/* Where every command computes: --device (cpu, cuda, auto; default auto) and --precision
+ * (fp32, tf32), which main takes out of the arguments (as "--device D" or "--device=D",
+ * anywhere before a "--") before the command parses the rest. Returns 0 after printing why
+ * when a value is bad. */
+typedef struct {
+    vae_device device;
+    vae_precision precision;
+} cli_compute;
+int cli_take_compute_options(int *argc, char **argv);
+const cli_compute *cli_compute_options(void);
 /* The lines of --help that describe them, for a command that computes on a device. */
 #define CLI_DEVICE_HELP                                                                            \
     "      --device D        cpu, cuda (one NVIDIA GPU, MLP models) or auto (default: cuda\n"    \

@@ -34,8 +34,6 @@ typedef struct {
     int k, count, threads, quiet;
     long label_column;
     uint64_t seed;
-    vae_device device;
-    vae_precision precision;
 } eval_args;
 
 static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
@@ -45,10 +43,9 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
         {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {"label-column", required_argument, 0, 'L'},
-        {"device", required_argument, 0, 'D'}, {"precision", required_argument, 0, 'R'},
         {0, 0, 0, 0}};
     *a = (eval_args){.data = DEFAULT_TEST_IMAGES, .k = 5000, .seed = 1,
-                     .label_column = VAE_CSV_NO_LABELS, .device = VAE_DEVICE_AUTO};
+                     .label_column = VAE_CSV_NO_LABELS};
     *code = EXIT_USAGE;
     optind = 1;
     int c;
@@ -62,8 +59,6 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
         case 't': if (!cli_parse_int("threads", optarg, 1, 4096, &a->threads)) return 0; break;
         case 'q': a->quiet = 1; break;
         case 'L': if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
-        case 'D': if (!cli_parse_device(optarg, &a->device)) return 0; break;
-        case 'R': if (!cli_parse_precision(optarg, &a->precision)) return 0; break;
         case 'h': fputs(EVAL_USAGE, stdout); *code = EXIT_OK; return 0;
         default: fputs(EVAL_USAGE, stderr); return 0;
         }
@@ -114,7 +109,7 @@ int cmd_eval(int argc, char **argv) {
     vae_eval_options o;
     vae_eval_options_default(&o);
     o.importance_samples = a.k, o.seed = a.seed, o.progress = cli_progress, o.user = &bar;
-    o.device = a.device, o.precision = a.precision;
+    o.device = cli_compute_options()->device, o.precision = cli_compute_options()->precision;
     vae_eval_result r;
     vae_error err = {{0}};
     double *rows = a.per_sample ? malloc(sizeof(double) * VAE_EVAL_COLUMNS * data->count) : NULL;
@@ -163,7 +158,8 @@ static const char ENCODE_USAGE[] =
     "  -o, --out FILE   where to write (required)\n"
     "      --sample     a draw of z instead of the mean and log-variance\n"
     "  -s, --seed N     seed of the draws, default 1\n"
-    "      --label-column N  CSV data: the column of labels (or last)\n";
+    "      --label-column N  CSV data: the column of labels (or last)\n"
+        CLI_DEVICE_HELP;
 
 int cmd_encode(int argc, char **argv) {
     static const struct option options[] = {{"out", required_argument, 0, 'o'},

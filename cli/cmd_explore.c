@@ -102,7 +102,8 @@ int cmd_interpolate(int argc, char **argv) {
         "  -f, --from I     first image (index), default 0\n"
         "      --to J       last image, default 1\n"
         "  -n, --steps N    decoded points per row, default 10\n"
-        "  -o, --out FILE   default interpolation.png\n";
+        "  -o, --out FILE   default interpolation.png\n"
+        CLI_DEVICE_HELP;
     explore_args a = {.out = "interpolation.png", .data = DEFAULT_TEST_IMAGES, .to = 1, .steps = 10};
     const char *path;
     int code;
@@ -176,7 +177,8 @@ int cmd_traverse(int argc, char **argv) {
         "  -r, --range R    default 3\n"
         "  -d, --dims K     only the first K dimensions, default all (at most 64)\n"
         "      --label L    a conditional model's class (default 0; --from: the image's)\n"
-        "  -o, --out FILE   default traverse.png\n";
+        "  -o, --out FILE   default traverse.png\n"
+        CLI_DEVICE_HELP;
     explore_args a = {.out = "traverse.png", .data = NULL, .from = -1, .steps = 9, .range = 3};
     const char *path;
     int code;
@@ -235,7 +237,8 @@ int cmd_manifold(int argc, char **argv) {
         "bottom to top).\n"
         "  -g, --grid N     points per side, default 20\n"
         "      --label L    a conditional model's class, default 0\n"
-        "  -o, --out FILE   default manifold.png\n";
+        "  -o, --out FILE   default manifold.png\n"
+        CLI_DEVICE_HELP;
     explore_args a = {.out = "manifold.png", .grid = 20};
     const char *path;
     int code;

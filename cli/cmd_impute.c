@@ -55,7 +55,8 @@ int cmd_impute(int argc, char **argv) {
         "                        mean and zero imputation beside it (in the model's\n"
         "                        standardized units when it standardizes)\n"
         "  -s, --seed N          default 1\n"
-        "      --label-column N  CSV: the column of labels (or last)\n";
+        "      --label-column N  CSV: the column of labels (or last)\n"
+        CLI_DEVICE_HELP;
     static const struct option options[] = {
         {"out", required_argument, 0, 'o'},      {"samples", required_argument, 0, 'k'},
         {"multiple", required_argument, 0, 'm'}, {"truth", required_argument, 0, 'T'},
@@ -268,15 +269,12 @@ int cmd_score(int argc, char **argv) {
     static const struct option options[] = {
         {"out", required_argument, 0, 'o'},  {"samples", required_argument, 0, 'k'},
         {"anomaly-label", required_argument, 0, 'A'},
-        {"device", required_argument, 0, 'D'}, {"precision", required_argument, 0, 'R'},
         {"seed", required_argument, 0, 's'}, {"label-column", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
     const char *out = NULL;
     int k = 0, anomaly = -1, c;
     uint64_t seed = 1;
     long label_column = VAE_CSV_NO_LABELS;
-    vae_device device = VAE_DEVICE_AUTO;
-    vae_precision precision = VAE_PRECISION_FP32;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:k:s:h", options, NULL)) != -1) {
         switch (c) {
@@ -285,8 +283,6 @@ int cmd_score(int argc, char **argv) {
         case 'A': if (!cli_parse_int("anomaly-label", optarg, 0, 255, &anomaly)) return EXIT_USAGE; break;
         case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
         case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
-        case 'D': if (!cli_parse_device(optarg, &device)) return EXIT_USAGE; break;
-        case 'R': if (!cli_parse_precision(optarg, &precision)) return EXIT_USAGE; break;
         case 'h': fputs(usage, stdout); return EXIT_OK;
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
@@ -311,7 +307,8 @@ int cmd_score(int argc, char **argv) {
     const size_t n = data->count;
     vae_eval_options o;
     vae_eval_options_default(&o);
-    o.importance_samples = k, o.seed = seed, o.device = device, o.precision = precision;
+    o.importance_samples = k, o.seed = seed;
+    o.device = cli_compute_options()->device, o.precision = cli_compute_options()->precision;
     vae_eval_result r;
     vae_error err = {{0}};
     double *rows = malloc(sizeof(double) * VAE_EVAL_COLUMNS * n), *scores = malloc(sizeof(double) * n);

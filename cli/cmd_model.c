@@ -108,7 +108,8 @@ int cmd_sample(int argc, char **argv) {
         "  -o, --out FILE  default samples.png (none with --npy alone)\n"
         "      --npy FILE  also (or only) the raw probabilities\n"
         "      --label L   a conditional model: draw class L (default: one row per class)\n"
-        "  -s, --seed N    default 1\n";
+        "  -s, --seed N    default 1\n"
+        CLI_DEVICE_HELP;
     picture_args a = {.out = NULL, .count = 100, .seed = 1, .label = -1};
     int code;
     if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
@@ -136,7 +137,8 @@ int cmd_reconstruct(int argc, char **argv) {
         "Encodes images (IDX; default the Fashion-MNIST test set) and decodes them back\n"
         "(z = mu), rows of originals each followed by their reconstructions, as a PNG grid.\n"
         "  -n, --count N   images, default 20\n"
-        "  -o, --out FILE  default reconstructions.png\n";
+        "  -o, --out FILE  default reconstructions.png\n"
+        CLI_DEVICE_HELP;
     picture_args a = {.out = "reconstructions.png", .count = 20, .seed = 1, .label = -1};
     int code;
     if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;

@@ -209,7 +209,8 @@ int cmd_report(int argc, char **argv) {
         "  -d, --data FILE  test images (default the Fashion-MNIST test set)\n"
         "  -k, --samples K  importance samples for -log p(x), default 100 (0: ELBO only)\n"
         "  -n, --count N    evaluate the first N images, default 1000\n"
-        "  -o, --out FILE   default DIR/report.html\n";
+        "  -o, --out FILE   default DIR/report.html\n"
+        CLI_DEVICE_HELP;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},  {"samples", required_argument, 0, 'k'},
         {"count", required_argument, 0, 'n'}, {"out", required_argument, 0, 'o'},
@@ -253,6 +254,7 @@ int cmd_report(int argc, char **argv) {
     vae_eval_options o;
     vae_eval_options_default(&o);
     o.importance_samples = k;
+    o.device = cli_compute_options()->device, o.precision = cli_compute_options()->precision;
     vae_eval_result result;
     vae_status s = vae_eval(model, data, &o, &result, NULL, &err);
     r.eval = &result;

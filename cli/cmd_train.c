@@ -194,7 +194,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
            OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL,
-           OPT_CONV, OPT_MISSING, OPT_EXCLUDE, OPT_DEVICE, OPT_PRECISION };
+           OPT_CONV, OPT_MISSING, OPT_EXCLUDE };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -221,8 +221,6 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"conv", required_argument, 0, OPT_CONV},
         {"missing", no_argument, 0, OPT_MISSING},
         {"exclude-label", required_argument, 0, OPT_EXCLUDE},
-        {"device", required_argument, 0, OPT_DEVICE},
-        {"precision", required_argument, 0, OPT_PRECISION},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
@@ -230,7 +228,8 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     a->sigma = 1.0f, a->variance_floor = 1e-3f;
     a->label_column = VAE_CSV_NO_LABELS;
     vae_train_options_default(&a->train_opt);
-    a->train_opt.device = VAE_DEVICE_AUTO;
+    a->train_opt.device = cli_compute_options()->device;
+    a->train_opt.precision = cli_compute_options()->precision;
     *code = EXIT_USAGE;
     optind = 1;
     int c;
@@ -306,10 +305,6 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
         case 'o': a->out = optarg; break;
         case 'q': a->quiet = 1; break;
-        case OPT_DEVICE: if (!cli_parse_device(optarg, &a->train_opt.device)) return 0; break;
-        case OPT_PRECISION:
-            if (!cli_parse_precision(optarg, &a->train_opt.precision)) return 0;
-            break;
         case 'h': usage(stdout); *code = EXIT_OK; return 0;
         default: fprintf(stderr, "(try vae train --help)\n"); return 0;
         }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 int cli_exit_code(vae_status status) {
@@ -40,16 +41,52 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
     return 1;
 }
 
-int cli_parse_device(const char *text, vae_device *out) {
-    if (vae_device_parse(text, out) == VAE_OK) return 1;
-    fprintf(stderr, "vae: --device: expected cpu, cuda or auto, got \"%s\"\n", text);
-    return 0;
+/* Set once by main, before any command runs. */
+static cli_compute compute = {VAE_DEVICE_AUTO, VAE_PRECISION_FP32};
+
+const cli_compute *cli_compute_options(void) { return &compute; }
+
+/* The value of option `name` at argv[*i] ("--name V" or "--name=V"), or NULL when argv[*i] is
+ * not it; *i then points at its last word. */
+static const char *option_value(const char *name, int argc, char **argv, int *i, int *missing) {
+    const size_t len = strlen(name);
+    if (strncmp(argv[*i], name, len) != 0) return NULL;
+    if (argv[*i][len] == '=') return argv[*i] + len + 1;
+    if (argv[*i][len] != '\0') return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
 }
 
-int cli_parse_precision(const char *text, vae_precision *out) {
-    if (vae_precision_parse(text, out) == VAE_OK) return 1;
-    fprintf(stderr, "vae: --precision: expected fp32 or tf32, got \"%s\"\n", text);
-    return 0;
+int cli_take_compute_options(int *argc, char **argv) {
+    int kept = 0, missing = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0) { /* the rest is the command's */
+            while (i < *argc) argv[kept++] = argv[i++];
+            break;
+        }
+        const int at = i;
+        const char *device = option_value("--device", *argc, argv, &i, &missing);
+        const char *precision = device ? NULL : option_value("--precision", *argc, argv, &i, &missing);
+        if (missing) {
+            fprintf(stderr, "vae: %s needs a value\n", argv[at]);
+            return 0;
+        }
+        if (device && vae_device_parse(device, &compute.device) != VAE_OK) {
+            fprintf(stderr, "vae: --device: expected cpu, cuda or auto, got \"%s\"\n", device);
+            return 0;
+        }
+        if (precision && vae_precision_parse(precision, &compute.precision) != VAE_OK) {
+            fprintf(stderr, "vae: --precision: expected fp32 or tf32, got \"%s\"\n", precision);
+            return 0;
+        }
+        if (!device && !precision) argv[kept++] = argv[i];
+    }
+    *argc = kept;
+    argv[kept] = NULL;
+    return 1;
 }
 
 int cli_parse_u64(const char *name, const char *text, uint64_t *out) {

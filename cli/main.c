@@ -42,6 +42,7 @@ int main(int argc, char **argv) {
 }
 
 static int run(int argc, char **argv) {
+    if (!cli_take_compute_options(&argc, argv)) return EXIT_USAGE;
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

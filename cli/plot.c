@@ -215,7 +215,8 @@ int cmd_plot_latent(int argc, char **argv) {
         "  -n, --count N    the first N images, default 5000\n"
         "  -o, --out FILE   .png (legend: label numbers) or .svg (axes, class names);\n"
         "                   default latent.png\n"
-        "      --label-column N  CSV data: the column of labels (or last)\n";
+        "      --label-column N  CSV data: the column of labels (or last)\n"
+        CLI_DEVICE_HELP;
     static const struct option options[] = {{"out", required_argument, 0, 'o'},
                                             {"count", required_argument, 0, 'n'},
                                             {"help", no_argument, 0, 'h'},

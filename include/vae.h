@@ -98,6 +98,28 @@ uint64_t vae_rng_below(vae_rng *rng, uint64_t bound);
 /* Fills out[0..n) with standard normal draws (Box–Muller). */
 void vae_rng_normal(vae_rng *rng, float *out, size_t n);
 
+/* ---------------------------------------------------------------- devices */
+
+/* Where training runs. CPU: this machine's cores (OpenBLAS and OpenMP). CUDA: one NVIDIA GPU,
+ * in a build made with `make CUDA=1` (MLP models with the ELBO objective, beta, warm-up and free
+ * bits, every likelihood and activation; convolutions, IWAE training, conditional and
+ * missing-value models are refused there with the reason). AUTO: CUDA when this build has it,
+ * a GPU is present and the model and options are ones it runs, else the CPU. */
+typedef enum { VAE_DEVICE_CPU = 0, VAE_DEVICE_CUDA = 1, VAE_DEVICE_AUTO = 2 } vae_device;
+/* "cpu", "cuda" (or "gpu"), "auto" */
+vae_status vae_device_parse(const char *name, vae_device *out);
+const char *vae_device_name(vae_device device);
+/* Non-zero when this build has the device's backend and the device is there; info (may be NULL)
+ * gets its description ("NVIDIA H200, 132 SMs, 139.8 GiB") or the reason it cannot be used. */
+int vae_device_available(vae_device device, char *info, size_t info_size);
+
+/* The matrix products' arithmetic on a GPU: FP32 (the default, as on the CPU) or TF32 (tensor
+ * cores with 10-bit mantissas for the products' inputs, FP32 accumulation). */
+typedef enum { VAE_PRECISION_FP32 = 0, VAE_PRECISION_TF32 = 1 } vae_precision;
+/* "fp32", "tf32" */
+vae_status vae_precision_parse(const char *name, vae_precision *out);
+const char *vae_precision_name(vae_precision precision);
+
 /* ---------------------------------------------------------------- model configuration */
 
 #define VAE_MAX_HIDDEN 8
@@ -195,6 +217,14 @@ size_t vae_model_num_params(const vae_model *model);
 float *vae_model_params(vae_model *model);
 float *vae_model_grads(vae_model *model);
 void vae_model_zero_grads(vae_model *model);
+
+/* Where vae_encode_all, vae_decode_all and vae_impute run for this model, like PyTorch's
+ * module.to(device): CPU (a new or loaded model's), CUDA, or AUTO (a GPU when there is one and
+ * it runs the model). Training and evaluation take theirs from their options. Nothing is kept
+ * on the device between calls. */
+vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision);
+vae_device vae_model_device(const vae_model *model);
+vae_precision vae_model_precision(const vae_model *model);
 
 /* The table of named tensors: "encoder.0.weight" (out,in), "encoder.0.bias" (out), ...,
  * "mu.weight", "mu.bias", "logvar.weight", "logvar.bias", "decoder.0.weight", ...,
@@ -375,28 +405,6 @@ vae_status vae_idx_load_labels(const char *path, uint8_t **labels, size_t *count
  * "train-labels-idx1-ubyte.gz", "x-images.idx3-ubyte" -> "x-labels.idx1-ubyte") written into
  * out (size out_size). Returns 1 if such a name exists and the file is there, else 0. */
 int vae_idx_find_labels(const char *images_path, char *out, size_t out_size);
-
-/* ---------------------------------------------------------------- devices */
-
-/* Where training runs. CPU: this machine's cores (OpenBLAS and OpenMP). CUDA: one NVIDIA GPU,
- * in a build made with `make CUDA=1` (MLP models with the ELBO objective, beta, warm-up and free
- * bits, every likelihood and activation; convolutions, IWAE training, conditional and
- * missing-value models are refused there with the reason). AUTO: CUDA when this build has it,
- * a GPU is present and the model and options are ones it runs, else the CPU. */
-typedef enum { VAE_DEVICE_CPU = 0, VAE_DEVICE_CUDA = 1, VAE_DEVICE_AUTO = 2 } vae_device;
-/* "cpu", "cuda" (or "gpu"), "auto" */
-vae_status vae_device_parse(const char *name, vae_device *out);
-const char *vae_device_name(vae_device device);
-/* Non-zero when this build has the device's backend and the device is there; info (may be NULL)
- * gets its description ("NVIDIA H200, 132 SMs, 139.8 GiB") or the reason it cannot be used. */
-int vae_device_available(vae_device device, char *info, size_t info_size);
-
-/* The matrix products' arithmetic on a GPU: FP32 (the default, as on the CPU) or TF32 (tensor
- * cores with 10-bit mantissas for the products' inputs, FP32 accumulation). */
-typedef enum { VAE_PRECISION_FP32 = 0, VAE_PRECISION_TF32 = 1 } vae_precision;
-/* "fp32", "tf32" */
-vae_status vae_precision_parse(const char *name, vae_precision *out);
-const char *vae_precision_name(vae_precision precision);
 
 /* ---------------------------------------------------------------- training */
 

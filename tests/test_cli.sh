@@ -37,6 +37,10 @@ expect bad_number 64 "\-\-epochs: expected an integer" -- "$vae" train --epochs 
 expect zero_epochs 64 "\-\-epochs" -- "$vae" train --epochs 0
 expect bad_lr 64 "\-\-lr" -- "$vae" train --lr nan
 expect bad_activation 64 "unknown activation" -- "$vae" train --train "$fmnist/t10k-images-idx3-ubyte.gz" --no-test --activation gelu
+expect bad_device 64 "\-\-device: expected cpu, cuda or auto" -- "$vae" eval m.safetensors --device tpu
+expect device_needs_value 64 "\-\-device needs a value" -- "$vae" sample m.safetensors --device
+expect bad_precision 64 "\-\-precision: expected fp32 or tf32" -- "$vae" train --precision=fp8
+if ! "$vae" train --help | grep -q -- "--device D"; then fail device_help "train --help"; else ok device_help; fi
 expect missing_file 66 "no-such-file.*cannot open" -- "$vae" train --train "$tmp/no-such-file"
 
 printf 'GIF89a not an idx file at all' >"$tmp/bad-magic"
@@ -80,6 +84,26 @@ if cut -d, -f1-7 "$tmp/run3/train_log.csv" >"$tmp/c" && cut -d, -f1-7 "$tmp/run4
     ok deterministic_run_two_threads
 else
     fail deterministic_run_two_threads "$(diff "$tmp/c" "$tmp/d" | head -5)"
+fi
+# the GPU, where this build has CUDA and a GPU is there: trained there with the same model and
+# data as run1, evaluated on both devices (the same draws: -log p(x) agrees to the sums'
+# rounding); elsewhere --device cuda is refused with the reason
+if "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" \
+    --preset seed --epochs 2 --batch 50 --seed 7 --device cuda --out "$tmp/gpu" >"$tmp/gpu.out" 2>"$tmp/gpu.err"; then
+    nll() { "$vae" eval "$tmp/gpu/model.safetensors" "$tmp/held-images-idx3-ubyte" -k 50 -q --device "$1" | awk '/^-log p/ { print $3 }'; }
+    a=$(nll cpu) b=$(nll cuda)
+    gpu_test=$(awk -F, 'END { print $5 }' "$tmp/gpu/train_log.csv")
+    cpu_test=$(awk -F, 'END { print $5 }' "$tmp/run1/train_log.csv")
+    if awk -v a="$a" -v b="$b" -v g="$gpu_test" -v c="$cpu_test" 'BEGIN {
+           d = a - b; e = g - c; if (d < 0) d = -d; if (e < 0) e = -e
+           exit !(a != "" && b != "" && d <= 1e-4 * a && e <= 1e-3 * c) }'; then
+        ok gpu_train_then_eval_on_both
+    else
+        fail gpu_train_then_eval_on_both "-log p(x) cpu $a cuda $b; test loss gpu $gpu_test cpu $cpu_test"
+    fi
+else
+    if grep -q "no CUDA device" "$tmp/gpu.err"; then ok gpu_absent_refused; else
+        fail gpu_absent_refused "$(head -c 300 "$tmp/gpu.err")"; fi
 fi
 expect cannot_create_out 73 "cannot create" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 1 --out /proc/vae-out
 

@@ -323,6 +323,38 @@ static void test_cuda_eval_matches_cpu(void) {
     eval_matches(&c, "poisson");
 }
 
+/* vae_encode_all and vae_decode_all with the model on the GPU: the CPU's values to the rounding
+ * of the products' sums (bounded by 1e-5 of each output's largest magnitude). */
+static void test_cuda_encode_decode_match_cpu(void) {
+    NEEDS_GPU();
+    vae_config cfg = small_config(52, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_LEAKY_RELU);
+    vae_model *m;
+    vae_error err;
+    vae_model_create(&m, &cfg, 6, &err);
+    vae_dataset *data = make_data(70, 52, 61, cfg.likelihood);
+    float mu[2][70 * 5], lv[2][70 * 5], means[2][70 * 52];
+    for (int d = 0; d < 2; d++) {
+        CHECK(vae_model_set_device(m, d ? VAE_DEVICE_CUDA : VAE_DEVICE_CPU, VAE_PRECISION_FP32) ==
+                  VAE_OK, "set device");
+        CHECK(vae_encode_all(m, data->x, NULL, 70, mu[d], lv[d], &err) == VAE_OK, "encode: %s",
+              err.message);
+        CHECK(vae_decode_all(m, mu[d], NULL, 70, means[d], &err) == VAE_OK, "decode: %s",
+              err.message);
+    }
+    double peak[3] = {0}, worst[3] = {0};
+    for (int i = 0; i < 70 * 5; i++) {
+        peak[0] = fmax(peak[0], fabs(mu[0][i])), worst[0] = fmax(worst[0], fabs(mu[1][i] - mu[0][i]));
+        peak[1] = fmax(peak[1], fabs(lv[0][i])), worst[1] = fmax(worst[1], fabs(lv[1][i] - lv[0][i]));
+    }
+    for (int i = 0; i < 70 * 52; i++)
+        peak[2] = fmax(peak[2], fabs(means[0][i])),
+        worst[2] = fmax(worst[2], fabs(means[1][i] - means[0][i]));
+    for (int k = 0; k < 3; k++)
+        CHECK(worst[k] <= 1e-5 * peak[k], "output %d: off by %.3g of %.3g", k, worst[k], peak[k]);
+    vae_model_free(m);
+    vae_dataset_free(data);
+}
+
 /* Runs everywhere: what the GPU backend does not do is refused with the reason, and AUTO falls
  * back to the CPU for it. */
 static void test_cuda_refusals_and_fallback(void) {
@@ -352,6 +384,21 @@ static void test_cuda_refusals_and_fallback(void) {
           a.message, a.last.device);
     run_free(&a), run_free(&r);
     vae_dataset_free(train);
+    vae_config cond = small_config(20, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    cond.n_classes = 3;
+    vae_model *cm;
+    vae_model_create(&cm, &cond, 1, &err);
+    float z[2 * 5] = {0}, out[2 * 20];
+    const uint8_t labels[2] = {0, 2};
+    vae_model_set_device(cm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32);
+    CHECK(vae_decode_all(cm, z, labels, 2, out, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, have_gpu ? "conditional" : "CUDA"),
+          "conditional decode on cuda: %s", err.message);
+    vae_model_set_device(cm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32);
+    CHECK(vae_decode_all(cm, z, labels, 2, out, &err) == VAE_OK, "auto decode: %s", err.message);
+    CHECK(vae_model_set_device(cm, (vae_device)7, VAE_PRECISION_FP32) == VAE_ERR_INVALID_ARGUMENT,
+          "device 7 refused");
+    vae_model_free(cm);
     vae_device d;
     CHECK(vae_device_parse("gpu", &d) == VAE_OK && d == VAE_DEVICE_CUDA, "gpu is cuda");
     CHECK(vae_device_parse("tpu", &d) == VAE_ERR_INVALID_ARGUMENT, "tpu refused");
@@ -378,6 +425,7 @@ int main(void) {
     RUN_GPU(test_cuda_resume_is_bit_exact);
     RUN_GPU(test_cuda_divergence_keeps_last_good_step);
     RUN_GPU(test_cuda_eval_matches_cpu);
+    RUN_GPU(test_cuda_encode_decode_match_cpu);
     RUN(test_cuda_refusals_and_fallback);
     return CHECK_SUMMARY();
 }

@@ -97,6 +97,11 @@ vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *n
                         int (*progress)(void *user, size_t done, size_t total), void *user,
                         char *msg);
 
+/* The posterior means and log-variances (N, L) of the `train` set (either may be NULL), and
+ * the means of p(x|z) (n, D) of n host latent points z (n, L). */
+vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg);
+vae_status vae_gpu_decode(vae_gpu *g, const float *z, size_t n, float *means, char *msg);
+
 /* Nodes (kernels and copies) in the captured step graph of `batch` rows, 0 before its capture;
  * the device memory this state holds (bytes). */
 int vae_gpu_step_nodes(const vae_gpu *g, int batch);

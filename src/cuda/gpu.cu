@@ -126,8 +126,9 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
     float *data;
     ALLOC(data, train->count * dim, "the training data");
     g->train_x = data;
-    CU(cudaMemcpy(data, train->x, train->count * dim * sizeof(float), cudaMemcpyHostToDevice),
-       "copying the training data");
+    if (train->count)
+        CU(cudaMemcpy(data, train->x, train->count * dim * sizeof(float), cudaMemcpyHostToDevice),
+           "copying the training data");
     if (test) {
         ALLOC(data, test->count * dim, "the test data");
         g->test_x = data;
@@ -589,6 +590,43 @@ vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *n
     }
     CU(cudaStreamSynchronize(g->stream), "importance sampling");
     CU(cudaMemcpy(nll, g->eval_nll, n * sizeof(double), cudaMemcpyDeviceToHost), "reading back");
+    return blas_check(g, msg);
+}
+
+vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg) {
+    const vae_gpu_model *m = &g->m;
+    const int lat = m->latent_dim;
+    const size_t n = g->n_train, rows_max = (size_t)g->max_rows;
+    const long long plane = (long long)rows_max * lat;
+    for (size_t start = 0; start < n; start += rows_max) {
+        const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
+        gpu_noise noise = {0, 0, start, 1}; /* draws nobody reads */
+        encode(g, g->train_x + start * m->input_dim, rows, noise);
+        const size_t nz = (size_t)rows * lat * sizeof(float);
+        if (mu) CU(cudaMemcpyAsync(mu + start * lat, g->heads, nz, cudaMemcpyDeviceToHost,
+                                   g->stream), "reading mu");
+        if (logvar) CU(cudaMemcpyAsync(logvar + start * lat, g->heads + plane, nz,
+                                       cudaMemcpyDeviceToHost, g->stream), "reading logvar");
+        CU(cudaStreamSynchronize(g->stream), "encoding");
+    }
+    return blas_check(g, msg);
+}
+
+vae_status vae_gpu_decode(vae_gpu *g, const float *z, size_t n, float *means, char *msg) {
+    const vae_gpu_model *m = &g->m;
+    const int lat = m->latent_dim, dim = m->input_dim, out_layer = m->n_encoder + m->n_decoder;
+    const size_t rows_max = (size_t)g->max_rows;
+    for (size_t start = 0; start < n; start += rows_max) {
+        const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
+        CU(cudaMemcpyAsync(g->z, z + start * lat, (size_t)rows * lat * sizeof(float),
+                           cudaMemcpyHostToDevice, g->stream), "copying z");
+        decode(g, g->z, rows);
+        gpu_decode_mean(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
+                        rows, likelihood_of(m), g->ga);
+        CU(cudaMemcpyAsync(means + start * dim, g->ga, (size_t)rows * dim * sizeof(float),
+                           cudaMemcpyDeviceToHost, g->stream), "reading the means");
+        CU(cudaStreamSynchronize(g->stream), "decoding");
+    }
     return blas_check(g, msg);
 }
 

@@ -528,3 +528,32 @@ __global__ static void log_mean_exp_kernel(const double *log_w, int k, double *n
 void gpu_log_mean_exp(cudaStream_t s, const double *log_w, int examples, int k, double *nll) {
     log_mean_exp_kernel<<<examples, THREADS, 0, s>>>(log_w, k, nll);
 }
+
+/* The mean of p(x|z) per value from the output layer's products (before its bias): sigmoid of
+ * the logit, the Gaussian's mean, or exp of the log-rate (op_decode_mean's twin). */
+__global__ static void decode_mean_kernel(const float *out, const float *bias, int rows,
+                                          gpu_lik lik, float *means) {
+    const int dim = lik.dim;
+    const int width = lik.kind == VAE_LIK_GAUSSIAN && lik.variance == VAE_VAR_PER_SAMPLE ? 2 * dim : dim;
+    const size_t n = (size_t)rows * dim;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / dim;
+        const int c = (int)(i % dim);
+        const float o = out[r * width + c] + bias[c];
+        float v = o;
+        if (lik.kind == VAE_LIK_BERNOULLI) {
+            const float e = expf(-fabsf(o)), inv = 1.0f / (1.0f + e);
+            v = o >= 0.0f ? inv : e * inv;
+        } else if (lik.kind == VAE_LIK_POISSON) {
+            v = expf(o);
+        }
+        means[i] = v;
+    }
+}
+
+void gpu_decode_mean(cudaStream_t s, const float *out, const float *bias, int rows, gpu_lik lik,
+                     float *means) {
+    decode_mean_kernel<<<blocks_for((size_t)rows * lik.dim), THREADS, 0, s>>>(out, bias, rows, lik,
+                                                                              means);
+}

@@ -102,6 +102,9 @@ void gpu_iwae_draws(cudaStream_t s, float *z, double *log_w, const float *mu, co
 void gpu_row_nll(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
                  size_t row0, int k, gpu_lik lik, const float *dim_logvar, double *dst,
                  int subtract);
+/* means (rows, D) of p(x|z) from the output layer's products before its bias */
+void gpu_decode_mean(cudaStream_t s, const float *out, const float *bias, int rows, gpu_lik lik,
+                     float *means);
 /* nll[e] = -log mean_i exp(log_w[e k + i]) for each of `examples` examples */
 void gpu_log_mean_exp(cudaStream_t s, const double *log_w, int examples, int k, double *nll);
 

@@ -1,6 +1,6 @@
 /* impute.c — filling in missing values with a model trained on incomplete data (MIWAE, Mattei &
  * Frellsen 2019): importance sampling from q(z|x_obs) weighted by p(x_obs|z) p(z) / q(z|x_obs). */
-#include "core/internal.h"
+#include "backend/backend.h"
 #include "loss/loss.h"
 
 #include <math.h>
@@ -44,6 +44,11 @@ vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int mu
                       uint64_t seed, float *out, vae_error *err) {
     const vae_config *cfg = vae_model_config(m);
     VAE_TRY(vae_check_data(m, data, "imputation", err));
+    vae_device device; /* the GPU does not run models for missing values: AUTO stays here */
+    VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
+    if (device == VAE_DEVICE_CUDA) VAE_TRY(vae_gpu_supports_model(m, err));
+    VAE_RETURN_IF(device == VAE_DEVICE_CUDA, err, VAE_ERR_INVALID_ARGUMENT,
+                  "the CUDA backend does not impute yet; use --device cpu");
     VAE_RETURN_IF(k < 1 || k > 100000 || multiple < 0 || multiple > 10000, err,
                   VAE_ERR_INVALID_ARGUMENT, "importance samples 1..100000, imputations 0..10000");
     const int d = cfg->input_dim, latent = cfg->latent_dim, copies = multiple ? multiple : 1;

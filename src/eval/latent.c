@@ -1,6 +1,6 @@
 /* latent.c — moving through the latent space: batched encode/decode, quantiles of the prior,
  * interpolation paths, a 2-D projection for plots. */
-#include "core/internal.h"
+#include "backend/backend.h"
 
 #include <math.h>
 #include <string.h>
@@ -16,6 +16,9 @@ static vae_status need_labels(const vae_model *m, const uint8_t *labels, vae_err
 vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *labels, size_t n,
                           float *mu, float *logvar, vae_error *err) {
     VAE_TRY(need_labels(m, labels, err));
+    vae_device device;
+    VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
+    if (device == VAE_DEVICE_CUDA) return vae_gpu_encode_all(m, x, n, mu, logvar, err);
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
@@ -36,6 +39,9 @@ vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *lab
 vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *labels, size_t n,
                           float *probs, vae_error *err) {
     VAE_TRY(need_labels(m, labels, err));
+    vae_device device;
+    VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
+    if (device == VAE_DEVICE_CUDA) return vae_gpu_decode_all(m, z, n, probs, err);
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));

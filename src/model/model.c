@@ -405,6 +405,16 @@ void vae_standardize(float *x, size_t n, int dim, const float *mean, const float
 }
 
 const vae_config *vae_model_config(const vae_model *model) { return &model->cfg; }
+
+vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision) {
+    if ((unsigned)device > VAE_DEVICE_AUTO || (unsigned)precision > VAE_PRECISION_TF32)
+        return VAE_ERR_INVALID_ARGUMENT;
+    model->device = device, model->precision = precision;
+    return VAE_OK;
+}
+
+vae_device vae_model_device(const vae_model *model) { return model->device; }
+vae_precision vae_model_precision(const vae_model *model) { return model->precision; }
 size_t vae_model_num_params(const vae_model *model) { return model->num_params; }
 float *vae_model_params(vae_model *model) { return model->params; }
 float *vae_model_grads(vae_model *model) { return model->grads; }

@@ -29,6 +29,8 @@ struct vae_model {
     int has_dim_logvar;  /* a Gaussian with one learned variance per value of x */
     size_t dim_logvar;   /* offset of its raw log-variances (D), after the layers */
     float *data_mean, *data_std; /* (D) each: the standardization of the data, or NULL */
+    vae_device device;           /* where encode_all, decode_all and impute run */
+    vae_precision precision;
     size_t num_params;
     float *params; /* num_params */
     float *grads;  /* num_params */
