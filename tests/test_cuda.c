@@ -27,12 +27,18 @@ static char gpu_info[256];
     } while (0)
 static int check_skipped;
 
-/* n samples of width dim: smooth patterns in [0,1] with noise, labels unused */
-static vae_dataset *make_data(size_t n, int dim, uint64_t seed, vae_likelihood lik) {
+/* n samples of width dim: smooth patterns in [0,1] with noise; labels 0..classes-1 when
+ * classes > 0 */
+static vae_dataset *make_labelled(size_t n, int dim, uint64_t seed, vae_likelihood lik,
+                                  int classes) {
     vae_dataset *d = calloc(1, sizeof *d);
     d->count = n, d->dim = dim;
     d->x = malloc(sizeof(float) * n * (size_t)dim);
     vae_rng rng = vae_rng_make(seed, 7);
+    if (classes) {
+        d->labels = malloc(n);
+        for (size_t i = 0; i < n; i++) d->labels[i] = (uint8_t)vae_rng_below(&rng, (uint64_t)classes);
+    }
     for (size_t i = 0; i < n; i++) {
         float phase = vae_rng_uniform(&rng) * 6.28f;
         for (int j = 0; j < dim; j++) {
@@ -41,6 +47,10 @@ static vae_dataset *make_data(size_t n, int dim, uint64_t seed, vae_likelihood l
         }
     }
     return d;
+}
+
+static vae_dataset *make_data(size_t n, int dim, uint64_t seed, vae_likelihood lik) {
+    return make_labelled(n, dim, seed, lik, 0);
 }
 
 static vae_config small_config(int dim, vae_likelihood lik, vae_variance var, vae_activation act) {
@@ -106,7 +116,7 @@ static void check_tensors(const vae_model *m, const float *a, const float *b, do
 /* One step on the CPU and on the GPU from the same weights and noise: Adam's first moment after
  * one step is (1 - beta1) g, so it shows the gradients the GPU computed. */
 static void one_step_matches(const vae_config *cfg, vae_train_options opt, const char *what) {
-    vae_dataset *data = make_data(96, cfg->input_dim, 5, cfg->likelihood);
+    vae_dataset *data = make_labelled(96, cfg->input_dim, 5, cfg->likelihood, cfg->n_classes);
     opt.epochs = 1, opt.batch_size = 96;
     run_result cpu = train_on(VAE_DEVICE_CPU, cfg, data, NULL, opt);
     run_result gpu = train_on(VAE_DEVICE_CUDA, cfg, data, NULL, opt);
@@ -166,6 +176,11 @@ static void test_cuda_gradients_objectives(void) {
     vae_train_options_default(&opt);
     opt.free_bits = 0.3f; /* some of the 5 units fall under it at initialization */
     one_step_matches(&cfg, opt, "free bits");
+    vae_train_options_default(&opt);
+    cfg.n_classes = 4; /* the label's columns of the first encoder and decoder layers */
+    one_step_matches(&cfg, opt, "conditional");
+    cfg.n_encoder = 1; /* the label's column in the fused heads kernel */
+    one_step_matches(&cfg, opt, "conditional, one encoder layer");
 }
 
 /* Several epochs with a short last batch and test data: the runs stay together. */
@@ -293,7 +308,7 @@ static void eval_matches(const vae_config *cfg, const char *what) {
     vae_model *m;
     vae_error err;
     vae_model_create(&m, cfg, 4, &err);
-    vae_dataset *data = make_data(37, cfg->input_dim, 51, cfg->likelihood);
+    vae_dataset *data = make_labelled(37, cfg->input_dim, 51, cfg->likelihood, cfg->n_classes);
     vae_eval_options o;
     vae_eval_options_default(&o);
     o.importance_samples = 45, o.chunk = 7, o.batch = 16, o.seed = 9;
@@ -321,6 +336,9 @@ static void test_cuda_eval_matches_cpu(void) {
     eval_matches(&b, "gaussian per sample");
     vae_config c = small_config(29, VAE_LIK_POISSON, VAE_VAR_FIXED, VAE_ACT_ELU);
     eval_matches(&c, "poisson");
+    vae_config d = small_config(30, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    d.n_classes = 5;
+    eval_matches(&d, "conditional");
 }
 
 /* vae_encode_all and vae_decode_all with the model on the GPU: the CPU's values to the rounding
@@ -328,18 +346,19 @@ static void test_cuda_eval_matches_cpu(void) {
 static void test_cuda_encode_decode_match_cpu(void) {
     NEEDS_GPU();
     vae_config cfg = small_config(52, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_LEAKY_RELU);
+    cfg.n_classes = 3;
     vae_model *m;
     vae_error err;
     vae_model_create(&m, &cfg, 6, &err);
-    vae_dataset *data = make_data(70, 52, 61, cfg.likelihood);
+    vae_dataset *data = make_labelled(70, 52, 61, cfg.likelihood, 3);
     float mu[2][70 * 5], lv[2][70 * 5], means[2][70 * 52];
     for (int d = 0; d < 2; d++) {
         CHECK(vae_model_set_device(m, d ? VAE_DEVICE_CUDA : VAE_DEVICE_CPU, VAE_PRECISION_FP32) ==
                   VAE_OK, "set device");
-        CHECK(vae_encode_all(m, data->x, NULL, 70, mu[d], lv[d], &err) == VAE_OK, "encode: %s",
-              err.message);
-        CHECK(vae_decode_all(m, mu[d], NULL, 70, means[d], &err) == VAE_OK, "decode: %s",
-              err.message);
+        CHECK(vae_encode_all(m, data->x, data->labels, 70, mu[d], lv[d], &err) == VAE_OK,
+              "encode: %s", err.message);
+        CHECK(vae_decode_all(m, mu[d], data->labels, 70, means[d], &err) == VAE_OK,
+              "decode: %s", err.message);
     }
     double peak[3] = {0}, worst[3] = {0};
     for (int i = 0; i < 70 * 5; i++) {
@@ -385,17 +404,16 @@ static void test_cuda_refusals_and_fallback(void) {
     run_free(&a), run_free(&r);
     vae_dataset_free(train);
     vae_config cond = small_config(20, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
-    cond.n_classes = 3;
+    cond.missing = 1;
     vae_model *cm;
     vae_model_create(&cm, &cond, 1, &err);
     float z[2 * 5] = {0}, out[2 * 20];
-    const uint8_t labels[2] = {0, 2};
     vae_model_set_device(cm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32);
-    CHECK(vae_decode_all(cm, z, labels, 2, out, &err) == VAE_ERR_INVALID_ARGUMENT &&
-              strstr(err.message, have_gpu ? "conditional" : "CUDA"),
-          "conditional decode on cuda: %s", err.message);
+    CHECK(vae_decode_all(cm, z, NULL, 2, out, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, have_gpu ? "missing values" : "CUDA"),
+          "missing-value model's decode on cuda: %s", err.message);
     vae_model_set_device(cm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32);
-    CHECK(vae_decode_all(cm, z, labels, 2, out, &err) == VAE_OK, "auto decode: %s", err.message);
+    CHECK(vae_decode_all(cm, z, NULL, 2, out, &err) == VAE_OK, "auto decode: %s", err.message);
     CHECK(vae_model_set_device(cm, (vae_device)7, VAE_PRECISION_FP32) == VAE_ERR_INVALID_ARGUMENT,
           "device 7 refused");
     vae_model_free(cm);

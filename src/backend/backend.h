@@ -28,12 +28,11 @@ vae_status vae_gpu_eval_terms(const vae_model *model, const vae_dataset *data,
                               const vae_eval_options *o, double *recon, double *kl, float *mu,
                               float *logvar, double *nll, vae_error *err);
 
-/* vae_encode_all and vae_decode_all on the GPU (no labels: conditional models stay on the
- * CPU). */
-vae_status vae_gpu_encode_all(const vae_model *model, const float *x, size_t n, float *mu,
-                              float *logvar, vae_error *err);
-vae_status vae_gpu_decode_all(const vae_model *model, const float *z, size_t n, float *means,
-                              vae_error *err);
+/* vae_encode_all and vae_decode_all on the GPU (labels checked by the caller). */
+vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint8_t *labels,
+                              size_t n, float *mu, float *logvar, vae_error *err);
+vae_status vae_gpu_decode_all(const vae_model *model, const float *z, const uint8_t *labels,
+                              size_t n, float *means, vae_error *err);
 
 /* Resolves VAE_DEVICE_AUTO: CUDA when a GPU is there and supported says VAE_OK, else the CPU;
  * and checks that an explicit CUDA has a GPU. */

@@ -31,6 +31,8 @@ typedef struct {
 typedef struct {
     int input_dim, latent_dim;
     int n_encoder, n_decoder; /* hidden layers */
+    int n_classes;            /* C > 0: conditional; the first encoder and decoder layers take
+                                 the one-hot label as their last C inputs */
     vae_gpu_layer layers[VAE_GPU_MAX_LAYERS];
     vae_gpu_layer mu, logvar;
     vae_activation activation;
@@ -98,9 +100,10 @@ vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *n
                         char *msg);
 
 /* The posterior means and log-variances (N, L) of the `train` set (either may be NULL), and
- * the means of p(x|z) (n, D) of n host latent points z (n, L). */
+ * the means of p(x|z) (n, D) of n host latent points z (n, L) (labels: n, conditional only). */
 vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg);
-vae_status vae_gpu_decode(vae_gpu *g, const float *z, size_t n, float *means, char *msg);
+vae_status vae_gpu_decode(vae_gpu *g, const float *z, const uint8_t *labels, size_t n,
+                          float *means, char *msg);
 
 /* Nodes (kernels and copies) in the captured step graph of `batch` rows, 0 before its capture;
  * the device memory this state holds (bytes). */

@@ -48,10 +48,11 @@ vae_status vae_gpu_eval_terms(const vae_model *model, const vae_dataset *data,
     return close_gpu(g, s, msg, err);
 }
 
-vae_status vae_gpu_encode_all(const vae_model *model, const float *x, size_t n, float *mu,
-                              float *logvar, vae_error *err) {
+vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint8_t *labels,
+                              size_t n, float *mu, float *logvar, vae_error *err) {
     const vae_config *cfg = vae_model_config(model);
-    vae_dataset data = {.count = n, .dim = cfg->input_dim, .x = (float *)x};
+    vae_dataset data = {.count = n, .dim = cfg->input_dim, .x = (float *)x,
+                        .labels = (uint8_t *)labels};
     char msg[512] = "";
     vae_gpu *g;
     vae_status s = open_gpu(model, &data, EVAL_ROWS, 1, vae_model_precision(model), &g, msg, err);
@@ -60,14 +61,14 @@ vae_status vae_gpu_encode_all(const vae_model *model, const float *x, size_t n, 
     return close_gpu(g, s, msg, err);
 }
 
-vae_status vae_gpu_decode_all(const vae_model *model, const float *z, size_t n, float *means,
-                              vae_error *err) {
+vae_status vae_gpu_decode_all(const vae_model *model, const float *z, const uint8_t *labels,
+                              size_t n, float *means, vae_error *err) {
     const vae_config *cfg = vae_model_config(model);
     vae_dataset none = {.count = 0, .dim = cfg->input_dim};
     char msg[512] = "";
     vae_gpu *g;
     vae_status s = open_gpu(model, &none, EVAL_ROWS, 1, vae_model_precision(model), &g, msg, err);
     if (s != VAE_OK && !g && msg[0] == '\0') return s;
-    if (s == VAE_OK) s = vae_gpu_decode(g, z, n, means, msg);
+    if (s == VAE_OK) s = vae_gpu_decode(g, z, labels, n, means, msg);
     return close_gpu(g, s, msg, err);
 }

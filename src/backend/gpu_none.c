@@ -79,8 +79,9 @@ vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg) {
     return none(msg);
 }
 
-vae_status vae_gpu_decode(vae_gpu *g, const float *z, size_t n, float *means, char *msg) {
-    (void)g, (void)z, (void)n, (void)means;
+vae_status vae_gpu_decode(vae_gpu *g, const float *z, const uint8_t *labels, size_t n,
+                          float *means, char *msg) {
+    (void)g, (void)z, (void)labels, (void)n, (void)means;
     return none(msg);
 }
 

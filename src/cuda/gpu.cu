@@ -36,7 +36,9 @@ struct vae_gpu {
     const float *train_x, *test_x;
     size_t n_train, n_test;
     uint32_t *order;
+    uint8_t *train_labels, *test_labels; /* a conditional model's labels of the data sets */
     float *xb;                        /* (max_rows, D) the gathered batch */
+    uint8_t *yb;                      /* (max_rows) its labels (or decode's) */
     float *act[VAE_GPU_MAX_LAYERS];   /* (max_rows, out) each layer's output; the output
                                          layer's before its bias */
     float *heads, *dheads;            /* (2, max_rows, L): mu then logvar, and their gradients */
@@ -137,6 +139,18 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
     }
     ALLOC(g->order, train->count, "the epoch's order");
     ALLOC(g->xb, rows * dim, "the batch");
+    if (m->n_classes) {
+        ALLOC(g->yb, rows, "the batch's labels");
+        ALLOC(g->train_labels, train->count, "the labels");
+        if (train->count)
+            CU(cudaMemcpy(g->train_labels, train->labels, train->count, cudaMemcpyHostToDevice),
+               "copying the labels");
+        if (test) {
+            ALLOC(g->test_labels, test->count, "the labels");
+            CU(cudaMemcpy(g->test_labels, test->labels, test->count, cudaMemcpyHostToDevice),
+               "copying the labels");
+        }
+    }
     g->widest = m->mu.in;
     for (int l = 0; l < n_layers; l++) {
         ALLOC(g->act[l], rows * m->layers[l].out, "activations");
@@ -248,21 +262,56 @@ static long long head_stride(const vae_gpu *g) {
     return (long long)g->m.logvar.weight - (long long)g->m.mu.weight;
 }
 
-/* y (rows, out) = x (rows, in) W^T, without the bias */
-static void linear_forward(vae_gpu *g, const vae_gpu_layer *l, const float *x, float *y,
-                           int rows) {
-    gemm(g, CUBLAS_OP_T, CUBLAS_OP_N, l->out, rows, l->in, g->params + l->weight, l->in, x, l->in,
-         0.0f, y, l->out);
+/* The labels of a pass's rows: row r's is labels[(row0 + r) / per]; NULL: unconditional. */
+typedef struct {
+    const uint8_t *labels;
+    int per;
+    size_t row0;
+} pass_labels;
+
+static pass_labels labels_of(const vae_gpu *g, const uint8_t *labels, int per, size_t row0) {
+    pass_labels p = {g->m.n_classes ? labels : NULL, per, row0};
+    return p;
 }
 
-/* dW = dy^T x; dx (may be NULL) = dy W */
-static void linear_backward(vae_gpu *g, const vae_gpu_layer *l, const float *x, const float *dy,
-                            float *dx, int rows) {
-    gemm(g, CUBLAS_OP_N, CUBLAS_OP_T, l->in, l->out, rows, x, l->in, dy, l->out, 0.0f,
-         g->grads + l->weight, l->in);
-    if (dx)
-        gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, l->in, rows, l->out, g->params + l->weight, l->in, dy,
-             l->out, 0.0f, dx, l->in);
+/* The inputs of layer l that come from the previous layer (or the data, or z): a conditional
+ * model's first encoder and first decoder layers take the one-hot label in their last C. */
+static int layer_inputs(const vae_gpu *g, int l) {
+    const int first = l == 0 || l == g->m.n_encoder;
+    return g->m.layers[l].in - (first ? g->m.n_classes : 0);
+}
+
+/* What the labels add to layer l's products, for the kernels (nothing but for a first layer) */
+static gpu_labels layer_labels(const vae_gpu *g, int l, pass_labels p, const float *weights) {
+    const vae_gpu_layer *layer = &g->m.layers[l];
+    const int k = layer_inputs(g, l);
+    gpu_labels lab = {k < layer->in ? p.labels : NULL, weights + layer->weight + k, layer->in,
+                      p.per, p.row0};
+    return lab;
+}
+
+/* y (rows, out) = x (rows, k) W[:, :k]^T for layer l, without the bias or the label's column */
+static void linear_forward(vae_gpu *g, int l, const float *x, float *y, int rows) {
+    const vae_gpu_layer *layer = &g->m.layers[l];
+    const int k = layer_inputs(g, l);
+    gemm(g, CUBLAS_OP_T, CUBLAS_OP_N, layer->out, rows, k, g->params + layer->weight, layer->in,
+         x, k, 0.0f, y, layer->out);
+}
+
+/* dW = dy^T x (and the label columns' sums); dx (may be NULL) = dy W */
+static void linear_backward(vae_gpu *g, int l, const float *x, const float *dy, float *dx,
+                            int rows, pass_labels p) {
+    const vae_gpu_layer *layer = &g->m.layers[l];
+    const int k = layer_inputs(g, l);
+    gemm(g, CUBLAS_OP_N, CUBLAS_OP_T, k, layer->out, rows, x, k, dy, layer->out, 0.0f,
+         g->grads + layer->weight, layer->in);
+    const gpu_labels lab = layer_labels(g, l, p, g->params);
+    if (lab.labels)
+        gpu_label_columns(g->stream, dy, rows, layer->out, lab, g->m.n_classes,
+                          g->grads + layer->weight + k);
+    if (dx) /* never for a layer with label inputs: those are first layers */
+        gemm(g, CUBLAS_OP_N, CUBLAS_OP_N, k, rows, layer->out, g->params + layer->weight,
+             layer->in, dy, layer->out, 0.0f, dx, k);
 }
 
 /* ------------------------------------------------------------------ passes */
@@ -274,47 +323,49 @@ static gpu_lik likelihood_of(const vae_gpu_model *m) {
 
 /* x (rows, D) through the encoder's hidden layers, then the heads and the reparameterization
  * (mu, logvar, eps, z and each row's KL) */
-static void encode(vae_gpu *g, const float *x, int rows, gpu_noise noise) {
+static void encode(vae_gpu *g, const float *x, int rows, gpu_noise noise, pass_labels p) {
     const vae_gpu_model *m = &g->m;
     const float *in = x;
     const int last = m->n_encoder - 1;
     for (int l = 0; l <= last; l++) {
-        linear_forward(g, &m->layers[l], in, g->act[l], rows);
+        linear_forward(g, l, in, g->act[l], rows);
         if (l < last) /* the last one's bias and activation are done by the heads' kernel */
-            gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias, rows,
-                         m->layers[l].out, m->activation);
+            gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias,
+                         layer_labels(g, l, p, g->params), rows, m->layers[l].out,
+                         m->activation);
         in = g->act[l];
     }
     const long long plane = (long long)g->max_rows * m->latent_dim;
-    gpu_heads_forward(g->stream, g->act[last], g->params + m->layers[last].bias, m->activation,
-                      m->mu.in, g->params + m->mu.weight, g->params + m->logvar.weight,
+    gpu_heads_forward(g->stream, g->act[last], g->params + m->layers[last].bias,
+                      layer_labels(g, last, p, g->params), m->activation, m->mu.in, g->params + m->mu.weight, g->params + m->logvar.weight,
                       g->params + m->mu.bias, g->params + m->logvar.bias, g->heads,
                       g->heads + plane, g->eps, g->z, rows, m->latent_dim, noise, g->counters,
                       g->kl_rows);
 }
 
 /* z (rows, L) through the decoder to the output layer's products, before its bias */
-static void decode(vae_gpu *g, const float *z, int rows) {
+static void decode(vae_gpu *g, const float *z, int rows, pass_labels p) {
     const vae_gpu_model *m = &g->m;
     const int out_layer = m->n_encoder + m->n_decoder;
     const float *in = z;
     for (int l = m->n_encoder; l < out_layer; l++) {
-        linear_forward(g, &m->layers[l], in, g->act[l], rows);
-        gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias, rows, m->layers[l].out,
-                     m->activation);
+        linear_forward(g, l, in, g->act[l], rows);
+        gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias,
+                     layer_labels(g, l, p, g->params), rows, m->layers[l].out, m->activation);
         in = g->act[l];
     }
-    linear_forward(g, &m->layers[out_layer], in, g->act[out_layer], rows);
+    linear_forward(g, out_layer, in, g->act[out_layer], rows);
 }
 
 /* x (rows, D) through encoder, reparameterization and decoder to the loss's per-block sums;
  * with `train`, the loss's gradient with respect to the output (into ga) and the output
  * layer's bias and the per-value variances' gradients. */
-static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int train) {
+static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int train,
+                    pass_labels p) {
     const vae_gpu_model *m = &g->m;
     const int out_layer = m->n_encoder + m->n_decoder;
-    encode(g, x, rows, noise);
-    decode(g, g->z, rows);
+    encode(g, x, rows, noise, p);
+    decode(g, g->z, rows, p);
     const vae_gpu_layer *o = &m->layers[out_layer];
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
     g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, x, rows,
@@ -325,7 +376,7 @@ static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int t
 }
 
 /* The gradients of every parameter from the forward pass's (ga: d loss / d output). */
-static void backward(vae_gpu *g, const float *x, int rows) {
+static void backward(vae_gpu *g, const float *x, int rows, pass_labels p) {
     const vae_gpu_model *m = &g->m;
     const vae_gpu_objective *obj = &g->obj;
     const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
@@ -336,7 +387,7 @@ static void backward(vae_gpu *g, const float *x, int rows) {
         if (l != out_layer)
             gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
                              m->activation);
-        linear_backward(g, layer, in, grad, l == m->n_encoder ? NULL : spare, rows);
+        linear_backward(g, l, in, grad, l == m->n_encoder ? NULL : spare, rows, p);
         if (l == m->n_encoder) break;
         float *t = grad;
         grad = spare, spare = t;
@@ -344,7 +395,7 @@ static void backward(vae_gpu *g, const float *x, int rows) {
     /* dz from the first decoder layer's gradient, then through the reparameterization and KL */
     const vae_gpu_layer *first = &m->layers[m->n_encoder];
     const long long plane = (long long)g->max_rows * lat;
-    gpu_latent_backward(g->stream, grad, g->params + first->weight, first->out, g->heads,
+    gpu_latent_backward(g->stream, grad, g->params + first->weight, first->in, first->out, g->heads,
                         g->heads + plane, g->eps, g->dheads, g->dheads + plane, rows, lat,
                         obj->beta, obj->kl_warmup, obj->free_bits, g->counters);
     const int hidden = m->mu.in, last = m->n_encoder - 1;
@@ -361,7 +412,7 @@ static void backward(vae_gpu *g, const float *x, int rows) {
         if (l != last)
             gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
                              m->activation);
-        linear_backward(g, layer, l == 0 ? x : g->act[l - 1], grad, l == 0 ? NULL : spare, rows);
+        linear_backward(g, l, l == 0 ? x : g->act[l - 1], grad, l == 0 ? NULL : spare, rows, p);
         float *t = grad;
         grad = spare, spare = t;
     }
@@ -370,11 +421,12 @@ static void backward(vae_gpu *g, const float *x, int rows) {
 /* One training step of `rows` rows: gather, forward, backward, checks, Adam. */
 static void train_step(vae_gpu *g, int rows) {
     const vae_gpu_model *m = &g->m;
-    gpu_gather(g->stream, g->xb, g->train_x, g->order, g->counters, g->obj.batch_size, rows,
-               m->input_dim);
+    gpu_gather(g->stream, g->xb, g->train_x, g->train_labels, g->yb, g->order, g->counters,
+               g->obj.batch_size, rows, m->input_dim);
     gpu_noise noise = {g->obj.seed, g->obj.noise_stream, 0, 0};
-    forward(g, g->xb, rows, noise, 1);
-    backward(g, g->xb, rows);
+    const pass_labels p = labels_of(g, g->yb, 1, 0);
+    forward(g, g->xb, rows, noise, 1, p);
+    backward(g, g->xb, rows, p);
     const long long plane = (long long)g->max_rows * m->latent_dim;
     gpu_step_sums sums = {g->part_recon, g->kl_rows, g->n_recon, rows, m->latent_dim,
                           g->dheads, g->dheads + plane, g->grads + m->mu.bias,
@@ -487,7 +539,8 @@ vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, 
     for (size_t start = from; start < to; start += (size_t)g->max_rows) {
         const int rows = to - start < (size_t)g->max_rows ? (int)(to - start) : g->max_rows;
         gpu_noise noise = {g->obj.seed, g->obj.eval_stream, start, 1};
-        forward(g, g->test_x + start * dim, rows, noise, 0);
+        forward(g, g->test_x + start * dim, rows, noise, 0,
+                labels_of(g, g->test_labels ? g->test_labels + start : NULL, 1, 0));
         CU(cudaGetLastError(), "evaluating");
         CU(cudaMemcpyAsync(pr, g->part_recon, g->n_recon * sizeof(double), cudaMemcpyDeviceToHost,
                            g->stream), "reading the sums");
@@ -526,8 +579,10 @@ vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double
         const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
         const float *x = g->train_x + start * dim;
         gpu_noise noise = {g->obj.seed, stream, start, 1};
-        encode(g, x, rows, noise);
-        decode(g, g->z, rows);
+        const pass_labels p =
+            labels_of(g, g->train_labels ? g->train_labels + start : NULL, 1, 0);
+        encode(g, x, rows, noise, p);
+        decode(g, g->z, rows, p);
         gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias, x, rows,
                     0, 1, likelihood_of(m), g->params + m->dim_logvar, g->eval_rows, 0);
         const size_t nz = (size_t)rows * lat * sizeof(float);
@@ -572,7 +627,8 @@ vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *n
             gpu_iwae_draws(g->stream, g->z, g->log_w + row0, g->eval_mu + first * lat,
                            g->eval_lv + first * lat, rows, lat, row0, k, chunk, g->obj.seed,
                            stream + first);
-            decode(g, g->z, rows);
+            decode(g, g->z, rows,
+                   labels_of(g, g->train_labels ? g->train_labels + first : NULL, k, row0));
             gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
                         g->train_x + first * dim, rows, row0, k, likelihood_of(m),
                         g->params + m->dim_logvar, g->log_w + row0, 1);
@@ -601,7 +657,8 @@ vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg) {
     for (size_t start = 0; start < n; start += rows_max) {
         const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
         gpu_noise noise = {0, 0, start, 1}; /* draws nobody reads */
-        encode(g, g->train_x + start * m->input_dim, rows, noise);
+        encode(g, g->train_x + start * m->input_dim, rows, noise,
+               labels_of(g, g->train_labels ? g->train_labels + start : NULL, 1, 0));
         const size_t nz = (size_t)rows * lat * sizeof(float);
         if (mu) CU(cudaMemcpyAsync(mu + start * lat, g->heads, nz, cudaMemcpyDeviceToHost,
                                    g->stream), "reading mu");
@@ -612,7 +669,8 @@ vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg) {
     return blas_check(g, msg);
 }
 
-vae_status vae_gpu_decode(vae_gpu *g, const float *z, size_t n, float *means, char *msg) {
+vae_status vae_gpu_decode(vae_gpu *g, const float *z, const uint8_t *labels, size_t n,
+                          float *means, char *msg) {
     const vae_gpu_model *m = &g->m;
     const int lat = m->latent_dim, dim = m->input_dim, out_layer = m->n_encoder + m->n_decoder;
     const size_t rows_max = (size_t)g->max_rows;
@@ -620,7 +678,10 @@ vae_status vae_gpu_decode(vae_gpu *g, const float *z, size_t n, float *means, ch
         const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
         CU(cudaMemcpyAsync(g->z, z + start * lat, (size_t)rows * lat * sizeof(float),
                            cudaMemcpyHostToDevice, g->stream), "copying z");
-        decode(g, g->z, rows);
+        if (g->m.n_classes)
+            CU(cudaMemcpyAsync(g->yb, labels + start, (size_t)rows, cudaMemcpyHostToDevice,
+                               g->stream), "copying the labels");
+        decode(g, g->z, rows, labels_of(g, g->yb, 1, 0));
         gpu_decode_mean(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
                         rows, likelihood_of(m), g->ga);
         CU(cudaMemcpyAsync(means + start * dim, g->ga, (size_t)rows * dim * sizeof(float),

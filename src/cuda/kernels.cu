@@ -92,31 +92,60 @@ __device__ static float act_backward(float dy, float y, vae_activation act) {
 
 /* ------------------------------------------------------------------ kernels */
 
-__global__ static void gather_kernel(float *x_out, const float *data, const uint32_t *order,
+__global__ static void gather_kernel(float *x_out, const float *data, const uint8_t *labels,
+                                     uint8_t *labels_out, const uint32_t *order,
                                      const gpu_counters *c, int batch, int dim) {
     const int r = blockIdx.y, d = blockIdx.x * blockDim.x + threadIdx.x;
     if (d >= dim) return;
     const size_t src = order[(size_t)c->epoch_step * batch + r];
     x_out[(size_t)r * dim + d] = data[src * dim + d];
+    if (labels && d == 0) labels_out[r] = labels[src];
 }
 
-void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint32_t *order,
-                const gpu_counters *c, int batch, int rows, int dim) {
+void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint8_t *labels,
+                uint8_t *labels_out, const uint32_t *order, const gpu_counters *c, int batch,
+                int rows, int dim) {
     dim3 grid((dim + THREADS - 1) / THREADS, rows);
-    gather_kernel<<<grid, THREADS, 0, s>>>(x_out, data, order, c, batch, dim);
+    gather_kernel<<<grid, THREADS, 0, s>>>(x_out, data, labels, labels_out, order, c, batch, dim);
 }
 
-__global__ static void bias_act_kernel(float *y, const float *b, size_t n, int cols,
-                                       vae_activation act) {
+/* What row r's label adds to output c of a layer: its one-hot code times the weight */
+__device__ static float label_term(const gpu_labels *lab, size_t r, int c) {
+    if (!lab->labels) return 0.0f;
+    return lab->w[(size_t)c * lab->ld + lab->labels[(lab->row0 + r) / lab->per]];
+}
+
+__global__ static void bias_act_kernel(float *y, const float *b, gpu_labels lab, size_t n,
+                                       int cols, vae_activation act) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        y[i] = act_forward(y[i] + b[i % cols], act);
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int c = (int)(i % cols);
+        y[i] = act_forward(y[i] + b[c] + label_term(&lab, i / cols, c), act);
+    }
 }
 
-void gpu_bias_act(cudaStream_t s, float *y, const float *b, int rows, int cols,
+void gpu_bias_act(cudaStream_t s, float *y, const float *b, gpu_labels lab, int rows, int cols,
                   vae_activation act) {
     const size_t n = (size_t)rows * cols;
-    bias_act_kernel<<<blocks_for(n), THREADS, 0, s>>>(y, b, n, cols, act);
+    bias_act_kernel<<<blocks_for(n), THREADS, 0, s>>>(y, b, lab, n, cols, act);
+}
+
+__global__ static void label_columns_kernel(const float *dy, int rows, int cols, gpu_labels lab,
+                                            int classes, float *dw) {
+    const size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (t >= (size_t)cols * classes) return;
+    const int c = (int)(t / classes), k = (int)(t % classes);
+    float sum = 0.0f;
+    for (int r = 0; r < rows; r++)
+        if (lab.labels[(lab.row0 + r) / lab.per] == k) sum += dy[(size_t)r * cols + c];
+    dw[(size_t)c * lab.ld + k] = sum;
+}
+
+void gpu_label_columns(cudaStream_t s, const float *dy, int rows, int cols, gpu_labels lab,
+                       int classes, float *dw) {
+    const size_t n = (size_t)cols * classes;
+    label_columns_kernel<<<(unsigned)((n + THREADS - 1) / THREADS), THREADS, 0, s>>>(
+        dy, rows, cols, lab, classes, dw);
 }
 
 /* The warp's sum of v, in the same order every time. */
@@ -128,8 +157,8 @@ __device__ static float warp_sum(float v) {
 /* One block per row: the last hidden layer's bias and activation (h, in place, and into shared
  * memory), the two heads' products (warps over the 2L outputs, lanes over the hidden units),
  * then the reparameterization and the row's KL. */
-__global__ static void heads_forward_kernel(float *h, const float *b_h, vae_activation act,
-                                            int hidden, const float *w_mu, const float *w_lv,
+__global__ static void heads_forward_kernel(float *h, const float *b_h, gpu_labels lab,
+                                            vae_activation act, int hidden, const float *w_mu, const float *w_lv,
                                             const float *b_mu, const float *b_lv, float *mu,
                                             float *lv, float *eps, float *z, int latent,
                                             gpu_noise noise, const gpu_counters *c,
@@ -139,7 +168,8 @@ __global__ static void heads_forward_kernel(float *h, const float *b_h, vae_acti
     __shared__ double kl_shared[THREADS];
     const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float *hr = h + (size_t)r * hidden;
-    for (int k = threadIdx.x; k < hidden; k += blockDim.x) hr[k] = hs[k] = act_forward(hr[k] + b_h[k], act);
+    for (int k = threadIdx.x; k < hidden; k += blockDim.x)
+        hr[k] = hs[k] = act_forward(hr[k] + b_h[k] + label_term(&lab, r, k), act);
     __syncthreads();
     for (int o = warp; o < 2 * latent; o += blockDim.x / 32) {
         const float *w = o < latent ? w_mu + (size_t)o * hidden : w_lv + (size_t)(o - latent) * hidden;
@@ -169,12 +199,13 @@ int gpu_heads_forward_fits(int hidden, int latent) {
     return (size_t)(hidden + 2 * latent) * sizeof(float) <= 40 * 1024;
 }
 
-void gpu_heads_forward(cudaStream_t s, float *h, const float *b_h, vae_activation act,
-                       int hidden, const float *w_mu, const float *w_lv, const float *b_mu,
-                       const float *b_lv, float *mu, float *lv, float *eps, float *z, int rows,
-                       int latent, gpu_noise noise, const gpu_counters *c, double *kl_rows) {
+void gpu_heads_forward(cudaStream_t s, float *h, const float *b_h, gpu_labels lab,
+                       vae_activation act, int hidden, const float *w_mu, const float *w_lv,
+                       const float *b_mu, const float *b_lv, float *mu, float *lv, float *eps,
+                       float *z, int rows, int latent, gpu_noise noise, const gpu_counters *c,
+                       double *kl_rows) {
     const size_t shared = (size_t)(hidden + 2 * latent) * sizeof(float);
-    heads_forward_kernel<<<rows, THREADS, shared, s>>>(h, b_h, act, hidden, w_mu, w_lv, b_mu,
+    heads_forward_kernel<<<rows, THREADS, shared, s>>>(h, b_h, lab, act, hidden, w_mu, w_lv, b_mu,
                                                         b_lv, mu, lv, eps, z, latent, noise, c,
                                                         kl_rows);
 }
@@ -279,7 +310,8 @@ void gpu_act_backward(cudaStream_t s, float *dy, const float *y, float *db, int 
 /* One block per row: dz = dd W (W the first decoder layer's (H, L) weight), then the gradients
  * of mu and logvar. With free bits every block first takes the batch-mean KL of each unit over
  * all rows (the same sum in every block: rows are split by thread in a fixed pattern). */
-__global__ static void latent_backward_kernel(const float *dd, const float *w_dec, int hidden,
+__global__ static void latent_backward_kernel(const float *dd, const float *w_dec, int ld,
+                                              int hidden,
                                               const float *mu, const float *lv, const float *eps,
                                               float *dmu, float *dlv, int rows, int latent,
                                               float beta, uint64_t warmup, float free_bits,
@@ -291,7 +323,7 @@ __global__ static void latent_backward_kernel(const float *dd, const float *w_de
     const float *ddr = dd + (size_t)r * hidden;
     for (int j = warp; j < latent; j += blockDim.x / 32) {
         float acc = 0.0f;
-        for (int k = lane; k < hidden; k += 32) acc += ddr[k] * w_dec[(size_t)k * latent + j];
+        for (int k = lane; k < hidden; k += 32) acc += ddr[k] * w_dec[(size_t)k * ld + j];
         acc = warp_sum(acc);
         if (lane == 0) dz[j] = acc;
     }
@@ -333,12 +365,12 @@ __global__ static void latent_backward_kernel(const float *dd, const float *w_de
     }
 }
 
-void gpu_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int hidden,
+void gpu_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int ld, int hidden,
                          const float *mu, const float *lv, const float *eps, float *dmu,
                          float *dlv, int rows, int latent, float beta, uint64_t warmup,
                          float free_bits, const gpu_counters *c) {
     latent_backward_kernel<<<rows, THREADS, latent * sizeof(float), s>>>(
-        dd, w_dec, hidden, mu, lv, eps, dmu, dlv, rows, latent, beta, warmup, free_bits, c);
+        dd, w_dec, ld, hidden, mu, lv, eps, dmu, dlv, rows, latent, beta, warmup, free_bits, c);
 }
 
 /* dh = dmu W_mu + dlv W_lv for 32 hidden units per block (the heads' input gradient, K = 2L),

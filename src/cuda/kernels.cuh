@@ -39,20 +39,38 @@ typedef struct {
     int dim;
 } gpu_lik;
 
-/* x_out (rows, D) = data[order[epoch_step * batch + r]] */
-void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint32_t *order,
-                const gpu_counters *c, int batch, int rows, int dim);
-/* y (rows, cols) = act(y + b) */
-void gpu_bias_act(cudaStream_t s, float *y, const float *b, int rows, int cols, vae_activation act);
+/* A conditional model's labels in a pass: row r's label is labels[(row0 + r) / per] (per > 1:
+ * importance draws of one example), and its one-hot code adds column `label` of the layer's
+ * label block w (row stride ld: the weight's last C columns) to the layer's products. labels
+ * NULL: an unconditional model. */
+typedef struct {
+    const uint8_t *labels;
+    const float *w;
+    int ld, per;
+    size_t row0;
+} gpu_labels;
+
+/* x_out (rows, D) = data[order[epoch_step * batch + r]], and with labels their labels */
+void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint8_t *labels,
+                uint8_t *labels_out, const uint32_t *order, const gpu_counters *c, int batch,
+                int rows, int dim);
+/* y (rows, cols) = act(y + b + the label's column) */
+void gpu_bias_act(cudaStream_t s, float *y, const float *b, gpu_labels lab, int rows, int cols,
+                  vae_activation act);
+/* The label block's gradient: dw[c * ld + k] = sum of dy[r, c] over the rows r labelled k
+ * (dw: the weight gradient's label block, lab.ld its row stride), k < classes */
+void gpu_label_columns(cudaStream_t s, const float *dy, int rows, int cols, gpu_labels lab,
+                       int classes, float *dw);
 /* For each row of h (rows, H), the last hidden layer's products before its bias: h = act(h +
  * b_h) in place, the heads mu, lv (rows, L) = h W^T + b, eps drawn, z = mu + exp(lv/2) eps,
  * kl_rows[r] = -1/2 sum_j (1 + lv - mu^2 - exp(lv)). The row lives in shared memory:
  * gpu_heads_forward_fits says whether it fits. */
 int gpu_heads_forward_fits(int hidden, int latent);
-void gpu_heads_forward(cudaStream_t s, float *h, const float *b_h, vae_activation act,
-                       int hidden, const float *w_mu, const float *w_lv, const float *b_mu,
-                       const float *b_lv, float *mu, float *lv, float *eps, float *z, int rows,
-                       int latent, gpu_noise noise, const gpu_counters *c, double *kl_rows);
+void gpu_heads_forward(cudaStream_t s, float *h, const float *b_h, gpu_labels lab,
+                       vae_activation act, int hidden, const float *w_mu, const float *w_lv,
+                       const float *b_mu, const float *b_lv, float *mu, float *lv, float *eps,
+                       float *z, int rows, int latent, gpu_noise noise, const gpu_counters *c,
+                       double *kl_rows);
 /* For output o = out + bias (rows, width): part_recon[block] = the block's sum of -log p(x|o);
  * with dout: dout = d/do (-log p) / rows, dbias = its column sums, d_dim_logvar (may be NULL)
  * the per-value log-variances' gradient. Returns the blocks used. */
@@ -62,10 +80,11 @@ int gpu_likelihood(cudaStream_t s, const float *out, const float *bias, const fl
 /* dy (rows, cols) *= act'(y) (from the output y), db = column sums of the result */
 void gpu_act_backward(cudaStream_t s, float *dy, const float *y, float *db, int rows, int cols,
                       vae_activation act);
-/* dz = dd W_dec (dd (rows, H) the first decoder layer's output gradient, W_dec (H, L)), then
+/* dz = dd W_dec (dd (rows, H) the first decoder layer's output gradient, W_dec (H, L) with
+ * row stride ld, L + C for a conditional model), then
  * dmu = dz + k_j mu, dlv = dz eps exp(lv/2)/2 + k_j (exp(lv) - 1)/2 with k_j this step's KL
  * weight over rows (0 for a unit under the free bits) */
-void gpu_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int hidden,
+void gpu_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int ld, int hidden,
                          const float *mu, const float *lv, const float *eps, float *dmu,
                          float *dlv, int rows, int latent, float beta, uint64_t warmup,
                          float free_bits, const gpu_counters *c);

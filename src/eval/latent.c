@@ -7,18 +7,25 @@
 
 #define PASS_BATCH 500
 
-static vae_status need_labels(const vae_model *m, const uint8_t *labels, vae_error *err) {
-    VAE_RETURN_IF(vae_model_config(m)->n_classes && !labels, err, VAE_ERR_INVALID_ARGUMENT,
+/* A conditional model needs a label in range for each of the n inputs. */
+static vae_status need_labels(const vae_model *m, const uint8_t *labels, size_t n,
+                              vae_error *err) {
+    const int classes = vae_model_config(m)->n_classes;
+    VAE_RETURN_IF(classes && !labels, err, VAE_ERR_INVALID_ARGUMENT,
                   "a conditional model needs the labels of its inputs");
+    for (size_t i = 0; classes && i < n; i++)
+        VAE_RETURN_IF(labels[i] >= classes, err, VAE_ERR_INVALID_ARGUMENT,
+                      "a label is out of the model's range (input %zu has %d, the model knows "
+                      "classes 0..%d)", i + 1, labels[i], classes - 1);
     return VAE_OK;
 }
 
 vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *labels, size_t n,
                           float *mu, float *logvar, vae_error *err) {
-    VAE_TRY(need_labels(m, labels, err));
+    VAE_TRY(need_labels(m, labels, n, err));
     vae_device device;
     VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
-    if (device == VAE_DEVICE_CUDA) return vae_gpu_encode_all(m, x, n, mu, logvar, err);
+    if (device == VAE_DEVICE_CUDA) return vae_gpu_encode_all(m, x, labels, n, mu, logvar, err);
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
@@ -38,10 +45,10 @@ vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *lab
 
 vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *labels, size_t n,
                           float *probs, vae_error *err) {
-    VAE_TRY(need_labels(m, labels, err));
+    VAE_TRY(need_labels(m, labels, n, err));
     vae_device device;
     VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
-    if (device == VAE_DEVICE_CUDA) return vae_gpu_decode_all(m, z, n, probs, err);
+    if (device == VAE_DEVICE_CUDA) return vae_gpu_decode_all(m, z, labels, n, probs, err);
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
