@@ -183,6 +183,22 @@ static void test_cuda_gradients_objectives(void) {
     one_step_matches(&cfg, opt, "conditional, one encoder layer");
 }
 
+/* IWAE training (K draws per input, weighted gradients) on the GPU: the CPU's gradients. */
+static void test_cuda_gradients_iwae(void) {
+    NEEDS_GPU();
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.iwae_k = 3;
+    vae_config a = small_config(36, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    one_step_matches(&a, opt, "iwae bernoulli");
+    vae_config b = small_config(27, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_TANH);
+    one_step_matches(&b, opt, "iwae gaussian per value");
+    vae_config c = small_config(25, VAE_LIK_GAUSSIAN, VAE_VAR_PER_SAMPLE, VAE_ACT_ELU);
+    c.n_classes = 3, c.n_encoder = 1;
+    opt.iwae_k = 5;
+    one_step_matches(&c, opt, "iwae conditional, per-sample variance");
+}
+
 /* Several epochs with a short last batch and test data: the runs stay together. */
 static void test_cuda_epochs_follow_cpu(void) {
     NEEDS_GPU();
@@ -439,6 +455,7 @@ int main(void) {
     RUN_GPU(test_cuda_gradients_each_likelihood);
     RUN_GPU(test_cuda_gradients_each_activation);
     RUN_GPU(test_cuda_gradients_objectives);
+    RUN_GPU(test_cuda_gradients_iwae);
     RUN_GPU(test_cuda_epochs_follow_cpu);
     RUN_GPU(test_cuda_resume_is_bit_exact);
     RUN_GPU(test_cuda_divergence_keeps_last_good_step);

@@ -48,6 +48,8 @@ typedef struct {
     uint64_t seed;
     uint64_t noise_stream, eval_stream; /* VAE_STREAM_NOISE and VAE_STREAM_EVAL */
     int batch_size;                     /* the full batch (the last one may be shorter) */
+    int iwae_k;                         /* K >= 2: the IWAE bound with K draws per input; the
+                                           device then holds batch_size * K rows */
     float beta, free_bits;
     uint64_t kl_warmup;
     vae_adam_options adam;

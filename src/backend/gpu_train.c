@@ -21,9 +21,8 @@ static double now_seconds(void) {
 
 vae_status vae_gpu_supports(const vae_model *model, const vae_train_options *opt, vae_error *err) {
     VAE_TRY(vae_gpu_supports_model(model, err));
-    const char *missing = opt->iwae_k > 1 ? "IWAE training"
-                          : opt->collective && opt->collective->size > 1 ? "several processes (MPI)"
-                                                                          : NULL;
+    const char *missing =
+        opt->collective && opt->collective->size > 1 ? "several processes (MPI)" : NULL;
     VAE_RETURN_IF(missing, err, VAE_ERR_INVALID_ARGUMENT,
                   "the CUDA backend does not train %s yet; use --device cpu", missing);
     return VAE_OK;
@@ -168,11 +167,13 @@ vae_status vae_gpu_train(vae_model *model, const vae_dataset *train, const vae_d
     VAE_TRY(vae_gpu_describe(model, &desc, err));
     vae_gpu_objective obj = {.seed = opt->seed, .noise_stream = VAE_STREAM_NOISE,
                              .eval_stream = VAE_STREAM_EVAL, .batch_size = opt->batch_size,
+                             .iwae_k = opt->iwae_k,
                              .beta = opt->beta, .free_bits = opt->free_bits,
                              .kl_warmup = opt->kl_warmup, .adam = *vae_adam_get_options(adam),
                              .precision = opt->precision};
-    const int rows = opt->batch_size > opt->eval_batch_size ? opt->batch_size
-                                                            : opt->eval_batch_size;
+    const int k = opt->iwae_k > 1 ? opt->iwae_k : 1; /* train.c bounds batch x k by 2^24 */
+    const int rows = opt->batch_size * k > opt->eval_batch_size ? opt->batch_size * k
+                                                                : opt->eval_batch_size;
     gpu_run *r = calloc(1, sizeof *r);
     VAE_RETURN_IF(!r, err, VAE_ERR_NO_MEMORY, "out of memory for the GPU trainer");
     r->model = model, r->adam = adam;

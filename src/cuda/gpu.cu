@@ -58,6 +58,8 @@ struct vae_gpu {
     size_t log_w_size;
     double *eval_nll;                 /* (N) */
     double *host_rows;                /* (max_rows) on the host: per-row sums read back */
+    double *iw_log_w, *iw_bounds;     /* IWAE training: (B k) log-weights, (B) bounds */
+    float *iw_weights;                /* (B k) normalized weights / B */
 };
 
 static vae_status cuda_fail(char *msg, cudaError_t e, const char *what) {
@@ -169,6 +171,11 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
     ALLOC(g->hist_recon, VAE_GPU_HISTORY, "the loss history");
     ALLOC(g->hist_kl, VAE_GPU_HISTORY, "the loss history");
     ALLOC(g->counters, 1, "the step counters");
+    if (g->obj.iwae_k > 1) {
+        ALLOC(g->iw_log_w, rows, "the importance weights");
+        ALLOC(g->iw_weights, rows, "the importance weights");
+        ALLOC(g->iw_bounds, rows, "the bounds");
+    }
     void *workspace;
     vae_status s = dalloc(g, &workspace, BLAS_WORKSPACE, "cuBLAS's workspace", msg);
     if (s != VAE_OK) return s;
@@ -368,37 +375,37 @@ static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int t
     decode(g, g->z, rows, p);
     const vae_gpu_layer *o = &m->layers[out_layer];
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
-    g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, x, rows,
-                                likelihood_of(m), g->params + m->dim_logvar,
+    g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, x, rows, 1,
+                                NULL, likelihood_of(m), g->params + m->dim_logvar,
                                 train ? g->ga : NULL, g->grads + o->bias,
                                 train && per_dim ? g->grads + m->dim_logvar : NULL,
                                 g->part_recon);
 }
 
-/* The gradients of every parameter from the forward pass's (ga: d loss / d output). */
-static void backward(vae_gpu *g, const float *x, int rows, pass_labels p) {
+/* The decoder's layers backward from ga (d loss / d output), down to the first decoder
+ * layer's output gradient, which it returns (its weight gradient included). */
+static float *decoder_backward(vae_gpu *g, int rows, pass_labels p) {
     const vae_gpu_model *m = &g->m;
-    const vae_gpu_objective *obj = &g->obj;
-    const int lat = m->latent_dim, out_layer = m->n_encoder + m->n_decoder;
+    const int out_layer = m->n_encoder + m->n_decoder;
     float *grad = g->ga, *spare = g->gb;
-    for (int l = out_layer; l >= m->n_encoder; l--) { /* decoder, down to dL/d(its first output) */
+    for (int l = out_layer;; l--) {
         const vae_gpu_layer *layer = &m->layers[l];
         const float *in = l == m->n_encoder ? g->z : g->act[l - 1];
         if (l != out_layer)
             gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
                              m->activation);
         linear_backward(g, l, in, grad, l == m->n_encoder ? NULL : spare, rows, p);
-        if (l == m->n_encoder) break;
+        if (l == m->n_encoder) return grad;
         float *t = grad;
         grad = spare, spare = t;
     }
-    /* dz from the first decoder layer's gradient, then through the reparameterization and KL */
-    const vae_gpu_layer *first = &m->layers[m->n_encoder];
+}
+
+/* From dmu and dlv (dheads, rows) through the heads and the encoder's layers. */
+static void encoder_backward(vae_gpu *g, const float *x, int rows, pass_labels p) {
+    const vae_gpu_model *m = &g->m;
+    const int lat = m->latent_dim, hidden = m->mu.in, last = m->n_encoder - 1;
     const long long plane = (long long)g->max_rows * lat;
-    gpu_latent_backward(g->stream, grad, g->params + first->weight, first->in, first->out, g->heads,
-                        g->heads + plane, g->eps, g->dheads, g->dheads + plane, rows, lat,
-                        obj->beta, obj->kl_warmup, obj->free_bits, g->counters);
-    const int hidden = m->mu.in, last = m->n_encoder - 1;
     const float *h = g->act[last];
     gemm_heads(g, CUBLAS_OP_N, CUBLAS_OP_T, hidden, lat, rows, h, hidden, 0, g->dheads, lat, plane,
                g->grads + m->mu.weight, hidden, head_stride(g));
@@ -406,7 +413,7 @@ static void backward(vae_gpu *g, const float *x, int rows, pass_labels p) {
     gpu_heads_backward(g->stream, g->dheads, g->dheads + plane, g->params + m->mu.weight,
                        g->params + m->logvar.weight, h, g->ga, g->grads + m->layers[last].bias,
                        rows, hidden, lat, m->activation);
-    grad = g->ga, spare = g->gb;
+    float *grad = g->ga, *spare = g->gb;
     for (int l = last; l >= 0; l--) {
         const vae_gpu_layer *layer = &m->layers[l];
         if (l != last)
@@ -418,6 +425,48 @@ static void backward(vae_gpu *g, const float *x, int rows, pass_labels p) {
     }
 }
 
+/* The ELBO's step after its forward pass: every parameter's gradient. */
+static void backward(vae_gpu *g, const float *x, int rows, pass_labels p) {
+    const vae_gpu_model *m = &g->m;
+    const vae_gpu_objective *obj = &g->obj;
+    const vae_gpu_layer *first = &m->layers[m->n_encoder];
+    const long long plane = (long long)g->max_rows * m->latent_dim;
+    const float *grad = decoder_backward(g, rows, p);
+    /* dz from the first decoder layer's gradient, then through the reparameterization and KL */
+    gpu_latent_backward(g->stream, grad, g->params + first->weight, first->in, first->out,
+                        g->heads, g->heads + plane, g->eps, g->dheads, g->dheads + plane, rows,
+                        m->latent_dim, obj->beta, obj->kl_warmup, obj->free_bits, g->counters);
+    encoder_backward(g, x, rows, p);
+}
+
+/* An IWAE step's passes over `inputs` inputs with k draws each (vae_iwae_step's twin): the
+ * encoder on the inputs, the decoder on every draw, the normalized weights, then the weighted
+ * gradients back. The step's loss is the bound, in the bounds' sums. */
+static void iwae_passes(vae_gpu *g, int inputs, gpu_noise noise, pass_labels p) {
+    const vae_gpu_model *m = &g->m;
+    const int k = g->obj.iwae_k, rows = inputs * k, lat = m->latent_dim;
+    const int out_layer = m->n_encoder + m->n_decoder;
+    const long long plane = (long long)g->max_rows * lat;
+    const vae_gpu_layer *o = &m->layers[out_layer], *first = &m->layers[m->n_encoder];
+    const pass_labels draws = labels_of(g, p.labels, k, 0);
+    encode(g, g->xb, inputs, noise, p);
+    gpu_iwae_step_draws(g->stream, g->heads, g->heads + plane, g->eps, g->z, g->iw_log_w, rows,
+                        lat, k, noise, g->counters);
+    decode(g, g->z, rows, draws);
+    gpu_row_nll(g->stream, g->act[out_layer], g->params + o->bias, g->xb, rows, 0, k,
+                likelihood_of(m), g->params + m->dim_logvar, g->iw_log_w, 1);
+    gpu_iwae_weights(g->stream, g->iw_log_w, inputs, k, g->iw_weights, g->iw_bounds);
+    const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
+    gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, g->xb, rows, k,
+                   g->iw_weights, likelihood_of(m), g->params + m->dim_logvar, g->ga,
+                   g->grads + o->bias, per_dim ? g->grads + m->dim_logvar : NULL, g->part_recon);
+    const float *grad = decoder_backward(g, rows, draws);
+    gpu_iwae_latent_backward(g->stream, grad, g->params + first->weight, first->in, first->out,
+                             g->z, g->eps, g->heads + plane, g->iw_weights, g->dheads,
+                             g->dheads + plane, inputs, k, lat);
+    encoder_backward(g, g->xb, inputs, p);
+}
+
 /* One training step of `rows` rows: gather, forward, backward, checks, Adam. */
 static void train_step(vae_gpu *g, int rows) {
     const vae_gpu_model *m = &g->m;
@@ -425,10 +474,17 @@ static void train_step(vae_gpu *g, int rows) {
                g->obj.batch_size, rows, m->input_dim);
     gpu_noise noise = {g->obj.seed, g->obj.noise_stream, 0, 0};
     const pass_labels p = labels_of(g, g->yb, 1, 0);
-    forward(g, g->xb, rows, noise, 1, p);
-    backward(g, g->xb, rows, p);
+    const int iwae = g->obj.iwae_k > 1;
+    if (iwae) {
+        iwae_passes(g, rows, noise, p);
+    } else {
+        forward(g, g->xb, rows, noise, 1, p);
+        backward(g, g->xb, rows, p);
+    }
     const long long plane = (long long)g->max_rows * m->latent_dim;
-    gpu_step_sums sums = {g->part_recon, g->kl_rows, g->n_recon, rows, m->latent_dim,
+    /* the IWAE bound has no KL term of its own: the bounds are the step's loss */
+    gpu_step_sums sums = {iwae ? g->iw_bounds : g->part_recon, g->kl_rows,
+                          iwae ? rows : g->n_recon, iwae ? 0 : rows, rows, m->latent_dim,
                           g->dheads, g->dheads + plane, g->grads + m->mu.bias,
                           g->grads + m->logvar.bias, g->hist_recon, g->hist_kl, VAE_GPU_HISTORY};
     gpu_step_finish(g->stream, g->grads, m->num_params, g->counters, sums, g->obj.adam);

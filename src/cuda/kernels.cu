@@ -240,15 +240,15 @@ __device__ static double value_nll(const gpu_lik *lik, float o, float raw, float
 }
 
 __global__ static void likelihood_kernel(const float *out, const float *bias, const float *x,
-                                         int rows, gpu_lik lik, const float *dim_logvar,
-                                         float *dout, float *dbias, float *d_dim_logvar,
-                                         double *part_recon) {
+                                         int rows, int per, const float *row_scale, gpu_lik lik,
+                                         const float *dim_logvar, float *dout, float *dbias,
+                                         float *d_dim_logvar, double *part_recon) {
     __shared__ float cols[ROWS][32];
     __shared__ double sums[32 * ROWS];
     const int dim = lik.dim, c = blockIdx.x * 32 + threadIdx.x;
     const int per_sample = lik.kind == VAE_LIK_GAUSSIAN && lik.variance == VAE_VAR_PER_SAMPLE;
     const int width = per_sample ? 2 * dim : dim;
-    const float scale = 1.0f / (float)rows;
+    const float mean_scale = 1.0f / (float)rows;
     double nll = 0.0;
     float gsum = 0.0f, rsum = 0.0f;
     if (c < dim) {
@@ -259,7 +259,8 @@ __global__ static void likelihood_kernel(const float *out, const float *bias, co
                         : per_sample                     ? o[dim + c] + braw
                                                          : 0.0f;
             float g, graw;
-            nll += value_nll(&lik, o[c] + b, raw, x[(size_t)r * dim + c], scale, &g, &graw);
+            const float scale = row_scale ? row_scale[r] : mean_scale;
+            nll += value_nll(&lik, o[c] + b, raw, x[(size_t)(r / per) * dim + c], scale, &g, &graw);
             if (dout) {
                 dout[(size_t)r * width + c] = g;
                 if (per_sample) dout[(size_t)r * width + dim + c] = graw;
@@ -278,11 +279,12 @@ __global__ static void likelihood_kernel(const float *out, const float *bias, co
 }
 
 int gpu_likelihood(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
-                   gpu_lik lik, const float *dim_logvar, float *dout, float *dbias,
-                   float *d_dim_logvar, double *part_recon) {
+                   int per, const float *row_scale, gpu_lik lik, const float *dim_logvar,
+                   float *dout, float *dbias, float *d_dim_logvar, double *part_recon) {
     const int blocks = (lik.dim + 31) / 32;
-    likelihood_kernel<<<blocks, dim3(32, ROWS), 0, s>>>(out, bias, x, rows, lik, dim_logvar, dout,
-                                                         dbias, d_dim_logvar, part_recon);
+    likelihood_kernel<<<blocks, dim3(32, ROWS), 0, s>>>(out, bias, x, rows, per, row_scale, lik,
+                                                         dim_logvar, dout, dbias, d_dim_logvar,
+                                                         part_recon);
     return blocks;
 }
 
@@ -427,7 +429,7 @@ __global__ static void step_finish_kernel(const float *grads, size_t n, gpu_coun
     if (blockIdx.x != 0) return;
     double recon = 0.0, kl = 0.0;
     for (int i = threadIdx.x; i < sums.n_recon; i += blockDim.x) recon += sums.part_recon[i];
-    for (int i = threadIdx.x; i < sums.rows; i += blockDim.x) kl += sums.kl_rows[i];
+    for (int i = threadIdx.x; i < sums.n_kl; i += blockDim.x) kl += sums.kl_rows[i];
     recon = block_sum(recon, shared);
     kl = block_sum(kl, shared);
     if (threadIdx.x != 0) return;
@@ -588,4 +590,104 @@ void gpu_decode_mean(cudaStream_t s, const float *out, const float *bias, int ro
                      float *means) {
     decode_mean_kernel<<<blocks_for((size_t)rows * lik.dim), THREADS, 0, s>>>(out, bias, rows, lik,
                                                                               means);
+}
+
+/* ------------------------------------------------------------------ IWAE training */
+
+__global__ static void iwae_step_draws_kernel(const float *mu, const float *lv, float *eps,
+                                              float *z, double *log_w, int rows, int latent,
+                                              int k, gpu_noise noise, const gpu_counters *c) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const uint64_t key = rng_key(noise.seed, noise.base + c->global_step);
+    const float *m = mu + (size_t)(r / k) * latent, *l = lv + (size_t)(r / k) * latent;
+    const double log_2pi = 1.8378770664093453;
+    double log_prior = 0.0, log_q = 0.0;
+    for (int j = 0; j < latent; j++) {
+        const size_t i = (size_t)r * latent + j;
+        const float e = normal_at(key, i);
+        const float zz = m[j] + expf(0.5f * l[j]) * e;
+        eps[i] = e, z[i] = zz;
+        log_prior -= 0.5 * (log_2pi + (double)zz * zz);
+        log_q -= 0.5 * (log_2pi + l[j] + (double)e * e);
+    }
+    log_w[r] = log_prior - log_q;
+}
+
+void gpu_iwae_step_draws(cudaStream_t s, const float *mu, const float *lv, float *eps, float *z,
+                         double *log_w, int rows, int latent, int k, gpu_noise noise,
+                         const gpu_counters *c) {
+    iwae_step_draws_kernel<<<(rows + 127) / 128, 128, 0, s>>>(mu, lv, eps, z, log_w, rows, latent,
+                                                              k, noise, c);
+}
+
+__global__ static void iwae_weights_kernel(const double *log_w, int inputs, int k, float *weights,
+                                           double *bounds) {
+    __shared__ double shared[THREADS];
+    const double *w = log_w + (size_t)blockIdx.x * k;
+    double top = -INFINITY;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) top = fmax(top, w[i]);
+    shared[threadIdx.x] = top;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + half]);
+        __syncthreads();
+    }
+    top = shared[0];
+    __syncthreads();
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) sum += exp(w[i] - top);
+    sum = block_sum(sum, shared);
+    const double lse = top + log(sum);
+    for (int i = threadIdx.x; i < k; i += blockDim.x)
+        weights[(size_t)blockIdx.x * k + i] = (float)(exp(w[i] - lse) / inputs);
+    if (threadIdx.x == 0) bounds[blockIdx.x] = -(lse - log((double)k));
+}
+
+void gpu_iwae_weights(cudaStream_t s, const double *log_w, int inputs, int k, float *weights,
+                      double *bounds) {
+    iwae_weights_kernel<<<inputs, THREADS, 0, s>>>(log_w, inputs, k, weights, bounds);
+}
+
+/* One block per input: its draws one after another (the CPU's order of the sums). */
+__global__ static void iwae_latent_backward_kernel(const float *dd, const float *w_dec, int ld,
+                                                   int hidden, const float *z, const float *eps,
+                                                   const float *lv, const float *weights,
+                                                   float *dmu, float *dlv, int inputs, int k,
+                                                   int latent) {
+    extern __shared__ float shared_latent[]; /* dz, then the two sums: 3L */
+    float *dz = shared_latent, *acc_mu = dz + latent, *acc_lv = acc_mu + latent;
+    const int b = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int j = threadIdx.x; j < latent; j += blockDim.x) acc_mu[j] = acc_lv[j] = 0.0f;
+    for (int t = 0; t < k; t++) {
+        const size_t r = (size_t)b * k + t;
+        const float *ddr = dd + r * hidden;
+        for (int j = warp; j < latent; j += blockDim.x / 32) {
+            float acc = 0.0f;
+            for (int h = lane; h < hidden; h += 32) acc += ddr[h] * w_dec[(size_t)h * ld + j];
+            acc = warp_sum(acc);
+            if (lane == 0) dz[j] = acc;
+        }
+        __syncthreads();
+        for (int j = threadIdx.x; j < latent; j += blockDim.x) {
+            const size_t i = r * latent + j;
+            /* -log p(z) adds w z; z = mu + sigma eps carries it to mu and log sigma^2 */
+            const float g = dz[j] + weights[r] * z[i];
+            acc_mu[j] += g;
+            acc_lv[j] += g * eps[i] * 0.5f * expf(0.5f * lv[(size_t)b * latent + j]);
+        }
+        __syncthreads();
+    }
+    for (int j = threadIdx.x; j < latent; j += blockDim.x) {
+        dmu[(size_t)b * latent + j] = acc_mu[j];
+        dlv[(size_t)b * latent + j] = acc_lv[j] - 0.5f / (float)inputs; /* log q's part */
+    }
+}
+
+void gpu_iwae_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int ld,
+                              int hidden, const float *z, const float *eps, const float *lv,
+                              const float *weights, float *dmu, float *dlv, int inputs, int k,
+                              int latent) {
+    iwae_latent_backward_kernel<<<inputs, THREADS, 3 * latent * sizeof(float), s>>>(
+        dd, w_dec, ld, hidden, z, eps, lv, weights, dmu, dlv, inputs, k, latent);
 }

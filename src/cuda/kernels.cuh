@@ -71,12 +71,13 @@ void gpu_heads_forward(cudaStream_t s, float *h, const float *b_h, gpu_labels la
                        const float *b_mu, const float *b_lv, float *mu, float *lv, float *eps,
                        float *z, int rows, int latent, gpu_noise noise, const gpu_counters *c,
                        double *kl_rows);
-/* For output o = out + bias (rows, width): part_recon[block] = the block's sum of -log p(x|o);
- * with dout: dout = d/do (-log p) / rows, dbias = its column sums, d_dim_logvar (may be NULL)
- * the per-value log-variances' gradient. Returns the blocks used. */
+/* For output o = out + bias (rows, width), row r scored against row r / per of x:
+ * part_recon[block] = the block's sum of -log p(x|o); with dout: dout = d/do (-log p) times
+ * row_scale[r] (NULL: 1 / rows, the batch mean), dbias = its column sums, d_dim_logvar (may
+ * be NULL) the per-value log-variances' gradient. Returns the blocks used. */
 int gpu_likelihood(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
-                   gpu_lik lik, const float *dim_logvar, float *dout, float *dbias,
-                   float *d_dim_logvar, double *part_recon);
+                   int per, const float *row_scale, gpu_lik lik, const float *dim_logvar,
+                   float *dout, float *dbias, float *d_dim_logvar, double *part_recon);
 /* dy (rows, cols) *= act'(y) (from the output y), db = column sums of the result */
 void gpu_act_backward(cudaStream_t s, float *dy, const float *y, float *db, int rows, int cols,
                       vae_activation act);
@@ -96,7 +97,7 @@ void gpu_heads_backward(cudaStream_t s, const float *dmu, const float *dlv, cons
  * gradients (column sums of dmu, dlv), into the history by step. */
 typedef struct {
     const double *part_recon, *kl_rows;
-    int n_recon, rows, latent;
+    int n_recon, n_kl, rows, latent;
     const float *dmu, *dlv;
     float *db_mu, *db_lv;
     double *hist_recon, *hist_kl;
@@ -121,6 +122,23 @@ void gpu_iwae_draws(cudaStream_t s, float *z, double *log_w, const float *mu, co
 void gpu_row_nll(cudaStream_t s, const float *out, const float *bias, const float *x, int rows,
                  size_t row0, int k, gpu_lik lik, const float *dim_logvar, double *dst,
                  int subtract);
+/* IWAE training (Burda et al.): k draws per input. Draws for rows r < B k of the step's
+ * stream, as vae_train's (row r is draw r % k of input r / k): eps, z = mu + exp(lv/2) eps, and
+ * log_w = log p(z) - log q(z|x), from mu, lv (B, L). */
+void gpu_iwae_step_draws(cudaStream_t s, const float *mu, const float *lv, float *eps, float *z,
+                         double *log_w, int rows, int latent, int k, gpu_noise noise,
+                         const gpu_counters *c);
+/* For each of the B inputs: the normalized weights of its k draws, divided by B (weights[r]),
+ * and its bound -log (1/k) sum exp(log_w) (bounds[b]) */
+void gpu_iwae_weights(cudaStream_t s, const double *log_w, int inputs, int k, float *weights,
+                      double *bounds);
+/* From dd (B k, H), the first decoder layer's output gradient (W_dec (H, L), row stride ld):
+ * dz = dd W_dec + w z (the prior's part), summed over each input's draws into dmu and through
+ * sigma into dlv, minus 1/(2B) for log q (vae_iwae_step's gradient) */
+void gpu_iwae_latent_backward(cudaStream_t s, const float *dd, const float *w_dec, int ld,
+                              int hidden, const float *z, const float *eps, const float *lv,
+                              const float *weights, float *dmu, float *dlv, int inputs, int k,
+                              int latent);
 /* means (rows, D) of p(x|z) from the output layer's products before its bias */
 void gpu_decode_mean(cudaStream_t s, const float *out, const float *bias, int rows, gpu_lik lik,
                      float *means);
