@@ -53,6 +53,17 @@ static vae_dataset *make_data(size_t n, int dim, uint64_t seed, vae_likelihood l
     return make_labelled(n, dim, seed, lik, 0);
 }
 
+/* Takes about a fifth of the values out (mask 0, value 0), none of a sample's first value. */
+static void remove_values(vae_dataset *d, uint64_t seed) {
+    const size_t n = d->count * (size_t)d->dim;
+    d->mask = malloc(n);
+    vae_rng rng = vae_rng_make(seed, 9);
+    for (size_t i = 0; i < n; i++) {
+        d->mask[i] = i % (size_t)d->dim == 0 || vae_rng_uniform(&rng) > 0.2f;
+        if (!d->mask[i]) d->x[i] = 0.0f;
+    }
+}
+
 static vae_config small_config(int dim, vae_likelihood lik, vae_variance var, vae_activation act) {
     vae_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -117,6 +128,7 @@ static void check_tensors(const vae_model *m, const float *a, const float *b, do
  * one step is (1 - beta1) g, so it shows the gradients the GPU computed. */
 static void one_step_matches(const vae_config *cfg, vae_train_options opt, const char *what) {
     vae_dataset *data = make_labelled(96, cfg->input_dim, 5, cfg->likelihood, cfg->n_classes);
+    if (cfg->missing) remove_values(data, 5);
     opt.epochs = 1, opt.batch_size = 96;
     run_result cpu = train_on(VAE_DEVICE_CPU, cfg, data, NULL, opt);
     run_result gpu = train_on(VAE_DEVICE_CUDA, cfg, data, NULL, opt);
@@ -197,6 +209,24 @@ static void test_cuda_gradients_iwae(void) {
     c.n_classes = 3, c.n_encoder = 1;
     opt.iwae_k = 5;
     one_step_matches(&c, opt, "iwae conditional, per-sample variance");
+}
+
+/* Models of missing values (MIWAE): [x | mask] into the encoder, only observed values in the
+ * likelihood; the ELBO and the IWAE bound. */
+static void test_cuda_gradients_missing(void) {
+    NEEDS_GPU();
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    vae_config a = small_config(34, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    a.missing = 1;
+    one_step_matches(&a, opt, "missing bernoulli");
+    vae_config b = small_config(31, VAE_LIK_GAUSSIAN, VAE_VAR_PER_SAMPLE, VAE_ACT_TANH);
+    b.missing = 1, b.n_classes = 2, b.n_encoder = 1;
+    one_step_matches(&b, opt, "missing, conditional, per-sample variance");
+    opt.iwae_k = 4;
+    vae_config c = small_config(28, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_RELU);
+    c.missing = 1;
+    one_step_matches(&c, opt, "missing, iwae, per-value variance");
 }
 
 /* Several epochs with a short last batch and test data: the runs stay together. */
@@ -325,6 +355,7 @@ static void eval_matches(const vae_config *cfg, const char *what) {
     vae_error err;
     vae_model_create(&m, cfg, 4, &err);
     vae_dataset *data = make_labelled(37, cfg->input_dim, 51, cfg->likelihood, cfg->n_classes);
+    if (cfg->missing) remove_values(data, 51);
     vae_eval_options o;
     vae_eval_options_default(&o);
     o.importance_samples = 45, o.chunk = 7, o.batch = 16, o.seed = 9;
@@ -355,6 +386,9 @@ static void test_cuda_eval_matches_cpu(void) {
     vae_config d = small_config(30, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
     d.n_classes = 5;
     eval_matches(&d, "conditional");
+    vae_config e = small_config(33, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_RELU);
+    e.missing = 1;
+    eval_matches(&e, "missing values");
 }
 
 /* vae_encode_all and vae_decode_all with the model on the GPU: the CPU's values to the rounding
@@ -417,22 +451,33 @@ static void test_cuda_refusals_and_fallback(void) {
     run_result a = train_on(VAE_DEVICE_AUTO, &cfg, train, NULL, opt);
     CHECK(a.status == VAE_OK && a.last.device == VAE_DEVICE_CPU, "auto: %d %s on %d", a.status,
           a.message, a.last.device);
-    run_free(&a), run_free(&r);
-    vae_dataset_free(train);
-    vae_config cond = small_config(20, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
-    cond.missing = 1;
-    vae_model *cm;
-    vae_model_create(&cm, &cond, 1, &err);
-    float z[2 * 5] = {0}, out[2 * 20];
+    vae_model *cm = r.model; /* the convolutional model */
+    float z[2 * 20] = {0}, out[2 * 784];
     vae_model_set_device(cm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32);
     CHECK(vae_decode_all(cm, z, NULL, 2, out, &err) == VAE_ERR_INVALID_ARGUMENT &&
-              strstr(err.message, have_gpu ? "missing values" : "CUDA"),
-          "missing-value model's decode on cuda: %s", err.message);
+              strstr(err.message, have_gpu ? "convolutional" : "CUDA"),
+          "convolutional model's decode on cuda: %s", err.message);
     vae_model_set_device(cm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32);
     CHECK(vae_decode_all(cm, z, NULL, 2, out, &err) == VAE_OK, "auto decode: %s", err.message);
+    /* imputation stays on the CPU: AUTO runs it there, CUDA is refused */
+    vae_config mc = small_config(12, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    mc.missing = 1;
+    vae_model *mm;
+    vae_model_create(&mm, &mc, 1, &err);
+    vae_dataset *holes = make_data(6, 12, 3, VAE_LIK_BERNOULLI);
+    remove_values(holes, 3);
+    float filled[6 * 12];
+    vae_model_set_device(mm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32);
+    CHECK(vae_impute(mm, holes, 4, 0, 1, filled, &err) == VAE_OK, "auto impute: %s", err.message);
+    vae_model_set_device(mm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32);
+    CHECK(vae_impute(mm, holes, 4, 0, 1, filled, &err) == VAE_ERR_INVALID_ARGUMENT,
+          "cuda impute: %s", err.message);
+    vae_model_free(mm);
+    vae_dataset_free(holes);
     CHECK(vae_model_set_device(cm, (vae_device)7, VAE_PRECISION_FP32) == VAE_ERR_INVALID_ARGUMENT,
           "device 7 refused");
-    vae_model_free(cm);
+    run_free(&a), run_free(&r);
+    vae_dataset_free(train);
     vae_device d;
     CHECK(vae_device_parse("gpu", &d) == VAE_OK && d == VAE_DEVICE_CUDA, "gpu is cuda");
     CHECK(vae_device_parse("tpu", &d) == VAE_ERR_INVALID_ARGUMENT, "tpu refused");
@@ -456,6 +501,7 @@ int main(void) {
     RUN_GPU(test_cuda_gradients_each_activation);
     RUN_GPU(test_cuda_gradients_objectives);
     RUN_GPU(test_cuda_gradients_iwae);
+    RUN_GPU(test_cuda_gradients_missing);
     RUN_GPU(test_cuda_epochs_follow_cpu);
     RUN_GPU(test_cuda_resume_is_bit_exact);
     RUN_GPU(test_cuda_divergence_keeps_last_good_step);

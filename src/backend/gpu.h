@@ -33,6 +33,8 @@ typedef struct {
     int n_encoder, n_decoder; /* hidden layers */
     int n_classes;            /* C > 0: conditional; the first encoder and decoder layers take
                                  the one-hot label as their last C inputs */
+    int missing;              /* a model of missing values: the first encoder layer takes
+                                 [x | mask] (2D inputs), the likelihood the observed values */
     vae_gpu_layer layers[VAE_GPU_MAX_LAYERS];
     vae_gpu_layer mu, logvar;
     vae_activation activation;

@@ -7,11 +7,8 @@
 
 vae_status vae_gpu_supports_model(const vae_model *model, vae_error *err) {
     const vae_config *cfg = vae_model_config(model);
-    const char *missing = cfg->n_conv    ? "convolutional models"
-                          : cfg->missing ? "models for missing values"
-                                         : NULL;
-    VAE_RETURN_IF(missing, err, VAE_ERR_INVALID_ARGUMENT,
-                  "the CUDA backend does not run %s yet; use --device cpu", missing);
+    VAE_RETURN_IF(cfg->n_conv, err, VAE_ERR_INVALID_ARGUMENT,
+                  "the CUDA backend does not run convolutional models yet; use --device cpu");
     return VAE_OK;
 }
 
@@ -34,6 +31,7 @@ vae_status vae_gpu_describe(const vae_model *model, vae_gpu_model *d, vae_error 
     memset(d, 0, sizeof *d);
     d->input_dim = cfg->input_dim, d->latent_dim = cfg->latent_dim;
     d->n_encoder = cfg->n_encoder, d->n_decoder = cfg->n_decoder, d->n_classes = cfg->n_classes;
+    d->missing = cfg->missing;
     d->activation = cfg->activation, d->likelihood = cfg->likelihood;
     d->variance = cfg->variance, d->sigma = cfg->sigma, d->variance_floor = cfg->variance_floor;
     d->num_params = vae_model_num_params(model);

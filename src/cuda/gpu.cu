@@ -39,6 +39,10 @@ struct vae_gpu {
     uint8_t *train_labels, *test_labels; /* a conditional model's labels of the data sets */
     float *xb;                        /* (max_rows, D) the gathered batch */
     uint8_t *yb;                      /* (max_rows) its labels (or decode's) */
+    uint8_t *train_mask, *test_mask;  /* a model of missing values: the data's masks, or NULL
+                                         when nothing is missing */
+    uint8_t *mb;                      /* (max_rows, D) the batch's masks */
+    float *xin;                       /* (max_rows, 2D) the encoder's input [x | mask] */
     float *act[VAE_GPU_MAX_LAYERS];   /* (max_rows, out) each layer's output; the output
                                          layer's before its bias */
     float *heads, *dheads;            /* (2, max_rows, L): mu then logvar, and their gradients */
@@ -141,6 +145,20 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
     }
     ALLOC(g->order, train->count, "the epoch's order");
     ALLOC(g->xb, rows * dim, "the batch");
+    if (m->missing) {
+        ALLOC(g->mb, rows * dim, "the batch's masks");
+        ALLOC(g->xin, rows * 2 * dim, "the encoder's input");
+        if (train->mask) {
+            ALLOC(g->train_mask, train->count * dim, "the masks");
+            CU(cudaMemcpy(g->train_mask, train->mask, train->count * dim, cudaMemcpyHostToDevice),
+               "copying the masks");
+        }
+        if (test && test->mask) {
+            ALLOC(g->test_mask, test->count * dim, "the masks");
+            CU(cudaMemcpy(g->test_mask, test->mask, test->count * dim, cudaMemcpyHostToDevice),
+               "copying the masks");
+        }
+    }
     if (m->n_classes) {
         ALLOC(g->yb, rows, "the batch's labels");
         ALLOC(g->train_labels, train->count, "the labels");
@@ -323,9 +341,19 @@ static void linear_backward(vae_gpu *g, int l, const float *x, const float *dy, 
 
 /* ------------------------------------------------------------------ passes */
 
-static gpu_lik likelihood_of(const vae_gpu_model *m) {
-    gpu_lik lik = {m->likelihood, m->variance, m->sigma, m->variance_floor, m->input_dim};
+/* The likelihood, with the observed values' mask of the rows scored (NULL: all observed) */
+static gpu_lik likelihood_of(const vae_gpu_model *m, const uint8_t *mask) {
+    gpu_lik lik = {m->likelihood, m->variance, m->sigma, m->variance_floor, m->input_dim,
+                   m->missing ? mask : NULL};
     return lik;
+}
+
+/* The encoder's input for rows of x (and their masks): x itself, or for a model of missing
+ * values [x | mask] built in xin. */
+static const float *encoder_input(vae_gpu *g, const float *x, const uint8_t *mask, int rows) {
+    if (!g->m.missing) return x;
+    gpu_widen(g->stream, x, mask, rows, g->m.input_dim, g->xin);
+    return g->xin;
 }
 
 /* x (rows, D) through the encoder's hidden layers, then the heads and the reparameterization
@@ -364,19 +392,19 @@ static void decode(vae_gpu *g, const float *z, int rows, pass_labels p) {
     linear_forward(g, out_layer, in, g->act[out_layer], rows);
 }
 
-/* x (rows, D) through encoder, reparameterization and decoder to the loss's per-block sums;
- * with `train`, the loss's gradient with respect to the output (into ga) and the output
- * layer's bias and the per-value variances' gradients. */
-static void forward(vae_gpu *g, const float *x, int rows, gpu_noise noise, int train,
-                    pass_labels p) {
+/* x (rows, D, with its masks) through encoder (fed x_in), reparameterization and decoder to
+ * the loss's per-block sums; with `train`, the loss's gradient with respect to the output (into
+ * ga) and the output layer's bias and the per-value variances' gradients. */
+static void forward(vae_gpu *g, const float *x, const float *x_in, const uint8_t *mask, int rows,
+                    gpu_noise noise, int train, pass_labels p) {
     const vae_gpu_model *m = &g->m;
     const int out_layer = m->n_encoder + m->n_decoder;
-    encode(g, x, rows, noise, p);
+    encode(g, x_in, rows, noise, p);
     decode(g, g->z, rows, p);
     const vae_gpu_layer *o = &m->layers[out_layer];
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
     g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, x, rows, 1,
-                                NULL, likelihood_of(m), g->params + m->dim_logvar,
+                                NULL, likelihood_of(m, mask), g->params + m->dim_logvar,
                                 train ? g->ga : NULL, g->grads + o->bias,
                                 train && per_dim ? g->grads + m->dim_logvar : NULL,
                                 g->part_recon);
@@ -442,44 +470,48 @@ static void backward(vae_gpu *g, const float *x, int rows, pass_labels p) {
 /* An IWAE step's passes over `inputs` inputs with k draws each (vae_iwae_step's twin): the
  * encoder on the inputs, the decoder on every draw, the normalized weights, then the weighted
  * gradients back. The step's loss is the bound, in the bounds' sums. */
-static void iwae_passes(vae_gpu *g, int inputs, gpu_noise noise, pass_labels p) {
+static void iwae_passes(vae_gpu *g, const float *x_in, int inputs, gpu_noise noise,
+                        pass_labels p) {
     const vae_gpu_model *m = &g->m;
     const int k = g->obj.iwae_k, rows = inputs * k, lat = m->latent_dim;
     const int out_layer = m->n_encoder + m->n_decoder;
     const long long plane = (long long)g->max_rows * lat;
     const vae_gpu_layer *o = &m->layers[out_layer], *first = &m->layers[m->n_encoder];
     const pass_labels draws = labels_of(g, p.labels, k, 0);
-    encode(g, g->xb, inputs, noise, p);
+    encode(g, x_in, inputs, noise, p);
     gpu_iwae_step_draws(g->stream, g->heads, g->heads + plane, g->eps, g->z, g->iw_log_w, rows,
                         lat, k, noise, g->counters);
     decode(g, g->z, rows, draws);
     gpu_row_nll(g->stream, g->act[out_layer], g->params + o->bias, g->xb, rows, 0, k,
-                likelihood_of(m), g->params + m->dim_logvar, g->iw_log_w, 1);
+                likelihood_of(m, g->mb), g->params + m->dim_logvar, g->iw_log_w, 1);
     gpu_iwae_weights(g->stream, g->iw_log_w, inputs, k, g->iw_weights, g->iw_bounds);
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
     gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, g->xb, rows, k,
-                   g->iw_weights, likelihood_of(m), g->params + m->dim_logvar, g->ga,
+                   g->iw_weights, likelihood_of(m, g->mb), g->params + m->dim_logvar, g->ga,
                    g->grads + o->bias, per_dim ? g->grads + m->dim_logvar : NULL, g->part_recon);
     const float *grad = decoder_backward(g, rows, draws);
     gpu_iwae_latent_backward(g->stream, grad, g->params + first->weight, first->in, first->out,
                              g->z, g->eps, g->heads + plane, g->iw_weights, g->dheads,
                              g->dheads + plane, inputs, k, lat);
-    encoder_backward(g, g->xb, inputs, p);
+    encoder_backward(g, x_in, inputs, p);
 }
 
 /* One training step of `rows` rows: gather, forward, backward, checks, Adam. */
 static void train_step(vae_gpu *g, int rows) {
     const vae_gpu_model *m = &g->m;
-    gpu_gather(g->stream, g->xb, g->train_x, g->train_labels, g->yb, g->order, g->counters,
-               g->obj.batch_size, rows, m->input_dim);
+    const gpu_source from = {g->train_x, g->train_labels, g->train_mask};
+    const gpu_batch to = {g->xb, g->xin, g->yb, g->mb};
+    gpu_gather(g->stream, from, to, g->order, g->counters, g->obj.batch_size, rows,
+               m->input_dim);
+    const float *x_in = m->missing ? g->xin : g->xb;
     gpu_noise noise = {g->obj.seed, g->obj.noise_stream, 0, 0};
     const pass_labels p = labels_of(g, g->yb, 1, 0);
     const int iwae = g->obj.iwae_k > 1;
     if (iwae) {
-        iwae_passes(g, rows, noise, p);
+        iwae_passes(g, x_in, rows, noise, p);
     } else {
-        forward(g, g->xb, rows, noise, 1, p);
-        backward(g, g->xb, rows, p);
+        forward(g, g->xb, x_in, g->mb, rows, noise, 1, p);
+        backward(g, x_in, rows, p);
     }
     const long long plane = (long long)g->max_rows * m->latent_dim;
     /* the IWAE bound has no KL term of its own: the bounds are the step's loss */
@@ -595,7 +627,9 @@ vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, 
     for (size_t start = from; start < to; start += (size_t)g->max_rows) {
         const int rows = to - start < (size_t)g->max_rows ? (int)(to - start) : g->max_rows;
         gpu_noise noise = {g->obj.seed, g->obj.eval_stream, start, 1};
-        forward(g, g->test_x + start * dim, rows, noise, 0,
+        const float *x = g->test_x + start * dim;
+        const uint8_t *mask = g->test_mask ? g->test_mask + start * dim : NULL;
+        forward(g, x, encoder_input(g, x, mask, rows), mask, rows, noise, 0,
                 labels_of(g, g->test_labels ? g->test_labels + start : NULL, 1, 0));
         CU(cudaGetLastError(), "evaluating");
         CU(cudaMemcpyAsync(pr, g->part_recon, g->n_recon * sizeof(double), cudaMemcpyDeviceToHost,
@@ -637,10 +671,11 @@ vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double
         gpu_noise noise = {g->obj.seed, stream, start, 1};
         const pass_labels p =
             labels_of(g, g->train_labels ? g->train_labels + start : NULL, 1, 0);
-        encode(g, x, rows, noise, p);
+        const uint8_t *mask = g->train_mask ? g->train_mask + start * dim : NULL;
+        encode(g, encoder_input(g, x, mask, rows), rows, noise, p);
         decode(g, g->z, rows, p);
         gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias, x, rows,
-                    0, 1, likelihood_of(m), g->params + m->dim_logvar, g->eval_rows, 0);
+                    0, 1, likelihood_of(m, mask), g->params + m->dim_logvar, g->eval_rows, 0);
         const size_t nz = (size_t)rows * lat * sizeof(float);
         CU(cudaMemcpyAsync(g->eval_mu + start * lat, g->heads, nz, cudaMemcpyDeviceToDevice,
                            g->stream), "keeping the posteriors");
@@ -686,7 +721,8 @@ vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *n
             decode(g, g->z, rows,
                    labels_of(g, g->train_labels ? g->train_labels + first : NULL, k, row0));
             gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
-                        g->train_x + first * dim, rows, row0, k, likelihood_of(m),
+                        g->train_x + first * dim, rows, row0, k,
+                        likelihood_of(m, g->train_mask ? g->train_mask + first * dim : NULL),
                         g->params + m->dim_logvar, g->log_w + row0, 1);
         }
         gpu_log_mean_exp(g->stream, g->log_w, (int)examples, k, g->eval_nll + first);
@@ -713,7 +749,8 @@ vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg) {
     for (size_t start = 0; start < n; start += rows_max) {
         const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
         gpu_noise noise = {0, 0, start, 1}; /* draws nobody reads */
-        encode(g, g->train_x + start * m->input_dim, rows, noise,
+        const float *x = g->train_x + start * m->input_dim; /* all observed, as on the CPU */
+        encode(g, encoder_input(g, x, NULL, rows), rows, noise,
                labels_of(g, g->train_labels ? g->train_labels + start : NULL, 1, 0));
         const size_t nz = (size_t)rows * lat * sizeof(float);
         if (mu) CU(cudaMemcpyAsync(mu + start * lat, g->heads, nz, cudaMemcpyDeviceToHost,
@@ -739,7 +776,7 @@ vae_status vae_gpu_decode(vae_gpu *g, const float *z, const uint8_t *labels, siz
                                g->stream), "copying the labels");
         decode(g, g->z, rows, labels_of(g, g->yb, 1, 0));
         gpu_decode_mean(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
-                        rows, likelihood_of(m), g->ga);
+                        rows, likelihood_of(m, NULL), g->ga);
         CU(cudaMemcpyAsync(means + start * dim, g->ga, (size_t)rows * dim * sizeof(float),
                            cudaMemcpyDeviceToHost, g->stream), "reading the means");
         CU(cudaStreamSynchronize(g->stream), "decoding");

@@ -92,21 +92,43 @@ __device__ static float act_backward(float dy, float y, vae_activation act) {
 
 /* ------------------------------------------------------------------ kernels */
 
-__global__ static void gather_kernel(float *x_out, const float *data, const uint8_t *labels,
-                                     uint8_t *labels_out, const uint32_t *order,
+__global__ static void gather_kernel(gpu_source from, gpu_batch to, const uint32_t *order,
                                      const gpu_counters *c, int batch, int dim) {
     const int r = blockIdx.y, d = blockIdx.x * blockDim.x + threadIdx.x;
     if (d >= dim) return;
-    const size_t src = order[(size_t)c->epoch_step * batch + r];
-    x_out[(size_t)r * dim + d] = data[src * dim + d];
-    if (labels && d == 0) labels_out[r] = labels[src];
+    const size_t src = order[(size_t)c->epoch_step * batch + r], i = (size_t)r * dim + d;
+    const float v = from.x[src * dim + d];
+    to.x[i] = v;
+    if (from.labels && d == 0) to.labels[r] = from.labels[src];
+    if (to.x_in) { /* a model of missing values: the encoder sees the mask too */
+        const uint8_t m = from.masks ? from.masks[src * dim + d] : 1;
+        to.masks[i] = m;
+        to.x_in[(size_t)r * 2 * dim + d] = v;
+        to.x_in[(size_t)r * 2 * dim + dim + d] = (float)m;
+    }
 }
 
-void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint8_t *labels,
-                uint8_t *labels_out, const uint32_t *order, const gpu_counters *c, int batch,
-                int rows, int dim) {
+void gpu_gather(cudaStream_t s, gpu_source from, gpu_batch to, const uint32_t *order,
+                const gpu_counters *c, int batch, int rows, int dim) {
     dim3 grid((dim + THREADS - 1) / THREADS, rows);
-    gather_kernel<<<grid, THREADS, 0, s>>>(x_out, data, labels, labels_out, order, c, batch, dim);
+    gather_kernel<<<grid, THREADS, 0, s>>>(from, to, order, c, batch, dim);
+}
+
+__global__ static void widen_kernel(const float *x, const uint8_t *mask, size_t n, int dim,
+                                    float *x_in) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / dim;
+        const int d = (int)(i % dim);
+        x_in[r * 2 * dim + d] = x[i];
+        x_in[r * 2 * dim + dim + d] = mask ? (float)mask[i] : 1.0f;
+    }
+}
+
+void gpu_widen(cudaStream_t s, const float *x, const uint8_t *mask, int rows, int dim,
+               float *x_in) {
+    const size_t n = (size_t)rows * dim;
+    widen_kernel<<<blocks_for(n), THREADS, 0, s>>>(x, mask, n, dim, x_in);
 }
 
 /* What row r's label adds to output c of a layer: its one-hot code times the weight */
@@ -258,9 +280,11 @@ __global__ static void likelihood_kernel(const float *out, const float *bias, co
             float raw = lik.variance == VAE_VAR_PER_DIM ? dim_logvar[c]
                         : per_sample                     ? o[dim + c] + braw
                                                          : 0.0f;
-            float g, graw;
+            float g = 0.0f, graw = 0.0f;
             const float scale = row_scale ? row_scale[r] : mean_scale;
-            nll += value_nll(&lik, o[c] + b, raw, x[(size_t)(r / per) * dim + c], scale, &g, &graw);
+            const size_t xi = (size_t)(r / per) * dim + c;
+            if (!lik.mask || lik.mask[xi]) /* a missing value adds nothing, gets no gradient */
+                nll += value_nll(&lik, o[c] + b, raw, x[xi], scale, &g, &graw);
             if (dout) {
                 dout[(size_t)r * width + c] = g;
                 if (per_sample) dout[(size_t)r * width + dim + c] = graw;
@@ -519,9 +543,11 @@ __global__ static void row_nll_kernel(const float *out, const float *bias, const
     const int r = blockIdx.x, dim = lik.dim;
     const int per_sample = lik.kind == VAE_LIK_GAUSSIAN && lik.variance == VAE_VAR_PER_SAMPLE;
     const float *o = out + (size_t)r * (per_sample ? 2 * dim : dim);
-    const float *xr = x + ((row0 + (size_t)r) / (size_t)k) * dim;
+    const size_t x_row = ((row0 + (size_t)r) / (size_t)k) * dim;
+    const float *xr = x + x_row;
     double nll = 0.0;
     for (int c = threadIdx.x; c < dim; c += blockDim.x) {
+        if (lik.mask && !lik.mask[x_row + c]) continue;
         const float raw = lik.variance == VAE_VAR_PER_DIM ? dim_logvar[c]
                           : per_sample                     ? o[dim + c] + bias[dim + c]
                                                            : 0.0f;

@@ -31,12 +31,14 @@ typedef struct {
     int per_sample; /* 0: training's one stream per step; 1: evaluation's one per sample */
 } gpu_noise;
 
-/* The likelihood's constants. */
+/* The likelihood's constants, and which values are observed: mask (1 observed, rows like x's;
+ * NULL: all) leaves the missing ones out of the loss and its gradient. */
 typedef struct {
     vae_likelihood kind;
     vae_variance variance;
     float sigma, floor;
     int dim;
+    const uint8_t *mask;
 } gpu_lik;
 
 /* A conditional model's labels in a pass: row r's label is labels[(row0 + r) / per] (per > 1:
@@ -50,10 +52,23 @@ typedef struct {
     size_t row0;
 } gpu_labels;
 
-/* x_out (rows, D) = data[order[epoch_step * batch + r]], and with labels their labels */
-void gpu_gather(cudaStream_t s, float *x_out, const float *data, const uint8_t *labels,
-                uint8_t *labels_out, const uint32_t *order, const gpu_counters *c, int batch,
-                int rows, int dim);
+/* What one step gathers by the epoch's order, row r from sample order[epoch_step * batch + r]:
+ * x_out (rows, D), with labels their labels, and with masks (N, D; NULL: all observed) for a
+ * model of missing values their masks (mask_out) and the encoder's input [x | mask] (x_in,
+ * rows x 2D; NULL: not such a model). */
+typedef struct {
+    const float *x;
+    const uint8_t *labels, *masks;
+} gpu_source;
+typedef struct {
+    float *x, *x_in;
+    uint8_t *labels, *masks;
+} gpu_batch;
+void gpu_gather(cudaStream_t s, gpu_source from, gpu_batch to, const uint32_t *order,
+                const gpu_counters *c, int batch, int rows, int dim);
+/* x_in (rows, 2D) = [x | mask] of rows of x (rows, D) and mask (NULL: all observed) */
+void gpu_widen(cudaStream_t s, const float *x, const uint8_t *mask, int rows, int dim,
+               float *x_in);
 /* y (rows, cols) = act(y + b + the label's column) */
 void gpu_bias_act(cudaStream_t s, float *y, const float *b, gpu_labels lab, int rows, int cols,
                   vae_activation act);

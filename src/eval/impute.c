@@ -44,9 +44,8 @@ vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int mu
                       uint64_t seed, float *out, vae_error *err) {
     const vae_config *cfg = vae_model_config(m);
     VAE_TRY(vae_check_data(m, data, "imputation", err));
-    vae_device device; /* the GPU does not run models for missing values: AUTO stays here */
-    VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
-    if (device == VAE_DEVICE_CUDA) VAE_TRY(vae_gpu_supports_model(m, err));
+    vae_device device; /* the GPU does not impute: AUTO stays on the CPU, CUDA is refused */
+    VAE_TRY(vae_device_resolve(vae_model_device(m), VAE_ERR_INVALID_ARGUMENT, &device, err));
     VAE_RETURN_IF(device == VAE_DEVICE_CUDA, err, VAE_ERR_INVALID_ARGUMENT,
                   "the CUDA backend does not impute yet; use --device cpu");
     VAE_RETURN_IF(k < 1 || k > 100000 || multiple < 0 || multiple > 10000, err,
