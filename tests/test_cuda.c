@@ -96,7 +96,11 @@ static run_result train_on(vae_device device, const vae_config *cfg, const vae_d
     run_result r;
     memset(&r, 0, sizeof r);
     vae_error err = {{0}};
-    vae_model_create(&r.model, cfg, 3, &err);
+    r.status = vae_model_create(&r.model, cfg, 3, &err);
+    if (r.status != VAE_OK) {
+        memcpy(r.message, err.message, sizeof r.message);
+        return r;
+    }
     vae_adam_create(&r.adam, vae_model_num_params(r.model), &opt.adam, &err);
     opt.device = device;
     opt.resume_adam = r.adam;
@@ -227,6 +231,33 @@ static void test_cuda_gradients_missing(void) {
     vae_config c = small_config(28, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_RELU);
     c.missing = 1;
     one_step_matches(&c, opt, "missing, iwae, per-value variance");
+}
+
+/* A small convolutional model on images of rows x rows: two convolutions, mirrored. */
+static vae_config conv_config(int rows, vae_likelihood lik, vae_variance var, vae_activation act) {
+    vae_config cfg = small_config(rows * rows, lik, var, act);
+    cfg.image_channels = 1, cfg.image_rows = cfg.image_cols = rows;
+    cfg.n_conv = 2;
+    cfg.conv[0].channels = 4, cfg.conv[0].kernel = rows % 2 ? 3 : 4, cfg.conv[0].stride = 2;
+    cfg.conv[0].padding = 1;
+    cfg.conv[1].channels = 6, cfg.conv[1].kernel = 3, cfg.conv[1].stride = 1;
+    cfg.conv[1].padding = 1;
+    cfg.n_encoder = 1, cfg.encoder[0] = 16, cfg.n_decoder = 1, cfg.decoder[0] = 16;
+    return cfg;
+}
+
+/* Convolutional models (Conv2d and ConvTranspose2d as im2col/col2im around the products). */
+static void test_cuda_gradients_conv(void) {
+    NEEDS_GPU();
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    vae_config a = conv_config(8, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    one_step_matches(&a, opt, "conv bernoulli 8x8");
+    vae_config b = conv_config(7, VAE_LIK_GAUSSIAN, VAE_VAR_PER_SAMPLE, VAE_ACT_TANH);
+    one_step_matches(&b, opt, "conv gaussian per sample 7x7");
+    opt.iwae_k = 3;
+    vae_config c = conv_config(7, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_ELU);
+    one_step_matches(&c, opt, "conv iwae, per-value variance");
 }
 
 /* Several epochs with a short last batch and test data: the runs stay together. */
@@ -389,6 +420,8 @@ static void test_cuda_eval_matches_cpu(void) {
     vae_config e = small_config(33, VAE_LIK_GAUSSIAN, VAE_VAR_PER_DIM, VAE_ACT_RELU);
     e.missing = 1;
     eval_matches(&e, "missing values");
+    vae_config f = conv_config(7, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    eval_matches(&f, "convolutional");
 }
 
 /* vae_encode_all and vae_decode_all with the model on the GPU: the CPU's values to the rounding
@@ -424,58 +457,52 @@ static void test_cuda_encode_decode_match_cpu(void) {
     vae_dataset_free(data);
 }
 
-/* Runs everywhere: what the GPU backend does not do is refused with the reason, and AUTO falls
- * back to the CPU for it. */
+/* A collective whose sums change nothing: rank 0 of 2 computes as if alone on its rows. */
+static int sum_floats_nothing(void *ctx, float *v, size_t n) {
+    (void)ctx, (void)v, (void)n;
+    return 0;
+}
+
+static int sum_doubles_nothing(void *ctx, double *v, size_t n) {
+    (void)ctx, (void)v, (void)n;
+    return 0;
+}
+
+/* Runs everywhere: what the GPU backend does not do (several processes, imputation) is refused
+ * with the reason, and AUTO runs it on the CPU; a device number out of range is refused. */
 static void test_cuda_refusals_and_fallback(void) {
-    vae_config cfg;
     vae_error err;
-    vae_config_preset(&cfg, "conv", 784, &err);
-    vae_dataset *train = make_data(40, 784, 41, VAE_LIK_BERNOULLI);
-    train->rows = train->cols = 28;
+    vae_config cfg = small_config(12, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
+    vae_dataset *train = make_data(40, 12, 41, VAE_LIK_BERNOULLI);
     vae_train_options opt;
     vae_train_options_default(&opt);
     opt.epochs = 1, opt.batch_size = 20;
+    const vae_collective two = {0, 2, sum_floats_nothing, sum_doubles_nothing, NULL};
+    opt.collective = &two;
     run_result r = train_on(VAE_DEVICE_CUDA, &cfg, train, NULL, opt);
     CHECK(r.status == VAE_ERR_INVALID_ARGUMENT, "status %d", r.status);
-    CHECK(strstr(r.message, have_gpu ? "convolutional" : "CUDA") != NULL, "message: %s",
+    CHECK(strstr(r.message, have_gpu ? "several processes" : "CUDA") != NULL, "message: %s",
           r.message);
-    vae_eval_options eo;
-    vae_eval_options_default(&eo);
-    eo.importance_samples = 0, eo.device = VAE_DEVICE_CUDA;
-    vae_eval_result er;
-    CHECK(vae_eval(r.model, train, &eo, &er, NULL, &err) == VAE_ERR_INVALID_ARGUMENT &&
-              strstr(err.message, have_gpu ? "convolutional" : "CUDA"),
-          "eval on cuda: %s", err.message);
-    eo.device = VAE_DEVICE_AUTO; /* falls back to the CPU */
-    CHECK(vae_eval(r.model, train, &eo, &er, NULL, &err) == VAE_OK, "auto eval: %s", err.message);
     run_result a = train_on(VAE_DEVICE_AUTO, &cfg, train, NULL, opt);
     CHECK(a.status == VAE_OK && a.last.device == VAE_DEVICE_CPU, "auto: %d %s on %d", a.status,
           a.message, a.last.device);
-    vae_model *cm = r.model; /* the convolutional model */
-    float z[2 * 20] = {0}, out[2 * 784];
-    vae_model_set_device(cm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32);
-    CHECK(vae_decode_all(cm, z, NULL, 2, out, &err) == VAE_ERR_INVALID_ARGUMENT &&
-              strstr(err.message, have_gpu ? "convolutional" : "CUDA"),
-          "convolutional model's decode on cuda: %s", err.message);
-    vae_model_set_device(cm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32);
-    CHECK(vae_decode_all(cm, z, NULL, 2, out, &err) == VAE_OK, "auto decode: %s", err.message);
     /* imputation stays on the CPU: AUTO runs it there, CUDA is refused */
-    vae_config mc = small_config(12, VAE_LIK_BERNOULLI, VAE_VAR_FIXED, VAE_ACT_RELU);
-    mc.missing = 1;
+    cfg.missing = 1;
     vae_model *mm;
-    vae_model_create(&mm, &mc, 1, &err);
+    vae_model_create(&mm, &cfg, 1, &err);
     vae_dataset *holes = make_data(6, 12, 3, VAE_LIK_BERNOULLI);
     remove_values(holes, 3);
     float filled[6 * 12];
     vae_model_set_device(mm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32);
     CHECK(vae_impute(mm, holes, 4, 0, 1, filled, &err) == VAE_OK, "auto impute: %s", err.message);
     vae_model_set_device(mm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32);
-    CHECK(vae_impute(mm, holes, 4, 0, 1, filled, &err) == VAE_ERR_INVALID_ARGUMENT,
+    CHECK(vae_impute(mm, holes, 4, 0, 1, filled, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, have_gpu ? "impute" : "CUDA"),
           "cuda impute: %s", err.message);
+    CHECK(vae_model_set_device(mm, (vae_device)7, VAE_PRECISION_FP32) == VAE_ERR_INVALID_ARGUMENT,
+          "device 7 refused");
     vae_model_free(mm);
     vae_dataset_free(holes);
-    CHECK(vae_model_set_device(cm, (vae_device)7, VAE_PRECISION_FP32) == VAE_ERR_INVALID_ARGUMENT,
-          "device 7 refused");
     run_free(&a), run_free(&r);
     vae_dataset_free(train);
     vae_device d;
@@ -502,6 +529,7 @@ int main(void) {
     RUN_GPU(test_cuda_gradients_objectives);
     RUN_GPU(test_cuda_gradients_iwae);
     RUN_GPU(test_cuda_gradients_missing);
+    RUN_GPU(test_cuda_gradients_conv);
     RUN_GPU(test_cuda_epochs_follow_cpu);
     RUN_GPU(test_cuda_resume_is_bit_exact);
     RUN_GPU(test_cuda_divergence_keeps_last_good_step);

@@ -19,18 +19,25 @@ extern "C" {
 
 #define VAE_GPU_MAX_LAYERS (2 * VAE_MAX_HIDDEN + 3)
 
-/* One dense layer: y (B,out) = act(x (B,in) W^T + b), W (out,in) at `weight`, b at `bias`
- * (offsets in floats into the flat parameter and gradient buffers). */
+/* One layer: dense, y (B,out) = act(x (B,in) W^T + b), W (out,in) at `weight`, b at `bias`
+ * (offsets in floats into the flat parameter and gradient buffers); or a convolution (PyTorch's
+ * Conv2d, weight (out_c, in_c, k, k)) or transposed convolution (ConvTranspose2d, weight
+ * (in_c, out_c, k, k)) of NCHW images, one bias per output channel. in and out count values. */
+enum { VAE_GPU_DENSE = 0, VAE_GPU_CONV = 1, VAE_GPU_CONVT = 2 };
 typedef struct {
+    int kind;
     int in, out;
     size_t weight, bias;
+    int in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad;
 } vae_gpu_layer;
 
-/* What the device needs of a model: an MLP's layers in forward order (encoder hidden layers,
- * then decoder hidden layers, then the output layer; the two heads apart), the likelihood. */
+/* What the device needs of a model: its layers in forward order (the encoder's convolutions
+ * and hidden layers, then the decoder's hidden layers, projection and transposed convolutions,
+ * then the output layer; the two heads apart), the likelihood. The encoder's last layer and
+ * the decoder's first are dense. */
 typedef struct {
     int input_dim, latent_dim;
-    int n_encoder, n_decoder; /* hidden layers */
+    int n_encoder, n_decoder; /* layers before the heads, and after them before the output */
     int n_classes;            /* C > 0: conditional; the first encoder and decoder layers take
                                  the one-hot label as their last C inputs */
     int missing;              /* a model of missing values: the first encoder layer takes

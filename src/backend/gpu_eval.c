@@ -4,8 +4,15 @@
  * they use the CPU's. */
 #include "backend/backend.h"
 
-/* Rows per pass: enough importance draws per matrix product to keep the GPU busy. */
+/* Rows per pass: enough importance draws per matrix product to keep the GPU busy; fewer for a
+ * convolutional model, whose columns take taps x positions floats per row and layer. */
 #define EVAL_ROWS 32768
+#define EVAL_ROWS_CONV 2048
+
+static int pass_rows(const vae_model *model, int at_least) {
+    const int rows = vae_model_config(model)->n_conv ? EVAL_ROWS_CONV : EVAL_ROWS;
+    return at_least > rows ? at_least : rows;
+}
 
 /* A device state for using model (not training it) on data, rows at a time. */
 static vae_status open_gpu(const vae_model *model, const vae_dataset *data, int rows,
@@ -38,8 +45,8 @@ vae_status vae_gpu_eval_terms(const vae_model *model, const vae_dataset *data,
                               float *logvar, double *nll, vae_error *err) {
     char msg[512] = "";
     vae_gpu *g;
-    const int rows = o->batch > EVAL_ROWS ? o->batch : EVAL_ROWS;
-    vae_status s = open_gpu(model, data, rows, o->seed, o->precision, &g, msg, err);
+    vae_status s = open_gpu(model, data, pass_rows(model, o->batch), o->seed, o->precision, &g,
+                            msg, err);
     if (s != VAE_OK && !g && msg[0] == '\0') return s; /* refused before the device: err says */
     if (s == VAE_OK) s = vae_gpu_elbo_terms(g, VAE_STREAM_EVAL, recon, kl, mu, logvar, msg);
     if (s == VAE_OK && o->importance_samples > 0)
@@ -55,7 +62,8 @@ vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint
                         .labels = (uint8_t *)labels};
     char msg[512] = "";
     vae_gpu *g;
-    vae_status s = open_gpu(model, &data, EVAL_ROWS, 1, vae_model_precision(model), &g, msg, err);
+    vae_status s =
+        open_gpu(model, &data, pass_rows(model, 1), 1, vae_model_precision(model), &g, msg, err);
     if (s != VAE_OK && !g && msg[0] == '\0') return s;
     if (s == VAE_OK) s = vae_gpu_encode(g, mu, logvar, msg);
     return close_gpu(g, s, msg, err);
@@ -67,7 +75,8 @@ vae_status vae_gpu_decode_all(const vae_model *model, const float *z, const uint
     vae_dataset none = {.count = 0, .dim = cfg->input_dim};
     char msg[512] = "";
     vae_gpu *g;
-    vae_status s = open_gpu(model, &none, EVAL_ROWS, 1, vae_model_precision(model), &g, msg, err);
+    vae_status s =
+        open_gpu(model, &none, pass_rows(model, 1), 1, vae_model_precision(model), &g, msg, err);
     if (s != VAE_OK && !g && msg[0] == '\0') return s;
     if (s == VAE_OK) s = vae_gpu_decode(g, z, labels, n, means, msg);
     return close_gpu(g, s, msg, err);

@@ -43,6 +43,11 @@ struct vae_gpu {
                                          when nothing is missing */
     uint8_t *mb;                      /* (max_rows, D) the batch's masks */
     float *xin;                       /* (max_rows, 2D) the encoder's input [x | mask] */
+    /* convolutions */
+    float *conv_cols[VAE_GPU_MAX_LAYERS]; /* a convolution's im2col of its input, for backward */
+    float *scratch_cols;              /* any convolution's columns (taps, B positions) */
+    float *cm_a, *cm_b;               /* activations channel-major (C, B positions) */
+    float *zero_bias, *dbias_cols;    /* a transposed-convolution output adds its own bias */
     float *act[VAE_GPU_MAX_LAYERS];   /* (max_rows, out) each layer's output; the output
                                          layer's before its bias */
     float *heads, *dheads;            /* (2, max_rows, L): mu then logvar, and their gradients */
@@ -176,6 +181,26 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
         ALLOC(g->act[l], rows * m->layers[l].out, "activations");
         if (m->layers[l].out > g->widest) g->widest = m->layers[l].out;
         if (m->layers[l].in > g->widest) g->widest = m->layers[l].in;
+    }
+    size_t cols = 0, cm = 0;
+    for (int l = 0; l < n_layers; l++) {
+        const vae_gpu_layer *c = &m->layers[l];
+        if (c->kind == VAE_GPU_DENSE) continue;
+        const size_t taps = (size_t)(c->kind == VAE_GPU_CONV ? c->in_c : c->out_c) * c->k * c->k;
+        const size_t at = (size_t)(c->kind == VAE_GPU_CONV ? c->out_h * c->out_w : c->in_h * c->in_w);
+        if (c->kind == VAE_GPU_CONV) ALLOC(g->conv_cols[l], taps * rows * at, "convolution columns");
+        if (taps * rows * at > cols) cols = taps * rows * at;
+        if (rows * (size_t)c->in > cm) cm = rows * (size_t)c->in;
+        if (rows * (size_t)c->out > cm) cm = rows * (size_t)c->out;
+    }
+    if (cols) {
+        const int width = m->layers[n_layers - 1].out;
+        ALLOC(g->scratch_cols, cols, "convolution columns");
+        ALLOC(g->cm_a, cm, "convolution activations");
+        ALLOC(g->cm_b, cm, "convolution activations");
+        ALLOC(g->zero_bias, width, "the output's bias");
+        ALLOC(g->dbias_cols, width, "the output's bias");
+        CU(cudaMemset(g->zero_bias, 0, width * sizeof(float)), "clearing");
     }
     ALLOC(g->heads, 2 * rows * lat, "the heads");
     ALLOC(g->dheads, 2 * rows * lat, "the heads' gradients");
@@ -339,6 +364,111 @@ static void linear_backward(vae_gpu *g, int l, const float *x, const float *dy, 
              layer->in, dy, layer->out, 0.0f, dx, k);
 }
 
+/* Row-major C (M, N) = op(A) op(B) + beta C: cuBLAS's column-major product of the transposes. */
+static void gemm_rm(vae_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                    const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                    int ldc) {
+    gemm(g, tb, ta, n, m, k, b, ldb, a, lda, beta, c, ldc);
+}
+
+/* A convolution's image pass: for Conv2d the input under the output positions, for the
+ * transposed one the output under the input positions (conv.c's im2col arguments). */
+static gpu_conv conv_pass(const vae_gpu_layer *l) {
+    gpu_conv s = {l->in_c, l->in_h, l->in_w, l->out_h, l->out_w, l->k, l->stride, l->pad};
+    if (l->kind == VAE_GPU_CONVT) {
+        gpu_conv t = {l->out_c, l->out_h, l->out_w, l->in_h, l->in_w, l->k, l->stride, l->pad};
+        s = t;
+    }
+    return s;
+}
+
+/* Layer l forward from in (rows, its inputs) into act[l]: dense, convolution or transposed
+ * convolution; with `activate` its bias and activation (a dense output layer leaves its bias
+ * to the likelihood; a transposed one adds it). */
+static void layer_forward(vae_gpu *g, int l, const float *in, int rows, pass_labels p,
+                          int activate) {
+    const vae_gpu_layer *c = &g->m.layers[l];
+    const int act = activate ? (int)g->m.activation : -1;
+    const float *w = g->params + c->weight, *b = g->params + c->bias;
+    if (c->kind == VAE_GPU_DENSE) {
+        linear_forward(g, l, in, g->act[l], rows);
+        if (activate)
+            gpu_bias_act(g->stream, g->act[l], b, layer_labels(g, l, p, g->params), rows, c->out,
+                         g->m.activation);
+        return;
+    }
+    const gpu_conv s = conv_pass(c);
+    const int taps = s.c * s.k * s.k, ld = rows * s.oh * s.ow;
+    if (c->kind == VAE_GPU_CONV) { /* y (out_c, B positions) = W (out_c, taps) cols */
+        gpu_im2col(g->stream, g->conv_cols[l], in, s, rows);
+        gemm_rm(g, CUBLAS_OP_N, CUBLAS_OP_N, c->out_c, ld, taps, w, taps, g->conv_cols[l], ld,
+                0.0f, g->cm_a, ld);
+        gpu_from_channel_major(g->stream, g->act[l], g->cm_a, rows, c->out_c,
+                               (size_t)c->out_h * c->out_w, b, act);
+        return;
+    }
+    /* transposed: cols (taps, B inputs) = W^T x, then onto each output image */
+    gpu_to_channel_major(g->stream, g->cm_a, in, NULL, rows, c->in_c, (size_t)c->in_h * c->in_w,
+                         g->m.activation);
+    gemm_rm(g, CUBLAS_OP_T, CUBLAS_OP_N, taps, ld, c->in_c, w, taps, g->cm_a, ld, 0.0f,
+            g->scratch_cols, ld);
+    gpu_col2im(g->stream, g->act[l], g->scratch_cols, s, rows, b, act);
+}
+
+/* Layer l backward: grad (rows, its outputs) is d loss / d its output, after the activation
+ * when `activated` (then taken through it, in place or into scratch); adds nothing, writes its
+ * weight and bias gradients, and dx (may be NULL) = d loss / d in. */
+static void layer_backward(vae_gpu *g, int l, const float *in, float *grad, float *dx, int rows,
+                           pass_labels p, int activated) {
+    const vae_gpu_layer *c = &g->m.layers[l];
+    const vae_activation act = g->m.activation;
+    float *dw = g->grads + c->weight, *db = g->grads + c->bias;
+    const float *w = g->params + c->weight;
+    if (c->kind == VAE_GPU_DENSE) {
+        if (activated) gpu_act_backward(g->stream, grad, g->act[l], db, rows, c->out, act);
+        linear_backward(g, l, in, grad, dx, rows, p);
+        return;
+    }
+    const gpu_conv s = conv_pass(c);
+    const int taps = s.c * s.k * s.k, ld = rows * s.oh * s.ow;
+    if (c->kind == VAE_GPU_CONV) {
+        const size_t ohw = (size_t)c->out_h * c->out_w;
+        gpu_to_channel_major(g->stream, g->cm_a, grad, activated ? g->act[l] : NULL, rows,
+                             c->out_c, ohw, act);
+        gpu_channel_sums(g->stream, g->cm_a, rows, c->out_c, ohw, 1, db);
+        gemm_rm(g, CUBLAS_OP_N, CUBLAS_OP_T, c->out_c, taps, ld, g->cm_a, ld, g->conv_cols[l], ld,
+                0.0f, dw, taps);
+        if (!dx) return;
+        gemm_rm(g, CUBLAS_OP_T, CUBLAS_OP_N, taps, ld, c->out_c, w, taps, g->cm_a, ld, 0.0f,
+                g->scratch_cols, ld);
+        gpu_col2im(g->stream, dx, g->scratch_cols, s, rows, NULL, -1);
+        return;
+    }
+    const size_t ihw = (size_t)c->in_h * c->in_w;
+    if (activated) gpu_act_grad(g->stream, grad, g->act[l], (size_t)rows * c->out, act);
+    gpu_channel_sums(g->stream, grad, rows, c->out_c, (size_t)c->out_h * c->out_w, 0, db);
+    gpu_im2col(g->stream, g->scratch_cols, grad, s, rows);
+    gpu_to_channel_major(g->stream, g->cm_a, in, NULL, rows, c->in_c, ihw, act);
+    gemm_rm(g, CUBLAS_OP_N, CUBLAS_OP_T, c->in_c, taps, ld, g->cm_a, ld, g->scratch_cols, ld,
+            0.0f, dw, taps);
+    if (!dx) return;
+    gemm_rm(g, CUBLAS_OP_N, CUBLAS_OP_N, c->in_c, ld, taps, w, taps, g->scratch_cols, ld, 0.0f,
+            g->cm_b, ld);
+    gpu_from_channel_major(g->stream, dx, g->cm_b, rows, c->in_c, ihw, NULL, -1);
+}
+
+/* The output layer's bias as the likelihood adds it (a transposed convolution added its own),
+ * and where the likelihood's column sums of its gradient go. */
+static const float *output_bias(const vae_gpu *g) {
+    const vae_gpu_layer *o = &g->m.layers[g->m.n_encoder + g->m.n_decoder];
+    return o->kind == VAE_GPU_CONVT ? g->zero_bias : g->params + o->bias;
+}
+
+static float *output_bias_grad(vae_gpu *g) {
+    const vae_gpu_layer *o = &g->m.layers[g->m.n_encoder + g->m.n_decoder];
+    return o->kind == VAE_GPU_CONVT ? g->dbias_cols : g->grads + o->bias;
+}
+
 /* ------------------------------------------------------------------ passes */
 
 /* The likelihood, with the observed values' mask of the rows scored (NULL: all observed) */
@@ -362,14 +492,12 @@ static void encode(vae_gpu *g, const float *x, int rows, gpu_noise noise, pass_l
     const vae_gpu_model *m = &g->m;
     const float *in = x;
     const int last = m->n_encoder - 1;
-    for (int l = 0; l <= last; l++) {
-        linear_forward(g, l, in, g->act[l], rows);
-        if (l < last) /* the last one's bias and activation are done by the heads' kernel */
-            gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias,
-                         layer_labels(g, l, p, g->params), rows, m->layers[l].out,
-                         m->activation);
+    for (int l = 0; l < last; l++) {
+        layer_forward(g, l, in, rows, p, 1);
         in = g->act[l];
     }
+    /* the last (dense) layer's bias and activation are done by the heads' kernel */
+    linear_forward(g, last, in, g->act[last], rows);
     const long long plane = (long long)g->max_rows * m->latent_dim;
     gpu_heads_forward(g->stream, g->act[last], g->params + m->layers[last].bias,
                       layer_labels(g, last, p, g->params), m->activation, m->mu.in, g->params + m->mu.weight, g->params + m->logvar.weight,
@@ -384,12 +512,10 @@ static void decode(vae_gpu *g, const float *z, int rows, pass_labels p) {
     const int out_layer = m->n_encoder + m->n_decoder;
     const float *in = z;
     for (int l = m->n_encoder; l < out_layer; l++) {
-        linear_forward(g, l, in, g->act[l], rows);
-        gpu_bias_act(g->stream, g->act[l], g->params + m->layers[l].bias,
-                     layer_labels(g, l, p, g->params), rows, m->layers[l].out, m->activation);
+        layer_forward(g, l, in, rows, p, 1);
         in = g->act[l];
     }
-    linear_forward(g, out_layer, in, g->act[out_layer], rows);
+    layer_forward(g, out_layer, in, rows, p, 0);
 }
 
 /* x (rows, D, with its masks) through encoder (fed x_in), reparameterization and decoder to
@@ -401,11 +527,10 @@ static void forward(vae_gpu *g, const float *x, const float *x_in, const uint8_t
     const int out_layer = m->n_encoder + m->n_decoder;
     encode(g, x_in, rows, noise, p);
     decode(g, g->z, rows, p);
-    const vae_gpu_layer *o = &m->layers[out_layer];
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
-    g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, x, rows, 1,
+    g->n_recon = gpu_likelihood(g->stream, g->act[out_layer], output_bias(g), x, rows, 1,
                                 NULL, likelihood_of(m, mask), g->params + m->dim_logvar,
-                                train ? g->ga : NULL, g->grads + o->bias,
+                                train ? g->ga : NULL, output_bias_grad(g),
                                 train && per_dim ? g->grads + m->dim_logvar : NULL,
                                 g->part_recon);
 }
@@ -417,12 +542,8 @@ static float *decoder_backward(vae_gpu *g, int rows, pass_labels p) {
     const int out_layer = m->n_encoder + m->n_decoder;
     float *grad = g->ga, *spare = g->gb;
     for (int l = out_layer;; l--) {
-        const vae_gpu_layer *layer = &m->layers[l];
         const float *in = l == m->n_encoder ? g->z : g->act[l - 1];
-        if (l != out_layer)
-            gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
-                             m->activation);
-        linear_backward(g, l, in, grad, l == m->n_encoder ? NULL : spare, rows, p);
+        layer_backward(g, l, in, grad, l == m->n_encoder ? NULL : spare, rows, p, l != out_layer);
         if (l == m->n_encoder) return grad;
         float *t = grad;
         grad = spare, spare = t;
@@ -443,11 +564,11 @@ static void encoder_backward(vae_gpu *g, const float *x, int rows, pass_labels p
                        rows, hidden, lat, m->activation);
     float *grad = g->ga, *spare = g->gb;
     for (int l = last; l >= 0; l--) {
-        const vae_gpu_layer *layer = &m->layers[l];
-        if (l != last)
-            gpu_act_backward(g->stream, grad, g->act[l], g->grads + layer->bias, rows, layer->out,
-                             m->activation);
-        linear_backward(g, l, l == 0 ? x : g->act[l - 1], grad, l == 0 ? NULL : spare, rows, p);
+        const float *in = l == 0 ? x : g->act[l - 1];
+        if (l == last) /* its activation and bias were taken by the heads' kernel */
+            linear_backward(g, l, in, grad, l == 0 ? NULL : spare, rows, p);
+        else
+            layer_backward(g, l, in, grad, l == 0 ? NULL : spare, rows, p, 1);
         float *t = grad;
         grad = spare, spare = t;
     }
@@ -476,19 +597,19 @@ static void iwae_passes(vae_gpu *g, const float *x_in, int inputs, gpu_noise noi
     const int k = g->obj.iwae_k, rows = inputs * k, lat = m->latent_dim;
     const int out_layer = m->n_encoder + m->n_decoder;
     const long long plane = (long long)g->max_rows * lat;
-    const vae_gpu_layer *o = &m->layers[out_layer], *first = &m->layers[m->n_encoder];
+    const vae_gpu_layer *first = &m->layers[m->n_encoder];
     const pass_labels draws = labels_of(g, p.labels, k, 0);
     encode(g, x_in, inputs, noise, p);
     gpu_iwae_step_draws(g->stream, g->heads, g->heads + plane, g->eps, g->z, g->iw_log_w, rows,
                         lat, k, noise, g->counters);
     decode(g, g->z, rows, draws);
-    gpu_row_nll(g->stream, g->act[out_layer], g->params + o->bias, g->xb, rows, 0, k,
+    gpu_row_nll(g->stream, g->act[out_layer], output_bias(g), g->xb, rows, 0, k,
                 likelihood_of(m, g->mb), g->params + m->dim_logvar, g->iw_log_w, 1);
     gpu_iwae_weights(g->stream, g->iw_log_w, inputs, k, g->iw_weights, g->iw_bounds);
     const int per_dim = m->likelihood == VAE_LIK_GAUSSIAN && m->variance == VAE_VAR_PER_DIM;
-    gpu_likelihood(g->stream, g->act[out_layer], g->params + o->bias, g->xb, rows, k,
+    gpu_likelihood(g->stream, g->act[out_layer], output_bias(g), g->xb, rows, k,
                    g->iw_weights, likelihood_of(m, g->mb), g->params + m->dim_logvar, g->ga,
-                   g->grads + o->bias, per_dim ? g->grads + m->dim_logvar : NULL, g->part_recon);
+                   output_bias_grad(g), per_dim ? g->grads + m->dim_logvar : NULL, g->part_recon);
     const float *grad = decoder_backward(g, rows, draws);
     gpu_iwae_latent_backward(g->stream, grad, g->params + first->weight, first->in, first->out,
                              g->z, g->eps, g->heads + plane, g->iw_weights, g->dheads,
@@ -674,7 +795,7 @@ vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double
         const uint8_t *mask = g->train_mask ? g->train_mask + start * dim : NULL;
         encode(g, encoder_input(g, x, mask, rows), rows, noise, p);
         decode(g, g->z, rows, p);
-        gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias, x, rows,
+        gpu_row_nll(g->stream, g->act[out_layer], output_bias(g), x, rows,
                     0, 1, likelihood_of(m, mask), g->params + m->dim_logvar, g->eval_rows, 0);
         const size_t nz = (size_t)rows * lat * sizeof(float);
         CU(cudaMemcpyAsync(g->eval_mu + start * lat, g->heads, nz, cudaMemcpyDeviceToDevice,
@@ -720,7 +841,7 @@ vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *n
                            stream + first);
             decode(g, g->z, rows,
                    labels_of(g, g->train_labels ? g->train_labels + first : NULL, k, row0));
-            gpu_row_nll(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
+            gpu_row_nll(g->stream, g->act[out_layer], output_bias(g),
                         g->train_x + first * dim, rows, row0, k,
                         likelihood_of(m, g->train_mask ? g->train_mask + first * dim : NULL),
                         g->params + m->dim_logvar, g->log_w + row0, 1);
@@ -775,7 +896,7 @@ vae_status vae_gpu_decode(vae_gpu *g, const float *z, const uint8_t *labels, siz
             CU(cudaMemcpyAsync(g->yb, labels + start, (size_t)rows, cudaMemcpyHostToDevice,
                                g->stream), "copying the labels");
         decode(g, g->z, rows, labels_of(g, g->yb, 1, 0));
-        gpu_decode_mean(g->stream, g->act[out_layer], g->params + m->layers[out_layer].bias,
+        gpu_decode_mean(g->stream, g->act[out_layer], output_bias(g),
                         rows, likelihood_of(m, NULL), g->ga);
         CU(cudaMemcpyAsync(means + start * dim, g->ga, (size_t)rows * dim * sizeof(float),
                            cudaMemcpyDeviceToHost, g->stream), "reading the means");

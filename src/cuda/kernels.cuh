@@ -160,4 +160,27 @@ void gpu_decode_mean(cudaStream_t s, const float *out, const float *bias, int ro
 /* nll[e] = -log mean_i exp(log_w[e k + i]) for each of `examples` examples */
 void gpu_log_mean_exp(cudaStream_t s, const double *log_w, int examples, int k, double *nll);
 
+/* Convolutions (conv.c's im2col form). An image pass: C channels of H x W in, kernel taps k x k
+ * with stride and padding, OH x OW positions out. */
+typedef struct {
+    int c, h, w, oh, ow, k, stride, pad;
+} gpu_conv;
+/* cols (C k k, B OH OW) of the batch's images x (B, C, H, W) */
+void gpu_im2col(cudaStream_t st, float *cols, const float *x, gpu_conv s, int batch);
+/* x (B, C, H, W) = the adjoint of im2col of cols, plus bias[ch] (may be NULL), through act
+ * (act < 0: none) */
+void gpu_col2im(cudaStream_t st, float *x, const float *cols, gpu_conv s, int batch,
+                const float *bias, int act);
+/* dst (C, B HW) from src (B, C, HW), times act'(y) when y (like src) is given */
+void gpu_to_channel_major(cudaStream_t st, float *dst, const float *src, const float *y,
+                          int batch, int c, size_t hw, vae_activation act);
+/* dst (B, C, HW) from src (C, B HW), plus bias[ch] (may be NULL), through act (< 0: none) */
+void gpu_from_channel_major(cudaStream_t st, float *dst, const float *src, int batch, int c,
+                            size_t hw, const float *bias, int act);
+/* db[ch] = sum over the batch and positions of channel ch of v, channel-major or (B, C, HW) */
+void gpu_channel_sums(cudaStream_t st, const float *v, int batch, int c, size_t hw,
+                      int channel_major, float *db);
+/* dy (n values) *= act'(y) */
+void gpu_act_grad(cudaStream_t st, float *dy, const float *y, size_t n, vae_activation act);
+
 #endif
