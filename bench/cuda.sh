@@ -40,6 +40,9 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), 
 vae_run cuda-b128-fp32 --device cuda --batch 128
 vae_run cuda-b128-tf32 --device cuda --batch 128 --precision tf32
 vae_run cuda-b1024-fp32 --device cuda --batch 1024
+vae_run cuda-b1024-tf32 --device cuda --batch 1024 --precision tf32
+vae_run conv-b128-fp32 --device cuda --batch 128 --preset conv
+vae_run conv-b128-tf32 --device cuda --batch 128 --preset conv --precision tf32
 # evaluation: -log p(x) with K = 5000 importance samples over the whole test set on the GPU,
 # timed; and the first 200 examples on both devices, whose estimates must agree
 MODEL="$tmp/cuda-b128-fp32/model.safetensors"
@@ -67,15 +70,17 @@ eval_run cpu-n200 -k 5000 -n 200 --device cpu
 
 awk '
     $1 == "vae" { rate[$2] = $4; test[$2] = $6 }
-    $1 == "torch" && $5 == "graph" { trate[$3 "-" $7] = $11; ttest[$3 "-" $7] = $13 }
+    $1 == "torch" && $5 == "graph" { key = $3 "-" $7 "-" $9; trate[key] = $13; ttest[key] = $15 }
     $1 == "eval" { esec[$2] = $4; enll[$2] = $8 }
     END {
         printf "eval: K=5000 over 10,000 test images on the GPU: fp32 %s s, tf32 %s s; first 200: -log p(x) cuda %s, cpu %s\n",
                esec["cuda-k5000"], esec["cuda-k5000-tf32"], enll["cuda-n200"], enll["cpu-n200"]
-        printf "ratios: vae cuda / PyTorch CUDA graph: b128 fp32 %.2fx, b128 tf32 %.2fx, b1024 fp32 %.2fx\n",
-               rate["cuda-b128-fp32"] / trate["128-fp32"], rate["cuda-b128-tf32"] / trate["128-tf32"],
-               rate["cuda-b1024-fp32"] / trate["1024-fp32"]
-        printf "quality: test -ELBO after the epochs: vae cuda fp32 %s, tf32 %s, cpu %s (cuda/cpu - 1 = %+.3f%%), PyTorch graph fp32 %s\n",
-               test["cuda-b128-fp32"], test["cuda-b128-tf32"], test["cpu-b128"],
-               100 * (test["cuda-b128-fp32"] / test["cpu-b128"] - 1), ttest["128-fp32"]
+        printf "ratios: vae cuda / PyTorch CUDA graph: b128 fp32 %.2fx, b128 tf32 %.2fx, b1024 fp32 %.2fx, b1024 tf32 %.2fx, conv b128 fp32 %.2fx, conv b128 tf32 %.2fx\n",
+               rate["cuda-b128-fp32"] / trate["128-fp32-mlp"], rate["cuda-b128-tf32"] / trate["128-tf32-mlp"],
+               rate["cuda-b1024-fp32"] / trate["1024-fp32-mlp"], rate["cuda-b1024-tf32"] / trate["1024-tf32-mlp"],
+               rate["conv-b128-fp32"] / trate["128-fp32-conv"], rate["conv-b128-tf32"] / trate["128-tf32-conv"]
+        cpu = test["cpu-b128"] == "" ? "not run" : sprintf("%s (cuda/cpu - 1 = %+.3f%%)", test["cpu-b128"],
+              100 * (test["cuda-b128-fp32"] / test["cpu-b128"] - 1))
+        printf "quality: test -ELBO after the epochs: vae cuda fp32 %s, tf32 %s, cpu %s; PyTorch graph fp32 %s\n",
+               test["cuda-b128-fp32"], test["cuda-b128-tf32"], cpu, ttest["128-fp32-mlp"]
     }' "$tmp/summary"

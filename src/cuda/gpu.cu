@@ -193,6 +193,12 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
         if (rows * (size_t)c->in > cm) cm = rows * (size_t)c->in;
         if (rows * (size_t)c->out > cm) cm = rows * (size_t)c->out;
     }
+    if (cols > UINT32_MAX || cm > UINT32_MAX) {
+        snprintf(msg, MSG, "a convolution's %zu columns for %d rows are more than the GPU "
+                 "kernels index (2^32 values); use smaller batches", cols > cm ? cols : cm,
+                 g->max_rows);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
     if (cols) {
         const int width = m->layers[n_layers - 1].out;
         ALLOC(g->scratch_cols, cols, "convolution columns");

@@ -720,38 +720,48 @@ void gpu_iwae_latent_backward(cudaStream_t s, const float *dd, const float *w_de
 
 /* ------------------------------------------------------------------ convolutions */
 
+/* Index arithmetic in 32 bits (allocate() keeps every convolution buffer under 2^32 values):
+ * 64-bit division costs several times more on the GPU. */
+
 /* cols (C k k, ld) of `batch` images x (C, H, W) each, output positions (OH, OW): the input
- * under each kernel tap, zero outside the image (im2col in conv.c). Column n*OH*OW + p. */
-__global__ static void im2col_kernel(float *cols, const float *x, gpu_conv s, int batch) {
-    const size_t ohw = (size_t)s.oh * s.ow, ld = (size_t)batch * ohw;
-    const size_t n_all = (size_t)s.c * s.k * s.k * ld;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_all;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const size_t row = i / ld, col = i % ld, n = col / ohw, p = col % ohw;
-        const int ch = (int)(row / (s.k * s.k)), ki = (int)(row / s.k % s.k), kj = (int)(row % s.k);
+ * under each kernel tap, zero outside the image (im2col in conv.c). Column n*OH*OW + p; one
+ * grid row per tap. */
+__global__ static void im2col_kernel(float *cols, const float *x, gpu_conv s, unsigned ld) {
+    const unsigned ohw = (unsigned)(s.oh * s.ow), row = blockIdx.y;
+    const int ch = (int)(row / (unsigned)(s.k * s.k)), ki = (int)(row / s.k % s.k);
+    const int kj = (int)(row % s.k);
+    float *out = cols + (size_t)row * ld;
+    for (unsigned col = blockIdx.x * blockDim.x + threadIdx.x; col < ld;
+         col += gridDim.x * blockDim.x) {
+        const unsigned n = col / ohw, p = col % ohw;
         const int iy = (int)(p / s.ow) * s.stride - s.pad + ki;
         const int ix = (int)(p % s.ow) * s.stride - s.pad + kj;
-        cols[i] = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w
-                      ? x[((n * s.c + ch) * s.h + iy) * s.w + ix] : 0.0f;
+        out[col] = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w
+                       ? x[((size_t)(n * s.c + ch) * s.h + iy) * s.w + ix] : 0.0f;
     }
 }
 
+static unsigned grid_for(unsigned n) {
+    const unsigned b = (n + THREADS - 1) / THREADS;
+    return b < 1 ? 1 : b > MAX_BLOCKS ? MAX_BLOCKS : b;
+}
+
 void gpu_im2col(cudaStream_t st, float *cols, const float *x, gpu_conv s, int batch) {
-    const size_t n = (size_t)s.c * s.k * s.k * batch * s.oh * s.ow;
-    im2col_kernel<<<blocks_for(n), THREADS, 0, st>>>(cols, x, s, batch);
+    const unsigned ld = (unsigned)batch * s.oh * s.ow;
+    im2col_kernel<<<dim3(grid_for(ld), s.c * s.k * s.k), THREADS, 0, st>>>(cols, x, s, ld);
 }
 
 /* The adjoint: each image value the sum of the column entries that read it, taps in conv.c's
  * order; then plus the channel's bias (may be NULL) and through the activation (act < 0:
  * none). */
-__global__ static void col2im_kernel(float *x, const float *cols, gpu_conv s, int batch,
+__global__ static void col2im_kernel(float *x, const float *cols, gpu_conv s, unsigned batch,
                                      const float *bias, int act) {
-    const size_t ohw = (size_t)s.oh * s.ow, ld = (size_t)batch * ohw;
-    const size_t n_all = (size_t)batch * s.c * s.h * s.w;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_all;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const int ix = (int)(i % s.w), iy = (int)(i / s.w % s.h), ch = (int)(i / ((size_t)s.w * s.h) % s.c);
-        const size_t n = i / ((size_t)s.w * s.h * s.c);
+    const unsigned ohw = (unsigned)(s.oh * s.ow), ld = batch * ohw;
+    const unsigned hw = (unsigned)(s.h * s.w), n_all = batch * s.c * hw;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n_all;
+         i += gridDim.x * blockDim.x) {
+        const unsigned p = i % hw, img = i / hw, ch = img % s.c, n = img / s.c;
+        const int ix = (int)(p % s.w), iy = (int)(p / s.w);
         float sum = 0.0f;
         for (int ki = 0; ki < s.k; ki++) {
             const int ty = iy + s.pad - ki;
@@ -759,8 +769,9 @@ __global__ static void col2im_kernel(float *x, const float *cols, gpu_conv s, in
             for (int kj = 0; kj < s.k; kj++) {
                 const int tx = ix + s.pad - kj;
                 if (tx < 0 || tx % s.stride || tx / s.stride >= s.ow) continue;
-                const size_t row = ((size_t)ch * s.k + ki) * s.k + kj;
-                sum += cols[row * ld + n * ohw + (size_t)(ty / s.stride) * s.ow + tx / s.stride];
+                const unsigned row = (ch * s.k + ki) * s.k + kj;
+                sum += cols[(size_t)row * ld + n * ohw + (unsigned)(ty / s.stride) * s.ow +
+                            tx / s.stride];
             }
         }
         if (bias) sum += bias[ch];
@@ -770,17 +781,17 @@ __global__ static void col2im_kernel(float *x, const float *cols, gpu_conv s, in
 
 void gpu_col2im(cudaStream_t st, float *x, const float *cols, gpu_conv s, int batch,
                 const float *bias, int act) {
-    const size_t n = (size_t)batch * s.c * s.h * s.w;
-    col2im_kernel<<<blocks_for(n), THREADS, 0, st>>>(x, cols, s, batch, bias, act);
+    const unsigned n = (unsigned)batch * s.c * s.h * s.w;
+    col2im_kernel<<<grid_for(n), THREADS, 0, st>>>(x, cols, s, (unsigned)batch, bias, act);
 }
 
 /* (B, C, HW) -> (C, B HW), times act'(y) when y is given */
 __global__ static void to_channel_major_kernel(float *dst, const float *src, const float *y,
-                                               int batch, int c, size_t hw, int act) {
-    const size_t n_all = (size_t)batch * c * hw;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_all;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const size_t p = i % hw, ch = i / hw % c, n = i / (hw * c);
+                                               unsigned batch, unsigned c, unsigned hw, int act) {
+    const unsigned n_all = batch * c * hw;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n_all;
+         i += gridDim.x * blockDim.x) {
+        const unsigned p = i % hw, img = i / hw, ch = img % c, n = img / c;
         const float v = y ? act_backward(src[i], y[i], (vae_activation)act) : src[i];
         dst[(ch * batch + n) * hw + p] = v;
     }
@@ -788,48 +799,49 @@ __global__ static void to_channel_major_kernel(float *dst, const float *src, con
 
 void gpu_to_channel_major(cudaStream_t st, float *dst, const float *src, const float *y,
                           int batch, int c, size_t hw, vae_activation act) {
-    const size_t n = (size_t)batch * c * hw;
-    to_channel_major_kernel<<<blocks_for(n), THREADS, 0, st>>>(dst, src, y, batch, c, hw,
-                                                                (int)act);
+    const unsigned n = (unsigned)(batch * c * hw);
+    to_channel_major_kernel<<<grid_for(n), THREADS, 0, st>>>(dst, src, y, (unsigned)batch,
+                                                              (unsigned)c, (unsigned)hw, (int)act);
 }
 
 /* (C, B HW) -> (B, C, HW), plus the channel's bias (may be NULL), through act (< 0: none) */
-__global__ static void from_channel_major_kernel(float *dst, const float *src, int batch, int c,
-                                                 size_t hw, const float *bias, int act) {
-    const size_t n_all = (size_t)batch * c * hw;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_all;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const size_t p = i % hw, ch = i / hw % c, n = i / (hw * c);
-        float v = src[(ch * batch + n) * hw + p] + (bias ? bias[ch] : 0.0f);
+__global__ static void from_channel_major_kernel(float *dst, const float *src, unsigned batch,
+                                                 unsigned c, unsigned hw, const float *bias,
+                                                 int act) {
+    const unsigned n_all = batch * c * hw;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n_all;
+         i += gridDim.x * blockDim.x) {
+        const unsigned p = i % hw, img = i / hw, ch = img % c, n = img / c;
+        const float v = src[(ch * batch + n) * hw + p] + (bias ? bias[ch] : 0.0f);
         dst[i] = act >= 0 ? act_forward(v, (vae_activation)act) : v;
     }
 }
 
 void gpu_from_channel_major(cudaStream_t st, float *dst, const float *src, int batch, int c,
                             size_t hw, const float *bias, int act) {
-    const size_t n = (size_t)batch * c * hw;
-    from_channel_major_kernel<<<blocks_for(n), THREADS, 0, st>>>(dst, src, batch, c, hw, bias,
-                                                                  act);
+    const unsigned n = (unsigned)(batch * c * hw);
+    from_channel_major_kernel<<<grid_for(n), THREADS, 0, st>>>(dst, src, (unsigned)batch,
+                                                                (unsigned)c, (unsigned)hw, bias,
+                                                                act);
 }
 
 /* db[ch] = the sum of channel ch over the batch and positions: channel-major (C, B HW) or
  * image-major (B, C, HW); one block per channel, a fixed order */
-__global__ static void channel_sums_kernel(const float *v, int batch, int c, size_t hw,
-                                           int channel_major, float *db) {
+__global__ static void channel_sums_kernel(const float *v, unsigned batch, unsigned c,
+                                           unsigned hw, int channel_major, float *db) {
     __shared__ double shared[THREADS];
-    const int ch = blockIdx.x;
-    const size_t n_all = (size_t)batch * hw;
+    const unsigned ch = blockIdx.x, n_all = batch * hw;
     float sum = 0.0f;
-    for (size_t i = threadIdx.x; i < n_all; i += blockDim.x)
-        sum += channel_major ? v[(size_t)ch * n_all + i]
-                             : v[((i / hw) * c + ch) * hw + i % hw];
+    for (unsigned i = threadIdx.x; i < n_all; i += blockDim.x)
+        sum += channel_major ? v[ch * n_all + i] : v[((i / hw) * c + ch) * hw + i % hw];
     const double total = block_sum((double)sum, shared);
     if (threadIdx.x == 0) db[ch] = (float)total;
 }
 
 void gpu_channel_sums(cudaStream_t st, const float *v, int batch, int c, size_t hw,
                       int channel_major, float *db) {
-    channel_sums_kernel<<<c, THREADS, 0, st>>>(v, batch, c, hw, channel_major, db);
+    channel_sums_kernel<<<c, THREADS, 0, st>>>(v, (unsigned)batch, (unsigned)c, (unsigned)hw,
+                                               channel_major, db);
 }
 
 __global__ static void act_grad_kernel(float *dy, const float *y, size_t n, vae_activation act) {
