@@ -204,7 +204,7 @@ int cmd_encode(int argc, char **argv) {
     char *header = malloc(32 * (cols + 1));
     float *eps = malloc(sizeof(float) * latent);
     vae_error err = {{0}};
-    vae_status s = mu && lv && table && header && eps ? vae_encode_all(model, data->x, data->labels, n, mu, lv, &err)
+    vae_status s = mu && lv && table && header && eps ? vae_encode_data(model, data, mu, lv, &err)
                                                : VAE_ERR_NO_MEMORY;
     if (s == VAE_OK) {
         for (size_t i = 0; i < n; i++) {

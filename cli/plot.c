@@ -170,7 +170,9 @@ vae_status cli_plot_latent(const char *path, const vae_model *m, const vae_datas
     const int latent = vae_model_config(m)->latent_dim;
     if (n > data->count) n = data->count;
     float *mu = malloc(sizeof(float) * n * latent), *xy = malloc(sizeof(float) * n * 2);
-    vae_status s = mu && xy ? vae_encode_all(m, data->x, data->labels, n, mu, NULL, err) : VAE_ERR_NO_MEMORY;
+    vae_dataset first = *data; /* the first n samples */
+    first.count = n;
+    vae_status s = mu && xy ? vae_encode_data(m, &first, mu, NULL, err) : VAE_ERR_NO_MEMORY;
     char axis[2][64] = {"z1 (latent mean)", "z2 (latent mean)"};
     if (s == VAE_OK && latent == 1) {
         for (size_t i = 0; i < n; i++) xy[2 * i] = mu[i], xy[2 * i + 1] = 0;

@@ -9,7 +9,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_file f;
     if (fuzz_file_make(&f, data, size) != 0) return 0;
-    vae_error err;
+    vae_error err = {{0}};
     vae_model *model = NULL;
     vae_adam *adam = NULL;
     vae_train_state state;

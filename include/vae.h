@@ -554,6 +554,11 @@ vae_status vae_impute(const vae_model *model, const vae_dataset *data, int k, in
  * NULL). labels (n, one per input) for a conditional model, else NULL. */
 vae_status vae_encode_all(const vae_model *model, const float *x, const uint8_t *labels, size_t n,
                           float *mu, float *logvar, vae_error *err);
+/* vae_encode_all of a data set (n = data->count): with its labels, and for a model of missing
+ * values with its masks (the holes are not taken for values); a model without missing values
+ * refuses data that have them. */
+vae_status vae_encode_data(const vae_model *model, const vae_dataset *data, float *mu,
+                           float *logvar, vae_error *err);
 /* The means of p(x|z) (n,D) of n latent points (n,L), in batches; labels as above. */
 vae_status vae_decode_all(const vae_model *model, const float *z, const uint8_t *labels, size_t n,
                           float *probs, vae_error *err);

@@ -387,6 +387,57 @@ static void test_bad_files(void) {
     free(good_header), free(good_data);
 }
 
+/* Replaces every float of the file equal to `from` with `to`; returns how many. */
+static int patch_floats(const char *path, float from, float to) {
+    size_t len;
+    unsigned char *buf = slurp(path, &len);
+    int n = 0;
+    for (size_t i = 0; buf && i + 4 <= len; i++)
+        if (memcmp(buf + i, &from, 4) == 0) memcpy(buf + i, &to, 4), n++, i += 3;
+    FILE *f = buf ? fopen(path, "wb") : NULL;
+    if (f) fwrite(buf, 1, len, f), fclose(f);
+    free(buf);
+    return n;
+}
+
+/* A standardized run's checkpoint opens as a plain model too (it once failed with
+ * 'unexpected tensor "standardize.mean"'); a bad standard deviation in the file gives a clean
+ * message, also to a caller without an error struct; a NaN weight is refused by name. */
+static void test_standardized_checkpoint_and_bad_values(void) {
+    vae_model *m = tiny_model(4), *back = NULL;
+    vae_adam *adam = NULL;
+    vae_error err = {{0}};
+    float mean[16], std[16];
+    for (int i = 0; i < 16; i++) mean[i] = 0.25f, std[i] = 0.123456f;
+    CHECK(vae_model_set_standardization(m, mean, std, &err) == VAE_OK, "%s", err.message);
+    vae_adam_options ao;
+    vae_adam_options_default(&ao);
+    vae_adam_create(&adam, vae_model_num_params(m), &ao, &err);
+    const char *path = check_path("std.safetensors");
+    CHECK(vae_model_save(path, m, adam, NULL, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_model_load(path, &back, NULL, NULL, &err) == VAE_OK, "without Adam: %s",
+          err.message);
+    CHECK(back && vae_model_data_std(back) && vae_model_data_std(back)[3] == 0.123456f,
+          "standardization kept");
+    vae_model_free(back), back = NULL;
+    CHECK(patch_floats(path, 0.123456f, -1.0f) == 16, "patched the std");
+    CHECK(vae_model_load(path, &back, NULL, NULL, &err) == VAE_ERR_FORMAT &&
+              strstr(err.message, "std.safetensors: standardization of value 1") != NULL,
+          "bad std: %s", err.message);
+    CHECK(vae_model_load(path, &back, NULL, NULL, NULL) == VAE_ERR_FORMAT && !back,
+          "bad std without an error struct");
+    /* a weight set to NaN: a model file of m, with one known value patched */
+    const vae_tensor_info t = vae_model_tensor(m, vae_model_find_tensor(m, "decoder.1.bias"));
+    vae_model_params(m)[t.offset + 2] = 0.654321f;
+    CHECK(vae_model_save(path, m, NULL, NULL, &err) == VAE_OK, "%s", err.message);
+    CHECK(patch_floats(path, 0.654321f, NAN) == 1, "patched a bias");
+    CHECK(vae_model_load(path, &back, NULL, NULL, &err) == VAE_ERR_FORMAT &&
+              strstr(err.message, "tensor \"decoder.1.bias\" holds nan at index 2") != NULL,
+          "NaN weight: %s", err.message);
+    vae_adam_free(adam);
+    vae_model_free(m);
+}
+
 int main(void) {
     if (!check_make_dir("ckpt")) return 1;
     vae_set_num_threads(1);
@@ -395,6 +446,7 @@ int main(void) {
     RUN(test_resume_is_bit_identical);
     RUN(test_full_disk_keeps_previous_file);
     RUN(test_bad_files);
+    RUN(test_standardized_checkpoint_and_bad_values);
     check_remove_dir();
     return CHECK_SUMMARY();
 }

@@ -32,7 +32,7 @@ if "$vae" --version | grep -q "OpenBLAS"; then ok version; else fail version "no
 if "$vae" train --help | grep -q -- "--epochs N.*default 10"; then ok train_help; else
     fail train_help "no --epochs default"; fi
 expect unknown_command 64 "unknown command" -- "$vae" frobnicate
-expect unknown_option 64 "" -- "$vae" train --frobnicate
+expect unknown_option 64 "unrecognized option" -- "$vae" train --frobnicate
 expect bad_number 64 "\-\-epochs: expected an integer" -- "$vae" train --epochs 12abc
 expect zero_epochs 64 "\-\-epochs" -- "$vae" train --epochs 0
 expect bad_lr 64 "\-\-lr" -- "$vae" train --lr nan

@@ -201,6 +201,35 @@ static void test_active_units(void) {
     vae_model_free(m);
 }
 
+/* Encoding a data set with holes: the holes are not taken for values (vae encode once treated
+ * them as observed zeros), and a model without missing values refuses such data. */
+static void test_encode_data_with_holes(void) {
+    vae_config cfg = {.input_dim = 6, .latent_dim = 2, .n_encoder = 1, .encoder = {5},
+                      .n_decoder = 1, .decoder = {5}, .activation = VAE_ACT_TANH, .missing = 1};
+    vae_model *m;
+    vae_error err;
+    CHECK(vae_model_create(&m, &cfg, 3, &err) == VAE_OK, "%s", err.message);
+    float x[12] = {0.2f, 0.0f, 0.7f, 0.1f, 0.0f, 0.9f, 0.5f, 0.4f, 0.0f, 0.3f, 0.8f, 0.6f};
+    uint8_t mask[12] = {1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1};
+    vae_dataset data = {.count = 2, .dim = 6, .x = x, .mask = mask};
+    float mu[4], mu_all[4], mu_ref[4];
+    CHECK(vae_encode_data(m, &data, mu, NULL, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_encode_all(m, x, NULL, 2, mu_all, NULL, &err) == VAE_OK, "%s", err.message);
+    vae_workspace *ws;
+    vae_workspace_create(&ws, m, 2, &err);
+    vae_workspace_set_mask(ws, mask);
+    vae_encode(m, ws, x, 2, mu_ref, NULL);
+    vae_workspace_free(ws);
+    CHECK(memcmp(mu, mu_ref, sizeof mu) == 0, "the masked encoding");
+    CHECK(memcmp(mu, mu_all, sizeof mu) != 0, "the holes changed nothing");
+    vae_model_free(m);
+    cfg.missing = 0;
+    CHECK(vae_model_create(&m, &cfg, 3, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_encode_data(m, &data, mu, NULL, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, "missing values") != NULL, "refused: %s", err.message);
+    vae_model_free(m);
+}
+
 static void test_latent_helpers(void) {
     /* quantiles: known values, symmetry, and the round trip through erfc in the far tails */
     CHECK_CLOSE(vae_normal_quantile(0.975), 1.959963984540054, 1e-14, 0, "q(0.975)");
@@ -266,6 +295,7 @@ int main(void) {
     RUN(test_eval_summary);
     RUN(test_active_units);
     RUN(test_latent_helpers);
+    RUN(test_encode_data_with_holes);
     vae_model_free(model);
     vae_dataset_free(images);
     return CHECK_SUMMARY();

@@ -283,6 +283,27 @@ static void test_evaluate_and_encode(void) {
     vae_dataset_free(data);
 }
 
+/* One IWAE draw per input with layers narrower than twice the latent: the step's per-input
+ * sums once ran past the workspace (seen under AddressSanitizer). */
+static void test_iwae_one_draw_narrow_layers(void) {
+    vae_config cfg = {.input_dim = 4, .latent_dim = 6, .n_encoder = 1, .encoder = {4},
+                      .n_decoder = 1, .decoder = {4}, .activation = VAE_ACT_RELU};
+    vae_model *m;
+    vae_workspace *ws;
+    vae_error err;
+    CHECK(vae_model_create(&m, &cfg, 2, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_workspace_create(&ws, m, 3, &err) == VAE_OK, "%s", err.message);
+    const float x[12] = {0.1f, 0.9f, 0.5f, 0.3f, 0.7f, 0.2f, 0.4f, 0.8f, 0.6f, 0.0f, 1.0f, 0.5f};
+    float eps[18];
+    vae_rng r = vae_rng_make(1, 2);
+    vae_rng_normal(&r, eps, 18);
+    vae_loss loss = {0};
+    CHECK(vae_iwae_step(m, ws, x, eps, 3, 1, &loss) == VAE_OK, "iwae step");
+    CHECK(isfinite(loss.recon) && loss.count == 3, "bound %g over %zu", loss.recon, loss.count);
+    vae_workspace_free(ws);
+    vae_model_free(m);
+}
+
 static void test_adam_first_step(void) {
     /* the first bias-corrected step moves every parameter by lr against its gradient's sign */
     vae_adam *adam;
@@ -337,6 +358,7 @@ int main(void) {
     RUN(test_cancel_and_bad_options);
     RUN(test_evaluate_and_encode);
     RUN(test_adam_first_step);
+    RUN(test_iwae_one_draw_narrow_layers);
     RUN(test_png_grid);
     return CHECK_SUMMARY();
 }

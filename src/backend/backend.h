@@ -29,8 +29,9 @@ vae_status vae_gpu_eval_terms(const vae_model *model, const vae_dataset *data,
                               float *logvar, double *nll, vae_error *err);
 
 /* vae_encode_all and vae_decode_all on the GPU (labels checked by the caller). */
-vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint8_t *labels,
-                              size_t n, float *mu, float *logvar, vae_error *err);
+vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint8_t *mask,
+                              const uint8_t *labels, size_t n, float *mu, float *logvar,
+                              vae_error *err);
 vae_status vae_gpu_decode_all(const vae_model *model, const float *z, const uint8_t *labels,
                               size_t n, float *means, vae_error *err);
 

@@ -110,7 +110,8 @@ vae_status vae_gpu_iwae(vae_gpu *g, int k, int chunk, uint64_t stream, double *n
                         int (*progress)(void *user, size_t done, size_t total), void *user,
                         char *msg);
 
-/* The posterior means and log-variances (N, L) of the `train` set (either may be NULL), and
+/* The posterior means and log-variances (N, L) of the `train` set, with its masks for a model
+ * of missing values (either output may be NULL), and
  * the means of p(x|z) (n, D) of n host latent points z (n, L) (labels: n, conditional only). */
 vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg);
 vae_status vae_gpu_decode(vae_gpu *g, const float *z, const uint8_t *labels, size_t n,

@@ -55,11 +55,12 @@ vae_status vae_gpu_eval_terms(const vae_model *model, const vae_dataset *data,
     return close_gpu(g, s, msg, err);
 }
 
-vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint8_t *labels,
-                              size_t n, float *mu, float *logvar, vae_error *err) {
+vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint8_t *mask,
+                              const uint8_t *labels, size_t n, float *mu, float *logvar,
+                              vae_error *err) {
     const vae_config *cfg = vae_model_config(model);
     vae_dataset data = {.count = n, .dim = cfg->input_dim, .x = (float *)x,
-                        .labels = (uint8_t *)labels};
+                        .labels = (uint8_t *)labels, .mask = (uint8_t *)mask};
     char msg[512] = "";
     vae_gpu *g;
     vae_status s =

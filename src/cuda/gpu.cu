@@ -876,8 +876,9 @@ vae_status vae_gpu_encode(vae_gpu *g, float *mu, float *logvar, char *msg) {
     for (size_t start = 0; start < n; start += rows_max) {
         const int rows = n - start < rows_max ? (int)(n - start) : (int)rows_max;
         gpu_noise noise = {0, 0, start, 1}; /* draws nobody reads */
-        const float *x = g->train_x + start * m->input_dim; /* all observed, as on the CPU */
-        encode(g, encoder_input(g, x, NULL, rows), rows, noise,
+        const float *x = g->train_x + start * m->input_dim;
+        const uint8_t *mask = g->train_mask ? g->train_mask + start * m->input_dim : NULL;
+        encode(g, encoder_input(g, x, mask, rows), rows, noise,
                labels_of(g, g->train_labels ? g->train_labels + start : NULL, 1, 0));
         const size_t nz = (size_t)rows * lat * sizeof(float);
         if (mu) CU(cudaMemcpyAsync(mu + start * lat, g->heads, nz, cudaMemcpyDeviceToHost,

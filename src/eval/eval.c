@@ -44,11 +44,12 @@ static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, v
     return VAE_OK;
 }
 
-/* log (1/K) sum_k w_k, w_k = p(x|z_k) p(z_k) / q(z_k|x), with a running log-sum-exp so K can be
- * large without keeping the weights. */
-static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x,
-                          const uint8_t *mask, int label, const float *mu, const float *logvar,
-                          int k_total, int chunk, vae_rng *rng) {
+/* *log_px = log (1/K) sum_k w_k, w_k = p(x|z_k) p(z_k) / q(z_k|x), with a running log-sum-exp
+ * so K can be large without keeping the weights. */
+static vae_status iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x,
+                              const uint8_t *mask, int label, const float *mu,
+                              const float *logvar, int k_total, int chunk, vae_rng *rng,
+                              double *log_px) {
     const int latent = vae_model_config(m)->latent_dim;
     memset(s->labels, label, (size_t)chunk);
     vae_workspace_set_labels(s->ws, s->labels);
@@ -58,7 +59,7 @@ static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x,
         int c = k_total - done < chunk ? k_total - done : chunk;
         vae_rng_normal(rng, s->eps, (size_t)c * latent);
         op_reparam_draws(s->z, s->log_w, mu, logvar, s->eps, c, latent);
-        vae_log_likelihood(m, s->ws, s->z, c, x, 0, s->log_px);
+        VAE_TRY(vae_log_likelihood(m, s->ws, s->z, c, x, 0, s->log_px));
         for (int r = 0; r < c; r++) {
             double lw = s->log_px[r] + s->log_w[r];
             if (lw > max) {
@@ -69,7 +70,8 @@ static double iwae_log_px(const vae_model *m, iwae_scratch *s, const float *x,
             }
         }
     }
-    return max + log(sum) - log((double)k_total);
+    *log_px = max + log(sum) - log((double)k_total);
+    return VAE_OK;
 }
 
 /* The ELBO's parts per example with vae_evaluate's noise, and the encoder's means and
@@ -127,25 +129,33 @@ static vae_status iwae_pass(const vae_model *m, const vae_dataset *data, const v
     VAE_RETURN_IF(!scratch, err, VAE_ERR_NO_MEMORY, "out of memory");
     vae_status s = VAE_OK;
     for (int t = 0; t < threads && s == VAE_OK; t++) s = scratch_make(&scratch[t], m, o->chunk, err);
-    volatile int stop = s != VAE_OK;
+    volatile int stop = s != VAE_OK, failed = 0;
     size_t done = 0;
     const long n = (long)data->count;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (s == VAE_OK)
     for (long i = 0; i < n; i++) {
         if (stop) continue;
         vae_rng rng = vae_rng_make(o->seed, VAE_STREAM_IWAE + (uint64_t)i);
-        nll[i] = -iwae_log_px(m, &scratch[vae_thread_index()], data->x + (size_t)i * data->dim,
-                              data->mask ? data->mask + (size_t)i * data->dim : NULL,
-                              data->labels ? data->labels[i] : 0, mu + (size_t)i * latent,
-                              logvar + (size_t)i * latent,
-                              o->importance_samples, o->chunk, &rng);
+        double log_px;
+        if (iwae_log_px(m, &scratch[vae_thread_index()], data->x + (size_t)i * data->dim,
+                        data->mask ? data->mask + (size_t)i * data->dim : NULL,
+                        data->labels ? data->labels[i] : 0, mu + (size_t)i * latent,
+                        logvar + (size_t)i * latent, o->importance_samples, o->chunk, &rng,
+                        &log_px) != VAE_OK) {
+            failed = 1, stop = 1;
+            continue;
+        }
+        nll[i] = -log_px;
         size_t now;
 #pragma omp atomic capture
         now = ++done;
         if (vae_thread_index() == 0 && o->progress && o->progress(o->user, now, data->count))
             stop = 1;
     }
-    if (s == VAE_OK && stop) s = vae_fail(err, VAE_ERR_CANCELLED, "evaluation cancelled");
+    if (s == VAE_OK && failed)
+        s = vae_fail(err, VAE_ERR_INTERNAL, "scoring importance samples failed");
+    else if (s == VAE_OK && stop)
+        s = vae_fail(err, VAE_ERR_CANCELLED, "evaluation cancelled");
     for (int t = 0; t < threads; t++) scratch_free(&scratch[t]);
     free(scratch);
     return s;

@@ -20,12 +20,16 @@ static vae_status need_labels(const vae_model *m, const uint8_t *labels, size_t 
     return VAE_OK;
 }
 
-vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *labels, size_t n,
-                          float *mu, float *logvar, vae_error *err) {
+/* Encoder means and log-variances of n rows of x, with their masks (NULL: all observed) and
+ * labels, on the model's device. */
+static vae_status encode_rows(const vae_model *m, const float *x, const uint8_t *mask,
+                              const uint8_t *labels, size_t n, float *mu, float *logvar,
+                              vae_error *err) {
     VAE_TRY(need_labels(m, labels, n, err));
     vae_device device;
     VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
-    if (device == VAE_DEVICE_CUDA) return vae_gpu_encode_all(m, x, labels, n, mu, logvar, err);
+    if (device == VAE_DEVICE_CUDA)
+        return vae_gpu_encode_all(m, x, mask, labels, n, mu, logvar, err);
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
@@ -33,6 +37,7 @@ vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *lab
         int b = n - i < PASS_BATCH ? (int)(n - i) : PASS_BATCH;
         size_t at = i * (size_t)cfg->latent_dim;
         vae_workspace_set_labels(ws, labels ? labels + i : NULL);
+        vae_workspace_set_mask(ws, mask ? mask + i * (size_t)cfg->input_dim : NULL);
         if (vae_encode(m, ws, x + i * (size_t)cfg->input_dim, b, mu ? mu + at : NULL,
                        logvar ? logvar + at : NULL) != VAE_OK) {
             vae_workspace_free(ws);
@@ -41,6 +46,17 @@ vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *lab
     }
     vae_workspace_free(ws);
     return VAE_OK;
+}
+
+vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *labels, size_t n,
+                          float *mu, float *logvar, vae_error *err) {
+    return encode_rows(m, x, NULL, labels, n, mu, logvar, err);
+}
+
+vae_status vae_encode_data(const vae_model *m, const vae_dataset *data, float *mu, float *logvar,
+                           vae_error *err) {
+    VAE_TRY(vae_check_data(m, data, "encoded", err));
+    return encode_rows(m, data->x, data->mask, data->labels, data->count, mu, logvar, err);
 }
 
 vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *labels, size_t n,

@@ -70,6 +70,13 @@ static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
     return n;
 }
 
+/* Whether name is one of the n tensors listed. */
+static int is_listed(const st_tensor *tensors, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(tensors[i].name, name) == 0) return 1;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- metadata */
 
 static int set_str(json_t *meta, const char *key, const char *value) {
@@ -626,14 +633,20 @@ static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_
         VAE_RETURN_IF(fseeko(ls->f, (off_t)(8 + header_len + e->begin), SEEK_SET) != 0 ||
                           fread(t->data, sizeof(float), t->count, ls->f) != t->count,
                       err, VAE_ERR_IO, "%s: read error in tensor \"%s\"", path, t->name);
+        for (size_t v = 0; v < t->count; v++) /* a NaN weight would give plausible nonsense */
+            VAE_RETURN_IF(!isfinite(t->data[v]), err, VAE_ERR_FORMAT,
+                          "%s: tensor \"%s\" holds %g at index %zu; a model holds finite values",
+                          path, t->name, (double)t->data[v], v);
     }
-    if (vae_model_data_mean(ls->model)) /* checks what was read */
+    if (vae_model_data_mean(ls->model)) { /* checks what was read */
+        vae_error inner = {{0}};
         VAE_RETURN_IF(vae_model_set_standardization(ls->model, vae_model_data_mean(ls->model),
-                                                    vae_model_data_std(ls->model), err) != VAE_OK,
-                      err, VAE_ERR_FORMAT, "%s: %s", path, err->message);
+                                                    vae_model_data_std(ls->model), &inner) != VAE_OK,
+                      err, VAE_ERR_FORMAT, "%s: %s", path, inner.message);
+    }
     if (n_entries > n_needed) { /* the extra tensors must be exactly the moments */
         for (size_t j = 0; j < n_entries; j++)
-            VAE_RETURN_IF(vae_model_find_tensor(ls->model, ls->entries[j].name) < 0 &&
+            VAE_RETURN_IF(!is_listed(ls->tensors, n_needed, ls->entries[j].name) &&
                               strncmp(ls->entries[j].name, "adam.m.", 7) != 0 &&
                               strncmp(ls->entries[j].name, "adam.v.", 7) != 0,
                           err, VAE_ERR_FORMAT, "%s: unexpected tensor \"%.60s\"", path,

@@ -72,6 +72,9 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
         per_sample += (size_t)model->layers[l].out;
         if ((size_t)model->layers[l].out > widest) widest = (size_t)model->layers[l].out;
     }
+    /* vae_iwae_step sums each input's draws into grad_b as two (B, L) blocks: with one draw
+     * per input and layers narrower than 2L, grad_b must still hold them */
+    if (widest < 2 * (size_t)model->cfg.latent_dim) widest = 2 * (size_t)model->cfg.latent_dim;
     per_sample += 5 * (size_t)model->cfg.latent_dim + 2 * widest;
     size_t total;
     int overflow = __builtin_mul_overflow(per_sample, (size_t)max_batch, &total);
