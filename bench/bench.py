@@ -1,7 +1,7 @@
 """Side-by-side training speed: `vae train` against the PyTorch reference, in ONE run.
 
 Trains the same model on the same data (Fashion-MNIST) with our program and with
-../shared/torch_vae.py, alternating the two, PyTorch in each of its thread settings
+bench/torch_vae.py, alternating the two, PyTorch in each of its thread settings
 (--threads 1 and 2, with and without OPENBLAS_NUM_THREADS=1) so that its best is the one compared.
 Prints samples/s, the ratio to PyTorch's best, test loss after the same epochs, peak resident
 memory (/usr/bin/time -v), and our GFLOP/s against the cblas_sgemm rate measured on the same
@@ -18,7 +18,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TORCH_SCRIPT = os.path.join(ROOT, "..", "shared", "torch_vae.py")
+TORCH_SCRIPT = os.path.join(HERE, "torch_vae.py")
 DATA = "/usr/share/datasets/fashion-mnist"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_NUM_THREADS")
 
