@@ -132,12 +132,12 @@ tests: all $(TEST_BIN)
 # demo/.
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/vae train --preset pytorch --epochs 10 --batch 128 --lr 1e-3 --out demo
+	$(BUILD)/vae train --preset pytorch --epochs 10 --batch 128 --lr 1e-3 --out demo --force
 	$(BUILD)/vae eval demo/model.safetensors -k 100 --json demo/eval.json -q
 	$(BUILD)/vae plot-latent demo/model.safetensors -o demo/latent.png
 	$(BUILD)/vae traverse demo/model.safetensors -o demo/traverse.png
 	$(BUILD)/vae report demo
-	$(BUILD)/vae train --preset pytorch --conditional --epochs 10 --out demo/conditional -q
+	$(BUILD)/vae train --preset pytorch --conditional --epochs 10 --out demo/conditional -q --force
 	$(BUILD)/vae sample demo/conditional/model.safetensors -n 100 -o demo/classes.png
 
 clean:

@@ -45,7 +45,7 @@ def timed(cmd, env):
 def run_vae(build, preset, batch, epochs, threads=None):
     cmd = [os.path.join(build, "vae"), "train", "--preset", preset, "--batch", str(batch),
            "--epochs", str(epochs), "--lr", "1e-3", "--seed", "1", "--out",
-           os.path.join(build, "bench-out")]
+           os.path.join(build, "bench-out"), "--force"]
     if threads:
         cmd += ["--threads", str(threads)]
     out, rss = timed(cmd, clean_env())

@@ -33,7 +33,14 @@ typedef struct {
     double last_draw;        /* seconds, to redraw the bar at most 10 times a second */
     FILE *log, *jsonl;       /* per-epoch CSV and JSON lines */
     size_t test_count;       /* test samples, for the evaluation rate */
+    /* the output folder, made at the first epoch or checkpoint (open_outputs) */
+    const char *out, *resume;
+    int first_epoch, force, writer;
+    int opened;              /* 1 made, -1 failed (open_error says why), 0 not yet */
+    char open_error[512];
 } train_view;
+
+static int open_outputs(train_view *v);
 
 static int on_progress(void *user, int epoch, size_t step, size_t steps, double running_loss) {
     train_view *v = user;
@@ -54,6 +61,7 @@ static int on_progress(void *user, int epoch, size_t step, size_t steps, double 
 
 static void on_epoch(void *user, const vae_epoch_stats *s) {
     train_view *v = user;
+    if (v->writer) open_outputs(v); /* a failure stops the run at the checkpoint that follows */
     if (!v->quiet) {
         printf("epoch %d/%d train %.3f (recon %.3f kl %.3f)", s->epoch, s->epochs, s->train_loss,
                s->train_recon, s->train_kl);
@@ -95,6 +103,10 @@ static vae_status on_checkpoint(void *user, const vae_model *model, vae_adam *ad
                                 vae_train_position position, vae_error *err) {
     train_view *v = user;
     if (!v->checkpoint_path) return VAE_OK;
+    if (!open_outputs(v)) {
+        if (err) snprintf(err->message, sizeof err->message, "%s", v->open_error);
+        return VAE_ERR_IO;
+    }
     v->state.position = position;
     return vae_model_save(v->checkpoint_path, model, adam, &v->state, err);
 }
@@ -165,6 +177,8 @@ static void usage(FILE *out) {
         "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
         "                            end, checkpoint.safetensors (weights, Adam moments, state)\n"
         "                            after every epoch and on Ctrl-C\n"
+        "      --force               replace the run already in the output folder (without\n"
+        "                            it, a folder holding a model or checkpoint is refused)\n"
         "  -c, --checkpoint-every N  also write the checkpoint every N steps (default 0: off)\n"
         "  -r, --resume DIR          continue the run whose checkpoint is in DIR, exactly (same\n"
         "                            architecture, data, batch and seed; --epochs may grow)\n"
@@ -182,7 +196,7 @@ typedef struct {
     long label_column;
     int n_classes; /* of the training labels, for --conditional */
     int standardize, conditional, missing, exclude_label;
-    int latent, threads, no_test, quiet;
+    int latent, threads, no_test, quiet, force;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
     uint64_t checkpoint_every;
@@ -194,7 +208,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
            OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
            OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL,
-           OPT_CONV, OPT_MISSING, OPT_EXCLUDE };
+           OPT_CONV, OPT_MISSING, OPT_EXCLUDE, OPT_FORCE };
     int every = 0;
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
@@ -208,6 +222,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"batch", required_argument, 0, 'b'},         {"lr", required_argument, 0, 'l'},
         {"seed", required_argument, 0, 's'},          {"threads", required_argument, 0, 't'},
         {"out", required_argument, 0, 'o'},           {"quiet", no_argument, 0, 'q'},
+        {"force", no_argument, 0, OPT_FORCE},
         {"checkpoint-every", required_argument, 0, 'c'}, {"resume", required_argument, 0, 'r'},
         {"beta", required_argument, 0, OPT_BETA},     {"kl-warmup", required_argument, 0, OPT_WARMUP},
         {"free-bits", required_argument, 0, OPT_FREE_BITS},
@@ -304,6 +319,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case 'r': a->resume = optarg; break;
         case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
         case 'o': a->out = optarg; break;
+        case OPT_FORCE: a->force = 1; break;
         case 'q': a->quiet = 1; break;
         case 'h': usage(stdout); *code = EXIT_OK; return 0;
         default: fprintf(stderr, "(try vae train --help)\n"); return 0;
@@ -445,6 +461,72 @@ static void remove_stale_temporaries(const char *dir, const char *name) {
     closedir(d);
 }
 
+/* The output folder, its logs (and, replacing a run with --force, without the old model),
+ * made when the run first has something to keep: a run refused or failed before then leaves
+ * no trace. Returns 0, with v->open_error, when they cannot be made. */
+static int open_outputs(train_view *v) {
+    if (v->opened) return v->opened > 0;
+    v->opened = -1;
+    if (mkdir(v->out, 0777) != 0 && errno != EEXIST) {
+        snprintf(v->open_error, sizeof v->open_error, "cannot create %s: %s", v->out,
+                 strerror(errno));
+        return 0;
+    }
+    remove_stale_temporaries(v->out, "checkpoint.safetensors");
+    remove_stale_temporaries(v->out, "model.safetensors");
+    char path[PATH_SIZE];
+    snprintf(path, sizeof path, "%s/model.safetensors", v->out);
+    if (v->force) unlink(path);
+    v->log = open_log(v->out, v->resume, v->first_epoch, "train_log.csv", LOG_HEADER);
+    v->jsonl = v->log ? open_log(v->out, v->resume, v->first_epoch, "train_log.jsonl", NULL) : NULL;
+    if (!v->log || !v->jsonl) {
+        snprintf(v->open_error, sizeof v->open_error, "cannot create %s/train_log.*: %s", v->out,
+                 strerror(errno));
+        return 0;
+    }
+    v->opened = 1;
+    return 1;
+}
+
+/* Whether dir can take the run's files, found out without leaving a trace: an existing folder
+ * must take a file, a new one must be creatable (it is removed again). 0 and why if not. */
+static int output_folder_usable(const char *dir, char *why, size_t size) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            snprintf(why, size, "%s exists and is not a folder", dir);
+            return 0;
+        }
+        char probe[PATH_SIZE];
+        snprintf(probe, sizeof probe, "%s/.vae-probe-XXXXXX", dir);
+        int fd = mkstemp(probe);
+        if (fd < 0) {
+            snprintf(why, size, "cannot write into %s: %s", dir, strerror(errno));
+            return 0;
+        }
+        close(fd);
+        unlink(probe);
+        return 1;
+    }
+    if (mkdir(dir, 0777) != 0) {
+        snprintf(why, size, "cannot create %s: %s", dir, strerror(errno));
+        return 0;
+    }
+    rmdir(dir);
+    return 1;
+}
+
+/* The file of another run in dir (model or checkpoint), or NULL. */
+static const char *earlier_run(const char *dir) {
+    static const char *const names[] = {"model.safetensors", "checkpoint.safetensors"};
+    char path[PATH_SIZE];
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (access(path, F_OK) == 0) return names[i];
+    }
+    return NULL;
+}
+
 /* A run to resume: the checkpoint's model, optimizer and state, checked against what the
  * command line asks for now. */
 static vae_status load_resume(const train_args *a, const vae_dataset *train, vae_model **model,
@@ -503,7 +585,6 @@ int cmd_train(int argc, char **argv) {
     vae_dataset *train = NULL, *test = NULL;
     vae_model *model = NULL;
     vae_adam *adam = NULL;
-    FILE *log = NULL;
     train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO)};
     vae_status s = load_split(a.train, a.train_labels, a.label_column, &train, &err);
     if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, a.label_column, &test, &err);
@@ -602,27 +683,35 @@ int cmd_train(int argc, char **argv) {
     if (!writer) a.quiet = view.quiet = 1, view.bar = 0;
     char path[PATH_SIZE], checkpoint_path[PATH_SIZE];
     snprintf(checkpoint_path, sizeof checkpoint_path, "%s/checkpoint.safetensors", a.out);
+    /* everything is checked before a file is touched: a refused run changes nothing */
+    if ((s = vae_train_check(model, train, test, &a.train_opt, &err)) != VAE_OK) goto fail;
+    if (a.resume && view.state.position.epoch > a.train_opt.epochs) {
+        fprintf(stderr, "vae: the run in %s has finished its %d epochs: nothing to do (give "
+                "--epochs N, N > %d, to train it further)\n", a.resume, a.train_opt.epochs,
+                a.train_opt.epochs);
+        code = EXIT_OK;
+        goto cleanup;
+    }
     if (writer) {
-        if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
-            fprintf(stderr, "vae: cannot create %s: %s\n", a.out, strerror(errno));
+        char why[PATH_SIZE + 128];
+        const char *other = a.resume || a.force ? NULL : earlier_run(a.out);
+        if (other) {
+            fprintf(stderr, "vae: %s holds another run (%s): continue it with --resume %s, or "
+                    "replace it with --force\n", a.out, other, a.out);
+            code = EXIT_USAGE;
+            goto cleanup;
+        }
+        if (!output_folder_usable(a.out, why, sizeof why)) {
+            fprintf(stderr, "vae: %s\n", why);
             code = EXIT_CANTCREAT;
             goto cleanup;
         }
         view.checkpoint_path = checkpoint_path;
-        remove_stale_temporaries(a.out, "checkpoint.safetensors");
-        remove_stale_temporaries(a.out, "model.safetensors");
-        int first_epoch = a.resume ? view.state.position.epoch : 1;
-        log = open_log(a.out, a.resume, first_epoch, "train_log.csv", LOG_HEADER);
-        view.jsonl = log ? open_log(a.out, a.resume, first_epoch, "train_log.jsonl", NULL) : NULL;
-        if (!log || !view.jsonl) {
-            fprintf(stderr, "vae: cannot create %s/train_log.*: %s\n", a.out, strerror(errno));
-            code = EXIT_CANTCREAT;
-            goto cleanup;
-        }
     }
+    view.out = a.out, view.resume = a.resume, view.force = a.force, view.writer = writer;
+    view.first_epoch = a.resume ? view.state.position.epoch : 1;
 
     vae_set_num_threads(a.threads);
-    view.log = log;
     view.test_count = test ? test->count : 0;
     a.train_opt.progress = on_progress;
     a.train_opt.on_epoch = on_epoch;
@@ -663,9 +752,19 @@ int cmd_train(int argc, char **argv) {
         code = EXIT_INTERRUPTED;
         goto cleanup;
     }
+    if (s != VAE_OK && view.opened < 0) { /* the folder could not be made after all */
+        fprintf(stderr, "vae: %s\n", view.open_error);
+        code = EXIT_CANTCREAT;
+        goto cleanup;
+    }
     if (s != VAE_OK) goto fail;
     if (!writer) {
         code = EXIT_OK;
+        goto cleanup;
+    }
+    if (!open_outputs(&view)) {
+        fprintf(stderr, "vae: %s\n", view.open_error);
+        code = EXIT_CANTCREAT;
         goto cleanup;
     }
 
@@ -688,7 +787,7 @@ cleanup:
         fprintf(stderr, "vae: error writing %s/train_log.jsonl\n", a.out);
         code = EXIT_IOERR;
     }
-    if (log && fclose(log) != 0 && code == EXIT_OK) {
+    if (view.log && fclose(view.log) != 0 && code == EXIT_OK) {
         fprintf(stderr, "vae: error writing %s/train_log.csv\n", a.out);
         code = EXIT_IOERR;
     }

@@ -493,6 +493,11 @@ void vae_train_options_default(vae_train_options *opt);
  * end chunks, so checkpoints fall on the same steps as on the CPU. */
 vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
                      const vae_train_options *opt, vae_error *err);
+/* Everything vae_train checks before its first step (the data, the options, where to start,
+ * the optimizer to resume, the device), without training: a program can refuse a run before
+ * it creates any file. */
+vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
+                           const vae_dataset *test, const vae_train_options *opt, vae_error *err);
 
 /* Mean negative ELBO of a data set with one noise draw per sample from stream `seed`. */
 vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,

@@ -105,6 +105,28 @@ else
     if grep -q "no CUDA device" "$tmp/gpu.err"; then ok gpu_absent_refused; else
         fail gpu_absent_refused "$(head -c 300 "$tmp/gpu.err")"; fi
 fi
+# nothing lost: a refused run changes no file of the folder it was given and makes no folder;
+# a folder holding a run is refused unless --force (or --resume); resuming a finished run
+# says there is nothing to do
+cp -r "$tmp/run1" "$tmp/kept"
+printf '0.5,2.0\n0.1,0.2\n' >"$tmp/big.csv"
+expect refused_run_changes_nothing 64 "outside what a bernoulli likelihood" -- "$vae" train --train "$tmp/big.csv" --no-test --out "$tmp/kept"
+if diff -r "$tmp/run1" "$tmp/kept" >/dev/null; then ok refused_run_kept_the_folder; else
+    fail refused_run_kept_the_folder "$(diff -r "$tmp/run1" "$tmp/kept" | head -3)"; fi
+expect refused_run_no_folder 64 "outside what" -- "$vae" train --train "$tmp/big.csv" --no-test --out "$tmp/new-run"
+if [ -e "$tmp/new-run" ]; then fail refused_run_made_no_folder "it exists"; else ok refused_run_made_no_folder; fi
+expect folder_holds_a_run 64 "holds another run (model.safetensors): continue it with --resume" -- \
+    "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 1 --out "$tmp/kept"
+if diff -r "$tmp/run1" "$tmp/kept" >/dev/null; then ok folder_with_a_run_untouched; else
+    fail folder_with_a_run_untouched "changed"; fi
+if "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --preset seed --epochs 1 --batch 50 \
+    --out "$tmp/kept" --force -q 2>"$tmp/err" && [ "$(wc -l <"$tmp/kept/train_log.csv")" -eq 2 ]; then
+    ok force_replaces_the_run
+else
+    fail force_replaces_the_run "$(cat "$tmp/err")"
+fi
+expect finished_run_nothing_to_do 0 "has finished its 1 epochs: nothing to do" -- "$vae" train --resume "$tmp/kept" --train "$tmp/small-images-idx3-ubyte" --no-test
+expect out_is_a_file 73 "exists and is not a folder" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 1 --out "$tmp/big.csv"
 expect cannot_create_out 73 "cannot create" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 1 --out /proc/vae-out
 
 # SIGINT stops training at the end of a step with exit 130

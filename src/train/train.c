@@ -147,8 +147,8 @@ static vae_status train_on_gpu(vae_model *model, const vae_dataset *train,
     return s;
 }
 
-vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
-                     const vae_train_options *opt, vae_error *err) {
+vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
+                           const vae_dataset *test, const vae_train_options *opt, vae_error *err) {
     VAE_TRY(vae_check_data(model, train, "training", err));
     if (test) VAE_TRY(vae_check_data(model, test, "test", err));
     VAE_RETURN_IF(opt->epochs < 1, err, VAE_ERR_INVALID_ARGUMENT, "epochs must be >= 1");
@@ -157,8 +157,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     VAE_RETURN_IF(!(opt->beta >= 0.0f && opt->beta <= 1e6f) ||
                       !(opt->free_bits >= 0.0f && opt->free_bits <= 1e6f),
                   err, VAE_ERR_INVALID_ARGUMENT, "beta and free bits must be finite and >= 0");
-    const vae_config *cfg = vae_model_config(model);
-    const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
+    const int batch_size = opt->batch_size;
     const size_t n = train->count;
     const size_t steps_per_epoch = (n + (size_t)batch_size - 1) / (size_t)batch_size;
     const int k = opt->iwae_k > 1 ? opt->iwae_k : 1;
@@ -168,13 +167,11 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     VAE_RETURN_IF(k > 1 && (opt->beta != 1.0f || opt->free_bits != 0.0f || opt->kl_warmup), err,
                   VAE_ERR_INVALID_ARGUMENT,
                   "the IWAE bound has no separate KL term: beta, warm-up and free bits do not apply");
-    const int train_rows = batch_size * k;
     const int rank = opt->collective ? opt->collective->rank : 0;
     const int ranks = opt->collective ? opt->collective->size : 1;
     VAE_RETURN_IF(ranks < 1 || rank < 0 || rank >= ranks ||
                       (ranks > 1 && (!opt->collective->sum_floats || !opt->collective->sum_doubles)),
                   err, VAE_ERR_INVALID_ARGUMENT, "rank %d of %d: not a valid collective", rank, ranks);
-    const int noise_rows = train_rows > opt->eval_batch_size ? train_rows : opt->eval_batch_size;
 
     /* where to start: right after an epoch's last step (a run stopped there) the epoch is only
      * reported and evaluated, then the next one begins */
@@ -207,6 +204,28 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
 
     VAE_RETURN_IF((unsigned)opt->precision > VAE_PRECISION_TF32, err, VAE_ERR_INVALID_ARGUMENT,
                   "unknown precision %d", (int)opt->precision);
+    vae_device device; /* AUTO: the GPU when there is one and it runs this model */
+    VAE_TRY(vae_device_resolve(opt->device, vae_gpu_supports(model, opt, NULL), &device, err));
+    if (device == VAE_DEVICE_CUDA) VAE_TRY(vae_gpu_supports(model, opt, err));
+    return VAE_OK;
+}
+
+
+vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
+                     const vae_train_options *opt, vae_error *err) {
+    VAE_TRY(vae_train_check(model, train, test, opt, err));
+    const vae_config *cfg = vae_model_config(model);
+    const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
+    const size_t n = train->count;
+    const size_t steps_per_epoch = (n + (size_t)batch_size - 1) / (size_t)batch_size;
+    const int k = opt->iwae_k > 1 ? opt->iwae_k : 1;
+    const int train_rows = batch_size * k;
+    const int rank = opt->collective ? opt->collective->rank : 0;
+    const int ranks = opt->collective ? opt->collective->size : 1;
+    const int noise_rows = train_rows > opt->eval_batch_size ? train_rows : opt->eval_batch_size;
+    const vae_train_position start = opt->start;
+    const uint64_t first_step =
+        (uint64_t)(start.epoch - 1) * steps_per_epoch + start.step_in_epoch;
     vae_device device; /* AUTO: the GPU when there is one and it runs this model */
     VAE_TRY(vae_device_resolve(opt->device, vae_gpu_supports(model, opt, NULL), &device, err));
     if (device == VAE_DEVICE_CUDA) return train_on_gpu(model, train, test, opt, first_step, err);
