@@ -10,7 +10,7 @@ OMPFLAGS ?= -fopenmp
 ALL_CFLAGS = $(OPTFLAGS) $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC \
              $(OMPFLAGS) -fno-math-errno -I$(BLAS_INC) -Iinclude -Isrc
 override LDFLAGS += $(OMPFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
-LDLIBS  := -lopenblas -ljansson -lpng -lz -lm
+LDLIBS  := -lopenblas -ljansson -lcsv -lpng -lz -lm
 BUILD   := build
 # MPI=1: a vae for `mpirun -np N vae train` (data-parallel), built with Open MPI's mpicc into
 # build-mpi; the library itself never needs MPI.

@@ -31,7 +31,11 @@ vae_status cli_read_dataset(const char *path, const char *labels, long label_col
         vae_csv_options_default(&o);
         o.label_column = label_column;
         o.allow_missing = 1; /* a model without --missing refuses them, saying so */
-        return vae_csv_load(path, &o, out, err);
+        vae_status s = vae_csv_load(path, &o, out, err);
+        if (s == VAE_OK && o.header) /* said, so that a lost first row never goes unseen */
+            fprintf(stderr, "vae: %s: the first row is a header, not data: %s\n", path,
+                    o.header_text);
+        return s;
     }
     char found[4096];
     if (!labels && vae_idx_find_labels(path, found, sizeof found)) labels = found;

@@ -376,9 +376,11 @@ uint64_t vae_dataset_hash(const vae_dataset *ds);
  * labels_path (may be NULL) names an IDX label file whose count must match. */
 vae_status vae_idx_load(const char *images_path, const char *labels_path, vae_dataset **out,
                         vae_error *err);
-/* Numeric CSV, plain or gzip (by content). The first row is a header when any of its cells is
- * not a number (it is skipped, so sklearn's "150,4,setosa,..." first lines work); every other
- * row must have the first data row's number of cells, each a finite number. A label column, when
+/* Numeric CSV (RFC 4180: quoted fields, CRLF line ends; a UTF-8 byte-order mark is skipped),
+ * plain or gzip (by content), read with libcsv. The first row is a header when any of its
+ * cells is not a number (it is skipped and said in opt->header, so sklearn's
+ * "150,4,setosa,..." first lines work); every other row must have the first data row's number
+ * of cells, each a finite number that fits a float. A label column, when
  * asked for, must hold integers 0..255. Values are used as they are (no scaling); the first bad
  * cell is reported with its row and column (1-based). */
 #define VAE_CSV_NO_LABELS (-1)
@@ -386,9 +388,12 @@ vae_status vae_idx_load(const char *images_path, const char *labels_path, vae_da
 typedef struct {
     long label_column; /* 0-based, VAE_CSV_LAST_COLUMN, or VAE_CSV_NO_LABELS (default) */
     int allow_missing; /* 0: refuse; 1: an empty cell, "nan" or "NA" is a missing value */
+    /* set by vae_csv_load: 1 when the first row was a header (skipped), and its cells */
+    int header;
+    char header_text[64];
 } vae_csv_options;
 void vae_csv_options_default(vae_csv_options *opt);
-vae_status vae_csv_load(const char *path, const vae_csv_options *opt, vae_dataset **out,
+vae_status vae_csv_load(const char *path, vae_csv_options *opt, vae_dataset **out,
                         vae_error *err);
 
 /* NumPy .npy (versions 1-3): little-endian float32 ('<f4'), float64 ('<f8') or uint8 ('|u1'),

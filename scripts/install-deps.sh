@@ -6,7 +6,7 @@
 # Runs as root (apt-get update first); as another user it only reports what is missing.
 set -eu
 
-PACKAGES="build-essential pkg-config libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libjansson-dev
+PACKAGES="build-essential pkg-config libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libjansson-dev libcsv-dev
 dataset-fashion-mnist"
 [ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES clang libclang-rt-dev chromium libopenmpi-dev openmpi-bin"
 [ "${1:-}" = "--bench" ] && PACKAGES="python3-torch python3-numpy time"

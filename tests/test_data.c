@@ -56,6 +56,28 @@ static void test_csv_good(void) {
     }
 }
 
+/* What spreadsheets write: a UTF-8 byte-order mark, CRLF line ends, quoted numbers (RFC 4180).
+ * Each file once lost its first data row as a "header" without a word. */
+static void test_csv_as_spreadsheets_write_it(void) {
+    write_text("bom.csv", "\xef\xbb\xbf" "0.1,0.2,0.3\r\n0.4,0.5,0.6\r\n0.7,0.8,0.9\r\n");
+    vae_csv_options o;
+    vae_csv_options_default(&o);
+    vae_dataset *d = NULL;
+    vae_error err = {{0}};
+    CHECK(vae_csv_load(check_path("bom.csv"), &o, &d, &err) == VAE_OK, "%s", err.message);
+    CHECK(d && d->count == 3 && d->dim == 3 && d->x[0] == 0.1f && d->x[8] == 0.9f,
+          "three rows of three");
+    CHECK(!o.header, "no header said");
+    vae_dataset_free(d), d = NULL;
+    write_text("quoted.csv", "\"x\",\"y, the second\"\r\n\"1.5\",\"2\"\r\n3,\"-4e-1\"\r\n");
+    CHECK(vae_csv_load(check_path("quoted.csv"), &o, &d, &err) == VAE_OK, "%s", err.message);
+    CHECK(d && d->count == 2 && d->dim == 2 && d->x[0] == 1.5f && d->x[3] == -0.4f,
+          "quoted numbers");
+    CHECK(o.header && strcmp(o.header_text, "x,y, the second") == 0, "header said: %d \"%s\"",
+          o.header, o.header_text);
+    vae_dataset_free(d);
+}
+
 static void test_csv_bad(void) {
     write_text("cell.csv", "x,y\n1,2\n3,oops\n");
     vae_dataset_free(csv("cell.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "row 3, column 2: expected a number, got \"oops\""));
@@ -68,7 +90,13 @@ static void test_csv_bad(void) {
     write_text("nan.csv", "1,2\nnan,3\n");
     vae_dataset_free(csv("nan.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "row 2, column 1"));
     write_text("huge.csv", "1,2\n1e300,3\n");
-    vae_dataset_free(csv("huge.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "does not fit a float"));
+    vae_dataset_free(csv("huge.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "row 2, column 1: \"1e300\" is not a finite number that fits a float"));
+    write_text("inf.csv", "1,2\n3,inf\n");
+    vae_dataset_free(csv("inf.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "row 2, column 2: \"inf\" is not a finite number"));
+    write_text("two-headers.csv", "a,b\nc,d\n1,2\n");
+    vae_dataset_free(csv("two-headers.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "row 2, column 1: expected a number, got \"c\" (only the first row may be a header)"));
+    write_text("quote.csv", "1,\"2\n3,4\n");
+    vae_dataset_free(csv("quote.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "unterminated quote"));
     write_text("header-only.csv", "a,b,c\n");
     vae_dataset_free(csv("header-only.csv", VAE_CSV_NO_LABELS, VAE_ERR_FORMAT, "no data rows"));
     write_text("label.csv", "1,2,300\n");
@@ -217,6 +245,7 @@ int main(void) {
     if (!check_make_dir("data")) return 1;
     RUN(test_csv_good);
     RUN(test_csv_bad);
+    RUN(test_csv_as_spreadsheets_write_it);
     RUN(test_npy);
     RUN(test_standardization);
     check_remove_dir();
