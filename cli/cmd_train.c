@@ -720,8 +720,9 @@ int cmd_train(int argc, char **argv) {
     a.train_opt.user = &view;
     if (!a.quiet) {
         fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; "
-                "%zu parameters; %d threads", train->count, train->dim,
-                test ? test->count : 0, vae_model_num_params(model), vae_get_num_threads());
+                "%zu parameters; %d threads, %s kernels", train->count, train->dim,
+                test ? test->count : 0, vae_model_num_params(model), vae_get_num_threads(),
+                vae_blas_core());
         if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
         fputc('\n', stderr);
         char info[256];

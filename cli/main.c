@@ -2,7 +2,9 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -36,7 +38,22 @@ static void usage(FILE *out) {
 
 static int run(int argc, char **argv);
 
+/* OpenBLAS picks its kernels when it starts, before main, and falls back to slow generic ones
+ * on CPUs it does not know. When better ones suit this CPU (vae_blas_core_choice) and the user
+ * named none, vae runs itself again, once, with OPENBLAS_CORETYPE set; if that fails it goes on
+ * with what it has. */
+static void choose_blas_kernels(char **argv) {
+    if (getenv("OPENBLAS_CORETYPE") || getenv("VAE_BLAS_CHOSEN")) return;
+    vae_cpu_features f;
+    vae_cpu_features_detect(&f);
+    const char *better = vae_blas_core_choice(vae_blas_core(), &f);
+    if (setenv("VAE_BLAS_CHOSEN", better ? better : "kept", 1) != 0 || !better) return;
+    if (setenv("OPENBLAS_CORETYPE", better, 1) == 0) execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
 int main(int argc, char **argv) {
+    choose_blas_kernels(argv);
     cli_parallel_init(&argc, &argv);
     return cli_parallel_finish(run(argc, argv));
 }
@@ -53,7 +70,12 @@ static int run(int argc, char **argv) {
         return EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("vae %s\nBLAS: %s\n", VAE_VERSION_STRING, vae_blas_info());
+        const char *chosen = getenv("VAE_BLAS_CHOSEN");
+        printf("vae %s\nBLAS: %s\nkernels: %s (%s)\n", VAE_VERSION_STRING, vae_blas_info(),
+               vae_blas_core(),
+               chosen && strcmp(chosen, "kept") != 0 ? "chosen by vae for this CPU"
+               : getenv("OPENBLAS_CORETYPE")          ? "named by OPENBLAS_CORETYPE"
+                                                       : "detected by OpenBLAS");
         if (cli_parallel_name()) printf("parallel: %s, %d ranks\n", cli_parallel_name(),
                                         cli_parallel_size());
         return EXIT_OK;

@@ -78,6 +78,24 @@ void vae_set_num_threads(int n);
 int vae_get_num_threads(void);
 /* A static description of the BLAS in use, e.g. "OpenBLAS 0.3.21 ... Haswell MAX_THREADS=64". */
 const char *vae_blas_info(void);
+/* The name of the matrix kernels OpenBLAS uses ("Haswell", "SkylakeX", "Prescott", ...). */
+const char *vae_blas_core(void);
+
+/* What decides which kernels can run: the CPU's instruction sets and whether the OS saves the
+ * registers they use (AVX: YMM; AVX-512: opmask and ZMM). */
+typedef struct {
+    int avx2, fma, avx512f, avx512bw, avx512dq, avx512vl;
+    int os_avx, os_avx512;
+} vae_cpu_features;
+/* This CPU's features (cpuid, xgetbv); all zero elsewhere than x86-64. */
+void vae_cpu_features_detect(vae_cpu_features *f);
+/* Better OpenBLAS kernels (an OPENBLAS_CORETYPE value) than `detected` for a CPU with these
+ * features, or NULL to keep them: when OpenBLAS fell back to a generic core (it does not
+ * recognise many newer CPUs, in virtual machines especially), "SkylakeX" where AVX-512 (F, BW,
+ * DQ, VL) and its OS state are there, else "Haswell" where AVX2 and FMA are; never kernels
+ * whose instructions are missing. OpenBLAS reads OPENBLAS_CORETYPE when it starts, so a
+ * program acts on this before (vae re-executes itself once with it set). */
+const char *vae_blas_core_choice(const char *detected, const vae_cpu_features *f);
 
 /* ---------------------------------------------------------------- random numbers */
 

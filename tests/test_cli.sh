@@ -29,6 +29,12 @@ make_idx() {
 
 if "$vae" --help | grep -q "train"; then ok help; else fail help "no command list"; fi
 if "$vae" --version | grep -q "OpenBLAS"; then ok version; else fail version "no BLAS named"; fi
+if "$vae" --version | grep -q "^kernels: [A-Za-z0-9]* (" &&
+    OPENBLAS_CORETYPE=Prescott "$vae" --version | grep -q "^kernels: Prescott (named by OPENBLAS_CORETYPE)"; then
+    ok version_names_kernels
+else
+    fail version_names_kernels "$("$vae" --version | tail -1)"
+fi
 if "$vae" train --help | grep -q -- "--epochs N.*default 10"; then ok train_help; else
     fail train_help "no --epochs default"; fi
 expect unknown_command 64 "unknown command" -- "$vae" frobnicate

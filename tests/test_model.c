@@ -304,6 +304,47 @@ static void test_iwae_one_draw_narrow_layers(void) {
     vae_model_free(m);
 }
 
+/* Which OpenBLAS kernels vae names for a CPU: better ones only over a generic detection, and
+ * never ones whose instructions (or saved OS state) the CPU lacks. */
+static void test_blas_core_choice(void) {
+    const vae_cpu_features none = {0};
+    const vae_cpu_features avx2 = {.avx2 = 1, .fma = 1, .os_avx = 1};
+    const vae_cpu_features avx512 = {.avx2 = 1, .fma = 1, .avx512f = 1, .avx512bw = 1,
+                                     .avx512dq = 1, .avx512vl = 1, .os_avx = 1, .os_avx512 = 1};
+    vae_cpu_features no_os512 = avx512, no_vl = avx512, no_os = avx2, no_fma = avx2;
+    no_os512.os_avx512 = 0, no_vl.avx512vl = 0, no_os.os_avx = 0, no_fma.fma = 0;
+    struct {
+        const char *detected;
+        const vae_cpu_features *f;
+        const char *want; /* NULL: keep */
+    } cases[] = {
+        {"Prescott", &avx512, "SkylakeX"},  /* a Sapphire Rapids VM OpenBLAS 0.3.21 misses */
+        {"Prescott", &avx2, "Haswell"},     /* an AVX2-only CPU */
+        {"Prescott", &no_os512, "Haswell"}, /* AVX-512 the OS does not save */
+        {"Prescott", &no_vl, "Haswell"},
+        {"Prescott", &no_os, NULL},         /* AVX2 the OS does not save */
+        {"Prescott", &no_fma, NULL},
+        {"Prescott", &none, NULL},
+        {"Sandybridge", &avx2, "Haswell"},
+        {"Haswell", &avx512, NULL},         /* recognised: OpenBLAS's choice stands */
+        {"Zen", &avx512, NULL},
+        {"SkylakeX", &avx512, NULL},
+        {"Cooperlake", &avx512, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = vae_blas_core_choice(cases[i].detected, cases[i].f);
+        CHECK(got == cases[i].want || (got && cases[i].want && strcmp(got, cases[i].want) == 0),
+              "case %zu (%s): %s, want %s", i, cases[i].detected, got ? got : "keep",
+              cases[i].want ? cases[i].want : "keep");
+    }
+    vae_cpu_features here;
+    vae_cpu_features_detect(&here);
+    const char *mine = vae_blas_core_choice("Prescott", &here);
+    CHECK(!mine || strcmp(mine, "Haswell") || (here.avx2 && here.fma && here.os_avx),
+          "this CPU: %s", mine);
+    CHECK(vae_blas_core() && vae_blas_core()[0], "a core name");
+}
+
 static void test_adam_first_step(void) {
     /* the first bias-corrected step moves every parameter by lr against its gradient's sign */
     vae_adam *adam;
@@ -359,6 +400,7 @@ int main(void) {
     RUN(test_evaluate_and_encode);
     RUN(test_adam_first_step);
     RUN(test_iwae_one_draw_narrow_layers);
+    RUN(test_blas_core_choice);
     RUN(test_png_grid);
     return CHECK_SUMMARY();
 }

@@ -45,3 +45,5 @@ int vae_thread_limit(void) {
 }
 
 const char *vae_blas_info(void) { return openblas_get_config(); }
+
+const char *vae_blas_core(void) { return openblas_get_corename(); }
