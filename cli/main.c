@@ -29,7 +29,7 @@ static void usage(FILE *out) {
             "  score        anomaly scores per sample (and ROC AUC given the anomalies' label)\n"
             "\n"
             "  vae <command> --help   options of a command\n"
-            "  vae --version          version and the BLAS in use\n"
+            "  vae --version, -V      version, the BLAS and its kernels\n"
             "\n"
             "exit codes: 0 ok, 3 training diverged (NaN/Inf), 64 usage, 65 bad data,\n"
             "66 missing input, 70 internal error, 73 cannot create output, 74 I/O error,\n"
@@ -69,7 +69,7 @@ static int run(int argc, char **argv) {
         usage(stdout);
         return EXIT_OK;
     }
-    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0 || strcmp(cmd, "version") == 0) {
         const char *chosen = getenv("VAE_BLAS_CHOSEN");
         printf("vae %s\nBLAS: %s\nkernels: %s (%s)\n", VAE_VERSION_STRING, vae_blas_info(),
                vae_blas_core(),

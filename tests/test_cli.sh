@@ -28,7 +28,7 @@ make_idx() {
 }
 
 if "$vae" --help | grep -q "train"; then ok help; else fail help "no command list"; fi
-if "$vae" --version | grep -q "OpenBLAS"; then ok version; else fail version "no BLAS named"; fi
+if "$vae" --version | grep -q "OpenBLAS" && "$vae" -V | grep -q "^vae "; then ok version; else fail version "no BLAS named, or no -V"; fi
 if "$vae" --version | grep -q "^kernels: [A-Za-z0-9]* (" &&
     OPENBLAS_CORETYPE=Prescott "$vae" --version | grep -q "^kernels: Prescott (named by OPENBLAS_CORETYPE)"; then
     ok version_names_kernels
