@@ -73,7 +73,8 @@ typedef struct {
 /* ---------------------------------------------------------------- threads and BLAS */
 
 /* Sets the number of threads that matrix products use (process-wide: OpenBLAS keeps one pool).
- * n <= 0 means one per online core. */
+ * n <= 0 means one per core that other processes leave free, sampled over 50 ms (threads that
+ * share a core with a busy process make every parallel step wait for the slowest of them). */
 void vae_set_num_threads(int n);
 int vae_get_num_threads(void);
 /* A static description of the BLAS in use, e.g. "OpenBLAS 0.3.21 ... Haswell MAX_THREADS=64". */

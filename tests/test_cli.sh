@@ -111,6 +111,18 @@ else
     if grep -q "no CUDA device" "$tmp/gpu.err"; then ok gpu_absent_refused; else
         fail gpu_absent_refused "$(head -c 300 "$tmp/gpu.err")"; fi
 fi
+# threads that never collapse: by default no thread is started on a core another process keeps
+# busy (a hog pinned to CPU 0 here), so a busy machine does not make every step wait
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+    taskset -c 0 sh -c 'while :; do :; done' &
+    hog=$!
+    sleep 0.3
+    threads=$("$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 1 --batch 50 \
+        --preset seed --out "$tmp/busy" 2>&1 | sed -n 's/.* \([0-9][0-9]*\) threads,.*/\1/p')
+    kill $hog
+    if [ -n "$threads" ] && [ "$threads" -lt "$(nproc)" ]; then ok default_threads_leave_busy_cores; else
+        fail default_threads_leave_busy_cores "$threads threads on $(nproc) cores, one busy"; fi
+fi
 # nothing lost: a refused run changes no file of the folder it was given and makes no folder;
 # a folder holding a run is refused unless --force (or --resume); resuming a finished run
 # says there is nothing to do
