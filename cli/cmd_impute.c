@@ -300,6 +300,11 @@ int cmd_score(int argc, char **argv) {
         fprintf(stderr, "vae: --anomaly-label needs the labels of %s\n", argv[optind + 1]);
         code = EXIT_USAGE;
     }
+    if (code == EXIT_OK && anomaly >= 0 && !memchr(data->labels, anomaly, data->count)) {
+        fprintf(stderr, "vae: --anomaly-label %d: no sample of %s has that label\n", anomaly,
+                argv[optind + 1]);
+        code = EXIT_USAGE;
+    }
     if (code != EXIT_OK) {
         vae_dataset_free(data), vae_model_free(m);
         return code;

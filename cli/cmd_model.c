@@ -121,6 +121,12 @@ int cmd_sample(int argc, char **argv) {
     vae_model *model;
     vae_train_state st;
     if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
+    if (a.label >= 0 && !vae_model_config(model)->n_classes) {
+        fprintf(stderr, "vae: sample: --label %d: %s is not a conditional model (it has no "
+                "classes to draw from)\n", a.label, argv[optind]);
+        vae_model_free(model);
+        return EXIT_USAGE;
+    }
     vae_error err = {{0}};
     vae_status s = cli_write_samples(a.out, a.npy, model, st.data_rows, st.data_cols, a.count,
                                      a.seed, a.label, &err);

@@ -569,6 +569,10 @@ int cmd_train(int argc, char **argv) {
     if (!parse_args(argc, argv, &a, &code)) return code;
     vae_error err = {{0}};
     char train_path[PATH_SIZE], test_path[PATH_SIZE];
+    if (a.test && a.no_test) {
+        fprintf(stderr, "vae: train: --test %s and --no-test: give one or the other\n", a.test);
+        return EXIT_USAGE;
+    }
     if (!a.train) {
         if (!find_in_dir(train_path, a.data_dir, "train-images-idx3-ubyte")) {
             fprintf(stderr, "vae: no train-images-idx3-ubyte[.gz] in %s (install Debian's "
@@ -601,6 +605,12 @@ int cmd_train(int argc, char **argv) {
             memmove(train->x + kept * d, train->x + i * d, d * sizeof(float));
             if (train->mask) memmove(train->mask + kept * d, train->mask + i * d, d);
             train->labels[kept++] = train->labels[i];
+        }
+        if (kept == train->count) { /* a flag that would do nothing is said */
+            snprintf(err.message, sizeof err.message, "--exclude-label %d: no training sample "
+                     "has that label", a.exclude_label - 1);
+            s = VAE_ERR_INVALID_ARGUMENT;
+            goto fail;
         }
         train->count = kept;
         if (!kept) {

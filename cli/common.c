@@ -18,6 +18,7 @@ int cli_exit_code(vae_status status) {
     case VAE_ERR_CANCELLED: return EXIT_INTERRUPTED;
     case VAE_ERR_DIVERGED: return EXIT_DIVERGED;
     case VAE_ERR_INTERNAL: return EXIT_SOFTWARE;
+    case VAE_ERR_CREATE: return EXIT_CANTCREAT;
     }
     return EXIT_SOFTWARE;
 }

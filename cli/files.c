@@ -26,6 +26,11 @@ vae_status cli_read_dataset(const char *path, const char *labels, long label_col
                      "column (--label-column), .npy data have none", path);
             return VAE_ERR_INVALID_ARGUMENT;
         }
+        if (cli_has_suffix(path, ".npy") && label_column != VAE_CSV_NO_LABELS) {
+            snprintf(err->message, sizeof err->message, "%s: --label-column is for CSV data; "
+                     ".npy data have no labels", path);
+            return VAE_ERR_INVALID_ARGUMENT;
+        }
         if (cli_has_suffix(path, ".npy")) return vae_npy_load(path, 1, out, err);
         vae_csv_options o;
         vae_csv_options_default(&o);
@@ -36,6 +41,12 @@ vae_status cli_read_dataset(const char *path, const char *labels, long label_col
             fprintf(stderr, "vae: %s: the first row is a header, not data: %s\n", path,
                     o.header_text);
         return s;
+    }
+    if (label_column != VAE_CSV_NO_LABELS) { /* a flag that would do nothing is said */
+        snprintf(err->message, sizeof err->message, "%s: --label-column is for CSV data; IDX "
+                 "labels come from a label file (found beside the images, or --train-labels)",
+                 path);
+        return VAE_ERR_INVALID_ARGUMENT;
     }
     char found[4096];
     if (!labels && vae_idx_find_labels(path, found, sizeof found)) labels = found;

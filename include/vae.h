@@ -59,7 +59,8 @@ typedef enum {
     VAE_ERR_FORMAT = 5,           /* a file's content is not what it should be */
     VAE_ERR_CANCELLED = 6,        /* a callback asked to stop */
     VAE_ERR_DIVERGED = 7,         /* NaN or Inf in the loss or gradients */
-    VAE_ERR_INTERNAL = 8          /* a broken invariant: a bug in libvae */
+    VAE_ERR_INTERNAL = 8,         /* a broken invariant: a bug in libvae */
+    VAE_ERR_CREATE = 9            /* an output file cannot be created there */
 } vae_status;
 
 /* A static string naming the status ("format error", ...). Never NULL. */

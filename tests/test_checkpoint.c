@@ -246,7 +246,7 @@ static void test_full_disk_keeps_previous_file(void) {
     vae_model *back = NULL;
     CHECK(vae_model_load(p, &back, NULL, NULL, &err) == VAE_OK, "still loads: %s", err.message);
     vae_model_free(back);
-    CHECK(vae_model_save("/nonexistent-dir/x.safetensors", m, NULL, NULL, &err) == VAE_ERR_OPEN,
+    CHECK(vae_model_save("/nonexistent-dir/x.safetensors", m, NULL, NULL, &err) == VAE_ERR_CREATE,
           "%s", err.message);
     free(before), free(after);
     vae_model_free(m);

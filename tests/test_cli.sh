@@ -111,6 +111,15 @@ else
     if grep -q "no CUDA device" "$tmp/gpu.err"; then ok gpu_absent_refused; else
         fail gpu_absent_refused "$(head -c 300 "$tmp/gpu.err")"; fi
 fi
+# flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
+m1="$tmp/run1/model.safetensors"
+expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test
+expect label_column_on_idx 64 "\-\-label-column is for CSV data" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --label-column 3 --no-test
+expect label_of_unconditional 64 "is not a conditional model" -- "$vae" sample "$m1" --label 3 -o "$tmp/s.png"
+expect exclude_absent_label 64 "\-\-exclude-label 99: no training sample has that label" -- "$vae" train --train "$fmnist/t10k-images-idx3-ubyte.gz" --no-test --exclude-label 99 --epochs 1 --out "$tmp/ex"
+expect anomaly_label_absent 64 "\-\-anomaly-label 42: no sample of" -- "$vae" score "$m1" "$fmnist/t10k-images-idx3-ubyte.gz" -o "$tmp/scores.csv" --anomaly-label 42
+expect output_folder_missing 73 "cannot create it" -- "$vae" sample "$m1" -o "$tmp/no-such-folder/s.png"
+expect output_is_a_folder 73 "is a folder; name a file to write" -- "$vae" sample "$m1" -o "$tmp"
 # threads that never collapse: by default no thread is started on a core another process keeps
 # busy (a hog pinned to CPU 0 here), so a busy machine does not make every step wait
 if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then

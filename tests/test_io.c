@@ -63,8 +63,12 @@ static void test_atomic_writer(void) {
     while (d && (e = readdir(d))) temporaries += strstr(e->d_name, ".tmp.") != NULL;
     if (d) closedir(d);
     CHECK(temporaries == 0, "%d temporary files left", temporaries);
-    CHECK(vae_write_atomic("/proc/no-such-dir/x", write_hello, "x", &err) == VAE_ERR_OPEN,
+    CHECK(vae_write_atomic("/proc/no-such-dir/x", write_hello, "x", &err) == VAE_ERR_CREATE,
           "unwritable folder: %s", err.message);
+    /* a folder as the target: said as such, no temporary name in the message */
+    CHECK(vae_write_atomic(check_dir, write_hello, "x", &err) == VAE_ERR_CREATE &&
+              strstr(err.message, "is a folder") && !strstr(err.message, ".tmp."),
+          "a folder: %s", err.message);
 }
 
 int main(void) {

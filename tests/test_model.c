@@ -383,7 +383,7 @@ static void test_png_grid(void) {
     CHECK(buf[2 * 26 + 2] == 0, "first pixel black: %d", buf[2 * 26 + 2]);
     CHECK(buf[(2 + 7) * 26 + 2 + 9] == (uint8_t)(19.0f / 59 * 255 + 0.5f), "last pixel of 1st");
     free(buf);
-    CHECK(vae_png_write_grid("/nonexistent-dir/x.png", img, 3, 4, 5, 2, 2, &err) == VAE_ERR_OPEN &&
+    CHECK(vae_png_write_grid("/nonexistent-dir/x.png", img, 3, 4, 5, 2, 2, &err) == VAE_ERR_CREATE &&
           strstr(err.message, "/nonexistent-dir/x.png"), "%s", err.message);
     unlink(path);
 }

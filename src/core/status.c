@@ -14,6 +14,7 @@ const char *vae_status_str(vae_status status) {
     case VAE_ERR_CANCELLED: return "cancelled";
     case VAE_ERR_DIVERGED: return "training diverged";
     case VAE_ERR_INTERNAL: return "internal error";
+    case VAE_ERR_CREATE: return "cannot create file";
     }
     return "unknown status";
 }

@@ -18,11 +18,16 @@ vae_status vae_write_atomic(const char *path, vae_write_fn write, void *ctx, vae
         s = vae_fail(err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
         goto done;
     }
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* said before any temporary name */
+        s = vae_fail(err, VAE_ERR_CREATE, "%s is a folder; name a file to write", path);
+        tmp[0] = '\0';
+        goto done;
+    }
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        s = vae_fail(err, VAE_ERR_OPEN, "%s: cannot create a temporary file beside it: %s", path,
-                     strerror(errno));
+        s = vae_fail(err, VAE_ERR_CREATE, "%s: cannot create it: %s", path, strerror(errno));
         tmp[0] = '\0';
         goto done;
     }
