@@ -140,8 +140,9 @@ int cmd_sample(int argc, char **argv) {
 int cmd_reconstruct(int argc, char **argv) {
     static const char usage[] =
         "usage: vae reconstruct MODEL [DATA] [options]\n\n"
-        "Encodes images (IDX; default the Fashion-MNIST test set) and decodes them back\n"
-        "(z = mu), rows of originals each followed by their reconstructions, as a PNG grid.\n"
+        "Encodes images (IDX, .npy or CSV rows of the model's image size; default the\n"
+        "Fashion-MNIST test set) and decodes them back (z = mu), rows of originals each\n"
+        "followed by their reconstructions, as a PNG grid.\n"
         "  -n, --count N   images, default 20\n"
         "  -o, --out FILE  default reconstructions.png\n"
         CLI_DEVICE_HELP;
@@ -162,8 +163,13 @@ int cmd_reconstruct(int argc, char **argv) {
     if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
     vae_error err = {{0}};
     vae_dataset *data = NULL;
-    vae_status s = vae_idx_load(data_path, NULL, &data, &err);
-    if (s == VAE_OK) s = cli_write_reconstructions(a.out, model, data, a.count, &err);
+    if ((code = cli_load_data(data_path, NULL, model, &data)) != EXIT_OK) {
+        vae_model_free(model);
+        return code;
+    }
+    if (data->rows == 0 && st.data_rows * st.data_cols == data->dim) /* rows of a CSV */
+        data->rows = st.data_rows, data->cols = st.data_cols;
+    vae_status s = cli_write_reconstructions(a.out, model, data, a.count, &err);
     vae_dataset_free(data);
     vae_model_free(model);
     if (s != VAE_OK) return cli_report(s, &err);

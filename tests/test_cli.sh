@@ -111,6 +111,11 @@ else
     if grep -q "no CUDA device" "$tmp/gpu.err"; then ok gpu_absent_refused; else
         fail gpu_absent_refused "$(head -c 300 "$tmp/gpu.err")"; fi
 fi
+# every command reads every format: reconstruct takes CSV rows of the model's image size
+tail -c +17 "$tmp/small-images-idx3-ubyte" | head -c $((3 * 784)) | od -An -v -tu1 -w784 |
+    awk '{ for (i = 1; i <= NF; i++) printf "%s%.4f", i > 1 ? "," : "", $i / 255; print "" }' >"$tmp/three.csv"
+if "$vae" reconstruct "$tmp/run1/model.safetensors" "$tmp/three.csv" -o "$tmp/rec.png" 2>"$tmp/err" &&
+    [ -s "$tmp/rec.png" ]; then ok reconstruct_reads_csv; else fail reconstruct_reads_csv "$(cat "$tmp/err")"; fi
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
 m1="$tmp/run1/model.safetensors"
 expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test
