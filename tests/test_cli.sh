@@ -113,7 +113,7 @@ else
 fi
 # every command reads every format: reconstruct takes CSV rows of the model's image size
 tail -c +17 "$tmp/small-images-idx3-ubyte" | head -c $((3 * 784)) | od -An -v -tu1 -w784 |
-    awk '{ for (i = 1; i <= NF; i++) printf "%s%.4f", i > 1 ? "," : "", $i / 255; print "" }' >"$tmp/three.csv"
+    awk '{ for (i = 1; i <= NF; i++) printf "%s%.4f", (i > 1 ? "," : ""), $i / 255; print "" }' >"$tmp/three.csv"
 if "$vae" reconstruct "$tmp/run1/model.safetensors" "$tmp/three.csv" -o "$tmp/rec.png" 2>"$tmp/err" &&
     [ -s "$tmp/rec.png" ]; then ok reconstruct_reads_csv; else fail reconstruct_reads_csv "$(cat "$tmp/err")"; fi
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
