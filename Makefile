@@ -8,6 +8,7 @@ BLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 OMPFLAGS ?= -fopenmp
 ALL_CFLAGS = $(OPTFLAGS) $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC \
+             -Werror=implicit-function-declaration \
              $(OMPFLAGS) -fno-math-errno -I$(BLAS_INC) -Iinclude -Isrc
 override LDFLAGS += $(OMPFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
 LDLIBS  := -lopenblas -ljansson -lcsv -lpng -lz -lm
@@ -45,22 +46,33 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
 
-.PHONY: all deps demo test check tests clean bench bench-conv bench-cuda fuzz fuzz-smoke
+.PHONY: all deps demo test check tests clean bench bench-conv bench-cuda fuzz fuzz-smoke FORCE
 all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/%.o: %.c include/vae.h $(wildcard src/*/*.h) | $(BUILD)
+$(BUILD)/%.o: %.c include/vae.h $(wildcard src/*/*.h) $(BUILD)/.config | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/src/cuda/%.o: src/cuda/%.cu src/cuda/kernels.cuh src/backend/gpu.h include/vae.h | $(BUILD)
+$(BUILD)/src/cuda/%.o: src/cuda/%.cu src/cuda/kernels.cuh src/backend/gpu.h include/vae.h \
+                      $(BUILD)/.config | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Xcompiler -fPIC,-Wall,-Wextra -Iinclude -Isrc -c $< -o $@
 
+# The packages a build needs are checked before its first object, and every object depends on
+# the configuration it was compiled in (compiler, flags, libraries, whether OpenBLAS's header
+# is there): installing a package or changing a flag rebuilds what it affects instead of
+# linking stale objects (one compiled against another package's cblas.h crashed later).
 $(BUILD):
+	@scripts/install-deps.sh --check
 	@mkdir -p $@
+
+BUILD_CONFIG = $(CC) $(ALL_CFLAGS) $(LDLIBS) blas-header=$(wildcard $(BLAS_INC)/cblas.h)
+$(BUILD)/.config: FORCE | $(BUILD)
+	@echo '$(BUILD_CONFIG)' | cmp -s - $@ || echo '$(BUILD_CONFIG)' >$@
+FORCE:
 
 $(BUILD)/libvae.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^

@@ -4,7 +4,12 @@
 # browser checks the HTML report) and Open MPI (the data-parallel build), with --bench what the side-by-side benchmark needs
 # (PyTorch, GNU time).
 # Runs as root (apt-get update first); as another user it only reports what is missing.
+# --check: only names what a build needs and is missing, and fails then (a plain `make` runs it
+# before compiling anything: a header from another package would otherwise be compiled against).
 set -eu
+check=0
+[ "${1:-}" = "--check" ] && check=1 && shift
+command -v dpkg-query >/dev/null 2>&1 || exit 0 # not Debian: nothing to check with
 
 PACKAGES="build-essential pkg-config libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libjansson-dev libcsv-dev
 dataset-fashion-mnist"
@@ -21,6 +26,12 @@ for p in $PACKAGES; do
 done
 
 [ -z "$missing" ] && exit 0
+
+if [ "$check" = 1 ]; then
+    echo "install-deps: missing Debian packages:$missing; install them with 'make deps' (as" \
+        "root) or apt-get install$missing" >&2
+    exit 1
+fi
 
 echo "install-deps: installing:$missing" >&2
 if [ "$(id -u)" -ne 0 ]; then
