@@ -8,21 +8,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Writes n rows of d floats as CSV (a header of column numbers) or .npy. */
+/* v as the shortest text that reads back as the same float (5.1, not 5.0999999: a value read
+ * from a file is written as it was written there); NaN as an empty cell. */
+static int put_float(FILE *f, float v) {
+    if (isnan(v)) return 1;
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    return fputs(buf, f) >= 0;
+}
+
+typedef struct {
+    const float *x;
+    size_t n;
+    int d;
+} float_rows;
+
+/* A header of column numbers, then the rows. */
+static int write_float_rows(FILE *f, void *ctx) {
+    const float_rows *t = ctx;
+    for (int j = 0; j < t->d; j++)
+        if (fprintf(f, "%sx%d", j ? "," : "", j + 1) < 0) return 0;
+    if (fputc('\n', f) == EOF) return 0;
+    for (size_t i = 0; i < t->n; i++)
+        for (int j = 0; j < t->d; j++)
+            if (!put_float(f, t->x[i * (size_t)t->d + j]) ||
+                fputc(j + 1 < t->d ? ',' : '\n', f) == EOF)
+                return 0;
+    return 1;
+}
+
+/* Writes n rows of d floats as CSV (missing values as empty cells) or .npy (as NaN). */
 static vae_status write_rows(const char *path, const float *x, size_t n, int d, vae_error *err) {
     if (cli_has_suffix(path, ".npy")) return vae_npy_write_f32(path, x, n, (size_t)d, err);
-    double *v = malloc(sizeof(double) * n * (size_t)d);
-    char *header = malloc(12 * (size_t)d + 1);
-    if (!v || !header) {
-        free(v), free(header);
-        return VAE_ERR_NO_MEMORY;
-    }
-    size_t at = 0;
-    for (int j = 0; j < d; j++) at += (size_t)sprintf(header + at, "%sx%d", j ? "," : "", j + 1);
-    for (size_t i = 0; i < n * (size_t)d; i++) v[i] = x[i]; /* %.9g gives each float back exactly */
-    vae_status s = cli_write_table(path, v, n, (size_t)d, header, err);
-    free(v), free(header);
-    return s;
+    float_rows t = {x, n, d};
+    return vae_write_atomic(path, write_float_rows, &t, err);
 }
 
 /* MSE over the missing cells of `got` against `truth`, in the units of `scale` (std per column,
@@ -218,7 +240,7 @@ int cmd_mask(int argc, char **argv) {
     free(keep);
     if (cli_has_suffix(out, ".npy")) {
         s = vae_npy_write_f32(out, data->x, n, d, &err);
-    } else { /* NaN prints as "nan", which the reader takes as missing */
+    } else { /* a removed value is an empty cell, which the reader takes as missing */
         s = write_rows(out, data->x, n, (int)d, &err);
     }
     vae_dataset_free(data);

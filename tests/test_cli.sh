@@ -116,6 +116,15 @@ tail -c +17 "$tmp/small-images-idx3-ubyte" | head -c $((3 * 784)) | od -An -v -t
     awk '{ for (i = 1; i <= NF; i++) printf "%s%.4f", (i > 1 ? "," : ""), $i / 255; print "" }' >"$tmp/three.csv"
 if "$vae" reconstruct "$tmp/run1/model.safetensors" "$tmp/three.csv" -o "$tmp/rec.png" 2>"$tmp/err" &&
     [ -s "$tmp/rec.png" ]; then ok reconstruct_reads_csv; else fail reconstruct_reads_csv "$(cat "$tmp/err")"; fi
+# vae mask writes what its help says: removed values as empty cells, kept ones as written
+printf 'a,b,c\n5.1,3.5,1.4\n4.9,3.0,0.2\n0.1,7,2.25\n' >"$tmp/iris.csv"
+if "$vae" mask "$tmp/iris.csv" -o "$tmp/holes.csv" --fraction 0.4 --seed 3 2>"$tmp/err" &&
+    grep -q ',,' "$tmp/holes.csv" && ! grep -q 'nan\|0999' "$tmp/holes.csv" &&
+    grep -q '^0.1,7,2.25$' "$tmp/holes.csv"; then
+    ok mask_writes_empty_cells_and_values_as_written
+else
+    fail mask_writes_empty_cells_and_values_as_written "$(cat "$tmp/holes.csv" "$tmp/err")"
+fi
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
 m1="$tmp/run1/model.safetensors"
 expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test
