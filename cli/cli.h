@@ -80,13 +80,16 @@ vae_status cli_write_table(const char *path, const double *values, size_t rows, 
 /* Monotonic seconds, for rates and timings. */
 double cli_now_seconds(void);
 
-/* A progress bar on stderr when it is a terminal, redrawn at most 10 times a second. */
+/* Progress on stderr: a bar redrawn at most 10 times a second when it is a terminal, else a
+ * plain line every 5 seconds (logs of long runs show they are alive), and one at the end. */
 typedef struct {
     const char *label;
-    int on;
-    double started, last_draw;
+    int on, plain;
+    double begun, started, last_draw;
 } cli_bar;
 void cli_bar_init(cli_bar *bar, const char *label, int quiet);
+/* The closing line of plain progress: how many in how long. */
+void cli_bar_done(cli_bar *bar, size_t total);
 /* Has the shape of vae_eval_options.progress: user is a cli_bar. */
 int cli_progress(void *user, size_t done, size_t total);
 

@@ -143,9 +143,18 @@ double cli_now_seconds(void) {
 
 int cli_progress(void *user, size_t done, size_t total) {
     cli_bar *bar = user;
-    if (!bar->on) return 0;
+    if (!bar->on && !bar->plain) return 0;
     double t = cli_now_seconds();
     if (bar->started == 0) bar->started = t;
+    if (bar->plain) {
+        if (t - bar->last_draw >= 5.0 && done < total) {
+            bar->last_draw = t;
+            fprintf(stderr, "%s: %zu of %zu (%.0f%%), %.0f/s\n", bar->label, done, total,
+                    total ? 100.0 * (double)done / (double)total : 100.0,
+                    t > bar->started ? (double)done / (t - bar->started) : 0.0);
+        }
+        return 0;
+    }
     if (t - bar->last_draw < 0.1 && done < total) return 0;
     bar->last_draw = t;
     int width = 30, filled = total ? (int)(width * done / total) : width;
@@ -157,8 +166,16 @@ int cli_progress(void *user, size_t done, size_t total) {
     return 0;
 }
 
+void cli_bar_done(cli_bar *bar, size_t total) {
+    if (bar->plain)
+        fprintf(stderr, "%s: %zu done in %.1f s\n", bar->label, total,
+                cli_now_seconds() - bar->begun);
+}
+
 void cli_bar_init(cli_bar *bar, const char *label, int quiet) {
     memset(bar, 0, sizeof *bar);
     bar->label = label;
     bar->on = !quiet && isatty(STDERR_FILENO);
+    bar->plain = !quiet && !bar->on;
+    bar->begun = bar->last_draw = cli_now_seconds();
 }

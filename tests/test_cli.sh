@@ -116,6 +116,10 @@ tail -c +17 "$tmp/small-images-idx3-ubyte" | head -c $((3 * 784)) | od -An -v -t
     awk '{ for (i = 1; i <= NF; i++) printf "%s%.4f", (i > 1 ? "," : ""), $i / 255; print "" }' >"$tmp/three.csv"
 if "$vae" reconstruct "$tmp/run1/model.safetensors" "$tmp/three.csv" -o "$tmp/rec.png" 2>"$tmp/err" &&
     [ -s "$tmp/rec.png" ]; then ok reconstruct_reads_csv; else fail reconstruct_reads_csv "$(cat "$tmp/err")"; fi
+# off a terminal vae eval still says how it goes: a line every 5 s and one at the end
+if "$vae" eval "$tmp/run1/model.safetensors" "$tmp/held-images-idx3-ubyte" -k 5 >/dev/null 2>"$tmp/err" &&
+    grep -q "^eval: 100 done in [0-9.]* s$" "$tmp/err"; then ok eval_progress_off_terminal; else
+    fail eval_progress_off_terminal "$(cat "$tmp/err")"; fi
 # vae mask writes what its help says: removed values as empty cells, kept ones as written
 printf 'a,b,c\n5.1,3.5,1.4\n4.9,3.0,0.2\n0.1,7,2.25\n' >"$tmp/iris.csv"
 if "$vae" mask "$tmp/iris.csv" -o "$tmp/holes.csv" --fraction 0.4 --seed 3 2>"$tmp/err" &&
