@@ -25,7 +25,6 @@ static const char EVAL_USAGE[] =
     "      --per-sample FILE one row per example (neg_elbo, recon, kl, nll): CSV, or .npy\n"
     "                        when FILE ends in .npy; usable as anomaly scores\n"
     "  -s, --seed N          seed of the draws, default 1\n"
-    "  -t, --threads N       default: one per core\n"
     CLI_DEVICE_HELP
     "  -q, --quiet           no progress bar\n"
     "      --label-column N  CSV data: the column of labels to leave out (or last)\n"
@@ -33,7 +32,7 @@ static const char EVAL_USAGE[] =
 
 typedef struct {
     const char *model, *data, *json, *per_sample;
-    int k, count, threads, quiet;
+    int k, count, quiet;
     long label_column;
     uint64_t seed;
 } eval_args;
@@ -42,7 +41,7 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
     static const struct option options[] = {
         {"samples", required_argument, 0, 'k'}, {"count", required_argument, 0, 'n'},
         {"json", required_argument, 0, 'J'},    {"per-sample", required_argument, 0, 'P'},
-        {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 's'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {"label-column", required_argument, 0, 'L'},
         {0, 0, 0, 0}};
@@ -51,14 +50,13 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
     *code = EXIT_USAGE;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "k:n:s:t:qh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "k:n:s:qh", options, NULL)) != -1) {
         switch (c) {
         case 'k': if (!cli_parse_int("samples", optarg, 0, 10000000, &a->k)) return 0; break;
         case 'n': if (!cli_parse_int("count", optarg, 1, 1 << 30, &a->count)) return 0; break;
         case 'J': a->json = optarg; break;
         case 'P': a->per_sample = optarg; break;
         case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
-        case 't': if (!cli_parse_int("threads", optarg, 1, 4096, &a->threads)) return 0; break;
         case 'q': a->quiet = 1; break;
         case 'L': if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
         case 'h': fputs(EVAL_USAGE, stdout); *code = EXIT_OK; return 0;
@@ -104,7 +102,6 @@ int cmd_eval(int argc, char **argv) {
     if ((code = cli_load_data_labeled(a.data, NULL, a.label_column, model, &data)) != EXIT_OK)
         goto done;
     if (a.count && (size_t)a.count < data->count) data->count = (size_t)a.count;
-    vae_set_num_threads(a.threads);
 
     cli_bar bar;
     cli_bar_init(&bar, "eval", a.quiet);

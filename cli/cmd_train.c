@@ -168,7 +168,8 @@ static void usage(FILE *out) {
         "                            not pushed down (Kingma et al. 2016), default 0\n"
         "      --iwae K              train on the importance-weighted bound with K draws per\n"
         "                            input (Burda et al. 2016); the train loss is that bound\n"
-        "  -t, --threads N           threads for matrix products, default: one per core\n"
+        "  -t, --threads N           threads for matrix products, default: one per core that\n"
+        "                            other processes leave free\n"
         "      --device D            cpu, cuda (one NVIDIA GPU; MLP models with the ELBO,\n"
         "                            beta, warm-up and free bits) or auto (default: cuda when\n"
         "                            this build has it, a GPU is there and it runs the model)\n"
@@ -196,7 +197,7 @@ typedef struct {
     long label_column;
     int n_classes; /* of the training labels, for --conditional */
     int standardize, conditional, missing, exclude_label;
-    int latent, threads, no_test, quiet, force;
+    int latent, no_test, quiet, force;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
     uint64_t checkpoint_every;
@@ -220,7 +221,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"decoder", required_argument, 0, OPT_DECODER}, {"latent", required_argument, 0, 'z'},
         {"activation", required_argument, 0, 'a'},    {"epochs", required_argument, 0, 'e'},
         {"batch", required_argument, 0, 'b'},         {"lr", required_argument, 0, 'l'},
-        {"seed", required_argument, 0, 's'},          {"threads", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 's'},
         {"out", required_argument, 0, 'o'},           {"quiet", no_argument, 0, 'q'},
         {"force", no_argument, 0, OPT_FORCE},
         {"checkpoint-every", required_argument, 0, 'c'}, {"resume", required_argument, 0, 'r'},
@@ -249,7 +250,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     optind = 1;
     int c;
     double lr_min = 1e-12;
-    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:t:o:c:r:qh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:o:c:r:qh", options, NULL)) != -1) {
         switch (c) {
         case 'd': a->data_dir = optarg; break;
         case OPT_TRAIN: a->train = optarg; break;
@@ -317,7 +318,6 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
             if (!cli_parse_float("variance-floor", optarg, 1e-12, 1e5, &a->variance_floor)) return 0;
             break;
         case 'r': a->resume = optarg; break;
-        case 't': if (!cli_parse_int("threads", optarg, 1, 1024, &a->threads)) return 0; break;
         case 'o': a->out = optarg; break;
         case OPT_FORCE: a->force = 1; break;
         case 'q': a->quiet = 1; break;
@@ -721,7 +721,7 @@ int cmd_train(int argc, char **argv) {
     view.out = a.out, view.resume = a.resume, view.force = a.force, view.writer = writer;
     view.first_epoch = a.resume ? view.state.position.epoch : 1;
 
-    vae_set_num_threads(a.threads);
+    cli_apply_threads();
     view.test_count = test ? test->count : 0;
     a.train_opt.progress = on_progress;
     a.train_opt.on_epoch = on_epoch;

@@ -43,7 +43,7 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
 }
 
 /* Set once by main, before any command runs. */
-static cli_compute compute = {VAE_DEVICE_AUTO, VAE_PRECISION_FP32};
+static cli_compute compute = {VAE_DEVICE_AUTO, VAE_PRECISION_FP32, 0};
 
 const cli_compute *cli_compute_options(void) { return &compute; }
 
@@ -71,6 +71,10 @@ int cli_take_compute_options(int *argc, char **argv) {
         const int at = i;
         const char *device = option_value("--device", *argc, argv, &i, &missing);
         const char *precision = device ? NULL : option_value("--precision", *argc, argv, &i, &missing);
+        const char *threads = device || precision ? NULL
+                              : strcmp(argv[i], "-t") == 0
+                                  ? (i + 1 < *argc ? argv[++i] : (missing = 1, NULL))
+                                  : option_value("--threads", *argc, argv, &i, &missing);
         if (missing) {
             fprintf(stderr, "vae: %s needs a value\n", argv[at]);
             return 0;
@@ -83,11 +87,19 @@ int cli_take_compute_options(int *argc, char **argv) {
             fprintf(stderr, "vae: --precision: expected fp32 or tf32, got \"%s\"\n", precision);
             return 0;
         }
-        if (!device && !precision) argv[kept++] = argv[i];
+        if (threads && !cli_parse_int("threads", threads, 1, 1024, &compute.threads)) return 0;
+        if (!device && !precision && !threads) argv[kept++] = argv[i];
     }
     *argc = kept;
     argv[kept] = NULL;
     return 1;
+}
+
+void cli_apply_threads(void) {
+    vae_set_num_threads(compute.threads);
+    if (compute.threads > vae_get_num_threads())
+        fprintf(stderr, "vae: --threads %d: the BLAS runs at most %d; using %d\n", compute.threads,
+                vae_get_num_threads(), vae_get_num_threads());
 }
 
 int cli_parse_u64(const char *name, const char *text, uint64_t *out) {

@@ -129,6 +129,9 @@ if "$vae" mask "$tmp/iris.csv" -o "$tmp/holes.csv" --fraction 0.4 --seed 3 2>"$t
 else
     fail mask_writes_empty_cells_and_values_as_written "$(cat "$tmp/holes.csv" "$tmp/err")"
 fi
+# --threads on every command that computes, said when the BLAS runs fewer
+expect threads_capped 0 "\-\-threads 1000: the BLAS runs at most" -- "$vae" sample "$tmp/run1/model.safetensors" -o "$tmp/t.png" --threads 1000
+expect threads_bad 64 "\-\-threads: expected an integer in 1..1024" -- "$vae" encode "$tmp/run1/model.safetensors" "$tmp/three.csv" -o "$tmp/z.csv" -t 0
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
 m1="$tmp/run1/model.safetensors"
 expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test

@@ -56,10 +56,12 @@ void vae_set_num_threads(int n) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = free_cores(cores > 0 ? (int)cores : 1);
     }
+    openblas_set_num_threads(n);
+    const int blas = openblas_get_num_threads(); /* it caps n at the threads it was built for */
+    if (blas >= 1 && blas < n) n = blas;
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    openblas_set_num_threads(n);
 }
 
 /* Built without OpenMP (the fuzzing build), only OpenBLAS has threads. */
