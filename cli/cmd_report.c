@@ -206,7 +206,9 @@ int cmd_report(int argc, char **argv) {
         "train --out DIR): the evaluation table, the loss curves, samples, reconstructions, the\n"
         "latent space (plot, manifold or traversals) and an interpolation. The pictures it\n"
         "makes are left in DIR as report-*.png/svg.\n"
-        "  -d, --data FILE  test images (default the Fashion-MNIST test set)\n"
+        "  -d, --data FILE  the run's test data: IDX, .npy or CSV (default the Fashion-MNIST\n"
+        "                   test set, for a run trained on images of its size)\n"
+        "      --label-column N  CSV data: the column of labels (or last)\n"
         "  -k, --samples K  importance samples for -log p(x), default 100 (0: ELBO only)\n"
         "  -n, --count N    evaluate the first N images, default 1000\n"
         "  -o, --out FILE   default DIR/report.html\n"
@@ -214,9 +216,11 @@ int cmd_report(int argc, char **argv) {
     static const struct option options[] = {
         {"data", required_argument, 0, 'd'},  {"samples", required_argument, 0, 'k'},
         {"count", required_argument, 0, 'n'}, {"out", required_argument, 0, 'o'},
+        {"label-column", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    const char *data_path = DEFAULT_TEST_IMAGES, *out = NULL;
+    const char *data_path = NULL, *out = NULL;
     int k = 100, count = 1000, c;
+    long label_column = VAE_CSV_NO_LABELS;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:k:n:o:h", options, NULL)) != -1) {
         switch (c) {
@@ -224,6 +228,7 @@ int cmd_report(int argc, char **argv) {
         case 'k': if (!cli_parse_int("samples", optarg, 0, 1000000, &k)) return EXIT_USAGE; break;
         case 'n': if (!cli_parse_int("count", optarg, 2, 1 << 30, &count)) return EXIT_USAGE; break;
         case 'o': out = optarg; break;
+        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
         case 'h': fputs(usage, stdout); return EXIT_OK;
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
@@ -232,7 +237,7 @@ int cmd_report(int argc, char **argv) {
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
-    report r = {.dir = argv[optind], .data_path = data_path};
+    report r = {.dir = argv[optind]};
     char model_path[PATH_SIZE], out_path[PATH_SIZE];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", r.dir);
     snprintf(out_path, sizeof out_path, "%s/report.html", r.dir);
@@ -242,7 +247,15 @@ int cmd_report(int argc, char **argv) {
     vae_dataset *data = NULL;
     vae_train_state st;
     int code = cli_load_model(model_path, &model, &st);
-    if (code == EXIT_OK) code = cli_load_data(data_path, NULL, model, &data);
+    if (code == EXIT_OK && !data_path && vae_model_config(model)->input_dim != 784) {
+        fprintf(stderr, "vae: report: %s was trained on data of %d values, not Fashion-MNIST's "
+                "images: name its test data with --data FILE\n", r.dir,
+                vae_model_config(model)->input_dim);
+        code = EXIT_USAGE;
+    }
+    if (!data_path) data_path = DEFAULT_TEST_IMAGES;
+    r.data_path = data_path;
+    if (code == EXIT_OK) code = cli_load_data_labeled(data_path, NULL, label_column, model, &data);
     if (code != EXIT_OK) {
         vae_model_free(model);
         return code;

@@ -132,6 +132,15 @@ fi
 # --threads on every command that computes, said when the BLAS runs fewer
 expect threads_capped 0 "\-\-threads 1000: the BLAS runs at most" -- "$vae" sample "$tmp/run1/model.safetensors" -o "$tmp/t.png" --threads 1000
 expect threads_bad 64 "\-\-threads: expected an integer in 1..1024" -- "$vae" encode "$tmp/run1/model.safetensors" "$tmp/three.csv" -o "$tmp/z.csv" -t 0
+# report works on a run of any data: a CSV run needs its data named, and takes a label column
+awk 'BEGIN { for (i = 0; i < 120; i++) printf "%.3f,%.3f,%.3f,%d\n", (i % 7) / 7, (i % 5) / 5, (i % 3) / 3, i % 3 }' >"$tmp/tab.csv"
+"$vae" train --train "$tmp/tab.csv" --label-column last --no-test --epochs 2 --batch 20 --out "$tmp/tab" -q 2>"$tmp/err"
+expect report_csv_run_needs_data 64 "name its test data with --data" -- "$vae" report "$tmp/tab"
+if "$vae" report "$tmp/tab" -d "$tmp/tab.csv" --label-column last -k 5 2>"$tmp/err" && [ -s "$tmp/tab/report.html" ]; then
+    ok report_of_a_csv_run
+else
+    fail report_of_a_csv_run "$(cat "$tmp/err")"
+fi
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
 m1="$tmp/run1/model.safetensors"
 expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test
