@@ -65,6 +65,10 @@ int cli_load_model(const char *path, vae_model **model, vae_train_state *st);
  * vae_csv_options), else IDX images with their labels beside them (or from labels). */
 vae_status cli_read_dataset(const char *path, const char *labels, long label_column,
                             vae_dataset **out, vae_error *err);
+/* cli_read_dataset, and a CSV's header line as it is in the file into header ("" without). */
+vae_status cli_read_dataset_header(const char *path, const char *labels, long label_column,
+                                   vae_dataset **out, char *header, size_t header_size,
+                                   vae_error *err);
 /* "last", "none" or a 1-based column number, for --label-column; 0 after printing an error. */
 int cli_parse_label_column(const char *text, long *out);
 /* cli_read_dataset, then a check of the width against model when given; on failure prints

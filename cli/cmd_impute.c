@@ -20,31 +20,60 @@ static int put_float(FILE *f, float v) {
     return fputs(buf, f) >= 0;
 }
 
+/* What a CSV written back keeps of the one read: its header line ("" for none: x1..xN) and
+ * its label column (labels of one copy of the rows, at column label_at of d + 1). */
+typedef struct {
+    const char *header;
+    const uint8_t *labels;
+    size_t rows_per_copy;
+    int label_at;
+} csv_kept;
+
 typedef struct {
     const float *x;
     size_t n;
     int d;
+    const csv_kept *kept;
 } float_rows;
 
-/* A header of column numbers, then the rows. */
+static int write_header(FILE *f, const float_rows *t, int columns) {
+    if (t->kept && t->kept->header[0]) return fprintf(f, "%s\n", t->kept->header) >= 0;
+    for (int j = 0, x = 0; j < columns; j++) {
+        int ok = t->kept && t->kept->labels && j == t->kept->label_at
+                     ? fprintf(f, "%slabel", j ? "," : "") >= 0
+                     : fprintf(f, "%sx%d", j ? "," : "", ++x) >= 0;
+        if (!ok) return 0;
+    }
+    return fputc('\n', f) != EOF;
+}
+
+/* The header, then the rows, the label column back where it was. */
 static int write_float_rows(FILE *f, void *ctx) {
     const float_rows *t = ctx;
-    for (int j = 0; j < t->d; j++)
-        if (fprintf(f, "%sx%d", j ? "," : "", j + 1) < 0) return 0;
-    if (fputc('\n', f) == EOF) return 0;
+    const int labelled = t->kept && t->kept->labels, columns = t->d + labelled;
+    if (!write_header(f, t, columns)) return 0;
     for (size_t i = 0; i < t->n; i++)
-        for (int j = 0; j < t->d; j++)
-            if (!put_float(f, t->x[i * (size_t)t->d + j]) ||
-                fputc(j + 1 < t->d ? ',' : '\n', f) == EOF)
-                return 0;
+        for (int j = 0, x = 0; j < columns; j++) {
+            int ok = labelled && j == t->kept->label_at
+                         ? fprintf(f, "%d", t->kept->labels[i % t->kept->rows_per_copy]) >= 0
+                         : put_float(f, t->x[i * (size_t)t->d + x++]);
+            if (!ok || fputc(j + 1 < columns ? ',' : '\n', f) == EOF) return 0;
+        }
     return 1;
 }
 
-/* Writes n rows of d floats as CSV (missing values as empty cells) or .npy (as NaN). */
-static vae_status write_rows(const char *path, const float *x, size_t n, int d, vae_error *err) {
+/* Writes n rows of d floats as CSV (missing values as empty cells; kept may be NULL) or .npy
+ * (as NaN). */
+static vae_status write_rows(const char *path, const float *x, size_t n, int d,
+                             const csv_kept *kept, vae_error *err) {
     if (cli_has_suffix(path, ".npy")) return vae_npy_write_f32(path, x, n, (size_t)d, err);
-    float_rows t = {x, n, d};
+    float_rows t = {x, n, d, kept};
     return vae_write_atomic(path, write_float_rows, &t, err);
+}
+
+/* Where the label column was among the d + 1: the last, or the one named. */
+static int label_position(long label_column, int d) {
+    return label_column == VAE_CSV_LAST_COLUMN ? d : (int)label_column;
 }
 
 /* MSE over the missing cells of `got` against `truth`, in the units of `scale` (std per column,
@@ -114,8 +143,10 @@ int cmd_impute(int argc, char **argv) {
     if (code == EXIT_OK) /* standardized as the model was trained */
         code = cli_load_data_labeled(argv[optind + 1], NULL, label_column, m, &data);
     vae_status s = VAE_OK;
+    char header[8192];
     if (code == EXIT_OK) /* and as it is, for the observed values and the output's units */
-        s = cli_read_dataset(argv[optind + 1], NULL, label_column, &raw, &err);
+        s = cli_read_dataset_header(argv[optind + 1], NULL, label_column, &raw, header,
+                                    sizeof header, &err);
     if (code == EXIT_OK && s == VAE_OK && truth_path) {
         s = cli_read_dataset(truth_path, NULL, label_column, &truth, &err);
         if (s == VAE_OK && (truth->count != raw->count || truth->dim != raw->dim || truth->mask)) {
@@ -140,7 +171,8 @@ int cmd_impute(int argc, char **argv) {
     for (size_t c2 = 0; c2 < copies; c2++) /* observed values: the input's own, bit for bit */
         for (size_t i = 0; i < n * (size_t)d; i++)
             if (data->mask[i]) filled[c2 * n * d + i] = raw->x[i];
-    s = write_rows(out, filled, copies * n, d, &err);
+    const csv_kept kept = {header, raw->labels, n, label_position(label_column, d)};
+    s = write_rows(out, filled, copies * n, d, &kept, &err);
     if (s != VAE_OK) goto done;
     size_t missing = 0;
     for (size_t i = 0; i < n * (size_t)d; i++) missing += !data->mask[i];
@@ -187,7 +219,7 @@ int cmd_mask(int argc, char **argv) {
         "  -o, --out FILE        .npy or .csv (required)\n"
         "  -f, --fraction F      the share of values removed, default 0.5\n"
         "  -s, --seed N          default 1\n"
-        "      --label-column N  CSV: the column of labels, left out of the output (or last)\n";
+        "      --label-column N  CSV: the column of labels, kept as it is (or last)\n";
     static const struct option options[] = {
         {"out", required_argument, 0, 'o'},  {"fraction", required_argument, 0, 'f'},
         {"seed", required_argument, 0, 's'}, {"label-column", required_argument, 0, 'L'},
@@ -214,7 +246,9 @@ int cmd_mask(int argc, char **argv) {
     }
     vae_dataset *data = NULL;
     vae_error err = {{0}};
-    vae_status s = cli_read_dataset(argv[optind], NULL, label_column, &data, &err);
+    char header[8192];
+    vae_status s = cli_read_dataset_header(argv[optind], NULL, label_column, &data, header,
+                                           sizeof header, &err);
     if (s != VAE_OK) return cli_report(s, &err);
     const size_t n = data->count, d = (size_t)data->dim;
     float *keep = malloc(sizeof(float) * d);
@@ -241,7 +275,8 @@ int cmd_mask(int argc, char **argv) {
     if (cli_has_suffix(out, ".npy")) {
         s = vae_npy_write_f32(out, data->x, n, d, &err);
     } else { /* a removed value is an empty cell, which the reader takes as missing */
-        s = write_rows(out, data->x, n, (int)d, &err);
+        const csv_kept kept = {header, data->labels, n, label_position(label_column, (int)d)};
+        s = write_rows(out, data->x, n, (int)d, &kept, &err);
     }
     vae_dataset_free(data);
     if (s != VAE_OK) return cli_report(s, &err);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 int cli_load_model(const char *path, vae_model **model, vae_train_state *st) {
     vae_error err = {{0}};
@@ -18,8 +19,27 @@ int cli_load_model(const char *path, vae_model **model, vae_train_state *st) {
     return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
 }
 
+/* The first line of a (gzipped or plain) text file without its end and a byte-order mark. */
+static int first_line(const char *path, char *buf, size_t size) {
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) return 0;
+    int ok = gzgets(gz, buf, (int)size) != NULL;
+    gzclose(gz);
+    if (!ok) return 0;
+    if (!strncmp(buf, "\xef\xbb\xbf", 3)) memmove(buf, buf + 3, strlen(buf + 3) + 1);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 1;
+}
+
 vae_status cli_read_dataset(const char *path, const char *labels, long label_column,
                             vae_dataset **out, vae_error *err) {
+    return cli_read_dataset_header(path, labels, label_column, out, NULL, 0, err);
+}
+
+vae_status cli_read_dataset_header(const char *path, const char *labels, long label_column,
+                                   vae_dataset **out, char *header, size_t header_size,
+                                   vae_error *err) {
+    if (header && header_size) header[0] = '\0';
     if (cli_has_suffix(path, ".npy") || cli_has_suffix(path, ".csv") ||
         cli_has_suffix(path, ".csv.gz")) {
         if (labels) {
@@ -41,6 +61,9 @@ vae_status cli_read_dataset(const char *path, const char *labels, long label_col
         if (s == VAE_OK && o.header) /* said, so that a lost first row never goes unseen */
             fprintf(stderr, "vae: %s: the first row is a header, not data: %s\n", path,
                     o.header_text);
+        if (s == VAE_OK && o.header && header && header_size &&
+            !first_line(path, header, header_size))
+            header[0] = '\0';
         return s;
     }
     if (label_column != VAE_CSV_NO_LABELS) { /* a flag that would do nothing is said */

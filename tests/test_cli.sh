@@ -141,6 +141,20 @@ if "$vae" report "$tmp/tab" -d "$tmp/tab.csv" --label-column last -k 5 2>"$tmp/e
 else
     fail report_of_a_csv_run "$(cat "$tmp/err")"
 fi
+# mask and impute keep a CSV's header and its label column where they were
+awk 'BEGIN { print "a,lab,b,c"; for (i = 0; i < 90; i++) printf "%.2f,%d,%.2f,%.2f\n", (i % 9) / 9, i % 3, (i % 9) / 4.5, (i % 5) / 5 }' >"$tmp/lab.csv"
+"$vae" mask "$tmp/lab.csv" --label-column 2 -o "$tmp/lab-holes.csv" --fraction 0.3 2>"$tmp/err"
+"$vae" train --train "$tmp/lab-holes.csv" --label-column 2 --missing --likelihood gaussian --epochs 2 \
+    --batch 30 --no-test --out "$tmp/labm" -q 2>>"$tmp/err"
+"$vae" impute "$tmp/labm/model.safetensors" "$tmp/lab-holes.csv" --label-column 2 -k 5 \
+    -o "$tmp/lab-filled.csv" 2>>"$tmp/err"
+if [ "$(head -1 "$tmp/lab-holes.csv")" = "a,lab,b,c" ] && [ "$(head -1 "$tmp/lab-filled.csv")" = "a,lab,b,c" ] &&
+    cut -d, -f2 "$tmp/lab.csv" >"$tmp/l0" && cut -d, -f2 "$tmp/lab-filled.csv" >"$tmp/l1" &&
+    cmp -s "$tmp/l0" "$tmp/l1" && ! grep -q ',,' "$tmp/lab-filled.csv"; then
+    ok mask_and_impute_keep_header_and_labels
+else
+    fail mask_and_impute_keep_header_and_labels "$(head -3 "$tmp/lab-holes.csv" "$tmp/lab-filled.csv" "$tmp/err")"
+fi
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
 m1="$tmp/run1/model.safetensors"
 expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test
