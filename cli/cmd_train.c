@@ -627,8 +627,24 @@ int cmd_train(int argc, char **argv) {
             s = VAE_ERR_INVALID_ARGUMENT;
             goto fail;
         }
-        for (size_t i = 0; i < train->count; i++)
+        size_t seen[256] = {0};
+        for (size_t i = 0; i < train->count; i++) {
+            seen[train->labels[i]]++;
             if (train->labels[i] + 1 > a.n_classes) a.n_classes = train->labels[i] + 1;
+        }
+        for (int k = 0; k < a.n_classes; k++) { /* a class no sample has: a sparse label set */
+            if (seen[k]) continue;
+            int last = k;
+            while (last + 1 < a.n_classes && !seen[last + 1]) last++;
+            char which[32];
+            if (last > k) snprintf(which, sizeof which, "labels %d..%d never occur", k, last);
+            else snprintf(which, sizeof which, "label %d never occurs", k);
+            snprintf(err.message, sizeof err.message, "--conditional: %s in %s, so the model "
+                     "would have %d classes; number the classes 0..K-1", which, a.train,
+                     a.n_classes);
+            s = VAE_ERR_INVALID_ARGUMENT;
+            goto fail;
+        }
     }
     if (test && test->dim != train->dim) {
         snprintf(err.message, sizeof err.message, "%s has %d values per sample but %s has %d",

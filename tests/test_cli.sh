@@ -155,6 +155,9 @@ if [ "$(head -1 "$tmp/lab-holes.csv")" = "a,lab,b,c" ] && [ "$(head -1 "$tmp/lab
 else
     fail mask_and_impute_keep_header_and_labels "$(head -3 "$tmp/lab-holes.csv" "$tmp/lab-filled.csv" "$tmp/err")"
 fi
+# a sparse label set is named, not made into classes without samples
+awk 'BEGIN { for (i = 0; i < 60; i++) printf "%.2f,%.2f,%d\n", (i % 7) / 7, (i % 4) / 4, i % 3 == 2 ? 5 : i % 3 }' >"$tmp/sparse.csv"
+expect sparse_labels 64 "labels 2..4 never occur in" -- "$vae" train --train "$tmp/sparse.csv" --label-column last --conditional --no-test --epochs 1 --out "$tmp/sp"
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
 m1="$tmp/run1/model.safetensors"
 expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test
