@@ -36,17 +36,21 @@ typedef struct {
     vae_device device;
     vae_precision precision;
     int threads; /* -t/--threads N; 0: one per core other processes leave free */
+    int quiet;   /* -q/--quiet: errors only */
 } cli_compute;
 int cli_take_compute_options(int *argc, char **argv);
 const cli_compute *cli_compute_options(void);
 /* Starts the threads -t/--threads asks for (saying so when the BLAS runs fewer). */
 void cli_apply_threads(void);
+/* A line on stderr about what a command did ("vae: wrote x.png"), unless -q. */
+void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The lines of --help that describe them, for a command that computes on a device. */
 #define CLI_DEVICE_HELP                                                                            \
     "      --device D        cpu, cuda (one NVIDIA GPU) or auto (default: cuda when this\n"      \
     "                        build has it, a GPU is there and it runs what is asked)\n"         \
     "      --precision P     a GPU's matrix products: fp32 (default) or tf32\n"                 \
-    "  -t, --threads N       CPU threads, default: one per core other processes leave free\n"
+    "  -t, --threads N       CPU threads, default: one per core other processes leave free\n" \
+    "  -q, --quiet           print nothing but errors\n"
 
 /* A grid PNG of n images decoded from z ~ N(0, I) drawn from `seed`, 10 to a row (and/or their
  * means as .npy). A conditional model draws class `label`, or with label < 0 one row per class. */

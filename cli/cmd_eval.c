@@ -26,7 +26,6 @@ static const char EVAL_USAGE[] =
     "                        when FILE ends in .npy; usable as anomaly scores\n"
     "  -s, --seed N          seed of the draws, default 1\n"
     CLI_DEVICE_HELP
-    "  -q, --quiet           no progress bar\n"
     "      --label-column N  CSV data: the column of labels to leave out (or last)\n"
     "DATA may also be .csv/.csv.gz or .npy; a model trained with --standardize applies it.\n";
 
@@ -42,22 +41,22 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
         {"samples", required_argument, 0, 'k'}, {"count", required_argument, 0, 'n'},
         {"json", required_argument, 0, 'J'},    {"per-sample", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 's'},
-        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {"help", no_argument, 0, 'h'},
         {"label-column", required_argument, 0, 'L'},
         {0, 0, 0, 0}};
     *a = (eval_args){.data = DEFAULT_TEST_IMAGES, .k = 1000, .seed = 1,
                      .label_column = VAE_CSV_NO_LABELS};
     *code = EXIT_USAGE;
+    a->quiet = cli_compute_options()->quiet; /* -q is taken with the options every command has */
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "k:n:s:qh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "k:n:s:h", options, NULL)) != -1) {
         switch (c) {
         case 'k': if (!cli_parse_int("samples", optarg, 0, 10000000, &a->k)) return 0; break;
         case 'n': if (!cli_parse_int("count", optarg, 1, 1 << 30, &a->count)) return 0; break;
         case 'J': a->json = optarg; break;
         case 'P': a->per_sample = optarg; break;
         case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
-        case 'q': a->quiet = 1; break;
         case 'L': if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
         case 'h': fputs(EVAL_USAGE, stdout); *code = EXIT_OK; return 0;
         default: fputs(EVAL_USAGE, stderr); return 0;
@@ -229,7 +228,7 @@ int cmd_encode(int argc, char **argv) {
                                       sample ? "z" : part ? "logvar" : "mu", j);
         s = cli_write_table(out, table, n, cols, header, &err);
     }
-    if (s == VAE_OK) fprintf(stderr, "vae: wrote %s (%zu rows of %zu values)\n", out, n, cols);
+    if (s == VAE_OK) cli_say("vae: wrote %s (%zu rows of %zu values)\n", out, n, cols);
     else code = cli_report(s, &err);
     free(mu), free(lv), free(table), free(header), free(eps);
     vae_dataset_free(data);

@@ -89,7 +89,7 @@ static int has_image_shape(const vae_model *m, const vae_train_state *st, const 
 
 static int finish(vae_status s, vae_error *err, const char *out) {
     if (s != VAE_OK) return cli_report(s, err);
-    fprintf(stderr, "vae: wrote %s\n", out);
+    cli_say("vae: wrote %s\n", out);
     return EXIT_OK;
 }
 

@@ -176,7 +176,7 @@ int cmd_impute(int argc, char **argv) {
     if (s != VAE_OK) goto done;
     size_t missing = 0;
     for (size_t i = 0; i < n * (size_t)d; i++) missing += !data->mask[i];
-    fprintf(stderr, "vae: wrote %s: %zu missing values of %zu filled in (%zu imputation%s)\n", out,
+    cli_say("vae: wrote %s: %zu missing values of %zu filled in (%zu imputation%s)\n", out,
             missing, n * (size_t)d, copies, copies == 1 ? "" : "s");
     if (truth) { /* the baselines, in the same units */
         float *col_mean = calloc((size_t)d, sizeof(float)), *baseline = NULL;
@@ -280,7 +280,7 @@ int cmd_mask(int argc, char **argv) {
     }
     vae_dataset_free(data);
     if (s != VAE_OK) return cli_report(s, &err);
-    fprintf(stderr, "vae: wrote %s\n", out);
+    cli_say("vae: wrote %s\n", out);
     return EXIT_OK;
 }
 
@@ -382,7 +382,7 @@ int cmd_score(int argc, char **argv) {
         s = cli_write_table(out, scores, n, 1, "score", &err);
     }
     if (s == VAE_OK) {
-        fprintf(stderr, "vae: wrote %s: %zu scores (%s)\n", out, n, k ? "-log p(x), importance sampling" : "negative ELBO");
+        cli_say("vae: wrote %s: %zu scores (%s)\n", out, n, k ? "-log p(x), importance sampling" : "negative ELBO");
         if (anomaly >= 0) {
             size_t positives = 0;
             for (size_t i = 0; i < n; i++) positives += (flag[i] = data->labels[i] == anomaly);

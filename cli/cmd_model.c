@@ -132,7 +132,7 @@ int cmd_sample(int argc, char **argv) {
                                      a.seed, a.label, &err);
     vae_model_free(model);
     if (s != VAE_OK) return cli_report(s, &err);
-    fprintf(stderr, "vae: wrote %s%s%s\n", a.out ? a.out : "", a.out && a.npy ? ", " : "",
+    cli_say("vae: wrote %s%s%s\n", a.out ? a.out : "", a.out && a.npy ? ", " : "",
             a.npy ? a.npy : "");
     return EXIT_OK;
 }
@@ -173,6 +173,6 @@ int cmd_reconstruct(int argc, char **argv) {
     vae_dataset_free(data);
     vae_model_free(model);
     if (s != VAE_OK) return cli_report(s, &err);
-    fprintf(stderr, "vae: wrote %s\n", a.out);
+    cli_say("vae: wrote %s\n", a.out);
     return EXIT_OK;
 }

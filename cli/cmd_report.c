@@ -294,7 +294,7 @@ int cmd_report(int argc, char **argv) {
         s = cli_write_interpolation(r.pictures[4], model, &st, data, 0, 1, 10, &err);
     if (!images) r.pictures[0][0] = r.pictures[1][0] = r.pictures[3][0] = r.pictures[4][0] = 0;
     if (s == VAE_OK) s = vae_write_atomic(out, write_report, &r, &err);
-    if (s == VAE_OK) fprintf(stderr, "vae: wrote %s\n", out);
+    if (s == VAE_OK) cli_say("vae: wrote %s\n", out);
     else code = cli_report(s, &err);
     curves_free(&cv);
     vae_dataset_free(data);

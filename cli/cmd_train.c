@@ -222,7 +222,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         {"activation", required_argument, 0, 'a'},    {"epochs", required_argument, 0, 'e'},
         {"batch", required_argument, 0, 'b'},         {"lr", required_argument, 0, 'l'},
         {"seed", required_argument, 0, 's'},
-        {"out", required_argument, 0, 'o'},           {"quiet", no_argument, 0, 'q'},
+        {"out", required_argument, 0, 'o'},
         {"force", no_argument, 0, OPT_FORCE},
         {"checkpoint-every", required_argument, 0, 'c'}, {"resume", required_argument, 0, 'r'},
         {"beta", required_argument, 0, OPT_BETA},     {"kl-warmup", required_argument, 0, OPT_WARMUP},
@@ -247,10 +247,11 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     a->train_opt.device = cli_compute_options()->device;
     a->train_opt.precision = cli_compute_options()->precision;
     *code = EXIT_USAGE;
+    a->quiet = cli_compute_options()->quiet; /* -q is taken with the options every command has */
     optind = 1;
     int c;
     double lr_min = 1e-12;
-    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:o:c:r:qh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:o:c:r:h", options, NULL)) != -1) {
         switch (c) {
         case 'd': a->data_dir = optarg; break;
         case OPT_TRAIN: a->train = optarg; break;
@@ -320,7 +321,6 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         case 'r': a->resume = optarg; break;
         case 'o': a->out = optarg; break;
         case OPT_FORCE: a->force = 1; break;
-        case 'q': a->quiet = 1; break;
         case 'h': usage(stdout); *code = EXIT_OK; return 0;
         default: fprintf(stderr, "(try vae train --help)\n"); return 0;
         }
@@ -802,7 +802,7 @@ int cmd_train(int argc, char **argv) {
     if (shown->rows > 0) {
         if ((s = write_pictures(model, shown, a.train_opt.seed, a.out, &err)) != VAE_OK) goto fail;
         if (!a.quiet)
-            fprintf(stderr, "vae: wrote %s/model.safetensors, samples.png, reconstructions.png, "
+            cli_say("vae: wrote %s/model.safetensors, samples.png, reconstructions.png, "
                     "train_log.csv\n", a.out);
     }
     code = EXIT_OK;

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,7 +44,7 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
 }
 
 /* Set once by main, before any command runs. */
-static cli_compute compute = {VAE_DEVICE_AUTO, VAE_PRECISION_FP32, 0};
+static cli_compute compute = {VAE_DEVICE_AUTO, VAE_PRECISION_FP32, 0, 0};
 
 const cli_compute *cli_compute_options(void) { return &compute; }
 
@@ -88,11 +89,22 @@ int cli_take_compute_options(int *argc, char **argv) {
             return 0;
         }
         if (threads && !cli_parse_int("threads", threads, 1, 1024, &compute.threads)) return 0;
-        if (!device && !precision && !threads) argv[kept++] = argv[i];
+        const int quiet = !device && !precision && !threads &&
+                          (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet"));
+        compute.quiet |= quiet;
+        if (!device && !precision && !threads && !quiet) argv[kept++] = argv[i];
     }
     *argc = kept;
     argv[kept] = NULL;
     return 1;
+}
+
+void cli_say(const char *fmt, ...) {
+    if (compute.quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
 }
 
 void cli_apply_threads(void) {

@@ -250,7 +250,7 @@ int cmd_plot_latent(int argc, char **argv) {
     if (code == EXIT_OK) {
         vae_error err = {{0}};
         vae_status s = cli_plot_latent(out, m, data, (size_t)count, cli_class_names(data_path), &err);
-        if (s == VAE_OK) fprintf(stderr, "vae: wrote %s\n", out);
+        if (s == VAE_OK) cli_say("vae: wrote %s\n", out);
         else code = cli_report(s, &err);
     }
     vae_dataset_free(data);

@@ -158,6 +158,9 @@ fi
 # a sparse label set is named, not made into classes without samples
 awk 'BEGIN { for (i = 0; i < 60; i++) printf "%.2f,%.2f,%d\n", (i % 7) / 7, (i % 4) / 4, i % 3 == 2 ? 5 : i % 3 }' >"$tmp/sparse.csv"
 expect sparse_labels 64 "labels 2..4 never occur in" -- "$vae" train --train "$tmp/sparse.csv" --label-column last --conditional --no-test --epochs 1 --out "$tmp/sp"
+# -q on every command: nothing but errors
+if "$vae" sample "$tmp/run1/model.safetensors" -o "$tmp/q.png" -q 2>"$tmp/err" && [ ! -s "$tmp/err" ] &&
+    [ -s "$tmp/q.png" ]; then ok quiet_everywhere; else fail quiet_everywhere "$(cat "$tmp/err")"; fi
 # flags that would do nothing are refused with the reason; outputs that cannot be made exit 73
 m1="$tmp/run1/model.safetensors"
 expect test_and_no_test 64 "\-\-no-test: give one or the other" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" --no-test
