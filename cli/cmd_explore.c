@@ -15,7 +15,10 @@ typedef struct {
     double range;
 } explore_args;
 
-/* Options of the three commands; `allowed` names the short options a command takes. */
+/* Options of the three commands; `allowed` names the options a command takes (by their codes).
+ * Short forms only where a letter means the same in every command (-o, -g, -y): --from,
+ * --to, --steps, --range and --dims are long only, as -f, -n, -r and -d mean other things
+ * elsewhere (fraction, count, resume, data). */
 static int parse(int argc, char **argv, const char *usage, const char *allowed, int positional_max,
                  explore_args *a, const char **model, int *code) {
     static const struct option options[] = {
@@ -28,7 +31,7 @@ static int parse(int argc, char **argv, const char *usage, const char *allowed, 
     *code = EXIT_USAGE;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "o:f:T:n:g:r:d:y:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:g:y:h", options, NULL)) != -1) {
         if (c != 'h' && c != '?' && !strchr(allowed, c)) {
             fprintf(stderr, "vae: option --%s does not apply here\n", argv[optind - 1] + 2);
             return 0;
@@ -99,9 +102,9 @@ int cmd_interpolate(int argc, char **argv) {
         "Decodes the path between the latent means of images I and J of DATA (IDX; default the\n"
         "Fashion-MNIST test set): the top row linear, the bottom row spherical (along the great\n"
         "circle, keeping the norm typical of the prior), each between the two originals.\n"
-        "  -f, --from I     first image (index), default 0\n"
+        "      --from I     first image (index), default 0\n"
         "      --to J       last image, default 1\n"
-        "  -n, --steps N    decoded points per row, default 10\n"
+        "      --steps N    decoded points per row, default 10\n"
         "  -o, --out FILE   default interpolation.png\n"
         CLI_DEVICE_HELP;
     explore_args a = {.out = "interpolation.png", .data = DEFAULT_TEST_IMAGES, .to = 1, .steps = 10};
@@ -172,10 +175,10 @@ int cmd_traverse(int argc, char **argv) {
         "One row per latent dimension: that coordinate swept from -R to +R (the prior's\n"
         "standard deviations), the others held at the latent mean of image I of DATA, or at 0\n"
         "(the prior's mean) without --from.\n"
-        "  -f, --from I     hold the other coordinates at image I's latent mean\n"
-        "  -n, --steps N    points per row, default 9\n"
-        "  -r, --range R    default 3\n"
-        "  -d, --dims K     only the first K dimensions, default all (at most 64)\n"
+        "      --from I     hold the other coordinates at image I's latent mean\n"
+        "      --steps N    points per row, default 9\n"
+        "      --range R    default 3\n"
+        "      --dims K     only the first K dimensions, default all (at most 64)\n"
         "      --label L    a conditional model's class (default 0; --from: the image's)\n"
         "  -o, --out FILE   default traverse.png\n"
         CLI_DEVICE_HELP;

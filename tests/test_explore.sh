@@ -82,7 +82,7 @@ if grep -q "'<f4'.*'shape': (7, 784)" "$tmp/s.npy" && [ "$size" -eq $((128 + 7 *
 # pictures: the grids have the sizes their options ask for (28x28 images, scale 2, 2-pixel gaps)
 "$vae" interpolate "$model" --from 3 --to 7 --steps 6 -o "$tmp/i.png" 2>"$tmp/err"
 "$vae" traverse "$model" --steps 5 -o "$tmp/t.png" 2>>"$tmp/err"
-"$vae" traverse "$tmp/run5/model.safetensors" "$test_images" --from 2 -d 4 -o "$tmp/t5.png" 2>>"$tmp/err"
+"$vae" traverse "$tmp/run5/model.safetensors" "$test_images" --from 2 --dims 4 -o "$tmp/t5.png" 2>>"$tmp/err"
 "$vae" manifold "$model" --grid 7 -o "$tmp/m.png" 2>>"$tmp/err"
 cell=58 # 28 * 2 + 2
 got="$(png_size "$tmp/i.png") $(png_size "$tmp/t.png") $(png_size "$tmp/t5.png") $(png_size "$tmp/m.png")"
