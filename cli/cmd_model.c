@@ -85,7 +85,7 @@ static int parse_picture_args(int argc, char **argv, const char *usage, picture_
     optind = 1;
     int c;
     *code = EXIT_USAGE;
-    while ((c = getopt_long(argc, argv, "o:n:s:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:n:s:y:h", options, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'n': if (!cli_parse_int("count", optarg, 1, 10000, &a->count)) return 0; break;
@@ -107,7 +107,7 @@ int cmd_sample(int argc, char **argv) {
         "  -n, --count N   images, default 100\n"
         "  -o, --out FILE  default samples.png (none with --npy alone)\n"
         "      --npy FILE  also (or only) the raw probabilities\n"
-        "      --label L   a conditional model: draw class L (default: one row per class)\n"
+        "  -y, --label L   a conditional model: draw class L (default: one row per class)\n"
         "  -s, --seed N    default 1\n"
         CLI_DEVICE_HELP;
     picture_args a = {.out = NULL, .count = 100, .seed = 1, .label = -1};
