@@ -149,8 +149,8 @@ int cmd_reconstruct(int argc, char **argv) {
     picture_args a = {.out = "reconstructions.png", .count = 20, .seed = 1, .label = -1};
     int code;
     if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
-    if (a.npy) {
-        fputs("vae: --npy is an option of vae sample\n", stderr);
+    if (a.npy || a.label >= 0) { /* a conditional model's labels come with its data here */
+        fprintf(stderr, "vae: %s is an option of vae sample\n", a.npy ? "--npy" : "--label");
         return EXIT_USAGE;
     }
     if (optind != argc - 1 && optind != argc - 2) {
