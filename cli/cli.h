@@ -42,6 +42,9 @@ int cli_take_compute_options(int *argc, char **argv);
 const cli_compute *cli_compute_options(void);
 /* Starts the threads -t/--threads asks for (saying so when the BLAS runs fewer). */
 void cli_apply_threads(void);
+/* Whether an output file can be written at path (not a folder, its folder there and
+ * writable), checked before long work; 0 after printing why. NULL is fine. */
+int cli_output_ok(const char *path);
 /* A line on stderr about what a command did ("vae: wrote x.png"), unless -q. */
 void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The lines of --help that describe them, for a command that computes on a device. */

@@ -94,6 +94,7 @@ int cmd_eval(int argc, char **argv) {
     eval_args a;
     int code;
     if (!parse_eval(argc, argv, &a, &code)) return code;
+    if (!cli_output_ok(a.json) || !cli_output_ok(a.per_sample)) return EXIT_CANTCREAT;
     vae_model *model = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;
@@ -186,6 +187,7 @@ int cmd_encode(int argc, char **argv) {
         fputs(ENCODE_USAGE, stderr);
         return EXIT_USAGE;
     }
+    if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *model = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;

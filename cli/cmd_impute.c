@@ -134,6 +134,7 @@ int cmd_impute(int argc, char **argv) {
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
+    if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *m = NULL;
     vae_dataset *data = NULL, *raw = NULL, *truth = NULL;
     vae_train_state st;
@@ -244,6 +245,7 @@ int cmd_mask(int argc, char **argv) {
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
+    if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_dataset *data = NULL;
     vae_error err = {{0}};
     char header[8192];
@@ -348,6 +350,7 @@ int cmd_score(int argc, char **argv) {
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
+    if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *m = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;

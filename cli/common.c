@@ -2,7 +2,10 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -97,6 +100,21 @@ int cli_take_compute_options(int *argc, char **argv) {
     *argc = kept;
     argv[kept] = NULL;
     return 1;
+}
+
+int cli_output_ok(const char *path) {
+    if (!path) return 1;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "vae: %s is a folder; name a file to write\n", path);
+        return 0;
+    }
+    char *copy = strdup(path);
+    const char *dir = copy ? dirname(copy) : ".";
+    const int ok = access(dir, W_OK | X_OK) == 0;
+    if (!ok) fprintf(stderr, "vae: cannot create %s: %s\n", path, strerror(errno));
+    free(copy);
+    return ok;
 }
 
 void cli_say(const char *fmt, ...) {
