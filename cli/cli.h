@@ -45,6 +45,8 @@ void cli_apply_threads(void);
 /* Whether an output file can be written at path (not a folder, its folder there and
  * writable), checked before long work; 0 after printing why. NULL is fine. */
 int cli_output_ok(const char *path);
+/* cli_output_ok for a picture, which must be named .png (what is written); sets *code. */
+int cli_picture_ok(const char *path, int *code);
 /* A line on stderr about what a command did ("vae: wrote x.png"), unless -q. */
 void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The lines of --help that describe them, for a command that computes on a device. */

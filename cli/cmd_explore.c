@@ -58,6 +58,7 @@ static int parse(int argc, char **argv, const char *usage, const char *allowed, 
         fputs(usage, stderr);
         return 0;
     }
+    if (!cli_picture_ok(a->out, code)) return 0;
     *model = argv[optind];
     if (positional == 2) a->data = argv[optind + 1];
     return 1;

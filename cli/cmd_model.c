@@ -96,7 +96,7 @@ static int parse_picture_args(int argc, char **argv, const char *usage, picture_
         default: fputs(usage, stderr); return 0;
         }
     }
-    return 1;
+    return cli_picture_ok(a->out, code) && cli_output_ok(a->npy);
 }
 
 int cmd_sample(int argc, char **argv) {

@@ -569,6 +569,11 @@ int cmd_train(int argc, char **argv) {
     if (!parse_args(argc, argv, &a, &code)) return code;
     vae_error err = {{0}};
     char train_path[PATH_SIZE], test_path[PATH_SIZE];
+    if (a.out && cli_has_suffix(a.out, ".safetensors")) {
+        fprintf(stderr, "vae: train: -o names the run's folder (which gets model.safetensors); "
+                "%s would become a folder of that name\n", a.out);
+        return EXIT_USAGE;
+    }
     if (a.test && a.no_test) {
         fprintf(stderr, "vae: train: --test %s and --no-test: give one or the other\n", a.test);
         return EXIT_USAGE;

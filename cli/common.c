@@ -117,6 +117,16 @@ int cli_output_ok(const char *path) {
     return ok;
 }
 
+int cli_picture_ok(const char *path, int *code) {
+    if (path && !cli_has_suffix(path, ".png")) {
+        fprintf(stderr, "vae: %s: pictures are written as PNG; name the file .png\n", path);
+        *code = EXIT_USAGE;
+        return 0;
+    }
+    *code = EXIT_CANTCREAT;
+    return cli_output_ok(path);
+}
+
 void cli_say(const char *fmt, ...) {
     if (compute.quiet) return;
     va_list ap;

@@ -169,6 +169,8 @@ expect label_of_unconditional 64 "is not a conditional model" -- "$vae" sample "
 expect exclude_absent_label 64 "\-\-exclude-label 99: no training sample has that label" -- "$vae" train --train "$fmnist/t10k-images-idx3-ubyte.gz" --no-test --exclude-label 99 --epochs 1 --out "$tmp/ex"
 expect anomaly_label_absent 64 "\-\-anomaly-label 42: no sample of" -- "$vae" score "$m1" "$fmnist/t10k-images-idx3-ubyte.gz" -o "$tmp/scores.csv" --anomaly-label 42
 expect eval_json_checked_first 73 "cannot create .*no-such-folder/j.json" -- "$vae" eval "$m1" "$fmnist/t10k-images-idx3-ubyte.gz" --json "$tmp/no-such-folder/j.json"
+expect picture_not_png 64 "pictures are written as PNG" -- "$vae" sample "$m1" -o "$tmp/x.jpg"
+expect train_out_is_a_folder 64 "names the run's folder" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" -o "$tmp/model.safetensors"
 expect output_folder_missing 73 "cannot create it" -- "$vae" sample "$m1" -o "$tmp/no-such-folder/s.png"
 expect output_is_a_folder 73 "is a folder; name a file to write" -- "$vae" sample "$m1" -o "$tmp"
 # threads that never collapse: by default no thread is started on a core another process keeps
