@@ -171,8 +171,9 @@ expect anomaly_label_absent 64 "\-\-anomaly-label 42: no sample of" -- "$vae" sc
 expect eval_json_checked_first 73 "cannot create .*no-such-folder/j.json" -- "$vae" eval "$m1" "$fmnist/t10k-images-idx3-ubyte.gz" --json "$tmp/no-such-folder/j.json"
 expect picture_not_png 64 "pictures are written as PNG" -- "$vae" sample "$m1" -o "$tmp/x.jpg"
 expect train_out_is_a_folder 64 "names the run's folder" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" -o "$tmp/model.safetensors"
-expect output_folder_missing 73 "cannot create it" -- "$vae" sample "$m1" -o "$tmp/no-such-folder/s.png"
-expect output_is_a_folder 73 "is a folder; name a file to write" -- "$vae" sample "$m1" -o "$tmp"
+expect output_folder_missing 73 "cannot create .*no-such-folder/s.png" -- "$vae" sample "$m1" -o "$tmp/no-such-folder/s.png"
+mkdir "$tmp/dir.png"
+expect output_is_a_folder 73 "is a folder; name a file to write" -- "$vae" sample "$m1" -o "$tmp/dir.png"
 # threads that never collapse: by default no thread is started on a core another process keeps
 # busy (a hog pinned to CPU 0 here), so a busy machine does not make every step wait
 if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
