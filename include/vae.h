@@ -1,16 +1,21 @@
 /* vae.h — libvae, a variational autoencoder toolkit in C.
  *
  * THE MODEL
- *   An MLP encoder maps x (D values in [0,1]) to a hidden code h; two SEPARATE linear heads give
- *   the posterior mean mu and log-variance logvar of q(z|x) (L values each); the reparameterization
- *   z = mu + exp(logvar/2) * eps uses noise eps of the LATENT's shape (L values, standard normal);
- *   an MLP decoder maps z to D Bernoulli logits l. The per-sample objective is the negative ELBO in
- *   nats:
+ *   An encoder (dense layers, optionally after convolutions for images) maps x (D values) to a
+ *   hidden code h; two SEPARATE linear heads give the posterior mean mu and log-variance logvar
+ *   of q(z|x) (L values each); the reparameterization z = mu + exp(logvar/2) * eps uses noise
+ *   eps of the LATENT's shape (L values, standard normal); a decoder (the encoder's mirror) maps
+ *   z to the parameters of p(x|z): Bernoulli logits (the default), a Gaussian's means (and
+ *   variances) or Poisson log-rates (vae_likelihood). The per-sample objective is the negative
+ *   ELBO in nats; for the Bernoulli likelihood
  *       recon = sum_d max(l,0) - l*x + log(1 + exp(-|l|))      (BCE with logits, stable form)
  *       kl    = -1/2 sum_j (1 + logvar - mu^2 - exp(logvar))    (analytic KL(q(z|x) || N(0,I)))
  *       loss  = recon + kl   >=  -log p(x)                      (a bound, not log p(x) itself)
- *   Training minimizes the batch mean of loss with Adam.
- *
+ *   Training minimizes the batch mean of loss with Adam (or beta-weighted, warmed-up and
+ *   free-bits variants of it, or the importance-weighted bound), on the CPU or one GPU
+ *   (vae_device). Conditional models and models of data with missing values take the label or
+ *   the mask as further inputs.
+
  * CONVENTIONS
  *   - Every function that can fail returns a vae_status; VAE_OK is 0. When a vae_error* is passed
  *     (it may be NULL), a one-line human-readable message is written there: file, position and
@@ -25,8 +30,8 @@
  *     matrices are stored (out, in) as in PyTorch's nn.Linear, so tensors map one to one.
  *
  * A MINIMAL PROGRAM
- *     vae_config cfg; vae_model *m; vae_dataset *train;
- *     vae_config_preset(&cfg, "pytorch", 784, NULL);
+ *     vae_config cfg; vae_model *m; vae_dataset *train; vae_error err;
+ *     vae_config_preset(&cfg, "pytorch", 784, &err);
  *     vae_idx_load("train-images-idx3-ubyte.gz", NULL, &train, &err);
  *     vae_model_create(&m, &cfg, 1, &err);
  *     vae_train_options opt; vae_train_options_default(&opt);
