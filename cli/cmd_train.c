@@ -563,21 +563,72 @@ static vae_status load_resume(const train_args *a, const vae_dataset *train, vae
     return VAE_OK;
 }
 
+/* The classes a conditional model gets: every label from 0 to the largest must occur (a class
+ * no sample has is a sparse label set, said rather than learned). */
+static vae_status label_classes(const vae_dataset *train, const char *path, int *classes,
+                                vae_error *err) {
+    if (!train->labels) {
+        snprintf(err->message, sizeof err->message, "--conditional needs labels for %s (IDX "
+                 "labels beside it, --train-labels, or --label-column for CSV)", path);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    size_t seen[256] = {0};
+    for (size_t i = 0; i < train->count; i++) {
+        seen[train->labels[i]]++;
+        if (train->labels[i] + 1 > *classes) *classes = train->labels[i] + 1;
+    }
+    for (int k = 0; k < *classes; k++) {
+        if (seen[k]) continue;
+        int last = k;
+        while (last + 1 < *classes && !seen[last + 1]) last++;
+        char which[32];
+        if (last > k) snprintf(which, sizeof which, "labels %d..%d never occur", k, last);
+        else snprintf(which, sizeof which, "label %d never occurs", k);
+        snprintf(err->message, sizeof err->message, "--conditional: %s in %s, so the model would "
+                 "have %d classes; number the classes 0..K-1", which, path, *classes);
+        return VAE_ERR_INVALID_ARGUMENT;
+    }
+    return VAE_OK;
+}
+
+/* Flags that contradict each other or the command: 0, or the exit code after saying why. */
+static int conflicting_flags(const train_args *a) {
+    if (a->out && cli_has_suffix(a->out, ".safetensors")) {
+        fprintf(stderr, "vae: train: -o names the run's folder (which gets model.safetensors); "
+                "%s would become a folder of that name\n", a->out);
+        return EXIT_USAGE;
+    }
+    if (a->test && a->no_test) {
+        fprintf(stderr, "vae: train: --test %s and --no-test: give one or the other\n", a->test);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* The output folder checked before any file is touched: not another run's (without --force or
+ * --resume), and usable. 0, or the exit code after saying why. */
+static int output_refused(const train_args *a) {
+    const char *other = a->resume || a->force ? NULL : earlier_run(a->out);
+    if (other) {
+        fprintf(stderr, "vae: %s holds another run (%s): continue it with --resume %s, or "
+                "replace it with --force\n", a->out, other, a->out);
+        return EXIT_USAGE;
+    }
+    char why[PATH_SIZE + 128];
+    if (!output_folder_usable(a->out, why, sizeof why)) {
+        fprintf(stderr, "vae: %s\n", why);
+        return EXIT_CANTCREAT;
+    }
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     train_args a;
     int code;
     if (!parse_args(argc, argv, &a, &code)) return code;
     vae_error err = {{0}};
     char train_path[PATH_SIZE], test_path[PATH_SIZE];
-    if (a.out && cli_has_suffix(a.out, ".safetensors")) {
-        fprintf(stderr, "vae: train: -o names the run's folder (which gets model.safetensors); "
-                "%s would become a folder of that name\n", a.out);
-        return EXIT_USAGE;
-    }
-    if (a.test && a.no_test) {
-        fprintf(stderr, "vae: train: --test %s and --no-test: give one or the other\n", a.test);
-        return EXIT_USAGE;
-    }
+    if ((code = conflicting_flags(&a)) != 0) return code;
     if (!a.train) {
         if (!find_in_dir(train_path, a.data_dir, "train-images-idx3-ubyte")) {
             fprintf(stderr, "vae: no train-images-idx3-ubyte[.gz] in %s (install Debian's "
@@ -625,32 +676,8 @@ int cmd_train(int argc, char **argv) {
             goto fail;
         }
     }
-    if (a.conditional) { /* the classes the labels name */
-        if (!train->labels) {
-            snprintf(err.message, sizeof err.message, "--conditional needs labels for %s (IDX "
-                     "labels beside it, --train-labels, or --label-column for CSV)", a.train);
-            s = VAE_ERR_INVALID_ARGUMENT;
-            goto fail;
-        }
-        size_t seen[256] = {0};
-        for (size_t i = 0; i < train->count; i++) {
-            seen[train->labels[i]]++;
-            if (train->labels[i] + 1 > a.n_classes) a.n_classes = train->labels[i] + 1;
-        }
-        for (int k = 0; k < a.n_classes; k++) { /* a class no sample has: a sparse label set */
-            if (seen[k]) continue;
-            int last = k;
-            while (last + 1 < a.n_classes && !seen[last + 1]) last++;
-            char which[32];
-            if (last > k) snprintf(which, sizeof which, "labels %d..%d never occur", k, last);
-            else snprintf(which, sizeof which, "label %d never occurs", k);
-            snprintf(err.message, sizeof err.message, "--conditional: %s in %s, so the model "
-                     "would have %d classes; number the classes 0..K-1", which, a.train,
-                     a.n_classes);
-            s = VAE_ERR_INVALID_ARGUMENT;
-            goto fail;
-        }
-    }
+    if (a.conditional && (s = label_classes(train, a.train, &a.n_classes, &err)) != VAE_OK)
+        goto fail;
     if (test && test->dim != train->dim) {
         snprintf(err.message, sizeof err.message, "%s has %d values per sample but %s has %d",
                  a.test, test->dim, a.train, train->dim);
@@ -724,19 +751,7 @@ int cmd_train(int argc, char **argv) {
         goto cleanup;
     }
     if (writer) {
-        char why[PATH_SIZE + 128];
-        const char *other = a.resume || a.force ? NULL : earlier_run(a.out);
-        if (other) {
-            fprintf(stderr, "vae: %s holds another run (%s): continue it with --resume %s, or "
-                    "replace it with --force\n", a.out, other, a.out);
-            code = EXIT_USAGE;
-            goto cleanup;
-        }
-        if (!output_folder_usable(a.out, why, sizeof why)) {
-            fprintf(stderr, "vae: %s\n", why);
-            code = EXIT_CANTCREAT;
-            goto cleanup;
-        }
+        if ((code = output_refused(&a)) != 0) goto cleanup;
         view.checkpoint_path = checkpoint_path;
     }
     view.out = a.out, view.resume = a.resume, view.force = a.force, view.writer = writer;
