@@ -34,10 +34,11 @@ static vae_status open_gpu(const vae_model *model, const vae_dataset *data, int 
     return s;
 }
 
-/* The status of a call on g, with the CUDA side's message, after freeing g. */
+/* The status of a call on g, with the CUDA side's message, after freeing g (a refusal before
+ * the device, with no such message, has said why in err already). */
 static vae_status close_gpu(vae_gpu *g, vae_status s, const char *msg, vae_error *err) {
     vae_gpu_free(g);
-    return s == VAE_OK ? VAE_OK : vae_fail(err, s, "CUDA: %s", msg);
+    return s == VAE_OK || !msg[0] ? s : vae_fail(err, s, "CUDA: %s", msg);
 }
 
 vae_status vae_gpu_eval_terms(const vae_model *model, const vae_dataset *data,
@@ -47,7 +48,6 @@ vae_status vae_gpu_eval_terms(const vae_model *model, const vae_dataset *data,
     vae_gpu *g;
     vae_status s = open_gpu(model, data, pass_rows(model, o->batch), o->seed, o->precision, &g,
                             msg, err);
-    if (s != VAE_OK && !g && msg[0] == '\0') return s; /* refused before the device: err says */
     if (s == VAE_OK) s = vae_gpu_elbo_terms(g, VAE_STREAM_EVAL, recon, kl, mu, logvar, msg);
     if (s == VAE_OK && o->importance_samples > 0)
         s = vae_gpu_iwae(g, o->importance_samples, o->chunk, VAE_STREAM_IWAE, nll, o->progress,
@@ -65,7 +65,6 @@ vae_status vae_gpu_encode_all(const vae_model *model, const float *x, const uint
     vae_gpu *g;
     vae_status s =
         open_gpu(model, &data, pass_rows(model, 1), 1, vae_model_precision(model), &g, msg, err);
-    if (s != VAE_OK && !g && msg[0] == '\0') return s;
     if (s == VAE_OK) s = vae_gpu_encode(g, mu, logvar, msg);
     return close_gpu(g, s, msg, err);
 }
@@ -78,7 +77,6 @@ vae_status vae_gpu_decode_all(const vae_model *model, const float *z, const uint
     vae_gpu *g;
     vae_status s =
         open_gpu(model, &none, pass_rows(model, 1), 1, vae_model_precision(model), &g, msg, err);
-    if (s != VAE_OK && !g && msg[0] == '\0') return s;
     if (s == VAE_OK) s = vae_gpu_decode(g, z, labels, n, means, msg);
     return close_gpu(g, s, msg, err);
 }
