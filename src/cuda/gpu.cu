@@ -314,6 +314,13 @@ static void gemm_heads(vae_gpu *g, cublasOperation_t ta, cublasOperation_t tb, i
     if (st != CUBLAS_STATUS_SUCCESS && g->blas_status == CUBLAS_STATUS_SUCCESS) g->blas_status = st;
 }
 
+/* The first failure of a queued cuBLAS product, if any. */
+static vae_status blas_check(const vae_gpu *g, char *msg) {
+    if (g->blas_status == CUBLAS_STATUS_SUCCESS) return VAE_OK;
+    snprintf(msg, MSG, "a cuBLAS product failed (status %d)", (int)g->blas_status);
+    return VAE_ERR_INTERNAL;
+}
+
 static long long head_stride(const vae_gpu *g) {
     return (long long)g->m.logvar.weight - (long long)g->m.mu.weight;
 }
@@ -664,10 +671,10 @@ static vae_status step_graph_for(vae_gpu *g, int rows, step_graph **out, char *m
     CU(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal), "starting a capture");
     train_step(g, rows);
     CU(cudaStreamEndCapture(g->stream, &graph), "capturing the training step");
-    if (g->blas_status != CUBLAS_STATUS_SUCCESS) {
+    const vae_status products = blas_check(g, msg);
+    if (products != VAE_OK) {
         cudaGraphDestroy(graph);
-        snprintf(msg, MSG, "a cuBLAS product failed (status %d)", (int)g->blas_status);
-        return VAE_ERR_INTERNAL;
+        return products;
     }
     size_t nodes = 0;
     cudaGraphGetNodes(graph, NULL, &nodes);
@@ -764,21 +771,13 @@ vae_status vae_gpu_evaluate(vae_gpu *g, size_t from, size_t to, vae_loss *loss, 
         CU(cudaMemcpyAsync(pk, g->kl_rows, rows * sizeof(double), cudaMemcpyDeviceToHost,
                            g->stream), "reading the sums");
         CU(cudaStreamSynchronize(g->stream), "evaluating");
-        if (g->blas_status != CUBLAS_STATUS_SUCCESS) {
-            snprintf(msg, MSG, "a cuBLAS product failed (status %d)", (int)g->blas_status);
-            return VAE_ERR_INTERNAL;
-        }
+        const vae_status products = blas_check(g, msg);
+        if (products != VAE_OK) return products;
         for (int i = 0; i < g->n_recon; i++) loss->recon += pr[i];
         for (int i = 0; i < rows; i++) loss->kl += pk[i];
         loss->count += (size_t)rows;
     }
     return VAE_OK;
-}
-
-static vae_status blas_check(const vae_gpu *g, char *msg) {
-    if (g->blas_status == CUBLAS_STATUS_SUCCESS) return VAE_OK;
-    snprintf(msg, MSG, "a cuBLAS product failed (status %d)", (int)g->blas_status);
-    return VAE_ERR_INTERNAL;
 }
 
 vae_status vae_gpu_elbo_terms(vae_gpu *g, uint64_t stream, double *recon, double *kl, float *mu,

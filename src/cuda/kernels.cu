@@ -566,9 +566,9 @@ void gpu_row_nll(cudaStream_t s, const float *out, const float *bias, const floa
 }
 
 /* nll[e] = -log (1/k) sum_i exp(log_w[e k + i]), with the maximum taken out first */
-__global__ static void log_mean_exp_kernel(const double *log_w, int k, double *nll) {
-    __shared__ double shared[THREADS];
-    const double *w = log_w + (size_t)blockIdx.x * k;
+/* log sum_i exp(w[i]) over k values, the largest taken out first, in every thread of the
+ * block (THREADS of them) */
+__device__ static double block_log_sum_exp(const double *w, int k, double *shared) {
     double top = -INFINITY;
     for (int i = threadIdx.x; i < k; i += blockDim.x) top = fmax(top, w[i]);
     shared[threadIdx.x] = top;
@@ -582,7 +582,13 @@ __global__ static void log_mean_exp_kernel(const double *log_w, int k, double *n
     double sum = 0.0;
     for (int i = threadIdx.x; i < k; i += blockDim.x) sum += exp(w[i] - top);
     sum = block_sum(sum, shared);
-    if (threadIdx.x == 0) nll[blockIdx.x] = -(top + log(sum) - log((double)k));
+    return top + log(sum);
+}
+
+__global__ static void log_mean_exp_kernel(const double *log_w, int k, double *nll) {
+    __shared__ double shared[THREADS];
+    const double lse = block_log_sum_exp(log_w + (size_t)blockIdx.x * k, k, shared);
+    if (threadIdx.x == 0) nll[blockIdx.x] = -(lse - log((double)k));
 }
 
 void gpu_log_mean_exp(cudaStream_t s, const double *log_w, int examples, int k, double *nll) {
@@ -651,20 +657,7 @@ __global__ static void iwae_weights_kernel(const double *log_w, int inputs, int 
                                            double *bounds) {
     __shared__ double shared[THREADS];
     const double *w = log_w + (size_t)blockIdx.x * k;
-    double top = -INFINITY;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) top = fmax(top, w[i]);
-    shared[threadIdx.x] = top;
-    __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + half]);
-        __syncthreads();
-    }
-    top = shared[0];
-    __syncthreads();
-    double sum = 0.0;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) sum += exp(w[i] - top);
-    sum = block_sum(sum, shared);
-    const double lse = top + log(sum);
+    const double lse = block_log_sum_exp(w, k, shared);
     for (int i = threadIdx.x; i < k; i += blockDim.x)
         weights[(size_t)blockIdx.x * k + i] = (float)(exp(w[i] - lse) / inputs);
     if (threadIdx.x == 0) bounds[blockIdx.x] = -(lse - log((double)k));
