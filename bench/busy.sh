@@ -25,3 +25,13 @@ echo "cores: $(nproc); kernels: $("$build/vae" --version | sed -n 's/^kernels: /
 awk -v a="$idle_default" -v b="$idle_one" -v c="$busy_default" -v d="$busy_one" 'BEGIN {
     printf "idle: default threads %.2f s, --threads 1 %.2f s: the default is %.2fx faster\n", a, b, b / a
     printf "busy: default threads %.2f s, --threads 1 %.2f s: the default takes %.2fx as long\n", c, d, c / d }'
+# what the machine allows: the same step's matrix products alone (bench/gemm_limit.c, `make
+# bench` builds it) on 1 and on all cores, with the kernels vae chose
+if [ -x "$build/gemm_limit" ]; then
+    core=$("$build/vae" --version | sed -n 's/^kernels: \([A-Za-z0-9]*\) (chosen by vae.*/\1/p')
+    rate() { OPENBLAS_CORETYPE=${core:-${OPENBLAS_CORETYPE:-}} "$build/gemm_limit" --threads "$1" --seconds 2 |
+        sed -n 's/.*limit_samples_per_s \([0-9]*\).*/\1/p'; }
+    one=$(rate 1) all=$(rate "$(nproc)")
+    awk -v a="$one" -v b="$all" -v n="$(nproc)" 'BEGIN {
+        printf "the products alone: %d samples/s on 1 thread, %d on %d: %.2fx\n", a, b, n, b / a }'
+fi
