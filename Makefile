@@ -46,7 +46,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
 
-.PHONY: all deps demo test check tests clean bench bench-conv bench-cuda fuzz fuzz-smoke FORCE
+.PHONY: all deps demo test check tests clean install uninstall bench bench-conv bench-cuda fuzz \
+        fuzz-smoke FORCE
 all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 
 deps:
@@ -77,8 +78,25 @@ FORCE:
 $(BUILD)/libvae.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
-$(BUILD)/libvae.so: $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
+# The shared library: libvae.so.MAJOR.MINOR.PATCH (the version is read from include/vae.h),
+# SONAME libvae.so.MAJOR, the two links, and only the header's functions exported (a linker
+# version script made from the header; every internal symbol stays hidden).
+VERSION_PART = $(shell sed -n 's/^\#define VAE_VERSION_$(1) \([0-9]*\).*/\1/p' include/vae.h)
+MAJOR   := $(call VERSION_PART,MAJOR)
+VERSION := $(MAJOR).$(call VERSION_PART,MINOR).$(call VERSION_PART,PATCH)
+SONAME  := libvae.so.$(MAJOR)
+
+$(BUILD)/libvae.map: include/vae.h scripts/exports.sh | $(BUILD)
+	@{ echo '{ global:'; CC="$(CC)" scripts/exports.sh include/vae.h | sed 's/.*/    &;/'; \
+	   echo '  local: *; };'; } >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/libvae.so.$(VERSION): $(LIB_OBJ) $(BUILD)/libvae.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(BUILD)/libvae.map \
+	    -o $@ $(LIB_OBJ) $(LDLIBS)
+
+$(BUILD)/libvae.so: $(BUILD)/libvae.so.$(VERSION)
+	ln -sf libvae.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BUILD)/vae: $(CLI_OBJ) $(BUILD)/libvae.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvae.a $(LDLIBS)
@@ -154,6 +172,40 @@ demo: deps
 
 clean:
 	rm -rf $(BUILD) build-san build-fuzz build-mpi build-cuda
+
+# Installing: the libraries, the header, vae.pc, the program and its man page (help2man, from
+# its --help), under DESTDIR/PREFIX; `make uninstall` with the same variables removes them all.
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+MANDIR       ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALLED = $(LIBDIR)/libvae.a $(LIBDIR)/libvae.so.$(VERSION) $(LIBDIR)/$(SONAME) \
+            $(LIBDIR)/libvae.so $(INCLUDEDIR)/vae.h $(PKGCONFIGDIR)/vae.pc $(BINDIR)/vae \
+            $(MANDIR)/man1/vae.1
+
+$(BUILD)/vae.pc: scripts/vae.pc.in include/vae.h FORCE | $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|; s|@BLAS_DIR@|$(BLAS_DIR)|g' scripts/vae.pc.in >$@
+
+$(BUILD)/vae.1: $(BUILD)/vae scripts/man.sh
+	scripts/man.sh $(BUILD)/vae $@
+
+install: all $(BUILD)/vae.pc $(BUILD)/vae.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(BUILD)/libvae.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libvae.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libvae.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvae.so
+	install -m 644 include/vae.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(BUILD)/vae.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 755 $(BUILD)/vae $(DESTDIR)$(BINDIR)/
+	install -m 644 $(BUILD)/vae.1 $(DESTDIR)$(MANDIR)/man1/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 # Side-by-side speed against PyTorch (needs Debian's python3-torch; installs it when missing).
 $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a

@@ -50,7 +50,17 @@
 extern "C" {
 #endif
 
-#define VAE_VERSION_STRING "0.1.0"
+/* The version, defined here once (the Makefile reads it for the shared library's name and
+ * SONAME, libvae.so.MAJOR, and for vae.pc). MAJOR changes when the ABI breaks. */
+#define VAE_VERSION_MAJOR 0
+#define VAE_VERSION_MINOR 1
+#define VAE_VERSION_PATCH 0
+#define VAE_STR_(x) #x
+#define VAE_STR(x) VAE_STR_(x)
+#define VAE_VERSION_STRING                                                                  \
+    VAE_STR(VAE_VERSION_MAJOR) "." VAE_STR(VAE_VERSION_MINOR) "." VAE_STR(VAE_VERSION_PATCH)
+/* The library's version at run time ("0.1.0"): a program can compare it with the header's. */
+const char *vae_version(void);
 
 /* ---------------------------------------------------------------- status and errors */
 

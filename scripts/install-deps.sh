@@ -11,9 +11,10 @@ check=0
 [ "${1:-}" = "--check" ] && check=1 && shift
 command -v dpkg-query >/dev/null 2>&1 || exit 0 # not Debian: nothing to check with
 
-PACKAGES="build-essential pkg-config libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libjansson-dev libcsv-dev
+PACKAGES="build-essential pkg-config help2man libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libjansson-dev libcsv-dev
 dataset-fashion-mnist"
-[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES clang libclang-rt-dev chromium libopenmpi-dev openmpi-bin"
+[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES clang libclang-rt-dev chromium libopenmpi-dev openmpi-bin
+python3-numpy python3-pytest python3-sklearn python3-pip python3-setuptools"
 [ "${1:-}" = "--bench" ] && PACKAGES="python3-torch python3-numpy time"
 
 missing=""

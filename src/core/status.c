@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+const char *vae_version(void) { return VAE_VERSION_STRING; }
+
 const char *vae_status_str(vae_status status) {
     switch (status) {
     case VAE_OK: return "ok";
