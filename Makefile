@@ -90,9 +90,13 @@ $(BUILD)/libvae.map: include/vae.h scripts/exports.sh | $(BUILD)
 	@{ echo '{ global:'; CC="$(CC)" scripts/exports.sh include/vae.h | sed 's/.*/    &;/'; \
 	   echo '  local: *; };'; } >$@.tmp && mv $@.tmp $@
 
+# OpenBLAS goes inside it, hidden (its static library): a process that has loaded another
+# libopenblas.so.0 first (numpy's pthread build, in every Python program that imports numpy
+# before vae) would otherwise lend libvae that one, with its own threads and the kernels it
+# chose before vae could choose better ones.
 $(BUILD)/libvae.so.$(VERSION): $(LIB_OBJ) $(BUILD)/libvae.map
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(BUILD)/libvae.map \
-	    -o $@ $(LIB_OBJ) $(LDLIBS)
+	    -o $@ $(LIB_OBJ) $(BLAS_DIR)/libopenblas.a $(filter-out -lopenblas,$(LDLIBS))
 
 $(BUILD)/libvae.so: $(BUILD)/libvae.so.$(VERSION)
 	ln -sf libvae.so.$(VERSION) $(BUILD)/$(SONAME)
