@@ -62,6 +62,12 @@ def _parse(fn, name, what):
     return out.value
 
 
+def _all_finite(X):
+    """True when X holds no NaN or Inf: one float64 sum (NaN and Inf propagate; float32
+    values cannot overflow it), without a temporary as large as X."""
+    return bool(np.isfinite(np.add.reduce(X, axis=None, dtype=np.float64)))
+
+
 def _ptr(array, ctype):
     return array.ctypes.data_as(ctypes.POINTER(ctype)) if array is not None else None
 
@@ -249,11 +255,13 @@ class VAE:
         X = np.ascontiguousarray(X, dtype=np.float32)
         if allow_nan is None:
             allow_nan = bool(self.missing)
-        if np.isinf(X).any():
-            raise ValueError("%s: Input contains infinity or a value too large for float32" % what)
-        if not allow_nan and np.isnan(X).any():
-            raise ValueError("%s: Input contains NaN; a model of data with missing values is "
-                             "made with VAE(missing=True)" % what)
+        if not _all_finite(X):  # the elementwise checks (a mask as large as X) only then
+            if np.isinf(X).any():
+                raise ValueError("%s: Input contains infinity or a value too large for float32"
+                                 % what)
+            if not allow_nan:
+                raise ValueError("%s: Input contains NaN; a model of data with missing values "
+                                 "is made with VAE(missing=True)" % what)
         return X
 
     def _labels(self, y, n, required):
@@ -290,10 +298,16 @@ class VAE:
         X += mean
         return X
 
+    def _use_threads(self):
+        """The library's thread count is process-wide: each call sets this model's (None: one
+        per core that other processes leave free)."""
+        lib.vae_set_num_threads(int(self.threads) if self.threads is not None else 0)
+
     def _data(self, X, y=None, what="X"):
         """A library data set of X (and y for a conditional model): NaN become a mask (and 0)
         for a missing-value model; standardized when the model is."""
         self._check_fitted()
+        self._use_threads()
         cfg = self.config_
         X = self._array(X, what, dim=cfg.input_dim, allow_nan=bool(cfg.missing))
         labels = self._labels(y, X.shape[0], cfg.n_classes > 0) if cfg.n_classes else None
@@ -301,8 +315,8 @@ class VAE:
 
     def _dataset(self, X, labels):
         mask = None
-        nan = np.isnan(X)
-        if nan.any():
+        nan = np.isnan(X) if not _all_finite(X) else None
+        if nan is not None and nan.any():
             mask = np.ascontiguousarray(~nan, dtype=np.uint8)
             X = np.where(nan, np.float32(0), X)
             if (mask.sum(axis=1) == 0).any():
@@ -334,10 +348,7 @@ class VAE:
         model = ctypes.c_void_p()
         _call(lib.vae_model_create, ctypes.byref(model), ctypes.byref(cfg), int(self.seed))
         self._model = model
-        if self.threads is not None:
-            lib.vae_set_num_threads(int(self.threads))
-        else:
-            lib.vae_set_num_threads(0)
+        self._use_threads()
         if self.standardize:
             self._fit_standardization(X)
         train = self._dataset(self._standardized(X), labels)
@@ -444,6 +455,7 @@ class VAE:
         """The decoded means E[x|z] (n, features) of latent points Z (n, latent), in the
         data's units."""
         self._check_fitted()
+        self._use_threads()
         cfg = self.config_
         Z = self._array(Z, "Z", dim=cfg.latent_dim, allow_nan=False)
         labels = self._labels(y, Z.shape[0], cfg.n_classes > 0) if cfg.n_classes else None
