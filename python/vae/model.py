@@ -240,13 +240,17 @@ class VAE:
         X = np.asarray(X)
         if X.dtype == object:
             X = X.astype(np.float64)
-        if X.ndim != 2:
+        if np.iscomplexobj(X):
+            raise ValueError("%s: Complex data not supported" % what)
+        if X.ndim != 2:  # in scikit-learn's words, which its users (and checks) know
             raise ValueError("%s: expected a 2-D array (samples, features), got %d-D with shape "
-                             "%s; reshape 1-D data with X.reshape(-1, 1) or X.reshape(1, -1)"
+                             "%s. Reshape your data either using X.reshape(-1, 1) if it has a "
+                             "single feature or X.reshape(1, -1) if it is a single sample"
                              % (what, X.ndim, X.shape))
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ValueError("%s: found an array with %d sample(s) and %d feature(s): at least 1 "
-                             "of each is required" % (what, X.shape[0], X.shape[1]))
+        for axis, name in ((0, "sample"), (1, "feature")):
+            if X.shape[axis] == 0:
+                raise ValueError("%s: found array with 0 %s(s) (shape=%s) while a minimum of 1 "
+                                 "is required." % (what, name, X.shape))
         if dim is not None and X.shape[1] != dim:
             raise ValueError("%s has %d features, but this VAE is expecting %d features as input"
                              % (what, X.shape[1], dim))
