@@ -41,7 +41,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 ifeq ($(CUDA),1)
 LIB_OBJ += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard src/cuda/*.cu))
 endif
-CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/cli/explore_page.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(BUILD)/tests/ref_ops.o
@@ -61,6 +61,15 @@ $(BUILD)/src/cuda/%.o: src/cuda/%.cu src/cuda/kernels.cuh src/backend/gpu.h incl
                       $(BUILD)/.config | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Xcompiler -fPIC,-Wall,-Wextra -Iinclude -Isrc -c $< -o $@
+
+# The explorer's page (cli/explore/), compiled into the program as C strings.
+$(BUILD)/cli/explore_page.c: cli/explore/page.html cli/explore/page.css cli/explore/page.js \
+                             scripts/embed_page.sh | $(BUILD)
+	@mkdir -p $(dir $@)
+	scripts/embed_page.sh cli/explore $@
+
+$(BUILD)/cli/explore_page.o: $(BUILD)/cli/explore_page.c $(BUILD)/.config
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # The packages a build needs are checked before its first object, and every object depends on
 # the configuration it was compiled in (compiler, flags, libraries, whether OpenBLAS's header
@@ -171,6 +180,7 @@ demo: deps
 	$(BUILD)/vae plot-latent demo/model.safetensors -o demo/latent.png
 	$(BUILD)/vae traverse demo/model.safetensors -o demo/traverse.png
 	$(BUILD)/vae report demo
+	$(BUILD)/vae explore demo/model.safetensors -o demo/explore.html
 	$(BUILD)/vae train --preset pytorch --conditional --epochs 10 --out demo/conditional -q --force
 	$(BUILD)/vae sample demo/conditional/model.safetensors -n 100 -o demo/classes.png
 

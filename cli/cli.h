@@ -94,6 +94,11 @@ const char *cli_likelihood_note(const vae_config *c, char *buf, size_t size);
 vae_status cli_write_table(const char *path, const double *values, size_t rows, size_t cols,
                            const char *header, vae_error *err);
 
+/* n bytes as base64 (RFC 4648, padded) into f; 0 when a write fails. */
+int cli_write_base64(FILE *f, const unsigned char *p, size_t n);
+/* A whole file's bytes (malloc'ed, *len of them), or NULL when it cannot be read. */
+unsigned char *cli_read_file(const char *path, size_t *len);
+
 /* Monotonic seconds, for rates and timings. */
 double cli_now_seconds(void);
 
@@ -161,6 +166,9 @@ int cmd_report(int argc, char **argv);
 int cmd_impute(int argc, char **argv);
 int cmd_mask(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_explorer(int argc, char **argv);
+/* The explorer's page around its data (scripts/embed_page.sh makes them from cli/explore/). */
+extern const char cli_explore_head[], cli_explore_tail[];
 /* ROC AUC of scores (higher: anomalous) against the 0/1 flags, ties counting half; NaN when
  * one class is empty. */
 double cli_roc_auc(const double *scores, const uint8_t *anomalous, size_t n);

@@ -84,38 +84,13 @@ static void write_curves_svg(FILE *f, const curves *c) {
 #undef PY
 }
 
-static int write_base64(FILE *f, const unsigned char *p, size_t n) {
-    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        char out[4] = {digits[v >> 18 & 63], digits[v >> 12 & 63],
-                       i + 1 < n ? digits[v >> 6 & 63] : '=', i + 2 < n ? digits[v & 63] : '='};
-        if (fwrite(out, 1, 4, f) != 4) return 0;
-    }
-    return 1;
-}
-
 /* An <img> whose source is the file's bytes; nothing is written when the file is missing. */
 static int embed_image(FILE *f, const char *path, const char *mime, const char *alt) {
-    FILE *in = fopen(path, "rb");
-    if (!in) return 0;
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0, got;
-    unsigned char chunk[65536];
-    while ((got = fread(chunk, 1, sizeof chunk, in)) > 0) {
-        if (len + got > cap) {
-            cap = (len + got) * 2;
-            unsigned char *grown = realloc(buf, cap);
-            if (!grown) break;
-            buf = grown;
-        }
-        memcpy(buf + len, chunk, got);
-        len += got;
-    }
-    fclose(in);
+    size_t len = 0;
+    unsigned char *buf = cli_read_file(path, &len);
+    if (!buf) return 0;
     fprintf(f, "<img alt=\"%s\" src=\"data:%s;base64,", alt, mime);
-    int ok = write_base64(f, buf, len);
+    int ok = cli_write_base64(f, buf, len);
     fputs("\">\n", f);
     free(buf);
     return ok;

@@ -166,3 +166,37 @@ int cli_parse_float(const char *name, const char *text, double min, double max, 
     *out = (float)v;
     return 1;
 }
+
+int cli_write_base64(FILE *f, const unsigned char *p, size_t n) {
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        char out[4] = {digits[v >> 18 & 63], digits[v >> 12 & 63],
+                       i + 1 < n ? digits[v >> 6 & 63] : '=', i + 2 < n ? digits[v & 63] : '='};
+        if (fwrite(out, 1, 4, f) != 4) return 0;
+    }
+    return 1;
+}
+
+unsigned char *cli_read_file(const char *path, size_t *len) {
+    FILE *in = fopen(path, "rb");
+    if (!in) return NULL;
+    unsigned char *buf = NULL, chunk[65536];
+    size_t cap = 0, got;
+    int ok = 1;
+    *len = 0;
+    while (ok && (got = fread(chunk, 1, sizeof chunk, in)) > 0) {
+        if (*len + got > cap) {
+            cap = (*len + got) * 2;
+            unsigned char *grown = realloc(buf, cap);
+            if (!grown) ok = 0;
+            else buf = grown;
+        }
+        if (ok) memcpy(buf + *len, chunk, got), *len += got;
+    }
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (!ok || !buf) free(buf), buf = NULL;
+    return buf;
+}

@@ -27,6 +27,7 @@ static void usage(FILE *out) {
             "  impute       fill in missing values (a model trained with --missing)\n"
             "  mask         remove values at random, to measure imputation\n"
             "  score        anomaly scores per sample (and ROC AUC given the anomalies' label)\n"
+            "  explore      an offline HTML page: the decoder live in the browser over a latent map\n"
             "\n"
             "  vae <command> --help   options of a command\n"
             "  vae --version, -V      version, the BLAS and its kernels\n"
@@ -94,6 +95,7 @@ static int run(int argc, char **argv) {
     if (strcmp(cmd, "impute") == 0) return cmd_impute(argc - 1, argv + 1);
     if (strcmp(cmd, "mask") == 0) return cmd_mask(argc - 1, argv + 1);
     if (strcmp(cmd, "score") == 0) return cmd_score(argc - 1, argv + 1);
+    if (strcmp(cmd, "explore") == 0) return cmd_explorer(argc - 1, argv + 1);
     fprintf(stderr, "vae: unknown command \"%s\" (try vae --help)\n", cmd);
     return EXIT_USAGE;
 }

@@ -4,20 +4,6 @@
 # Usage: sh tests/test_cli.sh BUILD_DIR
 . "$(dirname "$0")/lib.sh"
 
-# expect NAME CODE PATTERN -- COMMAND...: exit code CODE, one stderr line matching PATTERN
-expect() {
-    name=$1 code=$2 pattern=$3
-    shift 4
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    lines=$(wc -l <"$tmp/err")
-    if [ "$rc" -eq "$code" ] && grep -q -- "$pattern" "$tmp/err" && [ "$lines" -le 2 ]; then
-        ok "$name"
-    else
-        fail "$name" "exit $rc (want $code), stderr: $(head -c 300 "$tmp/err")"
-    fi
-}
-
 # IDX image file of the first N Fashion-MNIST test images: header, then N*784 bytes.
 make_idx() {
     n=$1 out=$2
