@@ -225,7 +225,7 @@
     }
   }
 
-  const timing = { decodes: 0, ms: 0, frames: 0, t0: 0 };
+  const timing = { decodes: 0, ms: 0, frames: 0, recent: 0 };
   let pending = false;
   function render() { // at most once per frame: decode, paint, mark
     if (pending) return;
@@ -234,13 +234,14 @@
       pending = false;
       const t = performance.now();
       const x = decode(current(), state.label);
-      timing.ms += performance.now() - t; timing.decodes++;
+      const took = performance.now() - t;
+      timing.ms += took; timing.decodes++;
+      timing.recent = timing.decodes < 10 ? took : 0.9 * timing.recent + 0.1 * took; // past the JIT's warm-up
       paint(dctx, x, dec.width, dec.height);
       drawMap();
       syncSliders();
       timing.frames++;
-      $("stats").textContent = "decode " + (timing.ms / timing.decodes).toFixed(3) + " ms (mean of " +
-        timing.decodes + "), weights " + D.weights.dtype;
+      $("stats").textContent = "decode " + timing.recent.toFixed(3) + " ms, weights " + D.weights.dtype;
       $("cursor").textContent = "z = (" + Array.from(current().slice(0, 4), (v) => v.toFixed(2)).join(", ") +
         (L > 4 ? ", ..." : "") + ")";
     });
