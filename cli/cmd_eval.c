@@ -72,7 +72,7 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
 }
 
 
-static int write_json(FILE *f, void *ctx) { return json_dumpf(ctx, f, JSON_INDENT(2)) == 0 && fputc('\n', f) != EOF; }
+static vae_status write_json(FILE *f, void *ctx) { return (json_dumpf(ctx, f, JSON_INDENT(2)) == 0 && fputc('\n', f) != EOF) ? VAE_OK : VAE_ERR_IO; }
 
 static json_t *metrics_json(const eval_args *a, const vae_eval_result *r, int dim,
                             const char *note) {

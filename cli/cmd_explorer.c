@@ -168,7 +168,7 @@ static int write_points(FILE *f, const page *p) {
     return ok;
 }
 
-static int write_page(FILE *f, void *ctx) {
+static vae_status write_page(FILE *f, void *ctx) {
     const page *p = ctx;
     const int dim = vae_model_config(p->model)->input_dim;
     fputs(cli_explore_head, f);
@@ -193,7 +193,7 @@ static int write_page(FILE *f, void *ctx) {
     if (p->data) ok = ok && write_points(f, p);
     fputc('}', f);
     fputs(cli_explore_tail, f);
-    return ok && !ferror(f);
+    return (ok && !ferror(f)) ? VAE_OK : VAE_ERR_IO;
 }
 
 /* The points' images as one PNG sprite sheet, SHEET_COLS to a row (through a temporary file:

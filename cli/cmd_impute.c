@@ -48,18 +48,18 @@ static int write_header(FILE *f, const float_rows *t, int columns) {
 }
 
 /* The header, then the rows, the label column back where it was. */
-static int write_float_rows(FILE *f, void *ctx) {
+static vae_status write_float_rows(FILE *f, void *ctx) {
     const float_rows *t = ctx;
     const int labelled = t->kept && t->kept->labels, columns = t->d + labelled;
-    if (!write_header(f, t, columns)) return 0;
+    if (!write_header(f, t, columns)) return VAE_ERR_IO;
     for (size_t i = 0; i < t->n; i++)
         for (int j = 0, x = 0; j < columns; j++) {
             int ok = labelled && j == t->kept->label_at
                          ? fprintf(f, "%d", t->kept->labels[i % t->kept->rows_per_copy]) >= 0
                          : put_float(f, t->x[i * (size_t)t->d + x++]);
-            if (!ok || fputc(j + 1 < columns ? ',' : '\n', f) == EOF) return 0;
+            if (!ok || fputc(j + 1 < columns ? ',' : '\n', f) == EOF) return VAE_ERR_IO;
         }
-    return 1;
+    return VAE_OK;
 }
 
 /* Writes n rows of d floats as CSV (missing values as empty cells; kept may be NULL) or .npy

@@ -115,7 +115,7 @@ static const char PAGE_SCRIPT[] =
     "});\n"
     "</script>\n";
 
-static int write_report(FILE *f, void *ctx) {
+static vae_status write_report(FILE *f, void *ctx) {
     const report *r = ctx;
     const vae_config *c = vae_model_config(r->model);
     const vae_eval_result *e = r->eval;
@@ -171,7 +171,7 @@ static int write_report(FILE *f, void *ctx) {
         embed_image(f, r->pictures[i], mimes[i], title);
     }
     fputs(PAGE_SCRIPT, f);
-    return fputs("</body>\n</html>\n", f) >= 0;
+    return (fputs("</body>\n</html>\n", f) >= 0) ? VAE_OK : VAE_ERR_IO;
 }
 
 int cmd_report(int argc, char **argv) {

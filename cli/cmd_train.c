@@ -351,12 +351,12 @@ static vae_status build_config(const train_args *a, const vae_dataset *data, vae
                                vae_error *err) {
     vae_status s = vae_config_preset(cfg, a->preset, data->dim, err);
     if (s != VAE_OK) return s;
-    if (a->conv && (s = vae_parse_conv_layers(a->conv, cfg, err))) return s;
+    if (a->conv && (s = vae_conv_layers_parse(a->conv, cfg, err))) return s;
     if (cfg->n_conv && data->rows > 0) /* images: their shape, one channel */
         cfg->image_channels = 1, cfg->image_rows = data->rows, cfg->image_cols = data->cols;
-    if (a->encoder && (s = vae_parse_layer_sizes(a->encoder, cfg->encoder, &cfg->n_encoder, err)))
+    if (a->encoder && (s = vae_layer_sizes_parse(a->encoder, cfg->encoder, &cfg->n_encoder, err)))
         return s;
-    if (a->decoder && (s = vae_parse_layer_sizes(a->decoder, cfg->decoder, &cfg->n_decoder, err)))
+    if (a->decoder && (s = vae_layer_sizes_parse(a->decoder, cfg->decoder, &cfg->n_decoder, err)))
         return s;
     if (a->latent) cfg->latent_dim = a->latent;
     if (a->likelihood && vae_likelihood_parse(a->likelihood, &cfg->likelihood) != VAE_OK) {

@@ -142,14 +142,14 @@ typedef struct {
     const char *header;
 } csv_table;
 
-static int write_csv(FILE *f, void *ctx) {
+static vae_status write_csv(FILE *f, void *ctx) {
     const csv_table *t = ctx;
-    if (t->header && fprintf(f, "%s\n", t->header) < 0) return 0;
+    if (t->header && fprintf(f, "%s\n", t->header) < 0) return VAE_ERR_IO;
     for (size_t r = 0; r < t->rows; r++)
         for (size_t c = 0; c < t->cols; c++)
             if (fprintf(f, "%.9g%c", t->values[r * t->cols + c], c + 1 < t->cols ? ',' : '\n') < 0)
-                return 0;
-    return 1;
+                return VAE_ERR_IO;
+    return VAE_OK;
 }
 
 vae_status cli_write_table(const char *path, const double *values, size_t rows, size_t cols,

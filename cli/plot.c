@@ -102,7 +102,7 @@ static void xml_text(FILE *f, const char *s) {
     }
 }
 
-static int write_svg(FILE *f, void *ctx) {
+static vae_status write_svg(FILE *f, void *ctx) {
     const scatter *s = ctx;
     int w = MARGIN * 2 + PLOT + LEGEND, h = MARGIN * 2 + PLOT + 20;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
@@ -145,7 +145,7 @@ static int write_svg(FILE *f, void *ctx) {
         if (s->names) xml_text(f, s->names[k]);
         fputs("</text>\n", f);
     }
-    return fputs("</svg>\n", f) >= 0;
+    return (fputs("</svg>\n", f) >= 0) ? VAE_OK : VAE_ERR_IO;
 }
 
 /* The range of each axis: the central 99.8% of the points, padded, so a few outliers do not

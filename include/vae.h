@@ -231,9 +231,9 @@ typedef struct {
 vae_status vae_config_preset(vae_config *cfg, const char *name, int input_dim, vae_error *err);
 /* Parses convolutions "32x4s2p1,64x4s2p1" (channels x kernel, then optional stride and
  * padding, default 1 and 0) into cfg->conv and cfg->n_conv. */
-vae_status vae_parse_conv_layers(const char *text, vae_config *cfg, vae_error *err);
+vae_status vae_conv_layers_parse(const char *text, vae_config *cfg, vae_error *err);
 /* Parses a comma-separated list of widths ("512,256") into sizes[]; *count gets their number. */
-vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_error *err);
+vae_status vae_layer_sizes_parse(const char *text, int *sizes, int *count, vae_error *err);
 /* Checks every field; a message names the first bad one. */
 vae_status vae_config_validate(const vae_config *cfg, vae_error *err);
 
@@ -540,7 +540,7 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
                            const vae_dataset *test, const vae_train_options *opt, vae_error *err);
 
 /* Mean negative ELBO of a data set with one noise draw per sample from stream `seed`. */
-vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
+vae_status vae_eval_elbo(const vae_model *model, const vae_dataset *data, int batch_size,
                         uint64_t seed, vae_loss *loss, vae_error *err);
 
 /* ---------------------------------------------------------------- measuring a model */
@@ -551,7 +551,7 @@ typedef struct {
     int importance_samples;
     int chunk;     /* latent points decoded per pass, 500 */
     int batch;     /* examples per encoder/ELBO pass, 500 */
-    uint64_t seed; /* 1: the ELBO uses the same noise as vae_evaluate with this seed */
+    uint64_t seed; /* 1: the ELBO uses the same noise as vae_eval_elbo with this seed */
     /* Called from one thread with examples done and total; non-zero stops the evaluation with
      * VAE_ERR_CANCELLED. May be NULL. */
     int (*progress)(void *user, size_t done, size_t total);
@@ -661,8 +661,8 @@ uint64_t vae_config_hash(const vae_config *cfg);
 
 /* ---------------------------------------------------------------- writing files */
 
-/* Fills an open file; returns non-zero on success. */
-typedef int (*vae_write_fn)(FILE *f, void *ctx);
+/* Fills an open file; returns VAE_OK, or the status of what failed (VAE_ERR_IO for a write). */
+typedef vae_status (*vae_write_fn)(FILE *f, void *ctx);
 /* Writes path crash-safely: write() fills a temporary file in the same folder, which is
  * fsync'ed and renamed over path, and the folder fsync'ed. On any failure path is as it was
  * and no temporary file remains. Every file libvae writes goes through here. */

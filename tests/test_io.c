@@ -42,8 +42,8 @@ static void test_npy_layout(void) {
     free(b);
 }
 
-static int write_hello(FILE *f, void *ctx) { return fputs(ctx, f) >= 0; }
-static int write_then_fail(FILE *f, void *ctx) { fputs(ctx, f); return 0; }
+static vae_status write_hello(FILE *f, void *ctx) { return (fputs(ctx, f) >= 0) ? VAE_OK : VAE_ERR_IO; }
+static vae_status write_then_fail(FILE *f, void *ctx) { fputs(ctx, f); return VAE_ERR_IO; }
 
 static void test_atomic_writer(void) {
     char path[128];

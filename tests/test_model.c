@@ -60,13 +60,13 @@ static void test_config_validation(void) {
     cfg.n_encoder = 0;
     CHECK(vae_config_validate(&cfg, &err) == VAE_ERR_INVALID_ARGUMENT, "no encoder layers");
     int sizes[VAE_MAX_HIDDEN], n;
-    CHECK(vae_parse_layer_sizes("512,256,128", sizes, &n, &err) == VAE_OK && n == 3 &&
+    CHECK(vae_layer_sizes_parse("512,256,128", sizes, &n, &err) == VAE_OK && n == 3 &&
           sizes[1] == 256, "parse");
-    CHECK(vae_parse_layer_sizes("512,,3", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT, "empty");
-    CHECK(vae_parse_layer_sizes("512;3", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT &&
+    CHECK(vae_layer_sizes_parse("512,,3", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT, "empty");
+    CHECK(vae_layer_sizes_parse("512;3", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT &&
           strstr(err.message, "position 4"), "bad separator: %s", err.message);
-    CHECK(vae_parse_layer_sizes("-4", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT, "negative");
-    CHECK(vae_parse_layer_sizes("1,2,3,4,5,6,7,8,9", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT,
+    CHECK(vae_layer_sizes_parse("-4", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT, "negative");
+    CHECK(vae_layer_sizes_parse("1,2,3,4,5,6,7,8,9", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT,
           "too many");
     vae_activation a;
     CHECK(vae_activation_parse("elu", &a) == VAE_OK && a == VAE_ACT_ELU, "elu");
@@ -257,8 +257,8 @@ static void test_evaluate_and_encode(void) {
     vae_model *m = small_model(4);
     vae_loss l1, l2;
     vae_error err;
-    CHECK(vae_evaluate(m, data, 7, 9, &l1, &err) == VAE_OK, "%s", err.message);
-    CHECK(vae_evaluate(m, data, 64, 9, &l2, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_eval_elbo(m, data, 7, 9, &l1, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_eval_elbo(m, data, 64, 9, &l2, &err) == VAE_OK, "%s", err.message);
     CHECK(l1.count == 70 && l2.count == 70, "counts");
     CHECK_CLOSE(l1.recon + l1.kl, l2.recon + l2.kl, 1e-6, 0, "noise per sample: batch-size free");
     CHECK(l1.kl > 0 && l1.recon > 0, "positive terms");

@@ -208,7 +208,7 @@ _SIGNATURES = {
     "vae_blas_core": (ctypes.c_char_p, []),
     "vae_config_preset": (ctypes.c_int, [ctypes.POINTER(Config), ctypes.c_char_p, ctypes.c_int,
                                          _ERR]),
-    "vae_parse_conv_layers": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(Config), _ERR]),
+    "vae_conv_layers_parse": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(Config), _ERR]),
     "vae_config_validate": (ctypes.c_int, [ctypes.POINTER(Config), _ERR]),
     "vae_activation_parse": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]),
     "vae_likelihood_parse": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]),

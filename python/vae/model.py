@@ -220,7 +220,7 @@ class VAE:
         cfg.sigma = float(self.sigma)
         cfg.variance_floor = float(self.variance_floor)
         if self.conv:
-            _call(lib.vae_parse_conv_layers, str(self.conv).encode(), ctypes.byref(cfg))
+            _call(lib.vae_conv_layers_parse, str(self.conv).encode(), ctypes.byref(cfg))
         if cfg.n_conv:
             rows, cols = self.image_shape or (int(round(math.sqrt(dim))),) * 2
             cfg.image_channels, cfg.image_rows, cfg.image_cols = 1, rows, cols

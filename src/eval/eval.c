@@ -74,7 +74,7 @@ static vae_status iwae_log_px(const vae_model *m, iwae_scratch *s, const float *
     return VAE_OK;
 }
 
-/* The ELBO's parts per example with vae_evaluate's noise, and the encoder's means and
+/* The ELBO's parts per example with vae_eval_elbo's noise, and the encoder's means and
  * log-variances of every example. */
 static vae_status elbo_pass(const vae_model *m, const vae_dataset *data, const vae_eval_options *o,
                             double *recon, double *kl, float *mu, float *logvar, vae_error *err) {

@@ -39,12 +39,14 @@ vae_status vae_write_atomic(const char *path, vae_write_fn write, void *ctx, vae
         goto done;
     }
     errno = 0;
-    int ok = write(f, ctx) && !ferror(f) && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    vae_status written = write(f, ctx);
+    int ok = written == VAE_OK && !ferror(f) && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int saved_errno = errno;
     if (fclose(f) != 0 && ok) ok = 0, saved_errno = errno;
     if (!ok) {
-        s = vae_fail(err, VAE_ERR_IO, "%s: write failed (%s); the previous file is untouched",
-                     path, saved_errno ? strerror(saved_errno) : "error in the writer");
+        s = vae_fail(err, written != VAE_OK ? written : VAE_ERR_IO,
+                     "%s: write failed (%s); the previous file is untouched", path,
+                     saved_errno ? strerror(saved_errno) : "error in the writer");
         goto done;
     }
     if (rename(tmp, path) != 0) {

@@ -9,7 +9,7 @@ typedef struct {
     const char *descr;
 } npy_array;
 
-static int write_npy(FILE *f, void *ctx) {
+static vae_status write_npy(FILE *f, void *ctx) {
     const npy_array *a = ctx;
     char dict[128];
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
@@ -24,7 +24,7 @@ static int write_npy(FILE *f, void *ctx) {
     for (size_t i = (size_t)n; ok && i < header_len - 1; i++) ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF;
     size_t count = a->rows * a->cols;
-    return ok && (count == 0 || fwrite(a->data, a->item, count, f) == count);
+    return (ok && (count == 0 || fwrite(a->data, a->item, count, f) == count)) ? VAE_OK : VAE_ERR_IO;
 }
 
 static vae_status npy_write(const char *path, const void *data, size_t rows, size_t cols,

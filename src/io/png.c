@@ -11,17 +11,17 @@ typedef struct {
 } png_picture;
 
 /* libpng reports errors by longjmp; this returns 0 then, and the writer's caller cleans up */
-static int write_png(FILE *f, void *ctx) {
+static vae_status write_png(FILE *f, void *ctx) {
     const png_picture *im = ctx;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
-        return 0;
+        return VAE_ERR_IO;
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        return 0;
+        return VAE_ERR_IO;
     }
     png_init_io(png, f);
     png_set_IHDR(png, info, (png_uint_32)im->width, (png_uint_32)im->height, 8,
@@ -32,7 +32,7 @@ static int write_png(FILE *f, void *ctx) {
     for (int y = 0; y < im->height; y++) png_write_row(png, im->pixels + (size_t)y * stride);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    return 1;
+    return VAE_OK;
 }
 
 vae_status vae_png_write(const char *path, const uint8_t *pixels, int width, int height,

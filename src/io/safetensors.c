@@ -195,7 +195,7 @@ typedef struct {
 } st_writer;
 
 /* length, header padded with spaces (the data then starts 8-byte aligned), tensors */
-static int write_safetensors(FILE *f, void *ctx) {
+static vae_status write_safetensors(FILE *f, void *ctx) {
     const st_writer *w = ctx;
     unsigned char len_le[8];
     for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)w->padded >> (8 * i));
@@ -203,7 +203,7 @@ static int write_safetensors(FILE *f, void *ctx) {
     for (size_t i = w->header_len; ok && i < w->padded; i++) ok = fputc(' ', f) != EOF;
     for (size_t i = 0; ok && i < w->n; i++)
         ok = write_all(f, w->tensors[i].data, w->tensors[i].count * sizeof(float));
-    return ok;
+    return (ok) ? VAE_OK : VAE_ERR_IO;
 }
 
 vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam *adam,
@@ -336,8 +336,8 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
     VAE_RETURN_IF(!enc || !dec || !act, err, VAE_ERR_FORMAT,
                   "%s: metadata lacks \"encoder\", \"decoder\" or \"activation\"", path);
     vae_error inner;
-    VAE_RETURN_IF(vae_parse_layer_sizes(enc, cfg->encoder, &cfg->n_encoder, &inner) ||
-                      vae_parse_layer_sizes(dec, cfg->decoder, &cfg->n_decoder, &inner),
+    VAE_RETURN_IF(vae_layer_sizes_parse(enc, cfg->encoder, &cfg->n_encoder, &inner) ||
+                      vae_layer_sizes_parse(dec, cfg->decoder, &cfg->n_decoder, &inner),
                   err, VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
     VAE_RETURN_IF(vae_activation_parse(act, &cfg->activation) != VAE_OK, err, VAE_ERR_FORMAT,
                   "%s: metadata: unknown activation \"%.40s\"", path, act);
@@ -353,7 +353,7 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
                                  &cfg->image_cols, &tail) != 3,
                       err, VAE_ERR_FORMAT, "%s: metadata: \"conv\" needs \"image_shape\" as "
                       "CHANNELS,ROWS,COLS", path);
-        VAE_RETURN_IF(vae_parse_conv_layers(conv, cfg, &inner) != VAE_OK, err, VAE_ERR_FORMAT,
+        VAE_RETURN_IF(vae_conv_layers_parse(conv, cfg, &inner) != VAE_OK, err, VAE_ERR_FORMAT,
                       "%s: metadata: %s", path, inner.message);
     }
     const char *missing = meta_get(meta, "missing");

@@ -64,7 +64,7 @@ const char *vae_variance_name(vae_variance var) {
     return (unsigned)var < 3 ? VARIANCES[var] : "unknown";
 }
 
-vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_error *err) {
+vae_status vae_layer_sizes_parse(const char *text, int *sizes, int *count, vae_error *err) {
     int n = 0;
     const char *p = text;
     for (;;) {
@@ -88,7 +88,7 @@ vae_status vae_parse_layer_sizes(const char *text, int *sizes, int *count, vae_e
     return VAE_OK;
 }
 
-vae_status vae_parse_conv_layers(const char *text, vae_config *cfg, vae_error *err) {
+vae_status vae_conv_layers_parse(const char *text, vae_config *cfg, vae_error *err) {
     int n = 0;
     const char *p = text;
     while (*p) {

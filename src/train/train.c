@@ -85,7 +85,7 @@ static int sum_loss(const vae_collective *c, vae_loss *l) {
     return 0;
 }
 
-vae_status vae_evaluate(const vae_model *model, const vae_dataset *data, int batch_size,
+vae_status vae_eval_elbo(const vae_model *model, const vae_dataset *data, int batch_size,
                         uint64_t seed, vae_loss *loss, vae_error *err) {
     memset(loss, 0, sizeof *loss);
     VAE_TRY(vae_check_data(model, data, "evaluation", err));
