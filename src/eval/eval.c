@@ -54,23 +54,15 @@ static vae_status iwae_log_px(const vae_model *m, iwae_scratch *s, const float *
     memset(s->labels, label, (size_t)chunk);
     vae_workspace_set_labels(s->ws, s->labels);
     vae_workspace_set_mask(s->ws, mask); /* one mask for every draw, like x */
-    double max = -INFINITY, sum = 0.0;
+    op_lse lse = OP_LSE_EMPTY;
     for (int done = 0; done < k_total; done += chunk) {
         int c = k_total - done < chunk ? k_total - done : chunk;
         vae_rng_normal(rng, s->eps, (size_t)c * latent);
         op_reparam_draws(s->z, s->log_w, mu, logvar, s->eps, c, latent);
         VAE_TRY(vae_log_likelihood(m, s->ws, s->z, c, x, 0, s->log_px));
-        for (int r = 0; r < c; r++) {
-            double lw = s->log_px[r] + s->log_w[r];
-            if (lw > max) {
-                sum = sum * exp(max - lw) + 1.0;
-                max = lw;
-            } else {
-                sum += exp(lw - max);
-            }
-        }
+        for (int r = 0; r < c; r++) op_lse_add(&lse, s->log_px[r] + s->log_w[r]);
     }
-    *log_px = max + log(sum) - log((double)k_total);
+    *log_px = op_lse_value(&lse) - log((double)k_total);
     return VAE_OK;
 }
 

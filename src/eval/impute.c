@@ -77,13 +77,9 @@ vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int mu
         if ((s = vae_log_likelihood(m, ws, z, k, x, 0, log_px)) != VAE_OK ||
             (s = vae_decode(m, ws, z, k, mean)) != VAE_OK)
             break;
-        double max = -INFINITY, sum = 0.0;
-        for (int r = 0; r < k; r++) {
-            w[r] += log_px[r];
-            if (w[r] > max) max = w[r];
-        }
-        for (int r = 0; r < k; r++) sum += (w[r] = exp(w[r] - max));
-        for (int r = 0; r < k; r++) w[r] /= sum; /* self-normalized weights */
+        for (int r = 0; r < k; r++) w[r] += log_px[r];
+        const double lse = op_log_sum_exp(w, (size_t)k);
+        for (int r = 0; r < k; r++) w[r] = exp(w[r] - lse); /* self-normalized weights */
         for (int c = 0; c < copies; c++) {
             float *o = out + ((size_t)c * n + i) * d;
             if (!multiple) { /* the weighted conditional mean of the missing values */

@@ -88,3 +88,22 @@ void op_reparam_backward(float *dmu, float *dlogvar, const float *dz, const floa
         dlogvar[i] += dz[i] * eps[i] * 0.5f * expf(0.5f * logvar[i]);
     }
 }
+
+double op_log_sum_exp(const double *v, size_t n) {
+    double max = -INFINITY, sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] > max) max = v[i];
+    for (size_t i = 0; i < n; i++) sum += exp(v[i] - max);
+    return max + log(sum);
+}
+
+void op_lse_add(op_lse *acc, double v) {
+    if (v > acc->max) { /* rescale what was summed to the new maximum */
+        acc->sum = acc->sum * exp(acc->max - v) + 1.0;
+        acc->max = v;
+    } else {
+        acc->sum += exp(v - acc->max);
+    }
+}
+
+double op_lse_value(const op_lse *acc) { return acc->max + log(acc->sum); }

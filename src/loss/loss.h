@@ -58,4 +58,16 @@ void op_reparam_draws(float *z, double *log_w, const float *mu, const float *log
 void op_reparam_backward(float *dmu, float *dlogvar, const float *dz, const float *logvar,
                          const float *eps, size_t n);
 
+/* log sum_i exp(v[i]) of n >= 1 values, as max + log sum_i exp(v[i] - max) (no overflow): the
+ * importance-weighted bound's and the imputation weights' normalizer. */
+double op_log_sum_exp(const double *v, size_t n);
+/* The same over values that arrive one at a time (K draws in chunks, none of them kept):
+ * start from OP_LSE_EMPTY, add each value, read the result. */
+typedef struct {
+    double max, sum;
+} op_lse;
+#define OP_LSE_EMPTY ((op_lse){-INFINITY, 0.0})
+void op_lse_add(op_lse *acc, double v);
+double op_lse_value(const op_lse *acc);
+
 #endif

@@ -356,13 +356,9 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const 
     float *weight = ws->dlogvar; /* normalized weights / B, one per row; rewritten below */
     double bound = 0.0;
     for (int b = 0; b < batch; b++) {
-        double *lw = log_w + (size_t)b * k, max = -INFINITY, sum = 0.0;
-        for (int i = 0; i < k; i++) {
-            lw[i] -= ws->recon[(size_t)b * k + i];
-            if (lw[i] > max) max = lw[i];
-        }
-        for (int i = 0; i < k; i++) sum += exp(lw[i] - max);
-        double lse = max + log(sum);
+        double *lw = log_w + (size_t)b * k;
+        for (int i = 0; i < k; i++) lw[i] -= ws->recon[(size_t)b * k + i];
+        double lse = op_log_sum_exp(lw, (size_t)k);
         for (int i = 0; i < k; i++) weight[(size_t)b * k + i] = (float)(exp(lw[i] - lse) / batch);
         bound += -(lse - log((double)k));
     }
