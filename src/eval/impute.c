@@ -14,12 +14,12 @@ static float draw_value(const vae_model *m, const float *out, float mean, int j,
     switch (c->likelihood) {
     case VAE_LIK_BERNOULLI: return vae_rng_uniform(rng) < mean ? 1.0f : 0.0f;
     case VAE_LIK_GAUSSIAN: {
-        double var = (double)c->sigma * c->sigma;
-        if (c->variance == VAE_VAR_PER_SAMPLE) var = c->variance_floor + exp(out[c->input_dim + j]);
+        const float *dim_logvar = NULL;
         if (c->variance == VAE_VAR_PER_DIM) {
             vae_tensor_info t = vae_model_tensor(m, vae_model_find_tensor(m, "likelihood.logvar"));
-            var = c->variance_floor + exp(vae_model_params((vae_model *)m)[t.offset + j]);
+            dim_logvar = vae_model_params((vae_model *)m) + t.offset;
         }
+        float unused, var = op_gaussian_variance(c, dim_logvar, out + c->input_dim, j, &unused);
         float e;
         vae_rng_normal(rng, &e, 1);
         return mean + (float)sqrt(var) * e;

@@ -8,10 +8,8 @@
 
 #define HALF_LOG_2PI 0.9189385332046727
 
-/* The Gaussian's variance of value d of a sample: fixed, per value (raw log-variances in
- * dim_logvar) or per sample (raw in the output's second half), and d variance / d raw. */
-static inline float gaussian_variance(const vae_config *c, const float *dim_logvar,
-                                      const float *raw_row, int d, float *dvar_draw) {
+float op_gaussian_variance(const vae_config *c, const float *dim_logvar, const float *raw_row,
+                           int d, float *dvar_draw) {
     float raw;
     switch (c->variance) {
     case VAE_VAR_PER_DIM: raw = dim_logvar[d]; break;
@@ -74,7 +72,7 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
                     if (g && c->variance == VAE_VAR_PER_SAMPLE) g[dim + d] = 0.0f;
                     continue;
                 }
-                float dvar_draw, var = gaussian_variance(c, dim_logvar, o + dim, d, &dvar_draw);
+                float dvar_draw, var = op_gaussian_variance(c, dim_logvar, o + dim, d, &dvar_draw);
                 float diff = o[d] - t[d], inv = 1.0f / var;
                 sum += HALF_LOG_2PI + 0.5 * log((double)var) + 0.5 * (double)diff * diff * inv;
                 if (!g && !d_dim_logvar) continue;

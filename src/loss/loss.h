@@ -58,6 +58,12 @@ void op_reparam_draws(float *z, double *log_w, const float *mu, const float *log
 void op_reparam_backward(float *dmu, float *dlogvar, const float *dz, const float *logvar,
                          const float *eps, size_t n);
 
+/* The Gaussian's variance of value d of a sample: sigma^2 (fixed), or floor + exp(raw) with
+ * raw per value (dim_logvar, D values) or per sample (raw_row: the output row's second half);
+ * *dvar_draw gets d variance / d raw. The one place a variance is made from its parameters. */
+float op_gaussian_variance(const vae_config *c, const float *dim_logvar, const float *raw_row,
+                           int d, float *dvar_draw);
+
 /* log sum_i exp(v[i]) of n >= 1 values, as max + log sum_i exp(v[i] - max) (no overflow): the
  * importance-weighted bound's and the imputation weights' normalizer. */
 double op_log_sum_exp(const double *v, size_t n);
