@@ -112,7 +112,14 @@ static int all_finite(const float *v, size_t n) {
     return acc == 0.0f;
 }
 
+/* One CPU training run: what it was given, what it derived, and its buffers. */
 typedef struct {
+    vae_model *model;
+    const vae_dataset *train, *test;
+    const vae_train_options *opt;
+    size_t steps_per_epoch;
+    int k;            /* draws per input: 1, or IWAE's K */
+    int rank, ranks;  /* this process's share of every global batch */
     vae_workspace *ws, *eval_ws;
     vae_adam *adam;
     vae_adam *own_adam; /* adam when this run made it */
@@ -211,169 +218,213 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
 }
 
 
+/* The buffers of a CPU run and the optimizer (the one to resume, or a new one). */
+static vae_status train_state_init(train_state *t, vae_error *err) {
+    const vae_train_options *opt = t->opt;
+    const vae_config *cfg = vae_model_config(t->model);
+    const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
+    const int train_rows = batch_size * t->k;
+    const int noise_rows = train_rows > opt->eval_batch_size ? train_rows : opt->eval_batch_size;
+    VAE_TRY(vae_workspace_create(&t->ws, t->model, train_rows, err));
+    if (t->test) VAE_TRY(vae_workspace_create(&t->eval_ws, t->model, opt->eval_batch_size, err));
+    if (!opt->resume_adam)
+        VAE_TRY(vae_adam_create(&t->own_adam, vae_model_num_params(t->model), &opt->adam, err));
+    t->adam = opt->resume_adam ? opt->resume_adam : t->own_adam;
+    t->order = vae_calloc_array(t->train->count, sizeof *t->order);
+    t->xb = vae_calloc_array((size_t)batch_size * dim, sizeof(float));
+    t->yb = vae_calloc_array((size_t)batch_size, 1);
+    t->mb = t->train->mask ? vae_calloc_array((size_t)batch_size * dim, 1) : NULL;
+    t->eps = vae_calloc_array((size_t)noise_rows * latent, sizeof(float));
+    VAE_RETURN_IF(!t->order || !t->xb || !t->yb || !t->eps || (t->train->mask && !t->mb), err,
+                  VAE_ERR_NO_MEMORY, "out of memory for the training buffers");
+    return VAE_OK;
+}
+
+/* Rows start.. of this epoch's order into the batch buffers (inputs, labels, masks). */
+static void gather_batch(train_state *t, size_t start, int batch) {
+    const vae_dataset *d = t->train;
+    const size_t dim = (size_t)d->dim;
+    for (int b = 0; b < batch; b++) {
+        const size_t row = t->order[start + b];
+        if (d->labels) t->yb[b] = d->labels[row];
+        if (d->mask) memcpy(t->mb + (size_t)b * dim, d->mask + row * dim, dim);
+        memcpy(t->xb + (size_t)b * dim, d->x + row * dim, dim * sizeof(float));
+    }
+}
+
+/* The objective of a global step: KL warm-up (Bowman et al.) raises the weight linearly to beta. */
+static vae_objective step_objective(const vae_train_options *opt, uint64_t global_step) {
+    vae_objective objective = {opt->beta, opt->free_bits};
+    if (opt->kl_warmup && global_step + 1 < opt->kl_warmup)
+        objective.kl_weight =
+            (float)((double)opt->beta * (double)(global_step + 1) / (double)opt->kl_warmup);
+    return objective;
+}
+
+/* With several ranks: the global batch's mean gradient (this rank's share, then the sum) and
+ * the summed loss. */
+static vae_status sum_across_ranks(train_state *t, int batch, int global_batch, vae_loss *loss,
+                                   uint64_t global_step, vae_error *err) {
+    if (t->ranks == 1) return VAE_OK;
+    float *g = vae_model_grads(t->model);
+    const size_t n = vae_model_num_params(t->model);
+    const float share = (float)batch / (float)global_batch;
+    for (size_t i = 0; i < n; i++) g[i] *= share;
+    const vae_collective *c = t->opt->collective;
+    VAE_RETURN_IF(c->sum_floats(c->ctx, g, n) || sum_loss(c, loss), err, VAE_ERR_IO,
+                  "summing gradients across ranks failed at step %llu",
+                  (unsigned long long)global_step + 1);
+    return VAE_OK;
+}
+
+/* One optimizer step on the global batch `step` of this epoch: this rank's rows gathered, the
+ * noise of the whole global batch drawn (the same as one process would), forward and
+ * backward, the sums across ranks, the finiteness check, Adam. */
+static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t global_step,
+                             vae_loss *step_loss, vae_error *err) {
+    const vae_train_options *opt = t->opt;
+    const int latent = vae_model_config(t->model)->latent_dim, k = t->k;
+    size_t start = step * (size_t)opt->batch_size, left = t->train->count - start;
+    const int global_batch = left < (size_t)opt->batch_size ? (int)left : opt->batch_size;
+    const int first_row = global_batch * t->rank / t->ranks; /* this rank's rows */
+    const int batch = global_batch * (t->rank + 1) / t->ranks - first_row;
+    gather_batch(t, start + (size_t)first_row, batch);
+    vae_rng noise = vae_rng_make(opt->seed, VAE_STREAM_NOISE + global_step);
+    vae_rng_normal(&noise, t->eps, (size_t)global_batch * k * latent);
+    const float *eps = t->eps + (size_t)first_row * k * latent;
+
+    const vae_objective objective = step_objective(opt, global_step);
+    vae_workspace_set_labels(t->ws, t->yb);
+    vae_workspace_set_mask(t->ws, t->mb);
+    vae_status s = VAE_OK;
+    if (batch > 0)
+        s = k > 1 ? vae_iwae_step(t->model, t->ws, t->xb, eps, batch, k, step_loss)
+                  : vae_forward(t->model, t->ws, t->xb, eps, batch, step_loss);
+    if (batch > 0 && s == VAE_OK && k == 1)
+        s = vae_backward_objective(t->model, t->ws, t->xb, batch, &objective);
+    if (s != VAE_OK)
+        return vae_fail(err, s, "forward/backward pass failed at step %llu",
+                        (unsigned long long)global_step + 1);
+    VAE_TRY(sum_across_ranks(t, batch, global_batch, step_loss, global_step, err));
+    double loss = (step_loss->recon + step_loss->kl) / global_batch;
+    /* a diverged step is not applied: the parameters stay those of the last good step */
+    VAE_RETURN_IF(!isfinite(loss) ||
+                      !all_finite(vae_model_grads(t->model), vae_model_num_params(t->model)),
+                  err, VAE_ERR_DIVERGED,
+                  "training diverged at step %llu (epoch %d, batch %zu): %s is not finite "
+                  "(loss %g)", (unsigned long long)global_step + 1, epoch, step + 1,
+                  isfinite(loss) ? "a gradient" : "the loss", loss);
+    vae_adam_step(t->adam, vae_model_params(t->model), vae_model_grads(t->model));
+    return VAE_OK;
+}
+
+/* After a step: progress (which may stop the run, on every rank at once; a checkpoint is
+ * written first) and the periodic checkpoint. */
+static vae_status after_step(train_state *t, vae_train_position after, uint64_t global_step,
+                             vae_error *err) {
+    const vae_train_options *opt = t->opt;
+    const vae_loss *l = &after.epoch_so_far;
+    int stop = opt->progress && opt->progress(opt->user, after.epoch, after.step_in_epoch,
+                                               t->steps_per_epoch,
+                                               (l->recon + l->kl) / (double)l->count);
+    if (t->ranks > 1) { /* every rank stops at the same step, or none */
+        double any = stop;
+        if (opt->collective->sum_doubles(opt->collective->ctx, &any, 1)) any = 1;
+        stop = any > 0;
+    }
+    if (stop) { /* the caller stops us: save where we are first */
+        if (opt->checkpoint) VAE_TRY(opt->checkpoint(opt->user, t->model, t->adam, after, err));
+        return vae_fail(err, VAE_ERR_CANCELLED, "training cancelled after step %llu",
+                        (unsigned long long)global_step + 1);
+    }
+    if (opt->checkpoint && opt->checkpoint_every &&
+        (global_step + 1) % opt->checkpoint_every == 0 && after.step_in_epoch < t->steps_per_epoch)
+        VAE_TRY(opt->checkpoint(opt->user, t->model, t->adam, after, err));
+    return VAE_OK;
+}
+
+/* The test set's loss after an epoch: this rank's share of it, summed across ranks. */
+static vae_status test_epoch(train_state *t, int epoch, vae_epoch_stats *stats, vae_error *err) {
+    const vae_dataset *test = t->test;
+    vae_loss test_loss = {0};
+    double t_eval = now_seconds();
+    const size_t from = test->count * (size_t)t->rank / (size_t)t->ranks,
+                 to = test->count * (size_t)(t->rank + 1) / (size_t)t->ranks;
+    vae_status s = evaluate_range(t->model, t->eval_ws, t->eps, test, from, to,
+                                  t->opt->eval_batch_size, t->opt->seed, &test_loss);
+    if (s != VAE_OK) return vae_fail(err, s, "evaluation failed after epoch %d", epoch);
+    VAE_RETURN_IF(t->ranks > 1 && sum_loss(t->opt->collective, &test_loss), err, VAE_ERR_IO,
+                  "summing the evaluation across ranks failed");
+    stats->test_recon = test_loss.recon / (double)test_loss.count;
+    stats->test_kl = test_loss.kl / (double)test_loss.count;
+    stats->test_loss = stats->test_recon + stats->test_kl;
+    stats->test_seconds = now_seconds() - t_eval;
+    return VAE_OK;
+}
+
+/* The end of an epoch: its statistics (and the test set's loss) to on_epoch, then a
+ * checkpoint at the start of the next. */
+static vae_status end_epoch(train_state *t, int epoch, const vae_loss *epoch_loss,
+                            size_t samples_before, double seconds, vae_error *err) {
+    const vae_train_options *opt = t->opt;
+    vae_epoch_stats stats = {.epoch = epoch, .epochs = opt->epochs, .seconds = seconds};
+    stats.train_recon = epoch_loss->recon / (double)epoch_loss->count;
+    stats.train_kl = epoch_loss->kl / (double)epoch_loss->count;
+    stats.train_loss = stats.train_recon + stats.train_kl;
+    stats.samples_per_second =
+        seconds > 0 ? (double)(epoch_loss->count - samples_before) / seconds : 0.0;
+    stats.test_loss = stats.test_recon = stats.test_kl = NAN;
+    if (t->test) VAE_TRY(test_epoch(t, epoch, &stats, err));
+    if (opt->on_epoch) opt->on_epoch(opt->user, &stats);
+    vae_train_position next = {.epoch = epoch + 1};
+    if (opt->checkpoint) VAE_TRY(opt->checkpoint(opt->user, t->model, t->adam, next, err));
+    return VAE_OK;
+}
+
+/* Epochs start.epoch.. of a run: each one shuffled by its own stream (Fisher-Yates), its steps,
+ * its end. A run resumed mid-epoch starts at its step with the epoch's loss so far. */
+static vae_status train_epochs(train_state *t, uint64_t first_step, vae_error *err) {
+    const vae_train_options *opt = t->opt;
+    const vae_train_position start = opt->start;
+    uint64_t global_step = first_step;
+    for (int epoch = start.epoch; epoch <= opt->epochs; epoch++) {
+        vae_epoch_order(t->order, t->train->count, opt->seed, epoch);
+        const int resumed = epoch == start.epoch && start.step_in_epoch > 0;
+        vae_loss epoch_loss = resumed ? start.epoch_so_far : (vae_loss){0};
+        const size_t samples_before = epoch_loss.count; /* for the speed: this run's only */
+        double t0 = now_seconds();
+        for (size_t step = resumed ? start.step_in_epoch : 0; step < t->steps_per_epoch;
+             step++, global_step++) {
+            vae_loss step_loss = {0};
+            VAE_TRY(train_step(t, epoch, step, global_step, &step_loss, err));
+            epoch_loss.recon += step_loss.recon;
+            epoch_loss.kl += step_loss.kl;
+            epoch_loss.count += step_loss.count;
+            VAE_TRY(after_step(t, (vae_train_position){epoch, step + 1, epoch_loss}, global_step,
+                               err));
+        }
+        VAE_TRY(end_epoch(t, epoch, &epoch_loss, samples_before, now_seconds() - t0, err));
+    }
+    return VAE_OK;
+}
+
 vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
                      const vae_train_options *opt, vae_error *err) {
     VAE_TRY(vae_train_check(model, train, test, opt, err));
-    const vae_config *cfg = vae_model_config(model);
-    const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
     const size_t n = train->count;
-    const size_t steps_per_epoch = (n + (size_t)batch_size - 1) / (size_t)batch_size;
-    const int k = opt->iwae_k > 1 ? opt->iwae_k : 1;
-    const int train_rows = batch_size * k;
-    const int rank = opt->collective ? opt->collective->rank : 0;
-    const int ranks = opt->collective ? opt->collective->size : 1;
-    const int noise_rows = train_rows > opt->eval_batch_size ? train_rows : opt->eval_batch_size;
-    const vae_train_position start = opt->start;
+    const size_t steps_per_epoch = (n + (size_t)opt->batch_size - 1) / (size_t)opt->batch_size;
     const uint64_t first_step =
-        (uint64_t)(start.epoch - 1) * steps_per_epoch + start.step_in_epoch;
+        (uint64_t)(opt->start.epoch - 1) * steps_per_epoch + opt->start.step_in_epoch;
     vae_device device; /* AUTO: the GPU when there is one and it runs this model */
     VAE_TRY(vae_device_resolve(opt->device, vae_gpu_supports(model, opt, NULL), &device, err));
     if (device == VAE_DEVICE_CUDA) return train_on_gpu(model, train, test, opt, first_step, err);
 
-    train_state t = {0};
-    vae_status s = VAE_OK;
-    if ((s = vae_workspace_create(&t.ws, model, train_rows, err)) != VAE_OK ||
-        (test && (s = vae_workspace_create(&t.eval_ws, model, opt->eval_batch_size, err))) ||
-        (!opt->resume_adam &&
-         (s = vae_adam_create(&t.own_adam, vae_model_num_params(model), &opt->adam, err))))
-        goto done;
-    t.adam = opt->resume_adam ? opt->resume_adam : t.own_adam;
-    t.order = vae_calloc_array(n, sizeof *t.order);
-    t.xb = vae_calloc_array((size_t)batch_size * dim, sizeof(float));
-    t.yb = vae_calloc_array((size_t)batch_size, 1);
-    t.mb = train->mask ? vae_calloc_array((size_t)batch_size * dim, 1) : NULL;
-    t.eps = vae_calloc_array((size_t)noise_rows * latent, sizeof(float));
-    if (!t.order || !t.xb || !t.yb || !t.eps || (train->mask && !t.mb)) {
-        s = vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for the training buffers");
-        goto done;
-    }
-
-    size_t global_step = first_step;
-    for (int epoch = start.epoch; epoch <= opt->epochs; epoch++) {
-        /* Fisher–Yates from a stream of its own per epoch */
-        vae_epoch_order(t.order, n, opt->seed, epoch);
-        vae_loss epoch_loss = {0};
-        if (epoch == start.epoch && start.step_in_epoch > 0) epoch_loss = start.epoch_so_far;
-        const size_t samples_before = epoch_loss.count; /* for the speed: this run's only */
-        double t0 = now_seconds();
-        size_t first = epoch == start.epoch ? start.step_in_epoch : 0;
-        for (size_t step = first; step < steps_per_epoch; step++, global_step++) {
-            size_t start = step * (size_t)batch_size, left = n - start;
-            const int global_batch = left < (size_t)batch_size ? (int)left : batch_size;
-            /* this rank's rows of the global batch */
-            const int first_row = global_batch * rank / ranks;
-            const int batch = global_batch * (rank + 1) / ranks - first_row;
-            start += (size_t)first_row;
-            for (int b = 0; b < batch; b++) {
-                if (train->labels) t.yb[b] = train->labels[t.order[start + b]];
-                if (train->mask)
-                    memcpy(t.mb + (size_t)b * dim, train->mask + t.order[start + b] * (size_t)dim,
-                           (size_t)dim);
-                memcpy(t.xb + (size_t)b * dim, train->x + t.order[start + b] * (size_t)dim,
-                       (size_t)dim * sizeof(float));
-            }
-            vae_rng noise = vae_rng_make(opt->seed, VAE_STREAM_NOISE + global_step);
-            vae_rng_normal(&noise, t.eps, (size_t)global_batch * k * latent);
-            const float *eps = t.eps + (size_t)first_row * k * latent; /* this rank's rows */
-
-            vae_loss step_loss = {0};
-            /* KL warm-up (Bowman et al.): the weight climbs linearly to beta */
-            vae_objective objective = {opt->beta, opt->free_bits};
-            if (opt->kl_warmup && global_step + 1 < opt->kl_warmup)
-                objective.kl_weight = (float)((double)opt->beta * (double)(global_step + 1) /
-                                              (double)opt->kl_warmup);
-            vae_workspace_set_labels(t.ws, t.yb);
-            vae_workspace_set_mask(t.ws, t.mb);
-            if (batch > 0 &&
-                (k > 1 ? (s = vae_iwae_step(model, t.ws, t.xb, eps, batch, k, &step_loss)) != VAE_OK
-                       : (s = vae_forward(model, t.ws, t.xb, eps, batch, &step_loss)) != VAE_OK ||
-                             (s = vae_backward_objective(model, t.ws, t.xb, batch, &objective)) !=
-                                 VAE_OK)) {
-                vae_fail(err, s, "forward/backward pass failed at step %zu", global_step + 1);
-                goto done;
-            }
-            if (ranks > 1) { /* the global batch's mean: this rank's share, then the sum */
-                float *g = vae_model_grads(model);
-                const float share = (float)batch / (float)global_batch;
-                for (size_t i = 0; i < vae_model_num_params(model); i++) g[i] *= share;
-                if (opt->collective->sum_floats(opt->collective->ctx, g,
-                                                vae_model_num_params(model)) ||
-                    sum_loss(opt->collective, &step_loss)) {
-                    s = vae_fail(err, VAE_ERR_IO, "summing gradients across ranks failed at step "
-                                 "%zu", global_step + 1);
-                    goto done;
-                }
-            }
-            double loss = (step_loss.recon + step_loss.kl) / global_batch;
-            if (!isfinite(loss) || !all_finite(vae_model_grads(model), vae_model_num_params(model))) {
-                /* the step is not applied: the parameters stay those of the last good step */
-                s = vae_fail(err, VAE_ERR_DIVERGED,
-                             "training diverged at step %zu (epoch %d, batch %zu): %s is not "
-                             "finite (loss %g)", global_step + 1, epoch, step + 1,
-                             isfinite(loss) ? "a gradient" : "the loss", loss);
-                goto done;
-            }
-            vae_adam_step(t.adam, vae_model_params(model), vae_model_grads(model));
-            epoch_loss.recon += step_loss.recon;
-            epoch_loss.kl += step_loss.kl;
-            epoch_loss.count += step_loss.count;
-            vae_train_position after = {epoch, step + 1, epoch_loss};
-            int stop = opt->progress &&
-                       opt->progress(opt->user, epoch, step + 1, steps_per_epoch,
-                                     (epoch_loss.recon + epoch_loss.kl) / (double)epoch_loss.count);
-            if (ranks > 1) { /* every rank stops at the same step, or none */
-                double any = stop;
-                if (opt->collective->sum_doubles(opt->collective->ctx, &any, 1)) any = 1;
-                stop = any > 0;
-            }
-            if (stop) {
-                /* the caller stops us: save where we are first */
-                if (opt->checkpoint &&
-                    (s = opt->checkpoint(opt->user, model, t.adam, after, err)) != VAE_OK)
-                    goto done;
-                s = vae_fail(err, VAE_ERR_CANCELLED, "training cancelled after step %zu",
-                             global_step + 1);
-                goto done;
-            }
-            if (opt->checkpoint && opt->checkpoint_every &&
-                (global_step + 1) % opt->checkpoint_every == 0 && step + 1 < steps_per_epoch &&
-                (s = opt->checkpoint(opt->user, model, t.adam, after, err)) != VAE_OK)
-                goto done;
-        }
-        double seconds = now_seconds() - t0;
-        vae_epoch_stats stats = {.epoch = epoch, .epochs = opt->epochs, .seconds = seconds};
-        stats.train_recon = epoch_loss.recon / (double)epoch_loss.count;
-        stats.train_kl = epoch_loss.kl / (double)epoch_loss.count;
-        stats.train_loss = stats.train_recon + stats.train_kl;
-        stats.samples_per_second =
-            seconds > 0 ? (double)(epoch_loss.count - samples_before) / seconds : 0.0;
-        stats.test_loss = stats.test_recon = stats.test_kl = NAN;
-        if (test) {
-            vae_loss test_loss = {0};
-            double t_eval = now_seconds();
-            const size_t from = test->count * (size_t)rank / (size_t)ranks,
-                         to = test->count * (size_t)(rank + 1) / (size_t)ranks;
-            if ((s = evaluate_range(model, t.eval_ws, t.eps, test, from, to, opt->eval_batch_size,
-                                    opt->seed, &test_loss)) != VAE_OK) {
-                vae_fail(err, s, "evaluation failed after epoch %d", epoch);
-                goto done;
-            }
-            if (ranks > 1 && sum_loss(opt->collective, &test_loss)) {
-                s = vae_fail(err, VAE_ERR_IO, "summing the evaluation across ranks failed");
-                goto done;
-            }
-            stats.test_recon = test_loss.recon / (double)test_loss.count;
-            stats.test_kl = test_loss.kl / (double)test_loss.count;
-            stats.test_loss = stats.test_recon + stats.test_kl;
-            stats.test_seconds = now_seconds() - t_eval;
-        }
-        if (opt->on_epoch) opt->on_epoch(opt->user, &stats);
-        vae_train_position next = {.epoch = epoch + 1};
-        if (opt->checkpoint && (s = opt->checkpoint(opt->user, model, t.adam, next, err)) != VAE_OK)
-            goto done;
-    }
-    s = VAE_OK;
-done:
+    train_state t = {.model = model, .train = train, .test = test, .opt = opt,
+                     .steps_per_epoch = steps_per_epoch, .k = opt->iwae_k > 1 ? opt->iwae_k : 1,
+                     .rank = opt->collective ? opt->collective->rank : 0,
+                     .ranks = opt->collective ? opt->collective->size : 1};
+    vae_status s = train_state_init(&t, err);
+    if (s == VAE_OK) s = train_epochs(&t, first_step, err);
     train_state_free(&t);
     return s;
 }
