@@ -17,6 +17,21 @@ enum {
     EXIT_INTERRUPTED = 130
 };
 
+/* In a function returning a vae_status: on cond, the message into err and return status. */
+#define CLI_FAIL_IF(cond, err, status, ...)                                                        \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            snprintf((err)->message, sizeof (err)->message, __VA_ARGS__);                          \
+            return (status);                                                                       \
+        }                                                                                          \
+    } while (0)
+/* In a function returning a vae_status: a failed call's status returned as it is. */
+#define CLI_TRY(expr)                                                                              \
+    do {                                                                                           \
+        vae_status cli_try_ = (expr);                                                              \
+        if (cli_try_ != VAE_OK) return cli_try_;                                                   \
+    } while (0)
+
 /* The exit code for a library status. */
 int cli_exit_code(vae_status status);
 /* Prints "vae: <message>" (or the status name when the message is empty) to stderr and
@@ -119,7 +134,7 @@ int cli_progress(void *user, size_t done, size_t total);
  * when path ends in .svg, SVG; names (may be NULL) label the classes in the SVG legend. */
 vae_status cli_plot_latent(const char *path, const vae_model *model, const vae_dataset *data,
                            size_t n, const char *const *names, vae_error *err);
-/* Fashion-MNIST's class names when data_path looks like it, else NULL. */
+/* Fashion-MNIST's class names (NULL-terminated) when data_path looks like it, else NULL. */
 const char *const *cli_class_names(const char *data_path);
 
 /* Decoded grids: a 2-D latent's prior quantiles (n x n), and each of the first dims latent

@@ -581,7 +581,7 @@ static vae_status label_classes(const vae_dataset *train, const char *path, int 
         if (seen[k]) continue;
         int last = k;
         while (last + 1 < *classes && !seen[last + 1]) last++;
-        char which[32];
+        char which[48];
         if (last > k) snprintf(which, sizeof which, "labels %d..%d never occur", k, last);
         else snprintf(which, sizeof which, "label %d never occurs", k);
         snprintf(err->message, sizeof err->message, "--conditional: %s in %s, so the model would "
@@ -622,225 +622,269 @@ static int output_refused(const train_args *a) {
     return 0;
 }
 
-int cmd_train(int argc, char **argv) {
+/* One `vae train`: its arguments, data, model and what the callbacks write; the phases below
+ * fill it in turn, and train_run_free releases it. */
+typedef struct {
     train_args a;
-    int code;
-    if (!parse_args(argc, argv, &a, &code)) return code;
-    vae_error err = {{0}};
-    char train_path[PATH_SIZE], test_path[PATH_SIZE];
-    if ((code = conflicting_flags(&a)) != 0) return code;
-    if (!a.train) {
-        if (!find_in_dir(train_path, a.data_dir, "train-images-idx3-ubyte")) {
+    train_view view;
+    vae_dataset *train, *test;
+    vae_model *model;
+    vae_adam *adam;
+    vae_error err;
+    char train_path[PATH_SIZE], test_path[PATH_SIZE], checkpoint_path[PATH_SIZE];
+    int writer; /* rank 0: the process that talks and writes */
+} train_run;
+
+/* The data folder's files when --train is not given; --no-test and --resume's folder. */
+static int default_paths(train_run *r) {
+    train_args *a = &r->a;
+    if (!a->train) {
+        if (!find_in_dir(r->train_path, a->data_dir, "train-images-idx3-ubyte")) {
             fprintf(stderr, "vae: no train-images-idx3-ubyte[.gz] in %s (install Debian's "
-                    "dataset-fashion-mnist, or name files with --train/--test)\n", a.data_dir);
+                    "dataset-fashion-mnist, or name files with --train/--test)\n", a->data_dir);
             return EXIT_NOINPUT;
         }
-        a.train = train_path;
-        if (!a.test && !a.no_test && find_in_dir(test_path, a.data_dir, "t10k-images-idx3-ubyte"))
-            a.test = test_path;
+        a->train = r->train_path;
+        if (!a->test && !a->no_test &&
+            find_in_dir(r->test_path, a->data_dir, "t10k-images-idx3-ubyte"))
+            a->test = r->test_path;
     }
-    if (a.no_test) a.test = NULL;
-    if (a.resume && !a.out) a.out = a.resume;
+    if (a->no_test) a->test = NULL;
+    if (a->resume && !a->out) a->out = a->resume;
+    return EXIT_OK;
+}
 
-    vae_dataset *train = NULL, *test = NULL;
-    vae_model *model = NULL;
-    vae_adam *adam = NULL;
-    train_view view = {.quiet = a.quiet, .bar = isatty(STDERR_FILENO)};
-    vae_status s = load_split(a.train, a.train_labels, a.label_column, &train, &err);
-    if (s == VAE_OK && a.test) s = load_split(a.test, a.test_labels, a.label_column, &test, &err);
-    if (s != VAE_OK) goto fail;
-    if (s == VAE_OK && a.exclude_label) { /* e.g. to hold a class out as anomalies */
-        if (!train->labels) {
-            snprintf(err.message, sizeof err.message, "--exclude-label needs labels for %s", a.train);
-            s = VAE_ERR_INVALID_ARGUMENT;
-            goto fail;
-        }
-        size_t kept = 0, d = (size_t)train->dim;
-        for (size_t i = 0; i < train->count; i++) {
-            if (train->labels[i] == a.exclude_label - 1) continue;
-            memmove(train->x + kept * d, train->x + i * d, d * sizeof(float));
-            if (train->mask) memmove(train->mask + kept * d, train->mask + i * d, d);
-            train->labels[kept++] = train->labels[i];
-        }
-        if (kept == train->count) { /* a flag that would do nothing is said */
-            snprintf(err.message, sizeof err.message, "--exclude-label %d: no training sample "
-                     "has that label", a.exclude_label - 1);
-            s = VAE_ERR_INVALID_ARGUMENT;
-            goto fail;
-        }
-        train->count = kept;
-        if (!kept) {
-            snprintf(err.message, sizeof err.message, "--exclude-label %d leaves no training data",
-                     a.exclude_label - 1);
-            s = VAE_ERR_INVALID_ARGUMENT;
-            goto fail;
-        }
+/* --exclude-label: the training samples of one class left out (to hold it out as anomalies). */
+static vae_status exclude_label(train_run *r) {
+    vae_dataset *train = r->train;
+    const int label = r->a.exclude_label - 1;
+    CLI_FAIL_IF(!train->labels, &r->err, VAE_ERR_INVALID_ARGUMENT,
+                    "--exclude-label needs labels for %s", r->a.train);
+    size_t kept = 0, d = (size_t)train->dim;
+    for (size_t i = 0; i < train->count; i++) {
+        if (train->labels[i] == label) continue;
+        memmove(train->x + kept * d, train->x + i * d, d * sizeof(float));
+        if (train->mask) memmove(train->mask + kept * d, train->mask + i * d, d);
+        train->labels[kept++] = train->labels[i];
     }
-    if (a.conditional && (s = label_classes(train, a.train, &a.n_classes, &err)) != VAE_OK)
-        goto fail;
-    if (test && test->dim != train->dim) {
-        snprintf(err.message, sizeof err.message, "%s has %d values per sample but %s has %d",
-                 a.test, test->dim, a.train, train->dim);
-        s = VAE_ERR_FORMAT;
-        goto fail;
-    }
-    if (a.resume) {
-        if ((s = load_resume(&a, train, &model, &adam, &view.state, &err)) != VAE_OK) goto fail;
-        a.train_opt.batch_size = view.state.batch_size;
-        a.train_opt.seed = view.state.seed;
-        a.train_opt.beta = view.state.beta, a.train_opt.free_bits = view.state.free_bits;
-        a.train_opt.kl_warmup = view.state.kl_warmup;
-        a.train_opt.iwae_k = view.state.iwae_k;
-        a.train_opt.adam = *vae_adam_get_options(adam);
-        if (!a.epochs_set) a.train_opt.epochs = view.state.epochs;
-        a.train_opt.resume_adam = adam;
-        a.train_opt.start = view.state.position;
+    /* a flag that would do nothing is said */
+    CLI_FAIL_IF(kept == train->count, &r->err, VAE_ERR_INVALID_ARGUMENT,
+                    "--exclude-label %d: no training sample has that label", label);
+    CLI_FAIL_IF(!kept, &r->err, VAE_ERR_INVALID_ARGUMENT,
+                    "--exclude-label %d leaves no training data", label);
+    train->count = kept;
+    return VAE_OK;
+}
+
+/* The training and test data, as asked for, with the label checks. */
+static vae_status load_data(train_run *r) {
+    train_args *a = &r->a;
+    vae_status s = load_split(a->train, a->train_labels, a->label_column, &r->train, &r->err);
+    if (s == VAE_OK && a->test)
+        s = load_split(a->test, a->test_labels, a->label_column, &r->test, &r->err);
+    if (s == VAE_OK && a->exclude_label) s = exclude_label(r);
+    if (s == VAE_OK && a->conditional) s = label_classes(r->train, a->train, &a->n_classes, &r->err);
+    if (s != VAE_OK) return s;
+    CLI_FAIL_IF(r->test && r->test->dim != r->train->dim, &r->err, VAE_ERR_FORMAT,
+                    "%s has %d values per sample but %s has %d", a->test, r->test->dim, a->train,
+                    r->train->dim);
+    return VAE_OK;
+}
+
+/* The model: the run being resumed (its options take over), or a new one and its state. */
+static vae_status make_model(train_run *r) {
+    train_args *a = &r->a;
+    vae_train_state *st = &r->view.state;
+    if (a->resume) {
+        CLI_TRY(load_resume(a, r->train, &r->model, &r->adam, st, &r->err));
+        a->train_opt.batch_size = st->batch_size;
+        a->train_opt.seed = st->seed;
+        a->train_opt.beta = st->beta, a->train_opt.free_bits = st->free_bits;
+        a->train_opt.kl_warmup = st->kl_warmup;
+        a->train_opt.iwae_k = st->iwae_k;
+        a->train_opt.adam = *vae_adam_get_options(r->adam);
+        if (!a->epochs_set) a->train_opt.epochs = st->epochs;
+        a->train_opt.resume_adam = r->adam;
+        a->train_opt.start = st->position;
     } else {
         vae_config cfg;
-        if ((s = build_config(&a, train, &cfg, &err)) != VAE_OK) goto fail;
-        if ((s = vae_model_create(&model, &cfg, a.train_opt.seed, &err)) != VAE_OK) goto fail;
-        snprintf(view.state.preset, sizeof view.state.preset, "%s",
-                 a.encoder || a.decoder || a.latent || a.activation ? "" : a.preset);
-        view.state.data_rows = train->rows, view.state.data_cols = train->cols;
-        view.state.seed = a.train_opt.seed;
-        view.state.batch_size = a.train_opt.batch_size;
-        view.state.data_hash = vae_dataset_hash(train);
-        view.state.beta = a.train_opt.beta, view.state.free_bits = a.train_opt.free_bits;
-        view.state.kl_warmup = a.train_opt.kl_warmup;
-        view.state.iwae_k = a.train_opt.iwae_k;
+        CLI_TRY(build_config(a, r->train, &cfg, &r->err));
+        CLI_TRY(vae_model_create(&r->model, &cfg, a->train_opt.seed, &r->err));
+        snprintf(st->preset, sizeof st->preset, "%s",
+                 a->encoder || a->decoder || a->latent || a->activation ? "" : a->preset);
+        st->data_rows = r->train->rows, st->data_cols = r->train->cols;
+        st->seed = a->train_opt.seed;
+        st->batch_size = a->train_opt.batch_size;
+        st->data_hash = vae_dataset_hash(r->train);
+        st->beta = a->train_opt.beta, st->free_bits = a->train_opt.free_bits;
+        st->kl_warmup = a->train_opt.kl_warmup;
+        st->iwae_k = a->train_opt.iwae_k;
     }
-    view.state.epochs = a.train_opt.epochs;
-    if (!a.resume && a.standardize) {
-        float *mean = malloc(sizeof(float) * (size_t)train->dim);
-        float *std = malloc(sizeof(float) * (size_t)train->dim);
-        s = mean && std ? VAE_OK : VAE_ERR_NO_MEMORY;
-        if (s == VAE_OK) vae_standardize_fit(train, mean, std);
-        if (s == VAE_OK) s = vae_model_set_standardization(model, mean, std, &err);
+    st->epochs = a->train_opt.epochs;
+    return VAE_OK;
+}
+
+/* --standardize: the training data's statistics kept in a new model; the data (train and test)
+ * then in the model's units. */
+static vae_status standardize_data(train_run *r) {
+    vae_model *model = r->model;
+    if (!r->a.resume && r->a.standardize) {
+        const size_t dim = (size_t)r->train->dim;
+        float *mean = malloc(sizeof(float) * dim), *std = malloc(sizeof(float) * dim);
+        vae_status s = mean && std ? VAE_OK : VAE_ERR_NO_MEMORY;
+        if (s == VAE_OK) vae_standardize_fit(r->train, mean, std);
+        if (s == VAE_OK) s = vae_model_set_standardization(model, mean, std, &r->err);
         free(mean), free(std);
-        if (s != VAE_OK) goto fail;
-    } else if (a.resume && a.standardize && !vae_model_data_mean(model)) {
-        snprintf(err.message, sizeof err.message, "--standardize: the run being resumed was "
-                 "trained without it");
-        s = VAE_ERR_INVALID_ARGUMENT;
-        goto fail;
+        CLI_TRY(s);
     }
+    CLI_FAIL_IF(r->a.resume && r->a.standardize && !vae_model_data_mean(model), &r->err,
+                    VAE_ERR_INVALID_ARGUMENT,
+                    "--standardize: the run being resumed was trained without it");
     if (vae_model_data_mean(model)) { /* the data hash above was taken of the raw values */
         const float *mean = vae_model_data_mean(model), *std = vae_model_data_std(model);
-        vae_standardize(train->x, train->count, train->dim, mean, std, 0);
-        if (test) vae_standardize(test->x, test->count, test->dim, mean, std, 0);
+        vae_standardize(r->train->x, r->train->count, r->train->dim, mean, std, 0);
+        if (r->test) vae_standardize(r->test->x, r->test->count, r->test->dim, mean, std, 0);
     }
+    return VAE_OK;
+}
 
+/* Everything checked before a file is touched (a refused run changes nothing), the same
+ * weights on every process. 1 to go on; 0 to stop with *code (EXIT_OK: nothing to do). */
+static int ready_to_train(train_run *r, int *code) {
+    train_args *a = &r->a;
     /* several processes (mpirun): the same weights everywhere; rank 0 alone talks and writes */
-    const int writer = cli_parallel_rank() == 0;
-    a.train_opt.collective = cli_parallel_collective();
-    if (cli_parallel_broadcast(vae_model_params(model), vae_model_num_params(model))) {
-        snprintf(err.message, sizeof err.message, "broadcasting the initial weights failed");
-        s = VAE_ERR_IO;
-        goto fail;
+    r->writer = cli_parallel_rank() == 0;
+    a->train_opt.collective = cli_parallel_collective();
+    if (cli_parallel_broadcast(vae_model_params(r->model), vae_model_num_params(r->model))) {
+        snprintf(r->err.message, sizeof r->err.message, "broadcasting the initial weights failed");
+        *code = cli_report(VAE_ERR_IO, &r->err);
+        return 0;
     }
-    if (!writer) a.quiet = view.quiet = 1, view.bar = 0;
-    char path[PATH_SIZE], checkpoint_path[PATH_SIZE];
-    snprintf(checkpoint_path, sizeof checkpoint_path, "%s/checkpoint.safetensors", a.out);
-    /* everything is checked before a file is touched: a refused run changes nothing */
-    if ((s = vae_train_check(model, train, test, &a.train_opt, &err)) != VAE_OK) goto fail;
-    if (a.resume && view.state.position.epoch > a.train_opt.epochs) {
+    if (!r->writer) a->quiet = r->view.quiet = 1, r->view.bar = 0;
+    snprintf(r->checkpoint_path, sizeof r->checkpoint_path, "%s/checkpoint.safetensors", a->out);
+    vae_status s = vae_train_check(r->model, r->train, r->test, &a->train_opt, &r->err);
+    if (s != VAE_OK) {
+        *code = cli_report(s, &r->err);
+        return 0;
+    }
+    if (a->resume && r->view.state.position.epoch > a->train_opt.epochs) {
         fprintf(stderr, "vae: the run in %s has finished its %d epochs: nothing to do (give "
-                "--epochs N, N > %d, to train it further)\n", a.resume, a.train_opt.epochs,
-                a.train_opt.epochs);
-        code = EXIT_OK;
-        goto cleanup;
+                "--epochs N, N > %d, to train it further)\n", a->resume, a->train_opt.epochs,
+                a->train_opt.epochs);
+        *code = EXIT_OK;
+        return 0;
     }
-    if (writer) {
-        if ((code = output_refused(&a)) != 0) goto cleanup;
-        view.checkpoint_path = checkpoint_path;
-    }
-    view.out = a.out, view.resume = a.resume, view.force = a.force, view.writer = writer;
-    view.first_epoch = a.resume ? view.state.position.epoch : 1;
+    return !r->writer || (*code = output_refused(a)) == 0;
+}
 
-    cli_apply_threads();
-    view.test_count = test ? test->count : 0;
-    a.train_opt.progress = on_progress;
-    a.train_opt.on_epoch = on_epoch;
-    a.train_opt.checkpoint = on_checkpoint;
-    a.train_opt.checkpoint_every = a.checkpoint_every;
-    a.train_opt.user = &view;
-    if (!a.quiet) {
-        fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; "
-                "%zu parameters; %d threads, %s kernels", train->count, train->dim,
-                test ? test->count : 0, vae_model_num_params(model), vae_get_num_threads(),
-                vae_blas_core());
-        if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
-        fputc('\n', stderr);
-        char info[256];
-        if (a.train_opt.device != VAE_DEVICE_CPU &&
-            vae_device_available(VAE_DEVICE_CUDA, info, sizeof info))
-            fprintf(stderr, "vae: device %s; GPU: %s (%s)\n", vae_device_name(a.train_opt.device),
-                    info, vae_precision_name(a.train_opt.precision));
-        if (a.resume)
-            fprintf(stderr, "vae: resuming %s at epoch %d, step %llu\n", a.resume,
-                    view.state.position.epoch,
-                    (unsigned long long)view.state.position.step_in_epoch);
-    }
+/* The callbacks' view of the run, and the banner. */
+static void announce(train_run *r) {
+    train_args *a = &r->a;
+    train_view *view = &r->view;
+    if (r->writer) view->checkpoint_path = r->checkpoint_path;
+    view->out = a->out, view->resume = a->resume, view->force = a->force;
+    view->writer = r->writer;
+    view->first_epoch = a->resume ? view->state.position.epoch : 1;
+    view->test_count = r->test ? r->test->count : 0;
+    a->train_opt.progress = on_progress;
+    a->train_opt.on_epoch = on_epoch;
+    a->train_opt.checkpoint = on_checkpoint;
+    a->train_opt.checkpoint_every = a->checkpoint_every;
+    a->train_opt.user = view;
+    if (a->quiet) return;
+    fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; %zu parameters; "
+            "%d threads, %s kernels", r->train->count, r->train->dim,
+            r->test ? r->test->count : 0, vae_model_num_params(r->model), vae_get_num_threads(),
+            vae_blas_core());
+    if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
+    fputc('\n', stderr);
+    char info[256];
+    if (a->train_opt.device != VAE_DEVICE_CPU &&
+        vae_device_available(VAE_DEVICE_CUDA, info, sizeof info))
+        fprintf(stderr, "vae: device %s; GPU: %s (%s)\n", vae_device_name(a->train_opt.device),
+                info, vae_precision_name(a->train_opt.precision));
+    if (a->resume)
+        fprintf(stderr, "vae: resuming %s at epoch %d, step %llu\n", a->resume,
+                view->state.position.epoch, (unsigned long long)view->state.position.step_in_epoch);
+}
+
+/* vae_train with SIGINT/SIGTERM caught (the step ends and a checkpoint is written). */
+static vae_status train_with_signals(train_run *r) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    double train_started = cli_now_seconds();
-    s = vae_train(model, train, test, &a.train_opt, &err);
-    double train_seconds = cli_now_seconds() - train_started;
+    double started = cli_now_seconds();
+    vae_status s = vae_train(r->model, r->train, r->test, &r->a.train_opt, &r->err);
+    double seconds = cli_now_seconds() - started;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    if (cli_parallel_size() > 1 && !a.quiet)
+    if (cli_parallel_size() > 1 && !r->a.quiet)
         fprintf(stderr, "vae: %d ranks; %.2f s of %.2f s in communication (%.1f%%)\n",
-                cli_parallel_size(), cli_parallel_comm_seconds(), train_seconds,
-                100.0 * cli_parallel_comm_seconds() / (train_seconds > 0 ? train_seconds : 1));
-    if (s == VAE_ERR_CANCELLED) { /* every rank stopped at the same step; rank 0 saved it */
-        if (writer)
-            fprintf(stderr, "vae: %s; checkpoint in %s (continue with --resume %s)\n",
-                    err.message, checkpoint_path, a.out);
-        code = EXIT_INTERRUPTED;
-        goto cleanup;
-    }
-    if (s != VAE_OK && view.opened < 0) { /* the folder could not be made after all */
-        fprintf(stderr, "vae: %s\n", view.open_error);
-        code = EXIT_CANTCREAT;
-        goto cleanup;
-    }
-    if (s != VAE_OK) goto fail;
-    if (!writer) {
-        code = EXIT_OK;
-        goto cleanup;
-    }
-    if (!open_outputs(&view)) {
-        fprintf(stderr, "vae: %s\n", view.open_error);
-        code = EXIT_CANTCREAT;
-        goto cleanup;
-    }
+                cli_parallel_size(), cli_parallel_comm_seconds(), seconds,
+                100.0 * cli_parallel_comm_seconds() / (seconds > 0 ? seconds : 1));
+    return s;
+}
 
-    snprintf(path, sizeof path, "%s/model.safetensors", a.out);
-    view.state.position = (vae_train_position){.epoch = a.train_opt.epochs + 1};
-    if ((s = vae_model_save(path, model, NULL, &view.state, &err)) != VAE_OK) goto fail;
-    const vae_dataset *shown = test ? test : train;
+/* After a run that ended (or stopped): the exit code, and for rank 0 the model file and its
+ * pictures. */
+static int finish(train_run *r, vae_status s) {
+    train_view *view = &r->view;
+    if (s == VAE_ERR_CANCELLED) { /* every rank stopped at the same step; rank 0 saved it */
+        if (r->writer)
+            fprintf(stderr, "vae: %s; checkpoint in %s (continue with --resume %s)\n",
+                    r->err.message, r->checkpoint_path, r->a.out);
+        return EXIT_INTERRUPTED;
+    }
+    if ((s != VAE_OK && view->opened < 0) || (s == VAE_OK && r->writer && !open_outputs(view))) {
+        fprintf(stderr, "vae: %s\n", view->open_error); /* the folder could not be made */
+        return EXIT_CANTCREAT;
+    }
+    if (s != VAE_OK) return cli_report(s, &r->err);
+    if (!r->writer) return EXIT_OK;
+    char path[PATH_SIZE];
+    snprintf(path, sizeof path, "%s/model.safetensors", r->a.out);
+    view->state.position = (vae_train_position){.epoch = r->a.train_opt.epochs + 1};
+    if ((s = vae_model_save(path, r->model, NULL, &view->state, &r->err)) != VAE_OK)
+        return cli_report(s, &r->err);
+    const vae_dataset *shown = r->test ? r->test : r->train;
     if (shown->rows > 0) {
-        if ((s = write_pictures(model, shown, a.train_opt.seed, a.out, &err)) != VAE_OK) goto fail;
-        if (!a.quiet)
+        s = write_pictures(r->model, shown, r->a.train_opt.seed, r->a.out, &r->err);
+        if (s != VAE_OK) return cli_report(s, &r->err);
+        if (!r->a.quiet)
             cli_say("vae: wrote %s/model.safetensors, samples.png, reconstructions.png, "
-                    "train_log.csv\n", a.out);
+                    "train_log.csv\n", r->a.out);
     }
-    code = EXIT_OK;
-    goto cleanup;
-fail:
-    code = cli_report(s, &err);
-cleanup:
-    if (view.jsonl && fclose(view.jsonl) != 0 && code == EXIT_OK) {
-        fprintf(stderr, "vae: error writing %s/train_log.jsonl\n", a.out);
+    return EXIT_OK;
+}
+
+/* Closes the logs (a failed close is an I/O error) and frees the run. */
+static int train_run_free(train_run *r, int code) {
+    if (r->view.jsonl && fclose(r->view.jsonl) != 0 && code == EXIT_OK) {
+        fprintf(stderr, "vae: error writing %s/train_log.jsonl\n", r->a.out);
         code = EXIT_IOERR;
     }
-    if (view.log && fclose(view.log) != 0 && code == EXIT_OK) {
-        fprintf(stderr, "vae: error writing %s/train_log.csv\n", a.out);
+    if (r->view.log && fclose(r->view.log) != 0 && code == EXIT_OK) {
+        fprintf(stderr, "vae: error writing %s/train_log.csv\n", r->a.out);
         code = EXIT_IOERR;
     }
-    vae_adam_free(adam);
-    vae_model_free(model);
-    vae_dataset_free(train);
-    vae_dataset_free(test);
+    vae_adam_free(r->adam);
+    vae_model_free(r->model);
+    vae_dataset_free(r->train);
+    vae_dataset_free(r->test);
     return code;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_run r = {0};
+    int code;
+    if (!parse_args(argc, argv, &r.a, &code)) return code;
+    if ((code = conflicting_flags(&r.a)) != 0 || (code = default_paths(&r)) != 0) return code;
+    r.view = (train_view){.quiet = r.a.quiet, .bar = isatty(STDERR_FILENO)};
+    vae_status s = load_data(&r);
+    if (s == VAE_OK) s = make_model(&r);
+    if (s == VAE_OK) s = standardize_data(&r);
+    if (s != VAE_OK) return train_run_free(&r, cli_report(s, &r.err));
+    if (!ready_to_train(&r, &code)) return train_run_free(&r, code);
+    cli_apply_threads();
+    announce(&r); /* the banner says the threads started */
+    return train_run_free(&r, finish(&r, train_with_signals(&r)));
 }

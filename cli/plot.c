@@ -13,9 +13,9 @@ static const uint8_t PALETTE[10][3] = { /* matplotlib's tab10: tells ten classes
     {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
     {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
 
-static const char *const FASHION_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+static const char *const FASHION_NAMES[11] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
                                               "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                                              "Ankle boot"};
+                                              "Ankle boot", NULL};
 
 /* 3x5 digits, one row per byte, the top bit of 3 leftmost */
 static const uint8_t DIGITS[10][5] = {{7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7},
