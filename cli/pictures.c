@@ -7,7 +7,6 @@
 
 #define GRID_COLS 10
 #define GRID_SCALE 2
-#define DECODE_BATCH 256
 
 vae_status cli_write_samples(const char *path, const char *npy_path, const vae_model *model,
                              int rows, int cols, int n, uint64_t seed, int label, vae_error *err) {
@@ -61,21 +60,11 @@ vae_status cli_write_reconstructions(const char *path, const vae_model *model,
     float *z = malloc(sizeof(float) * (size_t)n * cfg->latent_dim);
     float *probs = malloc(sizeof(float) * (size_t)n * dim);
     float *sheet = malloc(sizeof(float) * 2 * (size_t)n * dim);
-    vae_workspace *ws = NULL;
-    vae_status s = z && probs && sheet ? vae_workspace_create(&ws, model, DECODE_BATCH, err)
+    vae_dataset first = *data; /* a view of the first n: their means, decoded */
+    first.count = (size_t)n;
+    vae_status s = z && probs && sheet ? vae_encode_data(model, &first, z, NULL, err)
                                        : VAE_ERR_NO_MEMORY;
-    for (int i = 0; i < n && s == VAE_OK; i += DECODE_BATCH) {
-        int b = n - i < DECODE_BATCH ? n - i : DECODE_BATCH;
-        float *zi = z + (size_t)i * cfg->latent_dim;
-        if (cfg->n_classes && !data->labels) {
-            snprintf(err->message, sizeof err->message, "a conditional model needs labels");
-            s = VAE_ERR_INVALID_ARGUMENT;
-            break;
-        }
-        vae_workspace_set_labels(ws, data->labels ? data->labels + i : NULL);
-        s = vae_encode(model, ws, data->x + (size_t)i * dim, b, zi, NULL);
-        if (s == VAE_OK) s = vae_decode(model, ws, zi, b, probs + (size_t)i * dim);
-    }
+    if (s == VAE_OK) s = vae_decode_all(model, z, data->labels, (size_t)n, probs, err);
     int placed = 0;
     for (int start = 0; start < n && s == VAE_OK; start += GRID_COLS) {
         int k = n - start < GRID_COLS ? n - start : GRID_COLS;
@@ -90,7 +79,6 @@ vae_status cli_write_reconstructions(const char *path, const vae_model *model,
                                n < GRID_COLS ? n : GRID_COLS, GRID_SCALE, err);
     if (s == VAE_ERR_NO_MEMORY && !err->message[0])
         snprintf(err->message, sizeof err->message, "out of memory for %d reconstructions", n);
-    vae_workspace_free(ws);
     free(z), free(probs), free(sheet);
     return s;
 }

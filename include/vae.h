@@ -301,14 +301,24 @@ typedef struct {
     size_t count; /* samples summed */
 } vae_loss;
 
-/* Forward pass: x (B,D) in [0,1], eps (B,L) standard normal. Keeps what backward needs in ws
- * and ADDS the batch's sums to *loss (which may be NULL). B <= max_batch. */
-vae_status vae_forward(const vae_model *model, vae_workspace *ws, const float *x, const float *eps,
-                       int batch, vae_loss *loss);
-/* Backward pass of the last forward on ws: ADDS the gradient of the batch MEAN of the negative
- * ELBO to vae_model_grads(). Start from zero gradients (a new model has them; vae_adam_step
- * and vae_model_zero_grads clear them). x must be the same as given to forward. */
-vae_status vae_backward(vae_model *model, vae_workspace *ws, const float *x, int batch);
+/* The rows of one pass, as views the caller owns (read during the call only): the pass
+ * functions below take their inputs here, never through the workspace. Values are in the
+ * model's units (standardized when the model standardizes; the data-set functions further
+ * down take data in its own units). */
+typedef struct {
+    int n;                 /* B rows, 1..the workspace's max_batch */
+    const float *x;        /* (B,D) inputs */
+    const float *eps;      /* (B,L) standard normal noise; (B*k,L) for vae_iwae_step, input b's
+                              draws in rows b*k..b*k+k-1 */
+    const uint8_t *labels; /* (B) classes 0..C-1 for a conditional model, else NULL */
+    const uint8_t *mask;   /* (B,D) 1 observed, 0 missing (NULL: all observed); the likelihood
+                              counts observed values only, a model with cfg.missing encodes it */
+} vae_batch;
+
+/* Forward pass: encoder, z = mu + sigma * eps, decoder, the per-sample loss. Keeps what backward
+ * needs in ws and ADDS the batch's sums to *loss (which may be NULL). */
+vae_status vae_forward(const vae_model *model, vae_workspace *ws, const vae_batch *batch,
+                       vae_loss *loss, vae_error *err);
 /* What the gradient is of: the batch mean of the reconstruction term plus kl_weight times the
  * KL term, where with free_bits = λ > 0 each latent unit's batch-mean KL counts as
  * max(λ, KL_j) (Kingma et al. 2016: a unit below λ nats gets no KL gradient). {1, 0} is the
@@ -317,46 +327,44 @@ typedef struct {
     float kl_weight;
     float free_bits;
 } vae_objective;
-/* vae_backward for another objective; vae_backward(...) is this with {1, 0}. */
-vae_status vae_backward_objective(vae_model *model, vae_workspace *ws, const float *x, int batch,
-                                  const vae_objective *objective);
+/* Backward pass of the last forward on ws, with the same batch: the likelihood's gradient,
+ * then the decoder, the reparameterization and KL, the encoder. ADDS the gradient of the batch
+ * MEAN of the objective (NULL: the negative ELBO) to vae_model_grads(). Start from zero
+ * gradients (a new model has them; vae_adam_step and vae_model_zero_grads clear them). */
+vae_status vae_backward(vae_model *model, vae_workspace *ws, const vae_batch *batch,
+                        const vae_objective *objective, vae_error *err);
 /* One training pass on the importance-weighted bound with k draws per input (Burda et al.):
- * eps holds batch*k standard normal rows of L values, input b's draws in rows b*k..b*k+k-1.
- * ADDS the gradient of the batch mean of -log (1/k) sum_i w_i to vae_model_grads() and ADDS
- * the batch's bound to loss->recon (loss->kl stays; the bound has no separate KL). The
- * workspace must hold batch*k rows. k = 1 is the ELBO with a sampled KL. */
-vae_status vae_iwae_step(vae_model *model, vae_workspace *ws, const float *x, const float *eps,
-                         int batch, int k, vae_loss *loss);
+ * batch->eps holds n*k rows. ADDS the gradient of the batch mean of -log (1/k) sum_i w_i to
+ * vae_model_grads() and ADDS the batch's bound to loss->recon (loss->kl stays; the bound has
+ * no separate KL). The workspace must hold n*k rows. k = 1 is the ELBO with a sampled KL. */
+vae_status vae_iwae_step(vae_model *model, vae_workspace *ws, const vae_batch *batch, int k,
+                         vae_loss *loss, vae_error *err);
 /* Per-sample terms of the last forward (views, `batch` doubles each). */
 const double *vae_workspace_recon(const vae_workspace *ws);
 const double *vae_workspace_kl(const vae_workspace *ws);
-/* Views of the last forward's tensors: mu and logvar (B,L), z (B,L), logits (B,D). */
+/* Views of the last forward's tensors: mu and logvar (B,L), z (B,L), the decoder's outputs
+ * (B, D or 2D: the likelihood's parameters). */
 const float *vae_workspace_mu(const vae_workspace *ws);
 const float *vae_workspace_logvar(const vae_workspace *ws);
 const float *vae_workspace_z(const vae_workspace *ws);
 const float *vae_workspace_logits(const vae_workspace *ws);
 
-/* A conditional model (n_classes > 0) needs the label of every row of each pass: set them
- * before forward/encode/decode/log-likelihood (labels[r] for row r; for vae_iwae_step, one per
- * input). The workspace keeps the pointer, not a copy. */
-void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels);
-/* The masks (1 observed, 0 missing) of the next pass's inputs, laid out like its x (for
- * vae_log_likelihood with x_stride 0, one mask for every row); NULL: all observed. The
- * likelihood counts only observed values; a model with cfg.missing also encodes the mask. */
-void vae_workspace_set_mask(vae_workspace *ws, const uint8_t *mask);
+/* Encoder only: mu and logvar (B,L) of batch->x (with its labels and mask; eps unused); either
+ * output may be NULL. */
+vae_status vae_encode(const vae_model *model, vae_workspace *ws, const vae_batch *batch,
+                      float *mu, float *logvar, vae_error *err);
+/* Decoder only: the means of p(x|z) (n,D) of z (n,L) (labels: n classes for a conditional
+ * model, else NULL), in the model's units. */
+vae_status vae_decode(const vae_model *model, vae_workspace *ws, const float *z,
+                      const uint8_t *labels, int n, float *means, vae_error *err);
 
-/* Encoder only: mu and logvar (B,L) of x (B,D); either output may be NULL. */
-vae_status vae_encode(const vae_model *model, vae_workspace *ws, const float *x, int batch,
-                      float *mu, float *logvar);
-/* Decoder only: Bernoulli means sigmoid(l) (B,D) of z (B,L). */
-vae_status vae_decode(const vae_model *model, vae_workspace *ws, const float *z, int batch,
-                      float *probs);
-
-/* log p(x|z) of each row of z (B,L) under the decoder, in nats (minus the summed BCE with
- * logits). Row b is scored against x + b*x_stride: x_stride D for a batch of inputs, 0 for many
- * latent points against one input (importance sampling, quadrature). */
+/* log p(x|z) of each of the n rows of z under the decoder, in nats. Row r is scored against
+ * x + r*x_stride (and its mask, laid out like x; NULL: all observed): x_stride D for a batch
+ * of inputs, 0 for many latent points against one input (importance sampling, quadrature).
+ * labels: n classes for a conditional model, else NULL. */
 vae_status vae_log_likelihood(const vae_model *model, vae_workspace *ws, const float *z,
-                              int batch, const float *x, size_t x_stride, double *log_px);
+                              const uint8_t *labels, int n, const float *x, size_t x_stride,
+                              const uint8_t *mask, double *log_px, vae_error *err);
 
 /* ---------------------------------------------------------------- optimizer */
 

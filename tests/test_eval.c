@@ -16,7 +16,7 @@ static vae_dataset *images;
 
 /* log of the integrand p(x|z) p(z) at n points z (n,2) */
 static void log_joint(vae_workspace *ws, const float *z, int n, const float *x, double *out) {
-    vae_log_likelihood(model, ws, z, n, x, 0, out);
+    vae_log_likelihood(model, ws, z, NULL, n, x, 0, NULL, out, NULL);
     for (int i = 0; i < n; i++)
         out[i] -= LOG_2PI + 0.5 * ((double)z[2 * i] * z[2 * i] + (double)z[2 * i + 1] * z[2 * i + 1]);
 }
@@ -96,7 +96,8 @@ static void test_iwae_approaches_quadrature(void) {
     vae_workspace *ws = NULL;
     vae_error err;
     vae_workspace_create(&ws, model, N_IMAGES, &err);
-    vae_encode(model, ws, images->x, N_IMAGES, mu, logvar);
+    const vae_batch batch = {.n = N_IMAGES, .x = images->x};
+    vae_encode(model, ws, &batch, mu, logvar, &err);
     vae_workspace_free(ws);
 
     int close = 0;
@@ -217,8 +218,8 @@ static void test_encode_data_with_holes(void) {
     CHECK(vae_encode_all(m, x, NULL, 2, mu_all, NULL, &err) == VAE_OK, "%s", err.message);
     vae_workspace *ws;
     vae_workspace_create(&ws, m, 2, &err);
-    vae_workspace_set_mask(ws, mask);
-    vae_encode(m, ws, x, 2, mu_ref, NULL);
+    const vae_batch batch = {.n = 2, .x = x, .mask = mask};
+    vae_encode(m, ws, &batch, mu_ref, NULL, &err);
     vae_workspace_free(ws);
     CHECK(memcmp(mu, mu_ref, sizeof mu) == 0, "the masked encoding");
     CHECK(memcmp(mu, mu_all, sizeof mu) != 0, "the holes changed nothing");

@@ -272,12 +272,11 @@ static void check_model_config(vae_config cfg, vae_objective objective) {
 
     vae_workspace *ws;
     CHECK(vae_workspace_create(&ws, m, B, &err) == VAE_OK, "workspace");
-    vae_workspace_set_labels(ws, LABELS);
-    vae_workspace_set_mask(ws, cfg.missing ? MASK : NULL);
+    const vae_batch batch = {B, x, eps, LABELS, cfg.missing ? MASK : NULL};
     vae_loss loss = {0};
     vae_model_zero_grads(m);
-    CHECK(vae_forward(m, ws, x, eps, B, &loss) == VAE_OK, "forward");
-    CHECK(vae_backward_objective(m, ws, x, B, &objective) == VAE_OK, "backward");
+    CHECK(vae_forward(m, ws, &batch, &loss, &err) == VAE_OK, "forward: %s", err.message);
+    CHECK(vae_backward(m, ws, &batch, &objective, &err) == VAE_OK, "backward: %s", err.message);
     ref_kl_weight = objective.kl_weight, ref_free_bits = objective.free_bits;
     if (objective.free_bits > 0) { /* the test means something only if the floor splits the units */
         int below = 0, above = 0;
@@ -386,12 +385,14 @@ static void test_gradient_is_batch_mean(void) {
     size_t n = vae_model_num_params(m);
     float *g1 = malloc(n * sizeof *g1);
     vae_model_zero_grads(m);
-    vae_forward(m, ws, x, eps, 1, NULL);
-    vae_backward(m, ws, x, 1);
+    vae_batch batch = {.n = 1, .x = x, .eps = eps};
+    vae_forward(m, ws, &batch, NULL, &err);
+    vae_backward(m, ws, &batch, NULL, &err);
     memcpy(g1, vae_model_grads(m), n * sizeof *g1);
     vae_model_zero_grads(m);
-    vae_forward(m, ws, x, eps, 2, NULL);
-    vae_backward(m, ws, x, 2);
+    batch.n = 2;
+    vae_forward(m, ws, &batch, NULL, &err);
+    vae_backward(m, ws, &batch, NULL, &err);
     for (size_t i = 0; i < n; i++) CHECK_CLOSE(vae_model_grads(m)[i], g1[i], 1e-5, 1e-7, "mean");
     free(g1);
     vae_workspace_free(ws);
@@ -420,11 +421,10 @@ static void check_iwae_cfg(vae_likelihood lik, int k, int classes, int missing) 
     for (size_t i = 0; i < n; i++) p[i] *= 1.5f;
     vae_workspace *ws;
     vae_workspace_create(&ws, m, B * k, &err);
-    vae_workspace_set_labels(ws, LABELS);
-    vae_workspace_set_mask(ws, missing ? MASK : NULL);
+    const vae_batch batch = {B, x, eps, LABELS, missing ? MASK : NULL};
     vae_loss loss = {0};
     vae_model_zero_grads(m);
-    CHECK(vae_iwae_step(m, ws, x, eps, B, k, &loss) == VAE_OK, "iwae step");
+    CHECK(vae_iwae_step(m, ws, &batch, k, &loss, &err) == VAE_OK, "iwae step: %s", err.message);
     double *pd = malloc(sizeof(double) * n), *num = malloc(sizeof(double) * n);
     for (size_t i = 0; i < n; i++) pd[i] = p[i];
     CHECK_CLOSE(loss.recon / B, ref_iwae_loss(m, pd, x, eps, B, k, NULL), 1e-5, 1e-6, "bound");
@@ -501,8 +501,10 @@ static void check_conv_model(vae_likelihood lik, vae_variance var) {
     vae_workspace_create(&ws, m, B, &err);
     vae_loss loss = {0};
     vae_model_zero_grads(m);
-    CHECK(vae_forward(m, ws, x, eps, B, &loss) == VAE_OK && vae_backward(m, ws, x, B) == VAE_OK,
-          "passes");
+    const vae_batch batch = {.n = B, .x = x, .eps = eps};
+    CHECK(vae_forward(m, ws, &batch, &loss, &err) == VAE_OK &&
+              vae_backward(m, ws, &batch, NULL, &err) == VAE_OK,
+          "passes: %s", err.message);
     double *pd = malloc(sizeof(double) * n), *num = malloc(sizeof(double) * n);
     for (size_t i = 0; i < n; i++) pd[i] = p[i];
     double recon, kl;

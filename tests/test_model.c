@@ -266,17 +266,26 @@ static void test_evaluate_and_encode(void) {
     vae_workspace *ws;
     vae_workspace_create(&ws, m, 8, &err);
     float mu[16], lv[16], eps[16] = {0}, probs[8 * 16];
-    vae_encode(m, ws, data->x, 8, mu, lv);
-    vae_forward(m, ws, data->x, eps, 8, NULL);
+    vae_batch batch = {.n = 8, .x = data->x, .eps = eps};
+    vae_encode(m, ws, &batch, mu, lv, &err);
+    vae_forward(m, ws, &batch, NULL, &err);
     CHECK(memcmp(mu, vae_workspace_mu(ws), sizeof mu) == 0, "encode = forward's mu");
     CHECK(memcmp(lv, vae_workspace_logvar(ws), sizeof lv) == 0, "encode = forward's logvar");
     CHECK(memcmp(mu, vae_workspace_z(ws), sizeof mu) == 0, "eps = 0 gives z = mu");
-    vae_decode(m, ws, mu, 8, probs);
+    vae_decode(m, ws, mu, NULL, 8, probs, &err);
     for (int i = 0; i < 8 * 16; i++) CHECK(probs[i] > 0 && probs[i] < 1, "probability %g", probs[i]);
-    CHECK(vae_forward(m, ws, data->x, eps, 9, NULL) == VAE_ERR_INVALID_ARGUMENT, "over max batch");
+    batch.n = 9;
+    CHECK(vae_forward(m, ws, &batch, NULL, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, "forward: 9 rows, the workspace holds 1..8"),
+          "over max batch, said: %s", err.message);
+    batch.n = 8;
     vae_model *other = small_model(4);
-    CHECK(vae_forward(other, ws, data->x, eps, 8, NULL) == VAE_ERR_INVALID_ARGUMENT,
-          "workspace of another model");
+    CHECK(vae_forward(other, ws, &batch, NULL, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, "another model"),
+          "workspace of another model, said: %s", err.message);
+    CHECK(vae_backward(m, ws, &batch, NULL, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, "last forward"),
+          "backward after a decode, said: %s", err.message);
     vae_model_free(other);
     vae_workspace_free(ws);
     vae_model_free(m);
@@ -298,7 +307,8 @@ static void test_iwae_one_draw_narrow_layers(void) {
     vae_rng r = vae_rng_make(1, 2);
     vae_rng_normal(&r, eps, 18);
     vae_loss loss = {0};
-    CHECK(vae_iwae_step(m, ws, x, eps, 3, 1, &loss) == VAE_OK, "iwae step");
+    const vae_batch batch = {.n = 3, .x = x, .eps = eps};
+    CHECK(vae_iwae_step(m, ws, &batch, 1, &loss, &err) == VAE_OK, "iwae step: %s", err.message);
     CHECK(isfinite(loss.recon) && loss.count == 3, "bound %g over %zu", loss.recon, loss.count);
     vae_workspace_free(ws);
     vae_model_free(m);

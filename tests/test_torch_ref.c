@@ -136,8 +136,9 @@ static void check_case(const char *case_name) {
 
     vae_loss loss = {0};
     vae_model_zero_grads(m);
-    vae_forward(m, ws, x->data, eps[0]->data, batch, &loss);
-    vae_backward(m, ws, x->data, batch);
+    vae_batch rows = {.n = batch, .x = x->data, .eps = eps[0]->data};
+    vae_forward(m, ws, &rows, &loss, &err);
+    vae_backward(m, ws, &rows, NULL, &err);
     compare("mu", vae_workspace_mu(ws), find(case_name, "mu"), nz, 1e-5);
     compare("logvar", vae_workspace_logvar(ws), find(case_name, "logvar"), nz, 1e-5);
     compare("z", vae_workspace_z(ws), find(case_name, "z"), nz, 1e-5);
@@ -159,8 +160,9 @@ static void check_case(const char *case_name) {
     CHECK(vae_adam_create(&adam, vae_model_num_params(m), &ao, &err) == VAE_OK, "adam");
     for (int s = 0; s < 3; s++) {
         vae_model_zero_grads(m);
-        vae_forward(m, ws, x->data, eps[s]->data, batch, NULL);
-        vae_backward(m, ws, x->data, batch);
+        rows.eps = eps[s]->data;
+        vae_forward(m, ws, &rows, NULL, &err);
+        vae_backward(m, ws, &rows, NULL, &err);
         vae_adam_step(adam, vae_model_params(m), vae_model_grads(m));
     }
     CHECK(vae_adam_steps(adam) == 3, "steps");

@@ -18,6 +18,20 @@ vae_status vae_fail(vae_error *err, vae_status status, const char *fmt, ...)
         if (cond) return vae_fail((err), (status), __VA_ARGS__);                                   \
     } while (0)
 
+/* Puts the caller's context before the message a failed call left in err ("step 12: forward:
+ * row 3 has label 11, ...") and returns status: errors keep what went wrong and gain where. */
+vae_status vae_add_context(vae_error *err, vae_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Returns a failed call's status from the enclosing function with the caller's context added
+ * (zstd's FORWARD_IF_ERROR): VAE_FORWARD_IF_ERROR(vae_forward(...), err, "step %d", n); */
+#define VAE_FORWARD_IF_ERROR(expr, err, ...)                                                       \
+    do {                                                                                           \
+        vae_status vae_forward_status_ = (expr);                                                   \
+        if (vae_forward_status_ != VAE_OK)                                                         \
+            return vae_add_context((err), vae_forward_status_, __VA_ARGS__);                       \
+    } while (0)
+
 #define VAE_TRY(expr)                                                                              \
     do {                                                                                           \
         vae_status vae_try_status_ = (expr);                                                       \

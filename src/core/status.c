@@ -31,6 +31,25 @@ vae_status vae_fail(vae_error *err, vae_status status, const char *fmt, ...) {
     return status;
 }
 
+vae_status vae_add_context(vae_error *err, vae_status status, const char *fmt, ...) {
+    if (!err) return status;
+    char message[sizeof err->message];
+    snprintf(message, sizeof message, "%s", err->message[0] ? err->message : vae_status_str(status));
+    va_list ap;
+    va_start(ap, fmt);
+    int at = vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    size_t used = at < 0 ? 0 : (size_t)at, room = sizeof err->message;
+    if (used + 3 < room) { /* then ": " and the message, as much as fits */
+        size_t len = strlen(message);
+        if (len > room - used - 3) len = room - used - 3;
+        memcpy(err->message + used, ": ", 2);
+        memcpy(err->message + used + 2, message, len);
+        err->message[used + 2 + len] = '\0';
+    }
+    return status;
+}
+
 _Noreturn void vae_assert_fail(const char *cond, const char *file, int line) {
     /* The one place the library prints: an invariant broke, so no caller can recover. */
     fprintf(stderr, "libvae: internal invariant failed: %s (%s:%d)\n", cond, file, line);

@@ -52,14 +52,14 @@ static vae_status iwae_log_px(const vae_model *m, iwae_scratch *s, const float *
                               double *log_px) {
     const int latent = vae_model_config(m)->latent_dim;
     memset(s->labels, label, (size_t)chunk);
-    vae_workspace_set_labels(s->ws, s->labels);
-    vae_workspace_set_mask(s->ws, mask); /* one mask for every draw, like x */
+    const uint8_t *labels = vae_model_config(m)->n_classes ? s->labels : NULL;
     op_lse lse = OP_LSE_EMPTY;
     for (int done = 0; done < k_total; done += chunk) {
         int c = k_total - done < chunk ? k_total - done : chunk;
         vae_rng_normal(rng, s->eps, (size_t)c * latent);
         op_reparam_draws(s->z, s->log_w, mu, logvar, s->eps, c, latent);
-        VAE_TRY(vae_log_likelihood(m, s->ws, s->z, c, x, 0, s->log_px));
+        /* every draw against the one input: x and its mask with stride 0 */
+        VAE_TRY(vae_log_likelihood(m, s->ws, s->z, labels, c, x, 0, mask, s->log_px, NULL));
         for (int r = 0; r < c; r++) op_lse_add(&lse, s->log_px[r] + s->log_w[r]);
     }
     *log_px = op_lse_value(&lse) - log((double)k_total);
@@ -82,9 +82,10 @@ static vae_status elbo_pass(const vae_model *m, const vae_dataset *data, const v
             vae_rng rng = vae_rng_make(o->seed, VAE_STREAM_EVAL + start + (size_t)b);
             vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
         }
-        vae_workspace_set_labels(ws, data->labels ? data->labels + start : NULL);
-        vae_workspace_set_mask(ws, data->mask ? data->mask + start * (size_t)data->dim : NULL);
-        s = vae_forward(m, ws, data->x + start * (size_t)data->dim, eps, batch, NULL);
+        const vae_batch rows = {batch, data->x + start * (size_t)data->dim, eps,
+                                data->labels ? data->labels + start : NULL,
+                                data->mask ? data->mask + start * (size_t)data->dim : NULL};
+        s = vae_forward(m, ws, &rows, NULL, err);
         if (s != VAE_OK) break;
         memcpy(recon + start, vae_workspace_recon(ws), (size_t)batch * sizeof(double));
         memcpy(kl + start, vae_workspace_kl(ws), (size_t)batch * sizeof(double));

@@ -67,15 +67,15 @@ vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int mu
         for (int c = 0; c < copies; c++) memcpy(out + ((size_t)c * n + i) * d, x, sizeof(float) * d);
         if (!mask || !memchr(mask, 0, (size_t)d)) continue; /* nothing to fill in */
         memset(labels, data->labels ? data->labels[i] : 0, (size_t)k);
-        vae_workspace_set_labels(ws, labels);
-        vae_workspace_set_mask(ws, mask);
-        if ((s = vae_encode(m, ws, x, 1, mu, lv)) != VAE_OK) break;
+        const uint8_t *row_labels = vae_model_config(m)->n_classes ? labels : NULL;
+        const vae_batch input = {1, x, NULL, row_labels, mask};
+        if ((s = vae_encode(m, ws, &input, mu, lv, err)) != VAE_OK) break;
         vae_rng rng = vae_rng_make(seed, VAE_STREAM_IWAE + i);
         vae_rng_normal(&rng, eps, (size_t)k * latent);
         op_reparam_draws(z, w, mu, lv, eps, k, latent);
-        /* log p(x_obs | z_k) (the mask set above, one for every draw), then the means */
-        if ((s = vae_log_likelihood(m, ws, z, k, x, 0, log_px)) != VAE_OK ||
-            (s = vae_decode(m, ws, z, k, mean)) != VAE_OK)
+        /* log p(x_obs | z_k) (x and its mask, one for every draw), then the means */
+        if ((s = vae_log_likelihood(m, ws, z, row_labels, k, x, 0, mask, log_px, err)) != VAE_OK ||
+            (s = vae_decode(m, ws, z, row_labels, k, mean, err)) != VAE_OK)
             break;
         for (int r = 0; r < k; r++) w[r] += log_px[r];
         const double lse = op_log_sum_exp(w, (size_t)k);

@@ -36,12 +36,14 @@ static vae_status encode_rows(const vae_model *m, const float *x, const uint8_t 
     for (size_t i = 0; i < n; i += PASS_BATCH) {
         int b = n - i < PASS_BATCH ? (int)(n - i) : PASS_BATCH;
         size_t at = i * (size_t)cfg->latent_dim;
-        vae_workspace_set_labels(ws, labels ? labels + i : NULL);
-        vae_workspace_set_mask(ws, mask ? mask + i * (size_t)cfg->input_dim : NULL);
-        if (vae_encode(m, ws, x + i * (size_t)cfg->input_dim, b, mu ? mu + at : NULL,
-                       logvar ? logvar + at : NULL) != VAE_OK) {
+        const vae_batch rows = {b, x + i * (size_t)cfg->input_dim, NULL,
+                                labels ? labels + i : NULL,
+                                mask ? mask + i * (size_t)cfg->input_dim : NULL};
+        vae_status s = vae_encode(m, ws, &rows, mu ? mu + at : NULL, logvar ? logvar + at : NULL,
+                                  err);
+        if (s != VAE_OK) {
             vae_workspace_free(ws);
-            return vae_fail(err, VAE_ERR_INVALID_ARGUMENT, "a label is out of the model's range");
+            return vae_add_context(err, s, "encoding rows %zu..%zu", i + 1, i + (size_t)b);
         }
     }
     vae_workspace_free(ws);
@@ -70,11 +72,11 @@ vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *lab
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
     for (size_t i = 0; i < n; i += PASS_BATCH) {
         int b = n - i < PASS_BATCH ? (int)(n - i) : PASS_BATCH;
-        vae_workspace_set_labels(ws, labels ? labels + i : NULL);
-        if (vae_decode(m, ws, z + i * (size_t)cfg->latent_dim, b,
-                       probs + i * (size_t)cfg->input_dim) != VAE_OK) {
+        vae_status s = vae_decode(m, ws, z + i * (size_t)cfg->latent_dim, labels ? labels + i : NULL,
+                                  b, probs + i * (size_t)cfg->input_dim, err);
+        if (s != VAE_OK) {
             vae_workspace_free(ws);
-            return vae_fail(err, VAE_ERR_INVALID_ARGUMENT, "a label is out of the model's range");
+            return vae_add_context(err, s, "decoding rows %zu..%zu", i + 1, i + (size_t)b);
         }
     }
     vae_workspace_free(ws);

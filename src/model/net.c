@@ -19,19 +19,13 @@ struct vae_workspace {
     float *d_dim_logvar;              /* (D): a per-dimension variance's gradient, from forward */
     double *kl_mean;                  /* (L): batch-mean KL per unit, for free bits */
     float *arena;                     /* one allocation behind every float buffer above */
-    /* a conditional model's inputs with the one-hot label appended: x|y (B, D+C), z|y (B, L+C),
-     * the gradient of z|y, and the labels of the next pass's rows (the caller's) */
+    /* a conditional or missing-value model's first-layer inputs: x|mask|y (B, D+D+C), z|y
+     * (B, L+C), and the gradient of z|y */
     float *xy, *zy, *dzy;
-    const uint8_t *labels;
     uint8_t *row_labels; /* (B): an IWAE pass's labels, each input's repeated for its draws */
     float *cols;         /* a convolution's im2col scratch, for a whole batch */
-    const uint8_t *mask; /* the next pass's rows' masks (like x's rows), or NULL: all observed */
     uint8_t *mask_rows;  /* (B, D): an IWAE pass's masks, each input's repeated */
 };
-
-void vae_workspace_set_mask(vae_workspace *ws, const uint8_t *mask) { ws->mask = mask; }
-
-void vae_workspace_set_labels(vae_workspace *ws, const uint8_t *labels) { ws->labels = labels; }
 
 /* Rows of in (width w) into out, each followed, when mask_width > 0, by its mask (1 where no
  * mask is set) with the masked values zeroed, then, when classes > 0, by the one-hot code of
@@ -139,14 +133,21 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws);
 }
 
-static vae_status check_call(const vae_model *m, const vae_workspace *ws, int batch) {
-    if (ws->model != m) return VAE_ERR_INVALID_ARGUMENT;
-    if (batch < 1 || batch > ws->max_batch) return VAE_ERR_INVALID_ARGUMENT;
-    if (m->cfg.n_classes) { /* a conditional pass needs a label for every row, in range */
-        if (!ws->labels) return VAE_ERR_INVALID_ARGUMENT;
-        for (int r = 0; r < batch; r++)
-            if (ws->labels[r] >= m->cfg.n_classes) return VAE_ERR_INVALID_ARGUMENT;
-    }
+/* A pass of `rows` rows (n for most, n*k for IWAE) on ws: the right workspace, a size it holds,
+ * a label in range for every row of a conditional model. */
+static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n, int rows,
+                             const uint8_t *labels, const char *what, vae_error *err) {
+    VAE_RETURN_IF(ws->model != m, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s: the workspace belongs to another model", what);
+    VAE_RETURN_IF(n < 1 || rows < 1 || rows > ws->max_batch, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s: %d rows, the workspace holds 1..%d", what, rows, ws->max_batch);
+    if (!m->cfg.n_classes) return VAE_OK;
+    VAE_RETURN_IF(!labels, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s: a conditional model needs the label of every row", what);
+    for (int r = 0; r < n; r++)
+        VAE_RETURN_IF(labels[r] >= m->cfg.n_classes, err, VAE_ERR_INVALID_ARGUMENT,
+                      "%s: row %d has label %d, the model knows classes 0..%d", what, r + 1,
+                      labels[r], m->cfg.n_classes - 1);
     return VAE_OK;
 }
 
@@ -165,12 +166,13 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
     if (activate) op_activation_forward(ws->outputs[l], (size_t)batch * layer->out, m->cfg.activation);
 }
 
-/* x (B,D) -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
-static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *x, int batch) {
+/* x (B,D) with its labels and masks -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
+static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *x,
+                            const uint8_t *labels, const uint8_t *mask, int batch) {
     const float *in = x;
     if (m->cfg.missing || m->cfg.n_classes) {
-        widen_rows(ws->xy, x, batch, m->cfg.input_dim, ws->mask,
-                   m->cfg.missing ? m->cfg.input_dim : 0, m->cfg.n_classes, ws->labels);
+        widen_rows(ws->xy, x, batch, m->cfg.input_dim, mask,
+                   m->cfg.missing ? m->cfg.input_dim : 0, m->cfg.n_classes, labels);
         in = ws->xy;
     }
     for (int l = 0; l < m->mu_layer; l++) {
@@ -181,11 +183,12 @@ static void encoder_forward(const vae_model *m, vae_workspace *ws, const float *
     layer_forward(m, ws, m->logvar_layer, in, batch, 0);
 }
 
-/* z (B,L) -> outputs[output_layer]: logits (B,D) */
-static void decoder_forward(const vae_model *m, vae_workspace *ws, const float *z, int batch) {
+/* z (B,L) with its labels -> outputs[output_layer]: the likelihood's parameters (B, D or 2D) */
+static void decoder_forward(const vae_model *m, vae_workspace *ws, const float *z,
+                            const uint8_t *labels, int batch) {
     const float *in = z;
     if (m->cfg.n_classes) {
-        widen_rows(ws->zy, z, batch, m->cfg.latent_dim, NULL, 0, m->cfg.n_classes, ws->labels);
+        widen_rows(ws->zy, z, batch, m->cfg.latent_dim, NULL, 0, m->cfg.n_classes, labels);
         in = ws->zy;
     }
     for (int l = m->first_decoder_layer; l < m->output_layer; l++) {
@@ -195,24 +198,24 @@ static void decoder_forward(const vae_model *m, vae_workspace *ws, const float *
     layer_forward(m, ws, m->output_layer, in, batch, 0);
 }
 
-vae_status vae_forward(const vae_model *m, vae_workspace *ws, const float *x, const float *eps,
-                       int batch, vae_loss *loss) {
-    VAE_TRY(check_call(m, ws, batch));
-    size_t nz = (size_t)batch * m->cfg.latent_dim;
-    encoder_forward(m, ws, x, batch);
+vae_status vae_forward(const vae_model *m, vae_workspace *ws, const vae_batch *batch,
+                       vae_loss *loss, vae_error *err) {
+    const int n = batch->n;
+    VAE_TRY(check_pass(m, ws, n, n, batch->labels, "forward", err));
+    size_t nz = (size_t)n * m->cfg.latent_dim;
+    encoder_forward(m, ws, batch->x, batch->labels, batch->mask, n);
     const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
-    memcpy(ws->eps, eps, nz * sizeof *eps);
+    memcpy(ws->eps, batch->eps, nz * sizeof *ws->eps);
     op_reparam_forward(ws->z, mu, logvar, ws->eps, nz);
-    decoder_forward(m, ws, ws->z, batch);
-    /* the loss's gradient for the batch mean comes out of the same pass, ready for backward */
-    op_recon(&m->cfg, ws->recon, ws->grad_a, ws->outputs[m->output_layer], x,
-             (size_t)m->cfg.input_dim, batch, m->params + m->dim_logvar, ws->d_dim_logvar,
-             1.0f / (float)batch, NULL, ws->mask);
-    op_kl_forward(ws->kl, mu, logvar, batch, m->cfg.latent_dim);
-    ws->last_batch = batch;
+    decoder_forward(m, ws, ws->z, batch->labels, n);
+    op_recon(&m->cfg, ws->recon, NULL, ws->outputs[m->output_layer], batch->x,
+             (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, NULL, 1.0f, NULL,
+             batch->mask);
+    op_kl_forward(ws->kl, mu, logvar, n, m->cfg.latent_dim);
+    ws->last_batch = n;
     if (loss) {
-        for (int b = 0; b < batch; b++) loss->recon += ws->recon[b], loss->kl += ws->kl[b];
-        loss->count += (size_t)batch;
+        for (int b = 0; b < n; b++) loss->recon += ws->recon[b], loss->kl += ws->kl[b];
+        loss->count += (size_t)n;
     }
     return VAE_OK;
 }
@@ -273,44 +276,54 @@ static void decoder_backward(vae_model *m, vae_workspace *ws, int rows) {
                sizeof(float) * (size_t)latent);
 }
 
-vae_status vae_backward(vae_model *m, vae_workspace *ws, const float *x, int batch) {
-    const vae_objective elbo = {1.0f, 0.0f};
-    return vae_backward_objective(m, ws, x, batch, &elbo);
-}
-
-vae_status vae_backward_objective(vae_model *m, vae_workspace *ws, const float *x, int batch,
-                                  const vae_objective *objective) {
-    VAE_TRY(check_call(m, ws, batch));
-    if (batch != ws->last_batch) return VAE_ERR_INVALID_ARGUMENT;
-    if (!(objective->kl_weight >= 0.0f) || !(objective->free_bits >= 0.0f))
-        return VAE_ERR_INVALID_ARGUMENT;
-    const float scale = 1.0f / (float)batch; /* the objective is the batch mean */
-    const int latent = m->cfg.latent_dim;
-    for (int j = 0; j < latent; j++) ws->kl_scale[j] = objective->kl_weight * scale;
-    if (objective->free_bits > 0.0f) {
-        op_kl_dim_means(ws->kl_mean, ws->outputs[m->mu_layer], ws->outputs[m->logvar_layer],
-                        batch, latent);
-        for (int j = 0; j < latent; j++)
-            if (ws->kl_mean[j] < objective->free_bits) ws->kl_scale[j] = 0.0f;
-    }
-    const size_t nz = (size_t)batch * latent;
-    const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
-
-    /* the likelihood's own parameters; forward computed their gradient with the outputs' */
+/* The likelihood's backward: dL/d(decoder outputs) of the batch mean into grad_a, and the
+ * gradient of a per-value variance into its parameters. */
+static void recon_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch) {
+    const int n = batch->n;
+    op_recon(&m->cfg, ws->recon, ws->grad_a, ws->outputs[m->output_layer], batch->x,
+             (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, ws->d_dim_logvar,
+             1.0f / (float)n, NULL, batch->mask);
     if (m->has_dim_logvar)
         for (int d = 0; d < m->cfg.input_dim; d++)
             m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
+}
 
-    /* decoder: logits -> z (forward left dL/dlogits in grad_a) */
-    decoder_backward(m, ws, batch);
+/* The KL gradient's weight per latent unit: kl_weight / n, 0 for a unit under its free bits. */
+static void kl_scales(const vae_model *m, vae_workspace *ws, int n, const vae_objective *o) {
+    const float scale = 1.0f / (float)n; /* the objective is the batch mean */
+    const int latent = m->cfg.latent_dim;
+    for (int j = 0; j < latent; j++) ws->kl_scale[j] = o->kl_weight * scale;
+    if (o->free_bits > 0.0f) {
+        op_kl_dim_means(ws->kl_mean, ws->outputs[m->mu_layer], ws->outputs[m->logvar_layer], n,
+                        latent);
+        for (int j = 0; j < latent; j++)
+            if (ws->kl_mean[j] < o->free_bits) ws->kl_scale[j] = 0.0f;
+    }
+}
 
+vae_status vae_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch,
+                        const vae_objective *objective, vae_error *err) {
+    static const vae_objective elbo = {1.0f, 0.0f};
+    const vae_objective *o = objective ? objective : &elbo;
+    const int n = batch->n;
+    VAE_TRY(check_pass(m, ws, n, n, batch->labels, "backward", err));
+    VAE_RETURN_IF(n != ws->last_batch, err, VAE_ERR_INVALID_ARGUMENT,
+                  "backward of %d rows, but the last forward on this workspace had %d", n,
+                  ws->last_batch);
+    VAE_RETURN_IF(!(o->kl_weight >= 0.0f) || !(o->free_bits >= 0.0f), err,
+                  VAE_ERR_INVALID_ARGUMENT, "the KL weight and free bits must be >= 0");
+    kl_scales(m, ws, n, o);
+    const size_t nz = (size_t)n * m->cfg.latent_dim;
+    const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
+
+    recon_backward(m, ws, batch);  /* dL/d(decoder outputs) */
+    decoder_backward(m, ws, n);    /* -> dz */
     /* z = mu + exp(lv/2) eps, plus the KL's direct dependence on mu and lv */
     memset(ws->dmu, 0, nz * sizeof *ws->dmu);
     memset(ws->dlogvar, 0, nz * sizeof *ws->dlogvar);
     op_reparam_backward(ws->dmu, ws->dlogvar, ws->dz, logvar, ws->eps, nz);
-    op_kl_backward(ws->dmu, ws->dlogvar, mu, logvar, batch, latent, ws->kl_scale);
-
-    encoder_backward(m, ws, x, batch);
+    op_kl_backward(ws->dmu, ws->dlogvar, mu, logvar, n, m->cfg.latent_dim, ws->kl_scale);
+    encoder_backward(m, ws, batch->x, n);
     return VAE_OK;
 }
 
@@ -318,67 +331,52 @@ vae_status vae_backward_objective(vae_model *m, vae_workspace *ws, const float *
  * -log (1/K) sum_k w_k with log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x). Its gradient is
  * the normalized weights times the gradients of log w_k, so the decoder pass runs once over
  * the B*K rows, each row's gradient scaled by its weight. */
-vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const float *eps,
-                         int batch, int k, vae_loss *loss) {
-    int rows_int;
-    if (k < 1 || __builtin_mul_overflow(batch, k, &rows_int) || rows_int > ws->max_batch)
-        return VAE_ERR_INVALID_ARGUMENT;
-    VAE_TRY(check_call(m, ws, batch)); /* and the labels, one per input */
-    const int dim = m->cfg.input_dim, latent = m->cfg.latent_dim;
-    const size_t rows = (size_t)rows_int;
-    encoder_forward(m, ws, x, batch);
+/* The K draws of every input: the encoder, z_r and log p(z_r) - log q(z_r|x) (into log_w),
+ * each input's x, label and mask repeated for its draws (into xk, row_labels, mask_rows). */
+static void iwae_draws(const vae_model *m, vae_workspace *ws, const vae_batch *batch, int k,
+                       float *xk, double *log_w) {
+    const int n = batch->n, dim = m->cfg.input_dim, latent = m->cfg.latent_dim;
+    const size_t rows = (size_t)n * k;
+    encoder_forward(m, ws, batch->x, batch->labels, batch->mask, n);
     const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
-    memcpy(ws->eps, eps, rows * latent * sizeof *eps);
-    float *xk = ws->grad_b; /* x repeated K times: free until the backward pass */
-    double *log_w = ws->kl; /* the KL terms are not used here */
-    for (int b = 0; b < batch; b++) {
+    memcpy(ws->eps, batch->eps, rows * latent * sizeof *ws->eps);
+    for (int b = 0; b < n; b++) {
         const size_t r0 = (size_t)b * k;
         for (int i = 0; i < k; i++)
-            memcpy(xk + (r0 + i) * dim, x + (size_t)b * dim, sizeof(float) * (size_t)dim);
+            memcpy(xk + (r0 + i) * dim, batch->x + (size_t)b * dim, sizeof(float) * (size_t)dim);
         op_reparam_draws(ws->z + r0 * latent, log_w + r0, mu + (size_t)b * latent,
-                         logvar + (size_t)b * latent, eps + r0 * latent, k, latent);
+                         logvar + (size_t)b * latent, batch->eps + r0 * latent, k, latent);
     }
-    const uint8_t *input_labels = ws->labels;
-    if (m->cfg.n_classes) {
-        for (size_t r = 0; r < rows; r++) ws->row_labels[r] = input_labels[r / (size_t)k];
-        ws->labels = ws->row_labels;
-    }
-    decoder_forward(m, ws, ws->z, rows_int);
-    const float *out = ws->outputs[m->output_layer];
-    const uint8_t *mk = NULL;
-    if (ws->mask) { /* each input's mask repeated for its draws, like x */
-        for (size_t r = 0; r < rows; r++)
-            memcpy(ws->mask_rows + r * dim, ws->mask + (r / (size_t)k) * dim, (size_t)dim);
-        mk = ws->mask_rows;
-    }
-    op_recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows_int, m->params + m->dim_logvar,
-             NULL, 1.0f, NULL, mk);
-    float *weight = ws->dlogvar; /* normalized weights / B, one per row; rewritten below */
+    for (size_t r = 0; m->cfg.n_classes && r < rows; r++)
+        ws->row_labels[r] = batch->labels[r / (size_t)k];
+    for (size_t r = 0; batch->mask && r < rows; r++)
+        memcpy(ws->mask_rows + r * dim, batch->mask + (r / (size_t)k) * dim, (size_t)dim);
+}
+
+/* Each input's bound -log (1/K) sum_r w_r from its log-weights (log_w += log p(x|z_r)), summed
+ * over the batch, and the normalized weights / n, one per row, into weight. */
+static double iwae_weights(const vae_workspace *ws, int n, int k, double *log_w, float *weight) {
     double bound = 0.0;
-    for (int b = 0; b < batch; b++) {
+    for (int b = 0; b < n; b++) {
         double *lw = log_w + (size_t)b * k;
         for (int i = 0; i < k; i++) lw[i] -= ws->recon[(size_t)b * k + i];
         double lse = op_log_sum_exp(lw, (size_t)k);
-        for (int i = 0; i < k; i++) weight[(size_t)b * k + i] = (float)(exp(lw[i] - lse) / batch);
+        for (int i = 0; i < k; i++) weight[(size_t)b * k + i] = (float)(exp(lw[i] - lse) / n);
         bound += -(lse - log((double)k));
     }
-    if (loss) loss->recon += bound, loss->count += (size_t)batch;
-    if (!isfinite(bound)) { /* the caller sees the loss */
-        ws->labels = input_labels;
-        return VAE_OK;
-    }
-    /* decoder: weighted reconstruction gradients -> dz over the B*K rows */
-    op_recon(&m->cfg, ws->recon, ws->grad_a, out, xk, (size_t)dim, rows_int,
-             m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
-    if (m->has_dim_logvar)
-        for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
-    decoder_backward(m, ws, rows_int);
-    ws->labels = input_labels;
-    /* -log p(z) adds w z to dz; z = mu + sigma eps sums each input's K rows into dmu and dlv;
-     * -log q(z|x) adds 1/2 per input to dlv (an input's weights sum to 1/B) */
-    float *acc_mu = ws->grad_b, *acc_lv = ws->grad_b + (size_t)batch * latent;
-    memset(acc_mu, 0, sizeof(float) * 2 * (size_t)batch * latent);
-    for (size_t r = 0; r < rows; r++) {
+    return bound;
+}
+
+/* From dz of the B*K rows to dmu and dlogvar of the n inputs: -log p(z) adds w z to dz;
+ * z = mu + sigma eps sums each input's K rows; -log q(z|x) adds 1/2 per input to dlv (an
+ * input's weights sum to 1/n). */
+static void iwae_latent_backward(const vae_model *m, vae_workspace *ws, int n, int k,
+                                 const float *weight) {
+    const int latent = m->cfg.latent_dim;
+    const float *logvar = ws->outputs[m->logvar_layer];
+    float *acc_mu = ws->grad_b, *acc_lv = ws->grad_b + (size_t)n * latent;
+    memset(acc_mu, 0, sizeof(float) * 2 * (size_t)n * latent);
+    for (size_t r = 0; r < (size_t)n * k; r++) {
         const size_t b = r / (size_t)k;
         for (int j = 0; j < latent; j++) {
             size_t i = r * latent + j, ib = b * latent + j;
@@ -387,42 +385,77 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const float *x, const 
             acc_lv[ib] += dz * ws->eps[i] * 0.5f * expf(0.5f * logvar[ib]);
         }
     }
-    for (size_t ib = 0; ib < (size_t)batch * latent; ib++) {
+    for (size_t ib = 0; ib < (size_t)n * latent; ib++) {
         ws->dmu[ib] = acc_mu[ib];
-        ws->dlogvar[ib] = acc_lv[ib] - 0.5f / (float)batch;
+        ws->dlogvar[ib] = acc_lv[ib] - 0.5f / (float)n;
     }
-    encoder_backward(m, ws, x, batch);
-    ws->last_batch = 0;
+}
+
+/* IWAE (Burda et al. 2016): K draws per input, each decoded; the objective per input is
+ * -log (1/K) sum_k w_k with log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x). Its gradient is
+ * the normalized weights times the gradients of log w_k, so the decoder pass runs once over
+ * the B*K rows, each row's gradient scaled by its weight. */
+vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch, int k,
+                         vae_loss *loss, vae_error *err) {
+    const int n = batch->n, dim = m->cfg.input_dim;
+    int rows;
+    VAE_RETURN_IF(k < 1 || __builtin_mul_overflow(n, k, &rows), err, VAE_ERR_INVALID_ARGUMENT,
+                  "IWAE: %d draws of %d inputs", k, n);
+    VAE_TRY(check_pass(m, ws, n, rows, batch->labels, "IWAE step", err));
+    float *xk = ws->grad_b; /* x repeated K times: free until the backward pass */
+    double *log_w = ws->kl; /* the KL terms are not used here */
+    iwae_draws(m, ws, batch, k, xk, log_w);
+    const uint8_t *row_labels = m->cfg.n_classes ? ws->row_labels : NULL;
+    const uint8_t *mk = batch->mask ? ws->mask_rows : NULL;
+    decoder_forward(m, ws, ws->z, row_labels, rows);
+    const float *out = ws->outputs[m->output_layer];
+    op_recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows, m->params + m->dim_logvar,
+             NULL, 1.0f, NULL, mk);
+    float *weight = ws->dlogvar; /* normalized weights / n, one per row; rewritten below */
+    double bound = iwae_weights(ws, n, k, log_w, weight);
+    if (loss) loss->recon += bound, loss->count += (size_t)n;
+    ws->last_batch = 0; /* a backward now would mix passes */
+    if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
+    /* the likelihood's weighted gradients -> the decoder -> dz over the B*K rows */
+    op_recon(&m->cfg, ws->recon, ws->grad_a, out, xk, (size_t)dim, rows,
+             m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
+    if (m->has_dim_logvar)
+        for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
+    decoder_backward(m, ws, rows);
+    iwae_latent_backward(m, ws, n, k, weight);
+    encoder_backward(m, ws, batch->x, n);
     return VAE_OK;
 }
 
-vae_status vae_encode(const vae_model *m, vae_workspace *ws, const float *x, int batch, float *mu,
-                      float *logvar) {
-    VAE_TRY(check_call(m, ws, batch));
-    encoder_forward(m, ws, x, batch);
-    size_t nz = (size_t)batch * m->cfg.latent_dim;
+vae_status vae_encode(const vae_model *m, vae_workspace *ws, const vae_batch *batch, float *mu,
+                      float *logvar, vae_error *err) {
+    const int n = batch->n;
+    VAE_TRY(check_pass(m, ws, n, n, batch->labels, "encode", err));
+    encoder_forward(m, ws, batch->x, batch->labels, batch->mask, n);
+    size_t nz = (size_t)n * m->cfg.latent_dim;
     if (mu) memcpy(mu, ws->outputs[m->mu_layer], nz * sizeof *mu);
     if (logvar) memcpy(logvar, ws->outputs[m->logvar_layer], nz * sizeof *logvar);
     ws->last_batch = 0; /* a backward now would mix passes */
     return VAE_OK;
 }
 
-vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z, int batch,
-                      float *probs) {
-    VAE_TRY(check_call(m, ws, batch));
-    decoder_forward(m, ws, z, batch);
-    op_decode_mean(&m->cfg, probs, ws->outputs[m->output_layer], batch);
+vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z,
+                      const uint8_t *labels, int n, float *means, vae_error *err) {
+    VAE_TRY(check_pass(m, ws, n, n, labels, "decode", err));
+    decoder_forward(m, ws, z, labels, n);
+    op_decode_mean(&m->cfg, means, ws->outputs[m->output_layer], n);
     ws->last_batch = 0;
     return VAE_OK;
 }
 
-vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float *z, int batch,
-                              const float *x, size_t x_stride, double *log_px) {
-    VAE_TRY(check_call(m, ws, batch));
-    decoder_forward(m, ws, z, batch);
-    op_recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, batch,
-             m->params + m->dim_logvar, NULL, 1.0f, NULL, ws->mask);
-    for (int b = 0; b < batch; b++) log_px[b] = -log_px[b];
+vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float *z,
+                              const uint8_t *labels, int n, const float *x, size_t x_stride,
+                              const uint8_t *mask, double *log_px, vae_error *err) {
+    VAE_TRY(check_pass(m, ws, n, n, labels, "log-likelihood", err));
+    decoder_forward(m, ws, z, labels, n);
+    op_recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, n,
+             m->params + m->dim_logvar, NULL, 1.0f, NULL, mask);
+    for (int b = 0; b < n; b++) log_px[b] = -log_px[b];
     ws->last_batch = 0;
     return VAE_OK;
 }

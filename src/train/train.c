@@ -61,7 +61,7 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
 /* Evaluates samples [from, to) of data; each sample's noise comes from its global index. */
 static vae_status evaluate_range(const vae_model *model, vae_workspace *ws, float *eps,
                                  const vae_dataset *data, size_t from, size_t to, int batch_size,
-                                 uint64_t seed, vae_loss *loss) {
+                                 uint64_t seed, vae_loss *loss, vae_error *err) {
     const int latent = vae_model_config(model)->latent_dim;
     for (size_t start = from; start < to; start += (size_t)batch_size) {
         size_t left = to - start;
@@ -70,9 +70,10 @@ static vae_status evaluate_range(const vae_model *model, vae_workspace *ws, floa
             vae_rng rng = vae_rng_make(seed, VAE_STREAM_EVAL + start + (size_t)b);
             vae_rng_normal(&rng, eps + (size_t)b * latent, (size_t)latent);
         }
-        vae_workspace_set_labels(ws, data->labels ? data->labels + start : NULL);
-        vae_workspace_set_mask(ws, data->mask ? data->mask + start * (size_t)data->dim : NULL);
-        VAE_TRY(vae_forward(model, ws, data->x + start * (size_t)data->dim, eps, batch, loss));
+        const vae_batch rows = {batch, data->x + start * (size_t)data->dim, eps,
+                                data->labels ? data->labels + start : NULL,
+                                data->mask ? data->mask + start * (size_t)data->dim : NULL};
+        VAE_TRY(vae_forward(model, ws, &rows, loss, err));
     }
     return VAE_OK;
 }
@@ -95,7 +96,7 @@ vae_status vae_eval_elbo(const vae_model *model, const vae_dataset *data, int ba
     float *eps = vae_calloc_array((size_t)batch_size * vae_model_config(model)->latent_dim,
                                   sizeof(float));
     vae_status s =
-        eps ? evaluate_range(model, ws, eps, data, 0, data->count, batch_size, seed, loss)
+        eps ? evaluate_range(model, ws, eps, data, 0, data->count, batch_size, seed, loss, err)
             : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluation");
     free(eps);
     vae_workspace_free(ws);
@@ -294,17 +295,17 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
     const float *eps = t->eps + (size_t)first_row * k * latent;
 
     const vae_objective objective = step_objective(opt, global_step);
-    vae_workspace_set_labels(t->ws, t->yb);
-    vae_workspace_set_mask(t->ws, t->mb);
-    vae_status s = VAE_OK;
-    if (batch > 0)
-        s = k > 1 ? vae_iwae_step(t->model, t->ws, t->xb, eps, batch, k, step_loss)
-                  : vae_forward(t->model, t->ws, t->xb, eps, batch, step_loss);
-    if (batch > 0 && s == VAE_OK && k == 1)
-        s = vae_backward_objective(t->model, t->ws, t->xb, batch, &objective);
-    if (s != VAE_OK)
-        return vae_fail(err, s, "forward/backward pass failed at step %llu",
-                        (unsigned long long)global_step + 1);
+    const vae_batch rows = {batch, t->xb, eps, t->train->labels ? t->yb : NULL, t->mb};
+    const unsigned long long at = (unsigned long long)global_step + 1;
+    if (batch > 0 && k > 1)
+        VAE_FORWARD_IF_ERROR(vae_iwae_step(t->model, t->ws, &rows, k, step_loss, err), err,
+                             "training step %llu", at);
+    if (batch > 0 && k == 1) {
+        VAE_FORWARD_IF_ERROR(vae_forward(t->model, t->ws, &rows, step_loss, err), err,
+                             "training step %llu", at);
+        VAE_FORWARD_IF_ERROR(vae_backward(t->model, t->ws, &rows, &objective, err), err,
+                             "training step %llu", at);
+    }
     VAE_TRY(sum_across_ranks(t, batch, global_batch, step_loss, global_step, err));
     double loss = (step_loss->recon + step_loss->kl) / global_batch;
     /* a diverged step is not applied: the parameters stay those of the last good step */
@@ -350,9 +351,9 @@ static vae_status test_epoch(train_state *t, int epoch, vae_epoch_stats *stats, 
     double t_eval = now_seconds();
     const size_t from = test->count * (size_t)t->rank / (size_t)t->ranks,
                  to = test->count * (size_t)(t->rank + 1) / (size_t)t->ranks;
-    vae_status s = evaluate_range(t->model, t->eval_ws, t->eps, test, from, to,
-                                  t->opt->eval_batch_size, t->opt->seed, &test_loss);
-    if (s != VAE_OK) return vae_fail(err, s, "evaluation failed after epoch %d", epoch);
+    VAE_FORWARD_IF_ERROR(evaluate_range(t->model, t->eval_ws, t->eps, test, from, to,
+                                        t->opt->eval_batch_size, t->opt->seed, &test_loss, err),
+                         err, "the test set's evaluation after epoch %d", epoch);
     VAE_RETURN_IF(t->ranks > 1 && sum_loss(t->opt->collective, &test_loss), err, VAE_ERR_IO,
                   "summing the evaluation across ranks failed");
     stats->test_recon = test_loss.recon / (double)test_loss.count;
