@@ -14,6 +14,16 @@ void op_bce_logits(double *recon, float *dlogits, const float *logits, const flo
     for (int b = 0; b < batch; b++) {
         const float *l = logits + (size_t)b * dim, *t = x + (size_t)b * x_stride;
         float *g = dlogits ? dlogits + (size_t)b * dim : NULL;
+        if (!recon) { /* the gradient alone (a backward pass): no log1p */
+            int d = 0;
+            for (; d + 8 <= dim; d += 8) {
+                vf8 lv = vf8_load(l + d), tv = vf8_load(t + d);
+                vf8 e = vexp8_nonpositive(-vf8_abs(lv)), inv = 1.0f / (1.0f + e);
+                vf8_store(g + d, scale * (vf8_select(lv >= 0.0f, inv, e * inv) - tv));
+            }
+            for (; d < dim; d++) bce_pixel(l[d], t[d], scale, g + d);
+            continue;
+        }
         vf8 acc = vf8_splat(0.0f);
         int d = 0;
         for (; d + 8 <= dim; d += 8) {

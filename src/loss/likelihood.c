@@ -37,7 +37,7 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
                 if (mk[d]) sum += v;
                 if (dout) dout[(size_t)b * dim + d] = mk[d] ? g : 0.0f;
             }
-            recon[b] = sum;
+            if (recon) recon[b] = sum;
         }
         return;
     }
@@ -62,7 +62,7 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
                     continue;
                 }
                 float rate = expf(o[d]);
-                sum += (double)rate - (double)t[d] * o[d] + lgamma((double)t[d] + 1.0);
+                if (recon) sum += (double)rate - (double)t[d] * o[d] + lgamma((double)t[d] + 1.0);
                 if (g) g[d] = sc * (rate - t[d]);
             }
         } else {
@@ -74,7 +74,7 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
                 }
                 float dvar_draw, var = op_gaussian_variance(c, dim_logvar, o + dim, d, &dvar_draw);
                 float diff = o[d] - t[d], inv = 1.0f / var;
-                sum += HALF_LOG_2PI + 0.5 * log((double)var) + 0.5 * (double)diff * diff * inv;
+                if (recon) sum += HALF_LOG_2PI + 0.5 * log((double)var) + 0.5 * (double)diff * diff * inv;
                 if (!g && !d_dim_logvar) continue;
                 /* d nll / d var = (1/var - diff^2/var^2) / 2 */
                 float dvar = 0.5f * inv * (1.0f - diff * diff * inv) * dvar_draw * sc;
@@ -83,7 +83,7 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
                 if (d_dim_logvar && c->variance == VAE_VAR_PER_DIM) d_dim_logvar[d] += dvar;
             }
         }
-        recon[b] = sum;
+        if (recon) recon[b] = sum;
     }
 }
 

@@ -17,15 +17,16 @@ static inline float bce_pixel(float l, float x, float scale, float *grad) {
     return (l > 0.0f ? l : 0.0f) - l * x + vlog1p_unit(e);
 }
 
-/* Bernoulli negative log-likelihood with logits, per sample, and its gradient in the same pass
- * (the exp it needs is the costly part of both):
- *   recon[b] = sum_d max(l,0) - l*x + log1p(exp(-|l|))      l (B,D), x row b at x + b*x_stride
+/* Bernoulli negative log-likelihood with logits, per sample, and/or its gradient:
+ *   recon[b] = sum_d max(l,0) - l*x + log1p(exp(-|l|))      l (B,D), x row b at x + b*x_stride;
+ *                                                            NULL: not wanted (no log1p then)
  *   dlogits  = scale * (sigmoid(l) - x)                      (B,D); NULL: not wanted
  * x_stride is D for a batch of inputs, 0 to score many decodings against one input. */
 void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x,
                    size_t x_stride, int batch, int dim, float scale);
 
-/* recon[b] = -log p(x_b | decoder output row b) under c's likelihood (x row b at x + b*x_stride),
+/* recon[b] = -log p(x_b | decoder output row b) under c's likelihood (x row b at x + b*x_stride;
+ * recon NULL: the gradient alone, as a backward pass wants it),
  * and when dout is not NULL its gradient times scale (times row_scale[b] when row_scale is not
  * NULL) with respect to the output (B, D or 2D for
  * a per-sample Gaussian variance). For a per-dimension variance dim_logvar holds the raw

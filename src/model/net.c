@@ -280,7 +280,7 @@ static void decoder_backward(vae_model *m, vae_workspace *ws, int rows) {
  * gradient of a per-value variance into its parameters. */
 static void recon_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch) {
     const int n = batch->n;
-    op_recon(&m->cfg, ws->recon, ws->grad_a, ws->outputs[m->output_layer], batch->x,
+    op_recon(&m->cfg, NULL, ws->grad_a, ws->outputs[m->output_layer], batch->x,
              (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, ws->d_dim_logvar,
              1.0f / (float)n, NULL, batch->mask);
     if (m->has_dim_logvar)
@@ -417,7 +417,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     ws->last_batch = 0; /* a backward now would mix passes */
     if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
     /* the likelihood's weighted gradients -> the decoder -> dz over the B*K rows */
-    op_recon(&m->cfg, ws->recon, ws->grad_a, out, xk, (size_t)dim, rows,
+    op_recon(&m->cfg, NULL, ws->grad_a, out, xk, (size_t)dim, rows,
              m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
     if (m->has_dim_logvar)
         for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
