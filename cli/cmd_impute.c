@@ -136,21 +136,24 @@ int cmd_impute(int argc, char **argv) {
     }
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *m = NULL;
-    vae_dataset *data = NULL, *raw = NULL, *truth = NULL;
+    vae_dataset *data = NULL, *truth = NULL;
     vae_train_state st;
     vae_error err = {{0}};
     float *filled = NULL;
     int code = cli_load_model(argv[optind], &m, &st);
-    if (code == EXIT_OK) /* standardized as the model was trained */
-        code = cli_load_data_labeled(argv[optind + 1], NULL, label_column, m, &data);
     vae_status s = VAE_OK;
     char header[8192];
-    if (code == EXIT_OK) /* and as it is, for the observed values and the output's units */
-        s = cli_read_dataset_header(argv[optind + 1], NULL, label_column, &raw, header,
+    if (code == EXIT_OK) /* its values as they are: the library maps them to the model's units */
+        s = cli_read_dataset_header(argv[optind + 1], NULL, label_column, &data, header,
                                     sizeof header, &err);
+    if (code == EXIT_OK && s == VAE_OK && data->dim != vae_model_config(m)->input_dim) {
+        snprintf(err.message, sizeof err.message, "%s has %d values per sample, the model "
+                 "expects %d", argv[optind + 1], data->dim, vae_model_config(m)->input_dim);
+        s = VAE_ERR_FORMAT;
+    }
     if (code == EXIT_OK && s == VAE_OK && truth_path) {
         s = cli_read_dataset(truth_path, NULL, label_column, &truth, &err);
-        if (s == VAE_OK && (truth->count != raw->count || truth->dim != raw->dim || truth->mask)) {
+        if (s == VAE_OK && (truth->count != data->count || truth->dim != data->dim || truth->mask)) {
             snprintf(err.message, sizeof err.message, "%s: the truth must be complete data of "
                      "the same shape as %s", truth_path, argv[optind + 1]);
             s = VAE_ERR_INVALID_ARGUMENT;
@@ -167,18 +170,16 @@ int cmd_impute(int argc, char **argv) {
     filled = malloc(sizeof(float) * copies * n * (size_t)d);
     s = filled ? vae_impute(m, data, k, multiple, seed, filled, &err) : VAE_ERR_NO_MEMORY;
     if (s != VAE_OK) goto done;
-    const float *mean = vae_model_data_mean(m), *std = vae_model_data_std(m);
-    if (mean) vae_standardize(filled, copies * n, d, mean, std, 1);
-    for (size_t c2 = 0; c2 < copies; c2++) /* observed values: the input's own, bit for bit */
-        for (size_t i = 0; i < n * (size_t)d; i++)
-            if (data->mask[i]) filled[c2 * n * d + i] = raw->x[i];
-    const csv_kept kept = {header, raw->labels, n, label_position(label_column, d)};
+    /* observed values come back as the input's own, bit for bit (vae_impute) */
+    const csv_kept kept = {header, data->labels, n, label_position(label_column, d)};
     s = write_rows(out, filled, copies * n, d, &kept, &err);
     if (s != VAE_OK) goto done;
     size_t missing = 0;
     for (size_t i = 0; i < n * (size_t)d; i++) missing += !data->mask[i];
     cli_say("vae: wrote %s: %zu missing values of %zu filled in (%zu imputation%s)\n", out,
             missing, n * (size_t)d, copies, copies == 1 ? "" : "s");
+    /* errors in the model's units when it standardizes; "zero" is the training mean there */
+    const float *mean = vae_model_data_mean(m), *std = vae_model_data_std(m);
     if (truth) { /* the baselines, in the same units */
         float *col_mean = calloc((size_t)d, sizeof(float)), *baseline = NULL;
         baseline = calloc(n * (size_t)d, sizeof(float));
@@ -189,7 +190,7 @@ int cmd_impute(int argc, char **argv) {
             goto done;
         }
         for (size_t i = 0; i < n * (size_t)d; i++)
-            if (data->mask[i]) col_mean[i % d] += raw->x[i], seen[i % d]++;
+            if (data->mask[i]) col_mean[i % d] += data->x[i], seen[i % d]++;
         for (int j = 0; j < d; j++) col_mean[j] = seen[j] ? col_mean[j] / seen[j] : 0.0f;
         size_t cells;
         double ours = missing_mse(filled, truth->x, data->mask, n, d, std, &cells);
@@ -206,7 +207,7 @@ int cmd_impute(int argc, char **argv) {
 done:
     if (code == EXIT_OK && s != VAE_OK) code = cli_report(s, &err);
     free(filled);
-    vae_dataset_free(data), vae_dataset_free(raw), vae_dataset_free(truth);
+    vae_dataset_free(data), vae_dataset_free(truth);
     vae_model_free(m);
     return code;
 }

@@ -724,8 +724,8 @@ static vae_status make_model(train_run *r) {
     return VAE_OK;
 }
 
-/* --standardize: the training data's statistics kept in a new model; the data (train and test)
- * then in the model's units. */
+/* --standardize: the training data's statistics kept in a new model (the library applies them
+ * to every data value it is given and inverts them for every value it returns). */
 static vae_status standardize_data(train_run *r) {
     vae_model *model = r->model;
     if (!r->a.resume && r->a.standardize) {
@@ -740,11 +740,6 @@ static vae_status standardize_data(train_run *r) {
     CLI_FAIL_IF(r->a.resume && r->a.standardize && !vae_model_data_mean(model), &r->err,
                     VAE_ERR_INVALID_ARGUMENT,
                     "--standardize: the run being resumed was trained without it");
-    if (vae_model_data_mean(model)) { /* the data hash above was taken of the raw values */
-        const float *mean = vae_model_data_mean(model), *std = vae_model_data_std(model);
-        vae_standardize(r->train->x, r->train->count, r->train->dim, mean, std, 0);
-        if (r->test) vae_standardize(r->test->x, r->test->count, r->test->dim, mean, std, 0);
-    }
     return VAE_OK;
 }
 

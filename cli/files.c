@@ -105,9 +105,6 @@ int cli_load_data_labeled(const char *images, const char *labels, long label_col
         *out = NULL;
         return EXIT_DATAERR;
     }
-    if (model && vae_model_data_mean(model)) /* the model sees data as it was trained on them */
-        vae_standardize((*out)->x, (*out)->count, (*out)->dim, vae_model_data_mean(model),
-                        vae_model_data_std(model), 0);
     return EXIT_OK;
 }
 

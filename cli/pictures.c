@@ -35,12 +35,8 @@ vae_status cli_write_samples(const char *path, const char *npy_path, const vae_m
     }
     if (s == VAE_OK && path)
         s = vae_png_write_grid(path, probs, n, rows, cols, GRID_COLS, GRID_SCALE, err);
-    if (s == VAE_OK && npy_path) {
-        if (vae_model_data_mean(model)) /* in the data's own units */
-            vae_standardize(probs, (size_t)n, cfg->input_dim, vae_model_data_mean(model),
-                            vae_model_data_std(model), 1);
+    if (s == VAE_OK && npy_path) /* in the data's own units (vae_decode_all) */
         s = vae_npy_write_f32(npy_path, probs, (size_t)n, (size_t)cfg->input_dim, err);
-    }
     if (s == VAE_ERR_NO_MEMORY && !err->message[0])
         snprintf(err->message, sizeof err->message, "out of memory for %d samples", n);
     free(z), free(probs), free(labels);

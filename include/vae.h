@@ -277,8 +277,12 @@ vae_tensor_info vae_model_tensor(const vae_model *model, int index);
 int vae_model_find_tensor(const vae_model *model, const char *name);
 
 /* Standardization of the data, kept with the model (saved in its file as the tensors
- * "standardize.mean" and "standardize.std") so that every command maps data in and decoded
- * values out the same way: x' = (x - mean) / std. NULL, NULL removes it. */
+ * "standardize.mean" and "standardize.std"): x' = (x - mean) / std. The library applies it to
+ * the data values every data-set call is given (vae_train, vae_eval_elbo, vae_eval,
+ * vae_encode_all, vae_encode_data, vae_impute) and inverts it for the values it returns
+ * (vae_decode_all, vae_impute): callers work in the data's own units throughout. The pass
+ * functions (vae_forward ... vae_log_likelihood) work in the model's units. NULL, NULL removes
+ * it. */
 vae_status vae_model_set_standardization(vae_model *model, const float *mean, const float *std,
                                          vae_error *err);
 /* The model's standardization (D values each), or NULL without one. */

@@ -281,27 +281,6 @@ class VAE:
             raise ValueError("y: labels must be integers 0..255")
         return np.ascontiguousarray(y, dtype=np.uint8)
 
-    def _standardized(self, X):
-        """X in the model's standardized units (a copy), or X itself without standardization."""
-        mean, std = self._standardization()
-        return X if mean is None else (X - mean) / std
-
-    def _standardization(self):
-        m, s = lib.vae_model_data_mean(self._model), lib.vae_model_data_std(self._model)
-        if not m:
-            return None, None
-        d = self.config_.input_dim
-        return (np.ctypeslib.as_array(m, (d,)).astype(np.float32),
-                np.ctypeslib.as_array(s, (d,)).astype(np.float32))
-
-    def _unstandardized(self, X):
-        mean, std = self._standardization()
-        if mean is None:
-            return X
-        X *= std
-        X += mean
-        return X
-
     def _use_threads(self):
         """The library's thread count is process-wide: each call sets this model's (None: one
         per core that other processes leave free)."""
@@ -309,13 +288,13 @@ class VAE:
 
     def _data(self, X, y=None, what="X"):
         """A library data set of X (and y for a conditional model): NaN become a mask (and 0)
-        for a missing-value model; standardized when the model is."""
+        for a missing-value model."""
         self._check_fitted()
         self._use_threads()
         cfg = self.config_
         X = self._array(X, what, dim=cfg.input_dim, allow_nan=bool(cfg.missing))
         labels = self._labels(y, X.shape[0], cfg.n_classes > 0) if cfg.n_classes else None
-        return self._dataset(self._standardized(X), labels)
+        return self._dataset(X, labels)
 
     def _dataset(self, X, labels):
         mask = None
@@ -355,7 +334,7 @@ class VAE:
         self._use_threads()
         if self.standardize:
             self._fit_standardization(X)
-        train = self._dataset(self._standardized(X), labels)
+        train = self._dataset(X, labels)
         test = None
         if validation_data is not None:
             vx, vy = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
@@ -467,7 +446,7 @@ class VAE:
         _call(lib.vae_decode_all, self._model, _ptr(Z, ctypes.c_float),
               _ptr(labels, ctypes.c_uint8), Z.shape[0], _ptr(out, ctypes.c_float),
               context="inverse_transform")
-        return self._unstandardized(out)
+        return out
 
     def reconstruct(self, X, y=None):
         """Each row encoded to its posterior mean and decoded: E[x | z = E[z|x]]."""
@@ -539,10 +518,7 @@ class VAE:
         _call(lib.vae_impute, self._model, data.ref, int(k), m,
               int(self.seed if seed is None else seed), _ptr(out, ctypes.c_float),
               context="impute")
-        out = self._unstandardized(out.reshape(-1, X.shape[1])).reshape(out.shape)
-        observed = ~np.isnan(X)
-        out[:, observed] = X[observed]  # the caller's values, bit for bit
-        return out if m else out[0]
+        return out if m else out[0]  # observed values: the caller's, bit for bit
 
     # ------------------------------------------------------------ files
 

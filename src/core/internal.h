@@ -38,6 +38,15 @@ vae_status vae_add_context(vae_error *err, vae_status status, const char *fmt, .
         if (vae_try_status_ != VAE_OK) return vae_try_status_;                                     \
     } while (0)
 
+/* Data in the model's units (standardization is applied inside the library, by every call that
+ * takes data values): *view is data itself when the model keeps no standardization, else a copy
+ * with x standardized (labels and mask borrowed), whose values *owned holds (free it; NULL when
+ * nothing was copied). */
+vae_status vae_model_units(const vae_model *m, const vae_dataset *data, vae_dataset *view,
+                           float **owned, vae_error *err);
+/* n rows of values in the model's units back into the data's, in place (decoded means). */
+void vae_data_units(const vae_model *m, float *x, size_t n);
+
 /* Always on: only for broken internal invariants, never for input validation. */
 #define VAE_ASSERT(cond)                                                                           \
     do {                                                                                           \

@@ -170,15 +170,19 @@ vae_status vae_eval(const vae_model *m, const vae_dataset *data, const vae_eval_
     if (!recon || !kl || !nll || !mu || !logvar)
         s = vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluating %zu examples", n);
     vae_device device = VAE_DEVICE_CPU;
+    vae_dataset view; /* the data in the model's units */
+    float *owned = NULL;
+    if (s == VAE_OK) s = vae_model_units(m, data, &view, &owned, err);
     if (s == VAE_OK)
         s = vae_device_resolve(o->device, vae_gpu_supports_model(m, NULL), &device, err);
     if (s == VAE_OK && device == VAE_DEVICE_CUDA) {
-        s = vae_gpu_eval_terms(m, data, o, recon, kl, mu, logvar, nll, err);
+        s = vae_gpu_eval_terms(m, &view, o, recon, kl, mu, logvar, nll, err);
     } else {
-        if (s == VAE_OK) s = elbo_pass(m, data, o, recon, kl, mu, logvar, err);
+        if (s == VAE_OK) s = elbo_pass(m, &view, o, recon, kl, mu, logvar, err);
         if (s == VAE_OK && o->importance_samples > 0)
-            s = iwae_pass(m, data, o, mu, logvar, nll, err);
+            s = iwae_pass(m, &view, o, mu, logvar, nll, err);
     }
+    free(owned);
     if (s == VAE_OK) {
         double sum_nll = 0.0, sum_sq = 0.0;
         for (size_t i = 0; i < n; i++) {

@@ -40,16 +40,10 @@ static float draw_value(const vae_model *m, const float *out, float mean, int j,
     return mean;
 }
 
-vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int multiple,
-                      uint64_t seed, float *out, vae_error *err) {
+/* vae_impute on data in the model's units, the results in them too. */
+static vae_status impute_rows(const vae_model *m, const vae_dataset *data, int k, int multiple,
+                              uint64_t seed, float *out, vae_error *err) {
     const vae_config *cfg = vae_model_config(m);
-    VAE_TRY(vae_check_data(m, data, "imputation", err));
-    vae_device device; /* the GPU does not impute: AUTO stays on the CPU, CUDA is refused */
-    VAE_TRY(vae_device_resolve(vae_model_device(m), VAE_ERR_INVALID_ARGUMENT, &device, err));
-    VAE_RETURN_IF(device == VAE_DEVICE_CUDA, err, VAE_ERR_INVALID_ARGUMENT,
-                  "the CUDA backend does not impute yet; use --device cpu");
-    VAE_RETURN_IF(k < 1 || k > 100000 || multiple < 0 || multiple > 10000, err,
-                  VAE_ERR_INVALID_ARGUMENT, "importance samples 1..100000, imputations 0..10000");
     const int d = cfg->input_dim, latent = cfg->latent_dim, copies = multiple ? multiple : 1;
     const size_t n = data->count;
     vae_workspace *ws = NULL;
@@ -110,4 +104,29 @@ vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int mu
     vae_workspace_free(ws);
     free(mu), free(lv), free(eps), free(z), free(mean), free(log_px), free(w), free(labels);
     return s;
+}
+
+vae_status vae_impute(const vae_model *m, const vae_dataset *data, int k, int multiple,
+                      uint64_t seed, float *out, vae_error *err) {
+    VAE_TRY(vae_check_data(m, data, "imputation", err));
+    vae_device device; /* the GPU does not impute: AUTO stays on the CPU, CUDA is refused */
+    VAE_TRY(vae_device_resolve(vae_model_device(m), VAE_ERR_INVALID_ARGUMENT, &device, err));
+    VAE_RETURN_IF(device == VAE_DEVICE_CUDA, err, VAE_ERR_INVALID_ARGUMENT,
+                  "the CUDA backend does not impute yet; use --device cpu");
+    VAE_RETURN_IF(k < 1 || k > 100000 || multiple < 0 || multiple > 10000, err,
+                  VAE_ERR_INVALID_ARGUMENT, "importance samples 1..100000, imputations 0..10000");
+    vae_dataset view; /* the data in the model's units */
+    float *owned = NULL;
+    VAE_TRY(vae_model_units(m, data, &view, &owned, err));
+    vae_status s = impute_rows(m, &view, k, multiple, seed, out, err);
+    const int standardized = owned != NULL;
+    free(owned);
+    if (s != VAE_OK || !standardized) return s;
+    /* back in the data's units: the filled-in values converted, the observed ones as given */
+    const size_t n = data->count, d = (size_t)data->dim, copies = multiple ? (size_t)multiple : 1;
+    vae_data_units(m, out, copies * n);
+    for (size_t c = 0; c < copies; c++)
+        for (size_t i = 0; i < n * d; i++)
+            if (!data->mask || data->mask[i]) out[c * n * d + i] = data->x[i];
+    return VAE_OK;
 }

@@ -50,15 +50,28 @@ static vae_status encode_rows(const vae_model *m, const float *x, const uint8_t 
     return VAE_OK;
 }
 
+/* encode_rows of a data set, in the model's units. */
+static vae_status encode_view(const vae_model *m, const vae_dataset *data, float *mu,
+                              float *logvar, vae_error *err) {
+    vae_dataset view;
+    float *owned = NULL;
+    VAE_TRY(vae_model_units(m, data, &view, &owned, err));
+    vae_status s = encode_rows(m, view.x, view.mask, view.labels, view.count, mu, logvar, err);
+    free(owned);
+    return s;
+}
+
 vae_status vae_encode_all(const vae_model *m, const float *x, const uint8_t *labels, size_t n,
                           float *mu, float *logvar, vae_error *err) {
-    return encode_rows(m, x, NULL, labels, n, mu, logvar, err);
+    const vae_dataset rows = {.count = n, .dim = vae_model_config(m)->input_dim,
+                              .x = (float *)x, .labels = (uint8_t *)labels};
+    return encode_view(m, &rows, mu, logvar, err);
 }
 
 vae_status vae_encode_data(const vae_model *m, const vae_dataset *data, float *mu, float *logvar,
                            vae_error *err) {
     VAE_TRY(vae_check_data(m, data, "encoded", err));
-    return encode_rows(m, data->x, data->mask, data->labels, data->count, mu, logvar, err);
+    return encode_view(m, data, mu, logvar, err);
 }
 
 vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *labels, size_t n,
@@ -66,7 +79,11 @@ vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *lab
     VAE_TRY(need_labels(m, labels, n, err));
     vae_device device;
     VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
-    if (device == VAE_DEVICE_CUDA) return vae_gpu_decode_all(m, z, labels, n, probs, err);
+    if (device == VAE_DEVICE_CUDA) {
+        VAE_TRY(vae_gpu_decode_all(m, z, labels, n, probs, err));
+        vae_data_units(m, probs, n);
+        return VAE_OK;
+    }
     const vae_config *cfg = vae_model_config(m);
     vae_workspace *ws = NULL;
     VAE_TRY(vae_workspace_create(&ws, m, PASS_BATCH, err));
@@ -80,6 +97,7 @@ vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *lab
         }
     }
     vae_workspace_free(ws);
+    vae_data_units(m, probs, n); /* the means in the data's units */
     return VAE_OK;
 }
 

@@ -404,6 +404,25 @@ void vae_standardize(float *x, size_t n, int dim, const float *mean, const float
         }
 }
 
+vae_status vae_model_units(const vae_model *m, const vae_dataset *data, vae_dataset *view,
+                           float **owned, vae_error *err) {
+    *view = *data;
+    *owned = NULL;
+    if (!m->data_mean) return VAE_OK;
+    const size_t values = data->count * (size_t)data->dim;
+    *owned = vae_calloc_array(values, sizeof(float));
+    VAE_RETURN_IF(!*owned, err, VAE_ERR_NO_MEMORY,
+                  "out of memory for the standardized copy of %zu samples", data->count);
+    memcpy(*owned, data->x, values * sizeof(float));
+    vae_standardize(*owned, data->count, data->dim, m->data_mean, m->data_std, 0);
+    view->x = *owned;
+    return VAE_OK;
+}
+
+void vae_data_units(const vae_model *m, float *x, size_t n) {
+    if (m->data_mean) vae_standardize(x, n, m->cfg.input_dim, m->data_mean, m->data_std, 1);
+}
+
 const vae_config *vae_model_config(const vae_model *model) { return &model->cfg; }
 
 vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision) {

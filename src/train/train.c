@@ -95,9 +95,13 @@ vae_status vae_eval_elbo(const vae_model *model, const vae_dataset *data, int ba
     VAE_TRY(vae_workspace_create(&ws, model, batch_size, err));
     float *eps = vae_calloc_array((size_t)batch_size * vae_model_config(model)->latent_dim,
                                   sizeof(float));
-    vae_status s =
-        eps ? evaluate_range(model, ws, eps, data, 0, data->count, batch_size, seed, loss, err)
-            : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluation");
+    vae_dataset view; /* the data in the model's units */
+    float *owned = NULL;
+    vae_status s = eps ? vae_model_units(model, data, &view, &owned, err)
+                       : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluation");
+    if (s == VAE_OK)
+        s = evaluate_range(model, ws, eps, &view, 0, view.count, batch_size, seed, loss, err);
+    free(owned);
     free(eps);
     vae_workspace_free(ws);
     return s;
@@ -129,6 +133,8 @@ typedef struct {
     uint8_t *yb;   /* (B) its labels, for a conditional model */
     uint8_t *mb;   /* (B,D) its masks, when values are missing */
     float *eps;    /* (max(B, eval B), L) noise */
+    vae_dataset test_view; /* the test set in the model's units */
+    float *test_owned;     /* its standardized values, when the model standardizes */
 } train_state;
 
 static void train_state_free(train_state *t) {
@@ -140,6 +146,7 @@ static void train_state_free(train_state *t) {
     free(t->yb);
     free(t->mb);
     free(t->eps);
+    free(t->test_owned);
 }
 
 /* Training on the GPU backend (backend.h), with the optimizer given or a new one. */
@@ -147,11 +154,17 @@ static vae_status train_on_gpu(vae_model *model, const vae_dataset *train,
                                const vae_dataset *test, const vae_train_options *opt,
                                uint64_t first_step, vae_error *err) {
     vae_adam *own = NULL;
-    if (!opt->resume_adam)
-        VAE_TRY(vae_adam_create(&own, vae_model_num_params(model), &opt->adam, err));
-    vae_status s = vae_gpu_train(model, train, test, opt, own ? own : opt->resume_adam,
-                                 first_step, err);
+    vae_dataset train_view, test_view; /* the device gets the data in the model's units */
+    float *train_owned = NULL, *test_owned = NULL;
+    vae_status s = vae_model_units(model, train, &train_view, &train_owned, err);
+    if (s == VAE_OK && test) s = vae_model_units(model, test, &test_view, &test_owned, err);
+    if (s == VAE_OK && !opt->resume_adam)
+        s = vae_adam_create(&own, vae_model_num_params(model), &opt->adam, err);
+    if (s == VAE_OK)
+        s = vae_gpu_train(model, &train_view, test ? &test_view : NULL, opt,
+                          own ? own : opt->resume_adam, first_step, err);
     vae_adam_free(own);
+    free(train_owned), free(test_owned);
     return s;
 }
 
@@ -238,10 +251,12 @@ static vae_status train_state_init(train_state *t, vae_error *err) {
     t->eps = vae_calloc_array((size_t)noise_rows * latent, sizeof(float));
     VAE_RETURN_IF(!t->order || !t->xb || !t->yb || !t->eps || (t->train->mask && !t->mb), err,
                   VAE_ERR_NO_MEMORY, "out of memory for the training buffers");
+    if (t->test) VAE_TRY(vae_model_units(t->model, t->test, &t->test_view, &t->test_owned, err));
     return VAE_OK;
 }
 
-/* Rows start.. of this epoch's order into the batch buffers (inputs, labels, masks). */
+/* Rows start.. of this epoch's order into the batch buffers (inputs, in the model's units,
+ * labels, masks). */
 static void gather_batch(train_state *t, size_t start, int batch) {
     const vae_dataset *d = t->train;
     const size_t dim = (size_t)d->dim;
@@ -251,6 +266,8 @@ static void gather_batch(train_state *t, size_t start, int batch) {
         if (d->mask) memcpy(t->mb + (size_t)b * dim, d->mask + row * dim, dim);
         memcpy(t->xb + (size_t)b * dim, d->x + row * dim, dim * sizeof(float));
     }
+    const float *mean = vae_model_data_mean(t->model), *std = vae_model_data_std(t->model);
+    if (mean) vae_standardize(t->xb, (size_t)batch, d->dim, mean, std, 0);
 }
 
 /* The objective of a global step: KL warm-up (Bowman et al.) raises the weight linearly to beta. */
@@ -346,7 +363,7 @@ static vae_status after_step(train_state *t, vae_train_position after, uint64_t 
 
 /* The test set's loss after an epoch: this rank's share of it, summed across ranks. */
 static vae_status test_epoch(train_state *t, int epoch, vae_epoch_stats *stats, vae_error *err) {
-    const vae_dataset *test = t->test;
+    const vae_dataset *test = &t->test_view;
     vae_loss test_loss = {0};
     double t_eval = now_seconds();
     const size_t from = test->count * (size_t)t->rank / (size_t)t->ranks,
