@@ -1,15 +1,16 @@
 /* test_torch_ref.c — the engine against PyTorch: tests/ref/vae_ref.bin, written by
  * tests/ref/make_ref.py, holds weights, inputs, noise, intermediates, loss terms, gradients and
- * the parameters after 3 Adam steps for one small model per activation and one small
- * convolutional model. Forward values and
- * gradients must match to 1e-5 relative, parameters after Adam to 1e-4. */
+ * the parameters after 3 Adam steps for one small model per activation, one small
+ * convolutional model and one of every other kind (Gaussian with fixed, per-value and
+ * per-sample variance, Poisson, IWAE with K=5, conditional, missing values with MIWAE K=5).
+ * Forward values and gradients must match to 1e-5 relative, parameters after Adam to 1e-4. */
 #include "check.h"
 #include "vae.h"
 
 #include <stdint.h>
 #include <string.h>
 
-#define MAX_RECORDS 512
+#define MAX_RECORDS 1024
 
 typedef struct {
     char name[96];
@@ -104,7 +105,16 @@ static void check_case(const char *case_name) {
             cfg.conv[i].stride = (int)conv->data[6 + 4 * i];
             cfg.conv[i].padding = (int)conv->data[7 + 4 * i];
         }
-    } else {
+    }
+    const record *kind = find_quiet(case_name, "kind");
+    int draws = 0; /* IWAE's K, 0: the ELBO */
+    if (kind) { /* likelihood, variance, sigma, floor, classes, missing, IWAE K */
+        cfg.likelihood = (vae_likelihood)(int)kind->data[0];
+        cfg.variance = (vae_variance)(int)kind->data[1];
+        cfg.sigma = kind->data[2], cfg.variance_floor = kind->data[3];
+        cfg.n_classes = (int)kind->data[4], cfg.missing = (int)kind->data[5];
+        draws = (int)kind->data[6];
+    } else if (!conv) {
         CHECK(strcmp(vae_activation_name(cfg.activation), case_name) == 0, "activation %s",
               case_name);
     }
@@ -130,19 +140,31 @@ static void check_case(const char *case_name) {
         return;
     }
     const int batch = (int)(x->n / (size_t)cfg.input_dim);
-    const size_t nz = (size_t)batch * cfg.latent_dim, nx = x->n;
+    const size_t nz = (size_t)batch * cfg.latent_dim;
+    const size_t nout = (size_t)batch * (cfg.variance == VAE_VAR_PER_SAMPLE ? 2 : 1) * cfg.input_dim;
+    uint8_t labels[64] = {0}, *mask = NULL;
+    const record *lr = find_quiet(case_name, "labels"), *mr = find_quiet(case_name, "mask");
+    for (int b = 0; lr && b < batch && b < 64; b++) labels[b] = (uint8_t)lr->data[b];
+    if (mr && cfg.missing) {
+        mask = malloc(mr->n);
+        for (size_t i = 0; mask && i < mr->n; i++) mask[i] = mr->data[i] != 0.0f;
+    }
     vae_workspace *ws;
-    CHECK(vae_workspace_create(&ws, m, batch, &err) == VAE_OK, "workspace");
+    CHECK(vae_workspace_create(&ws, m, batch * (draws > 1 ? draws : 1), &err) == VAE_OK, "workspace");
 
     vae_loss loss = {0};
     vae_model_zero_grads(m);
-    vae_batch rows = {.n = batch, .x = x->data, .eps = eps[0]->data};
-    vae_forward(m, ws, &rows, &loss, &err);
-    vae_backward(m, ws, &rows, NULL, &err);
+    vae_batch rows = {batch, x->data, eps[0]->data, cfg.n_classes ? labels : NULL, mask};
+    vae_status s0 = draws > 1 ? vae_iwae_step(m, ws, &rows, draws, &loss, &err)
+                              : vae_forward(m, ws, &rows, &loss, &err);
+    if (s0 == VAE_OK && draws <= 1) s0 = vae_backward(m, ws, &rows, NULL, &err);
+    CHECK(s0 == VAE_OK, "passes: %s", err.message);
     compare("mu", vae_workspace_mu(ws), find(case_name, "mu"), nz, 1e-5);
     compare("logvar", vae_workspace_logvar(ws), find(case_name, "logvar"), nz, 1e-5);
-    compare("z", vae_workspace_z(ws), find(case_name, "z"), nz, 1e-5);
-    compare("logits", vae_workspace_logits(ws), find(case_name, "logits"), nx, 1e-5);
+    if (draws <= 1) { /* an IWAE step keeps no single z */
+        compare("z", vae_workspace_z(ws), find(case_name, "z"), nz, 1e-5);
+        compare("logits", vae_workspace_logits(ws), find(case_name, "logits"), nout, 1e-5);
+    }
     float recon = (float)loss.recon, kl = (float)loss.kl, mean = (float)((loss.recon + loss.kl) / batch);
     compare("recon", &recon, find(case_name, "recon_sum"), 1, 1e-5);
     compare("kl", &kl, find(case_name, "kl_sum"), 1, 1e-5);
@@ -161,8 +183,12 @@ static void check_case(const char *case_name) {
     for (int s = 0; s < 3; s++) {
         vae_model_zero_grads(m);
         rows.eps = eps[s]->data;
-        vae_forward(m, ws, &rows, NULL, &err);
-        vae_backward(m, ws, &rows, NULL, &err);
+        if (draws > 1) {
+            vae_iwae_step(m, ws, &rows, draws, NULL, &err);
+        } else {
+            vae_forward(m, ws, &rows, NULL, &err);
+            vae_backward(m, ws, &rows, NULL, &err);
+        }
         vae_adam_step(adam, vae_model_params(m), vae_model_grads(m));
     }
     CHECK(vae_adam_steps(adam) == 3, "steps");
@@ -175,6 +201,7 @@ static void check_case(const char *case_name) {
     vae_adam_free(adam);
     vae_workspace_free(ws);
     vae_model_free(m);
+    free(mask);
 }
 
 static void test_reference_file_loads(void) {
@@ -187,6 +214,13 @@ static void test_torch_tanh(void) { check_case("tanh"); }
 static void test_torch_leaky_relu(void) { check_case("leaky_relu"); }
 static void test_torch_elu(void) { check_case("elu"); }
 static void test_torch_conv(void) { check_case("conv"); }
+static void test_torch_gauss_fixed(void) { check_case("gauss_fixed"); }
+static void test_torch_gauss_dim(void) { check_case("gauss_dim"); }
+static void test_torch_gauss_sample(void) { check_case("gauss_sample"); }
+static void test_torch_poisson(void) { check_case("poisson"); }
+static void test_torch_iwae5(void) { check_case("iwae5"); }
+static void test_torch_conditional(void) { check_case("conditional"); }
+static void test_torch_miwae5(void) { check_case("miwae5"); }
 
 int main(void) {
     RUN(test_reference_file_loads);
@@ -195,5 +229,12 @@ int main(void) {
     RUN(test_torch_leaky_relu);
     RUN(test_torch_elu);
     RUN(test_torch_conv);
+    RUN(test_torch_gauss_fixed);
+    RUN(test_torch_gauss_dim);
+    RUN(test_torch_gauss_sample);
+    RUN(test_torch_poisson);
+    RUN(test_torch_iwae5);
+    RUN(test_torch_conditional);
+    RUN(test_torch_miwae5);
     return CHECK_SUMMARY();
 }
