@@ -1,5 +1,6 @@
 /* test_model.c — configuration, the parameter table, initialization, randomness, the training
  * loop's promises (determinism, divergence, cancellation, learning) and PNG output. */
+#include "backend/ops_table.h"
 #include "check.h"
 #include "vae.h"
 
@@ -398,6 +399,92 @@ static void test_png_grid(void) {
     unlink(path);
 }
 
+/* The backend seam: a table that counts its calls and forwards them to the CPU's. Training
+ * with it must call every op an MLP model uses and give the CPU table's weights bit for bit,
+ * which shows that the model, its passes and the training loop compute through the table. */
+enum { C_LIN_F, C_LIN_B, C_ACT_F, C_ACT_B, C_REP_F, C_REP_B, C_DRAWS, C_KL_F, C_KL_B, C_RECON,
+       C_DECODE, C_ADAM, C_COUNT };
+static int calls[C_COUNT];
+static void c_lin_f(float *y, const float *x, const float *w, const float *b, int n, int in,
+                    int out, const vae_activation *a) {
+    calls[C_LIN_F]++, vae_cpu_ops.linear_forward(y, x, w, b, n, in, out, a);
+}
+static void c_lin_b(float *dx, float *dw, float *db, const float *dy, const float *x,
+                    const float *w, int n, int in, int out, int adx, int ap) {
+    calls[C_LIN_B]++, vae_cpu_ops.linear_backward(dx, dw, db, dy, x, w, n, in, out, adx, ap);
+}
+static void c_act_f(float *y, size_t n, vae_activation a) {
+    calls[C_ACT_F]++, vae_cpu_ops.activation_forward(y, n, a);
+}
+static void c_act_b(float *dy, const float *y, size_t n, vae_activation a) {
+    calls[C_ACT_B]++, vae_cpu_ops.activation_backward(dy, y, n, a);
+}
+static void c_rep_f(float *z, const float *mu, const float *lv, const float *eps, size_t n) {
+    calls[C_REP_F]++, vae_cpu_ops.reparam_forward(z, mu, lv, eps, n);
+}
+static void c_rep_b(float *dmu, float *dlv, const float *dz, const float *lv, const float *eps,
+                    size_t n) {
+    calls[C_REP_B]++, vae_cpu_ops.reparam_backward(dmu, dlv, dz, lv, eps, n);
+}
+static void c_draws(float *z, double *lw, const float *mu, const float *lv, const float *eps,
+                    int rows, int latent) {
+    calls[C_DRAWS]++, vae_cpu_ops.reparam_draws(z, lw, mu, lv, eps, rows, latent);
+}
+static void c_kl_f(double *kl, const float *mu, const float *lv, int n, int latent) {
+    calls[C_KL_F]++, vae_cpu_ops.kl_forward(kl, mu, lv, n, latent);
+}
+static void c_kl_b(float *dmu, float *dlv, const float *mu, const float *lv, int n, int latent,
+                   const float *scale) {
+    calls[C_KL_B]++, vae_cpu_ops.kl_backward(dmu, dlv, mu, lv, n, latent, scale);
+}
+static void c_recon(const vae_config *c, double *r, float *d, const float *o, const float *x,
+                    size_t st, int n, const float *dl, float *ddl, float sc, const float *rs,
+                    const uint8_t *mk) {
+    calls[C_RECON]++, vae_cpu_ops.recon(c, r, d, o, x, st, n, dl, ddl, sc, rs, mk);
+}
+static void c_decode(const vae_config *c, float *mean, const float *out, int n) {
+    calls[C_DECODE]++, vae_cpu_ops.decode_mean(c, mean, out, n);
+}
+static void c_adam(vae_adam *a, float *p, float *g) { calls[C_ADAM]++, vae_cpu_ops.adam_step(a, p, g); }
+
+static void test_backend_seam(void) {
+    vae_ops counting = vae_cpu_ops;
+    counting.name = "counting";
+    counting.linear_forward = c_lin_f, counting.linear_backward = c_lin_b;
+    counting.activation_forward = c_act_f, counting.activation_backward = c_act_b;
+    counting.reparam_forward = c_rep_f, counting.reparam_backward = c_rep_b;
+    counting.reparam_draws = c_draws, counting.kl_forward = c_kl_f, counting.kl_backward = c_kl_b;
+    counting.recon = c_recon, counting.decode_mean = c_decode, counting.adam_step = c_adam;
+    vae_dataset *data = make_data(96, 5); /* 16 values per sample, as small_model wants */
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.epochs = 2, opt.batch_size = 32;
+    vae_error err;
+    for (int iwae = 0; iwae <= 2; iwae += 2) {
+        opt.iwae_k = iwae;
+        vae_model *cpu = small_model(9), *other = small_model(9);
+        vae_model_set_ops(other, &counting);
+        memset(calls, 0, sizeof calls);
+        CHECK(vae_train(cpu, data, NULL, &opt, &err) == VAE_OK, "%s", err.message);
+        CHECK(vae_train(other, data, NULL, &opt, &err) == VAE_OK, "%s", err.message);
+        CHECK(memcmp(vae_model_params(cpu), vae_model_params(other),
+                     vae_model_num_params(cpu) * sizeof(float)) == 0,
+              "the counting table's training equals the CPU table's (iwae %d)", iwae);
+        float z[4] = {0.1f, -0.2f, 0.3f, 0.4f}, out[32];
+        CHECK(vae_decode_all(other, z, NULL, 2, out, &err) == VAE_OK, "%s", err.message);
+        /* an MLP's activations are fused into linear_forward; activation_forward is the
+         * convolutions' */
+        const int used[] = {C_LIN_F, C_LIN_B, C_ACT_B, C_RECON, C_DECODE, C_ADAM,
+                            iwae ? C_DRAWS : C_REP_F, iwae ? C_LIN_B : C_REP_B,
+                            iwae ? C_LIN_B : C_KL_F, iwae ? C_LIN_B : C_KL_B};
+        for (size_t u = 0; u < sizeof used / sizeof *used; u++)
+            CHECK(calls[used[u]] > 0, "op %d never went through the table (iwae %d)", used[u], iwae);
+        CHECK(calls[C_ADAM] == 2 * 3, "one Adam step per training step: %d", calls[C_ADAM]);
+        vae_model_free(cpu), vae_model_free(other);
+    }
+    vae_dataset_free(data);
+}
+
 int main(void) {
     vae_set_num_threads(1);
     RUN(test_presets_and_table);
@@ -412,5 +499,6 @@ int main(void) {
     RUN(test_iwae_one_draw_narrow_layers);
     RUN(test_blas_core_choice);
     RUN(test_png_grid);
+    RUN(test_backend_seam);
     return CHECK_SUMMARY();
 }

@@ -5,6 +5,7 @@
 #define VAE_BACKEND_H
 
 #include "backend/gpu.h"
+#include "backend/ops_table.h"
 #include "core/internal.h"
 
 /* VAE_OK when the GPU backend runs this model (its kind of layers and inputs), else why not;

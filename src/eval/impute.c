@@ -66,7 +66,7 @@ static vae_status impute_rows(const vae_model *m, const vae_dataset *data, int k
         if ((s = vae_encode(m, ws, &input, mu, lv, err)) != VAE_OK) break;
         vae_rng rng = vae_rng_make(seed, VAE_STREAM_IWAE + i);
         vae_rng_normal(&rng, eps, (size_t)k * latent);
-        op_reparam_draws(z, w, mu, lv, eps, k, latent);
+        vae_model_ops(m)->reparam_draws(z, w, mu, lv, eps, k, latent);
         /* log p(x_obs | z_k) (x and its mask, one for every draw), then the means */
         if ((s = vae_log_likelihood(m, ws, z, row_labels, k, x, 0, mask, log_px, err)) != VAE_OK ||
             (s = vae_decode(m, ws, z, row_labels, k, mean, err)) != VAE_OK)

@@ -274,6 +274,7 @@ vae_status vae_model_create(vae_model **out, const vae_config *cfg, uint64_t see
     vae_model *m = calloc(1, sizeof *m);
     VAE_RETURN_IF(!m, err, VAE_ERR_NO_MEMORY, "out of memory creating the model");
     m->cfg = *cfg;
+    m->ops = &vae_cpu_ops;
     char name[VAE_TENSOR_NAME_MAX];
     int ok = 1, width = cfg->input_dim * (cfg->missing ? 2 : 1) + cfg->n_classes;
     conv_shape shapes[VAE_MAX_CONV];
@@ -433,6 +434,8 @@ vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precisi
 }
 
 vae_device vae_model_device(const vae_model *model) { return model->device; }
+const vae_ops *vae_model_ops(const vae_model *model) { return model->ops; }
+void vae_model_set_ops(vae_model *model, const vae_ops *ops) { model->ops = ops; }
 vae_precision vae_model_precision(const vae_model *model) { return model->precision; }
 size_t vae_model_num_params(const vae_model *model) { return model->num_params; }
 float *vae_model_params(vae_model *model) { return model->params; }

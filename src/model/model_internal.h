@@ -2,8 +2,8 @@
 #ifndef VAE_MODEL_INTERNAL_H
 #define VAE_MODEL_INTERNAL_H
 
+#include "backend/ops_table.h"
 #include "core/internal.h"
-#include "ops/ops.h"
 
 /* Layers in forward order: encoder hidden layers, the mu head, the logvar head, decoder hidden
  * layers, the output layer. */
@@ -23,6 +23,7 @@ typedef struct {
 
 struct vae_model {
     vae_config cfg;
+    const vae_ops *ops; /* the backend that computes its passes and its optimizer's steps */
     int n_layers;
     vae_layer layers[VAE_MAX_LAYERS];
     int mu_layer, logvar_layer, first_decoder_layer, output_layer;

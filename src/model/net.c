@@ -92,8 +92,8 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     size_t cols = 0;
     for (int l = 0; l < model->n_layers; l++)
         if (model->layers[l].kind != LAYER_DENSE &&
-            op_conv_cols_size(&model->layers[l].conv, max_batch) > cols)
-            cols = op_conv_cols_size(&model->layers[l].conv, max_batch);
+            model->ops->conv_cols_size(&model->layers[l].conv, max_batch) > cols)
+            cols = model->ops->conv_cols_size(&model->layers[l].conv, max_batch);
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
         (cols && !ws->cols) ||
@@ -156,14 +156,14 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
                           int activate) {
     const vae_layer *layer = &m->layers[l];
     if (layer->kind == LAYER_DENSE) {
-        op_linear_forward(ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias,
+        m->ops->linear_forward(ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias,
                           batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
         return;
     }
-    (layer->kind == LAYER_CONV ? op_conv2d_forward : op_convt2d_forward)(
+    (layer->kind == LAYER_CONV ? m->ops->conv2d_forward : m->ops->convt2d_forward)(
         ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias, batch,
         &layer->conv, ws->cols);
-    if (activate) op_activation_forward(ws->outputs[l], (size_t)batch * layer->out, m->cfg.activation);
+    if (activate) m->ops->activation_forward(ws->outputs[l], (size_t)batch * layer->out, m->cfg.activation);
 }
 
 /* x (B,D) with its labels and masks -> outputs[mu_layer], outputs[logvar_layer] (B,L) */
@@ -206,12 +206,12 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const vae_batch *b
     encoder_forward(m, ws, batch->x, batch->labels, batch->mask, n);
     const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
     memcpy(ws->eps, batch->eps, nz * sizeof *ws->eps);
-    op_reparam_forward(ws->z, mu, logvar, ws->eps, nz);
+    m->ops->reparam_forward(ws->z, mu, logvar, ws->eps, nz);
     decoder_forward(m, ws, ws->z, batch->labels, n);
-    op_recon(&m->cfg, ws->recon, NULL, ws->outputs[m->output_layer], batch->x,
+    m->ops->recon(&m->cfg, ws->recon, NULL, ws->outputs[m->output_layer], batch->x,
              (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, NULL, 1.0f, NULL,
              batch->mask);
-    op_kl_forward(ws->kl, mu, logvar, n, m->cfg.latent_dim);
+    m->ops->kl_forward(ws->kl, mu, logvar, n, m->cfg.latent_dim);
     ws->last_batch = n;
     if (loss) {
         for (int b = 0; b < n; b++) loss->recon += ws->recon[b], loss->kl += ws->kl[b];
@@ -231,16 +231,16 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
     for (int l = hi; l >= lo; l--) {
         const vae_layer *layer = &m->layers[l];
         if (l != m->output_layer)
-            op_activation_backward(grad, ws->outputs[l], (size_t)batch * layer->out,
+            m->ops->activation_backward(grad, ws->outputs[l], (size_t)batch * layer->out,
                                    m->cfg.activation);
         const float *in = l == lo ? input : ws->outputs[l - 1];
         float *dx = l == lo ? dinput : spare;
         if (layer->kind == LAYER_DENSE)
-            op_linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
+            m->ops->linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
                                m->params + layer->weight, batch, layer->in, layer->out,
                                l == lo ? accumulate : 0, 1);
         else /* never at a point where gradients are accumulated: those are dense heads */
-            (layer->kind == LAYER_CONV ? op_conv2d_backward : op_convt2d_backward)(
+            (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
                 dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
                 m->params + layer->weight, batch, &layer->conv, ws->cols);
         spare = grad;
@@ -254,9 +254,9 @@ static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, in
     const int latent = m->cfg.latent_dim, last_hidden = m->mu_layer - 1;
     const float *h = ws->outputs[last_hidden];
     const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
-    op_linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
+    m->ops->linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
                        h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
-    op_linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
+    m->ops->linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
                        ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
                        1);
     layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes || m->cfg.missing ? ws->xy : x, NULL,
@@ -280,7 +280,7 @@ static void decoder_backward(vae_model *m, vae_workspace *ws, int rows) {
  * gradient of a per-value variance into its parameters. */
 static void recon_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch) {
     const int n = batch->n;
-    op_recon(&m->cfg, NULL, ws->grad_a, ws->outputs[m->output_layer], batch->x,
+    m->ops->recon(&m->cfg, NULL, ws->grad_a, ws->outputs[m->output_layer], batch->x,
              (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, ws->d_dim_logvar,
              1.0f / (float)n, NULL, batch->mask);
     if (m->has_dim_logvar)
@@ -294,7 +294,7 @@ static void kl_scales(const vae_model *m, vae_workspace *ws, int n, const vae_ob
     const int latent = m->cfg.latent_dim;
     for (int j = 0; j < latent; j++) ws->kl_scale[j] = o->kl_weight * scale;
     if (o->free_bits > 0.0f) {
-        op_kl_dim_means(ws->kl_mean, ws->outputs[m->mu_layer], ws->outputs[m->logvar_layer], n,
+        m->ops->kl_dim_means(ws->kl_mean, ws->outputs[m->mu_layer], ws->outputs[m->logvar_layer], n,
                         latent);
         for (int j = 0; j < latent; j++)
             if (ws->kl_mean[j] < o->free_bits) ws->kl_scale[j] = 0.0f;
@@ -321,8 +321,8 @@ vae_status vae_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch,
     /* z = mu + exp(lv/2) eps, plus the KL's direct dependence on mu and lv */
     memset(ws->dmu, 0, nz * sizeof *ws->dmu);
     memset(ws->dlogvar, 0, nz * sizeof *ws->dlogvar);
-    op_reparam_backward(ws->dmu, ws->dlogvar, ws->dz, logvar, ws->eps, nz);
-    op_kl_backward(ws->dmu, ws->dlogvar, mu, logvar, n, m->cfg.latent_dim, ws->kl_scale);
+    m->ops->reparam_backward(ws->dmu, ws->dlogvar, ws->dz, logvar, ws->eps, nz);
+    m->ops->kl_backward(ws->dmu, ws->dlogvar, mu, logvar, n, m->cfg.latent_dim, ws->kl_scale);
     encoder_backward(m, ws, batch->x, n);
     return VAE_OK;
 }
@@ -344,7 +344,7 @@ static void iwae_draws(const vae_model *m, vae_workspace *ws, const vae_batch *b
         const size_t r0 = (size_t)b * k;
         for (int i = 0; i < k; i++)
             memcpy(xk + (r0 + i) * dim, batch->x + (size_t)b * dim, sizeof(float) * (size_t)dim);
-        op_reparam_draws(ws->z + r0 * latent, log_w + r0, mu + (size_t)b * latent,
+        m->ops->reparam_draws(ws->z + r0 * latent, log_w + r0, mu + (size_t)b * latent,
                          logvar + (size_t)b * latent, batch->eps + r0 * latent, k, latent);
     }
     for (size_t r = 0; m->cfg.n_classes && r < rows; r++)
@@ -409,7 +409,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     const uint8_t *mk = batch->mask ? ws->mask_rows : NULL;
     decoder_forward(m, ws, ws->z, row_labels, rows);
     const float *out = ws->outputs[m->output_layer];
-    op_recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows, m->params + m->dim_logvar,
+    m->ops->recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows, m->params + m->dim_logvar,
              NULL, 1.0f, NULL, mk);
     float *weight = ws->dlogvar; /* normalized weights / n, one per row; rewritten below */
     double bound = iwae_weights(ws, n, k, log_w, weight);
@@ -417,7 +417,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     ws->last_batch = 0; /* a backward now would mix passes */
     if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
     /* the likelihood's weighted gradients -> the decoder -> dz over the B*K rows */
-    op_recon(&m->cfg, NULL, ws->grad_a, out, xk, (size_t)dim, rows,
+    m->ops->recon(&m->cfg, NULL, ws->grad_a, out, xk, (size_t)dim, rows,
              m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
     if (m->has_dim_logvar)
         for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
@@ -443,7 +443,7 @@ vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z,
                       const uint8_t *labels, int n, float *means, vae_error *err) {
     VAE_TRY(check_pass(m, ws, n, n, labels, "decode", err));
     decoder_forward(m, ws, z, labels, n);
-    op_decode_mean(&m->cfg, means, ws->outputs[m->output_layer], n);
+    m->ops->decode_mean(&m->cfg, means, ws->outputs[m->output_layer], n);
     ws->last_batch = 0;
     return VAE_OK;
 }
@@ -453,7 +453,7 @@ vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float
                               const uint8_t *mask, double *log_px, vae_error *err) {
     VAE_TRY(check_pass(m, ws, n, n, labels, "log-likelihood", err));
     decoder_forward(m, ws, z, labels, n);
-    op_recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, n,
+    m->ops->recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, n,
              m->params + m->dim_logvar, NULL, 1.0f, NULL, mask);
     for (int b = 0; b < n; b++) log_px[b] = -log_px[b];
     ws->last_batch = 0;

@@ -332,7 +332,8 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
                   "training diverged at step %llu (epoch %d, batch %zu): %s is not finite "
                   "(loss %g)", (unsigned long long)global_step + 1, epoch, step + 1,
                   isfinite(loss) ? "a gradient" : "the loss", loss);
-    vae_adam_step(t->adam, vae_model_params(t->model), vae_model_grads(t->model));
+    vae_model_ops(t->model)->adam_step(t->adam, vae_model_params(t->model),
+                                       vae_model_grads(t->model));
     return VAE_OK;
 }
 

@@ -1,0 +1,64 @@
+/* ops_table.h — the backend seam for backends that compute in host memory: every piece of
+ * numerical work a model's passes and its optimizer ask for, as one table of functions. The
+ * model (net.c), the evaluation and the training loop call these through the table their model
+ * holds and never the functions behind them; a backend (the CPU's OpenBLAS one first; oneDNN
+ * next) is one .c file that fills a table, and adding one touches no model, loss, training or
+ * CLI code. The arguments are those of the CPU functions in ops/ops.h and loss/loss.h, whose
+ * comments say what each computes. (A device backend that keeps the whole training step in its
+ * own memory plugs in one level up instead: backend/gpu.h.) */
+#ifndef VAE_OPS_TABLE_H
+#define VAE_OPS_TABLE_H
+
+#include "ops/ops.h"
+
+typedef struct {
+    const char *name;
+    /* dense layers: y = act(x W^T + b) and its gradients */
+    void (*linear_forward)(float *y, const float *x, const float *w, const float *b, int batch,
+                           int in, int out, const vae_activation *act);
+    void (*linear_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, int batch, int in, int out, int accumulate_dx,
+                            int accumulate_params);
+    void (*activation_forward)(float *y, size_t n, vae_activation act);
+    void (*activation_backward)(float *dy, const float *y, size_t n, vae_activation act);
+    /* convolutions (Conv2d) and transposed convolutions (ConvTranspose2d), NCHW */
+    size_t (*conv_cols_size)(const conv_shape *s, int batch);
+    void (*conv2d_forward)(float *y, const float *x, const float *w, const float *b, int batch,
+                           const conv_shape *s, float *cols);
+    void (*conv2d_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, int batch, const conv_shape *s, float *cols);
+    void (*convt2d_forward)(float *y, const float *x, const float *w, const float *b, int batch,
+                            const conv_shape *s, float *cols);
+    void (*convt2d_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int batch, const conv_shape *s, float *cols);
+    /* the latent: reparameterization, importance draws, the KL to the prior */
+    void (*reparam_forward)(float *z, const float *mu, const float *logvar, const float *eps,
+                            size_t n);
+    void (*reparam_backward)(float *dmu, float *dlogvar, const float *dz, const float *logvar,
+                             const float *eps, size_t n);
+    void (*reparam_draws)(float *z, double *log_w, const float *mu, const float *logvar,
+                          const float *eps, int rows, int latent);
+    void (*kl_forward)(double *kl, const float *mu, const float *logvar, int batch, int latent);
+    void (*kl_backward)(float *dmu, float *dlogvar, const float *mu, const float *logvar,
+                        int batch, int latent, const float *dim_scale);
+    void (*kl_dim_means)(double *mean, const float *mu, const float *logvar, int batch,
+                         int latent);
+    /* the likelihood: -log p(x|z) per row and/or its gradient; the decoded means */
+    void (*recon)(const vae_config *c, double *recon, float *dout, const float *out,
+                  const float *x, size_t x_stride, int batch, const float *dim_logvar,
+                  float *d_dim_logvar, float scale, const float *row_scale,
+                  const uint8_t *mask);
+    void (*decode_mean)(const vae_config *c, float *mean, const float *out, int batch);
+    /* the optimizer: one Adam step that also clears the gradients */
+    void (*adam_step)(vae_adam *adam, float *params, float *grads);
+} vae_ops;
+
+/* The CPU backend: OpenBLAS's products, this project's fused elementwise passes, OpenMP. */
+extern const vae_ops vae_cpu_ops;
+
+/* The table a model computes with (a new or loaded model's: the CPU's), and another one for it
+ * (the choice of backend; workspaces made before keep their sizes, so set it first). */
+const vae_ops *vae_model_ops(const vae_model *model);
+void vae_model_set_ops(vae_model *model, const vae_ops *ops);
+
+#endif
