@@ -438,6 +438,39 @@ static void test_standardized_checkpoint_and_bad_values(void) {
     vae_model_free(m);
 }
 
+/* The tensors a file may hold are the model's description (model.c): a checkpoint whose
+ * optimizer moments are incomplete is refused even when the moments are not asked for, and
+ * when they are, the missing one is named. */
+static void test_tensors_follow_the_description(void) {
+    vae_model *m = tiny_model(5), *back = NULL;
+    vae_adam *adam = NULL;
+    vae_error err = {{0}};
+    vae_adam_options ao;
+    vae_adam_options_default(&ao);
+    vae_adam_create(&adam, vae_model_num_params(m), &ao, &err);
+    const char *path = check_path("moments.safetensors");
+    CHECK(vae_model_save(path, m, adam, NULL, &err) == VAE_OK, "%s", err.message);
+    size_t len;
+    unsigned char *raw = slurp(path, &len);
+    /* one moment renamed (same length: the layout stays valid) */
+    char *at = raw ? strstr((char *)raw + 8, "\"adam.v.output.bias\"") : NULL;
+    CHECK(at != NULL, "the checkpoint holds adam.v.output.bias");
+    if (at) memcpy(at + 1, "adam.w", 6);
+    FILE *f = raw ? fopen(path, "wb") : NULL;
+    if (f) fwrite(raw, 1, len, f), fclose(f);
+    CHECK(vae_model_load(path, &back, NULL, NULL, &err) == VAE_ERR_FORMAT &&
+              strstr(err.message, "optimizer moments") != NULL,
+          "incomplete moments: %s", err.message);
+    vae_adam *loaded = NULL; /* asked for, the missing moment is named */
+    CHECK(vae_model_load(path, &back, &loaded, NULL, &err) == VAE_ERR_FORMAT &&
+              strstr(err.message, "\"adam.v.output.bias\" is missing") != NULL,
+          "a missing moment: %s", err.message);
+    free(raw);
+    vae_model_free(back);
+    vae_adam_free(adam);
+    vae_model_free(m);
+}
+
 int main(void) {
     if (!check_make_dir("ckpt")) return 1;
     vae_set_num_threads(1);
@@ -447,6 +480,7 @@ int main(void) {
     RUN(test_full_disk_keeps_previous_file);
     RUN(test_bad_files);
     RUN(test_standardized_checkpoint_and_bad_values);
+    RUN(test_tensors_follow_the_description);
     check_remove_dir();
     return CHECK_SUMMARY();
 }

@@ -1,6 +1,7 @@
 /* safetensors.c — model files in the safetensors format (see vae.h), written crash-safely and
  * read with every field validated before it is trusted. JSON goes through jansson. */
 #include "core/internal.h"
+#include "model/model_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,58 +24,13 @@
 
 /* ---------------------------------------------------------------- the tensors of a file */
 
-typedef struct {
-    char name[ST_NAME_MAX];
-    float *data; /* where its values live in memory */
-    size_t count;
-    int ndims, dims[4]; /* its shape */
-} st_tensor;
-
 /* "[a,b,...]" into buf */
-static const char *shape_text(const st_tensor *t, char *buf, size_t size) {
+static const char *shape_text(const vae_file_tensor *t, char *buf, size_t size) {
     size_t at = 0;
     for (int i = 0; i < t->ndims && at < size; i++)
         at += (size_t)snprintf(buf + at, size - at, "%s%d", i ? "," : "[", t->dims[i]);
     if (at < size) snprintf(buf + at, size - at, "]");
     return buf;
-}
-
-/* The model's tensors, then (with adam) "adam.m.<name>" and "adam.v.<name>" for each. */
-static size_t list_tensors(vae_model *m, vae_adam *adam, st_tensor *out) {
-    size_t n = 0;
-    const int count = vae_model_num_tensors(m);
-    for (int pass = 0; pass < (adam ? 3 : 1); pass++) {
-        float *base = pass == 0 ? vae_model_params(m)
-                      : pass == 1 ? vae_adam_first_moment(adam)
-                                  : vae_adam_second_moment(adam);
-        for (int i = 0; i < count; i++) {
-            vae_tensor_info info = vae_model_tensor(m, i);
-            st_tensor *t = &out[n++];
-            snprintf(t->name, sizeof t->name, "%s%s", pass == 0 ? "" : pass == 1 ? "adam.m." : "adam.v.",
-                     info.name);
-            t->data = base + info.offset;
-            t->count = (size_t)info.rows * info.cols;
-            t->ndims = info.ndims;
-            memcpy(t->dims, info.dims, sizeof t->dims);
-        }
-        if (pass == 0 && vae_model_data_mean(m)) { /* not parameters: no moments */
-            for (int k = 0; k < 2; k++) {
-                st_tensor *t = &out[n++];
-                snprintf(t->name, sizeof t->name, k ? "standardize.std" : "standardize.mean");
-                t->data = (float *)(k ? vae_model_data_std(m) : vae_model_data_mean(m));
-                t->count = (size_t)vae_model_config(m)->input_dim;
-                t->ndims = 1, t->dims[0] = (int)t->count;
-            }
-        }
-    }
-    return n;
-}
-
-/* Whether name is one of the n tensors listed. */
-static int is_listed(const st_tensor *tensors, size_t n, const char *name) {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(tensors[i].name, name) == 0) return 1;
-    return 0;
 }
 
 /* ---------------------------------------------------------------- metadata */
@@ -188,7 +144,7 @@ static json_t *build_metadata(const vae_model *m, vae_adam *adam, const vae_trai
 static int write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
 
 typedef struct {
-    const st_tensor *tensors;
+    const vae_file_tensor *tensors;
     size_t n;
     const char *header;
     size_t header_len, padded;
@@ -203,18 +159,12 @@ static vae_status write_safetensors(FILE *f, void *ctx) {
     for (size_t i = w->header_len; ok && i < w->padded; i++) ok = fputc(' ', f) != EOF;
     for (size_t i = 0; ok && i < w->n; i++)
         ok = write_all(f, w->tensors[i].data, w->tensors[i].count * sizeof(float));
-    return (ok) ? VAE_OK : VAE_ERR_IO;
+    return ok ? VAE_OK : VAE_ERR_IO;
 }
 
-vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam *adam,
-                          const vae_train_state *state, vae_error *err) {
-    vae_model *model = (vae_model *)model_in; /* read only: list_tensors takes views */
-    VAE_RETURN_IF(adam && vae_adam_num_params(adam) != vae_model_num_params(model), err,
-                  VAE_ERR_INVALID_ARGUMENT, "%s: optimizer and model sizes differ", path);
-    st_tensor *tensors = calloc((size_t)vae_model_num_tensors(model) * 3 + 2, sizeof *tensors);
-    VAE_RETURN_IF(!tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
-    size_t n = list_tensors(model, adam, tensors);
-
+/* The JSON header: the metadata, then each tensor's dtype, shape and data offsets. */
+static char *build_header(vae_model *model, vae_adam *adam, const vae_train_state *state,
+                          const vae_file_tensor *tensors, size_t n) {
     json_t *root = json_object(), *meta = build_metadata(model, adam, state);
     int ok = root && meta && json_object_set_new(root, "__metadata__", meta) == 0;
     if (!root || !meta) json_decref(meta);
@@ -231,15 +181,28 @@ vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam 
     }
     char *header = ok ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
+    return header;
+}
+
+vae_status vae_model_save(const char *path, const vae_model *model_in, vae_adam *adam,
+                          const vae_train_state *state, vae_error *err) {
+    vae_model *model = (vae_model *)model_in; /* read only: the table holds views */
+    VAE_RETURN_IF(adam && vae_adam_num_params(adam) != vae_model_num_params(model), err,
+                  VAE_ERR_INVALID_ARGUMENT, "%s: optimizer and model sizes differ", path);
+    vae_file_tensor *tensors = calloc(vae_model_file_tensor_capacity(model), sizeof *tensors);
+    VAE_RETURN_IF(!tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    /* the model's description, less the moments of an optimizer not given */
+    size_t listed = vae_model_file_tensors(model, adam, tensors), n = 0;
+    for (size_t i = 0; i < listed; i++)
+        if (tensors[i].data) tensors[n++] = tensors[i];
+    char *header = build_header(model, adam, state, tensors, n);
     if (!header) {
         free(tensors);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "%s: cannot build the header", path);
     }
     size_t header_len = strlen(header);
-    size_t padded = (header_len + 7) / 8 * 8;
-
     st_writer w = {.tensors = tensors, .n = n, .header = header, .header_len = header_len,
-                   .padded = padded};
+                   .padded = (header_len + 7) / 8 * 8};
     vae_status s = vae_write_atomic(path, write_safetensors, &w, err);
     free(header);
     free(tensors);
@@ -496,7 +459,9 @@ typedef struct {
     char *header;
     json_t *root;
     st_entry *entries;
-    st_tensor *tensors;
+    size_t n_entries;
+    uint64_t header_len;
+    vae_file_tensor *tensors;
     vae_model *model;
     vae_adam *adam;
 } load_state;
@@ -511,8 +476,13 @@ static void load_state_free(load_state *ls) {
     vae_adam_free(ls->adam);
 }
 
-static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_out,
-                       vae_train_state *state_out, load_state *ls, vae_error *err) {
+static vae_status read_entries(const char *path, load_state *ls, uint64_t data_len,
+                               vae_error *err);
+
+/* The header: its length word, the JSON (metadata of strings), every tensor entry checked, and
+ * the entries' offsets tiling the data section exactly. */
+static vae_status read_header(const char *path, load_state *ls, json_t **meta_out,
+                              vae_error *err) {
     ls->f = fopen(path, "rb");
     VAE_RETURN_IF(!ls->f, err, VAE_ERR_OPEN, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -530,6 +500,7 @@ static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_
     VAE_RETURN_IF(header_len > size - 8, err, VAE_ERR_FORMAT,
                   "%s: header length %" PRIu64 " is beyond the file's %" PRIu64 " bytes", path,
                   header_len, size);
+    ls->header_len = header_len;
     ls->header = malloc(header_len + 1);
     VAE_RETURN_IF(!ls->header, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
     VAE_RETURN_IF(fread(ls->header, 1, header_len, ls->f) != header_len, err, VAE_ERR_IO,
@@ -550,23 +521,30 @@ static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_
         VAE_RETURN_IF(!json_is_string(value), err, VAE_ERR_FORMAT,
                       "%s: metadata \"%.60s\" is not a string", path, key);
     }
+    *meta_out = meta;
+    return read_entries(path, ls, size - 8 - header_len, err);
+}
 
-    /* every tensor entry, then their offsets: sorted, they must tile the data exactly */
-    const uint64_t data_len = size - 8 - header_len;
-    size_t n_entries = json_object_size(ls->root) - 1;
-    ls->entries = calloc(n_entries ? n_entries : 1, sizeof *ls->entries);
+/* Every tensor entry, then their offsets: sorted, they must tile the data exactly. */
+static vae_status read_entries(const char *path, load_state *ls, uint64_t data_len,
+                               vae_error *err) {
+    const size_t n = json_object_size(ls->root) - 1;
+    ls->n_entries = n;
+    ls->entries = calloc(n ? n : 1, sizeof *ls->entries);
     VAE_RETURN_IF(!ls->entries, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
     size_t k = 0;
+    const char *key;
+    json_t *value;
     json_object_foreach(ls->root, key, value) {
         if (strcmp(key, "__metadata__") == 0) continue;
         VAE_TRY(check_entry(path, key, value, data_len, &ls->entries[k++], err));
     }
-    qsort(ls->entries, n_entries, sizeof *ls->entries, by_begin);
+    qsort(ls->entries, n, sizeof *ls->entries, by_begin);
     uint64_t at = 0;
-    for (size_t i = 0; i < n_entries; i++) {
+    for (size_t i = 0; i < n; i++) {
         VAE_RETURN_IF(ls->entries[i].begin < at, err, VAE_ERR_FORMAT,
-                      "%s: tensors \"%.60s\" and \"%.60s\" overlap", path, ls->entries[i - 1].name,
-                      ls->entries[i].name);
+                      "%s: tensors \"%.60s\" and \"%.60s\" overlap", path,
+                      ls->entries[i - 1].name, ls->entries[i].name);
         VAE_RETURN_IF(ls->entries[i].begin > at, err, VAE_ERR_FORMAT,
                       "%s: %" PRIu64 " unused bytes before tensor \"%.60s\"", path,
                       ls->entries[i].begin - at, ls->entries[i].name);
@@ -575,82 +553,106 @@ static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_
     VAE_RETURN_IF(at != data_len, err, VAE_ERR_FORMAT,
                   "%s: the tensors cover %" PRIu64 " bytes but the data section has %" PRIu64
                   " (trailing bytes)", path, at, data_len);
+    return VAE_OK;
+}
 
-    /* the architecture, then the tensors it needs, each checked against its entry */
+/* A checkpoint's optimizer: its options and step count from the metadata. */
+static vae_status read_optimizer(const char *path, json_t *meta, load_state *ls,
+                                 vae_error *err) {
+    vae_adam_options ao;
+    vae_adam_options_default(&ao);
+    const char *opt = meta_get(meta, "optimizer");
+    VAE_RETURN_IF(!opt || strcmp(opt, "adam") != 0, err, VAE_ERR_FORMAT,
+                  "%s: holds no optimizer state (a model file, not a training checkpoint)", path);
+    VAE_TRY(meta_float(meta, "adam_lr", &ao.lr, path, err));
+    VAE_TRY(meta_float(meta, "adam_beta1", &ao.beta1, path, err));
+    VAE_TRY(meta_float(meta, "adam_beta2", &ao.beta2, path, err));
+    VAE_TRY(meta_float(meta, "adam_epsilon", &ao.epsilon, path, err));
+    uint64_t steps;
+    VAE_TRY(meta_u64(meta, "adam_steps", UINT64_MAX, &steps, path, err));
+    vae_error inner;
+    VAE_RETURN_IF(vae_adam_create(&ls->adam, vae_model_num_params(ls->model), &ao, &inner), err,
+                  VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
+    vae_adam_set_steps(ls->adam, steps);
+    return VAE_OK;
+}
+
+/* The file's entry of a tensor of the model's description, or NULL. */
+static const st_entry *entry_named(const load_state *ls, const char *name) {
+    for (size_t j = 0; j < ls->n_entries; j++)
+        if (strcmp(ls->entries[j].name, name) == 0) return &ls->entries[j];
+    return NULL;
+}
+
+/* One tensor: its entry's shape checked against the description, its values read and finite. */
+static vae_status read_tensor(const char *path, load_state *ls, const vae_file_tensor *t,
+                              const st_entry *e, vae_error *err) {
+    int dims_ok = e->ndims == t->ndims;
+    for (int d = 0; dims_ok && d < t->ndims; d++) dims_ok = e->dims[d] == (uint64_t)t->dims[d];
+    char expected[64];
+    VAE_RETURN_IF(!dims_ok, err, VAE_ERR_FORMAT,
+                  "%s: tensor \"%s\" has the wrong shape for the architecture (expected %s)",
+                  path, t->name, shape_text(t, expected, sizeof expected));
+    VAE_RETURN_IF(fseeko(ls->f, (off_t)(8 + ls->header_len + e->begin), SEEK_SET) != 0 ||
+                      fread(t->data, sizeof(float), t->count, ls->f) != t->count,
+                  err, VAE_ERR_IO, "%s: read error in tensor \"%s\"", path, t->name);
+    for (size_t v = 0; v < t->count; v++) /* a NaN weight would give plausible nonsense */
+        VAE_RETURN_IF(!isfinite(t->data[v]), err, VAE_ERR_FORMAT,
+                      "%s: tensor \"%s\" holds %g at index %zu; a model holds finite values",
+                      path, t->name, (double)t->data[v], v);
+    return VAE_OK;
+}
+
+/* The tensors of the model's description, each one present and read; the optimizer's moments
+ * present in a checkpoint but not asked for are skipped; no tensor outside the description. */
+static vae_status read_tensors(const char *path, load_state *ls, vae_error *err) {
+    ls->tensors = calloc(vae_model_file_tensor_capacity(ls->model), sizeof *ls->tensors);
+    VAE_RETURN_IF(!ls->tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    const size_t n = vae_model_file_tensors(ls->model, ls->adam, ls->tensors);
+    size_t found = 0, moments = 0, moments_found = 0;
+    for (size_t i = 0; i < n; i++) {
+        const vae_file_tensor *t = &ls->tensors[i];
+        const st_entry *e = entry_named(ls, t->name);
+        VAE_RETURN_IF(!e && t->data, err, VAE_ERR_FORMAT, "%s: tensor \"%s\" is missing%s", path,
+                      t->name, t->role >= TENSOR_ADAM_M ? " (a checkpoint's optimizer moment)" : "");
+        found += e != NULL;
+        moments += t->role >= TENSOR_ADAM_M, moments_found += e && t->role >= TENSOR_ADAM_M;
+        if (e && t->data) VAE_TRY(read_tensor(path, ls, t, e, err));
+    }
+    /* moments not asked for: a model file has none, a checkpoint all of them */
+    VAE_RETURN_IF(moments_found && moments_found != moments, err, VAE_ERR_FORMAT,
+                  "%s: holds %zu of the %zu optimizer moments its architecture has", path,
+                  moments_found, moments);
+    for (size_t j = 0; found != ls->n_entries && j < ls->n_entries; j++) {
+        int listed = 0;
+        for (size_t i = 0; i < n && !listed; i++)
+            listed = strcmp(ls->tensors[i].name, ls->entries[j].name) == 0;
+        VAE_RETURN_IF(!listed, err, VAE_ERR_FORMAT, "%s: unexpected tensor \"%.60s\"", path,
+                      ls->entries[j].name);
+    }
+    return VAE_OK;
+}
+
+static vae_status load(const char *path, vae_model **model_out, vae_adam **adam_out,
+                       vae_train_state *state_out, load_state *ls, vae_error *err) {
+    json_t *meta = NULL;
+    VAE_TRY(read_header(path, ls, &meta, err));
+    /* the architecture, then the tensors its description lists */
     vae_config cfg;
     VAE_TRY(config_from_metadata(meta, &cfg, path, err));
     vae_train_state st;
     VAE_TRY(state_from_metadata(meta, &st, path, err));
     VAE_TRY(vae_model_create(&ls->model, &cfg, 0, err));
-    if (adam_out) {
-        vae_adam_options ao;
-        vae_adam_options_default(&ao);
-        const char *opt = meta_get(meta, "optimizer");
-        VAE_RETURN_IF(!opt || strcmp(opt, "adam") != 0, err, VAE_ERR_FORMAT,
-                      "%s: holds no optimizer state (a model file, not a training checkpoint)",
-                      path);
-        VAE_TRY(meta_float(meta, "adam_lr", &ao.lr, path, err));
-        VAE_TRY(meta_float(meta, "adam_beta1", &ao.beta1, path, err));
-        VAE_TRY(meta_float(meta, "adam_beta2", &ao.beta2, path, err));
-        VAE_TRY(meta_float(meta, "adam_epsilon", &ao.epsilon, path, err));
-        uint64_t steps;
-        VAE_TRY(meta_u64(meta, "adam_steps", UINT64_MAX, &steps, path, err));
-        vae_error inner;
-        VAE_RETURN_IF(vae_adam_create(&ls->adam, vae_model_num_params(ls->model), &ao, &inner),
-                      err, VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
-        vae_adam_set_steps(ls->adam, steps);
-    }
-    ls->tensors = calloc((size_t)vae_model_num_tensors(ls->model) * 3 + 2, sizeof *ls->tensors);
-    VAE_RETURN_IF(!ls->tensors, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
+    if (adam_out) VAE_TRY(read_optimizer(path, meta, ls, err));
     const char *standardized = meta_get(meta, "standardize");
-    if (standardized && strcmp(standardized, "1") == 0) { /* placeholders, read below */
-        const size_t d = (size_t)cfg.input_dim;
-        float *ones = malloc(d * sizeof(float)), *zeros = calloc(d, sizeof(float));
-        for (size_t i = 0; ones && i < d; i++) ones[i] = 1.0f;
-        vae_status s = ones && zeros ? vae_model_set_standardization(ls->model, zeros, ones, err)
-                                     : VAE_ERR_NO_MEMORY;
-        free(ones), free(zeros);
-        VAE_RETURN_IF(s != VAE_OK, err, s, "%s: out of memory", path);
-    }
-    size_t n_needed = list_tensors(ls->model, ls->adam, ls->tensors);
-    size_t n_params = (size_t)vae_model_num_tensors(ls->model) * (ls->adam ? 3 : 1);
-    size_t optional_moments = adam_out ? 0 : n_params * 2; /* moments present but not wanted */
-    VAE_RETURN_IF(n_entries != n_needed && n_entries != n_needed + optional_moments, err,
-                  VAE_ERR_FORMAT, "%s: %zu tensors, the architecture in its metadata needs %zu%s",
-                  path, n_entries, n_needed, adam_out ? " (with optimizer moments)" : "");
-    for (size_t i = 0; i < n_needed; i++) {
-        st_tensor *t = &ls->tensors[i];
-        const st_entry *e = NULL;
-        for (size_t j = 0; j < n_entries && !e; j++)
-            if (strcmp(ls->entries[j].name, t->name) == 0) e = &ls->entries[j];
-        VAE_RETURN_IF(!e, err, VAE_ERR_FORMAT, "%s: tensor \"%s\" is missing", path, t->name);
-        int dims_ok = e->ndims == t->ndims;
-        for (int d = 0; dims_ok && d < t->ndims; d++) dims_ok = e->dims[d] == (uint64_t)t->dims[d];
-        char expected[64];
-        VAE_RETURN_IF(!dims_ok, err, VAE_ERR_FORMAT,
-                      "%s: tensor \"%s\" has the wrong shape for the architecture (expected %s)",
-                      path, t->name, shape_text(t, expected, sizeof expected));
-        VAE_RETURN_IF(fseeko(ls->f, (off_t)(8 + header_len + e->begin), SEEK_SET) != 0 ||
-                          fread(t->data, sizeof(float), t->count, ls->f) != t->count,
-                      err, VAE_ERR_IO, "%s: read error in tensor \"%s\"", path, t->name);
-        for (size_t v = 0; v < t->count; v++) /* a NaN weight would give plausible nonsense */
-            VAE_RETURN_IF(!isfinite(t->data[v]), err, VAE_ERR_FORMAT,
-                          "%s: tensor \"%s\" holds %g at index %zu; a model holds finite values",
-                          path, t->name, (double)t->data[v], v);
-    }
-    if (vae_model_data_mean(ls->model)) { /* checks what was read */
+    if (standardized && strcmp(standardized, "1") == 0)
+        VAE_FORWARD_IF_ERROR(vae_model_reserve_standardization(ls->model, err), err, "%s", path);
+    VAE_TRY(read_tensors(path, ls, err));
+    if (vae_model_data_mean(ls->model)) { /* checks the values read */
         vae_error inner = {{0}};
         VAE_RETURN_IF(vae_model_set_standardization(ls->model, vae_model_data_mean(ls->model),
                                                     vae_model_data_std(ls->model), &inner) != VAE_OK,
                       err, VAE_ERR_FORMAT, "%s: %s", path, inner.message);
-    }
-    if (n_entries > n_needed) { /* the extra tensors must be exactly the moments */
-        for (size_t j = 0; j < n_entries; j++)
-            VAE_RETURN_IF(!is_listed(ls->tensors, n_needed, ls->entries[j].name) &&
-                              strncmp(ls->entries[j].name, "adam.m.", 7) != 0 &&
-                              strncmp(ls->entries[j].name, "adam.v.", 7) != 0,
-                          err, VAE_ERR_FORMAT, "%s: unexpected tensor \"%.60s\"", path,
-                          ls->entries[j].name);
     }
     *model_out = ls->model, ls->model = NULL;
     if (adam_out) *adam_out = ls->adam, ls->adam = NULL;

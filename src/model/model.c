@@ -508,6 +508,57 @@ vae_tensor_info vae_model_tensor(const vae_model *model, int index) {
     return info;
 }
 
+size_t vae_model_file_tensor_capacity(const vae_model *m) {
+    return 3 * (size_t)vae_model_num_tensors(m) + 2;
+}
+
+/* One entry of the file table. */
+static void file_tensor(vae_file_tensor *t, const char *prefix, const char *name,
+                        vae_tensor_role role, float *data, size_t count, int ndims,
+                        const int *dims) {
+    snprintf(t->name, sizeof t->name, "%s%s", prefix, name);
+    t->role = role, t->data = data, t->count = count, t->ndims = ndims;
+    memcpy(t->dims, dims, sizeof t->dims);
+}
+
+size_t vae_model_file_tensors(vae_model *m, vae_adam *adam, vae_file_tensor *out) {
+    static const char *const prefix[] = {"", "", "adam.m.", "adam.v."};
+    size_t n = 0;
+    const int count = vae_model_num_tensors(m);
+    for (int i = 0; i < count; i++) {
+        vae_tensor_info info = vae_model_tensor(m, i);
+        file_tensor(&out[n++], "", info.name, TENSOR_PARAM, m->params + info.offset,
+                    (size_t)info.rows * info.cols, info.ndims, info.dims);
+    }
+    if (m->data_mean) { /* the data's standardization: no moments, training leaves it */
+        const int dims[4] = {m->cfg.input_dim};
+        file_tensor(&out[n++], "", "standardize.mean", TENSOR_BUFFER, m->data_mean,
+                    (size_t)m->cfg.input_dim, 1, dims);
+        file_tensor(&out[n++], "", "standardize.std", TENSOR_BUFFER, m->data_std,
+                    (size_t)m->cfg.input_dim, 1, dims);
+    }
+    for (vae_tensor_role role = TENSOR_ADAM_M; role <= TENSOR_ADAM_V; role++) {
+        float *base = !adam ? NULL
+                      : role == TENSOR_ADAM_M ? vae_adam_first_moment(adam)
+                                              : vae_adam_second_moment(adam);
+        for (int i = 0; i < count; i++) {
+            vae_tensor_info info = vae_model_tensor(m, i);
+            file_tensor(&out[n++], prefix[role], info.name, role, base ? base + info.offset : NULL,
+                        (size_t)info.rows * info.cols, info.ndims, info.dims);
+        }
+    }
+    return n;
+}
+
+vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err) {
+    const size_t d = (size_t)m->cfg.input_dim;
+    if (!m->data_mean) m->data_mean = vae_calloc_array(d, sizeof(float));
+    if (!m->data_std) m->data_std = vae_calloc_array(d, sizeof(float));
+    VAE_RETURN_IF(!m->data_mean || !m->data_std, err, VAE_ERR_NO_MEMORY,
+                  "out of memory for the standardization");
+    return VAE_OK;
+}
+
 int vae_model_find_tensor(const vae_model *model, const char *name) {
     for (int i = 0; i < vae_model_num_tensors(model); i++)
         if (strcmp(vae_model_tensor(model, i).name, name) == 0) return i;

@@ -38,4 +38,31 @@ struct vae_model {
     char tensor_names[2 * VAE_MAX_LAYERS][VAE_TENSOR_NAME_MAX];
 };
 
+/* The model's description of its files: every tensor a model or checkpoint file holds,
+ * declared once, with its name, shape, role and where its values live. Save, load and their
+ * missing/extra-tensor checks all derive from it. */
+typedef enum {
+    TENSOR_PARAM,  /* a parameter (the flat parameter buffer) */
+    TENSOR_BUFFER, /* a value kept with the model that training does not change (the data's
+                      standardization) */
+    TENSOR_ADAM_M, /* a parameter's Adam moments: in checkpoints only */
+    TENSOR_ADAM_V
+} vae_tensor_role;
+
+typedef struct {
+    char name[VAE_TENSOR_NAME_MAX + 8]; /* "adam.m." and a parameter's name */
+    vae_tensor_role role;
+    float *data; /* its values in memory; NULL for moments without an optimizer */
+    size_t count;
+    int ndims, dims[4];
+} vae_file_tensor;
+
+/* The most entries vae_model_file_tensors can list for m. */
+size_t vae_model_file_tensor_capacity(const vae_model *m);
+/* Lists into out, in file order, the parameters, the buffers, then each parameter's two
+ * moments (their data in adam, or NULL when adam is NULL); returns how many. */
+size_t vae_model_file_tensors(vae_model *m, vae_adam *adam, vae_file_tensor *out);
+/* Makes room for the standardization a file declares, before its values are read into it. */
+vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err);
+
 #endif
