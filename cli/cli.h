@@ -122,9 +122,13 @@ double cli_now_seconds(void);
 typedef struct {
     const char *label;
     int on, plain;
+    size_t done;
     double begun, started, last_draw;
 } cli_bar;
 void cli_bar_init(cli_bar *bar, const char *label, int quiet);
+/* done of total, with a note after the counts (may be NULL); a count going back starts a new
+ * round (training's next epoch) and its rate. */
+void cli_bar_update(cli_bar *bar, size_t done, size_t total, const char *note);
 /* The closing line of plain progress: how many in how long. */
 void cli_bar_done(cli_bar *bar, size_t total);
 /* Has the shape of vae_eval_options.progress: user is a cli_bar. */

@@ -29,8 +29,8 @@ static void on_signal(int sig) {
 typedef struct {
     const char *checkpoint_path; /* NULL: no checkpoints */
     vae_train_state state;       /* what checkpoints record besides weights and moments */
-    int quiet, bar;          /* bar: stderr is a terminal */
-    double last_draw;        /* seconds, to redraw the bar at most 10 times a second */
+    int quiet;
+    cli_bar bar;             /* steps of the epoch, on a terminal (epoch lines say the rest) */
     FILE *log, *jsonl;       /* per-epoch CSV and JSON lines */
     size_t test_count;       /* test samples, for the evaluation rate */
     /* the output folder, made at the first epoch or checkpoint (open_outputs) */
@@ -44,17 +44,12 @@ static int open_outputs(train_view *v);
 
 static int on_progress(void *user, int epoch, size_t step, size_t steps, double running_loss) {
     train_view *v = user;
-    if (v->bar && !v->quiet) {
-        double t = cli_now_seconds();
-        if (t - v->last_draw > 0.1 || step == steps) {
-            v->last_draw = t;
-            int width = 30, filled = (int)(width * step / steps);
-            fprintf(stderr, "\repoch %d [%.*s%*s] %zu/%zu loss %.3f ", epoch, filled,
-                    "##############################", width - filled, "", step, steps,
-                    running_loss);
-            if (step == steps) fputs("\r\033[K", stderr);
-            fflush(stderr);
-        }
+    if (v->bar.on) {
+        char label[32], note[48];
+        snprintf(label, sizeof label, "epoch %d", epoch);
+        snprintf(note, sizeof note, "loss %.3f", running_loss);
+        v->bar.label = label; /* drawn before the call returns */
+        cli_bar_update(&v->bar, step, steps, note);
     }
     return interrupted;
 }
@@ -755,7 +750,7 @@ static int ready_to_train(train_run *r, int *code) {
         *code = cli_report(VAE_ERR_IO, &r->err);
         return 0;
     }
-    if (!r->writer) a->quiet = r->view.quiet = 1, r->view.bar = 0;
+    if (!r->writer) a->quiet = r->view.quiet = 1, r->view.bar.on = 0;
     snprintf(r->checkpoint_path, sizeof r->checkpoint_path, "%s/checkpoint.safetensors", a->out);
     vae_status s = vae_train_check(r->model, r->train, r->test, &a->train_opt, &r->err);
     if (s != VAE_OK) {
@@ -873,7 +868,9 @@ int cmd_train(int argc, char **argv) {
     int code;
     if (!parse_args(argc, argv, &r.a, &code)) return code;
     if ((code = conflicting_flags(&r.a)) != 0 || (code = default_paths(&r)) != 0) return code;
-    r.view = (train_view){.quiet = r.a.quiet, .bar = isatty(STDERR_FILENO)};
+    r.view = (train_view){.quiet = r.a.quiet};
+    cli_bar_init(&r.view.bar, "epoch", r.a.quiet);
+    r.view.bar.plain = 0; /* off a terminal, the epoch lines are the progress */
     vae_status s = load_data(&r);
     if (s == VAE_OK) s = make_model(&r);
     if (s == VAE_OK) s = standardize_data(&r);

@@ -162,28 +162,33 @@ double cli_now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int cli_progress(void *user, size_t done, size_t total) {
-    cli_bar *bar = user;
-    if (!bar->on && !bar->plain) return 0;
+void cli_bar_update(cli_bar *bar, size_t done, size_t total, const char *note) {
+    if (!bar->on && !bar->plain) return;
     double t = cli_now_seconds();
-    if (bar->started == 0) bar->started = t;
+    if (bar->started == 0 || done < bar->done) bar->started = t; /* a new round (an epoch) */
+    bar->done = done;
+    note = note ? note : "";
     if (bar->plain) {
         if (t - bar->last_draw >= 5.0 && done < total) {
             bar->last_draw = t;
-            fprintf(stderr, "%s: %zu of %zu (%.0f%%), %.0f/s\n", bar->label, done, total,
+            fprintf(stderr, "%s: %zu of %zu (%.0f%%), %.0f/s %s\n", bar->label, done, total,
                     total ? 100.0 * (double)done / (double)total : 100.0,
-                    t > bar->started ? (double)done / (t - bar->started) : 0.0);
+                    t > bar->started ? (double)done / (t - bar->started) : 0.0, note);
         }
-        return 0;
+        return;
     }
-    if (t - bar->last_draw < 0.1 && done < total) return 0;
+    if (t - bar->last_draw < 0.1 && done < total) return;
     bar->last_draw = t;
     int width = 30, filled = total ? (int)(width * done / total) : width;
     double rate = t > bar->started ? done / (t - bar->started) : 0;
-    fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu %.0f/s ", bar->label, filled,
-            "##############################", width - filled, "", done, total, rate);
+    fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu %.0f/s %s ", bar->label, filled,
+            "##############################", width - filled, "", done, total, rate, note);
     if (done >= total) fputs("\r\033[K", stderr);
     fflush(stderr);
+}
+
+int cli_progress(void *user, size_t done, size_t total) {
+    cli_bar_update(user, done, total, NULL);
     return 0;
 }
 
