@@ -75,7 +75,7 @@ static vae_status decode_grid(const char *path, const vae_model *m, const vae_tr
         return VAE_ERR_NO_MEMORY;
     }
     memset(labels, label, (size_t)n);
-    vae_status s = vae_decode_all(m, z, vae_model_config(m)->n_classes ? labels : NULL, (size_t)n,
+    vae_status s = vae_decode_all(m, z, labels, (size_t)n,
                                   images, err);
     free(labels);
     if (s == VAE_OK) s = vae_png_write_grid(path, images, n, st->data_rows, st->data_cols, cols,
@@ -154,7 +154,7 @@ vae_status cli_write_interpolation(const char *path, const vae_model *m, const v
     if (labels) memset(labels, data->labels ? data->labels[from] : 0, 2 * (size_t)steps);
     if (s == VAE_OK && !labels) s = VAE_ERR_NO_MEMORY;
     if (s == VAE_OK)
-        s = vae_decode_all(m, z, vae_model_config(m)->n_classes ? labels : NULL, 2 * (size_t)steps,
+        s = vae_decode_all(m, z, labels, 2 * (size_t)steps,
                            decoded, err);
     free(labels);
     if (s == VAE_OK) {
@@ -221,7 +221,7 @@ vae_status cli_write_traverse(const char *path, const vae_model *m, const vae_tr
     float *z = malloc(sizeof(float) * (size_t)dims * steps * latent);
     vae_status s = base && z ? VAE_OK : VAE_ERR_NO_MEMORY;
     if (s == VAE_OK && x)
-        s = vae_encode_all(m, x, vae_model_config(m)->n_classes ? &label8 : NULL, 1, base, NULL, err);
+        s = vae_encode_all(m, x, &label8, 1, base, NULL, err);
     for (int d = 0; s == VAE_OK && d < dims; d++)
         for (int i = 0; i < steps; i++) {
             float *p = z + ((size_t)d * steps + i) * latent;

@@ -354,29 +354,18 @@ static vae_status build_config(const train_args *a, const vae_dataset *data, vae
     if (a->decoder && (s = vae_layer_sizes_parse(a->decoder, cfg->decoder, &cfg->n_decoder, err)))
         return s;
     if (a->latent) cfg->latent_dim = a->latent;
-    if (a->likelihood && vae_likelihood_parse(a->likelihood, &cfg->likelihood) != VAE_OK) {
-        snprintf(err->message, sizeof err->message,
-                 "unknown likelihood \"%s\" (expected bernoulli, gaussian or poisson)", a->likelihood);
-        return VAE_ERR_INVALID_ARGUMENT;
-    }
+    if (a->likelihood && (s = vae_likelihood_parse(a->likelihood, &cfg->likelihood, err)))
+        return s;
     if (a->variance && cfg->likelihood != VAE_LIK_GAUSSIAN) {
         snprintf(err->message, sizeof err->message, "--variance and --sigma need --likelihood gaussian");
         return VAE_ERR_INVALID_ARGUMENT;
     }
-    if (a->variance && vae_variance_parse(a->variance, &cfg->variance) != VAE_OK) {
-        snprintf(err->message, sizeof err->message,
-                 "unknown variance \"%s\" (expected fixed, dim or sample)", a->variance);
-        return VAE_ERR_INVALID_ARGUMENT;
-    }
+    if (a->variance && (s = vae_variance_parse(a->variance, &cfg->variance, err))) return s;
     cfg->sigma = a->sigma, cfg->variance_floor = a->variance_floor;
     cfg->n_classes = a->conditional ? a->n_classes : 0;
     cfg->missing = a->missing;
-    if (a->activation && vae_activation_parse(a->activation, &cfg->activation) != VAE_OK) {
-        snprintf(err->message, sizeof err->message,
-                 "unknown activation \"%s\" (expected relu, tanh, leaky_relu or elu)",
-                 a->activation);
-        return VAE_ERR_INVALID_ARGUMENT;
-    }
+    if (a->activation && (s = vae_activation_parse(a->activation, &cfg->activation, err)))
+        return s;
     return vae_config_validate(cfg, err);
 }
 

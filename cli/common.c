@@ -83,12 +83,13 @@ int cli_take_compute_options(int *argc, char **argv) {
             fprintf(stderr, "vae: %s needs a value\n", argv[at]);
             return 0;
         }
-        if (device && vae_device_parse(device, &compute.device) != VAE_OK) {
-            fprintf(stderr, "vae: --device: expected cpu, cuda or auto, got \"%s\"\n", device);
+        vae_error err = {{0}};
+        if (device && vae_device_parse(device, &compute.device, &err) != VAE_OK) {
+            fprintf(stderr, "vae: --device: %s\n", err.message);
             return 0;
         }
-        if (precision && vae_precision_parse(precision, &compute.precision) != VAE_OK) {
-            fprintf(stderr, "vae: --precision: expected fp32 or tf32, got \"%s\"\n", precision);
+        if (precision && vae_precision_parse(precision, &compute.precision, &err) != VAE_OK) {
+            fprintf(stderr, "vae: --precision: %s\n", err.message);
             return 0;
         }
         if (threads && !cli_parse_int("threads", threads, 1, 1024, &compute.threads)) return 0;

@@ -14,7 +14,7 @@ int cli_load_model(const char *path, vae_model **model, vae_train_state *st) {
     vae_status s = vae_model_load(path, model, NULL, st, &err);
     if (s == VAE_OK) /* where encode_all, decode_all and impute run for this command */
         s = vae_model_set_device(*model, cli_compute_options()->device,
-                                 cli_compute_options()->precision);
+                                 cli_compute_options()->precision, &err);
     if (s == VAE_OK) cli_apply_threads();
     return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
 }

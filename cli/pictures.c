@@ -31,7 +31,7 @@ vae_status cli_write_samples(const char *path, const char *npy_path, const vae_m
         /* a conditional model: the asked class, or one row of the grid per class */
         for (int i = 0; i < n; i++)
             labels[i] = (uint8_t)(label >= 0 ? label : cfg->n_classes ? (i / GRID_COLS) % cfg->n_classes : 0);
-        s = vae_decode_all(model, z, cfg->n_classes ? labels : NULL, (size_t)n, probs, err);
+        s = vae_decode_all(model, z, labels, (size_t)n, probs, err);
     }
     if (s == VAE_OK && path)
         s = vae_png_write_grid(path, probs, n, rows, cols, GRID_COLS, GRID_SCALE, err);

@@ -17,9 +17,14 @@
  *   the mask as further inputs.
 
  * CONVENTIONS
- *   - Every function that can fail returns a vae_status; VAE_OK is 0. When a vae_error* is passed
- *     (it may be NULL), a one-line human-readable message is written there: file, position and
- *     what was expected. The library never prints and never exits.
+ *   - Every function that can fail returns a vae_status (VAE_OK is 0) and takes a vae_error*
+ *     (it may be NULL) into which it writes a one-line message: file, position and what was
+ *     expected, after the context it was called in ("training step 12: forward: ..."). A file
+ *     that cannot be read is VAE_ERR_OPEN or VAE_ERR_FORMAT, one that cannot be written
+ *     VAE_ERR_CREATE or VAE_ERR_IO. The library never prints and never exits.
+ *   - Integer returns, one convention: a count or index is >= 0 (-1: not found); a predicate
+ *     (vae_device_available, vae_idx_find_labels) is non-zero for yes; a callback returns 0 to
+ *     go on and non-zero (or a status other than VAE_OK) to stop or fail.
  *   - Every *_create has a *_free; *_free(NULL) does nothing. The caller owns what it creates.
  *     Pointers returned by accessors are views into an object: do not free them.
  *   - Buffers are float32, row-major, batch-major: a batch of B samples of width D is B*D floats.
@@ -142,7 +147,7 @@ void vae_rng_normal(vae_rng *rng, float *out, size_t n);
  * a GPU is present and the model and options are ones it runs, else the CPU. */
 typedef enum { VAE_DEVICE_CPU = 0, VAE_DEVICE_CUDA = 1, VAE_DEVICE_AUTO = 2 } vae_device;
 /* "cpu", "cuda" (or "gpu"), "auto" */
-vae_status vae_device_parse(const char *name, vae_device *out);
+vae_status vae_device_parse(const char *name, vae_device *out, vae_error *err);
 const char *vae_device_name(vae_device device);
 /* Non-zero when this build has the device's backend and the device is there; info (may be NULL)
  * gets its description ("NVIDIA H200, 132 SMs, 139.8 GiB") or the reason it cannot be used. */
@@ -152,7 +157,7 @@ int vae_device_available(vae_device device, char *info, size_t info_size);
  * cores with 10-bit mantissas for the products' inputs, FP32 accumulation). */
 typedef enum { VAE_PRECISION_FP32 = 0, VAE_PRECISION_TF32 = 1 } vae_precision;
 /* "fp32", "tf32" */
-vae_status vae_precision_parse(const char *name, vae_precision *out);
+vae_status vae_precision_parse(const char *name, vae_precision *out, vae_error *err);
 const char *vae_precision_name(vae_precision precision);
 
 /* ---------------------------------------------------------------- model configuration */
@@ -170,7 +175,7 @@ typedef enum {
 #define VAE_LEAKY_SLOPE 0.01f
 
 /* Parses "relu", "tanh", "leaky_relu" (or "leaky-relu", "lrelu"), "elu". */
-vae_status vae_activation_parse(const char *name, vae_activation *out);
+vae_status vae_activation_parse(const char *name, vae_activation *out, vae_error *err);
 const char *vae_activation_name(vae_activation act);
 
 /* p(x|z): what the decoder's outputs parameterize, per value of x. */
@@ -186,10 +191,10 @@ typedef enum {
  * the likelihood cannot collapse onto a single training value. */
 typedef enum { VAE_VAR_FIXED = 0, VAE_VAR_PER_DIM = 1, VAE_VAR_PER_SAMPLE = 2 } vae_variance;
 
-vae_status vae_likelihood_parse(const char *name, vae_likelihood *out);
+vae_status vae_likelihood_parse(const char *name, vae_likelihood *out, vae_error *err);
 const char *vae_likelihood_name(vae_likelihood lik);
 /* "fixed", "dim" (or "per-dim"), "sample" (or "per-sample") */
-vae_status vae_variance_parse(const char *name, vae_variance *out);
+vae_status vae_variance_parse(const char *name, vae_variance *out, vae_error *err);
 const char *vae_variance_name(vae_variance var);
 
 typedef struct {
@@ -257,7 +262,8 @@ void vae_model_zero_grads(vae_model *model);
  * module.to(device): CPU (a new or loaded model's), CUDA, or AUTO (a GPU when there is one and
  * it runs the model). Training and evaluation take theirs from their options. Nothing is kept
  * on the device between calls. */
-vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision);
+vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision,
+                                vae_error *err);
 vae_device vae_model_device(const vae_model *model);
 vae_precision vae_model_precision(const vae_model *model);
 

@@ -29,9 +29,9 @@ expect bad_number 64 "\-\-epochs: expected an integer" -- "$vae" train --epochs 
 expect zero_epochs 64 "\-\-epochs" -- "$vae" train --epochs 0
 expect bad_lr 64 "\-\-lr" -- "$vae" train --lr nan
 expect bad_activation 64 "unknown activation" -- "$vae" train --train "$fmnist/t10k-images-idx3-ubyte.gz" --no-test --activation gelu
-expect bad_device 64 "\-\-device: expected cpu, cuda or auto" -- "$vae" eval m.safetensors --device tpu
+expect bad_device 64 "\-\-device: unknown device .tpu. (expected cpu, cuda or auto)" -- "$vae" eval m.safetensors --device tpu
 expect device_needs_value 64 "\-\-device needs a value" -- "$vae" sample m.safetensors --device
-expect bad_precision 64 "\-\-precision: expected fp32 or tf32" -- "$vae" train --precision=fp8
+expect bad_precision 64 "\-\-precision: unknown precision .fp8. (expected fp32 or tf32)" -- "$vae" train --precision=fp8
 if ! "$vae" train --help | grep -q -- "--device D"; then fail device_help "train --help"; else ok device_help; fi
 expect missing_file 66 "no-such-file.*cannot open" -- "$vae" train --train "$tmp/no-such-file"
 

@@ -436,7 +436,7 @@ static void test_cuda_encode_decode_match_cpu(void) {
     vae_dataset *data = make_labelled(70, 52, 61, cfg.likelihood, 3);
     float mu[2][70 * 5], lv[2][70 * 5], means[2][70 * 52];
     for (int d = 0; d < 2; d++) {
-        CHECK(vae_model_set_device(m, d ? VAE_DEVICE_CUDA : VAE_DEVICE_CPU, VAE_PRECISION_FP32) ==
+        CHECK(vae_model_set_device(m, d ? VAE_DEVICE_CUDA : VAE_DEVICE_CPU, VAE_PRECISION_FP32, NULL) ==
                   VAE_OK, "set device");
         CHECK(vae_encode_all(m, data->x, data->labels, 70, mu[d], lv[d], &err) == VAE_OK,
               "encode: %s", err.message);
@@ -493,21 +493,21 @@ static void test_cuda_refusals_and_fallback(void) {
     vae_dataset *holes = make_data(6, 12, 3, VAE_LIK_BERNOULLI);
     remove_values(holes, 3);
     float filled[6 * 12];
-    vae_model_set_device(mm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32);
+    vae_model_set_device(mm, VAE_DEVICE_AUTO, VAE_PRECISION_FP32, NULL);
     CHECK(vae_impute(mm, holes, 4, 0, 1, filled, &err) == VAE_OK, "auto impute: %s", err.message);
-    vae_model_set_device(mm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32);
+    vae_model_set_device(mm, VAE_DEVICE_CUDA, VAE_PRECISION_FP32, NULL);
     CHECK(vae_impute(mm, holes, 4, 0, 1, filled, &err) == VAE_ERR_INVALID_ARGUMENT &&
               strstr(err.message, have_gpu ? "impute" : "CUDA"),
           "cuda impute: %s", err.message);
-    CHECK(vae_model_set_device(mm, (vae_device)7, VAE_PRECISION_FP32) == VAE_ERR_INVALID_ARGUMENT,
+    CHECK(vae_model_set_device(mm, (vae_device)7, VAE_PRECISION_FP32, NULL) == VAE_ERR_INVALID_ARGUMENT,
           "device 7 refused");
     vae_model_free(mm);
     vae_dataset_free(holes);
     run_free(&a), run_free(&r);
     vae_dataset_free(train);
     vae_device d;
-    CHECK(vae_device_parse("gpu", &d) == VAE_OK && d == VAE_DEVICE_CUDA, "gpu is cuda");
-    CHECK(vae_device_parse("tpu", &d) == VAE_ERR_INVALID_ARGUMENT, "tpu refused");
+    CHECK(vae_device_parse("gpu", &d, NULL) == VAE_OK && d == VAE_DEVICE_CUDA, "gpu is cuda");
+    CHECK(vae_device_parse("tpu", &d, NULL) == VAE_ERR_INVALID_ARGUMENT, "tpu refused");
 }
 
 #define RUN_GPU(test)                                                                              \

@@ -70,9 +70,12 @@ static void test_config_validation(void) {
     CHECK(vae_layer_sizes_parse("1,2,3,4,5,6,7,8,9", sizes, &n, &err) == VAE_ERR_INVALID_ARGUMENT,
           "too many");
     vae_activation a;
-    CHECK(vae_activation_parse("elu", &a) == VAE_OK && a == VAE_ACT_ELU, "elu");
-    CHECK(vae_activation_parse("leaky-relu", &a) == VAE_OK && a == VAE_ACT_LEAKY_RELU, "leaky");
-    CHECK(vae_activation_parse("gelu", &a) == VAE_ERR_INVALID_ARGUMENT, "gelu unknown");
+    CHECK(vae_activation_parse("elu", &a, NULL) == VAE_OK && a == VAE_ACT_ELU, "elu");
+    CHECK(vae_activation_parse("leaky-relu", &a, NULL) == VAE_OK && a == VAE_ACT_LEAKY_RELU, "leaky");
+    vae_error perr = {{0}};
+    CHECK(vae_activation_parse("gelu", &a, &perr) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(perr.message, "unknown activation \"gelu\""),
+          "gelu unknown, said: %s", perr.message);
 }
 
 static void test_init_like_pytorch(void) {

@@ -56,9 +56,9 @@ def _call(fn, *args, context=None):
 
 
 def _parse(fn, name, what):
-    out = ctypes.c_int()
-    if fn(str(name).encode(), ctypes.byref(out)) != 0:
-        raise ValueError("%s: unknown %s %r" % (what, what, name))
+    out, err = ctypes.c_int(), _lib.Error()
+    if fn(str(name).encode(), ctypes.byref(out), ctypes.byref(err)) != 0:
+        raise ValueError("%s: %s" % (what, err.message.decode()))
     return out.value
 
 

@@ -3,11 +3,13 @@
 
 #include <string.h>
 
-vae_status vae_device_parse(const char *name, vae_device *out) {
+vae_status vae_device_parse(const char *name, vae_device *out, vae_error *err) {
     if (!strcmp(name, "cpu")) *out = VAE_DEVICE_CPU;
     else if (!strcmp(name, "cuda") || !strcmp(name, "gpu")) *out = VAE_DEVICE_CUDA;
     else if (!strcmp(name, "auto")) *out = VAE_DEVICE_AUTO;
-    else return VAE_ERR_INVALID_ARGUMENT;
+    else
+        return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
+                        "unknown device \"%.40s\" (expected cpu, cuda or auto)", name);
     return VAE_OK;
 }
 
@@ -32,10 +34,12 @@ int vae_device_available(vae_device device, char *info, size_t info_size) {
     return ok;
 }
 
-vae_status vae_precision_parse(const char *name, vae_precision *out) {
+vae_status vae_precision_parse(const char *name, vae_precision *out, vae_error *err) {
     if (!strcmp(name, "fp32")) *out = VAE_PRECISION_FP32;
     else if (!strcmp(name, "tf32")) *out = VAE_PRECISION_TF32;
-    else return VAE_ERR_INVALID_ARGUMENT;
+    else
+        return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
+                        "unknown precision \"%.40s\" (expected fp32 or tf32)", name);
     return VAE_OK;
 }
 

@@ -52,7 +52,7 @@ static vae_status iwae_log_px(const vae_model *m, iwae_scratch *s, const float *
                               double *log_px) {
     const int latent = vae_model_config(m)->latent_dim;
     memset(s->labels, label, (size_t)chunk);
-    const uint8_t *labels = vae_model_config(m)->n_classes ? s->labels : NULL;
+    const uint8_t *labels = s->labels; /* used by a conditional model only */
     op_lse lse = OP_LSE_EMPTY;
     for (int done = 0; done < k_total; done += chunk) {
         int c = k_total - done < chunk ? k_total - done : chunk;

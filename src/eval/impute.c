@@ -61,7 +61,7 @@ static vae_status impute_rows(const vae_model *m, const vae_dataset *data, int k
         for (int c = 0; c < copies; c++) memcpy(out + ((size_t)c * n + i) * d, x, sizeof(float) * d);
         if (!mask || !memchr(mask, 0, (size_t)d)) continue; /* nothing to fill in */
         memset(labels, data->labels ? data->labels[i] : 0, (size_t)k);
-        const uint8_t *row_labels = vae_model_config(m)->n_classes ? labels : NULL;
+        const uint8_t *row_labels = labels; /* used by a conditional model only */
         const vae_batch input = {1, x, NULL, row_labels, mask};
         if ((s = vae_encode(m, ws, &input, mu, lv, err)) != VAE_OK) break;
         vae_rng rng = vae_rng_make(seed, VAE_STREAM_IWAE + i);
@@ -92,9 +92,7 @@ static vae_status impute_rows(const vae_model *m, const vae_dataset *data, int k
                         break;
                     }
                 /* then the missing values from p(x|z) of that draw */
-                const vae_config *cfg2 = vae_model_config(m);
-                const int width = cfg2->likelihood == VAE_LIK_GAUSSIAN &&
-                                          cfg2->variance == VAE_VAR_PER_SAMPLE ? 2 * d : d;
+                const int width = op_output_width(vae_model_config(m));
                 const float *out_row = vae_workspace_logits(ws) + (size_t)pick * width;
                 for (int j = 0; j < d; j++)
                     if (!mask[j]) o[j] = draw_value(m, out_row, mean[(size_t)pick * d + j], j, &rng);

@@ -8,9 +8,13 @@
 #define PASS_BATCH 500
 
 /* A conditional model needs a label in range for each of the n inputs. */
-static vae_status need_labels(const vae_model *m, const uint8_t *labels, size_t n,
+/* The labels a call was given, checked: every input's for a conditional model; *labels is set
+ * to NULL for an unconditional one, which has no use for them (and no device sees them). */
+static vae_status need_labels(const vae_model *m, const uint8_t **labels_io, size_t n,
                               vae_error *err) {
     const int classes = vae_model_config(m)->n_classes;
+    if (!classes) *labels_io = NULL;
+    const uint8_t *labels = *labels_io;
     VAE_RETURN_IF(classes && !labels, err, VAE_ERR_INVALID_ARGUMENT,
                   "a conditional model needs the labels of its inputs");
     for (size_t i = 0; classes && i < n; i++)
@@ -25,7 +29,7 @@ static vae_status need_labels(const vae_model *m, const uint8_t *labels, size_t 
 static vae_status encode_rows(const vae_model *m, const float *x, const uint8_t *mask,
                               const uint8_t *labels, size_t n, float *mu, float *logvar,
                               vae_error *err) {
-    VAE_TRY(need_labels(m, labels, n, err));
+    VAE_TRY(need_labels(m, &labels, n, err));
     vae_device device;
     VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
     if (device == VAE_DEVICE_CUDA)
@@ -76,7 +80,7 @@ vae_status vae_encode_data(const vae_model *m, const vae_dataset *data, float *m
 
 vae_status vae_decode_all(const vae_model *m, const float *z, const uint8_t *labels, size_t n,
                           float *probs, vae_error *err) {
-    VAE_TRY(need_labels(m, labels, n, err));
+    VAE_TRY(need_labels(m, &labels, n, err));
     vae_device device;
     VAE_TRY(vae_device_resolve(vae_model_device(m), vae_gpu_supports_model(m, NULL), &device, err));
     if (device == VAE_DEVICE_CUDA) {

@@ -302,9 +302,9 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
     VAE_RETURN_IF(vae_layer_sizes_parse(enc, cfg->encoder, &cfg->n_encoder, &inner) ||
                       vae_layer_sizes_parse(dec, cfg->decoder, &cfg->n_decoder, &inner),
                   err, VAE_ERR_FORMAT, "%s: metadata: %s", path, inner.message);
-    VAE_RETURN_IF(vae_activation_parse(act, &cfg->activation) != VAE_OK, err, VAE_ERR_FORMAT,
+    VAE_RETURN_IF(vae_activation_parse(act, &cfg->activation, NULL) != VAE_OK, err, VAE_ERR_FORMAT,
                   "%s: metadata: unknown activation \"%.40s\"", path, act);
-    VAE_RETURN_IF(!lik || vae_likelihood_parse(lik, &cfg->likelihood) != VAE_OK, err,
+    VAE_RETURN_IF(!lik || vae_likelihood_parse(lik, &cfg->likelihood, NULL) != VAE_OK, err,
                   VAE_ERR_FORMAT,
                   "%s: metadata: likelihood %s%.40s%s is not one of bernoulli, gaussian, poisson",
                   path, lik ? "\"" : "", lik ? lik : "missing", lik ? "\"" : "");
@@ -330,7 +330,7 @@ static vae_status config_from_metadata(json_t *meta, vae_config *cfg, const char
     }
     if (cfg->likelihood == VAE_LIK_GAUSSIAN) {
         const char *var = meta_get(meta, "variance");
-        VAE_RETURN_IF(!var || vae_variance_parse(var, &cfg->variance) != VAE_OK, err,
+        VAE_RETURN_IF(!var || vae_variance_parse(var, &cfg->variance, NULL) != VAE_OK, err,
                       VAE_ERR_FORMAT, "%s: metadata: a gaussian likelihood needs \"variance\" "
                       "(fixed, dim or sample)", path);
         VAE_TRY(meta_float(meta, "sigma", &cfg->sigma, path, err));

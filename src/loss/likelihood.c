@@ -47,7 +47,7 @@ void op_recon(const vae_config *c, double *recon, float *dout, const float *out,
             for (int d = 0; d < dim; d++) dout[(size_t)b * dim + d] *= row_scale[b];
         return;
     }
-    const int width = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_SAMPLE ? 2 * dim : dim;
+    const int width = op_output_width(c);
     if (d_dim_logvar) memset(d_dim_logvar, 0, sizeof(float) * (size_t)dim);
     for (int b = 0; b < batch; b++) {
         const float *o = out + (size_t)b * width, *t = x + (size_t)b * x_stride;
@@ -95,7 +95,7 @@ void op_decode_mean(const vae_config *c, float *mean, const float *out, int batc
         for (size_t i = 0; i < (size_t)batch * dim; i++) mean[i] = expf(out[i]);
         break;
     case VAE_LIK_GAUSSIAN: {
-        const int width = c->variance == VAE_VAR_PER_SAMPLE ? 2 * dim : dim;
+        const int width = op_output_width(c);
         for (int b = 0; b < batch; b++)
             memcpy(mean + (size_t)b * dim, out + (size_t)b * width, sizeof(float) * (size_t)dim);
         break;

@@ -59,6 +59,13 @@ void op_reparam_draws(float *z, double *log_w, const float *mu, const float *log
 void op_reparam_backward(float *dmu, float *dlogvar, const float *dz, const float *logvar,
                          const float *eps, size_t n);
 
+/* Values per sample the decoder outputs: D parameters of p(x|z), or 2D for a Gaussian whose
+ * variance is decoded per sample (means, then raw log-variances). */
+static inline int op_output_width(const vae_config *c) {
+    const int per_sample = c->likelihood == VAE_LIK_GAUSSIAN && c->variance == VAE_VAR_PER_SAMPLE;
+    return per_sample ? 2 * c->input_dim : c->input_dim;
+}
+
 /* The Gaussian's variance of value d of a sample: sigma^2 (fixed), or floor + exp(raw) with
  * raw per value (dim_logvar, D values) or per sample (raw_row: the output row's second half);
  * *dvar_draw gets d variance / d raw. The one place a variance is made from its parameters. */

@@ -15,13 +15,14 @@ static const struct {
                    {"leaky_relu", VAE_ACT_LEAKY_RELU}, {"leaky-relu", VAE_ACT_LEAKY_RELU},
                    {"lrelu", VAE_ACT_LEAKY_RELU},  {"elu", VAE_ACT_ELU}};
 
-vae_status vae_activation_parse(const char *name, vae_activation *out) {
+vae_status vae_activation_parse(const char *name, vae_activation *out, vae_error *err) {
     for (size_t i = 0; i < sizeof ACTIVATIONS / sizeof *ACTIVATIONS; i++)
         if (strcmp(name, ACTIVATIONS[i].name) == 0) {
             *out = ACTIVATIONS[i].act;
             return VAE_OK;
         }
-    return VAE_ERR_INVALID_ARGUMENT;
+    return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
+                    "unknown activation \"%.40s\" (expected relu, tanh, leaky_relu or elu)", name);
 }
 
 const char *vae_activation_name(vae_activation act) {
@@ -37,27 +38,30 @@ const char *vae_activation_name(vae_activation act) {
 static const char *const LIKELIHOODS[] = {"bernoulli", "gaussian", "poisson"};
 static const char *const VARIANCES[] = {"fixed", "dim", "sample"};
 
-vae_status vae_likelihood_parse(const char *name, vae_likelihood *out) {
+vae_status vae_likelihood_parse(const char *name, vae_likelihood *out, vae_error *err) {
     for (int i = 0; i < 3; i++)
         if (strcmp(name, LIKELIHOODS[i]) == 0) {
             *out = (vae_likelihood)i;
             return VAE_OK;
         }
-    return VAE_ERR_INVALID_ARGUMENT;
+    return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
+                    "unknown likelihood \"%.40s\" (expected bernoulli, gaussian or poisson)", name);
 }
 
 const char *vae_likelihood_name(vae_likelihood lik) {
     return (unsigned)lik < 3 ? LIKELIHOODS[lik] : "unknown";
 }
 
-vae_status vae_variance_parse(const char *name, vae_variance *out) {
+vae_status vae_variance_parse(const char *name, vae_variance *out, vae_error *err) {
+    const char *given = name;
     if (strncmp(name, "per-", 4) == 0) name += 4;
     for (int i = 0; i < 3; i++)
         if (strcmp(name, VARIANCES[i]) == 0) {
             *out = (vae_variance)i;
             return VAE_OK;
         }
-    return VAE_ERR_INVALID_ARGUMENT;
+    return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
+                    "unknown variance \"%.40s\" (expected fixed, dim or sample)", given);
 }
 
 const char *vae_variance_name(vae_variance var) {
@@ -426,9 +430,11 @@ void vae_data_units(const vae_model *m, float *x, size_t n) {
 
 const vae_config *vae_model_config(const vae_model *model) { return &model->cfg; }
 
-vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision) {
-    if ((unsigned)device > VAE_DEVICE_AUTO || (unsigned)precision > VAE_PRECISION_TF32)
-        return VAE_ERR_INVALID_ARGUMENT;
+vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision,
+                                vae_error *err) {
+    VAE_RETURN_IF((unsigned)device > VAE_DEVICE_AUTO || (unsigned)precision > VAE_PRECISION_TF32,
+                  err, VAE_ERR_INVALID_ARGUMENT, "unknown device %d or precision %d", (int)device,
+                  (int)precision);
     model->device = device, model->precision = precision;
     return VAE_OK;
 }

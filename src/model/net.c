@@ -405,7 +405,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     float *xk = ws->grad_b; /* x repeated K times: free until the backward pass */
     double *log_w = ws->kl; /* the KL terms are not used here */
     iwae_draws(m, ws, batch, k, xk, log_w);
-    const uint8_t *row_labels = m->cfg.n_classes ? ws->row_labels : NULL;
+    const uint8_t *row_labels = ws->row_labels; /* filled for a conditional model */
     const uint8_t *mk = batch->mask ? ws->mask_rows : NULL;
     decoder_forward(m, ws, ws->z, row_labels, rows);
     const float *out = ws->outputs[m->output_layer];
