@@ -62,143 +62,139 @@ static vae_status gz_read_exact(gzFile gz, void *buf, size_t n, size_t *got, con
     return VAE_OK;
 }
 
-static vae_status idx_read(const char *path, idx_raw *out, vae_error *err) {
-    memset(out, 0, sizeof *out);
+/* The file through zlib (which reads plain files as they are), whether it is gzip, and a
+ * plain file's size (0 when unknown). */
+static vae_status idx_open(const char *path, gzFile *gz, int *is_gzip, off_t *file_size,
+                           vae_error *err) {
     FILE *f = fopen(path, "rb");
     VAE_RETURN_IF(!f, err, VAE_ERR_OPEN, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     unsigned char head[2] = {0, 0};
-    int is_gzip = 0;
-    off_t file_size = 0;
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) file_size = st.st_size;
+    *file_size = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : 0;
     size_t n_head = fread(head, 1, 2, f);
-    is_gzip = n_head == 2 && head[0] == 0x1f && head[1] == 0x8b;
+    *is_gzip = n_head == 2 && head[0] == 0x1f && head[1] == 0x8b;
     int fd = dup(fileno(f));
     fclose(f);
     VAE_RETURN_IF(fd < 0, err, VAE_ERR_OPEN, "%s: cannot open: %s", path, strerror(errno));
-    VAE_RETURN_IF(lseek(fd, 0, SEEK_SET) != 0, err, VAE_ERR_IO, "%s: cannot seek: %s", path,
-                  strerror(errno));
-    gzFile gz = gzdopen(fd, "rb");
-    if (!gz) {
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return vae_fail(err, VAE_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+    }
+    *gz = gzdopen(fd, "rb");
+    if (!*gz) {
         close(fd);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "%s: cannot start the gzip reader", path);
     }
-    gzbuffer(gz, 1 << 17);
+    gzbuffer(*gz, 1 << 17);
+    return VAE_OK;
+}
 
-    vae_status st_code;
+/* The magic bytes and the sizes: out->ndims and dims, and the data's byte count. */
+static vae_status idx_header(gzFile gz, const char *path, idx_raw *out, size_t *count,
+                             vae_error *err) {
     uint8_t header[4 + 4 * IDX_MAX_DIMS];
     size_t got;
-    uint8_t *data = NULL;
-    st_code = gz_read_exact(gz, header, 4, &got, path, "the header", err);
-    if (st_code == VAE_ERR_IO) {
-        st_code = vae_fail(err, VAE_ERR_FORMAT, "%s: file ends after %zu bytes, inside the "
-                           "4-byte IDX magic", path, got);
-    }
-    if (st_code != VAE_OK) goto done;
-    if (header[0] != 0 || header[1] != 0 || header[3] < 1 || header[3] > IDX_MAX_DIMS) {
-        st_code = vae_fail(err, VAE_ERR_FORMAT,
-                           "%s: not an IDX file: magic bytes %02x %02x %02x %02x, expected "
-                           "00 00 08 0N with 1 <= N <= %d", path, header[0], header[1],
-                           header[2], header[3], IDX_MAX_DIMS);
-        goto done;
-    }
-    if (header[2] != IDX_TYPE_UBYTE) {
-        st_code = vae_fail(err, VAE_ERR_FORMAT,
-                           "%s: IDX data type 0x%02x (%s) is not supported, expected 0x08 "
-                           "(unsigned byte)", path, header[2], type_name(header[2]));
-        goto done;
-    }
+    vae_status s = gz_read_exact(gz, header, 4, &got, path, "the header", err);
+    if (s == VAE_ERR_IO)
+        return vae_fail(err, VAE_ERR_FORMAT, "%s: file ends after %zu bytes, inside the "
+                        "4-byte IDX magic", path, got);
+    VAE_TRY(s);
+    VAE_RETURN_IF(header[0] != 0 || header[1] != 0 || header[3] < 1 || header[3] > IDX_MAX_DIMS,
+                  err, VAE_ERR_FORMAT,
+                  "%s: not an IDX file: magic bytes %02x %02x %02x %02x, expected "
+                  "00 00 08 0N with 1 <= N <= %d", path, header[0], header[1], header[2],
+                  header[3], IDX_MAX_DIMS);
+    VAE_RETURN_IF(header[2] != IDX_TYPE_UBYTE, err, VAE_ERR_FORMAT,
+                  "%s: IDX data type 0x%02x (%s) is not supported, expected 0x08 "
+                  "(unsigned byte)", path, header[2], type_name(header[2]));
     out->ndims = header[3];
-    st_code = gz_read_exact(gz, header + 4, 4 * (size_t)out->ndims, &got, path, "the sizes", err);
-    if (st_code == VAE_ERR_IO)
-        st_code = vae_fail(err, VAE_ERR_FORMAT, "%s: file ends inside the header (%d sizes "
-                           "expected at byte 4)", path, out->ndims);
-    if (st_code != VAE_OK) goto done;
-    size_t count = 1;
+    s = gz_read_exact(gz, header + 4, 4 * (size_t)out->ndims, &got, path, "the sizes", err);
+    if (s == VAE_ERR_IO)
+        return vae_fail(err, VAE_ERR_FORMAT, "%s: file ends inside the header (%d sizes "
+                        "expected at byte 4)", path, out->ndims);
+    VAE_TRY(s);
+    *count = 1;
     for (int i = 0; i < out->ndims; i++) {
         const uint8_t *p = header + 4 + 4 * i;
         out->dims[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        if (out->dims[i] == 0) {
-            st_code = vae_fail(err, VAE_ERR_FORMAT, "%s: size %d (at byte %d) is zero", path, i,
-                               4 + 4 * i);
-            goto done;
-        }
-        if (__builtin_mul_overflow(count, (size_t)out->dims[i], &count)) {
-            st_code = vae_fail(err, VAE_ERR_FORMAT,
-                               "%s: the sizes in the header overflow (product beyond %zu bytes)",
-                               path, SIZE_MAX);
-            goto done;
-        }
+        VAE_RETURN_IF(out->dims[i] == 0, err, VAE_ERR_FORMAT, "%s: size %d (at byte %d) is zero",
+                      path, i, 4 + 4 * i);
+        VAE_RETURN_IF(__builtin_mul_overflow(*count, (size_t)out->dims[i], count), err,
+                      VAE_ERR_FORMAT,
+                      "%s: the sizes in the header overflow (product beyond %zu bytes)", path,
+                      SIZE_MAX);
     }
-    size_t header_bytes = 4 + 4 * (size_t)out->ndims;
-    if (!is_gzip && file_size > 0) {
-        /* a plain file's size is known: refuse a lying header before allocating anything */
-        size_t have = (size_t)file_size - header_bytes;
-        if (have < count) {
-            st_code = vae_fail(err, VAE_ERR_FORMAT,
-                               "%s: truncated: the header claims %zu bytes of data, the file "
-                               "has %zu after its %zu-byte header", path, count, have,
-                               header_bytes);
-            goto done;
-        }
-        if (have > count) {
-            st_code = vae_fail(err, VAE_ERR_FORMAT,
-                               "%s: %zu unexpected bytes after the %zu bytes of data the header "
-                               "claims", path, have - count, count);
-            goto done;
-        }
-    }
-    size_t cap = is_gzip && count > IDX_GZ_FIRST_CHUNK ? IDX_GZ_FIRST_CHUNK : count;
-    data = malloc(cap);
-    if (!data) {
-        st_code = vae_fail(err, VAE_ERR_NO_MEMORY, "%s: out of memory for %zu bytes", path, cap);
-        goto done;
-    }
-    size_t filled = 0;
-    while (filled < count) {
+    return VAE_OK;
+}
+
+/* A plain file's size is known: a lying header is refused before anything is allocated. */
+static vae_status idx_check_size(const char *path, off_t file_size, size_t header_bytes,
+                                 size_t count, vae_error *err) {
+    size_t have = (size_t)file_size - header_bytes;
+    VAE_RETURN_IF(have < count, err, VAE_ERR_FORMAT,
+                  "%s: truncated: the header claims %zu bytes of data, the file has %zu after "
+                  "its %zu-byte header", path, count, have, header_bytes);
+    VAE_RETURN_IF(have > count, err, VAE_ERR_FORMAT,
+                  "%s: %zu unexpected bytes after the %zu bytes of data the header claims", path,
+                  have - count, count);
+    return VAE_OK;
+}
+
+/* count bytes of data into *data (malloc'ed): a gzip stream's claim is trusted only as far as
+ * its bytes go, so the buffer grows as they arrive; then nothing may follow them. */
+static vae_status idx_data(gzFile gz, const char *path, int is_gzip, size_t count,
+                           uint8_t **data, vae_error *err) {
+    size_t cap = is_gzip && count > IDX_GZ_FIRST_CHUNK ? IDX_GZ_FIRST_CHUNK : count, got;
+    *data = malloc(cap);
+    VAE_RETURN_IF(!*data, err, VAE_ERR_NO_MEMORY, "%s: out of memory for %zu bytes", path, cap);
+    for (size_t filled = 0; filled < count;) {
         if (filled == cap) {
             size_t next = cap > count / 2 ? count : 2 * cap;
-            uint8_t *bigger = realloc(data, next);
-            if (!bigger) {
-                st_code = vae_fail(err, VAE_ERR_NO_MEMORY, "%s: out of memory for %zu bytes",
-                                   path, next);
-                goto done;
-            }
-            data = bigger, cap = next;
+            uint8_t *bigger = realloc(*data, next);
+            VAE_RETURN_IF(!bigger, err, VAE_ERR_NO_MEMORY, "%s: out of memory for %zu bytes",
+                          path, next);
+            *data = bigger, cap = next;
         }
-        st_code = gz_read_exact(gz, data + filled, cap - filled, &got, path, "the data", err);
+        vae_status s = gz_read_exact(gz, *data + filled, cap - filled, &got, path, "the data",
+                                     err);
         filled += got;
-        if (st_code == VAE_ERR_IO)
-            st_code = vae_fail(err, VAE_ERR_FORMAT,
-                               "%s: truncated: the header claims %zu bytes of data, the stream "
-                               "ends after %zu", path, count, filled);
-        if (st_code != VAE_OK) goto done;
+        if (s == VAE_ERR_IO)
+            return vae_fail(err, VAE_ERR_FORMAT, "%s: truncated: the header claims %zu bytes of "
+                            "data, the stream ends after %zu", path, count, filled);
+        VAE_TRY(s);
     }
     /* one byte more: trailing data means the header does not describe this file (and a
      * gzip stream's checksum is verified only when its end is read) */
     uint8_t extra;
-    st_code = gz_read_exact(gz, &extra, 1, &got, path, "the end of the stream", err);
-    if (st_code == VAE_OK) {
-        st_code = vae_fail(err, VAE_ERR_FORMAT,
-                           "%s: unexpected data after the %zu bytes the header claims", path,
-                           count);
-        goto done;
+    vae_status s = gz_read_exact(gz, &extra, 1, &got, path, "the end of the stream", err);
+    VAE_RETURN_IF(s == VAE_OK, err, VAE_ERR_FORMAT,
+                  "%s: unexpected data after the %zu bytes the header claims", path, count);
+    return s == VAE_ERR_IO ? VAE_OK : s;
+}
+
+static vae_status idx_read(const char *path, idx_raw *out, vae_error *err) {
+    memset(out, 0, sizeof *out);
+    gzFile gz = NULL;
+    int is_gzip = 0;
+    off_t file_size = 0;
+    VAE_TRY(idx_open(path, &gz, &is_gzip, &file_size, err));
+    size_t count = 0;
+    uint8_t *data = NULL;
+    vae_status s = idx_header(gz, path, out, &count, err);
+    if (s == VAE_OK && !is_gzip && file_size > 0)
+        s = idx_check_size(path, file_size, 4 + 4 * (size_t)out->ndims, count, err);
+    if (s == VAE_OK) s = idx_data(gz, path, is_gzip, count, &data, err);
+    int close_code = gzclose(gz);
+    if (s == VAE_OK && close_code != Z_OK)
+        s = vae_fail(err, VAE_ERR_IO, "%s: error closing the file (zlib code %d)", path,
+                     close_code);
+    if (s != VAE_OK) {
+        free(data);
+        return s;
     }
-    if (st_code != VAE_ERR_IO) goto done;
-    st_code = VAE_OK;
     out->count = count;
     out->data = data;
-    data = NULL;
-done:
-    free(data);
-    int close_code = gzclose(gz);
-    if (st_code == VAE_OK && close_code != Z_OK) {
-        free(out->data);
-        out->data = NULL;
-        st_code = vae_fail(err, VAE_ERR_IO, "%s: error closing the file (zlib code %d)", path,
-                           close_code);
-    }
-    return st_code;
+    return VAE_OK;
 }
 
 vae_status vae_idx_load_labels(const char *path, uint8_t **labels, size_t *count,
