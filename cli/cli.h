@@ -38,6 +38,40 @@ int cli_exit_code(vae_status status);
  * returns the exit code for status. */
 int cli_report(vae_status status, const vae_error *err);
 
+/* A command's options as one table: each entry's long name, its short letter (0: none), the
+ * kind of value and where it goes (const char **, int * for a flag or an integer, uint64_t *,
+ * float *, long * for a label column), the range of a number, and a flag raised when the
+ * option is given (NULL: not wanted). */
+typedef enum {
+    CLI_OPT_STRING, CLI_OPT_FLAG, CLI_OPT_INT, CLI_OPT_U64, CLI_OPT_FLOAT, CLI_OPT_LABEL_COLUMN
+} cli_opt_kind;
+typedef struct {
+    const char *name;
+    int letter;
+    cli_opt_kind kind;
+    void *target;
+    double min, max;
+    int *given;
+} cli_opt;
+#define CLI_OPTS_MAX 48
+/* Table entries; g: an int raised when the option is given, or NULL. */
+#define CLI_STR(name, letter, target, g) {name, letter, CLI_OPT_STRING, target, 0, 0, g}
+#define CLI_FLAG(name, letter, target) {name, letter, CLI_OPT_FLAG, target, 0, 0, NULL}
+#define CLI_INT(name, letter, target, lo, hi, g) {name, letter, CLI_OPT_INT, target, lo, hi, g}
+#define CLI_U64(name, letter, target, g) {name, letter, CLI_OPT_U64, target, 0, 0, g}
+#define CLI_FLOAT(name, letter, target, lo, hi, g)                                                 \
+    {name, letter, CLI_OPT_FLOAT, target, lo, hi, g}
+#define CLI_LABEL_COLUMN(target) {"label-column", 0, CLI_OPT_LABEL_COLUMN, target, 0, 0, NULL}
+/* Parses argv's options by the table (getopt_long underneath; -h/--help print usage to
+ * stdout). Returns 1 to go on, the operands starting at argv[*first]; 0 to exit with *code
+ * (EXIT_OK after --help, EXIT_USAGE after one line saying why and a hint). */
+int cli_parse_options(int argc, char **argv, const char *command, const cli_opt *table, int n,
+                      const char *usage, int *first, int *code);
+/* Whether argv[first..argc) holds min..max operands; 0 after saying what is wrong. */
+int cli_operands(int argc, int first, int min, int max, const char *command, int *code);
+/* Whether the output a command needs (-o FILE) was given; 0 after saying so. */
+int cli_needs_out(const char *out, const char *command, int *code);
+
 /* Checked number parsing for option values: the whole string, within [min, max]. On failure
  * prints "vae: --name: ..." and returns 0. */
 int cli_parse_int(const char *name, const char *text, long min, long max, int *out);

@@ -2,7 +2,6 @@
  * latent space). */
 #include "cli.h"
 
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,37 +36,24 @@ typedef struct {
 } eval_args;
 
 static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
-    static const struct option options[] = {
-        {"samples", required_argument, 0, 'k'}, {"count", required_argument, 0, 'n'},
-        {"json", required_argument, 0, 'J'},    {"per-sample", required_argument, 0, 'P'},
-        {"seed", required_argument, 0, 's'},
-        {"help", no_argument, 0, 'h'},
-        {"label-column", required_argument, 0, 'L'},
-        {0, 0, 0, 0}};
     *a = (eval_args){.data = DEFAULT_TEST_IMAGES, .k = 1000, .seed = 1,
                      .label_column = VAE_CSV_NO_LABELS};
-    *code = EXIT_USAGE;
     a->quiet = cli_compute_options()->quiet; /* -q is taken with the options every command has */
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "k:n:s:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'k': if (!cli_parse_int("samples", optarg, 0, 10000000, &a->k)) return 0; break;
-        case 'n': if (!cli_parse_int("count", optarg, 1, 1 << 30, &a->count)) return 0; break;
-        case 'J': a->json = optarg; break;
-        case 'P': a->per_sample = optarg; break;
-        case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
-        case 'L': if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
-        case 'h': fputs(EVAL_USAGE, stdout); *code = EXIT_OK; return 0;
-        default: fputs(EVAL_USAGE, stderr); return 0;
-        }
-    }
-    if (optind != argc - 1 && optind != argc - 2) {
-        fputs(EVAL_USAGE, stderr);
+    const cli_opt table[] = {
+        CLI_INT("samples", 'k', &a->k, 0, 10000000, NULL),
+        CLI_INT("count", 'n', &a->count, 1, 1 << 30, NULL),
+        CLI_STR("json", 0, &a->json, NULL),
+        CLI_STR("per-sample", 0, &a->per_sample, NULL),
+        CLI_U64("seed", 's', &a->seed, NULL),
+        CLI_LABEL_COLUMN(&a->label_column),
+    };
+    int first;
+    if (!cli_parse_options(argc, argv, "eval", table, (int)(sizeof table / sizeof *table),
+                           EVAL_USAGE, &first, code) ||
+        !cli_operands(argc, first, 1, 2, "eval", code))
         return 0;
-    }
-    a->model = argv[optind];
-    if (optind == argc - 2) a->data = argv[optind + 1];
+    a->model = argv[first];
+    if (first == argc - 2) a->data = argv[first + 1];
     return 1;
 }
 
@@ -162,38 +148,31 @@ static const char ENCODE_USAGE[] =
         CLI_DEVICE_HELP;
 
 int cmd_encode(int argc, char **argv) {
-    static const struct option options[] = {{"out", required_argument, 0, 'o'},
-                                            {"sample", no_argument, 0, 'S'},
-                                            {"seed", required_argument, 0, 's'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {"label-column", required_argument, 0, 'L'},
-                                            {0, 0, 0, 0}};
     const char *out = NULL;
     long label_column = VAE_CSV_NO_LABELS;
-    int sample = 0, c;
+    int sample = 0, first, code;
     uint64_t seed = 1;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:s:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'S': sample = 1; break;
-        case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
-        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
-        case 'h': fputs(ENCODE_USAGE, stdout); return EXIT_OK;
-        default: fputs(ENCODE_USAGE, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 2 || !out) {
-        fputs(ENCODE_USAGE, stderr);
+    const cli_opt opts[] = {
+        CLI_STR("out", 'o', &out, NULL),
+        CLI_FLAG("sample", 0, &sample),
+        CLI_U64("seed", 's', &seed, NULL),
+        CLI_LABEL_COLUMN(&label_column),
+    };
+    if (!cli_parse_options(argc, argv, "encode", opts, (int)(sizeof opts / sizeof *opts),
+                           ENCODE_USAGE, &first, &code) ||
+        !cli_operands(argc, first, 2, 2, "encode", &code))
+        return code;
+    if (!out) {
+        fprintf(stderr, "vae: encode: -o FILE is needed (try vae encode --help)\n");
         return EXIT_USAGE;
     }
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *model = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;
-    int code = cli_load_model(argv[optind], &model, &st);
+    code = cli_load_model(argv[first], &model, &st);
     if (code != EXIT_OK) return code;
-    if ((code = cli_load_data_labeled(argv[optind + 1], NULL, label_column, model, &data)) !=
+    if ((code = cli_load_data_labeled(argv[first + 1], NULL, label_column, model, &data)) !=
         EXIT_OK) {
         vae_model_free(model);
         return code;

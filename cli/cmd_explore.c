@@ -2,7 +2,6 @@
  * `vae manifold`, each a PNG grid of decoded images. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,55 +11,36 @@
 typedef struct {
     const char *out, *data;
     int from, to, steps, grid, dims, label;
-    double range;
+    float range;
 } explore_args;
 
-/* Options of the three commands; `allowed` names the options a command takes (by their codes).
+/* Options of the three commands; `allowed` names those a command takes (by the letters below).
  * Short forms only where a letter means the same in every command (-o, -g, -y): --from,
  * --to, --steps, --range and --dims are long only, as -f, -n, -r and -d mean other things
  * elsewhere (fraction, count, resume, data). */
-static int parse(int argc, char **argv, const char *usage, const char *allowed, int positional_max,
-                 explore_args *a, const char **model, int *code) {
-    static const struct option options[] = {
-        {"out", required_argument, 0, 'o'},   {"from", required_argument, 0, 'f'},
-        {"to", required_argument, 0, 'T'},    {"steps", required_argument, 0, 'n'},
-        {"grid", required_argument, 0, 'g'},  {"range", required_argument, 0, 'r'},
-        {"dims", required_argument, 0, 'd'},  {"help", no_argument, 0, 'h'},
-        {"label", required_argument, 0, 'y'},
-        {0, 0, 0, 0}};
-    *code = EXIT_USAGE;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "o:g:y:h", options, NULL)) != -1) {
-        if (c != 'h' && c != '?' && !strchr(allowed, c)) {
-            fprintf(stderr, "vae: option --%s does not apply here\n", argv[optind - 1] + 2);
-            return 0;
-        }
-        float range;
-        switch (c) {
-        case 'o': a->out = optarg; break;
-        case 'f': if (!cli_parse_int("from", optarg, 0, 1 << 30, &a->from)) return 0; break;
-        case 'T': if (!cli_parse_int("to", optarg, 0, 1 << 30, &a->to)) return 0; break;
-        case 'n': if (!cli_parse_int("steps", optarg, 2, 100, &a->steps)) return 0; break;
-        case 'g': if (!cli_parse_int("grid", optarg, 2, 100, &a->grid)) return 0; break;
-        case 'd': if (!cli_parse_int("dims", optarg, 1, 256, &a->dims)) return 0; break;
-        case 'y': if (!cli_parse_int("label", optarg, 0, 255, &a->label)) return 0; break;
-        case 'r':
-            if (!cli_parse_float("range", optarg, 0.01, 100, &range)) return 0;
-            a->range = range;
-            break;
-        case 'h': fputs(usage, stdout); *code = EXIT_OK; return 0;
-        default: fputs(usage, stderr); return 0;
-        }
-    }
-    int positional = argc - optind;
-    if (positional < 1 || positional > positional_max) {
-        fputs(usage, stderr);
+static int parse(int argc, char **argv, const char *command, const char *usage,
+                 const char *allowed, int operands_max, explore_args *a, const char **model,
+                 int *code) {
+    const struct { char code; cli_opt opt; } all[] = {
+        {'o', CLI_STR("out", 'o', &a->out, NULL)},
+        {'f', CLI_INT("from", 0, &a->from, 0, 1 << 30, NULL)},
+        {'T', CLI_INT("to", 0, &a->to, 0, 1 << 30, NULL)},
+        {'n', CLI_INT("steps", 0, &a->steps, 2, 100, NULL)},
+        {'g', CLI_INT("grid", 'g', &a->grid, 2, 100, NULL)},
+        {'r', CLI_FLOAT("range", 0, &a->range, 0.01, 100, NULL)},
+        {'d', CLI_INT("dims", 0, &a->dims, 1, 256, NULL)},
+        {'y', CLI_INT("label", 'y', &a->label, 0, 255, NULL)},
+    };
+    cli_opt opts[sizeof all / sizeof *all];
+    int n = 0, first;
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (strchr(allowed, all[i].code)) opts[n++] = all[i].opt;
+    if (!cli_parse_options(argc, argv, command, opts, n, usage, &first, code) ||
+        !cli_operands(argc, first, 1, operands_max, command, code) ||
+        !cli_picture_ok(a->out, code))
         return 0;
-    }
-    if (!cli_picture_ok(a->out, code)) return 0;
-    *model = argv[optind];
-    if (positional == 2) a->data = argv[optind + 1];
+    *model = argv[first];
+    if (argc - first == 2) a->data = argv[first + 1];
     return 1;
 }
 
@@ -111,7 +91,7 @@ int cmd_interpolate(int argc, char **argv) {
     explore_args a = {.out = "interpolation.png", .data = DEFAULT_TEST_IMAGES, .to = 1, .steps = 10};
     const char *path;
     int code;
-    if (!parse(argc, argv, usage, "ofTn", 2, &a, &path, &code)) return code;
+    if (!parse(argc, argv, "interpolate", usage, "ofTn", 2, &a, &path, &code)) return code;
     vae_model *m = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;
@@ -186,7 +166,7 @@ int cmd_traverse(int argc, char **argv) {
     explore_args a = {.out = "traverse.png", .data = NULL, .from = -1, .steps = 9, .range = 3};
     const char *path;
     int code;
-    if (!parse(argc, argv, usage, "ofnrdy", 2, &a, &path, &code)) return code;
+    if (!parse(argc, argv, "traverse", usage, "ofnrdy", 2, &a, &path, &code)) return code;
     if (a.from >= 0 && !a.data) a.data = DEFAULT_TEST_IMAGES;
     vae_model *m = NULL;
     vae_dataset *data = NULL;
@@ -246,7 +226,7 @@ int cmd_manifold(int argc, char **argv) {
     explore_args a = {.out = "manifold.png", .grid = 20};
     const char *path;
     int code;
-    if (!parse(argc, argv, usage, "ogy", 1, &a, &path, &code)) return code;
+    if (!parse(argc, argv, "manifold", usage, "ogy", 1, &a, &path, &code)) return code;
     vae_model *m = NULL;
     vae_train_state st;
     if ((code = cli_load_model(path, &m, &st)) != EXIT_OK) return code;

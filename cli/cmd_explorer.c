@@ -3,7 +3,6 @@
  * around. The page's text is compiled in (scripts/embed_page.sh); this file writes its data. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,32 +244,22 @@ static int parse_args(int argc, char **argv, explore_args *a) {
         "      --fp16              the weights in half precision (half the size; the page's\n"
         "                          decoder then differs from the model's by about 1e-4\n"
         "                          instead of 1e-7)\n" CLI_DEVICE_HELP;
-    static const struct option options[] = {
-        {"out", required_argument, 0, 'o'},     {"count", required_argument, 0, 'n'},
-        {"labels", required_argument, 0, 'L'},  {"label-column", required_argument, 0, 'c'},
-        {"class-names", required_argument, 0, 'N'}, {"fp16", no_argument, 0, 'h'},
-        {"help", no_argument, 0, 'H'},          {0, 0, 0, 0}};
     *a = (explore_args){.out = "explore.html", .count = 2000, .label_column = VAE_CSV_NO_LABELS};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:n:", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': a->out = optarg; break;
-        case 'n': if (!cli_parse_int("count", optarg, 1, 100000, &a->count)) return EXIT_USAGE; break;
-        case 'L': a->labels = optarg; break;
-        case 'c': if (!cli_parse_label_column(optarg, &a->label_column)) return EXIT_USAGE; break;
-        case 'N': a->class_names = optarg; break;
-        case 'h': a->fp16 = 1; break;
-        case 'H': fputs(usage, stdout); return -1;
-        default: fputs(usage, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind >= argc || argc - optind > 2) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
-    a->model_path = argv[optind];
-    a->data_path = optind + 1 < argc ? argv[optind + 1] : NULL;
+    const cli_opt opts[] = {
+        CLI_STR("out", 'o', &a->out, NULL),
+        CLI_INT("count", 'n', &a->count, 1, 100000, NULL),
+        CLI_STR("labels", 0, &a->labels, NULL),
+        CLI_LABEL_COLUMN(&a->label_column),
+        CLI_STR("class-names", 0, &a->class_names, NULL),
+        CLI_FLAG("fp16", 0, &a->fp16),
+    };
+    int first, code;
+    if (!cli_parse_options(argc, argv, "explore", opts, (int)(sizeof opts / sizeof *opts), usage,
+                           &first, &code))
+        return code == EXIT_OK ? -1 : code;
+    if (!cli_operands(argc, first, 1, 2, "explore", &code)) return code;
+    a->model_path = argv[first];
+    a->data_path = first + 1 < argc ? argv[first + 1] : NULL;
     return EXIT_OK;
 }
 

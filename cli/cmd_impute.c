@@ -2,7 +2,6 @@
  * `vae mask` (remove values completely at random, to measure imputation). */
 #include "cli.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,60 +107,50 @@ int cmd_impute(int argc, char **argv) {
         "  -s, --seed N          default 1\n"
         "      --label-column N  CSV: the column of labels (or last)\n"
         CLI_DEVICE_HELP;
-    static const struct option options[] = {
-        {"out", required_argument, 0, 'o'},      {"samples", required_argument, 0, 'k'},
-        {"multiple", required_argument, 0, 'm'}, {"truth", required_argument, 0, 'T'},
-        {"seed", required_argument, 0, 's'},     {"label-column", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     const char *out = NULL, *truth_path = NULL;
-    int k = 1000, multiple = 0, c;
+    int k = 1000, multiple = 0, first, code;
     uint64_t seed = 1;
     long label_column = VAE_CSV_NO_LABELS;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:k:m:s:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'k': if (!cli_parse_int("samples", optarg, 1, 100000, &k)) return EXIT_USAGE; break;
-        case 'm': if (!cli_parse_int("multiple", optarg, 1, 10000, &multiple)) return EXIT_USAGE; break;
-        case 'T': truth_path = optarg; break;
-        case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
-        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
-        case 'h': fputs(usage, stdout); return EXIT_OK;
-        default: fputs(usage, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 2 || !out) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
+    const cli_opt opts[] = {
+        CLI_STR("out", 'o', &out, NULL),
+        CLI_INT("samples", 'k', &k, 1, 100000, NULL),
+        CLI_INT("multiple", 'm', &multiple, 1, 10000, NULL),
+        CLI_STR("truth", 0, &truth_path, NULL),
+        CLI_U64("seed", 's', &seed, NULL),
+        CLI_LABEL_COLUMN(&label_column),
+    };
+    if (!cli_parse_options(argc, argv, "impute", opts, (int)(sizeof opts / sizeof *opts), usage,
+                           &first, &code) ||
+        !cli_operands(argc, first, 2, 2, "impute", &code) || !cli_needs_out(out, "impute", &code))
+        return code;
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *m = NULL;
     vae_dataset *data = NULL, *truth = NULL;
     vae_train_state st;
     vae_error err = {{0}};
     float *filled = NULL;
-    int code = cli_load_model(argv[optind], &m, &st);
+    code = cli_load_model(argv[first], &m, &st);
     vae_status s = VAE_OK;
     char header[8192];
     if (code == EXIT_OK) /* its values as they are: the library maps them to the model's units */
-        s = cli_read_dataset_header(argv[optind + 1], NULL, label_column, &data, header,
+        s = cli_read_dataset_header(argv[first + 1], NULL, label_column, &data, header,
                                     sizeof header, &err);
     if (code == EXIT_OK && s == VAE_OK && data->dim != vae_model_config(m)->input_dim) {
         snprintf(err.message, sizeof err.message, "%s has %d values per sample, the model "
-                 "expects %d", argv[optind + 1], data->dim, vae_model_config(m)->input_dim);
+                 "expects %d", argv[first + 1], data->dim, vae_model_config(m)->input_dim);
         s = VAE_ERR_FORMAT;
     }
     if (code == EXIT_OK && s == VAE_OK && truth_path) {
         s = cli_read_dataset(truth_path, NULL, label_column, &truth, &err);
         if (s == VAE_OK && (truth->count != data->count || truth->dim != data->dim || truth->mask)) {
             snprintf(err.message, sizeof err.message, "%s: the truth must be complete data of "
-                     "the same shape as %s", truth_path, argv[optind + 1]);
+                     "the same shape as %s", truth_path, argv[first + 1]);
             s = VAE_ERR_INVALID_ARGUMENT;
         }
     }
     if (code != EXIT_OK || s != VAE_OK) goto done;
     if (!data->mask) {
-        fprintf(stderr, "vae: %s has no missing values\n", argv[optind + 1]);
+        fprintf(stderr, "vae: %s has no missing values\n", argv[first + 1]);
         code = EXIT_DATAERR;
         goto done;
     }
@@ -222,35 +211,26 @@ int cmd_mask(int argc, char **argv) {
         "  -f, --fraction F      the share of values removed, default 0.5\n"
         "  -s, --seed N          default 1\n"
         "      --label-column N  CSV: the column of labels, kept as it is (or last)\n";
-    static const struct option options[] = {
-        {"out", required_argument, 0, 'o'},  {"fraction", required_argument, 0, 'f'},
-        {"seed", required_argument, 0, 's'}, {"label-column", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
     const char *out = NULL;
     float fraction = 0.5f;
     uint64_t seed = 1;
     long label_column = VAE_CSV_NO_LABELS;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:f:s:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'f': if (!cli_parse_float("fraction", optarg, 0.0, 0.99, &fraction)) return EXIT_USAGE; break;
-        case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
-        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
-        case 'h': fputs(usage, stdout); return EXIT_OK;
-        default: fputs(usage, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1 || !out) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
+    int first, code;
+    const cli_opt opts[] = {
+        CLI_STR("out", 'o', &out, NULL),
+        CLI_FLOAT("fraction", 'f', &fraction, 0.0, 0.99, NULL),
+        CLI_U64("seed", 's', &seed, NULL),
+        CLI_LABEL_COLUMN(&label_column),
+    };
+    if (!cli_parse_options(argc, argv, "mask", opts, (int)(sizeof opts / sizeof *opts), usage,
+                           &first, &code) ||
+        !cli_operands(argc, first, 1, 1, "mask", &code) || !cli_needs_out(out, "mask", &code))
+        return code;
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_dataset *data = NULL;
     vae_error err = {{0}};
     char header[8192];
-    vae_status s = cli_read_dataset_header(argv[optind], NULL, label_column, &data, header,
+    vae_status s = cli_read_dataset_header(argv[first], NULL, label_column, &data, header,
                                            sizeof header, &err);
     if (s != VAE_OK) return cli_report(s, &err);
     const size_t n = data->count, d = (size_t)data->dim;
@@ -326,44 +306,34 @@ int cmd_score(int argc, char **argv) {
         "  -s, --seed N           default 1\n"
         "      --label-column N   CSV: the column of labels (or last)\n"
         CLI_DEVICE_HELP;
-    static const struct option options[] = {
-        {"out", required_argument, 0, 'o'},  {"samples", required_argument, 0, 'k'},
-        {"anomaly-label", required_argument, 0, 'A'},
-        {"seed", required_argument, 0, 's'}, {"label-column", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
     const char *out = NULL;
-    int k = 0, anomaly = -1, c;
+    int k = 0, anomaly = -1, first, code;
     uint64_t seed = 1;
     long label_column = VAE_CSV_NO_LABELS;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:k:s:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'k': if (!cli_parse_int("samples", optarg, 0, 1000000, &k)) return EXIT_USAGE; break;
-        case 'A': if (!cli_parse_int("anomaly-label", optarg, 0, 255, &anomaly)) return EXIT_USAGE; break;
-        case 's': if (!cli_parse_u64("seed", optarg, &seed)) return EXIT_USAGE; break;
-        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
-        case 'h': fputs(usage, stdout); return EXIT_OK;
-        default: fputs(usage, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 2 || !out) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
+    const cli_opt opts[] = {
+        CLI_STR("out", 'o', &out, NULL),
+        CLI_INT("samples", 'k', &k, 0, 1000000, NULL),
+        CLI_INT("anomaly-label", 0, &anomaly, 0, 255, NULL),
+        CLI_U64("seed", 's', &seed, NULL),
+        CLI_LABEL_COLUMN(&label_column),
+    };
+    if (!cli_parse_options(argc, argv, "score", opts, (int)(sizeof opts / sizeof *opts), usage,
+                           &first, &code) ||
+        !cli_operands(argc, first, 2, 2, "score", &code) || !cli_needs_out(out, "score", &code))
+        return code;
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *m = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;
-    int code = cli_load_model(argv[optind], &m, &st);
-    if (code == EXIT_OK) code = cli_load_data_labeled(argv[optind + 1], NULL, label_column, m, &data);
+    code = cli_load_model(argv[first], &m, &st);
+    if (code == EXIT_OK) code = cli_load_data_labeled(argv[first + 1], NULL, label_column, m, &data);
     if (code == EXIT_OK && anomaly >= 0 && !data->labels) {
-        fprintf(stderr, "vae: --anomaly-label needs the labels of %s\n", argv[optind + 1]);
+        fprintf(stderr, "vae: --anomaly-label needs the labels of %s\n", argv[first + 1]);
         code = EXIT_USAGE;
     }
     if (code == EXIT_OK && anomaly >= 0 && !memchr(data->labels, anomaly, data->count)) {
         fprintf(stderr, "vae: --anomaly-label %d: no sample of %s has that label\n", anomaly,
-                argv[optind + 1]);
+                argv[first + 1]);
         code = EXIT_USAGE;
     }
     if (code != EXIT_OK) {

@@ -1,7 +1,6 @@
 /* cmd_model.c — commands on a saved model: `vae info`, `vae sample`, `vae reconstruct`. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,31 +71,21 @@ typedef struct {
     uint64_t seed;
 } picture_args;
 
-/* Options shared by sample and reconstruct; returns 0 and sets *code to exit. */
-static int parse_picture_args(int argc, char **argv, const char *usage, picture_args *a,
-                              int *code) {
-    static const struct option options[] = {{"out", required_argument, 0, 'o'},
-                                            {"count", required_argument, 0, 'n'},
-                                            {"seed", required_argument, 0, 's'},
-                                            {"npy", required_argument, 0, 'N'},
-                                            {"label", required_argument, 0, 'y'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {0, 0, 0, 0}};
-    optind = 1;
-    int c;
-    *code = EXIT_USAGE;
-    while ((c = getopt_long(argc, argv, "o:n:s:y:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': a->out = optarg; break;
-        case 'n': if (!cli_parse_int("count", optarg, 1, 10000, &a->count)) return 0; break;
-        case 's': if (!cli_parse_u64("seed", optarg, &a->seed)) return 0; break;
-        case 'N': a->npy = optarg; break;
-        case 'y': if (!cli_parse_int("label", optarg, 0, 255, &a->label)) return 0; break;
-        case 'h': fputs(usage, stdout); *code = EXIT_OK; return 0;
-        default: fputs(usage, stderr); return 0;
-        }
-    }
-    return cli_picture_ok(a->out, code) && cli_output_ok(a->npy);
+/* Options shared by sample and reconstruct, and 1..operands_max operands from argv[*first];
+ * returns 0 and sets *code to exit. */
+static int parse_picture_args(int argc, char **argv, const char *command, const char *usage,
+                              int operands_max, picture_args *a, int *first, int *code) {
+    const cli_opt opts[] = {
+        CLI_STR("out", 'o', &a->out, NULL),
+        CLI_INT("count", 'n', &a->count, 1, 10000, NULL),
+        CLI_U64("seed", 's', &a->seed, NULL),
+        CLI_STR("npy", 0, &a->npy, NULL),
+        CLI_INT("label", 'y', &a->label, 0, 255, NULL),
+    };
+    return cli_parse_options(argc, argv, command, opts, (int)(sizeof opts / sizeof *opts), usage,
+                             first, code) &&
+           cli_operands(argc, *first, 1, operands_max, command, code) &&
+           cli_picture_ok(a->out, code) && cli_output_ok(a->npy);
 }
 
 int cmd_sample(int argc, char **argv) {
@@ -111,19 +100,15 @@ int cmd_sample(int argc, char **argv) {
         "  -s, --seed N    default 1\n"
         CLI_DEVICE_HELP;
     picture_args a = {.out = NULL, .count = 100, .seed = 1, .label = -1};
-    int code;
-    if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
+    int code, first;
+    if (!parse_picture_args(argc, argv, "sample", usage, 1, &a, &first, &code)) return code;
     if (!a.out && !a.npy) a.out = "samples.png";
-    if (optind != argc - 1) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
     vae_model *model;
     vae_train_state st;
-    if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
+    if ((code = cli_load_model(argv[first], &model, &st)) != EXIT_OK) return code;
     if (a.label >= 0 && !vae_model_config(model)->n_classes) {
         fprintf(stderr, "vae: sample: --label %d: %s is not a conditional model (it has no "
-                "classes to draw from)\n", a.label, argv[optind]);
+                "classes to draw from)\n", a.label, argv[first]);
         vae_model_free(model);
         return EXIT_USAGE;
     }
@@ -147,20 +132,16 @@ int cmd_reconstruct(int argc, char **argv) {
         "  -o, --out FILE  default reconstructions.png\n"
         CLI_DEVICE_HELP;
     picture_args a = {.out = "reconstructions.png", .count = 20, .seed = 1, .label = -1};
-    int code;
-    if (!parse_picture_args(argc, argv, usage, &a, &code)) return code;
+    int code, first;
+    if (!parse_picture_args(argc, argv, "reconstruct", usage, 2, &a, &first, &code)) return code;
     if (a.npy || a.label >= 0) { /* a conditional model's labels come with its data here */
         fprintf(stderr, "vae: %s is an option of vae sample\n", a.npy ? "--npy" : "--label");
         return EXIT_USAGE;
     }
-    if (optind != argc - 1 && optind != argc - 2) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
-    const char *data_path = optind == argc - 2 ? argv[optind + 1] : DEFAULT_TEST_IMAGES;
+    const char *data_path = first == argc - 2 ? argv[first + 1] : DEFAULT_TEST_IMAGES;
     vae_model *model;
     vae_train_state st;
-    if ((code = cli_load_model(argv[optind], &model, &st)) != EXIT_OK) return code;
+    if ((code = cli_load_model(argv[first], &model, &st)) != EXIT_OK) return code;
     vae_error err = {{0}};
     vae_dataset *data = NULL;
     if ((code = cli_load_data(data_path, NULL, model, &data)) != EXIT_OK) {

@@ -3,7 +3,6 @@
  * so the page can be mailed or archived as one file. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,31 +187,21 @@ int cmd_report(int argc, char **argv) {
         "  -n, --count N    evaluate the first N images, default 1000\n"
         "  -o, --out FILE   default DIR/report.html\n"
         CLI_DEVICE_HELP;
-    static const struct option options[] = {
-        {"data", required_argument, 0, 'd'},  {"samples", required_argument, 0, 'k'},
-        {"count", required_argument, 0, 'n'}, {"out", required_argument, 0, 'o'},
-        {"label-column", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     const char *data_path = NULL, *out = NULL;
-    int k = 100, count = 1000, c;
+    int k = 100, count = 1000, first, code;
     long label_column = VAE_CSV_NO_LABELS;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:k:n:o:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'd': data_path = optarg; break;
-        case 'k': if (!cli_parse_int("samples", optarg, 0, 1000000, &k)) return EXIT_USAGE; break;
-        case 'n': if (!cli_parse_int("count", optarg, 2, 1 << 30, &count)) return EXIT_USAGE; break;
-        case 'o': out = optarg; break;
-        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
-        case 'h': fputs(usage, stdout); return EXIT_OK;
-        default: fputs(usage, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
-    report r = {.dir = argv[optind]};
+    const cli_opt opts[] = {
+        CLI_STR("data", 'd', &data_path, NULL),
+        CLI_INT("samples", 'k', &k, 0, 1000000, NULL),
+        CLI_INT("count", 'n', &count, 2, 1 << 30, NULL),
+        CLI_STR("out", 'o', &out, NULL),
+        CLI_LABEL_COLUMN(&label_column),
+    };
+    if (!cli_parse_options(argc, argv, "report", opts, (int)(sizeof opts / sizeof *opts), usage,
+                           &first, &code) ||
+        !cli_operands(argc, first, 1, 1, "report", &code))
+        return code;
+    report r = {.dir = argv[first]};
     char model_path[PATH_SIZE], out_path[PATH_SIZE];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", r.dir);
     snprintf(out_path, sizeof out_path, "%s/report.html", r.dir);
@@ -221,7 +210,7 @@ int cmd_report(int argc, char **argv) {
     vae_model *model = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;
-    int code = cli_load_model(model_path, &model, &st);
+    code = cli_load_model(model_path, &model, &st);
     if (code == EXIT_OK && !data_path && vae_model_config(model)->input_dim != 784) {
         fprintf(stderr, "vae: report: %s was trained on data of %d values, not Fashion-MNIST's "
                 "images: name its test data with --data FILE\n", r.dir,

@@ -2,7 +2,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -106,8 +105,7 @@ static vae_status on_checkpoint(void *user, const vae_model *model, vae_adam *ad
     return vae_model_save(v->checkpoint_path, model, adam, &v->state, err);
 }
 
-static void usage(FILE *out) {
-    fprintf(out,
+static const char TRAIN_USAGE[] =
         "usage: vae train [options]\n"
         "\n"
         "Trains a VAE on IDX image files (values scaled to [0,1]) with a Bernoulli likelihood\n"
@@ -182,8 +180,7 @@ static void usage(FILE *out) {
         "  -q, --quiet               print nothing but errors\n"
         "  -h, --help                this help\n"
         "\n"
-        "The same seed and thread count give bit-identical results, resumed or not.\n");
-}
+        "The same seed and thread count give bit-identical results, resumed or not.\n";
 
 typedef struct {
     const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset, *resume;
@@ -191,7 +188,9 @@ typedef struct {
     float sigma, variance_floor;
     long label_column;
     int n_classes; /* of the training labels, for --conditional */
-    int standardize, conditional, missing, exclude_label;
+    int standardize, conditional, missing;
+    int exclude_label, exclude_set; /* --exclude-label L */
+    int sigma_set;
     int latent, no_test, quiet, force;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
@@ -201,38 +200,6 @@ typedef struct {
 
 /* 1: parsed; 0: exit with *code */
 static int parse_args(int argc, char **argv, train_args *a, int *code) {
-    enum { OPT_TRAIN = 256, OPT_TEST, OPT_TRAIN_LABELS, OPT_TEST_LABELS, OPT_NO_TEST, OPT_ENCODER,
-           OPT_DECODER, OPT_BETA, OPT_WARMUP, OPT_FREE_BITS, OPT_LIKELIHOOD, OPT_VARIANCE,
-           OPT_SIGMA, OPT_FLOOR, OPT_LABEL_COLUMN, OPT_STANDARDIZE, OPT_IWAE, OPT_CONDITIONAL,
-           OPT_CONV, OPT_MISSING, OPT_EXCLUDE, OPT_FORCE };
-    int every = 0;
-    static const struct option options[] = {
-        {"data", required_argument, 0, 'd'},          {"train", required_argument, 0, OPT_TRAIN},
-        {"test", required_argument, 0, OPT_TEST},
-        {"train-labels", required_argument, 0, OPT_TRAIN_LABELS},
-        {"test-labels", required_argument, 0, OPT_TEST_LABELS},
-        {"no-test", no_argument, 0, OPT_NO_TEST},     {"preset", required_argument, 0, 'p'},
-        {"encoder", required_argument, 0, OPT_ENCODER},
-        {"decoder", required_argument, 0, OPT_DECODER}, {"latent", required_argument, 0, 'z'},
-        {"activation", required_argument, 0, 'a'},    {"epochs", required_argument, 0, 'e'},
-        {"batch", required_argument, 0, 'b'},         {"lr", required_argument, 0, 'l'},
-        {"seed", required_argument, 0, 's'},
-        {"out", required_argument, 0, 'o'},
-        {"force", no_argument, 0, OPT_FORCE},
-        {"checkpoint-every", required_argument, 0, 'c'}, {"resume", required_argument, 0, 'r'},
-        {"beta", required_argument, 0, OPT_BETA},     {"kl-warmup", required_argument, 0, OPT_WARMUP},
-        {"free-bits", required_argument, 0, OPT_FREE_BITS},
-        {"likelihood", required_argument, 0, OPT_LIKELIHOOD},
-        {"variance", required_argument, 0, OPT_VARIANCE}, {"sigma", required_argument, 0, OPT_SIGMA},
-        {"variance-floor", required_argument, 0, OPT_FLOOR},
-        {"label-column", required_argument, 0, OPT_LABEL_COLUMN},
-        {"standardize", no_argument, 0, OPT_STANDARDIZE},
-        {"iwae", required_argument, 0, OPT_IWAE},
-        {"conditional", no_argument, 0, OPT_CONDITIONAL},
-        {"conv", required_argument, 0, OPT_CONV},
-        {"missing", no_argument, 0, OPT_MISSING},
-        {"exclude-label", required_argument, 0, OPT_EXCLUDE},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->data_dir = DEFAULT_DATA_DIR;
     a->preset = "pytorch";
@@ -241,91 +208,50 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     vae_train_options_default(&a->train_opt);
     a->train_opt.device = cli_compute_options()->device;
     a->train_opt.precision = cli_compute_options()->precision;
-    *code = EXIT_USAGE;
     a->quiet = cli_compute_options()->quiet; /* -q is taken with the options every command has */
-    optind = 1;
-    int c;
-    double lr_min = 1e-12;
-    while ((c = getopt_long(argc, argv, "d:p:z:a:e:b:l:s:o:c:r:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'd': a->data_dir = optarg; break;
-        case OPT_TRAIN: a->train = optarg; break;
-        case OPT_TEST: a->test = optarg; break;
-        case OPT_TRAIN_LABELS: a->train_labels = optarg; break;
-        case OPT_TEST_LABELS: a->test_labels = optarg; break;
-        case OPT_NO_TEST: a->no_test = 1; break;
-        case 'p': a->preset = optarg, a->preset_set = 1; break;
-        case OPT_ENCODER: a->encoder = optarg; break;
-        case OPT_DECODER: a->decoder = optarg; break;
-        case 'z': if (!cli_parse_int("latent", optarg, 1, 1 << 24, &a->latent)) return 0; break;
-        case 'a': a->activation = optarg; break;
-        case 'e':
-            if (!cli_parse_int("epochs", optarg, 1, 1000000, &a->train_opt.epochs)) return 0;
-            a->epochs_set = 1;
-            break;
-        case 'b':
-            if (!cli_parse_int("batch", optarg, 1, 1 << 20, &a->train_opt.batch_size)) return 0;
-            a->batch_set = 1;
-            break;
-        case 'l':
-            if (!cli_parse_float("lr", optarg, lr_min, 10.0, &a->train_opt.adam.lr)) return 0;
-            a->lr_set = 1;
-            break;
-        case 's':
-            if (!cli_parse_u64("seed", optarg, &a->train_opt.seed)) return 0;
-            a->seed_set = 1;
-            break;
-        case 'c':
-            if (!cli_parse_int("checkpoint-every", optarg, 0, 1 << 30, &every)) return 0;
-            a->checkpoint_every = (uint64_t)every;
-            break;
-        case OPT_BETA:
-            if (!cli_parse_float("beta", optarg, 0, 1e6, &a->train_opt.beta)) return 0;
-            a->objective_set = 1;
-            break;
-        case OPT_WARMUP:
-            if (!cli_parse_u64("kl-warmup", optarg, &a->train_opt.kl_warmup)) return 0;
-            a->objective_set = 1;
-            break;
-        case OPT_FREE_BITS:
-            if (!cli_parse_float("free-bits", optarg, 0, 1e6, &a->train_opt.free_bits)) return 0;
-            a->objective_set = 1;
-            break;
-        case OPT_LIKELIHOOD: a->likelihood = optarg; break;
-        case OPT_STANDARDIZE: a->standardize = 1; break;
-        case OPT_CONDITIONAL: a->conditional = 1; break;
-        case OPT_CONV: a->conv = optarg; break;
-        case OPT_MISSING: a->missing = 1; break;
-        case OPT_EXCLUDE:
-            if (!cli_parse_int("exclude-label", optarg, 0, 255, &a->exclude_label)) return 0;
-            a->exclude_label++; /* 0: none */
-            break;
-        case OPT_IWAE:
-            if (!cli_parse_int("iwae", optarg, 1, 4096, &a->train_opt.iwae_k)) return 0;
-            a->objective_set = 1;
-            break;
-        case OPT_LABEL_COLUMN: if (!cli_parse_label_column(optarg, &a->label_column)) return 0; break;
-        case OPT_VARIANCE: a->variance = optarg; break;
-        case OPT_SIGMA:
-            if (!cli_parse_float("sigma", optarg, 1e-6, 1e5, &a->sigma)) return 0;
-            if (!a->variance) a->variance = "fixed";
-            break;
-        case OPT_FLOOR:
-            if (!cli_parse_float("variance-floor", optarg, 1e-12, 1e5, &a->variance_floor)) return 0;
-            break;
-        case 'r': a->resume = optarg; break;
-        case 'o': a->out = optarg; break;
-        case OPT_FORCE: a->force = 1; break;
-        case 'h': usage(stdout); *code = EXIT_OK; return 0;
-        default: fprintf(stderr, "(try vae train --help)\n"); return 0;
-        }
-    }
-    if (!a->out && !a->resume) a->out = "vae-out";
-    if (optind < argc) {
-        fprintf(stderr, "vae: train: unexpected argument \"%s\" (try vae train --help)\n",
-                argv[optind]);
+    vae_train_options *t = &a->train_opt;
+    const cli_opt table[] = {
+        CLI_STR("data", 'd', &a->data_dir, NULL),
+        CLI_STR("train", 0, &a->train, NULL),
+        CLI_STR("test", 0, &a->test, NULL),
+        CLI_STR("train-labels", 0, &a->train_labels, NULL),
+        CLI_STR("test-labels", 0, &a->test_labels, NULL),
+        CLI_FLAG("no-test", 0, &a->no_test),
+        CLI_STR("preset", 'p', &a->preset, &a->preset_set),
+        CLI_STR("encoder", 0, &a->encoder, NULL),
+        CLI_STR("decoder", 0, &a->decoder, NULL),
+        CLI_INT("latent", 'z', &a->latent, 1, 1 << 24, NULL),
+        CLI_STR("activation", 'a', &a->activation, NULL),
+        CLI_INT("epochs", 'e', &t->epochs, 1, 1000000, &a->epochs_set),
+        CLI_INT("batch", 'b', &t->batch_size, 1, 1 << 20, &a->batch_set),
+        CLI_FLOAT("lr", 'l', &t->adam.lr, 1e-12, 10.0, &a->lr_set),
+        CLI_U64("seed", 's', &t->seed, &a->seed_set),
+        CLI_STR("out", 'o', &a->out, NULL),
+        CLI_FLAG("force", 0, &a->force),
+        CLI_U64("checkpoint-every", 'c', &a->checkpoint_every, NULL),
+        CLI_STR("resume", 'r', &a->resume, NULL),
+        CLI_FLOAT("beta", 0, &t->beta, 0, 1e6, &a->objective_set),
+        CLI_U64("kl-warmup", 0, &t->kl_warmup, &a->objective_set),
+        CLI_FLOAT("free-bits", 0, &t->free_bits, 0, 1e6, &a->objective_set),
+        CLI_INT("iwae", 0, &t->iwae_k, 1, 4096, &a->objective_set),
+        CLI_STR("likelihood", 0, &a->likelihood, NULL),
+        CLI_STR("variance", 0, &a->variance, NULL),
+        CLI_FLOAT("sigma", 0, &a->sigma, 1e-6, 1e5, &a->sigma_set),
+        CLI_FLOAT("variance-floor", 0, &a->variance_floor, 1e-12, 1e5, NULL),
+        CLI_LABEL_COLUMN(&a->label_column),
+        CLI_FLAG("standardize", 0, &a->standardize),
+        CLI_FLAG("conditional", 0, &a->conditional),
+        CLI_STR("conv", 0, &a->conv, NULL),
+        CLI_FLAG("missing", 0, &a->missing),
+        CLI_INT("exclude-label", 0, &a->exclude_label, 0, 255, &a->exclude_set),
+    };
+    int first;
+    if (!cli_parse_options(argc, argv, "train", table, (int)(sizeof table / sizeof *table),
+                           TRAIN_USAGE, &first, code) ||
+        !cli_operands(argc, first, 0, 0, "train", code))
         return 0;
-    }
+    if (a->sigma_set && !a->variance) a->variance = "fixed"; /* --sigma alone: a fixed sigma */
+    if (!a->out && !a->resume) a->out = "vae-out";
     return 1;
 }
 
@@ -641,7 +567,7 @@ static int default_paths(train_run *r) {
 /* --exclude-label: the training samples of one class left out (to hold it out as anomalies). */
 static vae_status exclude_label(train_run *r) {
     vae_dataset *train = r->train;
-    const int label = r->a.exclude_label - 1;
+    const int label = r->a.exclude_label;
     CLI_FAIL_IF(!train->labels, &r->err, VAE_ERR_INVALID_ARGUMENT,
                     "--exclude-label needs labels for %s", r->a.train);
     size_t kept = 0, d = (size_t)train->dim;
@@ -666,7 +592,7 @@ static vae_status load_data(train_run *r) {
     vae_status s = load_split(a->train, a->train_labels, a->label_column, &r->train, &r->err);
     if (s == VAE_OK && a->test)
         s = load_split(a->test, a->test_labels, a->label_column, &r->test, &r->err);
-    if (s == VAE_OK && a->exclude_label) s = exclude_label(r);
+    if (s == VAE_OK && a->exclude_set) s = exclude_label(r);
     if (s == VAE_OK && a->conditional) s = label_classes(r->train, a->train, &a->n_classes, &r->err);
     if (s != VAE_OK) return s;
     CLI_FAIL_IF(r->test && r->test->dim != r->train->dim, &r->err, VAE_ERR_FORMAT,

@@ -3,7 +3,6 @@
 #include "cli.h"
 
 #include <ctype.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,33 +218,23 @@ int cmd_plot_latent(int argc, char **argv) {
         "                   default latent.png\n"
         "      --label-column N  CSV data: the column of labels (or last)\n"
         CLI_DEVICE_HELP;
-    static const struct option options[] = {{"out", required_argument, 0, 'o'},
-                                            {"count", required_argument, 0, 'n'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {"label-column", required_argument, 0, 'L'},
-                                            {0, 0, 0, 0}};
     const char *out = "latent.png", *data_path = DEFAULT_TEST_IMAGES;
-    int count = 5000, c;
+    int count = 5000, first, code;
     long label_column = VAE_CSV_NO_LABELS;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:n:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'n': if (!cli_parse_int("count", optarg, 2, 1 << 30, &count)) return EXIT_USAGE; break;
-        case 'L': if (!cli_parse_label_column(optarg, &label_column)) return EXIT_USAGE; break;
-        case 'h': fputs(usage, stdout); return EXIT_OK;
-        default: fputs(usage, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1 && optind != argc - 2) {
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
-    if (optind == argc - 2) data_path = argv[optind + 1];
+    const cli_opt opts[] = {
+        CLI_STR("out", 'o', &out, NULL),
+        CLI_INT("count", 'n', &count, 2, 1 << 30, NULL),
+        CLI_LABEL_COLUMN(&label_column),
+    };
+    if (!cli_parse_options(argc, argv, "plot-latent", opts, (int)(sizeof opts / sizeof *opts),
+                           usage, &first, &code) ||
+        !cli_operands(argc, first, 1, 2, "plot-latent", &code))
+        return code;
+    if (first == argc - 2) data_path = argv[first + 1];
     vae_model *m = NULL;
     vae_dataset *data = NULL;
     vae_train_state st;
-    int code = cli_load_model(argv[optind], &m, &st);
+    code = cli_load_model(argv[first], &m, &st);
     if (code == EXIT_OK) code = cli_load_data_labeled(data_path, NULL, label_column, m, &data);
     if (code == EXIT_OK) {
         vae_error err = {{0}};
