@@ -90,6 +90,55 @@ static double missing_mse(const float *got, const float *truth, const uint8_t *m
     return *cells ? sum / (double)*cells : 0.0;
 }
 
+/* --truth: the imputation's MSE on the missing cells beside mean and zero imputation's, in
+ * the model's units when it standardizes ("zero" is then the training mean). */
+static vae_status compare_with_truth(const vae_model *m, const vae_dataset *data,
+                                     const vae_dataset *truth, const float *filled) {
+    const float *mean = vae_model_data_mean(m), *std = vae_model_data_std(m);
+    const size_t n = data->count;
+    const int d = data->dim;
+    float *col_mean = calloc((size_t)d, sizeof(float));
+    float *baseline = calloc(n * (size_t)d, sizeof(float));
+    size_t *seen = calloc((size_t)d, sizeof(size_t));
+    if (!col_mean || !baseline || !seen) {
+        free(col_mean), free(baseline), free(seen);
+        return VAE_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < n * (size_t)d; i++)
+        if (data->mask[i]) col_mean[i % d] += data->x[i], seen[i % d]++;
+    for (int j = 0; j < d; j++) col_mean[j] = seen[j] ? col_mean[j] / seen[j] : 0.0f;
+    size_t cells;
+    double ours = missing_mse(filled, truth->x, data->mask, n, d, std, &cells);
+    for (size_t i = 0; i < n * (size_t)d; i++) baseline[i] = col_mean[i % d];
+    double by_mean = missing_mse(baseline, truth->x, data->mask, n, d, std, &cells);
+    for (size_t i = 0; i < n * (size_t)d; i++) baseline[i] = mean ? mean[i % d] : 0.0f;
+    double by_zero = missing_mse(baseline, truth->x, data->mask, n, d, std, &cells);
+    printf("missing cells: %zu; MSE%s: vae %.4f, mean imputation %.4f, zero imputation %.4f\n",
+           cells, std ? " (standardized units)" : "", ours, by_mean, by_zero);
+    printf("RMSE: vae %.4f, mean imputation %.4f, zero imputation %.4f\n", sqrt(ours),
+           sqrt(by_mean), sqrt(by_zero));
+    free(col_mean), free(baseline), free(seen);
+    return VAE_OK;
+}
+
+/* The data to impute (as given: the library maps values to the model's units) and, with
+ * --truth, the complete data to compare with. */
+static vae_status read_impute_data(const vae_model *m, const char *path, const char *truth_path,
+                                   long label_column, vae_dataset **data, vae_dataset **truth,
+                                   char *header, size_t header_size, vae_error *err) {
+    CLI_TRY(cli_read_dataset_header(path, NULL, label_column, data, header, header_size, err));
+    CLI_FAIL_IF((*data)->dim != vae_model_config(m)->input_dim, err, VAE_ERR_FORMAT,
+                "%s has %d values per sample, the model expects %d", path, (*data)->dim,
+                vae_model_config(m)->input_dim);
+    if (!truth_path) return VAE_OK;
+    CLI_TRY(cli_read_dataset(truth_path, NULL, label_column, truth, err));
+    CLI_FAIL_IF((*truth)->count != (*data)->count || (*truth)->dim != (*data)->dim ||
+                    (*truth)->mask,
+                err, VAE_ERR_INVALID_ARGUMENT,
+                "%s: the truth must be complete data of the same shape as %s", truth_path, path);
+    return VAE_OK;
+}
+
 int cmd_impute(int argc, char **argv) {
     static const char usage[] =
         "usage: vae impute MODEL DATA -o OUT [options]\n\n"
@@ -132,22 +181,9 @@ int cmd_impute(int argc, char **argv) {
     code = cli_load_model(argv[first], &m, &st);
     vae_status s = VAE_OK;
     char header[8192];
-    if (code == EXIT_OK) /* its values as they are: the library maps them to the model's units */
-        s = cli_read_dataset_header(argv[first + 1], NULL, label_column, &data, header,
-                                    sizeof header, &err);
-    if (code == EXIT_OK && s == VAE_OK && data->dim != vae_model_config(m)->input_dim) {
-        snprintf(err.message, sizeof err.message, "%s has %d values per sample, the model "
-                 "expects %d", argv[first + 1], data->dim, vae_model_config(m)->input_dim);
-        s = VAE_ERR_FORMAT;
-    }
-    if (code == EXIT_OK && s == VAE_OK && truth_path) {
-        s = cli_read_dataset(truth_path, NULL, label_column, &truth, &err);
-        if (s == VAE_OK && (truth->count != data->count || truth->dim != data->dim || truth->mask)) {
-            snprintf(err.message, sizeof err.message, "%s: the truth must be complete data of "
-                     "the same shape as %s", truth_path, argv[first + 1]);
-            s = VAE_ERR_INVALID_ARGUMENT;
-        }
-    }
+    if (code == EXIT_OK)
+        s = read_impute_data(m, argv[first + 1], truth_path, label_column, &data, &truth, header,
+                             sizeof header, &err);
     if (code != EXIT_OK || s != VAE_OK) goto done;
     if (!data->mask) {
         fprintf(stderr, "vae: %s has no missing values\n", argv[first + 1]);
@@ -167,32 +203,7 @@ int cmd_impute(int argc, char **argv) {
     for (size_t i = 0; i < n * (size_t)d; i++) missing += !data->mask[i];
     cli_say("vae: wrote %s: %zu missing values of %zu filled in (%zu imputation%s)\n", out,
             missing, n * (size_t)d, copies, copies == 1 ? "" : "s");
-    /* errors in the model's units when it standardizes; "zero" is the training mean there */
-    const float *mean = vae_model_data_mean(m), *std = vae_model_data_std(m);
-    if (truth) { /* the baselines, in the same units */
-        float *col_mean = calloc((size_t)d, sizeof(float)), *baseline = NULL;
-        baseline = calloc(n * (size_t)d, sizeof(float));
-        size_t *seen = calloc((size_t)d, sizeof(size_t));
-        if (!col_mean || !baseline || !seen) {
-            free(col_mean), free(baseline), free(seen);
-            s = VAE_ERR_NO_MEMORY;
-            goto done;
-        }
-        for (size_t i = 0; i < n * (size_t)d; i++)
-            if (data->mask[i]) col_mean[i % d] += data->x[i], seen[i % d]++;
-        for (int j = 0; j < d; j++) col_mean[j] = seen[j] ? col_mean[j] / seen[j] : 0.0f;
-        size_t cells;
-        double ours = missing_mse(filled, truth->x, data->mask, n, d, std, &cells);
-        for (size_t i = 0; i < n * (size_t)d; i++) baseline[i] = col_mean[i % d];
-        double by_mean = missing_mse(baseline, truth->x, data->mask, n, d, std, &cells);
-        for (size_t i = 0; i < n * (size_t)d; i++) baseline[i] = mean ? mean[i % d] : 0.0f;
-        double by_zero = missing_mse(baseline, truth->x, data->mask, n, d, std, &cells);
-        printf("missing cells: %zu; MSE%s: vae %.4f, mean imputation %.4f, zero imputation %.4f\n",
-               cells, std ? " (standardized units)" : "", ours, by_mean, by_zero);
-        printf("RMSE: vae %.4f, mean imputation %.4f, zero imputation %.4f\n", sqrt(ours),
-               sqrt(by_mean), sqrt(by_zero));
-        free(col_mean), free(baseline), free(seen);
-    }
+    if (truth) s = compare_with_truth(m, data, truth, filled);
 done:
     if (code == EXIT_OK && s != VAE_OK) code = cli_report(s, &err);
     free(filled);

@@ -173,6 +173,35 @@ static vae_status write_report(FILE *f, void *ctx) {
     return (fputs("</body>\n</html>\n", f) >= 0) ? VAE_OK : VAE_ERR_IO;
 }
 
+/* The report's pictures, left in its folder as report-*.png/svg: samples, reconstructions,
+ * interpolation and the latent grid for image models, the latent plot for every model. */
+static vae_status write_pictures(report *r, const vae_dataset *data, vae_error *err) {
+    const vae_model *model = r->model;
+    const vae_train_state *st = r->st;
+    const int images = st->data_rows > 0 &&
+                       st->data_rows * st->data_cols == vae_model_config(model)->input_dim;
+    static const char *const names[5] = {"report-samples.png", "report-reconstructions.png",
+                                         "report-latent.svg", "report-latent-grid.png",
+                                         "report-interpolation.png"};
+    for (int i = 0; i < 5; i++) snprintf(r->pictures[i], PATH_SIZE, "%s/%s", r->dir, names[i]);
+    vae_status s = VAE_OK;
+    if (images)
+        s = cli_write_samples(r->pictures[0], NULL, model, st->data_rows, st->data_cols, 100, 1,
+                              -1, err);
+    if (s == VAE_OK && images) s = cli_write_reconstructions(r->pictures[1], model, data, 20, err);
+    if (s == VAE_OK)
+        s = cli_plot_latent(r->pictures[2], model, data, data->count,
+                            cli_class_names(r->data_path), err);
+    if (s == VAE_OK && images)
+        s = vae_model_config(model)->latent_dim == 2
+                ? cli_write_manifold(r->pictures[3], model, st, 20, 0, err)
+                : cli_write_traverse(r->pictures[3], model, st, NULL, 0, 16, 9, 3.0, err);
+    if (s == VAE_OK && images && data->count >= 2)
+        s = cli_write_interpolation(r->pictures[4], model, st, data, 0, 1, 10, err);
+    if (!images) r->pictures[0][0] = r->pictures[1][0] = r->pictures[3][0] = r->pictures[4][0] = 0;
+    return s;
+}
+
 int cmd_report(int argc, char **argv) {
     static const char usage[] =
         "usage: vae report DIR [options]\n\n"
@@ -238,25 +267,7 @@ int cmd_report(int argc, char **argv) {
     curves cv;
     read_curves(r.dir, &cv);
     r.curves = &cv;
-    const int images = st.data_rows > 0 &&
-                       st.data_rows * st.data_cols == vae_model_config(model)->input_dim;
-    static const char *const names[5] = {"report-samples.png", "report-reconstructions.png",
-                                         "report-latent.svg", "report-latent-grid.png",
-                                         "report-interpolation.png"};
-    for (int i = 0; i < 5; i++) snprintf(r.pictures[i], PATH_SIZE, "%s/%s", r.dir, names[i]);
-    if (s == VAE_OK && images)
-        s = cli_write_samples(r.pictures[0], NULL, model, st.data_rows, st.data_cols, 100, 1, -1, &err);
-    if (s == VAE_OK && images)
-        s = cli_write_reconstructions(r.pictures[1], model, data, 20, &err);
-    if (s == VAE_OK)
-        s = cli_plot_latent(r.pictures[2], model, data, data->count, cli_class_names(data_path), &err);
-    if (s == VAE_OK && images)
-        s = vae_model_config(model)->latent_dim == 2
-                ? cli_write_manifold(r.pictures[3], model, &st, 20, 0, &err)
-                : cli_write_traverse(r.pictures[3], model, &st, NULL, 0, 16, 9, 3.0, &err);
-    if (s == VAE_OK && images && data->count >= 2)
-        s = cli_write_interpolation(r.pictures[4], model, &st, data, 0, 1, 10, &err);
-    if (!images) r.pictures[0][0] = r.pictures[1][0] = r.pictures[3][0] = r.pictures[4][0] = 0;
+    if (s == VAE_OK) s = write_pictures(&r, data, &err);
     if (s == VAE_OK) s = vae_write_atomic(out, write_report, &r, &err);
     if (s == VAE_OK) cli_say("vae: wrote %s\n", out);
     else code = cli_report(s, &err);

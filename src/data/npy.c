@@ -128,13 +128,10 @@ typedef struct {
     vae_dataset *ds;
 } npy_state;
 
-static vae_status npy_read(const char *path, int allow_missing, vae_dataset **out, npy_state *st,
-                           vae_error *err) {
-    st->f = fopen(path, "rb");
-    VAE_RETURN_IF(!st->f, err, VAE_ERR_OPEN, "%s: cannot open: %s", path, strerror(errno));
-    struct stat info;
-    VAE_RETURN_IF(fstat(fileno(st->f), &info) != 0, err, VAE_ERR_IO, "%s: %s", path,
-                  strerror(errno));
+/* The magic, the version and the header's text into st->header; *prefix gets the bytes before
+ * the header, *header_len its length. */
+static vae_status npy_header_text(const char *path, npy_state *st, size_t *prefix,
+                                  size_t *header_len, vae_error *err) {
     unsigned char pre[12];
     size_t got = fread(pre, 1, 10, st->f);
     VAE_RETURN_IF(got < 10 || memcmp(pre, "\x93NUMPY", 6) != 0, err, VAE_ERR_FORMAT,
@@ -142,59 +139,45 @@ static vae_status npy_read(const char *path, int allow_missing, vae_dataset **ou
     int major = pre[6];
     VAE_RETURN_IF(major < 1 || major > 3, err, VAE_ERR_FORMAT, "%s: .npy version %d.%d is not "
                   "supported (1 to 3 are)", path, major, pre[7]);
-    size_t header_len = (size_t)pre[8] | (size_t)pre[9] << 8, prefix = 10;
+    *header_len = (size_t)pre[8] | (size_t)pre[9] << 8, *prefix = 10;
     if (major >= 2) {
         VAE_RETURN_IF(fread(pre + 10, 1, 2, st->f) != 2, err, VAE_ERR_FORMAT,
                       "%s: .npy file truncated in its header", path);
-        header_len |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
-        prefix = 12;
+        *header_len |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+        *prefix = 12;
     }
-    VAE_RETURN_IF(header_len > NPY_MAX_HEADER, err, VAE_ERR_FORMAT,
-                  "%s: .npy header of %zu bytes (more than %zu)", path, header_len, NPY_MAX_HEADER);
-    st->header = malloc(header_len + 1);
+    VAE_RETURN_IF(*header_len > NPY_MAX_HEADER, err, VAE_ERR_FORMAT,
+                  "%s: .npy header of %zu bytes (more than %zu)", path, *header_len,
+                  NPY_MAX_HEADER);
+    st->header = malloc(*header_len + 1);
     VAE_RETURN_IF(!st->header, err, VAE_ERR_NO_MEMORY, "%s: out of memory", path);
-    VAE_RETURN_IF(fread(st->header, 1, header_len, st->f) != header_len, err, VAE_ERR_FORMAT,
+    VAE_RETURN_IF(fread(st->header, 1, *header_len, st->f) != *header_len, err, VAE_ERR_FORMAT,
                   "%s: .npy file truncated in its header", path);
-    st->header[header_len] = '\0';
-    npy_header h = {0};
-    VAE_TRY(parse_header(st->header, header_len, &h, path, err));
+    st->header[*header_len] = '\0';
+    return VAE_OK;
+}
 
-    size_t item;
-    int kind; /* 0 float32, 1 float64, 2 uint8 */
-    if (strcmp(h.descr, "<f4") == 0) item = 4, kind = 0;
-    else if (strcmp(h.descr, "<f8") == 0) item = 8, kind = 1;
-    else if (strcmp(h.descr, "|u1") == 0 || strcmp(h.descr, "<u1") == 0) item = 1, kind = 2;
+/* The element type: its size and kind (0 float32, 1 float64, 2 uint8). */
+static vae_status npy_dtype(const char *path, const npy_header *h, size_t *item, int *kind,
+                            vae_error *err) {
+    if (strcmp(h->descr, "<f4") == 0) *item = 4, *kind = 0;
+    else if (strcmp(h->descr, "<f8") == 0) *item = 8, *kind = 1;
+    else if (strcmp(h->descr, "|u1") == 0 || strcmp(h->descr, "<u1") == 0) *item = 1, *kind = 2;
     else
         return vae_fail(err, VAE_ERR_FORMAT, "%s: .npy dtype '%s' is not supported (little-endian "
-                        "float32 '<f4', float64 '<f8' or uint8 '|u1' are)", path, h.descr);
-    VAE_RETURN_IF(h.fortran, err, VAE_ERR_FORMAT, "%s: .npy array is in Fortran order; save it "
+                        "float32 '<f4', float64 '<f8' or uint8 '|u1' are)", path, h->descr);
+    VAE_RETURN_IF(h->fortran, err, VAE_ERR_FORMAT, "%s: .npy array is in Fortran order; save it "
                   "in C order (numpy.ascontiguousarray)", path);
-    VAE_RETURN_IF(h.ndims < 1, err, VAE_ERR_FORMAT, "%s: .npy array is a scalar, not samples",
+    VAE_RETURN_IF(h->ndims < 1, err, VAE_ERR_FORMAT, "%s: .npy array is a scalar, not samples",
                   path);
-    uint64_t count = h.dims[0], width = 1;
-    for (int i = 1; i < h.ndims; i++)
-        VAE_RETURN_IF(__builtin_mul_overflow(width, h.dims[i], &width), err, VAE_ERR_FORMAT,
-                      "%s: .npy shape overflows", path);
-    uint64_t values, bytes;
-    VAE_RETURN_IF(__builtin_mul_overflow(count, width, &values) ||
-                      __builtin_mul_overflow(values, (uint64_t)item, &bytes),
-                  err, VAE_ERR_FORMAT, "%s: .npy shape overflows", path);
-    VAE_RETURN_IF(count == 0 || width == 0, err, VAE_ERR_FORMAT, "%s: .npy array is empty", path);
-    VAE_RETURN_IF(width > (1u << 24), err, VAE_ERR_FORMAT, "%s: %llu values per sample is too "
-                  "many", path, (unsigned long long)width);
-    uint64_t have = (uint64_t)info.st_size - (prefix + header_len);
-    VAE_RETURN_IF((uint64_t)info.st_size < prefix + header_len || have != bytes, err,
-                  VAE_ERR_FORMAT, "%s: the header's shape needs %llu bytes of data, the file has "
-                  "%llu", path, (unsigned long long)bytes,
-                  (unsigned long long)((uint64_t)info.st_size < prefix + header_len ? 0 : have));
-    st->raw = malloc(bytes);
-    st->ds = calloc(1, sizeof *st->ds);
-    float *x = st->ds ? vae_calloc_array(values, sizeof(float)) : NULL;
-    if (st->ds) st->ds->x = x;
-    VAE_RETURN_IF(!st->raw || !x, err, VAE_ERR_NO_MEMORY, "%s: out of memory for %llu values",
-                  path, (unsigned long long)values);
-    VAE_RETURN_IF(fread(st->raw, 1, bytes, st->f) != bytes, err, VAE_ERR_IO, "%s: read error",
-                  path);
+    return VAE_OK;
+}
+
+/* The raw values (kind as npy_dtype says) into st->ds's floats; NaN a missing value when
+ * allowed, anything else not a finite float refused with its sample and position. */
+static vae_status npy_values(const char *path, npy_state *st, int kind, uint64_t values,
+                             uint64_t width, int allow_missing, vae_error *err) {
+    float *x = st->ds->x;
     for (uint64_t i = 0; i < values; i++) {
         double v = kind == 0 ? ((float *)st->raw)[i]
                    : kind == 1 ? ((double *)st->raw)[i] : ((uint8_t *)st->raw)[i] / 255.0;
@@ -213,6 +196,46 @@ static vae_status npy_read(const char *path, int allow_missing, vae_dataset **ou
                       (unsigned long long)(i / width + 1), (unsigned long long)(i % width + 1), v);
         x[i] = (float)v;
     }
+    return VAE_OK;
+}
+
+static vae_status npy_read(const char *path, int allow_missing, vae_dataset **out, npy_state *st,
+                           vae_error *err) {
+    st->f = fopen(path, "rb");
+    VAE_RETURN_IF(!st->f, err, VAE_ERR_OPEN, "%s: cannot open: %s", path, strerror(errno));
+    struct stat info;
+    VAE_RETURN_IF(fstat(fileno(st->f), &info) != 0, err, VAE_ERR_IO, "%s: %s", path,
+                  strerror(errno));
+    size_t prefix = 0, header_len = 0, item = 0;
+    VAE_TRY(npy_header_text(path, st, &prefix, &header_len, err));
+    npy_header h = {0};
+    VAE_TRY(parse_header(st->header, header_len, &h, path, err));
+    int kind = 0;
+    VAE_TRY(npy_dtype(path, &h, &item, &kind, err));
+    uint64_t count = h.dims[0], width = 1;
+    for (int i = 1; i < h.ndims; i++)
+        VAE_RETURN_IF(__builtin_mul_overflow(width, h.dims[i], &width), err, VAE_ERR_FORMAT,
+                      "%s: .npy shape overflows", path);
+    uint64_t values, bytes;
+    VAE_RETURN_IF(__builtin_mul_overflow(count, width, &values) ||
+                      __builtin_mul_overflow(values, (uint64_t)item, &bytes),
+                  err, VAE_ERR_FORMAT, "%s: .npy shape overflows", path);
+    VAE_RETURN_IF(count == 0 || width == 0, err, VAE_ERR_FORMAT, "%s: .npy array is empty", path);
+    VAE_RETURN_IF(width > (1u << 24), err, VAE_ERR_FORMAT, "%s: %llu values per sample is too "
+                  "many", path, (unsigned long long)width);
+    uint64_t have = (uint64_t)info.st_size - (prefix + header_len);
+    VAE_RETURN_IF((uint64_t)info.st_size < prefix + header_len || have != bytes, err,
+                  VAE_ERR_FORMAT, "%s: the header's shape needs %llu bytes of data, the file has "
+                  "%llu", path, (unsigned long long)bytes,
+                  (unsigned long long)((uint64_t)info.st_size < prefix + header_len ? 0 : have));
+    st->raw = malloc(bytes);
+    st->ds = calloc(1, sizeof *st->ds);
+    if (st->ds) st->ds->x = vae_calloc_array(values, sizeof(float));
+    VAE_RETURN_IF(!st->raw || !st->ds || !st->ds->x, err, VAE_ERR_NO_MEMORY,
+                  "%s: out of memory for %llu values", path, (unsigned long long)values);
+    VAE_RETURN_IF(fread(st->raw, 1, bytes, st->f) != bytes, err, VAE_ERR_IO, "%s: read error",
+                  path);
+    VAE_TRY(npy_values(path, st, kind, values, width, allow_missing, err));
     st->ds->count = (size_t)count, st->ds->dim = (int)width;
     VAE_TRY(vae_check_missing(st->ds->mask, (size_t)count, (size_t)width, path, err));
     if (h.ndims == 3 && h.dims[1] <= 65535 && h.dims[2] <= 65535)
