@@ -15,6 +15,12 @@ struct vae_workspace {
     float *dmu, *dlogvar, *dz;        /* (B, L) */
     float *grad_a, *grad_b;           /* (B, widest layer): ping-pong gradient buffers */
     double *recon, *kl;               /* (B) */
+    /* An IWAE step's own buffers, declared here once; each shares the memory of a buffer the
+     * step does not use while it needs them: */
+    float *draws_x;   /* (B*K, D): each input repeated for its draws; grad_b's memory, free
+                         until the decoder's backward */
+    double *log_w;    /* (B*K): log p(z) - log q(z|x) (+ log p(x|z)); kl's (no analytic KL) */
+    float *weight;    /* (B*K): normalized weights / n; dlogvar's (written after their use) */
     float *kl_scale;                  /* (L): the KL gradient's weight per latent unit */
     float *d_dim_logvar;              /* (D): a per-dimension variance's gradient, from forward */
     double *kl_mean;                  /* (L): batch-mean KL per unit, for free bits */
@@ -116,6 +122,7 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     ws->dz = p, p += b * latent;
     ws->grad_a = p, p += b * widest;
     ws->grad_b = p;
+    ws->draws_x = ws->grad_b, ws->log_w = ws->kl, ws->weight = ws->dlogvar;
     *out = ws;
     return VAE_OK;
 }
@@ -402,8 +409,8 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     VAE_RETURN_IF(k < 1 || __builtin_mul_overflow(n, k, &rows), err, VAE_ERR_INVALID_ARGUMENT,
                   "IWAE: %d draws of %d inputs", k, n);
     VAE_TRY(check_pass(m, ws, n, rows, batch->labels, "IWAE step", err));
-    float *xk = ws->grad_b; /* x repeated K times: free until the backward pass */
-    double *log_w = ws->kl; /* the KL terms are not used here */
+    float *xk = ws->draws_x;
+    double *log_w = ws->log_w;
     iwae_draws(m, ws, batch, k, xk, log_w);
     const uint8_t *row_labels = ws->row_labels; /* filled for a conditional model */
     const uint8_t *mk = batch->mask ? ws->mask_rows : NULL;
@@ -411,7 +418,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     const float *out = ws->outputs[m->output_layer];
     m->ops->recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows, m->params + m->dim_logvar,
              NULL, 1.0f, NULL, mk);
-    float *weight = ws->dlogvar; /* normalized weights / n, one per row; rewritten below */
+    float *weight = ws->weight;
     double bound = iwae_weights(ws, n, k, log_w, weight);
     if (loss) loss->recon += bound, loss->count += (size_t)n;
     ws->last_batch = 0; /* a backward now would mix passes */
