@@ -35,6 +35,14 @@ LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_
            -lrt -lpthread -lstdc++
 endif
 
+# oneDNN (Debian's libdnnl-dev): a second CPU backend (--backend onednn|auto) when it is there;
+# a build without it still works and says so when asked for it.
+HAVE_DNNL := $(shell [ -f /usr/include/dnnl.h ] && echo 1)
+ifeq ($(HAVE_DNNL),1)
+override CFLAGS += -DVAE_ONEDNN
+LDLIBS  += -ldnnl
+endif
+
 LIB_SRC := $(wildcard src/*/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -201,7 +209,8 @@ INSTALLED = $(LIBDIR)/libvae.a $(LIBDIR)/libvae.so.$(VERSION) $(LIBDIR)/$(SONAME
 
 $(BUILD)/vae.pc: scripts/vae.pc.in include/vae.h FORCE | $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|; s|@BLAS_DIR@|$(BLAS_DIR)|g' scripts/vae.pc.in >$@
+	    -e 's|@VERSION@|$(VERSION)|; s|@BLAS_DIR@|$(BLAS_DIR)|g' \
+	    -e 's|@DNNL@|$(if $(filter 1,$(HAVE_DNNL)),-ldnnl ,)|' scripts/vae.pc.in >$@
 
 $(BUILD)/vae.1: $(BUILD)/vae scripts/man.sh
 	scripts/man.sh $(BUILD)/vae $@

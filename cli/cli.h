@@ -84,6 +84,7 @@ int cli_parse_float(const char *name, const char *text, double min, double max, 
 typedef struct {
     vae_device device;
     vae_precision precision;
+    vae_backend backend; /* --backend: the CPU's matrix products (default openblas) */
     int threads; /* -t/--threads N; 0: one per core other processes leave free */
     int quiet;   /* -q/--quiet: errors only */
 } cli_compute;
@@ -103,6 +104,8 @@ void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
     "      --device D        cpu, cuda (one NVIDIA GPU) or auto (default: cuda when this\n"      \
     "                        build has it, a GPU is there and it runs what is asked)\n"         \
     "      --precision P     a GPU's matrix products: fp32 (default) or tf32\n"                 \
+    "      --backend B       the CPU's: openblas (default), onednn or auto (the faster for\n"    \
+    "                        the model's layers on this CPU, measured at the start)\n"         \
     "  -t, --threads N       CPU threads, default: one per core other processes leave free\n" \
     "  -q, --quiet           print nothing but errors\n"
 

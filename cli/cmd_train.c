@@ -698,9 +698,12 @@ static void announce(train_run *r) {
     a->train_opt.user = view;
     if (a->quiet) return;
     fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; %zu parameters; "
-            "%d threads, %s kernels", r->train->count, r->train->dim,
-            r->test ? r->test->count : 0, vae_model_num_params(r->model), vae_get_num_threads(),
-            vae_blas_core());
+            "%d threads, %s", r->train->count, r->train->dim, r->test ? r->test->count : 0,
+            vae_model_num_params(r->model), vae_get_num_threads(),
+            vae_model_backend(r->model) == VAE_BACKEND_ONEDNN ? "oneDNN" : "OpenBLAS");
+    if (vae_model_backend(r->model) == VAE_BACKEND_OPENBLAS)
+        fprintf(stderr, " (%s kernels)", vae_blas_core());
+    if (cli_compute_options()->backend == VAE_BACKEND_AUTO) fputs(", chosen by timing", stderr);
     if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
     fputc('\n', stderr);
     char info[256];
@@ -792,6 +795,9 @@ int cmd_train(int argc, char **argv) {
     if (s != VAE_OK) return train_run_free(&r, cli_report(s, &r.err));
     if (!ready_to_train(&r, &code)) return train_run_free(&r, code);
     cli_apply_threads();
-    announce(&r); /* the banner says the threads started */
+    vae_status s2 = vae_model_set_backend(r.model, cli_compute_options()->backend,
+                                          r.a.train_opt.batch_size, NULL, &r.err);
+    if (s2 != VAE_OK) return train_run_free(&r, cli_report(s2, &r.err));
+    announce(&r); /* the banner says the threads started and the backend chosen */
     return train_run_free(&r, finish(&r, train_with_signals(&r)));
 }

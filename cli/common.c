@@ -47,7 +47,8 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
 }
 
 /* Set once by main, before any command runs. */
-static cli_compute compute = {VAE_DEVICE_AUTO, VAE_PRECISION_FP32, 0, 0};
+static cli_compute compute = {.device = VAE_DEVICE_AUTO, .precision = VAE_PRECISION_FP32,
+                              .backend = VAE_BACKEND_OPENBLAS};
 
 const cli_compute *cli_compute_options(void) { return &compute; }
 
@@ -75,7 +76,9 @@ int cli_take_compute_options(int *argc, char **argv) {
         const int at = i;
         const char *device = option_value("--device", *argc, argv, &i, &missing);
         const char *precision = device ? NULL : option_value("--precision", *argc, argv, &i, &missing);
-        const char *threads = device || precision ? NULL
+        const char *backend = device || precision ? NULL
+                              : option_value("--backend", *argc, argv, &i, &missing);
+        const char *threads = device || precision || backend ? NULL
                               : strcmp(argv[i], "-t") == 0
                                   ? (i + 1 < *argc ? argv[++i] : (missing = 1, NULL))
                                   : option_value("--threads", *argc, argv, &i, &missing);
@@ -92,11 +95,15 @@ int cli_take_compute_options(int *argc, char **argv) {
             fprintf(stderr, "vae: --precision: %s\n", err.message);
             return 0;
         }
+        if (backend && vae_backend_parse(backend, &compute.backend, &err) != VAE_OK) {
+            fprintf(stderr, "vae: --backend: %s\n", err.message);
+            return 0;
+        }
         if (threads && !cli_parse_int("threads", threads, 1, 1024, &compute.threads)) return 0;
-        const int quiet = !device && !precision && !threads &&
-                          (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet"));
+        const int taken = device || precision || backend || threads;
+        const int quiet = !taken && (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet"));
         compute.quiet |= quiet;
-        if (!device && !precision && !threads && !quiet) argv[kept++] = argv[i];
+        if (!taken && !quiet) argv[kept++] = argv[i];
     }
     *argc = kept;
     argv[kept] = NULL;

@@ -15,6 +15,8 @@ int cli_load_model(const char *path, vae_model **model, vae_train_state *st) {
     if (s == VAE_OK) /* where encode_all, decode_all and impute run for this command */
         s = vae_model_set_device(*model, cli_compute_options()->device,
                                  cli_compute_options()->precision, &err);
+    if (s == VAE_OK) /* its passes run in batches of up to 500 rows */
+        s = vae_model_set_backend(*model, cli_compute_options()->backend, 500, NULL, &err);
     if (s == VAE_OK) cli_apply_threads();
     return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
 }

@@ -160,6 +160,16 @@ typedef enum { VAE_PRECISION_FP32 = 0, VAE_PRECISION_TF32 = 1 } vae_precision;
 vae_status vae_precision_parse(const char *name, vae_precision *out, vae_error *err);
 const char *vae_precision_name(vae_precision precision);
 
+/* The library that multiplies matrices on the CPU: OpenBLAS (the default), oneDNN (Intel's, what
+ * PyTorch's CPU path uses; in builds that have it), or AUTO: whichever multiplies the model's
+ * own layer shapes faster on this CPU, measured once when it is chosen. */
+typedef enum { VAE_BACKEND_OPENBLAS = 0, VAE_BACKEND_ONEDNN = 1, VAE_BACKEND_AUTO = 2 } vae_backend;
+/* "openblas", "onednn", "auto" */
+vae_status vae_backend_parse(const char *name, vae_backend *out, vae_error *err);
+const char *vae_backend_name(vae_backend backend);
+/* Non-zero when this build has the backend (OpenBLAS and AUTO always). */
+int vae_backend_available(vae_backend backend);
+
 /* ---------------------------------------------------------------- model configuration */
 
 #define VAE_MAX_HIDDEN 8
@@ -265,6 +275,12 @@ void vae_model_zero_grads(vae_model *model);
 vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precision precision,
                                 vae_error *err);
 vae_device vae_model_device(const vae_model *model);
+/* The CPU backend of a model's passes (a new or loaded model's: OpenBLAS). AUTO times both on
+ * the model's dense layers at `batch` rows and keeps the faster; *chosen (may be NULL) gets the
+ * one in use. Results agree to the products' rounding (1e-5 relative), not bit for bit. */
+vae_status vae_model_set_backend(vae_model *model, vae_backend backend, int batch,
+                                 vae_backend *chosen, vae_error *err);
+vae_backend vae_model_backend(const vae_model *model);
 vae_precision vae_model_precision(const vae_model *model);
 
 /* The table of named tensors: "encoder.0.weight" (out,in), "encoder.0.bias" (out), ...,

@@ -12,7 +12,7 @@ check=0
 command -v dpkg-query >/dev/null 2>&1 || exit 0 # not Debian: nothing to check with
 
 PACKAGES="build-essential pkg-config help2man libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libjansson-dev libcsv-dev
-dataset-fashion-mnist"
+libdnnl-dev dataset-fashion-mnist"
 [ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES clang libclang-rt-dev chromium libopenmpi-dev openmpi-bin
 python3-numpy python3-pytest python3-sklearn python3-pip python3-setuptools python3-venv
 python3-websocket"

@@ -106,6 +106,8 @@ class VAE:
       epochs, batch_size, lr, beta, kl_warmup, free_bits, iwae: training
       seed: initialization, shuffling and noise; threads: None = one per free core
       device: "cpu", "cuda", "auto"; precision: "fp32", "tf32"
+      backend: the CPU's matrix products, "openblas", "onednn" or "auto" (the faster on this
+        CPU for the model's layers, timed when the model is made or loaded)
       verbose: 1 = a progress bar on stderr, 0 = quiet
     """
 
@@ -114,7 +116,7 @@ class VAE:
                  variance_floor=1e-3, conv=None, image_shape=None, conditional=False,
                  missing=False, standardize=False, epochs=10, batch_size=128, lr=1e-3, beta=1.0,
                  kl_warmup=0, free_bits=0.0, iwae=0, seed=1, threads=None, device="cpu",
-                 precision="fp32", verbose=1):
+                 precision="fp32", backend="openblas", verbose=1):
         self.preset = preset
         self.encoder = encoder
         self.decoder = decoder
@@ -140,6 +142,7 @@ class VAE:
         self.threads = threads
         self.device = device
         self.precision = precision
+        self.backend = backend
         self.verbose = verbose
 
     # ------------------------------------------------------------ scikit-learn's protocol
@@ -281,6 +284,10 @@ class VAE:
             raise ValueError("y: labels must be integers 0..255")
         return np.ascontiguousarray(y, dtype=np.uint8)
 
+    def _use_backend(self, batch):
+        backend = _parse(lib.vae_backend_parse, self.backend, "backend")
+        _call(lib.vae_model_set_backend, self._model, backend, int(batch), None)
+
     def _use_threads(self):
         """The library's thread count is process-wide: each call sets this model's (None: one
         per core that other processes leave free)."""
@@ -332,6 +339,7 @@ class VAE:
         _call(lib.vae_model_create, ctypes.byref(model), ctypes.byref(cfg), int(self.seed))
         self._model = model
         self._use_threads()
+        self._use_backend(batch_size if batch_size is not None else self.batch_size)
         if self.standardize:
             self._fit_standardization(X)
         train = self._dataset(X, labels)
@@ -562,6 +570,8 @@ class VAE:
                    kl_warmup=state.kl_warmup, iwae=state.iwae_k)
         self.set_params(**params)
         self._model = model
+        self._use_threads()
+        self._use_backend(500)  # the batch of encode/decode/eval passes
         self.n_features_in_ = cfg.input_dim
         self.image_shape_ = (state.data_rows, state.data_cols) if state.data_rows else None
         self.history_ = []

@@ -55,6 +55,8 @@ typedef struct {
 
 /* The CPU backend: OpenBLAS's products, this project's fused elementwise passes, OpenMP. */
 extern const vae_ops vae_cpu_ops;
+/* The oneDNN backend (dense layers on oneDNN's sgemm), or NULL in a build without oneDNN. */
+extern const vae_ops *const vae_onednn_ops;
 
 /* The table a model computes with (a new or loaded model's: the CPU's), and another one for it
  * (the choice of backend; workspaces made before keep their sizes, so set it first). */

@@ -14,7 +14,7 @@ void op_linear_forward(float *y, const float *x, const float *w, const float *b,
 
 /* db (+)= column sums of dy, rows in order: the same bits whatever the thread count */
 VAE_SIMD_CLONES
-static void column_sums(float *db, const float *dy, int batch, int out, int accumulate) {
+void op_column_sums(float *db, const float *dy, int batch, int out, int accumulate) {
     if (!accumulate) memset(db, 0, (size_t)out * sizeof *db);
     for (int i = 0; i < batch; i++) {
         const float *row = dy + (size_t)i * out;
@@ -31,5 +31,5 @@ void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
                     in, accumulate_dx ? 1.0f : 0.0f, dx, in);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, dy, out, x, in,
                 accumulate_params ? 1.0f : 0.0f, dw, in);
-    column_sums(db, dy, batch, out, accumulate_params);
+    op_column_sums(db, dy, batch, out, accumulate_params);
 }

@@ -15,6 +15,17 @@ void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
                         const float *w, int batch, int in, int out, int accumulate_dx,
                         int accumulate_params);
 
+/* db (+)= the column sums of dy (B,out), rows in order (the same bits on any thread count). */
+void op_column_sums(float *db, const float *dy, int batch, int out, int accumulate);
+
+/* The dense layer on oneDNN's sgemm (builds with oneDNN only; the same arguments and results,
+ * up to the products' rounding). */
+void op_linear_forward_onednn(float *y, const float *x, const float *w, const float *b, int batch,
+                              int in, int out, const vae_activation *act);
+void op_linear_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
+                               const float *w, int batch, int in, int out, int accumulate_dx,
+                               int accumulate_params);
+
 /* y = act(y + b) row by row, in place: the pass after a GEMM   y (B,out), b (out) */
 void op_bias_activation(float *y, const float *b, int batch, int out, const vae_activation *act);
 /* y = act(y) in place over n values. */

@@ -1,0 +1,102 @@
+/* select.c — naming the CPU backends and choosing one for a model: AUTO times each on the
+ * model's own dense layers (forward and backward at the batch it will run) and keeps the faster,
+ * since which library wins depends on the CPU, the shapes and the thread count. */
+#include "backend/backend.h"
+#include "model/model_internal.h"
+
+#include <string.h>
+#include <time.h>
+
+vae_status vae_backend_parse(const char *name, vae_backend *out, vae_error *err) {
+    if (!strcmp(name, "openblas")) *out = VAE_BACKEND_OPENBLAS;
+    else if (!strcmp(name, "onednn")) *out = VAE_BACKEND_ONEDNN;
+    else if (!strcmp(name, "auto")) *out = VAE_BACKEND_AUTO;
+    else
+        return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
+                        "unknown backend \"%.40s\" (expected openblas, onednn or auto)", name);
+    return VAE_OK;
+}
+
+const char *vae_backend_name(vae_backend backend) {
+    switch (backend) {
+    case VAE_BACKEND_OPENBLAS: return "openblas";
+    case VAE_BACKEND_ONEDNN: return "onednn";
+    case VAE_BACKEND_AUTO: return "auto";
+    }
+    return "unknown";
+}
+
+int vae_backend_available(vae_backend backend) {
+    return backend != VAE_BACKEND_ONEDNN || vae_onednn_ops != NULL;
+}
+
+vae_backend vae_model_backend(const vae_model *m) {
+    return vae_onednn_ops && m->ops == vae_onednn_ops ? VAE_BACKEND_ONEDNN : VAE_BACKEND_OPENBLAS;
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Seconds for one forward and backward of every dense layer of m at `batch` rows with ops (the
+ * best of a few rounds, after a warm-up), on scratch buffers of the widest layer. */
+static double time_dense_layers(const vae_model *m, const vae_ops *ops, int batch, float *a,
+                                float *b, float *c, float *w, float *g) {
+    double best = 1e30;
+    for (int round = 0; round < 6; round++) {
+        double t0 = seconds_now();
+        for (int l = 0; l < m->n_layers; l++) {
+            const vae_layer *layer = &m->layers[l];
+            if (layer->kind != LAYER_DENSE) continue;
+            ops->linear_forward(b, a, w, w, batch, layer->in, layer->out, NULL);
+            ops->linear_backward(c, g, g, b, a, w, batch, layer->in, layer->out, 0, 0);
+        }
+        double t = seconds_now() - t0;
+        if (round > 0 && t < best) best = t; /* round 0 warms caches and JIT kernels */
+    }
+    return best;
+}
+
+/* The faster backend for m's layers at `batch` rows. */
+static vae_status fastest(const vae_model *m, int batch, const vae_ops **out, vae_error *err) {
+    size_t widest = 1, weights = 1;
+    for (int l = 0; l < m->n_layers; l++) {
+        const vae_layer *layer = &m->layers[l];
+        if ((size_t)layer->in > widest) widest = (size_t)layer->in;
+        if ((size_t)layer->out > widest) widest = (size_t)layer->out;
+        if ((size_t)layer->in * layer->out > weights) weights = (size_t)layer->in * layer->out;
+    }
+    const size_t rows = (size_t)batch * widest;
+    float *a = vae_calloc_array(rows, sizeof(float)), *b = vae_calloc_array(rows, sizeof(float));
+    float *c = vae_calloc_array(rows, sizeof(float)), *w = vae_calloc_array(weights, sizeof(float));
+    float *g = vae_calloc_array(weights, sizeof(float));
+    vae_status s = a && b && c && w && g ? VAE_OK
+                                         : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory");
+    for (size_t i = 0; s == VAE_OK && i < rows; i++) a[i] = (float)(i % 13) * 0.01f;
+    for (size_t i = 0; s == VAE_OK && i < weights; i++) w[i] = (float)(i % 7) * 0.01f;
+    if (s == VAE_OK) {
+        double blas = time_dense_layers(m, &vae_cpu_ops, batch, a, b, c, w, g);
+        double dnnl = time_dense_layers(m, vae_onednn_ops, batch, a, b, c, w, g);
+        *out = dnnl < blas ? vae_onednn_ops : &vae_cpu_ops;
+    }
+    free(a), free(b), free(c), free(w), free(g);
+    return s;
+}
+
+vae_status vae_model_set_backend(vae_model *m, vae_backend backend, int batch,
+                                 vae_backend *chosen, vae_error *err) {
+    VAE_RETURN_IF((unsigned)backend > VAE_BACKEND_AUTO, err, VAE_ERR_INVALID_ARGUMENT,
+                  "unknown backend %d", (int)backend);
+    VAE_RETURN_IF(!vae_backend_available(backend), err, VAE_ERR_INVALID_ARGUMENT,
+                  "this build has no oneDNN (install libdnnl-dev and rebuild, or use "
+                  "--backend openblas)");
+    VAE_RETURN_IF(batch < 1, err, VAE_ERR_INVALID_ARGUMENT, "batch %d must be >= 1", batch);
+    const vae_ops *ops = &vae_cpu_ops;
+    if (backend == VAE_BACKEND_ONEDNN) ops = vae_onednn_ops;
+    if (backend == VAE_BACKEND_AUTO && vae_onednn_ops) VAE_TRY(fastest(m, batch, &ops, err));
+    vae_model_set_ops(m, ops);
+    if (chosen) *chosen = vae_model_backend(m);
+    return VAE_OK;
+}

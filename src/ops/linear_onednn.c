@@ -1,0 +1,23 @@
+/* linear_onednn.c — the fully connected layer on oneDNN's sgemm (row-major, like PyTorch's CPU
+ * path), for the oneDNN backend; bias, activation and the bias gradient are the CPU passes. */
+#include "ops/ops.h"
+
+#ifdef VAE_ONEDNN
+#include <dnnl.h>
+
+void op_linear_forward_onednn(float *y, const float *x, const float *w, const float *b, int batch,
+                              int in, int out, const vae_activation *act) {
+    dnnl_sgemm('N', 'T', batch, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    op_bias_activation(y, b, batch, out, act);
+}
+
+void op_linear_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
+                               const float *w, int batch, int in, int out, int accumulate_dx,
+                               int accumulate_params) {
+    if (dx) dnnl_sgemm('N', 'N', batch, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f,
+                       dx, in);
+    dnnl_sgemm('T', 'N', out, in, batch, 1.0f, dy, out, x, in, accumulate_params ? 1.0f : 0.0f, dw,
+               in);
+    op_column_sums(db, dy, batch, out, accumulate_params);
+}
+#endif

@@ -1,0 +1,115 @@
+/* test_backend.c — the CPU backends on the ops table: oneDNN's dense layers against the CPU's
+ * (forward values and every gradient within 1e-5 relative), training through each (the same
+ * losses within 1e-4), naming and choosing them (AUTO keeps an available one and says which). */
+#include "backend/ops_table.h"
+#include "check.h"
+#include "vae.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fill(float *v, size_t n, uint64_t seed) {
+    vae_rng r = vae_rng_make(seed, 3);
+    vae_rng_normal(&r, v, n);
+}
+
+/* |a - b| <= 1e-5 (|b| + scale / 10), scale = max |b| */
+static int close_all(const float *a, const float *b, size_t n) {
+    double scale = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)a[i] - b[i]) > 1e-5 * (fabs(b[i]) + 0.1 * scale)) return 0;
+    return 1;
+}
+
+static void test_names(void) {
+    vae_backend b;
+    vae_error err = {{0}};
+    CHECK(vae_backend_parse("onednn", &b, NULL) == VAE_OK && b == VAE_BACKEND_ONEDNN, "onednn");
+    CHECK(vae_backend_parse("mkl", &b, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, "unknown backend \"mkl\""),
+          "mkl refused: %s", err.message);
+    CHECK(strcmp(vae_backend_name(VAE_BACKEND_AUTO), "auto") == 0, "auto's name");
+    CHECK(vae_backend_available(VAE_BACKEND_OPENBLAS) && vae_backend_available(VAE_BACKEND_AUTO),
+          "openblas and auto always");
+}
+
+static void test_dense_layer_matches(void) {
+    if (!vae_onednn_ops) {
+        printf("skip test_dense_layer_matches (this build has no oneDNN)\n");
+        return;
+    }
+    enum { B = 37, IN = 61, OUT = 45 };
+    float x[B * IN], w[OUT * IN], b[OUT], dy[B * OUT];
+    fill(x, B * IN, 1), fill(w, OUT * IN, 2), fill(b, OUT, 3), fill(dy, B * OUT, 4);
+    const vae_activation relu = VAE_ACT_RELU;
+    float y1[B * OUT], y2[B * OUT], dx1[B * IN], dx2[B * IN];
+    float dw1[OUT * IN], dw2[OUT * IN], db1[OUT], db2[OUT];
+    for (int accumulate = 0; accumulate <= 1; accumulate++) {
+        vae_cpu_ops.linear_forward(y1, x, w, b, B, IN, OUT, &relu);
+        vae_onednn_ops->linear_forward(y2, x, w, b, B, IN, OUT, &relu);
+        CHECK(close_all(y2, y1, B * OUT), "forward");
+        fill(dx1, B * IN, 5), fill(dw1, OUT * IN, 6), fill(db1, OUT, 7);
+        memcpy(dx2, dx1, sizeof dx1), memcpy(dw2, dw1, sizeof dw1), memcpy(db2, db1, sizeof db1);
+        vae_cpu_ops.linear_backward(dx1, dw1, db1, dy, x, w, B, IN, OUT, accumulate, accumulate);
+        vae_onednn_ops->linear_backward(dx2, dw2, db2, dy, x, w, B, IN, OUT, accumulate,
+                                        accumulate);
+        CHECK(close_all(dx2, dx1, B * IN), "dx (accumulate %d)", accumulate);
+        CHECK(close_all(dw2, dw1, OUT * IN), "dw (accumulate %d)", accumulate);
+        CHECK(memcmp(db2, db1, sizeof db1) == 0, "db: the same pass (accumulate %d)", accumulate);
+    }
+}
+
+static double train_loss(vae_backend backend, vae_backend *chosen) {
+    vae_config cfg = {.input_dim = 24, .latent_dim = 3, .n_encoder = 1, .encoder = {32},
+                      .n_decoder = 1, .decoder = {32}, .activation = VAE_ACT_RELU};
+    vae_model *m;
+    vae_error err = {{0}};
+    vae_dataset data = {.count = 200, .dim = 24};
+    data.x = malloc(sizeof(float) * 200 * 24);
+    vae_rng r = vae_rng_make(5, 1);
+    for (int i = 0; i < 200 * 24; i++) data.x[i] = vae_rng_uniform(&r);
+    double loss = NAN;
+    if (vae_model_create(&m, &cfg, 3, &err) == VAE_OK &&
+        vae_model_set_backend(m, backend, 20, chosen, &err) == VAE_OK) {
+        vae_train_options opt;
+        vae_train_options_default(&opt);
+        opt.epochs = 3, opt.batch_size = 20;
+        vae_loss l;
+        if (vae_train(m, &data, NULL, &opt, &err) == VAE_OK &&
+            vae_eval_elbo(m, &data, 50, 1, &l, &err) == VAE_OK)
+            loss = (l.recon + l.kl) / (double)l.count;
+        vae_model_free(m);
+    }
+    CHECK(!isnan(loss), "training with %s: %s", vae_backend_name(backend), err.message);
+    free(data.x);
+    return loss;
+}
+
+static void test_training_agrees(void) {
+    vae_backend chosen = VAE_BACKEND_AUTO;
+    double blas = train_loss(VAE_BACKEND_OPENBLAS, &chosen);
+    CHECK(chosen == VAE_BACKEND_OPENBLAS, "openblas in use");
+    double picked = train_loss(VAE_BACKEND_AUTO, &chosen);
+    CHECK(chosen != VAE_BACKEND_AUTO && vae_backend_available(chosen), "auto picked %s",
+          vae_backend_name(chosen));
+    CHECK(fabs(picked - blas) <= 1e-4 * fabs(blas), "auto (%s) %.6f vs openblas %.6f",
+          vae_backend_name(chosen), picked, blas);
+    if (!vae_backend_available(VAE_BACKEND_ONEDNN)) {
+        printf("skip test_training_agrees_onednn (this build has no oneDNN)\n");
+        return;
+    }
+    double dnnl = train_loss(VAE_BACKEND_ONEDNN, &chosen);
+    CHECK(chosen == VAE_BACKEND_ONEDNN, "onednn in use");
+    printf("# 3 epochs: openblas %.6f, onednn %.6f nats\n", blas, dnnl);
+    CHECK(fabs(dnnl - blas) <= 1e-4 * fabs(blas), "onednn %.6f vs openblas %.6f", dnnl, blas);
+}
+
+int main(void) {
+    vae_set_num_threads(1);
+    RUN(test_names);
+    RUN(test_dense_layer_matches);
+    RUN(test_training_agrees);
+    return CHECK_SUMMARY();
+}
