@@ -167,6 +167,11 @@ static const char TRAIN_USAGE[] =
         "                            beta, warm-up and free bits) or auto (default: cuda when\n"
         "                            this build has it, a GPU is there and it runs the model)\n"
         "      --precision P         a GPU's matrix products: fp32 (default) or tf32\n"
+        "      --backend B           the CPU's matrix products: openblas (default), onednn or\n"
+        "                            auto (the faster for this model here, timed at the start)\n"
+        "      --batch-threads       the CPU's threads split each batch (each thread forward and\n"
+        "                            backward on its slice, gradients summed in slice order)\n"
+        "                            instead of each product: for many cores and small batches\n"
         "checkpoints:\n"
         "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
         "                            end, checkpoint.safetensors (weights, Adam moments, state)\n"
@@ -244,6 +249,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         CLI_STR("conv", 0, &a->conv, NULL),
         CLI_FLAG("missing", 0, &a->missing),
         CLI_INT("exclude-label", 0, &a->exclude_label, 0, 255, &a->exclude_set),
+        CLI_FLAG("batch-threads", 0, &t->batch_threads),
     };
     int first;
     if (!cli_parse_options(argc, argv, "train", table, (int)(sizeof table / sizeof *table),

@@ -556,6 +556,12 @@ typedef struct {
     const vae_collective *collective; /* NULL: one process */
     vae_device device;                /* CPU (default), CUDA or AUTO */
     vae_precision precision;          /* FP32 (default) or TF32: a GPU's matrix products */
+    /* 0: the CPU's threads split each step's matrix products (the default); 1: they split each
+     * batch instead, every thread running forward and backward on its slice with single-threaded
+     * products, the gradients then summed in slice order (better where a batch's products are
+     * too small for many cores). The same bits for a given thread count; other thread counts
+     * differ by the sums' rounding. Runs with free bits (a per-batch floor) keep 0. */
+    int batch_threads;
 } vae_train_options;
 void vae_train_options_default(vae_train_options *opt);
 

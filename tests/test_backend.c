@@ -106,10 +106,59 @@ static void test_training_agrees(void) {
     CHECK(fabs(dnnl - blas) <= 1e-4 * fabs(blas), "onednn %.6f vs openblas %.6f", dnnl, blas);
 }
 
+/* Batch threads: two threads each run forward and backward on half of every batch; the result
+ * is the same function (losses within 1e-4 of the products' split), the same bits on a rerun,
+ * and IWAE training works the same way. */
+static double batch_threads_loss(int batch_threads, int iwae, float *params_out) {
+    vae_config cfg = {.input_dim = 24, .latent_dim = 3, .n_encoder = 1, .encoder = {32},
+                      .n_decoder = 1, .decoder = {32}, .activation = VAE_ACT_RELU};
+    vae_model *m;
+    vae_error err = {{0}};
+    vae_dataset data = {.count = 203, .dim = 24}; /* a last batch of 3 rows */
+    data.x = malloc(sizeof(float) * 203 * 24);
+    vae_rng r = vae_rng_make(6, 1);
+    for (int i = 0; i < 203 * 24; i++) data.x[i] = vae_rng_uniform(&r);
+    double loss = NAN;
+    if (vae_model_create(&m, &cfg, 3, &err) == VAE_OK) {
+        vae_train_options opt;
+        vae_train_options_default(&opt);
+        opt.epochs = 3, opt.batch_size = 20, opt.batch_threads = batch_threads;
+        opt.iwae_k = iwae;
+        vae_loss l;
+        if (vae_train(m, &data, NULL, &opt, &err) == VAE_OK &&
+            vae_eval_elbo(m, &data, 50, 1, &l, &err) == VAE_OK)
+            loss = (l.recon + l.kl) / (double)l.count;
+        if (params_out) memcpy(params_out, vae_model_params(m), vae_model_num_params(m) * 4);
+        vae_model_free(m);
+    }
+    CHECK(!isnan(loss), "training (batch threads %d, iwae %d): %s", batch_threads, iwae,
+          err.message);
+    free(data.x);
+    return loss;
+}
+
+static void test_batch_threads(void) {
+    vae_set_num_threads(2);
+    static float a[4096], b[4096], c[4096];
+    for (int iwae = 0; iwae <= 3; iwae += 3) {
+        double products = batch_threads_loss(0, iwae, c);
+        double split = batch_threads_loss(1, iwae, a);
+        double again = batch_threads_loss(1, iwae, b);
+        printf("# iwae %d: products %.6f, batch threads %.6f nats\n", iwae, products, split);
+        CHECK(fabs(split - products) <= 1e-4 * fabs(products), "the same function: %.6f vs %.6f",
+              split, products);
+        CHECK(split == again && memcmp(a, b, sizeof a) == 0, "the same bits on a rerun");
+        /* the sums' order differs from the products' split: the weights show it was taken */
+        CHECK(memcmp(a, c, sizeof a) != 0, "the batch was split (weights differ in the last bits)");
+    }
+    vae_set_num_threads(1);
+}
+
 int main(void) {
     vae_set_num_threads(1);
     RUN(test_names);
     RUN(test_dense_layer_matches);
     RUN(test_training_agrees);
+    RUN(test_batch_threads);
     return CHECK_SUMMARY();
 }

@@ -87,7 +87,8 @@ class TrainOptions(ctypes.Structure):
                 ("checkpoint", ctypes.c_void_p), ("checkpoint_every", ctypes.c_uint64),
                 ("user", ctypes.c_void_p), ("resume_adam", ctypes.c_void_p),
                 ("start", TrainPosition), ("collective", ctypes.c_void_p),
-                ("device", ctypes.c_int), ("precision", ctypes.c_int)]
+                ("device", ctypes.c_int), ("precision", ctypes.c_int),
+                ("batch_threads", ctypes.c_int)]
 
 
 class EvalOptions(ctypes.Structure):

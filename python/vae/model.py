@@ -108,6 +108,7 @@ class VAE:
       device: "cpu", "cuda", "auto"; precision: "fp32", "tf32"
       backend: the CPU's matrix products, "openblas", "onednn" or "auto" (the faster on this
         CPU for the model's layers, timed when the model is made or loaded)
+      batch_threads: the threads split each batch instead of each product (`--batch-threads`)
       verbose: 1 = a progress bar on stderr, 0 = quiet
     """
 
@@ -116,7 +117,7 @@ class VAE:
                  variance_floor=1e-3, conv=None, image_shape=None, conditional=False,
                  missing=False, standardize=False, epochs=10, batch_size=128, lr=1e-3, beta=1.0,
                  kl_warmup=0, free_bits=0.0, iwae=0, seed=1, threads=None, device="cpu",
-                 precision="fp32", backend="openblas", verbose=1):
+                 precision="fp32", backend="openblas", batch_threads=False, verbose=1):
         self.preset = preset
         self.encoder = encoder
         self.decoder = decoder
@@ -143,6 +144,7 @@ class VAE:
         self.device = device
         self.precision = precision
         self.backend = backend
+        self.batch_threads = batch_threads
         self.verbose = verbose
 
     # ------------------------------------------------------------ scikit-learn's protocol
@@ -372,6 +374,7 @@ class VAE:
         opt.iwae_k = int(self.iwae)
         opt.device = _parse(lib.vae_device_parse, self.device, "device")
         opt.precision = _parse(lib.vae_precision_parse, self.precision, "precision")
+        opt.batch_threads = int(bool(self.batch_threads))
         return opt
 
     def _train(self, train, test, epochs, batch_size, callback):

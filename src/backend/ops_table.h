@@ -62,5 +62,8 @@ extern const vae_ops *const vae_onednn_ops;
  * (the choice of backend; workspaces made before keep their sizes, so set it first). */
 const vae_ops *vae_model_ops(const vae_model *model);
 void vae_model_set_ops(vae_model *model, const vae_ops *ops);
+/* Backward on ws adds the parameters' gradients to grads (num_params floats) instead of the
+ * model's buffer; NULL: the model's again. Batch threads give each thread its own. */
+void vae_workspace_set_grads(vae_workspace *ws, float *grads);
 
 #endif

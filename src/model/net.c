@@ -21,6 +21,8 @@ struct vae_workspace {
                          until the decoder's backward */
     double *log_w;    /* (B*K): log p(z) - log q(z|x) (+ log p(x|z)); kl's (no analytic KL) */
     float *weight;    /* (B*K): normalized weights / n; dlogvar's (written after their use) */
+    float *grads;     /* where backward adds the parameters' gradients: the model's (NULL) or a
+                         worker's own buffer (data-parallel steps, train.c) */
     float *kl_scale;                  /* (L): the KL gradient's weight per latent unit */
     float *d_dim_logvar;              /* (D): a per-dimension variance's gradient, from forward */
     double *kl_mean;                  /* (L): batch-mean KL per unit, for free bits */
@@ -140,6 +142,11 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws);
 }
 
+/* The buffer backward adds gradients to. */
+#define G(m, ws) ((ws)->grads ? (ws)->grads : (m)->grads)
+
+void vae_workspace_set_grads(vae_workspace *ws, float *grads) { ws->grads = grads; }
+
 /* A pass of `rows` rows (n for most, n*k for IWAE) on ws: the right workspace, a size it holds,
  * a label in range for every row of a conditional model. */
 static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n, int rows,
@@ -243,12 +250,12 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
         const float *in = l == lo ? input : ws->outputs[l - 1];
         float *dx = l == lo ? dinput : spare;
         if (layer->kind == LAYER_DENSE)
-            m->ops->linear_backward(dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
+            m->ops->linear_backward(dx, G(m, ws) + layer->weight, G(m, ws) + layer->bias, grad, in,
                                m->params + layer->weight, batch, layer->in, layer->out,
                                l == lo ? accumulate : 0, 1);
         else /* never at a point where gradients are accumulated: those are dense heads */
             (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
-                dx, m->grads + layer->weight, m->grads + layer->bias, grad, in,
+                dx, G(m, ws) + layer->weight, G(m, ws) + layer->bias, grad, in,
                 m->params + layer->weight, batch, &layer->conv, ws->cols);
         spare = grad;
         grad = dx;
@@ -261,9 +268,9 @@ static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, in
     const int latent = m->cfg.latent_dim, last_hidden = m->mu_layer - 1;
     const float *h = ws->outputs[last_hidden];
     const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
-    m->ops->linear_backward(ws->grad_a, m->grads + head_mu->weight, m->grads + head_mu->bias, ws->dmu,
+    m->ops->linear_backward(ws->grad_a, G(m, ws) + head_mu->weight, G(m, ws) + head_mu->bias, ws->dmu,
                        h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
-    m->ops->linear_backward(ws->grad_a, m->grads + head_lv->weight, m->grads + head_lv->bias,
+    m->ops->linear_backward(ws->grad_a, G(m, ws) + head_lv->weight, G(m, ws) + head_lv->bias,
                        ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
                        1);
     layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes || m->cfg.missing ? ws->xy : x, NULL,
@@ -292,7 +299,7 @@ static void recon_backward(vae_model *m, vae_workspace *ws, const vae_batch *bat
              1.0f / (float)n, NULL, batch->mask);
     if (m->has_dim_logvar)
         for (int d = 0; d < m->cfg.input_dim; d++)
-            m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
+            G(m, ws)[m->dim_logvar + d] += ws->d_dim_logvar[d];
 }
 
 /* The KL gradient's weight per latent unit: kl_weight / n, 0 for a unit under its free bits. */
@@ -427,7 +434,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     m->ops->recon(&m->cfg, NULL, ws->grad_a, out, xk, (size_t)dim, rows,
              m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
     if (m->has_dim_logvar)
-        for (int d = 0; d < dim; d++) m->grads[m->dim_logvar + d] += ws->d_dim_logvar[d];
+        for (int d = 0; d < dim; d++) G(m, ws)[m->dim_logvar + d] += ws->d_dim_logvar[d];
     decoder_backward(m, ws, rows);
     iwae_latent_backward(m, ws, n, k, weight);
     encoder_backward(m, ws, batch->x, n);

@@ -135,6 +135,14 @@ typedef struct {
     float *eps;    /* (max(B, eval B), L) noise */
     vae_dataset test_view; /* the test set in the model's units */
     float *test_owned;     /* its standardized values, when the model standardizes */
+    /* batch threads (opt->batch_threads): one workspace, gradient buffer, loss, status and
+     * error per thread; workers 0 when the threads split the products instead */
+    int workers;
+    vae_workspace **wws;
+    float **wgrads;
+    vae_loss *wloss;
+    vae_status *wstat;
+    vae_error *werr;
 } train_state;
 
 static void train_state_free(train_state *t) {
@@ -147,6 +155,11 @@ static void train_state_free(train_state *t) {
     free(t->mb);
     free(t->eps);
     free(t->test_owned);
+    for (int w = 0; w < t->workers; w++) {
+        if (t->wws) vae_workspace_free(t->wws[w]);
+        if (t->wgrads) free(t->wgrads[w]);
+    }
+    free(t->wws), free(t->wgrads), free(t->wloss), free(t->wstat), free(t->werr);
 }
 
 /* Training on the GPU backend (backend.h), with the optimizer given or a new one. */
@@ -232,6 +245,73 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
 }
 
 
+/* Batch threads: a workspace for a slice of the batch and a gradient buffer per thread. */
+static vae_status workers_init(train_state *t, vae_error *err) {
+    const int threads = vae_get_num_threads();
+    if (!t->opt->batch_threads || threads < 2 || t->opt->free_bits > 0.0f) return VAE_OK;
+    const int n = threads, slice = (t->opt->batch_size + n - 1) / n;
+    t->wws = calloc((size_t)n, sizeof *t->wws);
+    t->wgrads = calloc((size_t)n, sizeof *t->wgrads);
+    t->wloss = calloc((size_t)n, sizeof *t->wloss);
+    t->wstat = calloc((size_t)n, sizeof *t->wstat);
+    t->werr = calloc((size_t)n, sizeof *t->werr);
+    VAE_RETURN_IF(!t->wws || !t->wgrads || !t->wloss || !t->wstat || !t->werr, err,
+                  VAE_ERR_NO_MEMORY, "out of memory for %d batch threads", n);
+    t->workers = n;
+    for (int w = 0; w < n; w++) {
+        VAE_TRY(vae_workspace_create(&t->wws[w], t->model, slice * t->k, err));
+        t->wgrads[w] = vae_calloc_array(vae_model_num_params(t->model), sizeof(float));
+        VAE_RETURN_IF(!t->wgrads[w], err, VAE_ERR_NO_MEMORY, "out of memory for batch threads");
+        vae_workspace_set_grads(t->wws[w], t->wgrads[w]);
+    }
+    return VAE_OK;
+}
+
+/* One pass over the batch split across the workers: each runs forward and backward (or an IWAE
+ * step) on its slice into its own gradient buffer; then the model's gradient is the slices'
+ * mean gradients weighted by their shares, summed in slice order (the same bits each time). */
+static vae_status parallel_pass(train_state *t, const vae_batch *rows,
+                                const vae_objective *objective, vae_loss *loss, vae_error *err) {
+    const int n = rows->n, workers = t->workers, k = t->k;
+    const int dim = vae_model_config(t->model)->input_dim;
+    const int latent = vae_model_config(t->model)->latent_dim;
+    const size_t params = vae_model_num_params(t->model);
+#pragma omp parallel for schedule(static, 1) num_threads(workers)
+    for (int w = 0; w < workers; w++) {
+        const int lo = n * w / workers, hi = n * (w + 1) / workers;
+        t->wloss[w] = (vae_loss){0};
+        t->wstat[w] = VAE_OK;
+        memset(t->wgrads[w], 0, params * sizeof(float));
+        if (hi == lo) continue;
+        const vae_batch part = {hi - lo, rows->x + (size_t)lo * dim,
+                                rows->eps + (size_t)lo * k * latent,
+                                rows->labels ? rows->labels + lo : NULL,
+                                rows->mask ? rows->mask + (size_t)lo * dim : NULL};
+        vae_workspace *ws = t->wws[w];
+        vae_status s = k > 1 ? vae_iwae_step(t->model, ws, &part, k, &t->wloss[w], &t->werr[w])
+                             : vae_forward(t->model, ws, &part, &t->wloss[w], &t->werr[w]);
+        if (s == VAE_OK && k == 1) s = vae_backward(t->model, ws, &part, objective, &t->werr[w]);
+        t->wstat[w] = s;
+    }
+    for (int w = 0; w < workers; w++) {
+        if (t->wstat[w] != VAE_OK) {
+            *err = t->werr[w];
+            return vae_add_context(err, t->wstat[w], "batch thread %d", w + 1);
+        }
+        loss->recon += t->wloss[w].recon, loss->kl += t->wloss[w].kl;
+        loss->count += t->wloss[w].count;
+    }
+    float *g = vae_model_grads(t->model);
+    const long count = (long)params;
+    for (int w = 0; w < workers; w++) { /* slice by slice: each value's sum in slice order */
+        const float share = (float)(n * (w + 1) / workers - n * w / workers) / (float)n;
+        const float *gw = t->wgrads[w];
+#pragma omp parallel for simd schedule(static)
+        for (long i = 0; i < count; i++) g[i] += share * gw[i];
+    }
+    return VAE_OK;
+}
+
 /* The buffers of a CPU run and the optimizer (the one to resume, or a new one). */
 static vae_status train_state_init(train_state *t, vae_error *err) {
     const vae_train_options *opt = t->opt;
@@ -252,7 +332,7 @@ static vae_status train_state_init(train_state *t, vae_error *err) {
     VAE_RETURN_IF(!t->order || !t->xb || !t->yb || !t->eps || (t->train->mask && !t->mb), err,
                   VAE_ERR_NO_MEMORY, "out of memory for the training buffers");
     if (t->test) VAE_TRY(vae_model_units(t->model, t->test, &t->test_view, &t->test_owned, err));
-    return VAE_OK;
+    return workers_init(t, err);
 }
 
 /* Rows start.. of this epoch's order into the batch buffers (inputs, in the model's units,
@@ -314,10 +394,13 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
     const vae_objective objective = step_objective(opt, global_step);
     const vae_batch rows = {batch, t->xb, eps, t->train->labels ? t->yb : NULL, t->mb};
     const unsigned long long at = (unsigned long long)global_step + 1;
-    if (batch > 0 && k > 1)
+    if (batch > 0 && t->workers)
+        VAE_FORWARD_IF_ERROR(parallel_pass(t, &rows, &objective, step_loss, err), err,
+                             "training step %llu", at);
+    if (batch > 0 && !t->workers && k > 1)
         VAE_FORWARD_IF_ERROR(vae_iwae_step(t->model, t->ws, &rows, k, step_loss, err), err,
                              "training step %llu", at);
-    if (batch > 0 && k == 1) {
+    if (batch > 0 && !t->workers && k == 1) {
         VAE_FORWARD_IF_ERROR(vae_forward(t->model, t->ws, &rows, step_loss, err), err,
                              "training step %llu", at);
         VAE_FORWARD_IF_ERROR(vae_backward(t->model, t->ws, &rows, &objective, err), err,
