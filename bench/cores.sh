@@ -4,7 +4,8 @@
 # machine, data, model, batch and thread count: the canonical MLP at batch 128 for 1, 2, 4, ...
 # threads up to the machine's cores, then at batch 1024 and the conv preset on all cores.
 # Prints the CPU, its features and vae's kernels, then one row per setting with samples/s of
-# the last epoch and vae's best over PyTorch.
+# the last epoch (vae: OpenBLAS, oneDNN, and batch threads on OpenBLAS) and vae's best over
+# PyTorch.
 #   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (python3)
 set -eu
 build=${1:-build} epochs=${2:-2}
@@ -18,9 +19,9 @@ echo "features: $(grep -o 'avx2\|avx512f\|avx512_bf16\|amx_bf16\|amx_tile' /proc
 echo "vae: $("$build/vae" --version | tr '\n' ';')"
 echo "PyTorch: $("$python" -c 'import torch; print(torch.__version__, torch.backends.mkldnn.is_available())')"
 
-vae_rate() { # PRESET BATCH THREADS BACKEND: samples/s of vae's last epoch
+vae_rate() { # PRESET BATCH THREADS BACKEND [--batch-threads]: samples/s of vae's last epoch
     "$build/vae" train --preset "$1" --batch "$2" --threads "$3" --backend "$4" --epochs "$epochs" \
-        --no-test --out "$tmp/run" --force -q >/dev/null 2>&1
+        --no-test --out "$tmp/run" --force -q ${5:-} >/dev/null 2>&1
     awk -F, 'END { print $8 }' "$tmp/run/train_log.csv"
 }
 torch_rate() { # PRESET BATCH THREADS: samples/s of PyTorch's last epoch
@@ -30,13 +31,16 @@ torch_rate() { # PRESET BATCH THREADS: samples/s of PyTorch's last epoch
     "$python" "$@" | awk 'END { print $8 }'
 }
 row() { # PRESET BATCH THREADS
-    a=$(vae_rate "$1" "$2" "$3" openblas) b=$(vae_rate "$1" "$2" "$3" onednn) c=$(torch_rate "$1" "$2" "$3")
-    awk -v p="$1" -v bt="$2" -v t="$3" -v a="$a" -v b="$b" -v c="$c" 'BEGIN {
+    a=$(vae_rate "$1" "$2" "$3" openblas) b=$(vae_rate "$1" "$2" "$3" onednn)
+    d=$(vae_rate "$1" "$2" "$3" openblas --batch-threads) c=$(torch_rate "$1" "$2" "$3")
+    awk -v p="$1" -v bt="$2" -v t="$3" -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN {
         best = a > b ? a : b
-        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %.2fx |\n", p, bt, t, a, b, c, best / c }'
+        best = d > best ? d : best
+        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.2fx |\n", p, bt, t, a, b, d, c,
+            best / c }'
 }
-echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | PyTorch | vae / PyTorch |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | vae batch threads | PyTorch | vae / PyTorch |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 t=1
 while [ "$t" -le "$cores" ]; do
     row pytorch 128 "$t"
