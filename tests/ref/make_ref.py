@@ -228,9 +228,18 @@ def kind_case(case, kind, add):
         add(f"{case}/param/{name}", p)
     model = model.double()
     xd, md = x.double(), mask.double()
-    recon, kl, loss, (mu, logvar, z, out) = model.loss(xd, eps[0].double(), labels, md)
-    loss.backward()
+    step_loss = lambda j: model.loss(xd, eps[j].double(), labels, md)  # noqa: E731
+    recon, kl, loss, (mu, logvar, z, out) = step_loss(0)
     named = (("mu", mu), ("logvar", logvar)) + ((("z", z), ("logits", out)) if k == 0 else ())
+    record_training(case, model, named, (recon, kl, loss), lambda j: step_loss(j)[2], add)
+
+
+def record_training(case, model, named, terms, step_loss, add):
+    """Records a case's forward tensors (named) and loss terms (recon, kl, loss: the first
+    step's), every gradient of that loss, and the parameters after STEPS Adam steps, step j
+    minimizing step_loss(j)."""
+    recon, kl, loss = terms
+    loss.backward()
     for name, t in named:
         add(f"{case}/{name}", t)
     add(f"{case}/recon_sum", recon.reshape(1))
@@ -241,7 +250,7 @@ def kind_case(case, kind, add):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     for j in range(STEPS):
         opt.zero_grad()
-        model.loss(xd, eps[j].double(), labels, md)[2].backward()
+        step_loss(j).backward()
         opt.step()
     for name, p in model.named_like_c():
         add(f"{case}/adam3/{name}", p)
@@ -283,25 +292,14 @@ def main():
 
         model = model.double()
         xd = x.double()
-        mu, logvar, z, logits = model(xd, eps[0].double())
-        recon, kl, loss = loss_terms(logits, xd, mu, logvar)
-        loss.backward()
-        for name, t in (("mu", mu), ("logvar", logvar), ("z", z), ("logits", logits)):
-            add(f"{case}/{name}", t)
-        add(f"{case}/recon_sum", recon.reshape(1))
-        add(f"{case}/kl_sum", kl.reshape(1))
-        add(f"{case}/loss", loss.reshape(1))
-        for name, p in model.named_like_c():
-            add(f"{case}/grad/{name}", p.grad)
 
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-        for k in range(STEPS):
-            opt.zero_grad()
-            mu, logvar, _, logits = model(xd, eps[k].double())
-            loss_terms(logits, xd, mu, logvar)[2].backward()
-            opt.step()
-        for name, p in model.named_like_c():
-            add(f"{case}/adam3/{name}", p)
+        def step_loss(j, model=model, xd=xd, eps=eps):
+            mu, logvar, z, logits = model(xd, eps[j].double())
+            return loss_terms(logits, xd, mu, logvar), (mu, logvar, z, logits)
+
+        terms, (mu, logvar, z, logits) = step_loss(0)
+        named = (("mu", mu), ("logvar", logvar), ("z", z), ("logits", logits))
+        record_training(case, model, named, terms, lambda j: step_loss(j)[0][2], add)
 
     for case, kind in KINDS.items():
         kind_case(case, kind, add)
