@@ -53,6 +53,18 @@ typedef struct {
     void (*adam_step)(vae_adam *adam, float *params, float *grads);
 } vae_ops;
 
+/* The entries of a table that are the CPU's own functions (ops/, loss/, optim/): every op
+ * but the dense layers', which each backend brings. For a backend's designated initializer. */
+#define VAE_CPU_SHARED_OPS                                                                         \
+    .activation_forward = op_activation_forward,                                                   \
+    .activation_backward = op_activation_backward, .conv_cols_size = op_conv_cols_size,            \
+    .conv2d_forward = op_conv2d_forward, .conv2d_backward = op_conv2d_backward,                    \
+    .convt2d_forward = op_convt2d_forward, .convt2d_backward = op_convt2d_backward,                \
+    .reparam_forward = op_reparam_forward, .reparam_backward = op_reparam_backward,                \
+    .reparam_draws = op_reparam_draws, .kl_forward = op_kl_forward,                                \
+    .kl_backward = op_kl_backward, .kl_dim_means = op_kl_dim_means, .recon = op_recon,             \
+    .decode_mean = op_decode_mean, .adam_step = vae_adam_step
+
 /* The CPU backend: OpenBLAS's products, this project's fused elementwise passes, OpenMP. */
 extern const vae_ops vae_cpu_ops;
 /* The oneDNN backend (dense layers on oneDNN's sgemm), or NULL in a build without oneDNN. */
