@@ -61,30 +61,49 @@ static void test_dense_layer_matches(void) {
     }
 }
 
-static double train_loss(vae_backend backend, vae_backend *chosen) {
+/* A small model trained 3 epochs (batches of 20) on count uniform rows drawn from data_seed,
+ * then its mean -ELBO; chosen and params (may be NULL) get the backend in use and the weights. */
+typedef struct {
+    vae_backend backend;
+    int batch_threads, iwae;
+    int count;
+    uint64_t data_seed;
+    vae_backend *chosen;
+    float *params;
+} small_run;
+
+static double train_small(small_run run) {
     vae_config cfg = {.input_dim = 24, .latent_dim = 3, .n_encoder = 1, .encoder = {32},
                       .n_decoder = 1, .decoder = {32}, .activation = VAE_ACT_RELU};
     vae_model *m;
     vae_error err = {{0}};
-    vae_dataset data = {.count = 200, .dim = 24};
-    data.x = malloc(sizeof(float) * 200 * 24);
-    vae_rng r = vae_rng_make(5, 1);
-    for (int i = 0; i < 200 * 24; i++) data.x[i] = vae_rng_uniform(&r);
+    vae_dataset data = {.count = (size_t)run.count, .dim = 24};
+    data.x = malloc(sizeof(float) * (size_t)run.count * 24);
+    vae_rng r = vae_rng_make(run.data_seed, 1);
+    for (int i = 0; i < run.count * 24; i++) data.x[i] = vae_rng_uniform(&r);
     double loss = NAN;
     if (vae_model_create(&m, &cfg, 3, &err) == VAE_OK &&
-        vae_model_set_backend(m, backend, 20, chosen, &err) == VAE_OK) {
+        vae_model_set_backend(m, run.backend, 20, run.chosen, &err) == VAE_OK) {
         vae_train_options opt;
         vae_train_options_default(&opt);
-        opt.epochs = 3, opt.batch_size = 20;
+        opt.epochs = 3, opt.batch_size = 20, opt.batch_threads = run.batch_threads;
+        opt.iwae_k = run.iwae;
         vae_loss l;
         if (vae_train(m, &data, NULL, &opt, &err) == VAE_OK &&
             vae_eval_elbo(m, &data, 50, 1, &l, &err) == VAE_OK)
             loss = (l.recon + l.kl) / (double)l.count;
+        if (run.params) memcpy(run.params, vae_model_params(m), vae_model_num_params(m) * 4);
         vae_model_free(m);
     }
-    CHECK(!isnan(loss), "training with %s: %s", vae_backend_name(backend), err.message);
+    CHECK(!isnan(loss), "training (%s, batch threads %d, iwae %d): %s",
+          vae_backend_name(run.backend), run.batch_threads, run.iwae, err.message);
     free(data.x);
     return loss;
+}
+
+static double train_loss(vae_backend backend, vae_backend *chosen) {
+    return train_small((small_run){.backend = backend, .count = 200, .data_seed = 5,
+                                   .chosen = chosen});
 }
 
 static void test_training_agrees(void) {
@@ -110,31 +129,10 @@ static void test_training_agrees(void) {
  * is the same function (losses within 1e-4 of the products' split), the same bits on a rerun,
  * and IWAE training works the same way. */
 static double batch_threads_loss(int batch_threads, int iwae, float *params_out) {
-    vae_config cfg = {.input_dim = 24, .latent_dim = 3, .n_encoder = 1, .encoder = {32},
-                      .n_decoder = 1, .decoder = {32}, .activation = VAE_ACT_RELU};
-    vae_model *m;
-    vae_error err = {{0}};
-    vae_dataset data = {.count = 203, .dim = 24}; /* a last batch of 3 rows */
-    data.x = malloc(sizeof(float) * 203 * 24);
-    vae_rng r = vae_rng_make(6, 1);
-    for (int i = 0; i < 203 * 24; i++) data.x[i] = vae_rng_uniform(&r);
-    double loss = NAN;
-    if (vae_model_create(&m, &cfg, 3, &err) == VAE_OK) {
-        vae_train_options opt;
-        vae_train_options_default(&opt);
-        opt.epochs = 3, opt.batch_size = 20, opt.batch_threads = batch_threads;
-        opt.iwae_k = iwae;
-        vae_loss l;
-        if (vae_train(m, &data, NULL, &opt, &err) == VAE_OK &&
-            vae_eval_elbo(m, &data, 50, 1, &l, &err) == VAE_OK)
-            loss = (l.recon + l.kl) / (double)l.count;
-        if (params_out) memcpy(params_out, vae_model_params(m), vae_model_num_params(m) * 4);
-        vae_model_free(m);
-    }
-    CHECK(!isnan(loss), "training (batch threads %d, iwae %d): %s", batch_threads, iwae,
-          err.message);
-    free(data.x);
-    return loss;
+    /* 203 rows: a last batch of 3 */
+    return train_small((small_run){.backend = VAE_BACKEND_OPENBLAS, .batch_threads = batch_threads,
+                                   .iwae = iwae, .count = 203, .data_seed = 6,
+                                   .params = params_out});
 }
 
 static void test_batch_threads(void) {
