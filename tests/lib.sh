@@ -7,6 +7,19 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fmnist=${FMNIST:-/usr/share/datasets/fashion-mnist} # FMNIST: elsewhere (a machine without the package)
 
+# fmnist_idx KIND N IMAGES [LABELS]: the first N Fashion-MNIST images of KIND (train or t10k)
+# as an IDX file of their own (header with N, then N*784 bytes; IMAGES "": none), and their
+# labels when asked
+fmnist_idx() {
+    be32() { printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) \
+        $(($1 >> 8 & 255)) $(($1 & 255)))"; }
+    [ -z "$3" ] || { printf '\000\000\010\003'; be32 "$2"; printf '\000\000\000\034\000\000\000\034'
+      gzip -dc "$fmnist/$1-images-idx3-ubyte.gz" | tail -c +17 | head -c $(($2 * 784)); } >"$3"
+    [ -z "${4:-}" ] && return 0
+    { printf '\000\000\010\001'; be32 "$2"
+      gzip -dc "$fmnist/$1-labels-idx1-ubyte.gz" | tail -c +9 | head -c "$2"; } >"$4"
+}
+
 ok() { echo "ok $1"; }
 fail() { echo "not ok $1"; shift; for line in "$@"; do echo "#   $line"; done; }
 

@@ -4,14 +4,8 @@
 # Usage: sh tests/test_cli.sh BUILD_DIR
 . "$(dirname "$0")/lib.sh"
 
-# IDX image file of the first N Fashion-MNIST test images: header, then N*784 bytes.
-make_idx() {
-    n=$1 out=$2
-    printf '\000\000\010\003' >"$out"
-    printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((n >> 24 & 255)) $((n >> 16 & 255)) $((n >> 8 & 255)) $((n & 255)))" >>"$out"
-    printf '\000\000\000\034\000\000\000\034' >>"$out"
-    gzip -dc "$fmnist/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c $((n * 784)) >>"$out"
-}
+# IDX image file of the first N Fashion-MNIST test images
+make_idx() { fmnist_idx t10k "$1" "$2"; }
 
 if "$vae" --help | grep -q "train"; then ok help; else fail help "no command list"; fi
 if "$vae" --version | grep -q "OpenBLAS" && "$vae" -V | grep -q "^vae "; then ok version; else fail version "no BLAS named, or no -V"; fi

@@ -5,10 +5,7 @@
 # Usage: sh tests/test_convnet.sh BUILD_DIR
 . "$(dirname "$0")/lib.sh"
 
-{
-    printf '\000\000\010\003\000\000\003\350\000\000\000\034\000\000\000\034'
-    gzip -dc "$fmnist/train-images-idx3-ubyte.gz" | tail -c +17 | head -c $((1000 * 784))
-} >"$tmp/tr-images-idx3-ubyte"
+fmnist_idx train 1000 "$tmp/tr-images-idx3-ubyte"
 small="--train $tmp/tr-images-idx3-ubyte --no-test --conv 8x4s2p1,16x4s2p1 --encoder 64 --decoder 64 --latent 8 --batch 100 --threads 2 -q"
 "$vae" train $small --epochs 2 --out "$tmp/c" 2>"$tmp/err"
 rc=$?

@@ -8,14 +8,7 @@
 png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
 
 # 3000 training images with labels, a seed-preset model (2-D latent) and a 5-D one
-{
-    printf '\000\000\010\003\000\000\013\270\000\000\000\034\000\000\000\034'
-    gzip -dc "$fmnist/train-images-idx3-ubyte.gz" | tail -c +17 | head -c $((3000 * 784))
-} >"$tmp/fashion-images-idx3-ubyte"
-{
-    printf '\000\000\010\001\000\000\013\270'
-    gzip -dc "$fmnist/train-labels-idx1-ubyte.gz" | tail -c +9 | head -c 3000
-} >"$tmp/fashion-labels-idx1-ubyte"
+fmnist_idx train 3000 "$tmp/fashion-images-idx3-ubyte" "$tmp/fashion-labels-idx1-ubyte"
 test_images="$fmnist/t10k-images-idx3-ubyte.gz"
 "$vae" train --train "$tmp/fashion-images-idx3-ubyte" --test "$test_images" --preset seed \
     --epochs 3 --batch 64 --out "$tmp/run" -q 2>"$tmp/err" &&

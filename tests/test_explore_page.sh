@@ -9,10 +9,7 @@
 pages="$tmp/pages"
 mkdir -p "$pages"
 # 3,000 training images with their labels, as IDX files of their own
-{ printf '\000\000\010\003\000\000\013\270\000\000\000\034\000\000\000\034'
-  gzip -dc "$fmnist/train-images-idx3-ubyte.gz" | tail -c +17 | head -c $((3000 * 784)); } >"$tmp/tr-images-idx3-ubyte"
-{ printf '\000\000\010\001\000\000\013\270'
-  gzip -dc "$fmnist/train-labels-idx1-ubyte.gz" | tail -c +9 | head -c 3000; } >"$tmp/tr-labels-idx1-ubyte"
+fmnist_idx train 3000 "$tmp/tr-images-idx3-ubyte" "$tmp/tr-labels-idx1-ubyte"
 common="--train $tmp/tr-images-idx3-ubyte --no-test --epochs 1 -q"
 "$vae" train $common --preset pytorch --out "$tmp/image" 2>"$tmp/err" &&
     "$vae" train $common --preset pytorch --conditional --out "$tmp/cond" 2>>"$tmp/err" || cat "$tmp/err"

@@ -65,8 +65,7 @@ done
 if [ "$built" = 1 ]; then
     ok examples_build_with_pkg_config
     # 600 Fashion-MNIST images as an IDX file of their own
-    { printf '\000\000\010\003\000\000\002\130\000\000\000\034\000\000\000\034'
-      gzip -dc "$fmnist/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c $((600 * 784)); } >"$tmp/imgs-idx3-ubyte"
+    fmnist_idx t10k 600 "$tmp/imgs-idx3-ubyte"
     if "$tmp/train_sample" "$tmp/imgs-idx3-ubyte" "$tmp/m.safetensors" "$tmp/s.png" 2 >"$tmp/ex1" 2>&1 &&
         grep -q "^epoch 2/2: train -ELBO" "$tmp/ex1" && [ -s "$tmp/s.png" ] &&
         ldd "$tmp/train_sample" | grep -q "$lib/libvae.so.$major" &&

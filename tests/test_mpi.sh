@@ -14,10 +14,7 @@ fi
 # shared memory between the ranks without cross-memory attach, which containers often forbid
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 run() { mpirun --allow-run-as-root --oversubscribe "$@"; }
-{
-    printf '\000\000\010\003\000\000\007\320\000\000\000\034\000\000\000\034'
-    gzip -dc "$fmnist/train-images-idx3-ubyte.gz" | tail -c +17 | head -c $((2000 * 784))
-} >"$tmp/tr-images-idx3-ubyte"
+fmnist_idx train 2000 "$tmp/tr-images-idx3-ubyte"
 common="--train $tmp/tr-images-idx3-ubyte --test $tmp/tr-images-idx3-ubyte --preset seed --batch 100 --threads 1 -q"
 "$mpivae" train $common --epochs 2 --out "$tmp/one" 2>"$tmp/err"
 run -np 2 "$mpivae" train $common --epochs 2 --out "$tmp/two" 2>>"$tmp/err"

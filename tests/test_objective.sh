@@ -6,10 +6,7 @@
 # Usage: sh tests/test_objective.sh BUILD_DIR
 . "$(dirname "$0")/lib.sh"
 
-{
-    printf '\000\000\010\003\000\000\013\270\000\000\000\034\000\000\000\034'
-    gzip -dc "$fmnist/train-images-idx3-ubyte.gz" | tail -c +17 | head -c $((3000 * 784))
-} >"$tmp/tr-images-idx3-ubyte"
+fmnist_idx train 3000 "$tmp/tr-images-idx3-ubyte"
 train() { # NAME OPTIONS...: 20-D latent, 4 epochs
     name=$1
     shift
@@ -61,10 +58,7 @@ rc=$?
 if [ "$rc" -eq 64 ] && grep -q "\-\-beta" "$tmp/err2"; then ok bad_beta; else fail bad_beta "exit $rc"; fi
 
 # a conditional VAE: labels join both networks; sampling draws a chosen class
-{
-    printf '\000\000\010\001\000\000\013\270'
-    gzip -dc "$fmnist/train-labels-idx1-ubyte.gz" | tail -c +9 | head -c 3000
-} >"$tmp/tr-labels-idx1-ubyte"
+fmnist_idx train 3000 "" "$tmp/tr-labels-idx1-ubyte"
 train cond --conditional --latent 2
 if "$vae" info "$tmp/cond/model.safetensors" | grep -q "conditional on 10 classes" &&
     "$vae" sample "$tmp/cond/model.safetensors" -n 30 -o "$tmp/c.png" 2>"$tmp/err" &&

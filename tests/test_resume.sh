@@ -10,10 +10,7 @@
 # the 10000 Fashion-MNIST test images: 200 steps of 50 per epoch, about 5 s for the whole run
 gzip -dc "$fmnist/t10k-images-idx3-ubyte.gz" >"$tmp/data-images-idx3-ubyte"
 # 2000 other images
-{
-    printf '\000\000\010\003\000\000\007\320\000\000\000\034\000\000\000\034'
-    gzip -dc "$fmnist/train-images-idx3-ubyte.gz" | tail -c +17 | head -c $((2000 * 784))
-} >"$tmp/other-images-idx3-ubyte"
+fmnist_idx train 2000 "$tmp/other-images-idx3-ubyte"
 
 args="train --train $tmp/data-images-idx3-ubyte --no-test --preset seed --epochs 8 --batch 50 --seed 11 --threads 1 --checkpoint-every 1 -q"
 train() { "$vae" $args "$@"; }
