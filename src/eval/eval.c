@@ -51,15 +51,14 @@ static vae_status iwae_log_px(const vae_model *m, iwae_scratch *s, const float *
                               const float *logvar, int k_total, int chunk, vae_rng *rng,
                               double *log_px) {
     const int latent = vae_model_config(m)->latent_dim;
-    memset(s->labels, label, (size_t)chunk);
-    const uint8_t *labels = s->labels; /* used by a conditional model only */
+    memset(s->labels, label, (size_t)chunk); /* read by a conditional model only */
     op_lse lse = OP_LSE_EMPTY;
     for (int done = 0; done < k_total; done += chunk) {
         int c = k_total - done < chunk ? k_total - done : chunk;
         vae_rng_normal(rng, s->eps, (size_t)c * latent);
         vae_model_ops(m)->reparam_draws(s->z, s->log_w, mu, logvar, s->eps, c, latent);
         /* every draw against the one input: x and its mask with stride 0 */
-        VAE_TRY(vae_log_likelihood(m, s->ws, s->z, labels, c, x, 0, mask, s->log_px, NULL));
+        VAE_TRY(vae_log_likelihood(m, s->ws, s->z, s->labels, c, x, 0, mask, s->log_px, NULL));
         for (int r = 0; r < c; r++) op_lse_add(&lse, s->log_px[r] + s->log_w[r]);
     }
     *log_px = op_lse_value(&lse) - log((double)k_total);

@@ -60,16 +60,15 @@ static vae_status impute_rows(const vae_model *m, const vae_dataset *data, int k
         const uint8_t *mask = data->mask ? data->mask + i * d : NULL;
         for (int c = 0; c < copies; c++) memcpy(out + ((size_t)c * n + i) * d, x, sizeof(float) * d);
         if (!mask || !memchr(mask, 0, (size_t)d)) continue; /* nothing to fill in */
-        memset(labels, data->labels ? data->labels[i] : 0, (size_t)k);
-        const uint8_t *row_labels = labels; /* used by a conditional model only */
-        const vae_batch input = {1, x, NULL, row_labels, mask};
+        memset(labels, data->labels ? data->labels[i] : 0, (size_t)k); /* read if conditional */
+        const vae_batch input = {1, x, NULL, labels, mask};
         if ((s = vae_encode(m, ws, &input, mu, lv, err)) != VAE_OK) break;
         vae_rng rng = vae_rng_make(seed, VAE_STREAM_IWAE + i);
         vae_rng_normal(&rng, eps, (size_t)k * latent);
         vae_model_ops(m)->reparam_draws(z, w, mu, lv, eps, k, latent);
         /* log p(x_obs | z_k) (x and its mask, one for every draw), then the means */
-        if ((s = vae_log_likelihood(m, ws, z, row_labels, k, x, 0, mask, log_px, err)) != VAE_OK ||
-            (s = vae_decode(m, ws, z, row_labels, k, mean, err)) != VAE_OK)
+        if ((s = vae_log_likelihood(m, ws, z, labels, k, x, 0, mask, log_px, err)) != VAE_OK ||
+            (s = vae_decode(m, ws, z, labels, k, mean, err)) != VAE_OK)
             break;
         for (int r = 0; r < k; r++) w[r] += log_px[r];
         const double lse = op_log_sum_exp(w, (size_t)k);

@@ -7,7 +7,6 @@
 
 #define PASS_BATCH 500
 
-/* A conditional model needs a label in range for each of the n inputs. */
 /* The labels a call was given, checked: every input's for a conditional model; *labels is set
  * to NULL for an unconditional one, which has no use for them (and no device sees them). */
 static vae_status need_labels(const vae_model *m, const uint8_t **labels_io, size_t n,

@@ -419,9 +419,8 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     float *xk = ws->draws_x;
     double *log_w = ws->log_w;
     iwae_draws(m, ws, batch, k, xk, log_w);
-    const uint8_t *row_labels = ws->row_labels; /* filled for a conditional model */
     const uint8_t *mk = batch->mask ? ws->mask_rows : NULL;
-    decoder_forward(m, ws, ws->z, row_labels, rows);
+    decoder_forward(m, ws, ws->z, ws->row_labels, rows); /* labels filled if conditional */
     const float *out = ws->outputs[m->output_layer];
     m->ops->recon(&m->cfg, ws->recon, NULL, out, xk, (size_t)dim, rows, m->params + m->dim_logvar,
              NULL, 1.0f, NULL, mk);
