@@ -67,8 +67,10 @@ typedef struct {
  * (EXIT_OK after --help, EXIT_USAGE after one line saying why and a hint). */
 int cli_parse_options(int argc, char **argv, const char *command, const cli_opt *table, int n,
                       const char *usage, int *first, int *code);
-/* Whether argv[first..argc) holds min..max operands; 0 after saying what is wrong. */
-int cli_operands(int argc, int first, int min, int max, const char *command, int *code);
+/* Whether argv[first..argc) holds min..max operands (what names them, as in the usage: "MODEL
+ * [DATA]"); 0 after saying what is wrong. */
+int cli_operands(int argc, int first, int min, int max, const char *command, const char *what,
+                 int *code);
 /* Whether the output a command needs (-o FILE) was given; 0 after saying so. */
 int cli_needs_out(const char *out, const char *command, int *code);
 

@@ -50,7 +50,7 @@ static int parse_eval(int argc, char **argv, eval_args *a, int *code) {
     int first;
     if (!cli_parse_options(argc, argv, "eval", table, (int)(sizeof table / sizeof *table),
                            EVAL_USAGE, &first, code) ||
-        !cli_operands(argc, first, 1, 2, "eval", code))
+        !cli_operands(argc, first, 1, 2, "eval", "MODEL [DATA]", code))
         return 0;
     a->model = argv[first];
     if (first == argc - 2) a->data = argv[first + 1];
@@ -160,7 +160,7 @@ int cmd_encode(int argc, char **argv) {
     };
     if (!cli_parse_options(argc, argv, "encode", opts, (int)(sizeof opts / sizeof *opts),
                            ENCODE_USAGE, &first, &code) ||
-        !cli_operands(argc, first, 2, 2, "encode", &code))
+        !cli_operands(argc, first, 2, 2, "encode", "MODEL DATA", &code))
         return code;
     if (!out) {
         fprintf(stderr, "vae: encode: -o FILE is needed (try vae encode --help)\n");

@@ -36,7 +36,8 @@ static int parse(int argc, char **argv, const char *command, const char *usage,
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (strchr(allowed, all[i].code)) opts[n++] = all[i].opt;
     if (!cli_parse_options(argc, argv, command, opts, n, usage, &first, code) ||
-        !cli_operands(argc, first, 1, operands_max, command, code) ||
+        !cli_operands(argc, first, 1, operands_max, command,
+                          operands_max == 2 ? "MODEL [DATA]" : "MODEL", code) ||
         !cli_picture_ok(a->out, code))
         return 0;
     *model = argv[first];

@@ -257,7 +257,7 @@ static int parse_args(int argc, char **argv, explore_args *a) {
     if (!cli_parse_options(argc, argv, "explore", opts, (int)(sizeof opts / sizeof *opts), usage,
                            &first, &code))
         return code == EXIT_OK ? -1 : code;
-    if (!cli_operands(argc, first, 1, 2, "explore", &code)) return code;
+    if (!cli_operands(argc, first, 1, 2, "explore", "MODEL [DATA]", &code)) return code;
     a->model_path = argv[first];
     a->data_path = first + 1 < argc ? argv[first + 1] : NULL;
     return EXIT_OK;

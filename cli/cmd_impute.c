@@ -170,7 +170,7 @@ int cmd_impute(int argc, char **argv) {
     };
     if (!cli_parse_options(argc, argv, "impute", opts, (int)(sizeof opts / sizeof *opts), usage,
                            &first, &code) ||
-        !cli_operands(argc, first, 2, 2, "impute", &code) || !cli_needs_out(out, "impute", &code))
+        !cli_operands(argc, first, 2, 2, "impute", "MODEL DATA", &code) || !cli_needs_out(out, "impute", &code))
         return code;
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *m = NULL;
@@ -235,7 +235,7 @@ int cmd_mask(int argc, char **argv) {
     };
     if (!cli_parse_options(argc, argv, "mask", opts, (int)(sizeof opts / sizeof *opts), usage,
                            &first, &code) ||
-        !cli_operands(argc, first, 1, 1, "mask", &code) || !cli_needs_out(out, "mask", &code))
+        !cli_operands(argc, first, 1, 1, "mask", "DATA", &code) || !cli_needs_out(out, "mask", &code))
         return code;
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_dataset *data = NULL;
@@ -330,7 +330,7 @@ int cmd_score(int argc, char **argv) {
     };
     if (!cli_parse_options(argc, argv, "score", opts, (int)(sizeof opts / sizeof *opts), usage,
                            &first, &code) ||
-        !cli_operands(argc, first, 2, 2, "score", &code) || !cli_needs_out(out, "score", &code))
+        !cli_operands(argc, first, 2, 2, "score", "MODEL DATA", &code) || !cli_needs_out(out, "score", &code))
         return code;
     if (!cli_output_ok(out)) return EXIT_CANTCREAT;
     vae_model *m = NULL;

@@ -84,7 +84,8 @@ static int parse_picture_args(int argc, char **argv, const char *command, const 
     };
     return cli_parse_options(argc, argv, command, opts, (int)(sizeof opts / sizeof *opts), usage,
                              first, code) &&
-           cli_operands(argc, *first, 1, operands_max, command, code) &&
+           cli_operands(argc, *first, 1, operands_max, command,
+                        operands_max == 2 ? "MODEL [DATA]" : "MODEL", code) &&
            cli_picture_ok(a->out, code) && cli_output_ok(a->npy);
 }
 

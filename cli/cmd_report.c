@@ -228,7 +228,7 @@ int cmd_report(int argc, char **argv) {
     };
     if (!cli_parse_options(argc, argv, "report", opts, (int)(sizeof opts / sizeof *opts), usage,
                            &first, &code) ||
-        !cli_operands(argc, first, 1, 1, "report", &code))
+        !cli_operands(argc, first, 1, 1, "report", "DIR", &code))
         return code;
     report r = {.dir = argv[first]};
     char model_path[PATH_SIZE], out_path[PATH_SIZE];

@@ -254,7 +254,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     int first;
     if (!cli_parse_options(argc, argv, "train", table, (int)(sizeof table / sizeof *table),
                            TRAIN_USAGE, &first, code) ||
-        !cli_operands(argc, first, 0, 0, "train", code))
+        !cli_operands(argc, first, 0, 0, "train", "options only, its data with --train", code))
         return 0;
     if (a->sigma_set && !a->variance) a->variance = "fixed"; /* --sigma alone: a fixed sigma */
     if (!a->out && !a->resume) a->out = "vae-out";

@@ -62,15 +62,12 @@ int cli_parse_options(int argc, char **argv, const char *command, const cli_opt 
     return 1;
 }
 
-int cli_operands(int argc, int first, int min, int max, const char *command, int *code) {
+int cli_operands(int argc, int first, int min, int max, const char *command, const char *what,
+                 int *code) {
     const int count = argc - first;
     if (count >= min && count <= max) return 1;
-    if (count > max)
-        fprintf(stderr, "vae: %s: unexpected argument (try vae %s --help)\n", command, command);
-    else
-        fprintf(stderr, "vae: %s: %s (try vae %s --help)\n", command,
-                min - count == 1 && min == 1 ? "a model file is needed" : "missing arguments",
-                command);
+    fprintf(stderr, "vae: %s: %s; it takes %s (try vae %s --help)\n", command,
+            count > max ? "unexpected argument" : "missing argument", what, command);
     *code = EXIT_USAGE;
     return 0;
 }

@@ -228,7 +228,7 @@ int cmd_plot_latent(int argc, char **argv) {
     };
     if (!cli_parse_options(argc, argv, "plot-latent", opts, (int)(sizeof opts / sizeof *opts),
                            usage, &first, &code) ||
-        !cli_operands(argc, first, 1, 2, "plot-latent", &code))
+        !cli_operands(argc, first, 1, 2, "plot-latent", "MODEL [DATA]", &code))
         return code;
     if (first == argc - 2) data_path = argv[first + 1];
     vae_model *m = NULL;
