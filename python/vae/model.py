@@ -303,11 +303,13 @@ class VAE:
         cfg = self.config_
         X = self._array(X, what, dim=cfg.input_dim, allow_nan=bool(cfg.missing))
         labels = self._labels(y, X.shape[0], cfg.n_classes > 0) if cfg.n_classes else None
-        return self._dataset(X, labels)
+        return self._dataset(X, labels, bool(cfg.missing))
 
-    def _dataset(self, X, labels):
+    def _dataset(self, X, labels, may_have_nan):
+        """X (checked by _array) and labels as a library data set; only a missing-value model's
+        X can hold NaN, which become its mask (and 0)."""
         mask = None
-        nan = np.isnan(X) if not _all_finite(X) else None
+        nan = np.isnan(X) if may_have_nan and not _all_finite(X) else None
         if nan is not None and nan.any():
             mask = np.ascontiguousarray(~nan, dtype=np.uint8)
             X = np.where(nan, np.float32(0), X)
@@ -344,7 +346,7 @@ class VAE:
         self._use_backend(batch_size if batch_size is not None else self.batch_size)
         if self.standardize:
             self._fit_standardization(X)
-        train = self._dataset(X, labels)
+        train = self._dataset(X, labels, bool(self.missing))
         test = None
         if validation_data is not None:
             vx, vy = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
@@ -356,7 +358,7 @@ class VAE:
     def _fit_standardization(self, X):
         d = X.shape[1]
         mean, std = np.empty(d, np.float32), np.empty(d, np.float32)
-        data = self._dataset(X, None)
+        data = self._dataset(X, None, bool(self.missing))
         lib.vae_standardize_fit(data.ref, _ptr(mean, ctypes.c_float), _ptr(std, ctypes.c_float))
         _call(lib.vae_model_set_standardization, self._model, _ptr(mean, ctypes.c_float),
               _ptr(std, ctypes.c_float))
@@ -522,10 +524,9 @@ class VAE:
         self._check_fitted()
         if not self.config_.missing:
             raise ValueError("impute: this VAE was not fitted with missing=True")
-        X = self._array(X, dim=self.config_.input_dim, allow_nan=True)
         data = self._data(X)
         m = int(multiple) if multiple else 0
-        out = np.empty((max(1, m), X.shape[0], X.shape[1]), np.float32)
+        out = np.empty((max(1, m), data.struct.count, data.struct.dim), np.float32)
         _call(lib.vae_impute, self._model, data.ref, int(k), m,
               int(self.seed if seed is None else seed), _ptr(out, ctypes.c_float),
               context="impute")
