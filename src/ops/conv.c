@@ -5,6 +5,21 @@
 #include <cblas.h>
 #include <string.h>
 
+/* Below this many floats a loop over the batch stays on one thread (as in activation.c). Every
+ * parallel loop here gives each thread its own samples or channels, which it computes in the
+ * order one thread would: the same bits at every thread count. */
+#define PARALLEL_MIN 32768
+
+/* The output positions o in [*lo, *hi) that read input position o*stride + offset inside
+ * 0..n_in-1 (the rest read the zero padding). */
+static void inside(int *lo, int *hi, int n_out, int n_in, int stride, int offset) {
+    int a = offset < 0 ? (-offset + stride - 1) / stride : 0;
+    int b = n_in - offset > 0 ? (n_in - offset + stride - 1) / stride : 0;
+    *lo = a < n_out ? a : n_out;
+    *hi = b < n_out ? b : n_out;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /* cols (C*k*k rows of ld floats; this sample's OH*OW columns from the pointer on): the input
  * patch under every output position, zero outside the image */
 static void im2col(float *cols, size_t ld, const float *x, int c, int h, int w, int oh, int ow,
@@ -13,13 +28,19 @@ static void im2col(float *cols, size_t ld, const float *x, int c, int h, int w, 
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 float *row = cols + ((size_t)(ch * k + ki) * k + kj) * ld;
+                int lo, hi;
+                inside(&lo, &hi, ow, w, stride, kj - pad);
                 for (int y = 0; y < oh; y++) {
+                    float *dst = row + (size_t)y * ow;
                     int iy = y * stride - pad + ki;
-                    for (int xo = 0; xo < ow; xo++) {
-                        int ix = xo * stride - pad + kj;
-                        row[y * ow + xo] = iy >= 0 && iy < h && ix >= 0 && ix < w
-                                               ? x[((size_t)ch * h + iy) * w + ix] : 0.0f;
+                    if (iy < 0 || iy >= h) {
+                        memset(dst, 0, sizeof(float) * (size_t)ow);
+                        continue;
                     }
+                    const float *src = x + ((size_t)ch * h + iy) * w;
+                    for (int xo = 0; xo < lo; xo++) dst[xo] = 0.0f;
+                    for (int xo = lo; xo < hi; xo++) dst[xo] = src[xo * stride - pad + kj];
+                    for (int xo = hi; xo < ow; xo++) dst[xo] = 0.0f;
                 }
             }
 }
@@ -31,15 +52,41 @@ static void col2im_add(float *x, const float *cols, size_t ld, int c, int h, int
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 const float *row = cols + ((size_t)(ch * k + ki) * k + kj) * ld;
+                int lo, hi;
+                inside(&lo, &hi, ow, w, stride, kj - pad);
                 for (int y = 0; y < oh; y++) {
                     int iy = y * stride - pad + ki;
                     if (iy < 0 || iy >= h) continue;
-                    for (int xo = 0; xo < ow; xo++) {
-                        int ix = xo * stride - pad + kj;
-                        if (ix >= 0 && ix < w) x[((size_t)ch * h + iy) * w + ix] += row[y * ow + xo];
-                    }
+                    float *dst = x + ((size_t)ch * h + iy) * w;
+                    const float *src = row + (size_t)y * ow;
+                    for (int xo = lo; xo < hi; xo++) dst[xo * stride - pad + kj] += src[xo];
                 }
             }
+}
+
+/* im2col of every sample of a batch (an image of c*h*w floats each) into its own columns */
+static void im2col_batch(float *cols, const float *x, int batch, int c, int h, int w, int oh,
+                         int ow, int k, int stride, int pad) {
+    const size_t ohw = (size_t)oh * ow, ld = (size_t)batch * ohw;
+#pragma omp parallel for schedule(static) if (ld * c * k * k >= PARALLEL_MIN)
+    for (int n = 0; n < batch; n++)
+        im2col(cols + (size_t)n * ohw, ld, x + (size_t)n * c * h * w, c, h, w, oh, ow, k, stride,
+               pad);
+}
+
+/* x = col2im of every sample's columns (x is overwritten), plus bias[ch] when given */
+static void col2im_batch(float *x, const float *cols, int batch, int c, int h, int w, int oh,
+                         int ow, int k, int stride, int pad, const float *bias) {
+    const size_t ohw = (size_t)oh * ow, ld = (size_t)batch * ohw, chw = (size_t)c * h * w;
+#pragma omp parallel for schedule(static) if (ld * c * k * k >= PARALLEL_MIN)
+    for (int n = 0; n < batch; n++) {
+        float *xn = x + (size_t)n * chw;
+        memset(xn, 0, sizeof(float) * chw);
+        col2im_add(xn, cols + (size_t)n * ohw, ld, c, h, w, oh, ow, k, stride, pad);
+        if (bias)
+            for (int ch = 0; ch < c; ch++)
+                for (size_t i = 0; i < (size_t)h * w; i++) xn[(size_t)ch * h * w + i] += bias[ch];
+    }
 }
 
 /* The whole batch goes through one matrix product per pass: columns of every sample side by
@@ -53,6 +100,7 @@ size_t op_conv_cols_size(const conv_shape *s, int batch) {
 
 /* (B, C, HW) <-> (C, B*HW) */
 static void to_channel_major(float *dst, const float *src, int batch, int c, size_t hw) {
+#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= PARALLEL_MIN)
     for (int n = 0; n < batch; n++)
         for (int ch = 0; ch < c; ch++)
             memcpy(dst + (size_t)ch * batch * hw + (size_t)n * hw,
@@ -61,16 +109,19 @@ static void to_channel_major(float *dst, const float *src, int batch, int c, siz
 
 static void from_channel_major(float *dst, const float *src, int batch, int c, size_t hw,
                                const float *bias) {
+#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= PARALLEL_MIN)
     for (int n = 0; n < batch; n++)
         for (int ch = 0; ch < c; ch++) {
             const float *in = src + (size_t)ch * batch * hw + (size_t)n * hw;
             float *out = dst + ((size_t)n * c + ch) * hw;
-            for (size_t i = 0; i < hw; i++) out[i] = in[i] + (bias ? bias[ch] : 0.0f);
+            const float add = bias ? bias[ch] : 0.0f;
+            for (size_t i = 0; i < hw; i++) out[i] = in[i] + add;
         }
 }
 
 /* db[c] += the sum of channel c over the batch, from channel-major values */
 static void bias_grad(float *db, const float *cm, int c, size_t n) {
+#pragma omp parallel for schedule(static) if ((size_t)c * n >= PARALLEL_MIN)
     for (int ch = 0; ch < c; ch++) {
         float sum = 0.0f;
         for (size_t i = 0; i < n; i++) sum += cm[(size_t)ch * n + i];
@@ -78,31 +129,40 @@ static void bias_grad(float *db, const float *cm, int c, size_t n) {
     }
 }
 
+/* db[c] += the sum of channel c over the batch, from batch-major values (B, C, HW): each
+ * sample's sum added in turn */
+static void bias_grad_batch_major(float *db, const float *v, int batch, int c, size_t hw) {
+#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= PARALLEL_MIN)
+    for (int ch = 0; ch < c; ch++)
+        for (int n = 0; n < batch; n++) {
+            const float *vn = v + ((size_t)n * c + ch) * hw;
+            float sum = 0.0f;
+            for (size_t i = 0; i < hw; i++) sum += vn[i];
+            db[ch] += sum;
+        }
+}
+
 void op_conv2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        const conv_shape *s, float *scratch) {
     const int kk = s->in_c * s->k * s->k;
-    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    const size_t ld = (size_t)batch * ohw;
+    const size_t ld = (size_t)batch * s->out_h * s->out_w;
     float *cols = scratch, *ym = scratch + (size_t)kk * ld;
-    for (int n = 0; n < batch; n++)
-        im2col(cols + (size_t)n * ohw, ld, x + (size_t)n * s->in_c * ihw, s->in_c, s->in_h,
-               s->in_w, s->out_h, s->out_w, s->k, s->stride, s->pad);
+    im2col_batch(cols, x, batch, s->in_c, s->in_h, s->in_w, s->out_h, s->out_w, s->k, s->stride,
+                 s->pad);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_c, (int)ld, kk, 1.0f, w, kk,
                 cols, (int)ld, 0.0f, ym, (int)ld);
-    from_channel_major(y, ym, batch, s->out_c, ohw, b);
+    from_channel_major(y, ym, batch, s->out_c, (size_t)s->out_h * s->out_w, b);
 }
 
 void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int batch, const conv_shape *s, float *scratch) {
     const int kk = s->in_c * s->k * s->k;
-    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    const size_t ld = (size_t)batch * ohw;
+    const size_t ld = (size_t)batch * s->out_h * s->out_w;
     float *cols = scratch, *dym = scratch + (size_t)kk * ld;
-    to_channel_major(dym, dy, batch, s->out_c, ohw);
+    to_channel_major(dym, dy, batch, s->out_c, (size_t)s->out_h * s->out_w);
     bias_grad(db, dym, s->out_c, ld);
-    for (int n = 0; n < batch; n++)
-        im2col(cols + (size_t)n * ohw, ld, x + (size_t)n * s->in_c * ihw, s->in_c, s->in_h,
-               s->in_w, s->out_h, s->out_w, s->k, s->stride, s->pad);
+    im2col_batch(cols, x, batch, s->in_c, s->in_h, s->in_w, s->out_h, s->out_w, s->k, s->stride,
+                 s->pad);
     /* dW (out_c, kk) += dy (out_c, B*ohw) cols^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->out_c, kk, (int)ld, 1.0f, dym,
                 (int)ld, cols, (int)ld, 1.0f, dw, kk);
@@ -110,10 +170,8 @@ void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
     /* dcols (kk, B*ohw) = W^T dy, over the columns, then back onto each image */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->out_c, 1.0f, w, kk, dym,
                 (int)ld, 0.0f, cols, (int)ld);
-    memset(dx, 0, sizeof(float) * (size_t)batch * s->in_c * ihw);
-    for (int n = 0; n < batch; n++)
-        col2im_add(dx + (size_t)n * s->in_c * ihw, cols + (size_t)n * ohw, ld, s->in_c, s->in_h,
-                   s->in_w, s->out_h, s->out_w, s->k, s->stride, s->pad);
+    col2im_batch(dx, cols, batch, s->in_c, s->in_h, s->in_w, s->out_h, s->out_w, s->k, s->stride,
+                 s->pad, NULL);
 }
 
 /* A transposed convolution is the adjoint of the convolution from its output back to its
@@ -121,39 +179,24 @@ void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
 void op_convt2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
                         const conv_shape *s, float *scratch) {
     const int kk = s->out_c * s->k * s->k;
-    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    const size_t ld = (size_t)batch * ihw;
+    const size_t ihw = (size_t)s->in_h * s->in_w, ld = (size_t)batch * ihw;
     float *cols = scratch, *xm = scratch + (size_t)kk * ld;
     to_channel_major(xm, x, batch, s->in_c, ihw);
     /* cols (kk, B*ihw) = W^T x */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->in_c, 1.0f, w, kk, xm,
                 (int)ld, 0.0f, cols, (int)ld);
-    for (int n = 0; n < batch; n++) {
-        float *yn = y + (size_t)n * s->out_c * ohw;
-        memset(yn, 0, sizeof(float) * (size_t)s->out_c * ohw);
-        col2im_add(yn, cols + (size_t)n * ihw, ld, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w,
-                   s->k, s->stride, s->pad);
-        for (int ch = 0; ch < s->out_c; ch++)
-            for (size_t i = 0; i < ohw; i++) yn[(size_t)ch * ohw + i] += b[ch];
-    }
+    col2im_batch(y, cols, batch, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w, s->k, s->stride,
+                 s->pad, b);
 }
 
 void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                          const float *w, int batch, const conv_shape *s, float *scratch) {
     const int kk = s->out_c * s->k * s->k;
-    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    const size_t ld = (size_t)batch * ihw;
+    const size_t ihw = (size_t)s->in_h * s->in_w, ld = (size_t)batch * ihw;
     float *cols = scratch, *xm = scratch + (size_t)kk * ld;
-    for (int n = 0; n < batch; n++) {
-        const float *dyn = dy + (size_t)n * s->out_c * ohw;
-        for (int ch = 0; ch < s->out_c; ch++) { /* the bias: every output position */
-            float sum = 0.0f;
-            for (size_t i = 0; i < ohw; i++) sum += dyn[(size_t)ch * ohw + i];
-            db[ch] += sum;
-        }
-        im2col(cols + (size_t)n * ihw, ld, dyn, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w,
-               s->k, s->stride, s->pad);
-    }
+    bias_grad_batch_major(db, dy, batch, s->out_c, (size_t)s->out_h * s->out_w);
+    im2col_batch(cols, dy, batch, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w, s->k, s->stride,
+                 s->pad);
     to_channel_major(xm, x, batch, s->in_c, ihw);
     /* dW (in_c, kk) += x (in_c, B*ihw) cols^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->in_c, kk, (int)ld, 1.0f, xm, (int)ld,
