@@ -169,9 +169,11 @@ static const char TRAIN_USAGE[] =
         "      --precision P         a GPU's matrix products: fp32 (default) or tf32\n"
         "      --backend B           the CPU's matrix products: openblas (default), onednn or\n"
         "                            auto (the faster for this model here, timed at the start)\n"
-        "      --batch-threads       the CPU's threads split each batch (each thread forward and\n"
-        "                            backward on its slice, gradients summed in slice order)\n"
-        "                            instead of each product: for many cores and small batches\n"
+        "      --batch-threads MODE  on: the CPU's threads split each batch (each thread forward\n"
+        "                            and backward on its slice, gradients summed in slice\n"
+        "                            order) instead of each product, for many cores and small\n"
+        "                            batches; off (default); auto: the faster here, timed at\n"
+        "                            the start (the banner says which; give it for reruns)\n"
         "checkpoints:\n"
         "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
         "                            end, checkpoint.safetensors (weights, Adam moments, state)\n"
@@ -190,6 +192,8 @@ static const char TRAIN_USAGE[] =
 typedef struct {
     const char *data_dir, *train, *test, *train_labels, *test_labels, *out, *preset, *resume;
     const char *encoder, *decoder, *activation, *likelihood, *variance, *conv;
+    const char *batch_threads; /* on, off or auto */
+    int batch_threads_auto;
     float sigma, variance_floor;
     long label_column;
     int n_classes; /* of the training labels, for --conditional */
@@ -249,13 +253,23 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         CLI_STR("conv", 0, &a->conv, NULL),
         CLI_FLAG("missing", 0, &a->missing),
         CLI_INT("exclude-label", 0, &a->exclude_label, 0, 255, &a->exclude_set),
-        CLI_FLAG("batch-threads", 0, &t->batch_threads),
+        CLI_STR("batch-threads", 0, &a->batch_threads, NULL),
     };
     int first;
     if (!cli_parse_options(argc, argv, "train", table, (int)(sizeof table / sizeof *table),
                            TRAIN_USAGE, &first, code) ||
         !cli_operands(argc, first, 0, 0, "train", "options only, its data with --train", code))
         return 0;
+    if (a->batch_threads) {
+        t->batch_threads = !strcmp(a->batch_threads, "on");
+        a->batch_threads_auto = !strcmp(a->batch_threads, "auto");
+        if (!t->batch_threads && !a->batch_threads_auto && strcmp(a->batch_threads, "off")) {
+            fprintf(stderr, "vae: train: --batch-threads %.40s: expected on, off or auto\n",
+                    a->batch_threads);
+            *code = EXIT_USAGE;
+            return 0;
+        }
+    }
     if (a->sigma_set && !a->variance) a->variance = "fixed"; /* --sigma alone: a fixed sigma */
     if (!a->out && !a->resume) a->out = "vae-out";
     return 1;
@@ -704,12 +718,17 @@ static void announce(train_run *r) {
     a->train_opt.user = view;
     if (a->quiet) return;
     fprintf(stderr, "vae: %zu training samples of %d values, %zu test samples; %zu parameters; "
-            "%d threads, %s", r->train->count, r->train->dim, r->test ? r->test->count : 0,
+            "%d thread%s, %s", r->train->count, r->train->dim, r->test ? r->test->count : 0,
             vae_model_num_params(r->model), vae_get_num_threads(),
+            vae_get_num_threads() > 1 ? "s" : "",
             vae_model_backend(r->model) == VAE_BACKEND_ONEDNN ? "oneDNN" : "OpenBLAS");
     if (vae_model_backend(r->model) == VAE_BACKEND_OPENBLAS)
         fprintf(stderr, " (%s kernels)", vae_blas_core());
     if (cli_compute_options()->backend == VAE_BACKEND_AUTO) fputs(", chosen by timing", stderr);
+    if (vae_get_num_threads() > 1 && a->train_opt.free_bits == 0.0f &&
+        (a->batch_threads_auto || a->train_opt.batch_threads))
+        fprintf(stderr, "; the threads split %s%s", a->train_opt.batch_threads ? "each batch"
+                : "the products", a->batch_threads_auto ? " (--batch-threads auto: timed)" : "");
     if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
     fputc('\n', stderr);
     char info[256];
@@ -803,6 +822,9 @@ int cmd_train(int argc, char **argv) {
     cli_apply_threads();
     vae_status s2 = vae_model_set_backend(r.model, cli_compute_options()->backend,
                                           r.a.train_opt.batch_size, NULL, &r.err);
+    if (s2 == VAE_OK && r.a.batch_threads_auto)
+        s2 = vae_train_batch_threads_auto(r.model, &r.a.train_opt, &r.a.train_opt.batch_threads,
+                                          &r.err);
     if (s2 != VAE_OK) return train_run_free(&r, cli_report(s2, &r.err));
     announce(&r); /* the banner says the threads started and the backend chosen */
     return train_run_free(&r, finish(&r, train_with_signals(&r)));

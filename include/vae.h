@@ -573,6 +573,16 @@ void vae_train_options_default(vae_train_options *opt);
  * end chunks, so checkpoints fall on the same steps as on the CPU. */
 vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
                      const vae_train_options *opt, vae_error *err);
+
+/* Whether batch threads (opt->batch_threads = 1) run opt's training steps on model (its backend
+ * set) faster than threaded products with this process's threads: *batch_threads = 1 or 0,
+ * from a forward and backward pass (or an IWAE step) of opt->batch_size zero inputs timed both
+ * ways, the best of three rounds each. 0 without timing where batch threads do not apply (one
+ * thread, free bits, opt->device CUDA). The model's parameters and gradients are left as they
+ * were. Timings vary from run to run, and so may the answer: for bit-identical reruns, pass
+ * the answer given, not this choice, to the next run. */
+vae_status vae_train_batch_threads_auto(vae_model *model, const vae_train_options *opt,
+                                        int *batch_threads, vae_error *err);
 /* Everything vae_train checks before its first step (the data, the options, where to start,
  * the optimizer to resume, the device), without training: a program can refuse a run before
  * it creates any file. */

@@ -1,6 +1,7 @@
 /* test_backend.c — the CPU backends on the ops table: oneDNN's dense layers against the CPU's
  * (forward values and every gradient within 1e-5 relative), training through each (the same
- * losses within 1e-4), naming and choosing them (AUTO keeps an available one and says which). */
+ * losses within 1e-4), naming and choosing them (AUTO keeps an available one and says which);
+ * batch threads, and timing them against the products' split. */
 #include "backend/ops_table.h"
 #include "check.h"
 #include "vae.h"
@@ -152,11 +153,51 @@ static void test_batch_threads(void) {
     vae_set_num_threads(1);
 }
 
+/* vae_train_batch_threads_auto on a conditional model with IWAE steps: an answer of 0 or 1 with
+ * two threads, 0 without timing where batch threads do not apply, the model untouched. */
+static void test_batch_threads_auto(void) {
+    vae_config cfg = {.input_dim = 24, .latent_dim = 3, .n_encoder = 1, .encoder = {32},
+                      .n_decoder = 1, .decoder = {32}, .activation = VAE_ACT_RELU,
+                      .n_classes = 3};
+    vae_model *m;
+    vae_error err = {{0}};
+    CHECK(vae_model_create(&m, &cfg, 3, &err) == VAE_OK, "model: %s", err.message);
+    const size_t n = vae_model_num_params(m);
+    float *params = malloc(n * sizeof(float)), *grads = malloc(n * sizeof(float));
+    fill(vae_model_grads(m), n, 8); /* gradients a caller has not applied yet */
+    memcpy(params, vae_model_params(m), n * sizeof(float));
+    memcpy(grads, vae_model_grads(m), n * sizeof(float));
+    vae_train_options opt;
+    vae_train_options_default(&opt);
+    opt.batch_size = 50, opt.iwae_k = 3;
+    int chosen = -1;
+    vae_set_num_threads(2);
+    CHECK(vae_train_batch_threads_auto(m, &opt, &chosen, &err) == VAE_OK &&
+              (chosen == 0 || chosen == 1), "two threads: %d (%s)", chosen, err.message);
+    printf("# two threads, batch 50, IWAE 3: batch threads %s\n", chosen ? "faster" : "slower");
+    CHECK(!memcmp(params, vae_model_params(m), n * sizeof(float)) &&
+              !memcmp(grads, vae_model_grads(m), n * sizeof(float)),
+          "parameters and gradients left as they were");
+    opt.iwae_k = 0, opt.free_bits = 0.5f, chosen = -1;
+    CHECK(vae_train_batch_threads_auto(m, &opt, &chosen, &err) == VAE_OK && chosen == 0,
+          "free bits keep the products' split");
+    opt.free_bits = 0, opt.batch_size = 0;
+    CHECK(vae_train_batch_threads_auto(m, &opt, &chosen, &err) == VAE_ERR_INVALID_ARGUMENT,
+          "batch 0 refused");
+    vae_set_num_threads(1);
+    opt.batch_size = 50, chosen = -1;
+    CHECK(vae_train_batch_threads_auto(m, &opt, &chosen, &err) == VAE_OK && chosen == 0,
+          "one thread: nothing to split");
+    free(params), free(grads);
+    vae_model_free(m);
+}
+
 int main(void) {
     vae_set_num_threads(1);
     RUN(test_names);
     RUN(test_dense_layer_matches);
     RUN(test_training_agrees);
     RUN(test_batch_threads);
+    RUN(test_batch_threads_auto);
     return CHECK_SUMMARY();
 }

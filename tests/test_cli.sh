@@ -39,9 +39,12 @@ expect truncated_gzip 65 "truncated" -- "$vae" train --train "$tmp/cutgz-images-
 expect labels_mismatch 65 "10000 labels, but" -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --train-labels "$fmnist/t10k-labels-idx1-ubyte.gz"
 
 make_idx 100 "$tmp/held-images-idx3-ubyte"
-run_small() {
+run_small() { # OUT [THREADS [OPTION...]]
+    out=$1 threads=${2:-1}
+    shift $(($# > 1 ? 2 : 1))
     "$vae" train --train "$tmp/small-images-idx3-ubyte" --test "$tmp/held-images-idx3-ubyte" \
-        --preset seed --epochs 2 --batch 50 --threads "${2:-1}" --seed 7 --out "$1" >"$1.stdout" 2>"$1.stderr"
+        --preset seed --epochs 2 --batch 50 --threads "$threads" --seed 7 --out "$out" "$@" \
+        >"$out.stdout" 2>"$out.stderr"
 }
 if run_small "$tmp/run1" && [ -s "$tmp/run1/samples.png" ] && [ -s "$tmp/run1/reconstructions.png" ] &&
     [ "$(wc -l <"$tmp/run1/train_log.csv")" -eq 3 ] && [ "$(grep -c '^epoch' "$tmp/run1.stdout")" -eq 2 ]; then
@@ -71,6 +74,20 @@ if cut -d, -f1-7 "$tmp/run3/train_log.csv" >"$tmp/c" && cut -d, -f1-7 "$tmp/run4
 else
     fail deterministic_run_two_threads "$(diff "$tmp/c" "$tmp/d" | head -5)"
 fi
+# --batch-threads auto times both ways of using the threads and says which it took; that
+# choice given again reruns the same bits
+run_small "$tmp/run5" 2 --batch-threads auto
+took=$(sed -n 's/.*the threads split \(each batch\|the products\) (--batch-threads auto: timed)$/\1/p' "$tmp/run5.stderr")
+[ "$took" = "each batch" ] && mode=on || mode=off
+run_small "$tmp/run6" 2 --batch-threads "$mode"
+if [ -n "$took" ] && cut -d, -f1-7 "$tmp/run5/train_log.csv" >"$tmp/e" &&
+    cut -d, -f1-7 "$tmp/run6/train_log.csv" >"$tmp/f" && cmp -s "$tmp/e" "$tmp/f"; then
+    ok batch_threads_auto_says_its_choice
+else
+    fail batch_threads_auto_says_its_choice "$(head -c 300 "$tmp/run5.stderr")"
+fi
+expect bad_batch_threads 64 "\-\-batch-threads fast: expected on, off or auto" -- \
+    "$vae" train --batch-threads fast
 # the GPU, where this build has CUDA and a GPU is there: trained there with the same model and
 # data as run1, evaluated on both devices (the same draws: -log p(x) agrees to the sums'
 # rounding); elsewhere --device cuda is refused with the reason
@@ -161,7 +178,7 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
     hog=$!
     sleep 0.3
     threads=$("$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --epochs 1 --batch 50 \
-        --preset seed --out "$tmp/busy" 2>&1 | sed -n 's/.* \([0-9][0-9]*\) threads,.*/\1/p')
+        --preset seed --out "$tmp/busy" 2>&1 | sed -n 's/.* \([0-9][0-9]*\) threads*,.*/\1/p')
     kill $hog
     if [ -n "$threads" ] && [ "$threads" -lt "$(nproc)" ]; then ok default_threads_leave_busy_cores; else
         fail default_threads_leave_busy_cores "$threads threads on $(nproc) cores, one busy"; fi

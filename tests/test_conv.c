@@ -59,7 +59,7 @@ static void check_conv(int in_c, int in_hw, int out_c, int k, int stride, int pa
     float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), b[8];
     float *y = malloc(sizeof(float) * ny), *r = malloc(sizeof(float) * ny);
     float *dx = malloc(sizeof(float) * nx), *dw = calloc(nw, sizeof(float)), db[8] = {0};
-    float *cols = malloc(sizeof(float) * op_conv_cols_size(&s, B));
+    float *cols = malloc(sizeof(float) * op_conv_cols_size(&s, B, transposed));
     vae_rng rng = vae_rng_make(41, (uint64_t)(in_c * 1000 + k * 100 + stride * 10 + transposed));
     for (size_t i = 0; i < nx; i++) x[i] = 2 * vae_rng_uniform(&rng) - 1;
     for (size_t i = 0; i < nw; i++) w[i] = 2 * vae_rng_uniform(&rng) - 1;
@@ -117,13 +117,51 @@ static double rel_gap(const float *a, const float *b, size_t n) {
 static void conv_pass(float *const outputs[4], const float *x, const float *w, const float *b,
                       const float *r, int batch, const conv_shape *s, int transposed, int threads) {
     vae_set_num_threads(threads);
-    float *cols = malloc(sizeof(float) * op_conv_cols_size(s, batch));
+    float *cols = malloc(sizeof(float) * op_conv_cols_size(s, batch, transposed));
     size_t nw = (size_t)s->in_c * s->out_c * s->k * s->k;
     memset(outputs[2], 0, sizeof(float) * nw), memset(outputs[3], 0, sizeof(float) * s->out_c);
     (transposed ? op_convt2d_forward : op_conv2d_forward)(outputs[0], x, w, b, batch, s, cols);
     (transposed ? op_convt2d_backward : op_conv2d_backward)(outputs[1], outputs[2], outputs[3], r,
                                                              x, w, batch, s, cols);
     free(cols);
+}
+
+/* sum over i of a[i] * b[i] */
+static double dot(const float *a, const double *b, size_t n) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* The backward outputs g = {y, dx, dw, db} of a big batch (several chunks) against the
+ * reference through the adjoint: <dx, v> = <dy, conv_w(v)> and <dw, u> = <dy, conv_u(x)> for
+ * random v, u (no bias), and db = the sums of dy per channel. */
+static void adjoint_check(float *const g[4], const float *x, const float *dy, const float *w,
+                          int batch, const conv_shape *s, int transposed) {
+    const size_t nx = (size_t)batch * s->in_c * s->in_h * s->in_w;
+    const size_t ny = (size_t)batch * s->out_c * s->out_h * s->out_w;
+    const size_t nw = (size_t)s->in_c * s->out_c * s->k * s->k, hw = (size_t)s->out_h * s->out_w;
+    double *v = malloc(sizeof(double) * nx), *xd = malloc(sizeof(double) * nx);
+    double *u = malloc(sizeof(double) * nw), *wd = malloc(sizeof(double) * nw);
+    double *y = malloc(sizeof(double) * ny), *zero = calloc((size_t)s->out_c, sizeof(double));
+    vae_rng rng = vae_rng_make(44, (uint64_t)transposed);
+    for (size_t i = 0; i < nx; i++) v[i] = 2 * vae_rng_uniform(&rng) - 1, xd[i] = x[i];
+    for (size_t i = 0; i < nw; i++) u[i] = 2 * vae_rng_uniform(&rng) - 1, wd[i] = w[i];
+    ref_conv(y, v, wd, zero, batch, s, transposed);
+    double want = dot(dy, y, ny), got = dot(g[1], v, nx);
+    CHECK(fabs(got - want) <= 1e-4 * fabs(want), "dx: <dx, v> %g, <dy, conv(v)> %g", got, want);
+    ref_conv(y, xd, u, zero, batch, s, transposed);
+    want = dot(dy, y, ny), got = dot(g[2], u, nw);
+    CHECK(fabs(got - want) <= 1e-4 * fabs(want), "dw: <dw, u> %g, <dy, conv_u(x)> %g", got, want);
+    double worst = 0;
+    for (int c = 0; c < s->out_c; c++) {
+        double sum = 0;
+        for (int n = 0; n < batch; n++)
+            for (size_t i = 0; i < hw; i++) sum += dy[((size_t)n * s->out_c + c) * hw + i];
+        worst = fmax(worst, fabs(sum - g[3][c]));
+    }
+    CHECK(worst < 1e-3, "db off the sums of dy by %g", worst);
+    free(v), free(xd), free(u), free(wd), free(y), free(zero);
 }
 
 /* The conv preset's inner layers at batch 64 on two threads agree with one thread's passes
@@ -158,6 +196,7 @@ static void check_threads(int transposed) {
     double worst = 0;
     for (size_t i = 0; i < n[0]; i++) worst = fmax(worst, fabs(two[0][i] - yd[i]));
     CHECK(worst < 1e-4, "%s, 2 threads: forward off the reference by %g", transposed ? "convT" : "conv", worst);
+    adjoint_check(one, x, r, w, B, &s, transposed);
     for (int i = 0; i < 4; i++)
         CHECK(rel_gap(two[i], one[i], n[i]) < 1e-5, "%s: output %d of 2 threads off 1 thread's by %g",
               transposed ? "convT" : "conv", i, rel_gap(two[i], one[i], n[i]));

@@ -47,6 +47,20 @@ def test_fit_is_deterministic_and_seeded(fmnist):
     assert not all(np.array_equal(wa[k], wc[k]) for k in wa)
 
 
+def test_batch_threads_auto_says_its_choice(fmnist):
+    """batch_threads="auto" times both splits of two threads; the choice it records, given
+    again, trains the same bits"""
+    X, _ = fmnist
+    kw = dict(encoder=(32,), decoder=(32,), latent=2, epochs=1, verbose=0, threads=2)
+    a = vae.VAE(batch_threads="auto", **kw).fit(X[:500])
+    assert a.batch_threads_ in (True, False)
+    b = vae.VAE(batch_threads=a.batch_threads_, **kw).fit(X[:500])
+    wa, wb = a.weights(), b.weights()
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    with pytest.raises(ValueError, match="batch_threads"):
+        vae.VAE(batch_threads="fast", **kw).fit(X[:100])
+
+
 def test_progress_bar_on_stderr_and_quiet(fmnist, capsys):
     X, _ = fmnist
     vae.VAE(encoder=(16,), decoder=(16,), latent=2, epochs=1, threads=1).fit(X[:500])

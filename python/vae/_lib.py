@@ -237,6 +237,8 @@ _SIGNATURES = {
     "vae_train_options_default": (None, [ctypes.POINTER(TrainOptions)]),
     "vae_train_check": (ctypes.c_int, [_P, ctypes.POINTER(Dataset), ctypes.POINTER(Dataset),
                                        ctypes.POINTER(TrainOptions), _ERR]),
+    "vae_train_batch_threads_auto": (ctypes.c_int, [_P, ctypes.POINTER(TrainOptions),
+                                                    ctypes.POINTER(ctypes.c_int), _ERR]),
     "vae_train": (ctypes.c_int, [_P, ctypes.POINTER(Dataset), ctypes.POINTER(Dataset),
                                  ctypes.POINTER(TrainOptions), _ERR]),
     "vae_eval_options_default": (None, [ctypes.POINTER(EvalOptions)]),

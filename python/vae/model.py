@@ -108,7 +108,9 @@ class VAE:
       device: "cpu", "cuda", "auto"; precision: "fp32", "tf32"
       backend: the CPU's matrix products, "openblas", "onednn" or "auto" (the faster on this
         CPU for the model's layers, timed when the model is made or loaded)
-      batch_threads: the threads split each batch instead of each product (`--batch-threads`)
+      batch_threads: True: the threads split each batch instead of each product
+        (`--batch-threads on`); "auto": the faster of the two here, timed when fit starts
+        (batch_threads_ says which; give it for bit-identical reruns)
       verbose: 1 = a progress bar on stderr, 0 = quiet
     """
 
@@ -376,13 +378,22 @@ class VAE:
         opt.iwae_k = int(self.iwae)
         opt.device = _parse(lib.vae_device_parse, self.device, "device")
         opt.precision = _parse(lib.vae_precision_parse, self.precision, "precision")
-        opt.batch_threads = int(bool(self.batch_threads))
+        if self.batch_threads not in (False, True, 0, 1, "auto"):
+            raise ValueError("batch_threads: expected False, True or \"auto\", got %r"
+                             % (self.batch_threads,))
+        opt.batch_threads = int(self.batch_threads is True or self.batch_threads == 1)
         return opt
 
     def _train(self, train, test, epochs, batch_size, callback):
         opt = self._options(epochs, batch_size)
         _call(lib.vae_train_check, self._model, train.ref, test.ref if test else None,
               ctypes.byref(opt))
+        if self.batch_threads == "auto":
+            chosen = ctypes.c_int()
+            _call(lib.vae_train_batch_threads_auto, self._model, ctypes.byref(opt),
+                  ctypes.byref(chosen))
+            opt.batch_threads = chosen.value
+        self.batch_threads_ = bool(opt.batch_threads)
         adam = ctypes.c_void_p()
         _call(lib.vae_adam_create, ctypes.byref(adam), lib.vae_model_num_params(self._model),
               ctypes.byref(opt.adam))

@@ -22,7 +22,7 @@ typedef struct {
     void (*activation_forward)(float *y, size_t n, vae_activation act);
     void (*activation_backward)(float *dy, const float *y, size_t n, vae_activation act);
     /* convolutions (Conv2d) and transposed convolutions (ConvTranspose2d), NCHW */
-    size_t (*conv_cols_size)(const conv_shape *s, int batch);
+    size_t (*conv_cols_size)(const conv_shape *s, int batch, int transposed);
     void (*conv2d_forward)(float *y, const float *x, const float *w, const float *b, int batch,
                            const conv_shape *s, float *cols);
     void (*conv2d_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,

@@ -65,4 +65,8 @@ size_t vae_model_file_tensors(vae_model *m, vae_adam *adam, vae_file_tensor *out
 /* Makes room for the standardization a file declares, before its values are read into it. */
 vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err);
 
+/* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
+ * which is held to a few MiB whatever the batch). */
+size_t vae_workspace_row_bytes(const vae_model *model);
+
 #endif

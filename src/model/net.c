@@ -60,6 +60,27 @@ static void widen_rows(float *out, const float *in, int rows, int w, const uint8
     }
 }
 
+/* Floats per row of a workspace's arena; *widest gets the widest buffer's width. */
+static size_t arena_row_floats(const vae_model *model, size_t *widest) {
+    size_t per_sample = 0;
+    *widest = (size_t)model->cfg.input_dim;
+    for (int l = 0; l < model->n_layers; l++) {
+        per_sample += (size_t)model->layers[l].out;
+        if ((size_t)model->layers[l].out > *widest) *widest = (size_t)model->layers[l].out;
+    }
+    /* vae_iwae_step sums each input's draws into grad_b as two (B, L) blocks: with one draw
+     * per input and layers narrower than 2L, grad_b must still hold them */
+    if (*widest < 2 * (size_t)model->cfg.latent_dim) *widest = 2 * (size_t)model->cfg.latent_dim;
+    return per_sample + 5 * (size_t)model->cfg.latent_dim + 2 * *widest;
+}
+
+size_t vae_workspace_row_bytes(const vae_model *model) {
+    size_t widest, classes = (size_t)model->cfg.n_classes, dim = (size_t)model->cfg.input_dim;
+    size_t floats = arena_row_floats(model, &widest) + 2 * (model->cfg.latent_dim + classes);
+    floats += dim * (model->cfg.missing ? 2 : 1) + classes; /* xy */
+    return floats * sizeof(float) + 2 * sizeof(double) + (model->cfg.missing ? dim : 0) + 1;
+}
+
 vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int max_batch,
                                 vae_error *err) {
     *out = NULL;
@@ -69,16 +90,7 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     VAE_RETURN_IF(!ws, err, VAE_ERR_NO_MEMORY, "out of memory for the workspace");
     ws->model = model;
     ws->max_batch = max_batch;
-    size_t widest = (size_t)model->cfg.input_dim, per_sample = 0;
-    for (int l = 0; l < model->n_layers; l++) {
-        per_sample += (size_t)model->layers[l].out;
-        if ((size_t)model->layers[l].out > widest) widest = (size_t)model->layers[l].out;
-    }
-    /* vae_iwae_step sums each input's draws into grad_b as two (B, L) blocks: with one draw
-     * per input and layers narrower than 2L, grad_b must still hold them */
-    if (widest < 2 * (size_t)model->cfg.latent_dim) widest = 2 * (size_t)model->cfg.latent_dim;
-    per_sample += 5 * (size_t)model->cfg.latent_dim + 2 * widest;
-    size_t total;
+    size_t widest, per_sample = arena_row_floats(model, &widest), total;
     int overflow = __builtin_mul_overflow(per_sample, (size_t)max_batch, &total);
     ws->arena = overflow ? NULL : vae_calloc_array(total, sizeof(float));
     ws->recon = vae_calloc_array((size_t)max_batch, sizeof(double));
@@ -98,10 +110,13 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
         ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
     }
     size_t cols = 0;
-    for (int l = 0; l < model->n_layers; l++)
-        if (model->layers[l].kind != LAYER_DENSE &&
-            model->ops->conv_cols_size(&model->layers[l].conv, max_batch) > cols)
-            cols = model->ops->conv_cols_size(&model->layers[l].conv, max_batch);
+    for (int l = 0; l < model->n_layers; l++) {
+        const vae_layer *layer = &model->layers[l];
+        size_t need = layer->kind == LAYER_DENSE ? 0
+                      : model->ops->conv_cols_size(&layer->conv, max_batch,
+                                                   layer->kind != LAYER_CONV);
+        if (need > cols) cols = need;
+    }
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
         (cols && !ws->cols) ||

@@ -1,5 +1,5 @@
 /* conv.c — 2-D convolution and transposed convolution (PyTorch's Conv2d and ConvTranspose2d,
- * NCHW, square kernels), as im2col/col2im around one cblas_sgemm per pass over the batch. */
+ * NCHW, square kernels), as im2col/col2im around one cblas_sgemm per chunk of the batch. */
 #include "ops/ops.h"
 
 #include <cblas.h>
@@ -89,13 +89,33 @@ static void col2im_batch(float *x, const float *cols, int batch, int c, int h, i
     }
 }
 
-/* The whole batch goes through one matrix product per pass: columns of every sample side by
- * side (K x B*HW), activations gathered channel-major (C x B*HW) and scattered back. */
-size_t op_conv_cols_size(const conv_shape *s, int batch) {
+/* A pass goes through the batch in chunks of samples, one matrix product per chunk: columns of
+ * a chunk's samples side by side (K x chunk*HW), activations gathered channel-major (C x
+ * chunk*HW) and scattered back. A chunk's scratch is held to CONV_SCRATCH_FLOATS (or one
+ * sample's), so that it stays in cache and a workspace's memory does not grow with its batch
+ * (an evaluation batch of 1000 would need 100 MiB for the conv preset). */
+#ifndef CONV_SCRATCH_FLOATS
+#define CONV_SCRATCH_FLOATS (1u << 20)
+#endif
+
+static size_t scratch_per_sample(const conv_shape *s, int transposed) {
     size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    size_t a = (size_t)s->in_c * s->k * s->k * ohw, b = (size_t)s->out_c * s->k * s->k * ihw;
-    size_t g1 = (size_t)s->out_c * ohw, g2 = (size_t)s->in_c * ihw;
-    return (size_t)batch * ((a > b ? a : b) + (g1 > g2 ? g1 : g2));
+    if (transposed) /* columns (out_c k k, ihw) and the input channel-major (in_c, ihw) */
+        return (size_t)s->out_c * s->k * s->k * ihw + (size_t)s->in_c * ihw;
+    /* columns (in_c k k, ohw) and the output channel-major (out_c, ohw) */
+    return (size_t)s->in_c * s->k * s->k * ohw + (size_t)s->out_c * ohw;
+}
+
+/* Samples per chunk for a pass over batch: as many chunks as the cap asks, of even sizes */
+static int chunk_of(const conv_shape *s, int batch, int transposed) {
+    size_t most = CONV_SCRATCH_FLOATS / scratch_per_sample(s, transposed);
+    if (most < 1) most = 1;
+    size_t chunks = ((size_t)batch + most - 1) / most;
+    return (int)(((size_t)batch + chunks - 1) / chunks);
+}
+
+size_t op_conv_cols_size(const conv_shape *s, int batch, int transposed) {
+    return (size_t)chunk_of(s, batch, transposed) * scratch_per_sample(s, transposed);
 }
 
 /* (B, C, HW) <-> (C, B*HW) */
@@ -142,36 +162,47 @@ static void bias_grad_batch_major(float *db, const float *v, int batch, int c, s
         }
 }
 
+/* The chunks [n0, n0 + nb) of a pass over batch, in order */
+#define FOR_EACH_CHUNK(s, batch, transposed, n0, nb)                                               \
+    for (int n0 = 0, chunk_ = chunk_of(s, batch, transposed), nb = chunk_ < batch ? chunk_ : batch;           \
+         n0 < batch; n0 += nb, nb = batch - n0 < chunk_ ? batch - n0 : chunk_)
+
 void op_conv2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        const conv_shape *s, float *scratch) {
     const int kk = s->in_c * s->k * s->k;
-    const size_t ld = (size_t)batch * s->out_h * s->out_w;
-    float *cols = scratch, *ym = scratch + (size_t)kk * ld;
-    im2col_batch(cols, x, batch, s->in_c, s->in_h, s->in_w, s->out_h, s->out_w, s->k, s->stride,
-                 s->pad);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_c, (int)ld, kk, 1.0f, w, kk,
-                cols, (int)ld, 0.0f, ym, (int)ld);
-    from_channel_major(y, ym, batch, s->out_c, (size_t)s->out_h * s->out_w, b);
+    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
+    FOR_EACH_CHUNK(s, batch, 0, n0, nb) {
+        const size_t ld = (size_t)nb * ohw;
+        float *cols = scratch, *ym = scratch + (size_t)kk * ld;
+        im2col_batch(cols, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, s->in_h, s->in_w,
+                     s->out_h, s->out_w, s->k, s->stride, s->pad);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_c, (int)ld, kk, 1.0f, w,
+                    kk, cols, (int)ld, 0.0f, ym, (int)ld);
+        from_channel_major(y + (size_t)n0 * s->out_c * ohw, ym, nb, s->out_c, ohw, b);
+    }
 }
 
 void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int batch, const conv_shape *s, float *scratch) {
     const int kk = s->in_c * s->k * s->k;
-    const size_t ld = (size_t)batch * s->out_h * s->out_w;
-    float *cols = scratch, *dym = scratch + (size_t)kk * ld;
-    to_channel_major(dym, dy, batch, s->out_c, (size_t)s->out_h * s->out_w);
-    bias_grad(db, dym, s->out_c, ld);
-    im2col_batch(cols, x, batch, s->in_c, s->in_h, s->in_w, s->out_h, s->out_w, s->k, s->stride,
-                 s->pad);
-    /* dW (out_c, kk) += dy (out_c, B*ohw) cols^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->out_c, kk, (int)ld, 1.0f, dym,
-                (int)ld, cols, (int)ld, 1.0f, dw, kk);
-    if (!dx) return;
-    /* dcols (kk, B*ohw) = W^T dy, over the columns, then back onto each image */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->out_c, 1.0f, w, kk, dym,
-                (int)ld, 0.0f, cols, (int)ld);
-    col2im_batch(dx, cols, batch, s->in_c, s->in_h, s->in_w, s->out_h, s->out_w, s->k, s->stride,
-                 s->pad, NULL);
+    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
+    FOR_EACH_CHUNK(s, batch, 0, n0, nb) {
+        const size_t ld = (size_t)nb * ohw;
+        float *cols = scratch, *dym = scratch + (size_t)kk * ld;
+        to_channel_major(dym, dy + (size_t)n0 * s->out_c * ohw, nb, s->out_c, ohw);
+        bias_grad(db, dym, s->out_c, ld);
+        im2col_batch(cols, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, s->in_h, s->in_w,
+                     s->out_h, s->out_w, s->k, s->stride, s->pad);
+        /* dW (out_c, kk) += dy (out_c, chunk*ohw) cols^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->out_c, kk, (int)ld, 1.0f, dym,
+                    (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        if (!dx) continue;
+        /* dcols (kk, chunk*ohw) = W^T dy, over the columns, then back onto each image */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->out_c, 1.0f, w, kk,
+                    dym, (int)ld, 0.0f, cols, (int)ld);
+        col2im_batch(dx + (size_t)n0 * s->in_c * ihw, cols, nb, s->in_c, s->in_h, s->in_w,
+                     s->out_h, s->out_w, s->k, s->stride, s->pad, NULL);
+    }
 }
 
 /* A transposed convolution is the adjoint of the convolution from its output back to its
@@ -179,31 +210,38 @@ void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
 void op_convt2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
                         const conv_shape *s, float *scratch) {
     const int kk = s->out_c * s->k * s->k;
-    const size_t ihw = (size_t)s->in_h * s->in_w, ld = (size_t)batch * ihw;
-    float *cols = scratch, *xm = scratch + (size_t)kk * ld;
-    to_channel_major(xm, x, batch, s->in_c, ihw);
-    /* cols (kk, B*ihw) = W^T x */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->in_c, 1.0f, w, kk, xm,
-                (int)ld, 0.0f, cols, (int)ld);
-    col2im_batch(y, cols, batch, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w, s->k, s->stride,
-                 s->pad, b);
+    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
+    FOR_EACH_CHUNK(s, batch, 1, n0, nb) {
+        const size_t ld = (size_t)nb * ihw;
+        float *cols = scratch, *xm = scratch + (size_t)kk * ld;
+        to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
+        /* cols (kk, chunk*ihw) = W^T x */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->in_c, 1.0f, w, kk,
+                    xm, (int)ld, 0.0f, cols, (int)ld);
+        col2im_batch(y + (size_t)n0 * s->out_c * ohw, cols, nb, s->out_c, s->out_h, s->out_w,
+                     s->in_h, s->in_w, s->k, s->stride, s->pad, b);
+    }
 }
 
 void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                          const float *w, int batch, const conv_shape *s, float *scratch) {
     const int kk = s->out_c * s->k * s->k;
-    const size_t ihw = (size_t)s->in_h * s->in_w, ld = (size_t)batch * ihw;
-    float *cols = scratch, *xm = scratch + (size_t)kk * ld;
-    bias_grad_batch_major(db, dy, batch, s->out_c, (size_t)s->out_h * s->out_w);
-    im2col_batch(cols, dy, batch, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w, s->k, s->stride,
-                 s->pad);
-    to_channel_major(xm, x, batch, s->in_c, ihw);
-    /* dW (in_c, kk) += x (in_c, B*ihw) cols^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->in_c, kk, (int)ld, 1.0f, xm, (int)ld,
-                cols, (int)ld, 1.0f, dw, kk);
-    if (!dx) return;
-    /* dx (in_c, B*ihw) = W cols, then back to (B, in_c, ihw) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->in_c, (int)ld, kk, 1.0f, w, kk,
-                cols, (int)ld, 0.0f, xm, (int)ld);
-    from_channel_major(dx, xm, batch, s->in_c, ihw, NULL);
+    const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
+    FOR_EACH_CHUNK(s, batch, 1, n0, nb) {
+        const size_t ld = (size_t)nb * ihw;
+        float *cols = scratch, *xm = scratch + (size_t)kk * ld;
+        const float *dyc = dy + (size_t)n0 * s->out_c * ohw;
+        bias_grad_batch_major(db, dyc, nb, s->out_c, ohw);
+        im2col_batch(cols, dyc, nb, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w, s->k,
+                     s->stride, s->pad);
+        to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
+        /* dW (in_c, kk) += x (in_c, chunk*ihw) cols^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->in_c, kk, (int)ld, 1.0f, xm,
+                    (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        if (!dx) continue;
+        /* dx (in_c, chunk*ihw) = W cols, then back to (chunk, in_c, ihw) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->in_c, (int)ld, kk, 1.0f, w, kk,
+                    cols, (int)ld, 0.0f, xm, (int)ld);
+        from_channel_major(dx + (size_t)n0 * s->in_c * ihw, xm, nb, s->in_c, ihw, NULL);
+    }
 }

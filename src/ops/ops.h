@@ -43,8 +43,9 @@ void op_sigmoid(float *p, const float *logits, size_t n);
 typedef struct {
     int in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad;
 } conv_shape;
-/* Floats of the scratch buffer `cols` that the conv ops need for a batch. */
-size_t op_conv_cols_size(const conv_shape *s, int batch);
+/* Floats of the scratch buffer `cols` that the conv ops (transposed: the ConvTranspose2d ones)
+ * need for a batch. */
+size_t op_conv_cols_size(const conv_shape *s, int batch, int transposed);
 /* Conv2d: y (B, out) = x (B, in) * w (out_c, in_c, k, k) + b (out_c). */
 void op_conv2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        const conv_shape *s, float *cols);

@@ -1,6 +1,8 @@
 /* train.c — the training loop: shuffle, batch, forward, backward, Adam; evaluation. */
 #include "backend/backend.h"
 #include "ops/vecmath.h"
+#include "model/model_internal.h"
+#include "train/workers.h"
 
 #include <math.h>
 #include <string.h>
@@ -16,6 +18,8 @@ void vae_train_options_default(vae_train_options *opt) {
     opt->beta = 1.0f;
     opt->start.epoch = 1;
 }
+
+#define EVAL_WORKSPACE_BYTES (8u << 20)
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -133,16 +137,10 @@ typedef struct {
     uint8_t *yb;   /* (B) its labels, for a conditional model */
     uint8_t *mb;   /* (B,D) its masks, when values are missing */
     float *eps;    /* (max(B, eval B), L) noise */
+    int eval_rows;         /* rows per evaluation batch */
     vae_dataset test_view; /* the test set in the model's units */
     float *test_owned;     /* its standardized values, when the model standardizes */
-    /* batch threads (opt->batch_threads): one workspace, gradient buffer, loss, status and
-     * error per thread; workers 0 when the threads split the products instead */
-    int workers;
-    vae_workspace **wws;
-    float **wgrads;
-    vae_loss *wloss;
-    vae_status *wstat;
-    vae_error *werr;
+    vae_workers workers; /* batch threads (opt->batch_threads); none: the products split */
 } train_state;
 
 static void train_state_free(train_state *t) {
@@ -155,11 +153,7 @@ static void train_state_free(train_state *t) {
     free(t->mb);
     free(t->eps);
     free(t->test_owned);
-    for (int w = 0; w < t->workers; w++) {
-        if (t->wws) vae_workspace_free(t->wws[w]);
-        if (t->wgrads) free(t->wgrads[w]);
-    }
-    free(t->wws), free(t->wgrads), free(t->wloss), free(t->wstat), free(t->werr);
+    vae_workers_free(&t->workers);
 }
 
 /* Training on the GPU backend (backend.h), with the optimizer given or a new one. */
@@ -245,71 +239,11 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
 }
 
 
-/* Batch threads: a workspace for a slice of the batch and a gradient buffer per thread. */
+/* Batch threads, when asked and there are threads to split a batch across. */
 static vae_status workers_init(train_state *t, vae_error *err) {
     const int threads = vae_get_num_threads();
     if (!t->opt->batch_threads || threads < 2 || t->opt->free_bits > 0.0f) return VAE_OK;
-    const int n = threads, slice = (t->opt->batch_size + n - 1) / n;
-    t->wws = calloc((size_t)n, sizeof *t->wws);
-    t->wgrads = calloc((size_t)n, sizeof *t->wgrads);
-    t->wloss = calloc((size_t)n, sizeof *t->wloss);
-    t->wstat = calloc((size_t)n, sizeof *t->wstat);
-    t->werr = calloc((size_t)n, sizeof *t->werr);
-    VAE_RETURN_IF(!t->wws || !t->wgrads || !t->wloss || !t->wstat || !t->werr, err,
-                  VAE_ERR_NO_MEMORY, "out of memory for %d batch threads", n);
-    t->workers = n;
-    for (int w = 0; w < n; w++) {
-        VAE_TRY(vae_workspace_create(&t->wws[w], t->model, slice * t->k, err));
-        t->wgrads[w] = vae_calloc_array(vae_model_num_params(t->model), sizeof(float));
-        VAE_RETURN_IF(!t->wgrads[w], err, VAE_ERR_NO_MEMORY, "out of memory for batch threads");
-        vae_workspace_set_grads(t->wws[w], t->wgrads[w]);
-    }
-    return VAE_OK;
-}
-
-/* One pass over the batch split across the workers: each runs forward and backward (or an IWAE
- * step) on its slice into its own gradient buffer; then the model's gradient is the slices'
- * mean gradients weighted by their shares, summed in slice order (the same bits each time). */
-static vae_status parallel_pass(train_state *t, const vae_batch *rows,
-                                const vae_objective *objective, vae_loss *loss, vae_error *err) {
-    const int n = rows->n, workers = t->workers, k = t->k;
-    const int dim = vae_model_config(t->model)->input_dim;
-    const int latent = vae_model_config(t->model)->latent_dim;
-    const size_t params = vae_model_num_params(t->model);
-#pragma omp parallel for schedule(static, 1) num_threads(workers)
-    for (int w = 0; w < workers; w++) {
-        const int lo = n * w / workers, hi = n * (w + 1) / workers;
-        t->wloss[w] = (vae_loss){0};
-        t->wstat[w] = VAE_OK;
-        memset(t->wgrads[w], 0, params * sizeof(float));
-        if (hi == lo) continue;
-        const vae_batch part = {hi - lo, rows->x + (size_t)lo * dim,
-                                rows->eps + (size_t)lo * k * latent,
-                                rows->labels ? rows->labels + lo : NULL,
-                                rows->mask ? rows->mask + (size_t)lo * dim : NULL};
-        vae_workspace *ws = t->wws[w];
-        vae_status s = k > 1 ? vae_iwae_step(t->model, ws, &part, k, &t->wloss[w], &t->werr[w])
-                             : vae_forward(t->model, ws, &part, &t->wloss[w], &t->werr[w]);
-        if (s == VAE_OK && k == 1) s = vae_backward(t->model, ws, &part, objective, &t->werr[w]);
-        t->wstat[w] = s;
-    }
-    for (int w = 0; w < workers; w++) {
-        if (t->wstat[w] != VAE_OK) {
-            *err = t->werr[w];
-            return vae_add_context(err, t->wstat[w], "batch thread %d", w + 1);
-        }
-        loss->recon += t->wloss[w].recon, loss->kl += t->wloss[w].kl;
-        loss->count += t->wloss[w].count;
-    }
-    float *g = vae_model_grads(t->model);
-    const long count = (long)params;
-    for (int w = 0; w < workers; w++) { /* slice by slice: each value's sum in slice order */
-        const float share = (float)(n * (w + 1) / workers - n * w / workers) / (float)n;
-        const float *gw = t->wgrads[w];
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < count; i++) g[i] += share * gw[i];
-    }
-    return VAE_OK;
+    return vae_workers_init(&t->workers, t->model, t->opt->batch_size, t->k, threads, err);
 }
 
 /* The buffers of a CPU run and the optimizer (the one to resume, or a new one). */
@@ -318,9 +252,13 @@ static vae_status train_state_init(train_state *t, vae_error *err) {
     const vae_config *cfg = vae_model_config(t->model);
     const int batch_size = opt->batch_size, dim = cfg->input_dim, latent = cfg->latent_dim;
     const int train_rows = batch_size * t->k;
-    const int noise_rows = train_rows > opt->eval_batch_size ? train_rows : opt->eval_batch_size;
+    /* evaluation batches within EVAL_WORKSPACE_BYTES: the sums are the same (noise is drawn
+     * per row), and a conv model's 1000 rows would take 130 MiB */
+    const size_t fit = EVAL_WORKSPACE_BYTES / vae_workspace_row_bytes(t->model);
+    t->eval_rows = fit < 1 ? 1 : fit < (size_t)opt->eval_batch_size ? (int)fit : opt->eval_batch_size;
+    const int noise_rows = train_rows > t->eval_rows ? train_rows : t->eval_rows;
     VAE_TRY(vae_workspace_create(&t->ws, t->model, train_rows, err));
-    if (t->test) VAE_TRY(vae_workspace_create(&t->eval_ws, t->model, opt->eval_batch_size, err));
+    if (t->test) VAE_TRY(vae_workspace_create(&t->eval_ws, t->model, t->eval_rows, err));
     if (!opt->resume_adam)
         VAE_TRY(vae_adam_create(&t->own_adam, vae_model_num_params(t->model), &opt->adam, err));
     t->adam = opt->resume_adam ? opt->resume_adam : t->own_adam;
@@ -394,13 +332,14 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
     const vae_objective objective = step_objective(opt, global_step);
     const vae_batch rows = {batch, t->xb, eps, t->train->labels ? t->yb : NULL, t->mb};
     const unsigned long long at = (unsigned long long)global_step + 1;
-    if (batch > 0 && t->workers)
-        VAE_FORWARD_IF_ERROR(parallel_pass(t, &rows, &objective, step_loss, err), err,
-                             "training step %llu", at);
-    if (batch > 0 && !t->workers && k > 1)
+    if (batch > 0 && t->workers.n)
+        VAE_FORWARD_IF_ERROR(vae_workers_pass(&t->workers, t->model, &rows, &objective,
+                                              vae_model_grads(t->model), step_loss, err),
+                             err, "training step %llu", at);
+    if (batch > 0 && !t->workers.n && k > 1)
         VAE_FORWARD_IF_ERROR(vae_iwae_step(t->model, t->ws, &rows, k, step_loss, err), err,
                              "training step %llu", at);
-    if (batch > 0 && !t->workers && k == 1) {
+    if (batch > 0 && !t->workers.n && k == 1) {
         VAE_FORWARD_IF_ERROR(vae_forward(t->model, t->ws, &rows, step_loss, err), err,
                              "training step %llu", at);
         VAE_FORWARD_IF_ERROR(vae_backward(t->model, t->ws, &rows, &objective, err), err,
@@ -453,7 +392,7 @@ static vae_status test_epoch(train_state *t, int epoch, vae_epoch_stats *stats, 
     const size_t from = test->count * (size_t)t->rank / (size_t)t->ranks,
                  to = test->count * (size_t)(t->rank + 1) / (size_t)t->ranks;
     VAE_FORWARD_IF_ERROR(evaluate_range(t->model, t->eval_ws, t->eps, test, from, to,
-                                        t->opt->eval_batch_size, t->opt->seed, &test_loss, err),
+                                        t->eval_rows, t->opt->seed, &test_loss, err),
                          err, "the test set's evaluation after epoch %d", epoch);
     VAE_RETURN_IF(t->ranks > 1 && sum_loss(t->opt->collective, &test_loss), err, VAE_ERR_IO,
                   "summing the evaluation across ranks failed");

@@ -1,0 +1,162 @@
+/* workers.c — batch threads (workers.h). */
+#include "train/workers.h"
+#include "backend/ops_table.h"
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+vae_status vae_workers_init(vae_workers *w, const vae_model *m, int batch, int k, int threads,
+                            vae_error *err) {
+    *w = (vae_workers){0};
+    const int n = threads, slice = (batch + n - 1) / n;
+    w->ws = calloc((size_t)n, sizeof *w->ws);
+    w->grads = calloc((size_t)n, sizeof *w->grads);
+    w->loss = calloc((size_t)n, sizeof *w->loss);
+    w->status = calloc((size_t)n, sizeof *w->status);
+    w->err = calloc((size_t)n, sizeof *w->err);
+    VAE_RETURN_IF(!w->ws || !w->grads || !w->loss || !w->status || !w->err, err,
+                  VAE_ERR_NO_MEMORY, "out of memory for %d batch threads", n);
+    w->n = n, w->k = k;
+    for (int i = 0; i < n; i++) {
+        VAE_TRY(vae_workspace_create(&w->ws[i], m, slice * k, err));
+        if (i == 0) continue; /* the first slice's gradient goes straight to the pass's */
+        w->grads[i] = vae_calloc_array(vae_model_num_params(m), sizeof(float));
+        VAE_RETURN_IF(!w->grads[i], err, VAE_ERR_NO_MEMORY, "out of memory for batch threads");
+        vae_workspace_set_grads(w->ws[i], w->grads[i]);
+    }
+    return VAE_OK;
+}
+
+void vae_workers_free(vae_workers *w) {
+    for (int i = 0; i < w->n; i++) {
+        vae_workspace_free(w->ws[i]);
+        free(w->grads[i]);
+    }
+    free(w->ws), free(w->grads), free(w->loss), free(w->status), free(w->err);
+    *w = (vae_workers){0};
+}
+
+/* Worker i's slice of rows: [n*i/workers, n*(i+1)/workers) */
+static vae_batch slice_of(const vae_batch *rows, int i, int workers, int k, int dim, int latent) {
+    const int n = rows->n, lo = n * i / workers, hi = n * (i + 1) / workers;
+    return (vae_batch){hi - lo, rows->x + (size_t)lo * dim, rows->eps + (size_t)lo * k * latent,
+                       rows->labels ? rows->labels + lo : NULL,
+                       rows->mask ? rows->mask + (size_t)lo * dim : NULL};
+}
+
+vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
+                            const vae_objective *objective, float *grads, vae_loss *loss,
+                            vae_error *err) {
+    const int n = rows->n, workers = w->n, k = w->k;
+    const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
+    const size_t params = vae_model_num_params(m);
+    w->grads[0] = grads;
+    vae_workspace_set_grads(w->ws[0], grads);
+#pragma omp parallel for schedule(static, 1) num_threads(workers)
+    for (int i = 0; i < workers; i++) {
+        const vae_batch part = slice_of(rows, i, workers, k, dim, latent);
+        w->loss[i] = (vae_loss){0};
+        w->status[i] = VAE_OK;
+        memset(w->grads[i], 0, params * sizeof(float));
+        if (part.n == 0) continue;
+        vae_status s = k > 1 ? vae_iwae_step(m, w->ws[i], &part, k, &w->loss[i], &w->err[i])
+                             : vae_forward(m, w->ws[i], &part, &w->loss[i], &w->err[i]);
+        if (s == VAE_OK && k == 1) s = vae_backward(m, w->ws[i], &part, objective, &w->err[i]);
+        w->status[i] = s;
+    }
+    for (int i = 0; i < workers; i++) {
+        if (w->status[i] != VAE_OK) {
+            *err = w->err[i];
+            return vae_add_context(err, w->status[i], "batch thread %d", i + 1);
+        }
+        loss->recon += w->loss[i].recon, loss->kl += w->loss[i].kl;
+        loss->count += w->loss[i].count;
+    }
+    /* slice by slice: each value's sum in slice order, the first slice's scaled in place */
+    const long count = (long)params;
+    for (int i = 0; i < workers; i++) {
+        const float share = (float)(n * (i + 1) / workers - n * i / workers) / (float)n;
+        const float *gw = w->grads[i];
+        if (i == 0) {
+#pragma omp parallel for simd schedule(static)
+            for (long j = 0; j < count; j++) grads[j] = share * gw[j];
+            continue;
+        }
+#pragma omp parallel for simd schedule(static)
+        for (long j = 0; j < count; j++) grads[j] += share * gw[j];
+    }
+    w->grads[0] = NULL;
+    return VAE_OK;
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One training pass of rows on ws, its products split across the threads */
+static vae_status products_pass(vae_model *m, vae_workspace *ws, const vae_batch *rows, int k,
+                                const vae_objective *objective, vae_error *err) {
+    vae_loss loss = {0};
+    if (k > 1) return vae_iwae_step(m, ws, rows, k, &loss, err);
+    VAE_TRY(vae_forward(m, ws, rows, &loss, err));
+    return vae_backward(m, ws, rows, objective, err);
+}
+
+/* Seconds of a pass each way (the best of three rounds after a warm-up, the two ways
+ * alternating so that a change in the machine's load falls on both), into gradients of its
+ * own: time[0] products split, time[1] batch split. */
+static vae_status time_both(vae_model *m, vae_workspace *ws, vae_workers *w, const vae_batch *rows,
+                            const vae_objective *objective, float *grads, double time[2],
+                            vae_error *err) {
+    time[0] = time[1] = 1e30;
+    for (int round = 0; round < 4; round++) {
+        vae_loss loss = {0};
+        double t0 = seconds_now();
+        VAE_TRY(products_pass(m, ws, rows, w->k, objective, err));
+        double t1 = seconds_now();
+        VAE_TRY(vae_workers_pass(w, m, rows, objective, grads, &loss, err));
+        double t2 = seconds_now();
+        if (round == 0) continue; /* caches, page faults and JIT kernels */
+        if (t1 - t0 < time[0]) time[0] = t1 - t0;
+        if (t2 - t1 < time[1]) time[1] = t2 - t1;
+    }
+    return VAE_OK;
+}
+
+vae_status vae_train_batch_threads_auto(vae_model *m, const vae_train_options *opt,
+                                        int *batch_threads, vae_error *err) {
+    *batch_threads = 0;
+    VAE_RETURN_IF(opt->batch_size < 1 || opt->iwae_k < 0 || opt->batch_size > (1 << 24), err,
+                  VAE_ERR_INVALID_ARGUMENT, "batch %d, IWAE draws %d: not a training run's",
+                  opt->batch_size, opt->iwae_k);
+    const int threads = vae_get_num_threads();
+    if (threads < 2 || opt->free_bits > 0.0f || opt->device == VAE_DEVICE_CUDA) return VAE_OK;
+    const vae_config *c = vae_model_config(m);
+    const int batch = opt->batch_size, k = opt->iwae_k > 1 ? opt->iwae_k : 1;
+    float *x = vae_calloc_array((size_t)batch * c->input_dim, sizeof(float));
+    float *eps = vae_calloc_array((size_t)batch * k * c->latent_dim, sizeof(float));
+    float *grads = vae_calloc_array(vae_model_num_params(m), sizeof(float));
+    uint8_t *labels = vae_calloc_array((size_t)batch, 1); /* class 0 for a conditional model */
+    vae_workspace *ws = NULL;
+    vae_workers w = {0};
+    vae_status s = x && eps && grads && labels
+                       ? vae_workspace_create(&ws, m, batch * k, err)
+                       : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory to time batch threads");
+    if (s == VAE_OK) s = vae_workers_init(&w, m, batch, k, threads, err);
+    if (s == VAE_OK) {
+        vae_workspace_set_grads(ws, grads); /* the model's own gradients stay as they are */
+        const vae_batch rows = {batch, x, eps, c->n_classes ? labels : NULL, NULL};
+        const vae_objective objective = {opt->beta, opt->free_bits};
+        double time[2];
+        s = time_both(m, ws, &w, &rows, &objective, grads, time, err);
+        if (s == VAE_OK) *batch_threads = time[1] < time[0];
+    }
+    vae_workers_free(&w);
+    vae_workspace_free(ws);
+    free(x), free(eps), free(grads), free(labels);
+    return s;
+}

@@ -1,0 +1,34 @@
+/* workers.h — batch threads: a training pass whose batch is split across threads, each running
+ * forward and backward (or an IWAE step) on its slice with single-threaded products into a
+ * gradient buffer of its own; the slices' gradients are then summed in slice order. The
+ * training loop (train.c) runs its steps on them when asked, and the choice between them and
+ * threaded products (vae_train_batch_threads_auto) times both. */
+#ifndef VAE_WORKERS_H
+#define VAE_WORKERS_H
+
+#include "vae.h"
+
+typedef struct {
+    int n, k;              /* threads (0: none made), draws per input */
+    vae_workspace **ws;    /* one per thread, for a slice of the batch */
+    float **grads;         /* each thread's gradient buffer (the model's size); the first
+                              thread's is the pass's own */
+    vae_loss *loss;        /* each slice's loss */
+    vae_status *status;    /* each slice's outcome and error */
+    vae_error *err;
+} vae_workers;
+
+/* threads workers for batches of up to `batch` inputs of k draws each; on failure *w holds
+ * what was made, for vae_workers_free. */
+vae_status vae_workers_init(vae_workers *w, const vae_model *m, int batch, int k, int threads,
+                            vae_error *err);
+void vae_workers_free(vae_workers *w);
+
+/* One pass over rows split across the workers: loss gets the slices' summed losses, grads
+ * (the model's size) = the slices' mean gradients weighted by their shares, summed slice by
+ * slice (the first slice's computed in grads itself: one buffer fewer). */
+vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
+                            const vae_objective *objective, float *grads, vae_loss *loss,
+                            vae_error *err);
+
+#endif
