@@ -166,7 +166,9 @@ static const char TRAIN_USAGE[] =
         "      --device D            cpu, cuda (one NVIDIA GPU; MLP models with the ELBO,\n"
         "                            beta, warm-up and free bits) or auto (default: cuda when\n"
         "                            this build has it, a GPU is there and it runs the model)\n"
-        "      --precision P         a GPU's matrix products: fp32 (default) or tf32\n"
+        "      --precision P         the matrix products: fp32 (default), tf32 (a GPU's) or\n"
+        "                            bf16 (the CPU's dense layers, on oneDNN: bf16 inputs,\n"
+        "                            fp32 sums; needs AVX512_BF16 or AMX)\n"
         "      --backend B           the CPU's matrix products: openblas (default), onednn or\n"
         "                            auto (the faster for this model here, timed at the start)\n"
         "      --batch-threads MODE  on: the CPU's threads split each batch (each thread forward\n"
@@ -216,7 +218,8 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
     a->label_column = VAE_CSV_NO_LABELS;
     vae_train_options_default(&a->train_opt);
     a->train_opt.device = cli_compute_options()->device;
-    a->train_opt.precision = cli_compute_options()->precision;
+    a->train_opt.precision = cli_compute_options()->cpu_bf16 ? VAE_PRECISION_BF16
+                                                             : cli_compute_options()->precision;
     a->quiet = cli_compute_options()->quiet; /* -q is taken with the options every command has */
     vae_train_options *t = &a->train_opt;
     const cli_opt table[] = {
@@ -724,6 +727,8 @@ static void announce(train_run *r) {
             vae_model_backend(r->model) == VAE_BACKEND_ONEDNN ? "oneDNN" : "OpenBLAS");
     if (vae_model_backend(r->model) == VAE_BACKEND_OPENBLAS)
         fprintf(stderr, " (%s kernels)", vae_blas_core());
+    if (vae_model_cpu_precision(r->model) == VAE_PRECISION_BF16)
+        fputs(", bf16 products", stderr);
     if (cli_compute_options()->backend == VAE_BACKEND_AUTO) fputs(", chosen by timing", stderr);
     if (vae_get_num_threads() > 1 && a->train_opt.free_bits == 0.0f &&
         (a->batch_threads_auto || a->train_opt.batch_threads))
@@ -822,6 +827,8 @@ int cmd_train(int argc, char **argv) {
     cli_apply_threads();
     vae_status s2 = vae_model_set_backend(r.model, cli_compute_options()->backend,
                                           r.a.train_opt.batch_size, NULL, &r.err);
+    if (s2 == VAE_OK && r.a.train_opt.precision == VAE_PRECISION_BF16)
+        s2 = vae_model_set_cpu_precision(r.model, VAE_PRECISION_BF16, &r.err);
     if (s2 == VAE_OK && r.a.batch_threads_auto)
         s2 = vae_train_batch_threads_auto(r.model, &r.a.train_opt, &r.a.train_opt.batch_threads,
                                           &r.err);

@@ -95,6 +95,8 @@ int cli_take_compute_options(int *argc, char **argv) {
             fprintf(stderr, "vae: --precision: %s\n", err.message);
             return 0;
         }
+        if (compute.precision == VAE_PRECISION_BF16) /* the CPU's; a GPU keeps fp32 */
+            compute.cpu_bf16 = 1, compute.precision = VAE_PRECISION_FP32;
         if (backend && vae_backend_parse(backend, &compute.backend, &err) != VAE_OK) {
             fprintf(stderr, "vae: --backend: %s\n", err.message);
             return 0;

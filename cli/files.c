@@ -17,6 +17,8 @@ int cli_load_model(const char *path, vae_model **model, vae_train_state *st) {
                                  cli_compute_options()->precision, &err);
     if (s == VAE_OK) /* its passes run in batches of up to 500 rows */
         s = vae_model_set_backend(*model, cli_compute_options()->backend, 500, NULL, &err);
+    if (s == VAE_OK && cli_compute_options()->cpu_bf16)
+        s = vae_model_set_cpu_precision(*model, VAE_PRECISION_BF16, &err);
     if (s == VAE_OK) cli_apply_threads();
     return s == VAE_OK ? EXIT_OK : cli_report(s, &err);
 }

@@ -153,10 +153,16 @@ const char *vae_device_name(vae_device device);
  * gets its description ("NVIDIA H200, 132 SMs, 139.8 GiB") or the reason it cannot be used. */
 int vae_device_available(vae_device device, char *info, size_t info_size);
 
-/* The matrix products' arithmetic on a GPU: FP32 (the default, as on the CPU) or TF32 (tensor
- * cores with 10-bit mantissas for the products' inputs, FP32 accumulation). */
-typedef enum { VAE_PRECISION_FP32 = 0, VAE_PRECISION_TF32 = 1 } vae_precision;
-/* "fp32", "tf32" */
+/* The matrix products' arithmetic: FP32 (the default), TF32 on a GPU (tensor cores with 10-bit
+ * mantissas for the products' inputs, FP32 accumulation), BF16 on the CPU (the dense layers'
+ * products with bf16 inputs, 8-bit mantissas, and FP32 accumulation, on oneDNN; weights,
+ * activations, gradients and Adam stay FP32). */
+typedef enum {
+    VAE_PRECISION_FP32 = 0,
+    VAE_PRECISION_TF32 = 1,
+    VAE_PRECISION_BF16 = 2
+} vae_precision;
+/* "fp32", "tf32", "bf16" */
 vae_status vae_precision_parse(const char *name, vae_precision *out, vae_error *err);
 const char *vae_precision_name(vae_precision precision);
 
@@ -282,6 +288,13 @@ vae_status vae_model_set_backend(vae_model *model, vae_backend backend, int batc
                                  vae_backend *chosen, vae_error *err);
 vae_backend vae_model_backend(const vae_model *model);
 vae_precision vae_model_precision(const vae_model *model);
+/* The CPU's products for this model: FP32, or BF16 (oneDNN's; refused, saying why, in a build
+ * without oneDNN or on a CPU without bf16 product instructions (AVX512_BF16, AMX), where
+ * oneDNN would emulate them). Set the backend first: vae_model_set_backend goes back to FP32.
+ * In vae_model_cpu_precision: FP32 or BF16. */
+vae_status vae_model_set_cpu_precision(vae_model *model, vae_precision precision,
+                                       vae_error *err);
+vae_precision vae_model_cpu_precision(const vae_model *model);
 
 /* The table of named tensors: "encoder.0.weight" (out,in), "encoder.0.bias" (out), ...,
  * "mu.weight", "mu.bias", "logvar.weight", "logvar.bias", "decoder.0.weight", ...,
@@ -555,7 +568,9 @@ typedef struct {
     vae_train_position start;
     const vae_collective *collective; /* NULL: one process */
     vae_device device;                /* CPU (default), CUDA or AUTO */
-    vae_precision precision;          /* FP32 (default) or TF32: a GPU's matrix products */
+    /* FP32 (default); TF32: a GPU's products; BF16: the CPU's (the run is on the CPU, and the
+     * model keeps computing in BF16 afterwards: vae_model_set_cpu_precision) */
+    vae_precision precision;
     /* 0: the CPU's threads split each step's matrix products (the default); 1: they split each
      * batch instead, every thread running forward and backward on its slice with single-threaded
      * products, the gradients then summed in slice order (better where a batch's products are

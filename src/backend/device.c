@@ -37,14 +37,15 @@ int vae_device_available(vae_device device, char *info, size_t info_size) {
 vae_status vae_precision_parse(const char *name, vae_precision *out, vae_error *err) {
     if (!strcmp(name, "fp32")) *out = VAE_PRECISION_FP32;
     else if (!strcmp(name, "tf32")) *out = VAE_PRECISION_TF32;
+    else if (!strcmp(name, "bf16")) *out = VAE_PRECISION_BF16;
     else
         return vae_fail(err, VAE_ERR_INVALID_ARGUMENT,
-                        "unknown precision \"%.40s\" (expected fp32 or tf32)", name);
+                        "unknown precision \"%.40s\" (expected fp32, tf32 or bf16)", name);
     return VAE_OK;
 }
 
 const char *vae_precision_name(vae_precision precision) {
-    return precision == VAE_PRECISION_TF32 ? "tf32" : "fp32";
+    return precision == VAE_PRECISION_TF32 ? "tf32" : precision == VAE_PRECISION_BF16 ? "bf16" : "fp32";
 }
 
 vae_status vae_device_resolve(vae_device asked, vae_status supported, vae_device *out,

@@ -12,6 +12,16 @@ static const vae_ops onednn_ops = {
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_ops = &onednn_ops;
+
+/* --precision bf16: the same, the dense layers' products in bf16 */
+static const vae_ops onednn_bf16_ops = {
+    .name = "onednn-bf16",
+    .linear_forward = op_linear_forward_bf16,
+    .linear_backward = op_linear_backward_bf16,
+    VAE_CPU_SHARED_OPS,
+};
+const vae_ops *const vae_onednn_bf16_ops = &onednn_bf16_ops;
 #else
 const vae_ops *const vae_onednn_ops = NULL;
+const vae_ops *const vae_onednn_bf16_ops = NULL;
 #endif

@@ -31,7 +31,34 @@ int vae_backend_available(vae_backend backend) {
 }
 
 vae_backend vae_model_backend(const vae_model *m) {
-    return vae_onednn_ops && m->ops == vae_onednn_ops ? VAE_BACKEND_ONEDNN : VAE_BACKEND_OPENBLAS;
+    return vae_onednn_ops && (m->ops == vae_onednn_ops || m->ops == vae_onednn_bf16_ops)
+               ? VAE_BACKEND_ONEDNN : VAE_BACKEND_OPENBLAS;
+}
+
+vae_precision vae_model_cpu_precision(const vae_model *m) {
+    return vae_onednn_bf16_ops && m->ops == vae_onednn_bf16_ops ? VAE_PRECISION_BF16
+                                                                 : VAE_PRECISION_FP32;
+}
+
+vae_status vae_model_set_cpu_precision(vae_model *m, vae_precision precision, vae_error *err) {
+    VAE_RETURN_IF(precision != VAE_PRECISION_FP32 && precision != VAE_PRECISION_BF16, err,
+                  VAE_ERR_INVALID_ARGUMENT,
+                  "precision %s: the CPU computes fp32 or bf16 (tf32 is a GPU's)",
+                  vae_precision_name(precision));
+    if (precision == VAE_PRECISION_FP32) {
+        if (vae_model_cpu_precision(m) == VAE_PRECISION_BF16) vae_model_set_ops(m, vae_onednn_ops);
+        return VAE_OK;
+    }
+    VAE_RETURN_IF(!vae_onednn_bf16_ops, err, VAE_ERR_INVALID_ARGUMENT,
+                  "bf16 products need oneDNN, which this build has not (install libdnnl-dev "
+                  "and rebuild)");
+#ifdef VAE_ONEDNN
+    char why[200];
+    VAE_RETURN_IF(!op_bf16_check(why, sizeof why), err, VAE_ERR_INVALID_ARGUMENT,
+                  "--precision bf16: %s", why);
+#endif
+    vae_model_set_ops(m, vae_onednn_bf16_ops);
+    return VAE_OK;
 }
 
 static double seconds_now(void) {

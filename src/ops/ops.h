@@ -25,6 +25,15 @@ void op_linear_forward_onednn(float *y, const float *x, const float *w, const fl
 void op_linear_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
                                const float *w, int batch, int in, int out, int accumulate_dx,
                                int accumulate_params);
+/* The dense layer with its products in bf16 (bf16 inputs, fp32 accumulation and results;
+ * oneDNN builds only), the same arguments; and whether this CPU runs such products natively
+ * (1; why gets oneDNN's kernel) or not (0; why says why). */
+void op_linear_forward_bf16(float *y, const float *x, const float *w, const float *b, int batch,
+                            int in, int out, const vae_activation *act);
+void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int batch, int in, int out, int accumulate_dx,
+                             int accumulate_params);
+int op_bf16_check(char *why, size_t why_size);
 
 /* y = act(y + b) row by row, in place: the pass after a GEMM   y (B,out), b (out) */
 void op_bias_activation(float *y, const float *b, int batch, int out, const vae_activation *act);

@@ -175,6 +175,11 @@ static vae_status train_on_gpu(vae_model *model, const vae_dataset *train,
     return s;
 }
 
+/* The device asked for: bf16 products run on the CPU */
+static vae_device train_device(const vae_train_options *opt) {
+    return opt->precision == VAE_PRECISION_BF16 ? VAE_DEVICE_CPU : opt->device;
+}
+
 vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
                            const vae_dataset *test, const vae_train_options *opt, vae_error *err) {
     VAE_TRY(vae_check_data(model, train, "training", err));
@@ -230,10 +235,14 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
                       "starting past the first step needs the optimizer state to resume from");
     }
 
-    VAE_RETURN_IF((unsigned)opt->precision > VAE_PRECISION_TF32, err, VAE_ERR_INVALID_ARGUMENT,
+    VAE_RETURN_IF((unsigned)opt->precision > VAE_PRECISION_BF16, err, VAE_ERR_INVALID_ARGUMENT,
                   "unknown precision %d", (int)opt->precision);
+    VAE_RETURN_IF(opt->precision == VAE_PRECISION_BF16 && opt->device == VAE_DEVICE_CUDA, err,
+                  VAE_ERR_INVALID_ARGUMENT,
+                  "bf16 products are the CPU's (oneDNN); a GPU computes fp32 or tf32");
     vae_device device; /* AUTO: the GPU when there is one and it runs this model */
-    VAE_TRY(vae_device_resolve(opt->device, vae_gpu_supports(model, opt, NULL), &device, err));
+    VAE_TRY(vae_device_resolve(train_device(opt), vae_gpu_supports(model, opt, NULL), &device,
+                               err));
     if (device == VAE_DEVICE_CUDA) VAE_TRY(vae_gpu_supports(model, opt, err));
     return VAE_OK;
 }
@@ -457,8 +466,11 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     const uint64_t first_step =
         (uint64_t)(opt->start.epoch - 1) * steps_per_epoch + opt->start.step_in_epoch;
     vae_device device; /* AUTO: the GPU when there is one and it runs this model */
-    VAE_TRY(vae_device_resolve(opt->device, vae_gpu_supports(model, opt, NULL), &device, err));
+    VAE_TRY(vae_device_resolve(train_device(opt), vae_gpu_supports(model, opt, NULL), &device,
+                               err));
     if (device == VAE_DEVICE_CUDA) return train_on_gpu(model, train, test, opt, first_step, err);
+    if (opt->precision == VAE_PRECISION_BF16)
+        VAE_TRY(vae_model_set_cpu_precision(model, VAE_PRECISION_BF16, err));
 
     train_state t = {.model = model, .train = train, .test = test, .opt = opt,
                      .steps_per_epoch = steps_per_epoch, .k = opt->iwae_k > 1 ? opt->iwae_k : 1,

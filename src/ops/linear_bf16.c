@@ -1,0 +1,133 @@
+/* linear_bf16.c — the dense layer's three products in bf16 for `--precision bf16` on the CPU:
+ * oneDNN matmuls with bf16 inputs and fp32 accumulation and output (its AVX512_BF16 and AMX
+ * kernels). Each call rounds its inputs to bf16 (to nearest, ties to even) in scratch of its
+ * own; the weights, biases, activations kept for backward, gradients and Adam stay fp32.
+ * Primitives are made per call: oneDNN's primitive cache makes that a few microseconds, and
+ * the layer keeps no state. */
+#include "ops/ops.h"
+
+#ifdef VAE_ONEDNN
+#include <dnnl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef uint16_t bf16;
+
+static bf16 bf16_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u); /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16)(u >> 16);
+}
+
+/* dst (rows, cols) = bf16 of src (rows, cols), or of its transpose when transpose (src then
+ * (cols, rows)) */
+static void to_bf16(bf16 *dst, const float *src, int rows, int cols, int transpose) {
+#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)r * cols + c] =
+                bf16_of(transpose ? src[(size_t)c * rows + r] : src[(size_t)r * cols + c]);
+}
+
+/* c (m, n) = [c +] a (m, k) b (k, n), a and b row-major bf16 (b_transposed: b is stored (n,
+ * k)), c row-major fp32. 0 when oneDNN ran it. */
+static int matmul(float *c, const bf16 *a, const bf16 *b, int b_transposed, int m, int k, int n,
+                  int accumulate, const char **impl) {
+    dnnl_engine_t engine = NULL;
+    dnnl_stream_t stream = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t post = NULL;
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+    dnnl_memory_desc_t ad, bd, cd;
+    dnnl_matmul_desc_t md;
+    const dnnl_dims_t adims = {m, k}, bdims = {k, n}, cdims = {m, n};
+    int bad = dnnl_engine_create(&engine, dnnl_cpu, 0) ||
+              dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) ||
+              dnnl_memory_desc_init_by_tag(&ad, 2, adims, dnnl_bf16, dnnl_ab) ||
+              dnnl_memory_desc_init_by_tag(&bd, 2, bdims, dnnl_bf16, b_transposed ? dnnl_ba : dnnl_ab) ||
+              dnnl_memory_desc_init_by_tag(&cd, 2, cdims, dnnl_f32, dnnl_ab) ||
+              dnnl_matmul_desc_init(&md, &ad, &bd, NULL, &cd) ||
+              dnnl_primitive_attr_create(&attr) || dnnl_post_ops_create(&post) ||
+              (accumulate && dnnl_post_ops_append_sum(post, 1.0f)) ||
+              dnnl_primitive_attr_set_post_ops(attr, post) ||
+              dnnl_primitive_desc_create(&pd, &md, attr, engine, NULL) ||
+              dnnl_primitive_create(&prim, pd) ||
+              dnnl_memory_create(&ma, &ad, engine, (void *)a) ||
+              dnnl_memory_create(&mb, &bd, engine, (void *)b) ||
+              dnnl_memory_create(&mc, &cd, engine, c);
+    if (!bad && impl) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, impl);
+    if (!bad) {
+        const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb},
+                                        {DNNL_ARG_DST, mc}};
+        bad = dnnl_primitive_execute(prim, stream, 3, args) || dnnl_stream_wait(stream);
+    }
+    dnnl_memory_destroy(ma), dnnl_memory_destroy(mb), dnnl_memory_destroy(mc);
+    dnnl_primitive_destroy(prim), dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(post), dnnl_primitive_attr_destroy(attr);
+    dnnl_stream_destroy(stream), dnnl_engine_destroy(engine);
+    return bad;
+}
+
+void op_linear_forward_bf16(float *y, const float *x, const float *w, const float *b, int batch,
+                            int in, int out, const vae_activation *act) {
+    bf16 *xb = malloc(sizeof(bf16) * (size_t)batch * in), *wb = malloc(sizeof(bf16) * (size_t)out * in);
+    int bad = !xb || !wb;
+    if (!bad) {
+        to_bf16(xb, x, batch, in, 0), to_bf16(wb, w, out, in, 0);
+        bad = matmul(y, xb, wb, 1, batch, in, out, 0, NULL); /* x W^T */
+    }
+    free(xb), free(wb);
+    /* no memory or oneDNN refused (its probe passed when bf16 was chosen): the fp32 product,
+     * exact where bf16 would have rounded, rather than no result */
+    if (bad) op_linear_forward_onednn(y, x, w, b, batch, in, out, act);
+    else op_bias_activation(y, b, batch, out, act);
+}
+
+void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int batch, int in, int out, int accumulate_dx,
+                             int accumulate_params) {
+    const size_t nx = (size_t)batch * in, nw = (size_t)out * in, ny = (size_t)batch * out;
+    bf16 *xb = malloc(sizeof(bf16) * nx), *wb = dx ? malloc(sizeof(bf16) * nw) : NULL;
+    bf16 *dyb = malloc(sizeof(bf16) * ny), *dytb = malloc(sizeof(bf16) * ny);
+    int bad = !xb || !dyb || !dytb || (dx && !wb);
+    if (!bad) {
+        to_bf16(xb, x, batch, in, 0), to_bf16(dytb, dy, out, batch, 1);
+        if (dx) to_bf16(dyb, dy, batch, out, 0), to_bf16(wb, w, out, in, 0);
+        bad = (dx && matmul(dx, dyb, wb, 0, batch, out, in, accumulate_dx, NULL)) || /* dy W */
+              matmul(dw, dytb, xb, 0, out, batch, in, accumulate_params, NULL);     /* dy^T x */
+    }
+    free(xb), free(wb), free(dyb), free(dytb);
+    if (bad) { /* as in forward; a failed product may have written only its own output */
+        op_linear_backward_onednn(dx, dw, db, dy, x, w, batch, in, out, accumulate_dx,
+                                  accumulate_params);
+        return;
+    }
+    op_column_sums(db, dy, batch, out, accumulate_params);
+}
+
+int op_bf16_check(char *why, size_t why_size) {
+    enum { M = 32, K = 64, N = 48 };
+    bf16 a[M * K], b[K * N];
+    float c[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = bf16_of(1.0f);
+    for (int i = 0; i < K * N; i++) b[i] = bf16_of(0.5f);
+    const char *impl = "";
+    if (matmul(c, a, b, 0, M, K, N, 0, &impl) || c[0] != 32.0f) {
+        snprintf(why, why_size, "oneDNN could not run a bf16 product here");
+        return 0;
+    }
+    if (strstr(impl, "ref") || !strstr(impl, "bf16")) {
+        snprintf(why, why_size, "this CPU has no bf16 product instructions (AVX512_BF16 or "
+                 "AMX) that oneDNN uses: it would emulate them (%s)", impl);
+        return 0;
+    }
+    snprintf(why, why_size, "%s", impl);
+    return 1;
+}
+#endif
