@@ -25,7 +25,7 @@ expect bad_lr 64 "\-\-lr" -- "$vae" train --lr nan
 expect bad_activation 64 "unknown activation" -- "$vae" train --train "$fmnist/t10k-images-idx3-ubyte.gz" --no-test --activation gelu
 expect bad_device 64 "\-\-device: unknown device .tpu. (expected cpu, cuda or auto)" -- "$vae" eval m.safetensors --device tpu
 expect device_needs_value 64 "\-\-device needs a value" -- "$vae" sample m.safetensors --device
-expect bad_precision 64 "\-\-precision: unknown precision .fp8. (expected fp32 or tf32)" -- "$vae" train --precision=fp8
+expect bad_precision 64 "\-\-precision: unknown precision .fp8. (expected fp32, tf32 or bf16)" -- "$vae" train --precision=fp8
 if ! "$vae" train --help | grep -q -- "--device D"; then fail device_help "train --help"; else ok device_help; fi
 expect missing_file 66 "no-such-file.*cannot open" -- "$vae" train --train "$tmp/no-such-file"
 
@@ -86,6 +86,8 @@ if [ -n "$took" ] && cut -d, -f1-7 "$tmp/run5/train_log.csv" >"$tmp/e" &&
 else
     fail batch_threads_auto_says_its_choice "$(head -c 300 "$tmp/run5.stderr")"
 fi
+expect bf16_is_the_cpus 64 "bf16 products are the CPU's" -- "$vae" train \
+    --train "$tmp/small-images-idx3-ubyte" --no-test --precision bf16 --device cuda --out "$tmp/bf"
 expect bad_batch_threads 64 "\-\-batch-threads fast: expected on, off or auto" -- \
     "$vae" train --batch-threads fast
 # the GPU, where this build has CUDA and a GPU is there: trained there with the same model and

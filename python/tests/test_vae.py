@@ -61,6 +61,22 @@ def test_batch_threads_auto_says_its_choice(fmnist):
         vae.VAE(batch_threads="fast", **kw).fit(X[:100])
 
 
+def test_bf16_precision(fmnist):
+    """precision="bf16": the CPU's dense layers in bf16, the ELBO within 0.5% of fp32's (or
+    refused, saying why, where the CPU or the build cannot)"""
+    X, _ = fmnist
+    kw = dict(encoder=(64,), decoder=(64,), latent=4, epochs=2, verbose=0, threads=1,
+              backend="onednn")
+    try:
+        b = vae.VAE(precision="bf16", **kw).fit(X[:1000])
+    except vae.VAEError as e:
+        assert "bf16" in str(e) or "oneDNN" in str(e)
+        pytest.skip(str(e))
+    f = vae.VAE(**kw).fit(X[:1000])
+    eb, ef = b.elbo(X[1000:1500])["elbo"].mean(), f.elbo(X[1000:1500])["elbo"].mean()
+    assert abs(eb - ef) <= 0.005 * abs(ef) and eb != ef
+
+
 def test_progress_bar_on_stderr_and_quiet(fmnist, capsys):
     X, _ = fmnist
     vae.VAE(encoder=(16,), decoder=(16,), latent=2, epochs=1, threads=1).fit(X[:500])
