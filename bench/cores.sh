@@ -4,8 +4,8 @@
 # machine, data, model, batch and thread count: the canonical MLP at batch 128 for 1, 2, 4, ...
 # threads up to the machine's cores, then at batch 1024 and the conv preset on all cores.
 # Prints the CPU, its features and vae's kernels, then one row per setting with samples/s of
-# the last epoch (vae: OpenBLAS, oneDNN, and batch threads on OpenBLAS), vae's best over
-# PyTorch, what `--batch-threads auto` chose, and vae's peak memory (the largest resident set
+# the last epoch (vae: OpenBLAS, oneDNN, batch threads on OpenBLAS, and --precision bf16 on
+# oneDNN), vae's best fp32 over PyTorch, what `--batch-threads auto` chose, and vae's peak memory (the largest resident set
 # of its runs in the row) against the budget of issue 16: the data's floats + 64 MiB + 4 MiB
 # per thread.
 #   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (python3)
@@ -23,18 +23,19 @@ echo "PyTorch: $("$python" -c 'import torch; print(torch.__version__, torch.back
 
 # the data's floats in MiB: Fashion-MNIST's 60,000 training and 10,000 test images of 784
 data_mib=$(awk 'BEGIN { printf "%.1f", 70000 * 784 * 4 / 1048576 }')
-peak=0
-vae_rate() { # PRESET BATCH THREADS BACKEND [on|off|auto]: samples/s of vae's last epoch
+vae_rate() { # PRESET BATCH THREADS BACKEND SPLIT [PRECISION]: samples/s of vae's last epoch
+    rm -rf "$tmp/run" # (0: the run was refused, as bf16 is where the CPU lacks its instructions)
     kib=$("$python" -c 'import resource, subprocess, sys
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$build/vae" train --preset "$1" \
-        --batch "$2" --threads "$3" --backend "$4" --batch-threads "${5:-off}" --epochs "$epochs" \
-        --out "$tmp/run" --force -q)
-    [ "$kib" -gt "$peak" ] && peak=$kib
-    awk -F, 'END { print $8 }' "$tmp/run/train_log.csv"
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$build/vae" train --device cpu --preset "$1" \
+        --batch "$2" --threads "$3" --backend "$4" --batch-threads "$5" --epochs "$epochs" \
+        --precision "${6:-fp32}" --out "$tmp/run" --force -q)
+    echo "$kib" >>"$tmp/peaks" # (a function called in $(...) cannot set a variable)
+    if [ -f "$tmp/run/train_log.csv" ]; then awk -F, 'END { print $8 }' "$tmp/run/train_log.csv"
+    else echo 0; fi
 }
 auto_choice() { # PRESET BATCH THREADS: what --batch-threads auto takes
-    "$build/vae" train --preset "$1" --batch "$2" --threads "$3" --batch-threads auto --epochs 1 \
+    "$build/vae" train --device cpu --preset "$1" --batch "$2" --threads "$3" --batch-threads auto --epochs 1 \
         --no-test --out "$tmp/auto" --force 2>&1 | sed -n 's/.*the threads split \(each batch\|the products\).*/\1/p' | head -1
 }
 torch_rate() { # PRESET BATCH THREADS: samples/s of PyTorch's last epoch
@@ -44,19 +45,21 @@ torch_rate() { # PRESET BATCH THREADS: samples/s of PyTorch's last epoch
     "$python" "$@" | awk 'END { print $8 }'
 }
 row() { # PRESET BATCH THREADS
-    peak=0
-    a=$(vae_rate "$1" "$2" "$3" openblas) b=$(vae_rate "$1" "$2" "$3" onednn)
+    rm -f "$tmp/peaks"
+    a=$(vae_rate "$1" "$2" "$3" openblas off) b=$(vae_rate "$1" "$2" "$3" onednn off)
     d=$(vae_rate "$1" "$2" "$3" openblas on) c=$(torch_rate "$1" "$2" "$3")
-    e=$(auto_choice "$1" "$2" "$3")
+    f=$(vae_rate "$1" "$2" "$3" onednn off bf16)
+    e=$(auto_choice "$1" "$2" "$3") peak=$(sort -n "$tmp/peaks" | tail -1)
     awk -v p="$1" -v bt="$2" -v t="$3" -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v e="${e:-n/a}" \
-        -v peak="$peak" -v data="$data_mib" 'BEGIN {
+        -v f="$f" -v peak="$peak" -v data="$data_mib" 'BEGIN {
         best = a > b ? a : b
         best = d > best ? d : best
-        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.2fx | %s | %.0f / %.0f |\n", p, bt, t,
-            a, b, d, c, best / c, e, peak / 1024, data + 64 + 4 * t }'
+        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %s | %.0f | %.2fx | %s | %.0f / %.0f |\n", p,
+            bt, t, a, b, d, (f > 0 ? sprintf("%.0f", f) : "n/a"), c, best / c, e, peak / 1024,
+            data + 64 + 4 * t }'
 }
-echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | vae batch threads | PyTorch | vae / PyTorch | auto splits | peak / budget MiB |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | vae batch threads | vae bf16 (oneDNN) | PyTorch | vae / PyTorch (fp32) | auto splits | peak / budget MiB |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 t=1
 while [ "$t" -le "$cores" ]; do
     row pytorch 128 "$t"

@@ -575,7 +575,8 @@ typedef struct {
      * batch instead, every thread running forward and backward on its slice with single-threaded
      * products, the gradients then summed in slice order (better where a batch's products are
      * too small for many cores). The same bits for a given thread count; other thread counts
-     * differ by the sums' rounding. Runs with free bits (a per-batch floor) keep 0. */
+     * differ by the sums' rounding. Runs with free bits (a per-batch floor) keep 0.
+     * vae_train_batch_threads_auto says which is faster here. */
     int batch_threads;
 } vae_train_options;
 void vae_train_options_default(vae_train_options *opt);

@@ -52,14 +52,13 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
     const int n = rows->n, workers = w->n, k = w->k;
     const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
     const size_t params = vae_model_num_params(m);
-    w->grads[0] = grads;
     vae_workspace_set_grads(w->ws[0], grads);
 #pragma omp parallel for schedule(static, 1) num_threads(workers)
     for (int i = 0; i < workers; i++) {
         const vae_batch part = slice_of(rows, i, workers, k, dim, latent);
         w->loss[i] = (vae_loss){0};
         w->status[i] = VAE_OK;
-        memset(w->grads[i], 0, params * sizeof(float));
+        memset(i ? w->grads[i] : grads, 0, params * sizeof(float));
         if (part.n == 0) continue;
         vae_status s = k > 1 ? vae_iwae_step(m, w->ws[i], &part, k, &w->loss[i], &w->err[i])
                              : vae_forward(m, w->ws[i], &part, &w->loss[i], &w->err[i]);
@@ -78,16 +77,15 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
     const long count = (long)params;
     for (int i = 0; i < workers; i++) {
         const float share = (float)(n * (i + 1) / workers - n * i / workers) / (float)n;
-        const float *gw = w->grads[i];
         if (i == 0) {
 #pragma omp parallel for simd schedule(static)
-            for (long j = 0; j < count; j++) grads[j] = share * gw[j];
+            for (long j = 0; j < count; j++) grads[j] *= share;
             continue;
         }
+        const float *gw = w->grads[i];
 #pragma omp parallel for simd schedule(static)
         for (long j = 0; j < count; j++) grads[j] += share * gw[j];
     }
-    w->grads[0] = NULL;
     return VAE_OK;
 }
 

@@ -11,8 +11,8 @@
 typedef struct {
     int n, k;              /* threads (0: none made), draws per input */
     vae_workspace **ws;    /* one per thread, for a slice of the batch */
-    float **grads;         /* each thread's gradient buffer (the model's size); the first
-                              thread's is the pass's own */
+    float **grads;         /* each thread's gradient buffer (the model's size), but the
+                              first's (NULL): it uses the pass's own */
     vae_loss *loss;        /* each slice's loss */
     vae_status *status;    /* each slice's outcome and error */
     vae_error *err;
