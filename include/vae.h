@@ -593,7 +593,7 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
 /* Whether batch threads (opt->batch_threads = 1) run opt's training steps on model (its backend
  * set) faster than threaded products with this process's threads: *batch_threads = 1 or 0,
  * from a forward and backward pass (or an IWAE step) of opt->batch_size zero inputs timed both
- * ways, the best of three rounds each. 0 without timing where batch threads do not apply (one
+ * ways, the best of three rounds each; 1 only when batch threads take under 95% of the time. 0 without timing where batch threads do not apply (one
  * thread, free bits, opt->device CUDA). The model's parameters and gradients are left as they
  * were. Timings vary from run to run, and so may the answer: for bit-identical reruns, pass
  * the answer given, not this choice, to the next run. */
