@@ -8,9 +8,10 @@
 # oneDNN), vae's best fp32 over PyTorch, what `--batch-threads auto` chose, and vae's peak memory (the largest resident set
 # of its runs in the row) against the budget of issue 16: the data's floats + 64 MiB + 4 MiB
 # per thread.
-#   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (python3)
+#   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (python3),
+#                                                       DATA: Fashion-MNIST's folder
 set -eu
-build=${1:-build} epochs=${2:-2}
+build=${1:-build} epochs=${2:-2} data=${DATA:-/usr/share/datasets/fashion-mnist}
 python=${PYTHON:-python3}
 here=$(dirname "$0")
 tmp=$(mktemp -d)
@@ -27,7 +28,7 @@ vae_rate() { # PRESET BATCH THREADS BACKEND SPLIT [PRECISION]: samples/s of vae'
     rm -rf "$tmp/run" # (0: the run was refused, as bf16 is where the CPU lacks its instructions)
     kib=$("$python" -c 'import resource, subprocess, sys
 subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$build/vae" train --device cpu --preset "$1" \
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$build/vae" train --device cpu -d "$data" --preset "$1" \
         --batch "$2" --threads "$3" --backend "$4" --batch-threads "$5" --epochs "$epochs" \
         --precision "${6:-fp32}" --out "$tmp/run" --force -q)
     echo "$kib" >>"$tmp/peaks" # (a function called in $(...) cannot set a variable)
@@ -35,13 +36,15 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$build/vae" trai
     else echo 0; fi
 }
 auto_choice() { # PRESET BATCH THREADS: what --batch-threads auto takes
-    "$build/vae" train --device cpu --preset "$1" --batch "$2" --threads "$3" --batch-threads auto --epochs 1 \
+    "$build/vae" train --device cpu -d "$data" --preset "$1" --batch "$2" --threads "$3" \
+        --batch-threads auto --epochs 1 \
         --no-test --out "$tmp/auto" --force 2>&1 | sed -n 's/.*the threads split \(each batch\|the products\).*/\1/p' | head -1
 }
 torch_rate() { # PRESET BATCH THREADS: samples/s of PyTorch's last epoch
     script=$here/torch_vae.py
     [ "$1" = conv ] && script=$here/torch_conv_vae.py
-    set -- "$script" --epochs "$epochs" --batch "$2" --threads "$3" $([ "$1" = conv ] || echo --preset "$1")
+    set -- "$script" --data "$data" --epochs "$epochs" --batch "$2" --threads "$3" \
+        $([ "$1" = conv ] || echo --preset "$1")
     "$python" "$@" | awk 'END { print $8 }'
 }
 row() { # PRESET BATCH THREADS

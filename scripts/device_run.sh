@@ -1,0 +1,27 @@
+#!/bin/sh
+# device_run.sh [BUILD (build-cuda)] [DIR (.dev)] — on the GPU machine, with BUILD and the bundle
+# of scripts/device_bundle.sh carried: the machine's CPU and GPU, the GPU tests under
+# compute-sanitizer with the CUDA bench (tests/cuda_check.sh), then the many-core CPU table
+# (bench/cores.sh, against the machine's PyTorch). Everything goes to $OUT (or device-out);
+# PARTS (default "cuda cores") picks which run, EPOCHS the cores table's epochs (1).
+set -u
+build=${1:-build-cuda} dir=${2:-.dev}
+out=${OUT:-device-out}
+mkdir -p "$out"
+tar -C "$dir" -xJf "$dir/lib.tar.xz"
+export LD_LIBRARY_PATH="$PWD/$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+{ lscpu; nvidia-smi 2>&1; "$build/vae" --version; } >"$out/machine.txt" 2>&1
+status=0
+for part in ${PARTS:-cuda cores}; do
+    t0=$(date +%s)
+    case $part in
+    cuda) sh tests/cuda_check.sh "$build" "$out/cuda" "$dir/data" >"$out/cuda.txt" 2>&1 ;;
+    cores) DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}" >"$out/cores.txt" 2>&1 ;;
+    *) echo "device_run: unknown part $part" >"$out/$part.txt"; false ;;
+    esac
+    rc=$?
+    [ "$rc" -eq 0 ] || status=1
+    echo "== $part: exit $rc after $(($(date +%s) - t0)) s"
+    tail -n 30 "$out/$part.txt"
+done
+exit $status
