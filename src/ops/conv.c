@@ -21,47 +21,48 @@ static void inside(int *lo, int *hi, int n_out, int n_in, int stride, int offset
 }
 
 /* cols (C*k*k rows of ld floats; this sample's OH*OW columns from the pointer on): the input
- * patch under every output position, zero outside the image */
+ * patch under every output position, zero outside the image. Per kernel offset, the output
+ * positions that read inside the image are a rectangle [ylo, yhi) x [lo, hi): the rest of the
+ * row is zeroed once, the rectangle copied without a test per value. */
 static void im2col(float *cols, size_t ld, const float *x, int c, int h, int w, int oh, int ow,
                    int k, int stride, int pad) {
     for (int ch = 0; ch < c; ch++)
-        for (int ki = 0; ki < k; ki++)
+        for (int ki = 0; ki < k; ki++) {
+            int ylo, yhi;
+            inside(&ylo, &yhi, oh, h, stride, ki - pad);
             for (int kj = 0; kj < k; kj++) {
                 float *row = cols + ((size_t)(ch * k + ki) * k + kj) * ld;
                 int lo, hi;
                 inside(&lo, &hi, ow, w, stride, kj - pad);
-                for (int y = 0; y < oh; y++) {
+                if (ylo > 0 || yhi < oh || lo > 0 || hi < ow)
+                    memset(row, 0, sizeof(float) * (size_t)oh * ow);
+                for (int y = ylo; y < yhi; y++) {
                     float *dst = row + (size_t)y * ow;
-                    int iy = y * stride - pad + ki;
-                    if (iy < 0 || iy >= h) {
-                        memset(dst, 0, sizeof(float) * (size_t)ow);
-                        continue;
-                    }
-                    const float *src = x + ((size_t)ch * h + iy) * w;
-                    for (int xo = 0; xo < lo; xo++) dst[xo] = 0.0f;
+                    const float *src = x + ((size_t)ch * h + (y * stride - pad + ki)) * w;
                     for (int xo = lo; xo < hi; xo++) dst[xo] = src[xo * stride - pad + kj];
-                    for (int xo = hi; xo < ow; xo++) dst[xo] = 0.0f;
                 }
             }
+        }
 }
 
 /* The adjoint of im2col: adds each column entry back to the input position it came from. */
 static void col2im_add(float *x, const float *cols, size_t ld, int c, int h, int w, int oh, int ow,
                        int k, int stride, int pad) {
     for (int ch = 0; ch < c; ch++)
-        for (int ki = 0; ki < k; ki++)
+        for (int ki = 0; ki < k; ki++) {
+            int ylo, yhi;
+            inside(&ylo, &yhi, oh, h, stride, ki - pad);
             for (int kj = 0; kj < k; kj++) {
                 const float *row = cols + ((size_t)(ch * k + ki) * k + kj) * ld;
                 int lo, hi;
                 inside(&lo, &hi, ow, w, stride, kj - pad);
-                for (int y = 0; y < oh; y++) {
-                    int iy = y * stride - pad + ki;
-                    if (iy < 0 || iy >= h) continue;
-                    float *dst = x + ((size_t)ch * h + iy) * w;
+                for (int y = ylo; y < yhi; y++) {
+                    float *dst = x + ((size_t)ch * h + (y * stride - pad + ki)) * w;
                     const float *src = row + (size_t)y * ow;
                     for (int xo = lo; xo < hi; xo++) dst[xo * stride - pad + kj] += src[xo];
                 }
             }
+        }
 }
 
 /* im2col of every sample of a batch (an image of c*h*w floats each) into its own columns */
