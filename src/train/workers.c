@@ -46,6 +46,31 @@ static vae_batch slice_of(const vae_batch *rows, int i, int workers, int k, int 
                        rows->mask ? rows->mask + (size_t)lo * dim : NULL};
 }
 
+/* grads = the slices' gradients weighted by their shares of n rows, each value summed in slice
+ * order (the first slice's, already in grads, scaled in place). Block by block, every buffer
+ * in turn, so that a block of grads stays in cache while the workers' blocks stream past: one
+ * pass over memory, however many threads. */
+static void sum_slices(const vae_workers *w, float *grads, size_t params, int n) {
+    enum { BLOCK = 4096 };
+    const int workers = w->n;
+    const long blocks = (long)((params + BLOCK - 1) / BLOCK);
+#pragma omp parallel for schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        const size_t lo = (size_t)b * BLOCK, hi = lo + BLOCK < params ? lo + BLOCK : params;
+        for (int i = 0; i < workers; i++) {
+            const float share = (float)(n * (i + 1) / workers - n * i / workers) / (float)n;
+            const float *gw = w->grads[i];
+            if (i == 0) {
+#pragma omp simd
+                for (size_t j = lo; j < hi; j++) grads[j] *= share;
+            } else {
+#pragma omp simd
+                for (size_t j = lo; j < hi; j++) grads[j] += share * gw[j];
+            }
+        }
+    }
+}
+
 vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
                             const vae_objective *objective, float *grads, vae_loss *loss,
                             vae_error *err) {
@@ -73,19 +98,7 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
         loss->recon += w->loss[i].recon, loss->kl += w->loss[i].kl;
         loss->count += w->loss[i].count;
     }
-    /* slice by slice: each value's sum in slice order, the first slice's scaled in place */
-    const long count = (long)params;
-    for (int i = 0; i < workers; i++) {
-        const float share = (float)(n * (i + 1) / workers - n * i / workers) / (float)n;
-        if (i == 0) {
-#pragma omp parallel for simd schedule(static)
-            for (long j = 0; j < count; j++) grads[j] *= share;
-            continue;
-        }
-        const float *gw = w->grads[i];
-#pragma omp parallel for simd schedule(static)
-        for (long j = 0; j < count; j++) grads[j] += share * gw[j];
-    }
+    sum_slices(w, grads, params, n);
     return VAE_OK;
 }
 
