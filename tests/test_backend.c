@@ -63,6 +63,50 @@ static void test_dense_layer_matches(void) {
     }
 }
 
+/* oneDNN's convolutions (the CPU's passes around its sgemm) against the CPU's: a Conv2d and a
+ * ConvTranspose2d of the conv preset's kind on 9 samples, every output
+ * within 1e-5 relative; the bias gradient the same pass. */
+static void check_conv_backend(int transposed) {
+    conv_shape s = {.in_c = transposed ? 16 : 8, .in_h = transposed ? 5 : 10,
+                    .out_c = transposed ? 8 : 16, .out_h = transposed ? 10 : 5, .k = 4,
+                    .stride = 2, .pad = 1};
+    s.in_w = s.in_h, s.out_w = s.out_h;
+    enum { B = 9 };
+    const size_t nx = (size_t)B * s.in_c * s.in_h * s.in_w, ny = (size_t)B * s.out_c * s.out_h * s.out_w;
+    const size_t nw = (size_t)s.in_c * s.out_c * 16;
+    float *x = malloc(4 * nx), *w = malloc(4 * nw), *b = malloc(4 * (size_t)s.out_c);
+    float *dy = malloc(4 * ny), *y1 = malloc(4 * ny), *y2 = malloc(4 * ny);
+    float *dx1 = malloc(4 * nx), *dx2 = malloc(4 * nx), *dw1 = malloc(4 * nw), *dw2 = malloc(4 * nw);
+    float *db1 = malloc(4 * (size_t)s.out_c), *db2 = malloc(4 * (size_t)s.out_c);
+    float *cols = malloc(4 * op_conv_cols_size(&s, B, transposed));
+    fill(x, nx, 11), fill(w, nw, 12), fill(b, (size_t)s.out_c, 13), fill(dy, ny, 14);
+    fill(dw1, nw, 15), fill(db1, (size_t)s.out_c, 16); /* gradients accumulate */
+    memcpy(dw2, dw1, 4 * nw), memcpy(db2, db1, 4 * (size_t)s.out_c);
+    const vae_ops *ops[2] = {&vae_cpu_ops, vae_onednn_ops};
+    float *y[2] = {y1, y2}, *dx[2] = {dx1, dx2}, *dw[2] = {dw1, dw2}, *db[2] = {db1, db2};
+    for (int i = 0; i < 2; i++) {
+        (transposed ? ops[i]->convt2d_forward : ops[i]->conv2d_forward)(y[i], x, w, b, B, &s, cols);
+        (transposed ? ops[i]->convt2d_backward : ops[i]->conv2d_backward)(dx[i], dw[i], db[i], dy,
+                                                                          x, w, B, &s, cols);
+    }
+    const char *what = transposed ? "convT" : "conv";
+    CHECK(close_all(y2, y1, ny), "%s forward", what);
+    CHECK(close_all(dx2, dx1, nx), "%s dx", what);
+    CHECK(close_all(dw2, dw1, nw), "%s dw", what);
+    CHECK(memcmp(db2, db1, 4 * (size_t)s.out_c) == 0, "%s db: the same pass", what);
+    free(x), free(w), free(b), free(dy), free(y1), free(y2), free(dx1), free(dx2);
+    free(dw1), free(dw2), free(db1), free(db2), free(cols);
+}
+
+static void test_conv_matches(void) {
+    if (!vae_onednn_ops) {
+        printf("skip test_conv_matches (this build has no oneDNN)\n");
+        return;
+    }
+    check_conv_backend(0);
+    check_conv_backend(1);
+}
+
 /* A small model trained 3 epochs (batches of 20) on count uniform rows drawn from data_seed,
  * then its mean -ELBO; chosen and params (may be NULL) get the backend in use and the weights. */
 typedef struct {
@@ -285,6 +329,7 @@ int main(void) {
     vae_set_num_threads(1);
     RUN(test_names);
     RUN(test_dense_layer_matches);
+    RUN(test_conv_matches);
     RUN(test_training_agrees);
     RUN(test_batch_threads);
     RUN(test_batch_threads_auto);

@@ -54,12 +54,11 @@ typedef struct {
 } vae_ops;
 
 /* The entries of a table that are the CPU's own functions (ops/, loss/, optim/): every op
- * but the dense layers', which each backend brings. For a backend's designated initializer. */
+ * but the dense layers' and the convolutions', whose products each backend brings. For a
+ * backend's designated initializer. */
 #define VAE_CPU_SHARED_OPS                                                                         \
     .activation_forward = op_activation_forward,                                                   \
     .activation_backward = op_activation_backward, .conv_cols_size = op_conv_cols_size,            \
-    .conv2d_forward = op_conv2d_forward, .conv2d_backward = op_conv2d_backward,                    \
-    .convt2d_forward = op_convt2d_forward, .convt2d_backward = op_convt2d_backward,                \
     .reparam_forward = op_reparam_forward, .reparam_backward = op_reparam_backward,                \
     .reparam_draws = op_reparam_draws, .kl_forward = op_kl_forward,                                \
     .kl_backward = op_kl_backward, .kl_dim_means = op_kl_dim_means, .recon = op_recon,             \
@@ -67,7 +66,8 @@ typedef struct {
 
 /* The CPU backend: OpenBLAS's products, this project's fused elementwise passes, OpenMP. */
 extern const vae_ops vae_cpu_ops;
-/* The oneDNN backend (dense layers on oneDNN's sgemm), or NULL in a build without oneDNN. */
+/* The oneDNN backend (dense layers and the convolutions' products on oneDNN's sgemm), or NULL in a
+ * build without oneDNN. */
 extern const vae_ops *const vae_onednn_ops;
 /* The oneDNN backend with the dense layers' products in bf16 (--precision bf16), or NULL. */
 extern const vae_ops *const vae_onednn_bf16_ops;

@@ -3,6 +3,9 @@
 #include "ops/ops.h"
 
 #include <cblas.h>
+#ifdef VAE_ONEDNN
+#include <dnnl.h>
+#endif
 #include <string.h>
 
 /* Below this many floats a loop over the batch stays on one thread (as in activation.c). Every
@@ -163,13 +166,32 @@ static void bias_grad_batch_major(float *db, const float *v, int batch, int c, s
         }
 }
 
+/* c (m, n) = a (m, k; stored transposed when ta) b (k, n; transposed when tb) + beta c, all
+ * row-major: the products of a pass, from the backend's library */
+typedef void (*gemm_fn)(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc);
+
+static void gemm_openblas(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *c, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
+#ifdef VAE_ONEDNN
+static void gemm_onednn(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc) {
+    dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+#endif
+
 /* The chunks [n0, n0 + nb) of a pass over batch, in order */
 #define FOR_EACH_CHUNK(s, batch, transposed, n0, nb)                                               \
-    for (int n0 = 0, chunk_ = chunk_of(s, batch, transposed), nb = chunk_ < batch ? chunk_ : batch;           \
+    for (int n0 = 0, chunk_ = chunk_of(s, batch, transposed),                                      \
+             nb = chunk_ < batch ? chunk_ : batch;                                                 \
          n0 < batch; n0 += nb, nb = batch - n0 < chunk_ ? batch - n0 : chunk_)
 
-void op_conv2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
-                       const conv_shape *s, float *scratch) {
+static void conv2d_forward(gemm_fn gemm, float *y, const float *x, const float *w,
+                           const float *b, int batch, const conv_shape *s, float *scratch) {
     const int kk = s->in_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
     FOR_EACH_CHUNK(s, batch, 0, n0, nb) {
@@ -177,14 +199,14 @@ void op_conv2d_forward(float *y, const float *x, const float *w, const float *b,
         float *cols = scratch, *ym = scratch + (size_t)kk * ld;
         im2col_batch(cols, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, s->in_h, s->in_w,
                      s->out_h, s->out_w, s->k, s->stride, s->pad);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_c, (int)ld, kk, 1.0f, w,
-                    kk, cols, (int)ld, 0.0f, ym, (int)ld);
+        gemm(0, 0, s->out_c, (int)ld, kk, w, kk, cols, (int)ld, 0.0f, ym, (int)ld);
         from_channel_major(y + (size_t)n0 * s->out_c * ohw, ym, nb, s->out_c, ohw, b);
     }
 }
 
-void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, int batch, const conv_shape *s, float *scratch) {
+static void conv2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, const float *dy,
+                            const float *x, const float *w, int batch, const conv_shape *s,
+                            float *scratch) {
     const int kk = s->in_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
     FOR_EACH_CHUNK(s, batch, 0, n0, nb) {
@@ -195,12 +217,10 @@ void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
         im2col_batch(cols, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, s->in_h, s->in_w,
                      s->out_h, s->out_w, s->k, s->stride, s->pad);
         /* dW (out_c, kk) += dy (out_c, chunk*ohw) cols^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->out_c, kk, (int)ld, 1.0f, dym,
-                    (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        gemm(0, 1, s->out_c, kk, (int)ld, dym, (int)ld, cols, (int)ld, 1.0f, dw, kk);
         if (!dx) continue;
         /* dcols (kk, chunk*ohw) = W^T dy, over the columns, then back onto each image */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->out_c, 1.0f, w, kk,
-                    dym, (int)ld, 0.0f, cols, (int)ld);
+        gemm(1, 0, kk, (int)ld, s->out_c, w, kk, dym, (int)ld, 0.0f, cols, (int)ld);
         col2im_batch(dx + (size_t)n0 * s->in_c * ihw, cols, nb, s->in_c, s->in_h, s->in_w,
                      s->out_h, s->out_w, s->k, s->stride, s->pad, NULL);
     }
@@ -208,8 +228,8 @@ void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
 
 /* A transposed convolution is the adjoint of the convolution from its output back to its
  * input: weight (in_c, out_c, k, k) read as (in_c, out_c*k*k). */
-void op_convt2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
-                        const conv_shape *s, float *scratch) {
+static void convt2d_forward(gemm_fn gemm, float *y, const float *x, const float *w,
+                            const float *b, int batch, const conv_shape *s, float *scratch) {
     const int kk = s->out_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
     FOR_EACH_CHUNK(s, batch, 1, n0, nb) {
@@ -217,15 +237,15 @@ void op_convt2d_forward(float *y, const float *x, const float *w, const float *b
         float *cols = scratch, *xm = scratch + (size_t)kk * ld;
         to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
         /* cols (kk, chunk*ihw) = W^T x */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, (int)ld, s->in_c, 1.0f, w, kk,
-                    xm, (int)ld, 0.0f, cols, (int)ld);
+        gemm(1, 0, kk, (int)ld, s->in_c, w, kk, xm, (int)ld, 0.0f, cols, (int)ld);
         col2im_batch(y + (size_t)n0 * s->out_c * ohw, cols, nb, s->out_c, s->out_h, s->out_w,
                      s->in_h, s->in_w, s->k, s->stride, s->pad, b);
     }
 }
 
-void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                         const float *w, int batch, const conv_shape *s, float *scratch) {
+static void convt2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, const float *dy,
+                             const float *x, const float *w, int batch, const conv_shape *s,
+                             float *scratch) {
     const int kk = s->out_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
     FOR_EACH_CHUNK(s, batch, 1, n0, nb) {
@@ -237,12 +257,37 @@ void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const
                      s->stride, s->pad);
         to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
         /* dW (in_c, kk) += x (in_c, chunk*ihw) cols^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->in_c, kk, (int)ld, 1.0f, xm,
-                    (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        gemm(0, 1, s->in_c, kk, (int)ld, xm, (int)ld, cols, (int)ld, 1.0f, dw, kk);
         if (!dx) continue;
         /* dx (in_c, chunk*ihw) = W cols, then back to (chunk, in_c, ihw) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->in_c, (int)ld, kk, 1.0f, w, kk,
-                    cols, (int)ld, 0.0f, xm, (int)ld);
+        gemm(0, 0, s->in_c, (int)ld, kk, w, kk, cols, (int)ld, 0.0f, xm, (int)ld);
         from_channel_major(dx + (size_t)n0 * s->in_c * ihw, xm, nb, s->in_c, ihw, NULL);
     }
 }
+
+/* The passes with OpenBLAS's products (the CPU backend's) and, in builds with oneDNN, with
+ * oneDNN's sgemm (its backend's): the same code around them. */
+#define CONV_OPS(suffix, gemm)                                                                     \
+    void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
+                                   int batch, const conv_shape *s, float *cols) {                 \
+        conv2d_forward(gemm, y, x, w, b, batch, s, cols);                                         \
+    }                                                                                              \
+    void op_conv2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,             \
+                                    const float *x, const float *w, int batch,                    \
+                                    const conv_shape *s, float *cols) {                           \
+        conv2d_backward(gemm, dx, dw, db, dy, x, w, batch, s, cols);                              \
+    }                                                                                              \
+    void op_convt2d_forward##suffix(float *y, const float *x, const float *w, const float *b,     \
+                                    int batch, const conv_shape *s, float *cols) {                \
+        convt2d_forward(gemm, y, x, w, b, batch, s, cols);                                        \
+    }                                                                                              \
+    void op_convt2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,            \
+                                     const float *x, const float *w, int batch,                   \
+                                     const conv_shape *s, float *cols) {                          \
+        convt2d_backward(gemm, dx, dw, db, dy, x, w, batch, s, cols);                             \
+    }
+
+CONV_OPS(, gemm_openblas)
+#ifdef VAE_ONEDNN
+CONV_OPS(_onednn, gemm_onednn)
+#endif

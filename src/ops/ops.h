@@ -66,5 +66,15 @@ void op_convt2d_forward(float *y, const float *x, const float *w, const float *b
                         const conv_shape *s, float *cols);
 void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                          const float *w, int batch, const conv_shape *s, float *cols);
+/* The same four with oneDNN's sgemm for their products (builds with oneDNN only). */
+void op_conv2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
+                              int batch, const conv_shape *s, float *cols);
+void op_conv2d_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
+                               const float *w, int batch, const conv_shape *s, float *cols);
+void op_convt2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
+                               int batch, const conv_shape *s, float *cols);
+void op_convt2d_backward_onednn(float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, int batch, const conv_shape *s,
+                                float *cols);
 
 #endif
