@@ -282,7 +282,7 @@ vae_status vae_model_set_device(vae_model *model, vae_device device, vae_precisi
                                 vae_error *err);
 vae_device vae_model_device(const vae_model *model);
 /* The CPU backend of a model's passes (a new or loaded model's: OpenBLAS). AUTO times both on
- * the model's dense layers at `batch` rows and keeps the faster; *chosen (may be NULL) gets the
+ * the model's layers (dense and convolutions) at `batch` rows and keeps the faster; *chosen (may be NULL) gets the
  * one in use. Results agree to the products' rounding (1e-5 relative), not bit for bit. */
 vae_status vae_model_set_backend(vae_model *model, vae_backend backend, int batch,
                                  vae_backend *chosen, vae_error *err);

@@ -105,6 +105,20 @@ static void test_conv_matches(void) {
     }
     check_conv_backend(0);
     check_conv_backend(1);
+    /* AUTO times a convolutional model's layers, convolutions included */
+    vae_config cfg = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {16},
+                      .n_decoder = 1, .decoder = {16}, .activation = VAE_ACT_RELU, .n_conv = 1,
+                      .image_channels = 1, .image_rows = 8, .image_cols = 8};
+    cfg.conv[0].channels = 4, cfg.conv[0].kernel = 4, cfg.conv[0].stride = 2;
+    cfg.conv[0].padding = 1;
+    vae_model *m;
+    vae_error err = {{0}};
+    vae_backend chosen = VAE_BACKEND_AUTO;
+    CHECK(vae_model_create(&m, &cfg, 3, &err) == VAE_OK &&
+              vae_model_set_backend(m, VAE_BACKEND_AUTO, 32, &chosen, &err) == VAE_OK &&
+              chosen != VAE_BACKEND_AUTO && chosen == vae_model_backend(m),
+          "auto on a conv model: %s (%s)", vae_backend_name(chosen), err.message);
+    vae_model_free(m);
 }
 
 /* A small model trained 3 epochs (batches of 20) on count uniform rows drawn from data_seed,

@@ -1,5 +1,5 @@
 /* select.c — naming the CPU backends and choosing one for a model: AUTO times each on the
- * model's own dense layers (forward and backward at the batch it will run) and keeps the faster,
+ * model's own layers (forward and backward at the batch it will run) and keeps the faster,
  * since which library wins depends on the CPU, the shapes and the thread count. */
 #include "backend/backend.h"
 #include "model/model_internal.h"
@@ -67,49 +67,70 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Seconds for one forward and backward of every dense layer of m at `batch` rows with ops (the
- * best of a few rounds, after a warm-up), on scratch buffers of the widest layer. */
-static double time_dense_layers(const vae_model *m, const vae_ops *ops, int batch, float *a,
-                                float *b, float *c, float *w, float *g) {
+/* Scratch for timing a model's layers: inputs a, outputs b, input gradients c (batch rows of
+ * the widest layer), weights w and their gradients g (the largest layer's), and a
+ * convolution's columns. */
+typedef struct {
+    float *a, *b, *c, *w, *g, *cols;
+} layer_scratch;
+
+/* One forward and backward of layer with ops on the scratch */
+static void run_layer(const vae_ops *ops, const vae_layer *layer, int batch,
+                      const layer_scratch *s) {
+    if (layer->kind == LAYER_DENSE) {
+        ops->linear_forward(s->b, s->a, s->w, s->w, batch, layer->in, layer->out, NULL);
+        ops->linear_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, layer->in, layer->out,
+                             0, 0);
+    } else if (layer->kind == LAYER_CONV) {
+        ops->conv2d_forward(s->b, s->a, s->w, s->w, batch, &layer->conv, s->cols);
+        ops->conv2d_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, &layer->conv, s->cols);
+    } else {
+        ops->convt2d_forward(s->b, s->a, s->w, s->w, batch, &layer->conv, s->cols);
+        ops->convt2d_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, &layer->conv, s->cols);
+    }
+}
+
+/* Seconds for one forward and backward of every layer of m at `batch` rows with ops (the best
+ * of a few rounds, after a warm-up). */
+static double time_layers(const vae_model *m, const vae_ops *ops, int batch,
+                          const layer_scratch *s) {
     double best = 1e30;
     for (int round = 0; round < 6; round++) {
         double t0 = seconds_now();
-        for (int l = 0; l < m->n_layers; l++) {
-            const vae_layer *layer = &m->layers[l];
-            if (layer->kind != LAYER_DENSE) continue;
-            ops->linear_forward(b, a, w, w, batch, layer->in, layer->out, NULL);
-            ops->linear_backward(c, g, g, b, a, w, batch, layer->in, layer->out, 0, 0);
-        }
+        for (int l = 0; l < m->n_layers; l++) run_layer(ops, &m->layers[l], batch, s);
         double t = seconds_now() - t0;
         if (round > 0 && t < best) best = t; /* round 0 warms caches and JIT kernels */
     }
     return best;
 }
 
-/* The faster backend for m's layers at `batch` rows. */
+/* The faster backend for m's layers (dense and convolutions) at `batch` rows. */
 static vae_status fastest(const vae_model *m, int batch, const vae_ops **out, vae_error *err) {
-    size_t widest = 1, weights = 1;
+    size_t widest = 1, weights = 1, cols = 1;
     for (int l = 0; l < m->n_layers; l++) {
         const vae_layer *layer = &m->layers[l];
         if ((size_t)layer->in > widest) widest = (size_t)layer->in;
         if ((size_t)layer->out > widest) widest = (size_t)layer->out;
-        if ((size_t)layer->in * layer->out > weights) weights = (size_t)layer->in * layer->out;
+        if ((size_t)layer->weight_size > weights) weights = (size_t)layer->weight_size;
+        size_t need = layer->kind == LAYER_DENSE ? 0
+                      : op_conv_cols_size(&layer->conv, batch, layer->kind == LAYER_CONVT);
+        if (need > cols) cols = need;
     }
     const size_t rows = (size_t)batch * widest;
-    float *a = vae_calloc_array(rows, sizeof(float)), *b = vae_calloc_array(rows, sizeof(float));
-    float *c = vae_calloc_array(rows, sizeof(float)), *w = vae_calloc_array(weights, sizeof(float));
-    float *g = vae_calloc_array(weights, sizeof(float));
-    vae_status s = a && b && c && w && g ? VAE_OK
-                                         : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory");
-    for (size_t i = 0; s == VAE_OK && i < rows; i++) a[i] = (float)(i % 13) * 0.01f;
-    for (size_t i = 0; s == VAE_OK && i < weights; i++) w[i] = (float)(i % 7) * 0.01f;
-    if (s == VAE_OK) {
-        double blas = time_dense_layers(m, &vae_cpu_ops, batch, a, b, c, w, g);
-        double dnnl = time_dense_layers(m, vae_onednn_ops, batch, a, b, c, w, g);
+    layer_scratch s = {vae_calloc_array(rows, sizeof(float)), vae_calloc_array(rows, sizeof(float)),
+                       vae_calloc_array(rows, sizeof(float)), vae_calloc_array(weights, sizeof(float)),
+                       vae_calloc_array(weights, sizeof(float)), vae_calloc_array(cols, sizeof(float))};
+    vae_status st = s.a && s.b && s.c && s.w && s.g && s.cols
+                        ? VAE_OK : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory");
+    for (size_t i = 0; st == VAE_OK && i < rows; i++) s.a[i] = (float)(i % 13) * 0.01f;
+    for (size_t i = 0; st == VAE_OK && i < weights; i++) s.w[i] = (float)(i % 7) * 0.01f;
+    if (st == VAE_OK) {
+        double blas = time_layers(m, &vae_cpu_ops, batch, &s);
+        double dnnl = time_layers(m, vae_onednn_ops, batch, &s);
         *out = dnnl < blas ? vae_onednn_ops : &vae_cpu_ops;
     }
-    free(a), free(b), free(c), free(w), free(g);
-    return s;
+    free(s.a), free(s.b), free(s.c), free(s.w), free(s.g), free(s.cols);
+    return st;
 }
 
 vae_status vae_model_set_backend(vae_model *m, vae_backend backend, int batch,
