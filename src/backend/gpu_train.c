@@ -7,17 +7,10 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 /* Steps queued before the host waits: enough to hide the wait, few enough that progress is
  * reported and a cancel is seen within milliseconds. */
 #define CHUNK 256
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 vae_status vae_gpu_supports(const vae_model *model, const vae_train_options *opt, vae_error *err) {
     VAE_TRY(vae_gpu_supports_model(model, err));
@@ -116,14 +109,14 @@ static vae_status run_epoch(gpu_run *r, const vae_train_options *opt, size_t n, 
 static vae_status test_loss(gpu_run *r, const vae_dataset *test, vae_epoch_stats *stats,
                             vae_error *err) {
     vae_loss loss = {0};
-    double t0 = now_seconds();
+    double t0 = vae_seconds_now();
     vae_status s = vae_gpu_evaluate(r->gpu, 0, test->count, &loss, r->msg);
     VAE_RETURN_IF(s != VAE_OK, err, s, "CUDA: evaluation failed after epoch %d: %s",
                   stats->epoch, r->msg);
     stats->test_recon = loss.recon / (double)loss.count;
     stats->test_kl = loss.kl / (double)loss.count;
     stats->test_loss = stats->test_recon + stats->test_kl;
-    stats->test_seconds = now_seconds() - t0;
+    stats->test_seconds = vae_seconds_now() - t0;
     return VAE_OK;
 }
 
@@ -134,11 +127,11 @@ static vae_status train_epochs(gpu_run *r, const vae_dataset *train, const vae_d
         const int resumed = epoch == opt->start.epoch && opt->start.step_in_epoch > 0;
         vae_loss sum = resumed ? opt->start.epoch_so_far : (vae_loss){0};
         const size_t before = sum.count;
-        const double t0 = now_seconds();
+        const double t0 = vae_seconds_now();
         VAE_TRY(run_epoch(r, opt, n, epoch, resumed ? opt->start.step_in_epoch : 0, &sum, &global,
                           err));
         vae_epoch_stats stats = {.epoch = epoch, .epochs = opt->epochs};
-        stats.seconds = now_seconds() - t0;
+        stats.seconds = vae_seconds_now() - t0;
         stats.device = VAE_DEVICE_CUDA;
         stats.launches_per_step = vae_gpu_step_nodes(r->gpu, opt->batch_size);
         stats.device_bytes = vae_gpu_memory(r->gpu);

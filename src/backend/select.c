@@ -5,7 +5,6 @@
 #include "model/model_internal.h"
 
 #include <string.h>
-#include <time.h>
 
 vae_status vae_backend_parse(const char *name, vae_backend *out, vae_error *err) {
     if (!strcmp(name, "openblas")) *out = VAE_BACKEND_OPENBLAS;
@@ -49,6 +48,8 @@ vae_status vae_model_set_cpu_precision(vae_model *m, vae_precision precision, va
         if (vae_model_cpu_precision(m) == VAE_PRECISION_BF16) vae_model_set_ops(m, vae_onednn_ops);
         return VAE_OK;
     }
+    /* already chosen (and probed): vae_train asks on every call, Python once per epoch */
+    if (vae_model_cpu_precision(m) == VAE_PRECISION_BF16) return VAE_OK;
     VAE_RETURN_IF(!vae_onednn_bf16_ops, err, VAE_ERR_INVALID_ARGUMENT,
                   "bf16 products need oneDNN, which this build has not (install libdnnl-dev "
                   "and rebuild)");
@@ -59,12 +60,6 @@ vae_status vae_model_set_cpu_precision(vae_model *m, vae_precision precision, va
 #endif
     vae_model_set_ops(m, vae_onednn_bf16_ops);
     return VAE_OK;
-}
-
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Scratch for timing a model's layers: inputs a, outputs b, input gradients c (batch rows of
@@ -96,9 +91,9 @@ static double time_layers(const vae_model *m, const vae_ops *ops, int batch,
                           const layer_scratch *s) {
     double best = 1e30;
     for (int round = 0; round < 6; round++) {
-        double t0 = seconds_now();
+        double t0 = vae_seconds_now();
         for (int l = 0; l < m->n_layers; l++) run_layer(ops, &m->layers[l], batch, s);
-        double t = seconds_now() - t0;
+        double t = vae_seconds_now() - t0;
         if (round > 0 && t < best) best = t; /* round 0 warms caches and JIT kernels */
     }
     return best;
@@ -106,15 +101,12 @@ static double time_layers(const vae_model *m, const vae_ops *ops, int batch,
 
 /* The faster backend for m's layers (dense and convolutions) at `batch` rows. */
 static vae_status fastest(const vae_model *m, int batch, const vae_ops **out, vae_error *err) {
-    size_t widest = 1, weights = 1, cols = 1;
+    size_t widest = 1, weights = 1, cols = vae_model_cols_floats(m, batch);
     for (int l = 0; l < m->n_layers; l++) {
         const vae_layer *layer = &m->layers[l];
         if ((size_t)layer->in > widest) widest = (size_t)layer->in;
         if ((size_t)layer->out > widest) widest = (size_t)layer->out;
         if ((size_t)layer->weight_size > weights) weights = (size_t)layer->weight_size;
-        size_t need = layer->kind == LAYER_DENSE ? 0
-                      : op_conv_cols_size(&layer->conv, batch, layer->kind == LAYER_CONVT);
-        if (need > cols) cols = need;
     }
     const size_t rows = (size_t)batch * widest;
     layer_scratch s = {vae_calloc_array(rows, sizeof(float)), vae_calloc_array(rows, sizeof(float)),

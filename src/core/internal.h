@@ -80,4 +80,7 @@ vae_status vae_check_missing(const uint8_t *mask, size_t n, size_t d, const char
 /* calloc of count*size with an overflow check; NULL on overflow or exhaustion. */
 void *vae_calloc_array(size_t count, size_t size);
 
+/* Seconds on the monotonic clock (for durations: epochs, evaluations, timing backends). */
+double vae_seconds_now(void);
+
 #endif

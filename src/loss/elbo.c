@@ -10,7 +10,7 @@
 VAE_SIMD_CLONES
 void op_bce_logits(double *recon, float *dlogits, const float *logits, const float *x,
                    size_t x_stride, int batch, int dim, float scale) {
-#pragma omp parallel for schedule(static) if ((long)batch * dim >= 32768)
+#pragma omp parallel for schedule(static) if ((long)batch * dim >= OP_PARALLEL_MIN)
     for (int b = 0; b < batch; b++) {
         const float *l = logits + (size_t)b * dim, *t = x + (size_t)b * x_stride;
         float *g = dlogits ? dlogits + (size_t)b * dim : NULL;

@@ -65,6 +65,10 @@ size_t vae_model_file_tensors(vae_model *m, vae_adam *adam, vae_file_tensor *out
 /* Makes room for the standardization a file declares, before its values are read into it. */
 vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err);
 
+/* Floats of the convolutions' scratch for passes of `batch` rows: the most any of m's conv
+ * layers needs (0 for an MLP). */
+size_t vae_model_cols_floats(const vae_model *model, int batch);
+
 /* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
  * which is held to a few MiB whatever the batch). */
 size_t vae_workspace_row_bytes(const vae_model *model);

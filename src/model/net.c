@@ -74,6 +74,19 @@ static size_t arena_row_floats(const vae_model *model, size_t *widest) {
     return per_sample + 5 * (size_t)model->cfg.latent_dim + 2 * *widest;
 }
 
+size_t vae_model_cols_floats(const vae_model *model, int batch) {
+    size_t cols = 0;
+    for (int l = 0; l < model->n_layers; l++) {
+        const vae_layer *layer = &model->layers[l];
+        size_t need = layer->kind == LAYER_DENSE
+                          ? 0
+                          : model->ops->conv_cols_size(&layer->conv, batch,
+                                                       layer->kind == LAYER_CONVT);
+        if (need > cols) cols = need;
+    }
+    return cols;
+}
+
 size_t vae_workspace_row_bytes(const vae_model *model) {
     size_t widest, classes = (size_t)model->cfg.n_classes, dim = (size_t)model->cfg.input_dim;
     size_t floats = arena_row_floats(model, &widest) + 2 * (model->cfg.latent_dim + classes);
@@ -109,14 +122,7 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
         ws->dzy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
         ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
     }
-    size_t cols = 0;
-    for (int l = 0; l < model->n_layers; l++) {
-        const vae_layer *layer = &model->layers[l];
-        size_t need = layer->kind == LAYER_DENSE ? 0
-                      : model->ops->conv_cols_size(&layer->conv, max_batch,
-                                                   layer->kind != LAYER_CONV);
-        if (need > cols) cols = need;
-    }
+    const size_t cols = vae_model_cols_floats(model, max_batch);
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
         (cols && !ws->cols) ||

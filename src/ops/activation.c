@@ -5,12 +5,9 @@
 
 #include <math.h>
 
-/* Below this many values a loop runs on one thread: waking the pool costs more. */
-#define PARALLEL_MIN 32768
-
 VAE_SIMD_CLONES
 static void bias_relu(float *y, const float *b, int batch, int out) {
-#pragma omp parallel for schedule(static) if ((long)batch * out >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((long)batch * out >= OP_PARALLEL_MIN)
     for (int i = 0; i < batch; i++) {
         float *row = y + (size_t)i * out;
 #pragma omp simd
@@ -23,7 +20,7 @@ static void bias_relu(float *y, const float *b, int batch, int out) {
 
 VAE_SIMD_CLONES
 static void bias_only(float *y, const float *b, int batch, int out) {
-#pragma omp parallel for schedule(static) if ((long)batch * out >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((long)batch * out >= OP_PARALLEL_MIN)
     for (int i = 0; i < batch; i++) {
         float *row = y + (size_t)i * out;
 #pragma omp simd
@@ -46,19 +43,19 @@ void op_activation_forward(float *y, size_t n, vae_activation act) {
     const long count = (long)n;
     switch (act) {
     case VAE_ACT_RELU: /* y = max(x, 0) */
-#pragma omp parallel for simd schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
         break;
     case VAE_ACT_TANH:
-#pragma omp parallel for schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) y[i] = tanhf(y[i]);
         break;
     case VAE_ACT_LEAKY_RELU: /* y = x > 0 ? x : a x */
-#pragma omp parallel for simd schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : VAE_LEAKY_SLOPE * y[i];
         break;
     case VAE_ACT_ELU: /* y = x > 0 ? x : e^x - 1 */
-#pragma omp parallel for schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : expm1f(y[i]);
         break;
     }
@@ -69,19 +66,19 @@ void op_activation_backward(float *dy, const float *y, size_t n, vae_activation 
     const long count = (long)n;
     switch (act) {
     case VAE_ACT_RELU: /* y > 0 exactly when x > 0 */
-#pragma omp parallel for simd schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
         break;
     case VAE_ACT_TANH: /* tanh' = 1 - y^2 */
-#pragma omp parallel for simd schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) dy[i] *= 1.0f - y[i] * y[i];
         break;
     case VAE_ACT_LEAKY_RELU:
-#pragma omp parallel for simd schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) dy[i] = y[i] > 0.0f ? dy[i] : VAE_LEAKY_SLOPE * dy[i];
         break;
     case VAE_ACT_ELU: /* for x <= 0: d/dx (e^x - 1) = e^x = y + 1 */
-#pragma omp parallel for simd schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
         for (long i = 0; i < count; i++) dy[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
         break;
     }
@@ -90,7 +87,7 @@ void op_activation_backward(float *dy, const float *y, size_t n, vae_activation 
 VAE_SIMD_CLONES
 void op_sigmoid(float *p, const float *logits, size_t n) {
     const long count = (long)n;
-#pragma omp parallel for simd schedule(static) if (count >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
     for (long i = 0; i < count; i++) {
         /* exp of a non-positive number only: no overflow for either sign */
         float e = vexp_nonpositive(-fabsf(logits[i])), inv = 1.0f / (1.0f + e);

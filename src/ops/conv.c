@@ -1,5 +1,6 @@
 /* conv.c — 2-D convolution and transposed convolution (PyTorch's Conv2d and ConvTranspose2d,
- * NCHW, square kernels), as im2col/col2im around one cblas_sgemm per chunk of the batch. */
+ * NCHW, square kernels), as im2col/col2im around one matrix product (OpenBLAS's or oneDNN's
+ * sgemm, as the backend says) per chunk of the batch. */
 #include "ops/ops.h"
 
 #include <cblas.h>
@@ -8,10 +9,9 @@
 #endif
 #include <string.h>
 
-/* Below this many floats a loop over the batch stays on one thread (as in activation.c). Every
- * parallel loop here gives each thread its own samples or channels, which it computes in the
- * order one thread would: the same bits at every thread count. */
-#define PARALLEL_MIN 32768
+/* Every parallel loop here (above OP_PARALLEL_MIN values) gives each thread its own samples or
+ * channels, which it computes in the order one thread would: the same bits at every thread
+ * count. */
 
 /* The output positions o in [*lo, *hi) that read input position o*stride + offset inside
  * 0..n_in-1 (the rest read the zero padding). */
@@ -72,7 +72,7 @@ static void col2im_add(float *x, const float *cols, size_t ld, int c, int h, int
 static void im2col_batch(float *cols, const float *x, int batch, int c, int h, int w, int oh,
                          int ow, int k, int stride, int pad) {
     const size_t ohw = (size_t)oh * ow, ld = (size_t)batch * ohw;
-#pragma omp parallel for schedule(static) if (ld * c * k * k >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (ld * c * k * k >= OP_PARALLEL_MIN)
     for (int n = 0; n < batch; n++)
         im2col(cols + (size_t)n * ohw, ld, x + (size_t)n * c * h * w, c, h, w, oh, ow, k, stride,
                pad);
@@ -82,7 +82,7 @@ static void im2col_batch(float *cols, const float *x, int batch, int c, int h, i
 static void col2im_batch(float *x, const float *cols, int batch, int c, int h, int w, int oh,
                          int ow, int k, int stride, int pad, const float *bias) {
     const size_t ohw = (size_t)oh * ow, ld = (size_t)batch * ohw, chw = (size_t)c * h * w;
-#pragma omp parallel for schedule(static) if (ld * c * k * k >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (ld * c * k * k >= OP_PARALLEL_MIN)
     for (int n = 0; n < batch; n++) {
         float *xn = x + (size_t)n * chw;
         memset(xn, 0, sizeof(float) * chw);
@@ -124,7 +124,7 @@ size_t op_conv_cols_size(const conv_shape *s, int batch, int transposed) {
 
 /* (B, C, HW) <-> (C, B*HW) */
 static void to_channel_major(float *dst, const float *src, int batch, int c, size_t hw) {
-#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= OP_PARALLEL_MIN)
     for (int n = 0; n < batch; n++)
         for (int ch = 0; ch < c; ch++)
             memcpy(dst + (size_t)ch * batch * hw + (size_t)n * hw,
@@ -133,7 +133,7 @@ static void to_channel_major(float *dst, const float *src, int batch, int c, siz
 
 static void from_channel_major(float *dst, const float *src, int batch, int c, size_t hw,
                                const float *bias) {
-#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= OP_PARALLEL_MIN)
     for (int n = 0; n < batch; n++)
         for (int ch = 0; ch < c; ch++) {
             const float *in = src + (size_t)ch * batch * hw + (size_t)n * hw;
@@ -145,7 +145,7 @@ static void from_channel_major(float *dst, const float *src, int batch, int c, s
 
 /* db[c] += the sum of channel c over the batch, from channel-major values */
 static void bias_grad(float *db, const float *cm, int c, size_t n) {
-#pragma omp parallel for schedule(static) if ((size_t)c * n >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)c * n >= OP_PARALLEL_MIN)
     for (int ch = 0; ch < c; ch++) {
         float sum = 0.0f;
         for (size_t i = 0; i < n; i++) sum += cm[(size_t)ch * n + i];
@@ -156,7 +156,7 @@ static void bias_grad(float *db, const float *cm, int c, size_t n) {
 /* db[c] += the sum of channel c over the batch, from batch-major values (B, C, HW): each
  * sample's sum added in turn */
 static void bias_grad_batch_major(float *db, const float *v, int batch, int c, size_t hw) {
-#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= OP_PARALLEL_MIN)
     for (int ch = 0; ch < c; ch++)
         for (int n = 0; n < batch; n++) {
             const float *vn = v + ((size_t)n * c + ch) * hw;

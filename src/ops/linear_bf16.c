@@ -26,7 +26,7 @@ static bf16 bf16_of(float f) {
 /* dst (rows, cols) = bf16 of src (rows, cols), or of its transpose when transpose (src then
  * (cols, rows)) */
 static void to_bf16(bf16 *dst, const float *src, int rows, int cols, int transpose) {
-#pragma omp parallel for schedule(static) if ((long)rows * cols >= 65536)
+#pragma omp parallel for schedule(static) if ((long)rows * cols >= OP_PARALLEL_MIN)
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
             dst[(size_t)r * cols + c] =

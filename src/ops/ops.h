@@ -6,6 +6,10 @@
 
 #include "vae.h"
 
+/* Below this many values an elementwise or per-sample loop runs on one thread: waking the
+ * OpenMP pool costs more. */
+#define OP_PARALLEL_MIN 32768
+
 /* y = act(x W^T + b)   x (B,in), W (out,in), b (out), y (B,out); act NULL: identity */
 void op_linear_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        int in, int out, const vae_activation *act);

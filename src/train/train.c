@@ -6,7 +6,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 void vae_train_options_default(vae_train_options *opt) {
     memset(opt, 0, sizeof *opt);
@@ -20,12 +19,6 @@ void vae_train_options_default(vae_train_options *opt) {
 }
 
 #define EVAL_WORKSPACE_BYTES (8u << 20)
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const char *what,
                           vae_error *err) {
@@ -250,8 +243,8 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
 
 /* Batch threads, when asked and there are threads to split a batch across. */
 static vae_status workers_init(train_state *t, vae_error *err) {
-    const int threads = vae_get_num_threads();
-    if (!t->opt->batch_threads || threads < 2 || t->opt->free_bits > 0.0f) return VAE_OK;
+    const int threads = t->opt->batch_threads ? vae_workers_threads(t->opt) : 0;
+    if (!threads) return VAE_OK;
     return vae_workers_init(&t->workers, t->model, t->opt->batch_size, t->k, threads, err);
 }
 
@@ -264,7 +257,9 @@ static vae_status train_state_init(train_state *t, vae_error *err) {
     /* evaluation batches within EVAL_WORKSPACE_BYTES: the sums are the same (noise is drawn
      * per row), and a conv model's 1000 rows would take 130 MiB */
     const size_t fit = EVAL_WORKSPACE_BYTES / vae_workspace_row_bytes(t->model);
-    t->eval_rows = fit < 1 ? 1 : fit < (size_t)opt->eval_batch_size ? (int)fit : opt->eval_batch_size;
+    t->eval_rows = fit < 1                                 ? 1
+                   : fit < (size_t)opt->eval_batch_size ? (int)fit
+                                                         : opt->eval_batch_size;
     const int noise_rows = train_rows > t->eval_rows ? train_rows : t->eval_rows;
     VAE_TRY(vae_workspace_create(&t->ws, t->model, train_rows, err));
     if (t->test) VAE_TRY(vae_workspace_create(&t->eval_ws, t->model, t->eval_rows, err));
@@ -345,15 +340,10 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
         VAE_FORWARD_IF_ERROR(vae_workers_pass(&t->workers, t->model, &rows, &objective,
                                               vae_model_grads(t->model), step_loss, err),
                              err, "training step %llu", at);
-    if (batch > 0 && !t->workers.n && k > 1)
-        VAE_FORWARD_IF_ERROR(vae_iwae_step(t->model, t->ws, &rows, k, step_loss, err), err,
-                             "training step %llu", at);
-    if (batch > 0 && !t->workers.n && k == 1) {
-        VAE_FORWARD_IF_ERROR(vae_forward(t->model, t->ws, &rows, step_loss, err), err,
-                             "training step %llu", at);
-        VAE_FORWARD_IF_ERROR(vae_backward(t->model, t->ws, &rows, &objective, err), err,
-                             "training step %llu", at);
-    }
+    if (batch > 0 && !t->workers.n)
+        VAE_FORWARD_IF_ERROR(
+            vae_train_pass(t->model, t->ws, &rows, k, &objective, step_loss, err), err,
+            "training step %llu", at);
     VAE_TRY(sum_across_ranks(t, batch, global_batch, step_loss, global_step, err));
     double loss = (step_loss->recon + step_loss->kl) / global_batch;
     /* a diverged step is not applied: the parameters stay those of the last good step */
@@ -397,7 +387,7 @@ static vae_status after_step(train_state *t, vae_train_position after, uint64_t 
 static vae_status test_epoch(train_state *t, int epoch, vae_epoch_stats *stats, vae_error *err) {
     const vae_dataset *test = &t->test_view;
     vae_loss test_loss = {0};
-    double t_eval = now_seconds();
+    double t_eval = vae_seconds_now();
     const size_t from = test->count * (size_t)t->rank / (size_t)t->ranks,
                  to = test->count * (size_t)(t->rank + 1) / (size_t)t->ranks;
     VAE_FORWARD_IF_ERROR(evaluate_range(t->model, t->eval_ws, t->eps, test, from, to,
@@ -408,7 +398,7 @@ static vae_status test_epoch(train_state *t, int epoch, vae_epoch_stats *stats, 
     stats->test_recon = test_loss.recon / (double)test_loss.count;
     stats->test_kl = test_loss.kl / (double)test_loss.count;
     stats->test_loss = stats->test_recon + stats->test_kl;
-    stats->test_seconds = now_seconds() - t_eval;
+    stats->test_seconds = vae_seconds_now() - t_eval;
     return VAE_OK;
 }
 
@@ -442,7 +432,7 @@ static vae_status train_epochs(train_state *t, uint64_t first_step, vae_error *e
         const int resumed = epoch == start.epoch && start.step_in_epoch > 0;
         vae_loss epoch_loss = resumed ? start.epoch_so_far : (vae_loss){0};
         const size_t samples_before = epoch_loss.count; /* for the speed: this run's only */
-        double t0 = now_seconds();
+        double t0 = vae_seconds_now();
         for (size_t step = resumed ? start.step_in_epoch : 0; step < t->steps_per_epoch;
              step++, global_step++) {
             vae_loss step_loss = {0};
@@ -453,7 +443,7 @@ static vae_status train_epochs(train_state *t, uint64_t first_step, vae_error *e
             VAE_TRY(after_step(t, (vae_train_position){epoch, step + 1, epoch_loss}, global_step,
                                err));
         }
-        VAE_TRY(end_epoch(t, epoch, &epoch_loss, samples_before, now_seconds() - t0, err));
+        VAE_TRY(end_epoch(t, epoch, &epoch_loss, samples_before, vae_seconds_now() - t0, err));
     }
     return VAE_OK;
 }

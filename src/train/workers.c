@@ -5,7 +5,18 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+vae_status vae_train_pass(vae_model *m, vae_workspace *ws, const vae_batch *rows, int k,
+                          const vae_objective *objective, vae_loss *loss, vae_error *err) {
+    if (k > 1) return vae_iwae_step(m, ws, rows, k, loss, err);
+    VAE_TRY(vae_forward(m, ws, rows, loss, err));
+    return vae_backward(m, ws, rows, objective, err);
+}
+
+int vae_workers_threads(const vae_train_options *opt) {
+    const int threads = vae_get_num_threads();
+    return threads < 2 || opt->free_bits > 0.0f || opt->device == VAE_DEVICE_CUDA ? 0 : threads;
+}
 
 vae_status vae_workers_init(vae_workers *w, const vae_model *m, int batch, int k, int threads,
                             vae_error *err) {
@@ -85,10 +96,8 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
         w->status[i] = VAE_OK;
         memset(i ? w->grads[i] : grads, 0, params * sizeof(float));
         if (part.n == 0) continue;
-        vae_status s = k > 1 ? vae_iwae_step(m, w->ws[i], &part, k, &w->loss[i], &w->err[i])
-                             : vae_forward(m, w->ws[i], &part, &w->loss[i], &w->err[i]);
-        if (s == VAE_OK && k == 1) s = vae_backward(m, w->ws[i], &part, objective, &w->err[i]);
-        w->status[i] = s;
+        w->status[i] =
+            vae_train_pass(m, w->ws[i], &part, k, objective, &w->loss[i], &w->err[i]);
     }
     for (int i = 0; i < workers; i++) {
         if (w->status[i] != VAE_OK) {
@@ -105,20 +114,6 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
 /* How much faster batch threads must time to be chosen (best of three rounds each) */
 #define AUTO_MARGIN 0.95
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* One training pass of rows on ws, its products split across the threads */
-static vae_status products_pass(vae_model *m, vae_workspace *ws, const vae_batch *rows, int k,
-                                const vae_objective *objective, vae_error *err) {
-    vae_loss loss = {0};
-    if (k > 1) return vae_iwae_step(m, ws, rows, k, &loss, err);
-    VAE_TRY(vae_forward(m, ws, rows, &loss, err));
-    return vae_backward(m, ws, rows, objective, err);
-}
 
 /* Seconds of a pass each way (the best of three rounds after a warm-up, the two ways
  * alternating so that a change in the machine's load falls on both), into gradients of its
@@ -129,11 +124,11 @@ static vae_status time_both(vae_model *m, vae_workspace *ws, vae_workers *w, con
     time[0] = time[1] = 1e30;
     for (int round = 0; round < 4; round++) {
         vae_loss loss = {0};
-        double t0 = seconds_now();
-        VAE_TRY(products_pass(m, ws, rows, w->k, objective, err));
-        double t1 = seconds_now();
+        double t0 = vae_seconds_now();
+        VAE_TRY(vae_train_pass(m, ws, rows, w->k, objective, &loss, err));
+        double t1 = vae_seconds_now();
         VAE_TRY(vae_workers_pass(w, m, rows, objective, grads, &loss, err));
-        double t2 = seconds_now();
+        double t2 = vae_seconds_now();
         if (round == 0) continue; /* caches, page faults and JIT kernels */
         if (t1 - t0 < time[0]) time[0] = t1 - t0;
         if (t2 - t1 < time[1]) time[1] = t2 - t1;
@@ -147,8 +142,8 @@ vae_status vae_train_batch_threads_auto(vae_model *m, const vae_train_options *o
     VAE_RETURN_IF(opt->batch_size < 1 || opt->iwae_k < 0 || opt->batch_size > (1 << 24), err,
                   VAE_ERR_INVALID_ARGUMENT, "batch %d, IWAE draws %d: not a training run's",
                   opt->batch_size, opt->iwae_k);
-    const int threads = vae_get_num_threads();
-    if (threads < 2 || opt->free_bits > 0.0f || opt->device == VAE_DEVICE_CUDA) return VAE_OK;
+    const int threads = vae_workers_threads(opt);
+    if (!threads) return VAE_OK;
     const vae_config *c = vae_model_config(m);
     const int batch = opt->batch_size, k = opt->iwae_k > 1 ? opt->iwae_k : 1;
     float *x = vae_calloc_array((size_t)batch * c->input_dim, sizeof(float));

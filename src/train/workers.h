@@ -1,6 +1,7 @@
-/* workers.h — batch threads: a training pass whose batch is split across threads, each running
- * forward and backward (or an IWAE step) on its slice with single-threaded products into a
- * gradient buffer of its own; the slices' gradients are then summed in slice order. The
+/* workers.h — a training pass, and batch threads: a pass whose batch is split across threads,
+ * each running forward and backward (or an IWAE step) on its slice with single-threaded
+ * products into a gradient buffer of its own; the slices' gradients are then summed in slice
+ * order. The
  * training loop (train.c) runs its steps on them when asked, and the choice between them and
  * threaded products (vae_train_batch_threads_auto) times both. */
 #ifndef VAE_WORKERS_H
@@ -17,6 +18,15 @@ typedef struct {
     vae_status *status;    /* each slice's outcome and error */
     vae_error *err;
 } vae_workers;
+
+/* One training pass of rows on ws: an IWAE step of k draws (k > 1), or forward and backward;
+ * loss gets its terms, the gradients are added to ws's buffer. */
+vae_status vae_train_pass(vae_model *m, vae_workspace *ws, const vae_batch *rows, int k,
+                          const vae_objective *objective, vae_loss *loss, vae_error *err);
+
+/* The threads batch threads would have for opt's run (asked for or not): this process's, or 0
+ * where they do not apply (fewer than two; free bits, a floor on the whole batch's KL; a GPU). */
+int vae_workers_threads(const vae_train_options *opt);
 
 /* threads workers for batches of up to `batch` inputs of k draws each; on failure *w holds
  * what was made, for vae_workers_free. */
