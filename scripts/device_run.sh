@@ -3,7 +3,8 @@
 # of scripts/device_bundle.sh carried: the machine's CPU and GPU, the GPU tests under
 # compute-sanitizer with the CUDA bench (tests/cuda_check.sh), then the many-core CPU table
 # (bench/cores.sh, against the machine's PyTorch). Everything goes to $OUT (or device-out);
-# PARTS (default "cuda cores") picks which run, EPOCHS the cores table's epochs (1).
+# PARTS (default "cuda cores") picks which run (kernels: bench/kernels.sh, what bounds the
+# cores table), EPOCHS the cores table's epochs (1). Carry BUILD/gemm_limit for kernels.
 set -u
 build=${1:-build-cuda} dir=${2:-.dev}
 out=${OUT:-device-out}
@@ -17,6 +18,7 @@ for part in ${PARTS:-cuda cores}; do
     case $part in
     cuda) sh tests/cuda_check.sh "$build" "$out/cuda" "$dir/data" >"$out/cuda.txt" 2>&1 ;;
     cores) DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}" >"$out/cores.txt" 2>&1 ;;
+    kernels) DATA="$dir/data" sh bench/kernels.sh "$build" >"$out/kernels.txt" 2>&1 ;;
     *) echo "device_run: unknown part $part" >"$out/$part.txt"; false ;;
     esac
     rc=$?
