@@ -234,7 +234,11 @@ uninstall:
 $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvae.a $(LDLIBS)
 
-bench: deps all $(BUILD)/gemm_limit
+# Where a training step's time goes (gather, forward, backward, check, Adam).
+$(BUILD)/step_phases: bench/step_phases.c $(BUILD)/libvae.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvae.a $(LDLIBS)
+
+bench: deps all $(BUILD)/gemm_limit $(BUILD)/step_phases
 	@scripts/install-deps.sh --bench
 	/usr/bin/python3 bench/bench.py --build $(BUILD)
 

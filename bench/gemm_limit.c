@@ -1,10 +1,14 @@
 /* gemm_limit.c — the matrix-product limit of a training step: times cblas_sgemm on exactly the
  * products one step of `vae train` makes (same shapes, transposes and thread count) and prints
  * the FLOPs per sample, the GEMM rate and the samples/s the products alone would allow.
- *   gemm_limit [--preset NAME] [--batch B] [--threads T] [--dim D] [--seconds S] */
+ * --onednn times oneDNN's dnnl_sgemm instead (in a build with oneDNN).
+ *   gemm_limit [--preset NAME] [--batch B] [--threads T] [--dim D] [--seconds S] [--onednn] */
 #include "vae.h"
 
 #include <cblas.h>
+#ifdef VAE_ONEDNN
+#include <dnnl.h>
+#endif
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,19 @@ typedef struct {
     CBLAS_TRANSPOSE ta, tb;
     int m, n, k;
 } product;
+
+/* One row-major product C = op(A) op(B), beta 0, through the library asked for. */
+static int product_run(const product *p, int onednn, const float *A, const float *B, float *C) {
+    int lda = p->ta == CblasNoTrans ? p->k : p->m, ldb = p->tb == CblasNoTrans ? p->n : p->k;
+#ifdef VAE_ONEDNN
+    if (onednn)
+        return dnnl_sgemm(p->ta == CblasNoTrans ? 'N' : 'T', p->tb == CblasNoTrans ? 'N' : 'T',
+                          p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n) != dnnl_success;
+#endif
+    if (onednn) return 1;
+    cblas_sgemm(CblasRowMajor, p->ta, p->tb, p->m, p->n, p->k, 1.0f, A, lda, B, ldb, 0.0f, C, p->n);
+    return 0;
+}
 
 static double now(void) {
     struct timespec ts;
@@ -31,18 +48,20 @@ static int add_layer(product *p, int count, int batch, int in, int out, int need
 
 int main(int argc, char **argv) {
     const char *preset = "pytorch";
-    int batch = 128, threads = 0, dim = 784;
+    int batch = 128, threads = 0, dim = 784, onednn = 0;
     double seconds = 2.0;
     static const struct option opts[] = {{"preset", 1, 0, 'p'}, {"batch", 1, 0, 'b'},
                                          {"threads", 1, 0, 't'}, {"dim", 1, 0, 'd'},
-                                         {"seconds", 1, 0, 's'}, {0, 0, 0, 0}};
+                                         {"seconds", 1, 0, 's'}, {"onednn", 0, 0, 'o'},
+                                         {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "p:b:t:d:s:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:b:t:d:s:o", opts, NULL)) != -1) {
         if (c == 'p') preset = optarg;
         else if (c == 'b') batch = atoi(optarg);
         else if (c == 't') threads = atoi(optarg);
         else if (c == 'd') dim = atoi(optarg);
         else if (c == 's') seconds = atof(optarg);
+        else if (c == 'o') onednn = 1;
         else return 64;
     }
     vae_config cfg;
@@ -85,20 +104,19 @@ int main(int argc, char **argv) {
     long steps = 0;
     double t0 = 0, elapsed = 0;
     for (;;) {
-        for (int i = 0; i < n; i++) {
-            int lda = p[i].ta == CblasNoTrans ? p[i].k : p[i].m;
-            int ldb = p[i].tb == CblasNoTrans ? p[i].n : p[i].k;
-            cblas_sgemm(CblasRowMajor, p[i].ta, p[i].tb, p[i].m, p[i].n, p[i].k, 1.0f, A, lda, B,
-                        ldb, 0.0f, C, p[i].n);
-        }
+        for (int i = 0; i < n; i++)
+            if (product_run(&p[i], onednn, A, B, C)) {
+                fprintf(stderr, "gemm_limit: no oneDNN product in this build\n");
+                return 1;
+            }
         if (steps++ == 0) t0 = now();
         elapsed = now() - t0;
         if (elapsed > seconds && steps > 10) break;
     }
     double per_step = elapsed / (double)(steps - 1);
-    printf("preset %s batch %d threads %d products %d flops_per_sample %.0f gemm_gflops %.2f "
+    printf("library %s preset %s batch %d threads %d products %d flops_per_sample %.0f gemm_gflops %.2f "
            "limit_samples_per_s %.0f\n",
-           preset, batch, vae_get_num_threads(), n, flops / batch, flops / per_step * 1e-9,
+           onednn ? "onednn" : "openblas", preset, batch, vae_get_num_threads(), n, flops / batch, flops / per_step * 1e-9,
            batch / per_step);
     free(A), free(B), free(C);
     return 0;
