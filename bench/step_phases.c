@@ -43,8 +43,11 @@ static int all_finite(const float *v, size_t n) {
 static int step(bench *b, unsigned *seed, double *t) {
     vae_error err;
     double t0 = now();
+    int rows_of[b->batch];
+    for (int r = 0; r < b->batch; r++) rows_of[r] = (int)(rand_r(seed) % (unsigned)b->pool_rows);
+#pragma omp parallel for schedule(static) if ((size_t)b->batch * b->dim >= 32768)
     for (int r = 0; r < b->batch; r++) {
-        const int row = (int)(rand_r(seed) % (unsigned)b->pool_rows);
+        const int row = rows_of[r];
         memcpy(b->x + (size_t)r * b->dim, b->pool + (size_t)row * b->dim,
                (size_t)b->dim * sizeof(float));
     }

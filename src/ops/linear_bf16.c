@@ -1,10 +1,12 @@
 /* linear_bf16.c — the dense layer's three products in bf16 for `--precision bf16` on the CPU:
  * oneDNN matmuls with bf16 inputs and fp32 accumulation and output (its AVX512_BF16 and AMX
  * kernels). Each call rounds its inputs to bf16 (to nearest, ties to even) in scratch of its
- * own; the weights, biases, activations kept for backward, gradients and Adam stay fp32.
- * Primitives are made per call: oneDNN's primitive cache makes that a few microseconds, and
- * the layer keeps no state. */
+ * own, in one vectorized pass per operand (a transposed operand is described to oneDNN as
+ * such, never copied); the weights, biases, activations kept for backward, gradients and Adam
+ * stay fp32. Primitives are made per call: oneDNN's primitive cache makes that a few
+ * microseconds, and the layer keeps no state. */
 #include "ops/ops.h"
+#include "ops/vecmath.h"
 
 #ifdef VAE_ONEDNN
 #include <dnnl.h>
@@ -15,28 +17,28 @@
 
 typedef uint16_t bf16;
 
-static bf16 bf16_of(float f) {
+/* Round to nearest, ties to even; a NaN stays a (quiet) NaN. Branch-free, so the loop below
+ * vectorizes. */
+static inline bf16 bf16_of(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u); /* NaN stays NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16)(u >> 16);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t nan = (u >> 16) | 0x40u;
+    return (bf16)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
-/* dst (rows, cols) = bf16 of src (rows, cols), or of its transpose when transpose (src then
- * (cols, rows)) */
-static void to_bf16(bf16 *dst, const float *src, int rows, int cols, int transpose) {
-#pragma omp parallel for schedule(static) if ((long)rows * cols >= OP_PARALLEL_MIN)
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++)
-            dst[(size_t)r * cols + c] =
-                bf16_of(transpose ? src[(size_t)c * rows + r] : src[(size_t)r * cols + c]);
+/* dst = bf16 of src, n values */
+VAE_SIMD_CLONES
+static void to_bf16(bf16 *restrict dst, const float *restrict src, size_t n) {
+    const long count = (long)n;
+#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
+    for (long i = 0; i < count; i++) dst[i] = bf16_of(src[i]);
 }
 
-/* c (m, n) = [c +] a (m, k) b (k, n), a and b row-major bf16 (b_transposed: b is stored (n,
- * k)), c row-major fp32. 0 when oneDNN ran it. */
-static int matmul(float *c, const bf16 *a, const bf16 *b, int b_transposed, int m, int k, int n,
-                  int accumulate, const char **impl) {
+/* c (m, n) = [c +] a (m, k) b (k, n), a and b row-major bf16 (a_transposed: a is stored (k,
+ * m); b_transposed: b is stored (n, k)), c row-major fp32. 0 when oneDNN ran it. */
+static int matmul(float *c, const bf16 *a, int a_transposed, const bf16 *b, int b_transposed,
+                  int m, int k, int n, int accumulate, const char **impl) {
     dnnl_engine_t engine = NULL;
     dnnl_stream_t stream = NULL;
     dnnl_primitive_desc_t pd = NULL;
@@ -49,7 +51,7 @@ static int matmul(float *c, const bf16 *a, const bf16 *b, int b_transposed, int 
     const dnnl_dims_t adims = {m, k}, bdims = {k, n}, cdims = {m, n};
     int bad = dnnl_engine_create(&engine, dnnl_cpu, 0) ||
               dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) ||
-              dnnl_memory_desc_init_by_tag(&ad, 2, adims, dnnl_bf16, dnnl_ab) ||
+              dnnl_memory_desc_init_by_tag(&ad, 2, adims, dnnl_bf16, a_transposed ? dnnl_ba : dnnl_ab) ||
               dnnl_memory_desc_init_by_tag(&bd, 2, bdims, dnnl_bf16, b_transposed ? dnnl_ba : dnnl_ab) ||
               dnnl_memory_desc_init_by_tag(&cd, 2, cdims, dnnl_f32, dnnl_ab) ||
               dnnl_matmul_desc_init(&md, &ad, &bd, NULL, &cd) ||
@@ -79,8 +81,8 @@ void op_linear_forward_bf16(float *y, const float *x, const float *w, const floa
     bf16 *xb = malloc(sizeof(bf16) * (size_t)batch * in), *wb = malloc(sizeof(bf16) * (size_t)out * in);
     int bad = !xb || !wb;
     if (!bad) {
-        to_bf16(xb, x, batch, in, 0), to_bf16(wb, w, out, in, 0);
-        bad = matmul(y, xb, wb, 1, batch, in, out, 0, NULL); /* x W^T */
+        to_bf16(xb, x, (size_t)batch * in), to_bf16(wb, w, (size_t)out * in);
+        bad = matmul(y, xb, 0, wb, 1, batch, in, out, 0, NULL); /* x W^T */
     }
     free(xb), free(wb);
     /* no memory or oneDNN refused (its probe passed when bf16 was chosen): the fp32 product,
@@ -94,15 +96,15 @@ void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
                              int accumulate_params) {
     const size_t nx = (size_t)batch * in, nw = (size_t)out * in, ny = (size_t)batch * out;
     bf16 *xb = malloc(sizeof(bf16) * nx), *wb = dx ? malloc(sizeof(bf16) * nw) : NULL;
-    bf16 *dyb = malloc(sizeof(bf16) * ny), *dytb = malloc(sizeof(bf16) * ny);
-    int bad = !xb || !dyb || !dytb || (dx && !wb);
+    bf16 *dyb = malloc(sizeof(bf16) * ny);
+    int bad = !xb || !dyb || (dx && !wb);
     if (!bad) {
-        to_bf16(xb, x, batch, in, 0), to_bf16(dytb, dy, out, batch, 1);
-        if (dx) to_bf16(dyb, dy, batch, out, 0), to_bf16(wb, w, out, in, 0);
-        bad = (dx && matmul(dx, dyb, wb, 0, batch, out, in, accumulate_dx, NULL)) || /* dy W */
-              matmul(dw, dytb, xb, 0, out, batch, in, accumulate_params, NULL);     /* dy^T x */
+        to_bf16(xb, x, nx), to_bf16(dyb, dy, ny);
+        if (dx) to_bf16(wb, w, nw);
+        bad = (dx && matmul(dx, dyb, 0, wb, 0, batch, out, in, accumulate_dx, NULL)) || /* dy W */
+              matmul(dw, dyb, 1, xb, 0, out, batch, in, accumulate_params, NULL);     /* dy^T x */
     }
-    free(xb), free(wb), free(dyb), free(dytb);
+    free(xb), free(wb), free(dyb);
     if (bad) { /* as in forward; a failed product may have written only its own output */
         op_linear_backward_onednn(dx, dw, db, dy, x, w, batch, in, out, accumulate_dx,
                                   accumulate_params);
@@ -118,7 +120,7 @@ int op_bf16_check(char *why, size_t why_size) {
     for (int i = 0; i < M * K; i++) a[i] = bf16_of(1.0f);
     for (int i = 0; i < K * N; i++) b[i] = bf16_of(0.5f);
     const char *impl = "";
-    if (matmul(c, a, b, 0, M, K, N, 0, &impl) || c[0] != 32.0f) {
+    if (matmul(c, a, 0, b, 0, M, K, N, 0, &impl) || c[0] != 32.0f) {
         snprintf(why, why_size, "oneDNN could not run a bf16 product here");
         return 0;
     }

@@ -1,5 +1,6 @@
 /* train.c — the training loop: shuffle, batch, forward, backward, Adam; evaluation. */
 #include "backend/backend.h"
+#include "ops/ops.h"
 #include "ops/vecmath.h"
 #include "model/model_internal.h"
 #include "train/workers.h"
@@ -282,6 +283,8 @@ static vae_status train_state_init(train_state *t, vae_error *err) {
 static void gather_batch(train_state *t, size_t start, int batch) {
     const vae_dataset *d = t->train;
     const size_t dim = (size_t)d->dim;
+    /* split over the threads for large batches: 1024 rows of 784 took 9% of a 16-thread step */
+#pragma omp parallel for schedule(static) if ((size_t)batch * dim >= OP_PARALLEL_MIN)
     for (int b = 0; b < batch; b++) {
         const size_t row = t->order[start + b];
         if (d->labels) t->yb[b] = d->labels[row];
