@@ -234,11 +234,12 @@ uninstall:
 $(BUILD)/gemm_limit: bench/gemm_limit.c $(BUILD)/libvae.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvae.a $(LDLIBS)
 
-# Where a training step's time goes (gather, forward, backward, check, Adam).
-$(BUILD)/step_phases: bench/step_phases.c $(BUILD)/libvae.a
+# Where a training step's time goes (gather, forward, backward, check, Adam), and what the conv
+# layers cost beyond their products.
+$(BUILD)/step_phases $(BUILD)/conv_ops: $(BUILD)/%: bench/%.c $(BUILD)/libvae.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libvae.a $(LDLIBS)
 
-bench: deps all $(BUILD)/gemm_limit $(BUILD)/step_phases
+bench: deps all $(BUILD)/gemm_limit $(BUILD)/step_phases $(BUILD)/conv_ops
 	@scripts/install-deps.sh --bench
 	/usr/bin/python3 bench/bench.py --build $(BUILD)
 

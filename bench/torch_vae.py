@@ -11,6 +11,8 @@ Losses are the negative ELBO per image in nats (BCE summed over pixels + KL), te
 reparameterized sample, as in the PyTorch example.
 
   /usr/bin/python3 bench/torch_vae.py --epochs 10 --threads 2 --batch 128 --preset pytorch
+--bf16 runs the forward under torch.autocast (bf16 products, fp32 weights and loss), the
+counterpart of vae's --precision bf16.
 """
 import argparse, gzip, struct, time
 
@@ -65,6 +67,8 @@ def main():
     ap.add_argument("--preset", choices=PRESETS, default="pytorch")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--bf16", action="store_true",
+                    help="train under torch.autocast('cpu', bfloat16): PyTorch's bf16 products")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -80,8 +84,9 @@ def main():
         for i in range(0, len(xtr), a.batch):
             x = xtr[perm[i:i + a.batch]]
             opt.zero_grad()
-            logits, mu, logvar = model(x)
-            loss = neg_elbo_sum(logits, x, mu, logvar)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                logits, mu, logvar = model(x)
+            loss = neg_elbo_sum(logits.float(), x, mu.float(), logvar.float())
             loss.backward()
             opt.step()
             total += loss.item()

@@ -1,8 +1,8 @@
 /* linear_bf16.c — the dense layer's three products in bf16 for `--precision bf16` on the CPU:
  * oneDNN matmuls with bf16 inputs and fp32 accumulation and output (its AVX512_BF16 and AMX
  * kernels). Each call rounds its inputs to bf16 (to nearest, ties to even) in scratch of its
- * own, in one vectorized pass per operand (a transposed operand is described to oneDNN as
- * such, never copied); the weights, biases, activations kept for backward, gradients and Adam
+ * own, in one vectorized pass per operand (AVX512_BF16's conversion where the CPU has it; a
+ * transposed operand is described to oneDNN as such, never copied); the weights, biases, activations kept for backward, gradients and Adam
  * stay fp32. Primitives are made per call: oneDNN's primitive cache makes that a few
  * microseconds, and the layer keeps no state. */
 #include "ops/ops.h"
@@ -27,12 +27,44 @@ static inline bf16 bf16_of(float f) {
     return (bf16)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
-/* dst = bf16 of src, n values */
+/* dst = bf16 of src, n values: the portable rounding, vectorized by the compiler */
 VAE_SIMD_CLONES
+static void round_portable(bf16 *restrict dst, const float *restrict src, long n) {
+#pragma omp simd
+    for (long i = 0; i < n; i++) dst[i] = bf16_of(src[i]);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+/* The same with AVX512_BF16's conversion instruction (the CPUs that run bf16 products mostly
+ * have it): round to nearest even, NaN kept; it reads fp32 denormals as zero, below anything
+ * a bf16 product of these layers could resolve. */
+__attribute__((target("avx512f,avx512bf16"))) static void round_avx512(bf16 *dst,
+                                                                      const float *src, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)v);
+    }
+    round_portable(dst + i, src + i, n - i);
+}
+static int have_avx512_bf16(void) { return __builtin_cpu_supports("avx512bf16"); }
+#else
+static void round_avx512(bf16 *dst, const float *src, long n) { round_portable(dst, src, n); }
+static int have_avx512_bf16(void) { return 0; }
+#endif
+
+/* dst = bf16 of src, n values, in blocks split over the threads */
 static void to_bf16(bf16 *restrict dst, const float *restrict src, size_t n) {
-    const long count = (long)n;
-#pragma omp parallel for simd schedule(static) if (count >= OP_PARALLEL_MIN)
-    for (long i = 0; i < count; i++) dst[i] = bf16_of(src[i]);
+    enum { BLOCK = 4096 };
+    const long count = (long)n, blocks = (count + BLOCK - 1) / BLOCK;
+    const int wide = have_avx512_bf16();
+#pragma omp parallel for schedule(static) if (count >= OP_PARALLEL_MIN)
+    for (long b = 0; b < blocks; b++) {
+        const long lo = b * BLOCK, len = count - lo < BLOCK ? count - lo : BLOCK;
+        if (wide) round_avx512(dst + lo, src + lo, len);
+        else round_portable(dst + lo, src + lo, len);
+    }
 }
 
 /* c (m, n) = [c +] a (m, k) b (k, n), a and b row-major bf16 (a_transposed: a is stored (k,
