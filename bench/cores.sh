@@ -5,7 +5,8 @@
 # threads up to the machine's cores, then at batch 1024 and the conv preset on all cores.
 # Prints the CPU, its features and vae's kernels, then one row per setting with samples/s of
 # the last epoch (vae: OpenBLAS, oneDNN, batch threads on OpenBLAS, and --precision bf16 on
-# oneDNN), vae's best fp32 over PyTorch, what `--batch-threads auto` chose, and vae's peak memory (the largest resident set
+# oneDNN; PyTorch in fp32 and under bf16 autocast), vae's best fp32 over PyTorch's fp32, vae's
+# bf16 over PyTorch's bf16, what `--batch-threads auto` chose, and vae's peak memory (the largest resident set
 # of its runs in the row) against the budget of issue 16: the data's floats + 64 MiB + 4 MiB
 # per thread.
 #   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (python3),
@@ -40,29 +41,31 @@ auto_choice() { # PRESET BATCH THREADS: what --batch-threads auto takes
         --batch-threads auto --epochs 1 \
         --no-test --out "$tmp/auto" --force 2>&1 | sed -n 's/.*the threads split \(each batch\|the products\).*/\1/p' | head -1
 }
-torch_rate() { # PRESET BATCH THREADS: samples/s of PyTorch's last epoch
+torch_rate() { # PRESET BATCH THREADS [--bf16]: samples/s of PyTorch's last epoch
     script=$here/torch_vae.py
     [ "$1" = conv ] && script=$here/torch_conv_vae.py
     set -- "$script" --data "$data" --epochs "$epochs" --batch "$2" --threads "$3" \
-        $([ "$1" = conv ] || echo --preset "$1")
+        $([ "$1" = conv ] || echo --preset "$1") ${4:-}
     "$python" "$@" | awk 'END { print $8 }'
 }
 row() { # PRESET BATCH THREADS
     rm -f "$tmp/peaks"
     a=$(vae_rate "$1" "$2" "$3" openblas off) b=$(vae_rate "$1" "$2" "$3" onednn off)
     d=$(vae_rate "$1" "$2" "$3" openblas on) c=$(torch_rate "$1" "$2" "$3")
-    f=$(vae_rate "$1" "$2" "$3" onednn off bf16)
+    f=$(vae_rate "$1" "$2" "$3" onednn off bf16) g=$(torch_rate "$1" "$2" "$3" --bf16)
     e=$(auto_choice "$1" "$2" "$3") peak=$(sort -n "$tmp/peaks" | tail -1)
     awk -v p="$1" -v bt="$2" -v t="$3" -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v e="${e:-n/a}" \
-        -v f="$f" -v peak="$peak" -v data="$data_mib" 'BEGIN {
+        -v f="$f" -v g="$g" -v peak="$peak" -v data="$data_mib" 'BEGIN {
         best = a > b ? a : b
         best = d > best ? d : best
-        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %s | %.0f | %.2fx | %s | %.0f / %.0f |\n", p,
-            bt, t, a, b, d, (f > 0 ? sprintf("%.0f", f) : "n/a"), c, best / c, e, peak / 1024,
-            data + 64 + 4 * t }'
+        bf = f > 0 ? sprintf("%.0f", f) : "n/a"
+        tb = g > 0 ? sprintf("%.0f", g) : "n/a"
+        rb = f > 0 && g > 0 ? sprintf("%.2fx", f / g) : "n/a"
+        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %s | %.0f | %s | %.2fx | %s | %s | %.0f / %.0f |\n",
+            p, bt, t, a, b, d, bf, c, tb, best / c, rb, e, peak / 1024, data + 64 + 4 * t }'
 }
-echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | vae batch threads | vae bf16 (oneDNN) | PyTorch | vae / PyTorch (fp32) | auto splits | peak / budget MiB |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | vae batch threads | vae bf16 (oneDNN) | PyTorch | PyTorch bf16 (autocast) | vae / PyTorch, fp32 | vae / PyTorch, bf16 | auto splits | peak / budget MiB |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 t=1
 while [ "$t" -le "$cores" ]; do
     row pytorch 128 "$t"

@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--bf16", action="store_true",
+                    help="train under torch.autocast('cpu', bfloat16), as vae's --precision bf16")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -64,7 +66,9 @@ def main():
         for i in range(0, len(xtr), a.batch):
             x = xtr[perm[i:i + a.batch]]
             opt.zero_grad()
-            loss = neg_elbo_sum(*(lambda out: (out[0], x, out[1], out[2]))(model(x)))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                logits, mu, logvar = model(x)
+            loss = neg_elbo_sum(logits.float(), x, mu.float(), logvar.float())
             loss.backward()
             opt.step()
             total += loss.item()

@@ -86,7 +86,7 @@ int cli_parse_float(const char *name, const char *text, double min, double max, 
 typedef struct {
     vae_device device;
     vae_precision precision; /* a GPU's: fp32 or tf32 */
-    int cpu_bf16;            /* --precision bf16: the CPU's dense layers in bf16 */
+    int cpu_bf16;            /* --precision bf16: the CPU's products in bf16 */
     vae_backend backend; /* --backend: the CPU's matrix products (default openblas) */
     int threads; /* -t/--threads N; 0: one per core other processes leave free */
     int quiet;   /* -q/--quiet: errors only */

@@ -154,8 +154,8 @@ const char *vae_device_name(vae_device device);
 int vae_device_available(vae_device device, char *info, size_t info_size);
 
 /* The matrix products' arithmetic: FP32 (the default), TF32 on a GPU (tensor cores with 10-bit
- * mantissas for the products' inputs, FP32 accumulation), BF16 on the CPU (the dense layers'
- * products with bf16 inputs, 8-bit mantissas, and FP32 accumulation, on oneDNN; weights,
+ * mantissas for the products' inputs, FP32 accumulation), BF16 on the CPU (the dense and conv
+ * layers' products with bf16 inputs, 8-bit mantissas, and FP32 accumulation, on oneDNN; weights,
  * activations, gradients and Adam stay FP32). */
 typedef enum {
     VAE_PRECISION_FP32 = 0,

@@ -62,7 +62,7 @@ def test_batch_threads_auto_says_its_choice(fmnist):
 
 
 def test_bf16_precision(fmnist):
-    """precision="bf16": the CPU's dense layers in bf16, the ELBO within 0.5% of fp32's (or
+    """precision="bf16": the CPU's products in bf16, the ELBO within 0.5% of fp32's (or
     refused, saying why, where the CPU or the build cannot)"""
     X, _ = fmnist
     kw = dict(encoder=(64,), decoder=(64,), latent=4, epochs=2, verbose=0, threads=1,

@@ -106,7 +106,7 @@ class VAE:
       epochs, batch_size, lr, beta, kl_warmup, free_bits, iwae: training
       seed: initialization, shuffling and noise; threads: None = one per free core
       device: "cpu", "cuda", "auto"; precision: "fp32", "tf32" (a GPU's), "bf16" (the CPU's
-        dense layers on oneDNN: bf16 inputs, fp32 sums; needs AVX512_BF16 or AMX)
+        dense and conv layers on oneDNN: bf16 inputs, fp32 sums; needs AVX512_BF16 or AMX)
       backend: the CPU's matrix products, "openblas", "onednn" or "auto" (the faster on this
         CPU for the model's layers, timed when the model is made or loaded)
       batch_threads: True: the threads split each batch instead of each product

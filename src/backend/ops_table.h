@@ -69,7 +69,8 @@ extern const vae_ops vae_cpu_ops;
 /* The oneDNN backend (dense layers and the convolutions' products on oneDNN's sgemm), or NULL in a
  * build without oneDNN. */
 extern const vae_ops *const vae_onednn_ops;
-/* The oneDNN backend with the dense layers' products in bf16 (--precision bf16), or NULL. */
+/* The oneDNN backend with the dense and conv layers' products in bf16 (--precision bf16), or
+ * NULL. */
 extern const vae_ops *const vae_onednn_bf16_ops;
 
 /* The table a model computes with (a new or loaded model's: the CPU's), and another one for it

@@ -266,7 +266,8 @@ static void convt2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, cons
 }
 
 /* The passes with OpenBLAS's products (the CPU backend's) and, in builds with oneDNN, with
- * oneDNN's sgemm (its backend's): the same code around them. */
+ * oneDNN's sgemm (its backend's) or its bf16 matmuls (--precision bf16): the same code around
+ * them. */
 #define CONV_OPS(suffix, gemm)                                                                     \
     void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
                                    int batch, const conv_shape *s, float *cols) {                 \
@@ -290,4 +291,5 @@ static void convt2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, cons
 CONV_OPS(, gemm_openblas)
 #ifdef VAE_ONEDNN
 CONV_OPS(_onednn, gemm_onednn)
+CONV_OPS(_bf16, op_gemm_bf16)
 #endif

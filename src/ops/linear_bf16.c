@@ -145,6 +145,22 @@ void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
     op_column_sums(db, dy, batch, out, accumulate_params);
 }
 
+void op_gemm_bf16(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                  int ldb, float beta, float *c, int ldc) {
+    const size_t na = (size_t)m * k, nb = (size_t)k * n;
+    bf16 *ab = malloc(sizeof(bf16) * na), *bb = malloc(sizeof(bf16) * nb);
+    /* the conv passes hand over whole matrices; a strided one is left to fp32 */
+    int bad = !ab || !bb || lda != (ta ? m : k) || ldb != (tb ? k : n) || ldc != n ||
+              (beta != 0.0f && beta != 1.0f);
+    if (!bad) {
+        to_bf16(ab, a, na), to_bf16(bb, b, nb);
+        bad = matmul(c, ab, ta, bb, tb, m, k, n, beta != 0.0f, NULL);
+    }
+    free(ab), free(bb);
+    if (bad) /* as in the layers: a product rather than none */
+        dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
 int op_bf16_check(char *why, size_t why_size) {
     enum { M = 32, K = 64, N = 48 };
     bf16 a[M * K], b[K * N];

@@ -80,5 +80,19 @@ void op_convt2d_forward_onednn(float *y, const float *x, const float *w, const f
 void op_convt2d_backward_onednn(float *dx, float *dw, float *db, const float *dy,
                                 const float *x, const float *w, int batch, const conv_shape *s,
                                 float *cols);
+/* And with bf16 products (--precision bf16): op_gemm_bf16 below. */
+void op_conv2d_forward_bf16(float *y, const float *x, const float *w, const float *b, int batch,
+                            const conv_shape *s, float *cols);
+void op_conv2d_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int batch, const conv_shape *s, float *cols);
+void op_convt2d_forward_bf16(float *y, const float *x, const float *w, const float *b, int batch,
+                             const conv_shape *s, float *cols);
+void op_convt2d_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
+                              const float *w, int batch, const conv_shape *s, float *cols);
+/* c (m, n) = a (m, k; stored transposed when ta) b (k, n; transposed when tb) + beta c, all
+ * row-major and unstrided, beta 0 or 1: inputs rounded to bf16, sums and c in fp32 (oneDNN's
+ * sgemm where that cannot run). */
+void op_gemm_bf16(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                  int ldb, float beta, float *c, int ldc);
 
 #endif
