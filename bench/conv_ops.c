@@ -27,11 +27,11 @@ typedef struct {
 } layer;
 
 /* The conv preset: Conv2d 1->32 and 32->64 (k4 s2 p1), mirrored by ConvTranspose2d. */
-static const layer layers[] = {
-    {"conv 1->32 28->14", {1, 28, 28, 32, 14, 14, 4, 2, 1}, 0, 0},
-    {"conv 32->64 14->7", {32, 14, 14, 64, 7, 7, 4, 2, 1}, 0, 1},
-    {"convT 64->32 7->14", {64, 7, 7, 32, 14, 14, 4, 2, 1}, 1, 1},
-    {"convT 32->1 14->28", {32, 14, 14, 1, 28, 28, 4, 2, 1}, 1, 1},
+static layer layers[] = {
+    {"conv 1->32 28->14", {1, 28, 28, 32, 14, 14, 4, 2, 1, 0}, 0, 0},
+    {"conv 32->64 14->7", {32, 14, 14, 64, 7, 7, 4, 2, 1, 0}, 0, 1},
+    {"convT 64->32 7->14", {64, 7, 7, 32, 14, 14, 4, 2, 1, 0}, 1, 1},
+    {"convT 32->1 14->28", {32, 14, 14, 1, 28, 28, 4, 2, 1, 0}, 1, 1},
 };
 
 static float *filled(size_t n) {
@@ -99,6 +99,7 @@ int main(int argc, char **argv) {
     vae_set_num_threads(threads);
     double total_op = 0, total_gemm = 0;
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
+        layers[i].s.workers = vae_get_num_threads(); /* as a training workspace splits them */
         double op[2], gemm[2];
         time_layer(&layers[i], batch, seconds / 4, op, gemm);
         printf("threads %d batch %d %-20s forward %.3f ms (products %.3f) backward %.3f ms "

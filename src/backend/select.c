@@ -72,16 +72,18 @@ typedef struct {
 /* One forward and backward of layer with ops on the scratch */
 static void run_layer(const vae_ops *ops, const vae_layer *layer, int batch,
                       const layer_scratch *s) {
+    conv_shape shape = layer->conv; /* split as a training workspace splits it */
+    shape.workers = vae_get_num_threads();
     if (layer->kind == LAYER_DENSE) {
         ops->linear_forward(s->b, s->a, s->w, s->w, batch, layer->in, layer->out, NULL);
         ops->linear_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, layer->in, layer->out,
                              0, 0);
     } else if (layer->kind == LAYER_CONV) {
-        ops->conv2d_forward(s->b, s->a, s->w, s->w, batch, &layer->conv, s->cols);
-        ops->conv2d_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, &layer->conv, s->cols);
+        ops->conv2d_forward(s->b, s->a, s->w, s->w, batch, &shape, s->cols);
+        ops->conv2d_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, &shape, s->cols);
     } else {
-        ops->convt2d_forward(s->b, s->a, s->w, s->w, batch, &layer->conv, s->cols);
-        ops->convt2d_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, &layer->conv, s->cols);
+        ops->convt2d_forward(s->b, s->a, s->w, s->w, batch, &shape, s->cols);
+        ops->convt2d_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, &shape, s->cols);
     }
 }
 
@@ -101,7 +103,8 @@ static double time_layers(const vae_model *m, const vae_ops *ops, int batch,
 
 /* The faster backend for m's layers (dense and convolutions) at `batch` rows. */
 static vae_status fastest(const vae_model *m, int batch, const vae_ops **out, vae_error *err) {
-    size_t widest = 1, weights = 1, cols = vae_model_cols_floats(m, batch);
+    size_t widest = 1, weights = 1;
+    size_t cols = vae_model_cols_floats(m, batch, vae_get_num_threads());
     for (int l = 0; l < m->n_layers; l++) {
         const vae_layer *layer = &m->layers[l];
         if ((size_t)layer->in > widest) widest = (size_t)layer->in;

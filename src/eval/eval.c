@@ -2,6 +2,7 @@
  * active latent units. */
 #include "backend/backend.h"
 #include "loss/loss.h"
+#include "model/model_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -31,7 +32,7 @@ static void scratch_free(iwae_scratch *s) {
 static vae_status scratch_make(iwae_scratch *s, const vae_model *m, int chunk, vae_error *err) {
     memset(s, 0, sizeof *s);
     const size_t latent = (size_t)vae_model_config(m)->latent_dim;
-    VAE_TRY(vae_workspace_create(&s->ws, m, chunk, err));
+    VAE_TRY(vae_workspace_create_for(&s->ws, m, chunk, 1, err)); /* each runs on one thread */
     s->eps = vae_calloc_array((size_t)chunk * latent, sizeof(float));
     s->z = vae_calloc_array((size_t)chunk * latent, sizeof(float));
     s->log_px = vae_calloc_array((size_t)chunk, sizeof(double));

@@ -65,9 +65,15 @@ size_t vae_model_file_tensors(vae_model *m, vae_adam *adam, vae_file_tensor *out
 /* Makes room for the standardization a file declares, before its values are read into it. */
 vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err);
 
-/* Floats of the convolutions' scratch for passes of `batch` rows: the most any of m's conv
- * layers needs (0 for an MLP). */
-size_t vae_model_cols_floats(const vae_model *model, int batch);
+/* Floats of the convolutions' scratch for passes of `batch` rows split among at most `workers`
+ * threads: the most any of m's conv layers needs (0 for an MLP). */
+size_t vae_model_cols_floats(const vae_model *model, int batch, int workers);
+
+/* vae_workspace_create with the threads its convolutions may split a batch among (the public
+ * one: vae_get_num_threads(); 1 for a workspace used inside a parallel region, whose passes
+ * run on one thread). */
+vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model, int max_batch,
+                                    int conv_workers, vae_error *err);
 
 /* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
  * which is held to a few MiB whatever the batch). */

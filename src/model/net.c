@@ -9,6 +9,7 @@
 struct vae_workspace {
     const vae_model *model; /* the model whose shapes sized this workspace */
     int max_batch;
+    int conv_workers;                 /* threads a convolution's pass may split its batch among */
     int last_batch;                   /* batch of the last forward, 0 before any */
     float *outputs[VAE_MAX_LAYERS];   /* (B, out) of each layer, after its activation */
     float *eps, *z;                   /* (B, L) */
@@ -74,14 +75,15 @@ static size_t arena_row_floats(const vae_model *model, size_t *widest) {
     return per_sample + 5 * (size_t)model->cfg.latent_dim + 2 * *widest;
 }
 
-size_t vae_model_cols_floats(const vae_model *model, int batch) {
+size_t vae_model_cols_floats(const vae_model *model, int batch, int workers) {
     size_t cols = 0;
     for (int l = 0; l < model->n_layers; l++) {
         const vae_layer *layer = &model->layers[l];
+        conv_shape shape = layer->conv;
+        shape.workers = workers;
         size_t need = layer->kind == LAYER_DENSE
                           ? 0
-                          : model->ops->conv_cols_size(&layer->conv, batch,
-                                                       layer->kind == LAYER_CONVT);
+                          : model->ops->conv_cols_size(&shape, batch, layer->kind == LAYER_CONVT);
         if (need > cols) cols = need;
     }
     return cols;
@@ -96,6 +98,11 @@ size_t vae_workspace_row_bytes(const vae_model *model) {
 
 vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int max_batch,
                                 vae_error *err) {
+    return vae_workspace_create_for(out, model, max_batch, vae_get_num_threads(), err);
+}
+
+vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model, int max_batch,
+                                    int conv_workers, vae_error *err) {
     *out = NULL;
     VAE_RETURN_IF(max_batch < 1, err, VAE_ERR_INVALID_ARGUMENT, "batch size %d must be >= 1",
                   max_batch);
@@ -103,6 +110,7 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
     VAE_RETURN_IF(!ws, err, VAE_ERR_NO_MEMORY, "out of memory for the workspace");
     ws->model = model;
     ws->max_batch = max_batch;
+    ws->conv_workers = conv_workers > 1 ? conv_workers : 1;
     size_t widest, per_sample = arena_row_floats(model, &widest), total;
     int overflow = __builtin_mul_overflow(per_sample, (size_t)max_batch, &total);
     ws->arena = overflow ? NULL : vae_calloc_array(total, sizeof(float));
@@ -122,7 +130,7 @@ vae_status vae_workspace_create(vae_workspace **out, const vae_model *model, int
         ws->dzy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
         ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
     }
-    const size_t cols = vae_model_cols_floats(model, max_batch);
+    const size_t cols = vae_model_cols_floats(model, max_batch, ws->conv_workers);
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
         (cols && !ws->cols) ||
@@ -186,6 +194,13 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
     return VAE_OK;
 }
 
+/* A conv layer's shape with the workers this workspace's scratch was laid out for */
+static conv_shape conv_of(const vae_layer *layer, const vae_workspace *ws) {
+    conv_shape shape = layer->conv;
+    shape.workers = ws->conv_workers;
+    return shape;
+}
+
 /* One layer forward: linear, then the activation unless the layer is a head or the output. */
 static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const float *in, int batch,
                           int activate) {
@@ -195,9 +210,10 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
                           batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
         return;
     }
+    const conv_shape shape = conv_of(layer, ws);
     (layer->kind == LAYER_CONV ? m->ops->conv2d_forward : m->ops->convt2d_forward)(
-        ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias, batch,
-        &layer->conv, ws->cols);
+        ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias, batch, &shape,
+        ws->cols);
     if (activate) m->ops->activation_forward(ws->outputs[l], (size_t)batch * layer->out, m->cfg.activation);
 }
 
@@ -274,10 +290,12 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
             m->ops->linear_backward(dx, G(m, ws) + layer->weight, G(m, ws) + layer->bias, grad, in,
                                m->params + layer->weight, batch, layer->in, layer->out,
                                l == lo ? accumulate : 0, 1);
-        else /* never at a point where gradients are accumulated: those are dense heads */
+        else { /* never at a point where gradients are accumulated: those are dense heads */
+            const conv_shape shape = conv_of(layer, ws);
             (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
                 dx, G(m, ws) + layer->weight, G(m, ws) + layer->bias, grad, in,
-                m->params + layer->weight, batch, &layer->conv, ws->cols);
+                m->params + layer->weight, batch, &shape, ws->cols);
+        }
         spare = grad;
         grad = dx;
     }

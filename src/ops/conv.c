@@ -7,11 +7,18 @@
 #ifdef VAE_ONEDNN
 #include <dnnl.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <string.h>
 
-/* Every parallel loop here (above OP_PARALLEL_MIN values) gives each thread its own samples or
- * channels, which it computes in the order one thread would: the same bits at every thread
- * count. */
+/* A pass splits its batch among s->workers threads (at most; fewer when fewer are free or the
+ * batch is smaller): each runs im2col, its own product (single-threaded: it is inside the
+ * parallel region) and col2im on its samples, in scratch of its own, and sums its share of the
+ * weight and bias gradients apart; the shares are added in worker order. Results are the same
+ * for a given number of workers and agree between numbers to the products' rounding. With one
+ * worker the loops below split each step over the threads instead (above OP_PARALLEL_MIN
+ * values), each thread computing its samples or channels in the order one thread would. */
 
 /* The output positions o in [*lo, *hi) that read input position o*stride + offset inside
  * 0..n_in-1 (the rest read the zero padding). */
@@ -93,13 +100,13 @@ static void col2im_batch(float *x, const float *cols, int batch, int c, int h, i
     }
 }
 
-/* A pass goes through the batch in chunks of samples, one matrix product per chunk: columns of
- * a chunk's samples side by side (K x chunk*HW), activations gathered channel-major (C x
+/* A worker goes through its samples in chunks, one matrix product per chunk: columns of a
+ * chunk's samples side by side (K x chunk*HW), activations gathered channel-major (C x
  * chunk*HW) and scattered back. A chunk's scratch is held to CONV_SCRATCH_FLOATS (or one
- * sample's), so that it stays in cache and a workspace's memory does not grow with its batch
- * (an evaluation batch of 1000 would need 100 MiB for the conv preset). */
+ * sample's), so that it stays in the core's cache and a workspace's memory does not grow with
+ * its batch (an evaluation batch of 1000 would need 100 MiB for the conv preset). */
 #ifndef CONV_SCRATCH_FLOATS
-#define CONV_SCRATCH_FLOATS (1u << 20)
+#define CONV_SCRATCH_FLOATS (1u << 18)
 #endif
 
 static size_t scratch_per_sample(const conv_shape *s, int transposed) {
@@ -110,16 +117,47 @@ static size_t scratch_per_sample(const conv_shape *s, int transposed) {
     return (size_t)s->in_c * s->k * s->k * ohw + (size_t)s->out_c * ohw;
 }
 
-/* Samples per chunk for a pass over batch: as many chunks as the cap asks, of even sizes */
-static int chunk_of(const conv_shape *s, int batch, int transposed) {
+/* The most samples of a chunk */
+static int chunk_most(const conv_shape *s, int transposed) {
     size_t most = CONV_SCRATCH_FLOATS / scratch_per_sample(s, transposed);
-    if (most < 1) most = 1;
-    size_t chunks = ((size_t)batch + most - 1) / most;
-    return (int)(((size_t)batch + chunks - 1) / chunks);
+    return most < 1 ? 1 : most > (size_t)1 << 20 ? 1 << 20 : (int)most;
 }
 
+/* Samples per chunk for `len` samples: as many chunks as the cap asks, of even sizes */
+static int chunk_of(const conv_shape *s, int len, int transposed) {
+    if (len < 1) return 1;
+    const int most = chunk_most(s, transposed), chunks = (len + most - 1) / most;
+    return (len + chunks - 1) / chunks;
+}
+
+/* A worker's share of the gradients: the weights' and the biases' */
+static size_t share_floats(const conv_shape *s) {
+    return (size_t)s->in_c * s->out_c * s->k * s->k + (size_t)s->out_c;
+}
+
+static int workers_allowed(const conv_shape *s, int batch) {
+    int w = s->workers > 1 ? s->workers : 1;
+    return w < batch ? w : batch > 0 ? batch : 1;
+}
+
+/* Each of the workers a pass may use gets a chunk of the largest size any batch up to `batch`
+ * can ask (min(batch, the cap)), and all but the first a share of the gradients: a workspace
+ * made for a batch serves every smaller one. */
 size_t op_conv_cols_size(const conv_shape *s, int batch, int transposed) {
-    return (size_t)chunk_of(s, batch, transposed) * scratch_per_sample(s, transposed);
+    const int most = chunk_most(s, transposed), w = workers_allowed(s, batch);
+    const size_t chunk = (size_t)(batch < most ? batch : most);
+    return (size_t)w * chunk * scratch_per_sample(s, transposed) + (size_t)(w - 1) * share_floats(s);
+}
+
+/* The workers a pass runs: those allowed, no more than the threads, one inside a parallel
+ * region (a batch thread's pass) */
+static int workers_now(const conv_shape *s, int batch) {
+    int w = workers_allowed(s, batch);
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1;
+    if (w > omp_get_max_threads()) w = omp_get_max_threads();
+#endif
+    return w;
 }
 
 /* (B, C, HW) <-> (C, B*HW) */
@@ -184,17 +222,18 @@ static void gemm_onednn(int ta, int tb, int m, int n, int k, const float *a, int
 }
 #endif
 
-/* The chunks [n0, n0 + nb) of a pass over batch, in order */
-#define FOR_EACH_CHUNK(s, batch, transposed, n0, nb)                                               \
-    for (int n0 = 0, chunk_ = chunk_of(s, batch, transposed),                                      \
-             nb = chunk_ < batch ? chunk_ : batch;                                                 \
-         n0 < batch; n0 += nb, nb = batch - n0 < chunk_ ? batch - n0 : chunk_)
+/* The chunks [n0, n0 + nb) of the samples [lo, hi), in order */
+#define FOR_EACH_CHUNK(s, lo, hi, transposed, n0, nb)                                              \
+    for (int n0 = lo, chunk_ = chunk_of(s, hi - lo, transposed),                                   \
+             nb = chunk_ < hi - lo ? chunk_ : hi - lo;                                             \
+         n0 < hi; n0 += nb, nb = hi - n0 < chunk_ ? hi - n0 : chunk_)
 
-static void conv2d_forward(gemm_fn gemm, float *y, const float *x, const float *w,
-                           const float *b, int batch, const conv_shape *s, float *scratch) {
+static void conv2d_forward_range(gemm_fn gemm, float *y, const float *x, const float *w,
+                                 const float *b, int lo, int hi, const conv_shape *s,
+                                 float *scratch) {
     const int kk = s->in_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    FOR_EACH_CHUNK(s, batch, 0, n0, nb) {
+    FOR_EACH_CHUNK(s, lo, hi, 0, n0, nb) {
         const size_t ld = (size_t)nb * ohw;
         float *cols = scratch, *ym = scratch + (size_t)kk * ld;
         im2col_batch(cols, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, s->in_h, s->in_w,
@@ -204,12 +243,12 @@ static void conv2d_forward(gemm_fn gemm, float *y, const float *x, const float *
     }
 }
 
-static void conv2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, const float *dy,
-                            const float *x, const float *w, int batch, const conv_shape *s,
-                            float *scratch) {
+static void conv2d_backward_range(gemm_fn gemm, float *dx, float *dw, float *db, const float *dy,
+                                  const float *x, const float *w, int lo, int hi,
+                                  const conv_shape *s, float *scratch) {
     const int kk = s->in_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    FOR_EACH_CHUNK(s, batch, 0, n0, nb) {
+    FOR_EACH_CHUNK(s, lo, hi, 0, n0, nb) {
         const size_t ld = (size_t)nb * ohw;
         float *cols = scratch, *dym = scratch + (size_t)kk * ld;
         to_channel_major(dym, dy + (size_t)n0 * s->out_c * ohw, nb, s->out_c, ohw);
@@ -228,11 +267,12 @@ static void conv2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, const
 
 /* A transposed convolution is the adjoint of the convolution from its output back to its
  * input: weight (in_c, out_c, k, k) read as (in_c, out_c*k*k). */
-static void convt2d_forward(gemm_fn gemm, float *y, const float *x, const float *w,
-                            const float *b, int batch, const conv_shape *s, float *scratch) {
+static void convt2d_forward_range(gemm_fn gemm, float *y, const float *x, const float *w,
+                                  const float *b, int lo, int hi, const conv_shape *s,
+                                  float *scratch) {
     const int kk = s->out_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    FOR_EACH_CHUNK(s, batch, 1, n0, nb) {
+    FOR_EACH_CHUNK(s, lo, hi, 1, n0, nb) {
         const size_t ld = (size_t)nb * ihw;
         float *cols = scratch, *xm = scratch + (size_t)kk * ld;
         to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
@@ -243,12 +283,12 @@ static void convt2d_forward(gemm_fn gemm, float *y, const float *x, const float 
     }
 }
 
-static void convt2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, const float *dy,
-                             const float *x, const float *w, int batch, const conv_shape *s,
-                             float *scratch) {
+static void convt2d_backward_range(gemm_fn gemm, float *dx, float *dw, float *db,
+                                   const float *dy, const float *x, const float *w, int lo,
+                                   int hi, const conv_shape *s, float *scratch) {
     const int kk = s->out_c * s->k * s->k;
     const size_t ohw = (size_t)s->out_h * s->out_w, ihw = (size_t)s->in_h * s->in_w;
-    FOR_EACH_CHUNK(s, batch, 1, n0, nb) {
+    FOR_EACH_CHUNK(s, lo, hi, 1, n0, nb) {
         const size_t ld = (size_t)nb * ihw;
         float *cols = scratch, *xm = scratch + (size_t)kk * ld;
         const float *dyc = dy + (size_t)n0 * s->out_c * ohw;
@@ -265,27 +305,89 @@ static void convt2d_backward(gemm_fn gemm, float *dx, float *dw, float *db, cons
     }
 }
 
+/* A pass's workers: worker i takes samples [batch i / n, batch (i + 1) / n) and the i-th
+ * scratch slot (a chunk's worth, as op_conv_cols_size lays them out) */
+typedef struct {
+    int n;
+    size_t slot;   /* floats per worker's scratch */
+    float *shares; /* workers 1..n-1's gradient shares, share_floats() each */
+} conv_workers;
+
+static conv_workers workers_of(const conv_shape *s, int batch, int transposed, float *scratch) {
+    conv_workers w = {workers_now(s, batch), 0, NULL};
+    const int most = chunk_most(s, transposed);
+    w.slot = (size_t)(batch < most ? batch : most) * scratch_per_sample(s, transposed);
+    w.shares = scratch + (size_t)w.n * w.slot;
+    return w;
+}
+
+#define WORKER_LO(i, n, batch) ((int)((long)(batch) * (i) / (n)))
+
+/* Worker i's gradient targets: the caller's for the first, a zeroed share for the others */
+static void share_of(const conv_workers *w, int i, const conv_shape *s, float **dw, float **db) {
+    if (i == 0) return;
+    float *share = w->shares + (size_t)(i - 1) * share_floats(s);
+    memset(share, 0, sizeof(float) * share_floats(s));
+    *dw = share, *db = share + share_floats(s) - (size_t)s->out_c;
+}
+
+/* dw, db += the shares of workers 1..n-1, in worker order */
+static void add_shares(const conv_workers *w, const conv_shape *s, float *dw, float *db) {
+    const size_t nw = share_floats(s) - (size_t)s->out_c;
+    for (int i = 1; i < w->n; i++) {
+        const float *share = w->shares + (size_t)(i - 1) * share_floats(s);
+#pragma omp parallel for schedule(static) if (nw >= OP_PARALLEL_MIN)
+        for (size_t j = 0; j < nw; j++) dw[j] += share[j];
+        for (int c = 0; c < s->out_c; c++) db[c] += share[nw + c];
+    }
+}
+
+static void conv_forward(gemm_fn gemm, int transposed, float *y, const float *x, const float *w,
+                         const float *b, int batch, const conv_shape *s, float *scratch) {
+    const conv_workers k = workers_of(s, batch, transposed, scratch);
+#pragma omp parallel for schedule(static, 1) num_threads(k.n) if (k.n > 1)
+    for (int i = 0; i < k.n; i++)
+        (transposed ? convt2d_forward_range : conv2d_forward_range)(
+            gemm, y, x, w, b, WORKER_LO(i, k.n, batch), WORKER_LO(i + 1, k.n, batch), s,
+            scratch + (size_t)i * k.slot);
+}
+
+static void conv_backward(gemm_fn gemm, int transposed, float *dx, float *dw, float *db,
+                          const float *dy, const float *x, const float *w, int batch,
+                          const conv_shape *s, float *scratch) {
+    const conv_workers k = workers_of(s, batch, transposed, scratch);
+#pragma omp parallel for schedule(static, 1) num_threads(k.n) if (k.n > 1)
+    for (int i = 0; i < k.n; i++) {
+        float *dwi = dw, *dbi = db;
+        share_of(&k, i, s, &dwi, &dbi);
+        (transposed ? convt2d_backward_range : conv2d_backward_range)(
+            gemm, dx, dwi, dbi, dy, x, w, WORKER_LO(i, k.n, batch),
+            WORKER_LO(i + 1, k.n, batch), s, scratch + (size_t)i * k.slot);
+    }
+    add_shares(&k, s, dw, db);
+}
+
 /* The passes with OpenBLAS's products (the CPU backend's) and, in builds with oneDNN, with
  * oneDNN's sgemm (its backend's) or its bf16 matmuls (--precision bf16): the same code around
  * them. */
 #define CONV_OPS(suffix, gemm)                                                                     \
     void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
                                    int batch, const conv_shape *s, float *cols) {                 \
-        conv2d_forward(gemm, y, x, w, b, batch, s, cols);                                         \
+        conv_forward(gemm, 0, y, x, w, b, batch, s, cols);                                        \
     }                                                                                              \
     void op_conv2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,             \
                                     const float *x, const float *w, int batch,                    \
                                     const conv_shape *s, float *cols) {                           \
-        conv2d_backward(gemm, dx, dw, db, dy, x, w, batch, s, cols);                              \
+        conv_backward(gemm, 0, dx, dw, db, dy, x, w, batch, s, cols);                             \
     }                                                                                              \
     void op_convt2d_forward##suffix(float *y, const float *x, const float *w, const float *b,     \
                                     int batch, const conv_shape *s, float *cols) {                \
-        convt2d_forward(gemm, y, x, w, b, batch, s, cols);                                        \
+        conv_forward(gemm, 1, y, x, w, b, batch, s, cols);                                        \
     }                                                                                              \
     void op_convt2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,            \
                                      const float *x, const float *w, int batch,                   \
                                      const conv_shape *s, float *cols) {                          \
-        convt2d_backward(gemm, dx, dw, db, dy, x, w, batch, s, cols);                             \
+        conv_backward(gemm, 1, dx, dw, db, dy, x, w, batch, s, cols);                             \
     }
 
 CONV_OPS(, gemm_openblas)

@@ -55,6 +55,8 @@ void op_sigmoid(float *p, const float *logits, size_t n);
  * out = (in - 1) stride - 2 pad + k. */
 typedef struct {
     int in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad;
+    int workers; /* at most this many threads split a pass's batch (0 or 1: one; the scratch
+                    holds a slot for each, so op_conv_cols_size and the pass must agree) */
 } conv_shape;
 /* Floats of the scratch buffer `cols` that the conv ops (transposed: the ConvTranspose2d ones)
  * need for a batch. */

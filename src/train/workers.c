@@ -2,6 +2,7 @@
 #include "train/workers.h"
 #include "backend/ops_table.h"
 #include "core/internal.h"
+#include "model/model_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ vae_status vae_workers_init(vae_workers *w, const vae_model *m, int batch, int k
                   VAE_ERR_NO_MEMORY, "out of memory for %d batch threads", n);
     w->n = n, w->k = k;
     for (int i = 0; i < n; i++) {
-        VAE_TRY(vae_workspace_create(&w->ws[i], m, slice * k, err));
+        VAE_TRY(vae_workspace_create_for(&w->ws[i], m, slice * k, 1, err)); /* one thread each */
         if (i == 0) continue; /* the first slice's gradient goes straight to the pass's */
         w->grads[i] = vae_calloc_array(vae_model_num_params(m), sizeof(float));
         VAE_RETURN_IF(!w->grads[i], err, VAE_ERR_NO_MEMORY, "out of memory for batch threads");
