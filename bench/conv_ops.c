@@ -43,7 +43,8 @@ static float *filled(size_t n) {
 /* Seconds per call of the layer's forward (which 0) or backward (1), and of its products alone */
 static void time_layer(const layer *l, int batch, double seconds, double *op_s, double *gemm_s) {
     const conv_shape *s = &l->s;
-    const size_t in = (size_t)s->in_c * s->in_h * s->in_w, out = (size_t)s->out_c * s->out_h * s->out_w;
+    const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
+    const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
     const size_t nw = (size_t)s->in_c * s->out_c * s->k * s->k;
     float *x = filled(in * batch), *y = filled(out * batch), *w = filled(nw), *b = filled(4096);
     float *dx = filled(in * batch), *dw = filled(nw), *db = filled(4096);

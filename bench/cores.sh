@@ -61,8 +61,9 @@ row() { # PRESET BATCH THREADS
         bf = f > 0 ? sprintf("%.0f", f) : "n/a"
         tb = g > 0 ? sprintf("%.0f", g) : "n/a"
         rb = f > 0 && g > 0 ? sprintf("%.2fx", f / g) : "n/a"
-        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %s | %.0f | %s | %.2fx | %s | %s | %.0f / %.0f |\n",
-            p, bt, t, a, b, d, bf, c, tb, best / c, rb, e, peak / 1024, data + 64 + 4 * t }'
+        rf = c > 0 ? sprintf("%.2fx", best / c) : "n/a"
+        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %s | %.0f | %s | %s | %s | %s | %.0f / %.0f |\n",
+            p, bt, t, a, b, d, bf, c, tb, rf, rb, e, peak / 1024, data + 64 + 4 * t }'
 }
 echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | vae batch threads | vae bf16 (oneDNN) | PyTorch | PyTorch bf16 (autocast) | vae / PyTorch, fp32 | vae / PyTorch, bf16 | auto splits | peak / budget MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"

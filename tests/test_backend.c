@@ -316,7 +316,8 @@ static void check_conv_bf16(int transposed) {
                     .stride = 2, .pad = 1};
     s.in_w = s.in_h, s.out_w = s.out_h;
     enum { B = 9 };
-    const size_t nx = (size_t)B * s.in_c * s.in_h * s.in_w, ny = (size_t)B * s.out_c * s.out_h * s.out_w;
+    const size_t nx = (size_t)B * s.in_c * s.in_h * s.in_w;
+    const size_t ny = (size_t)B * s.out_c * s.out_h * s.out_w;
     const size_t nw = (size_t)s.in_c * s.out_c * 16, nb = (size_t)s.out_c;
     float *v = calloc(5 * nx + 5 * ny + 5 * nw + 4 * nb, sizeof(float));
     float *x = v, *ax = x + nx, *dx1 = ax + nx, *dx2 = dx1 + nx, *dxa = dx2 + nx;
@@ -358,7 +359,8 @@ static void check_conv_bf16(int transposed) {
 static void test_bf16_conv(void) {
     char why[256];
     if (!vae_onednn_bf16_ops || !op_bf16_check(why, sizeof why)) {
-        printf("skip test_bf16_conv (%s)\n", vae_onednn_bf16_ops ? why : "this build has no oneDNN");
+        printf("skip test_bf16_conv (%s)\n",
+               vae_onednn_bf16_ops ? why : "this build has no oneDNN");
         return;
     }
     check_conv_bf16(0);

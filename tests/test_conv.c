@@ -205,11 +205,12 @@ static void check_threads(int transposed) {
     CHECK(worst < 1e-4, "%s, 2 threads: forward off the reference by %g", transposed ? "convT" : "conv", worst);
     adjoint_check(one, x, r, w, B, &s, transposed);
     adjoint_check(three, x, r, w, B, &s, transposed);
+    const char *what = transposed ? "convT" : "conv";
     for (int i = 0; i < 4; i++) {
-        CHECK(rel_gap(two[i], one[i], n[i]) < 1e-5, "%s: output %d of 2 threads off 1 thread's by %g",
-              transposed ? "convT" : "conv", i, rel_gap(two[i], one[i], n[i]));
+        CHECK(rel_gap(two[i], one[i], n[i]) < 1e-5, "%s: output %d of 2 threads off 1's by %g",
+              what, i, rel_gap(two[i], one[i], n[i]));
         CHECK(rel_gap(three[i], one[i], n[i]) < 1e-5, "%s: output %d of 3 threads off 1's by %g",
-              transposed ? "convT" : "conv", i, rel_gap(three[i], one[i], n[i]));
+              what, i, rel_gap(three[i], one[i], n[i]));
     }
     for (int i = 0; i < 4; i++) free(one[i]), free(two[i]), free(three[i]);
     free(x), free(w), free(b), free(r), free(yd), free(xd), free(wd), free(bd);

@@ -146,7 +146,8 @@ static int workers_allowed(const conv_shape *s, int batch) {
 size_t op_conv_cols_size(const conv_shape *s, int batch, int transposed) {
     const int most = chunk_most(s, transposed), w = workers_allowed(s, batch);
     const size_t chunk = (size_t)(batch < most ? batch : most);
-    return (size_t)w * chunk * scratch_per_sample(s, transposed) + (size_t)(w - 1) * share_floats(s);
+    return (size_t)w * chunk * scratch_per_sample(s, transposed) +
+           (size_t)(w - 1) * share_floats(s);
 }
 
 /* The workers a pass runs: those allowed, no more than the threads, one inside a parallel

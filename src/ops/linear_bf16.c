@@ -1,9 +1,10 @@
-/* linear_bf16.c — the dense layer's three products in bf16 for `--precision bf16` on the CPU:
- * oneDNN matmuls with bf16 inputs and fp32 accumulation and output (its AVX512_BF16 and AMX
- * kernels). Each call rounds its inputs to bf16 (to nearest, ties to even) in scratch of its
- * own, in one vectorized pass per operand (AVX512_BF16's conversion where the CPU has it; a
- * transposed operand is described to oneDNN as such, never copied); the weights, biases, activations kept for backward, gradients and Adam
- * stay fp32. Primitives are made per call: oneDNN's primitive cache makes that a few
+/* linear_bf16.c — the products in bf16 for `--precision bf16` on the CPU (the dense layer's
+ * three, and op_gemm_bf16 for the convolutions' passes): oneDNN matmuls with bf16 inputs and
+ * fp32 accumulation and output (its AVX512_BF16 and AMX kernels). Each call rounds its inputs
+ * to bf16 (to nearest, ties to even) in scratch of its own, in one vectorized pass per operand
+ * (AVX512_BF16's conversion where the CPU has it; a transposed operand is described to oneDNN
+ * as such, never copied); the weights, biases, activations kept for backward, gradients and
+ * Adam stay fp32. Primitives are made per call: oneDNN's primitive cache makes that a few
  * microseconds, and the layer keeps no state. */
 #include "ops/ops.h"
 #include "ops/vecmath.h"
