@@ -309,11 +309,12 @@ static void test_bf16_dense_layer(void) {
 
 /* The bf16 convolutions (the CPU's passes around bf16 matmuls) against the fp32 ones within
  * bf16's rounding: each output's bound is the same pass on absolute values (sum |w| |x| for y,
- * |w| |dy| for dx, |dy| |x| for dw), run by the fp32 ops. */
+ * |w| |dy| for dx, |dy| |x| for dw), run by the fp32 ops. Two threads split the batch, so the
+ * bf16 matmuls run side by side. */
 static void check_conv_bf16(int transposed) {
     conv_shape s = {.in_c = transposed ? 16 : 8, .in_h = transposed ? 5 : 10,
                     .out_c = transposed ? 8 : 16, .out_h = transposed ? 10 : 5, .k = 4,
-                    .stride = 2, .pad = 1};
+                    .stride = 2, .pad = 1, .workers = 2};
     s.in_w = s.in_h, s.out_w = s.out_h;
     enum { B = 9 };
     const size_t nx = (size_t)B * s.in_c * s.in_h * s.in_w;
@@ -363,8 +364,11 @@ static void test_bf16_conv(void) {
                vae_onednn_bf16_ops ? why : "this build has no oneDNN");
         return;
     }
+    const int keep = vae_get_num_threads();
+    vae_set_num_threads(2);
     check_conv_bf16(0);
     check_conv_bf16(1);
+    vae_set_num_threads(keep);
 }
 
 /* Choosing bf16: refused for tf32, kept by the model, undone by choosing a backend; a short
