@@ -9,11 +9,12 @@
 # bf16 over PyTorch's bf16, what `--batch-threads auto` chose, and vae's peak memory (the largest resident set
 # of its runs in the row) against the budget of issue 16: the data's floats + 64 MiB + 4 MiB
 # per thread.
-#   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (python3),
+#   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (the first
+#                                                       of python3, /usr/bin/python3 that has it),
 #                                                       DATA: Fashion-MNIST's folder
 set -eu
 build=${1:-build} epochs=${2:-2} data=${DATA:-/usr/share/datasets/fashion-mnist}
-python=${PYTHON:-python3}
+python=$(sh "$(dirname "$0")/torch_python.sh")
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

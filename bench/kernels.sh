@@ -6,7 +6,7 @@
 #   sh bench/kernels.sh [BUILD (build)] [EPOCHS (1)]    PYTHON, DATA as for cores.sh
 set -u
 build=${1:-build} epochs=${2:-1} data=${DATA:-/usr/share/datasets/fashion-mnist}
-python=${PYTHON:-python3}
+python=$(sh "$(dirname "$0")/torch_python.sh")
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
