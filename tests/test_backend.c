@@ -63,14 +63,21 @@ static void test_dense_layer_matches(void) {
     }
 }
 
+/* A Conv2d (8 -> 16 channels, 10x10 -> 5x5) or ConvTranspose2d (its mirror) of the conv
+ * preset's kind, k 4, stride 2, padding 1, its passes split among `workers` threads */
+static conv_shape test_conv_shape(int transposed, int workers) {
+    conv_shape s = {.in_c = transposed ? 16 : 8, .in_h = transposed ? 5 : 10,
+                    .out_c = transposed ? 8 : 16, .out_h = transposed ? 10 : 5, .k = 4,
+                    .stride = 2, .pad = 1, .workers = workers};
+    s.in_w = s.in_h, s.out_w = s.out_h;
+    return s;
+}
+
 /* oneDNN's convolutions (the CPU's passes around its sgemm) against the CPU's: a Conv2d and a
  * ConvTranspose2d of the conv preset's kind on 9 samples, every output
  * within 1e-5 relative; the bias gradient the same pass. */
 static void check_conv_backend(int transposed) {
-    conv_shape s = {.in_c = transposed ? 16 : 8, .in_h = transposed ? 5 : 10,
-                    .out_c = transposed ? 8 : 16, .out_h = transposed ? 10 : 5, .k = 4,
-                    .stride = 2, .pad = 1};
-    s.in_w = s.in_h, s.out_w = s.out_h;
+    const conv_shape s = test_conv_shape(transposed, 1);
     enum { B = 9 };
     const size_t nx = (size_t)B * s.in_c * s.in_h * s.in_w, ny = (size_t)B * s.out_c * s.out_h * s.out_w;
     const size_t nw = (size_t)s.in_c * s.out_c * 16;
@@ -312,10 +319,7 @@ static void test_bf16_dense_layer(void) {
  * |w| |dy| for dx, |dy| |x| for dw), run by the fp32 ops. Two threads split the batch, so the
  * bf16 matmuls run side by side. */
 static void check_conv_bf16(int transposed) {
-    conv_shape s = {.in_c = transposed ? 16 : 8, .in_h = transposed ? 5 : 10,
-                    .out_c = transposed ? 8 : 16, .out_h = transposed ? 10 : 5, .k = 4,
-                    .stride = 2, .pad = 1, .workers = 2};
-    s.in_w = s.in_h, s.out_w = s.out_h;
+    const conv_shape s = test_conv_shape(transposed, 2);
     enum { B = 9 };
     const size_t nx = (size_t)B * s.in_c * s.in_h * s.in_w;
     const size_t ny = (size_t)B * s.out_c * s.out_h * s.out_w;

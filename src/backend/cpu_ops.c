@@ -4,9 +4,6 @@
 
 const vae_ops vae_cpu_ops = {
     .name = "cpu",
-    .linear_forward = op_linear_forward,
-    .linear_backward = op_linear_backward,
-    .conv2d_forward = op_conv2d_forward, .conv2d_backward = op_conv2d_backward,
-    .convt2d_forward = op_convt2d_forward, .convt2d_backward = op_convt2d_backward,
+    VAE_PRODUCT_OPS(),
     VAE_CPU_SHARED_OPS,
 };

@@ -53,6 +53,15 @@ typedef struct {
     void (*adam_step)(vae_adam *adam, float *params, float *grads);
 } vae_ops;
 
+/* The entries a host-memory backend brings, the ops with matrix products: the dense layers'
+ * and the convolutions' functions of ops/ops.h named with its suffix (none for the CPU's,
+ * _onednn, _bf16). For a backend's designated initializer. */
+#define VAE_PRODUCT_OPS(suffix)                                                                    \
+    .linear_forward = op_linear_forward##suffix, .linear_backward = op_linear_backward##suffix,   \
+    .conv2d_forward = op_conv2d_forward##suffix, .conv2d_backward = op_conv2d_backward##suffix,   \
+    .convt2d_forward = op_convt2d_forward##suffix,                                                 \
+    .convt2d_backward = op_convt2d_backward##suffix
+
 /* The entries of a table that are the CPU's own functions (ops/, loss/, optim/): every op
  * but the dense layers' and the convolutions', whose products each backend brings. For a
  * backend's designated initializer. */

@@ -72,8 +72,8 @@ typedef struct {
 /* One forward and backward of layer with ops on the scratch */
 static void run_layer(const vae_ops *ops, const vae_layer *layer, int batch,
                       const layer_scratch *s) {
-    conv_shape shape = layer->conv; /* split as a training workspace splits it */
-    shape.workers = vae_get_num_threads();
+    /* split as a training workspace splits it */
+    const conv_shape shape = vae_layer_conv(layer, vae_get_num_threads());
     if (layer->kind == LAYER_DENSE) {
         ops->linear_forward(s->b, s->a, s->w, s->w, batch, layer->in, layer->out, NULL);
         ops->linear_backward(s->c, s->g, s->g, s->b, s->a, s->w, batch, layer->in, layer->out,

@@ -65,6 +65,10 @@ size_t vae_model_file_tensors(vae_model *m, vae_adam *adam, vae_file_tensor *out
 /* Makes room for the standardization a file declares, before its values are read into it. */
 vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err);
 
+/* A conv layer's shape for passes split among at most `workers` threads (what a workspace's
+ * scratch was laid out for) */
+conv_shape vae_layer_conv(const vae_layer *layer, int workers);
+
 /* Floats of the convolutions' scratch for passes of `batch` rows split among at most `workers`
  * threads: the most any of m's conv layers needs (0 for an MLP). */
 size_t vae_model_cols_floats(const vae_model *model, int batch, int workers);

@@ -75,12 +75,17 @@ static size_t arena_row_floats(const vae_model *model, size_t *widest) {
     return per_sample + 5 * (size_t)model->cfg.latent_dim + 2 * *widest;
 }
 
+conv_shape vae_layer_conv(const vae_layer *layer, int workers) {
+    conv_shape shape = layer->conv;
+    shape.workers = workers;
+    return shape;
+}
+
 size_t vae_model_cols_floats(const vae_model *model, int batch, int workers) {
     size_t cols = 0;
     for (int l = 0; l < model->n_layers; l++) {
         const vae_layer *layer = &model->layers[l];
-        conv_shape shape = layer->conv;
-        shape.workers = workers;
+        const conv_shape shape = vae_layer_conv(layer, workers);
         size_t need = layer->kind == LAYER_DENSE
                           ? 0
                           : model->ops->conv_cols_size(&shape, batch, layer->kind == LAYER_CONVT);
@@ -194,13 +199,6 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
     return VAE_OK;
 }
 
-/* A conv layer's shape with the workers this workspace's scratch was laid out for */
-static conv_shape conv_of(const vae_layer *layer, const vae_workspace *ws) {
-    conv_shape shape = layer->conv;
-    shape.workers = ws->conv_workers;
-    return shape;
-}
-
 /* One layer forward: linear, then the activation unless the layer is a head or the output. */
 static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const float *in, int batch,
                           int activate) {
@@ -210,7 +208,7 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
                           batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
         return;
     }
-    const conv_shape shape = conv_of(layer, ws);
+    const conv_shape shape = vae_layer_conv(layer, ws->conv_workers);
     (layer->kind == LAYER_CONV ? m->ops->conv2d_forward : m->ops->convt2d_forward)(
         ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias, batch, &shape,
         ws->cols);
@@ -291,7 +289,7 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
                                m->params + layer->weight, batch, layer->in, layer->out,
                                l == lo ? accumulate : 0, 1);
         else { /* never at a point where gradients are accumulated: those are dense heads */
-            const conv_shape shape = conv_of(layer, ws);
+            const conv_shape shape = vae_layer_conv(layer, ws->conv_workers);
             (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
                 dx, G(m, ws) + layer->weight, G(m, ws) + layer->bias, grad, in,
                 m->params + layer->weight, batch, &shape, ws->cols);

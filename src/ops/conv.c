@@ -140,14 +140,18 @@ static int workers_allowed(const conv_shape *s, int batch) {
     return w < batch ? w : batch > 0 ? batch : 1;
 }
 
-/* Each of the workers a pass may use gets a chunk of the largest size any batch up to `batch`
- * can ask (min(batch, the cap)), and all but the first a share of the gradients: a workspace
- * made for a batch serves every smaller one. */
+/* A worker's scratch: a chunk of the largest size any batch up to `batch` can ask (min(batch,
+ * the cap)), so that a workspace made for a batch serves every smaller one */
+static size_t slot_floats(const conv_shape *s, int batch, int transposed) {
+    const int most = chunk_most(s, transposed);
+    return (size_t)(batch < most ? batch : most) * scratch_per_sample(s, transposed);
+}
+
+/* Each of the workers a pass may use gets a slot, and all but the first a share of the
+ * gradients. */
 size_t op_conv_cols_size(const conv_shape *s, int batch, int transposed) {
-    const int most = chunk_most(s, transposed), w = workers_allowed(s, batch);
-    const size_t chunk = (size_t)(batch < most ? batch : most);
-    return (size_t)w * chunk * scratch_per_sample(s, transposed) +
-           (size_t)(w - 1) * share_floats(s);
+    const int w = workers_allowed(s, batch);
+    return (size_t)w * slot_floats(s, batch, transposed) + (size_t)(w - 1) * share_floats(s);
 }
 
 /* The workers a pass runs: those allowed, no more than the threads, one inside a parallel
@@ -315,19 +319,22 @@ typedef struct {
 } conv_workers;
 
 static conv_workers workers_of(const conv_shape *s, int batch, int transposed, float *scratch) {
-    conv_workers w = {workers_now(s, batch), 0, NULL};
-    const int most = chunk_most(s, transposed);
-    w.slot = (size_t)(batch < most ? batch : most) * scratch_per_sample(s, transposed);
+    conv_workers w = {workers_now(s, batch), slot_floats(s, batch, transposed), NULL};
     w.shares = scratch + (size_t)w.n * w.slot;
     return w;
 }
 
 #define WORKER_LO(i, n, batch) ((int)((long)(batch) * (i) / (n)))
 
+/* Worker i's (i >= 1) share of the gradients: the weights', then the biases' */
+static float *share_at(const conv_workers *w, int i, const conv_shape *s) {
+    return w->shares + (size_t)(i - 1) * share_floats(s);
+}
+
 /* Worker i's gradient targets: the caller's for the first, a zeroed share for the others */
 static void share_of(const conv_workers *w, int i, const conv_shape *s, float **dw, float **db) {
     if (i == 0) return;
-    float *share = w->shares + (size_t)(i - 1) * share_floats(s);
+    float *share = share_at(w, i, s);
     memset(share, 0, sizeof(float) * share_floats(s));
     *dw = share, *db = share + share_floats(s) - (size_t)s->out_c;
 }
@@ -336,7 +343,7 @@ static void share_of(const conv_workers *w, int i, const conv_shape *s, float **
 static void add_shares(const conv_workers *w, const conv_shape *s, float *dw, float *db) {
     const size_t nw = share_floats(s) - (size_t)s->out_c;
     for (int i = 1; i < w->n; i++) {
-        const float *share = w->shares + (size_t)(i - 1) * share_floats(s);
+        const float *share = share_at(w, i, s);
 #pragma omp parallel for schedule(static) if (nw >= OP_PARALLEL_MIN)
         for (size_t j = 0; j < nw; j++) dw[j] += share[j];
         for (int c = 0; c < s->out_c; c++) db[c] += share[nw + c];

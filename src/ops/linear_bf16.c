@@ -111,19 +111,12 @@ static int matmul(float *c, const bf16 *a, int a_transposed, const bf16 *b, int 
 
 void op_linear_forward_bf16(float *y, const float *x, const float *w, const float *b, int batch,
                             int in, int out, const vae_activation *act) {
-    bf16 *xb = malloc(sizeof(bf16) * (size_t)batch * in), *wb = malloc(sizeof(bf16) * (size_t)out * in);
-    int bad = !xb || !wb;
-    if (!bad) {
-        to_bf16(xb, x, (size_t)batch * in), to_bf16(wb, w, (size_t)out * in);
-        bad = matmul(y, xb, 0, wb, 1, batch, in, out, 0, NULL); /* x W^T */
-    }
-    free(xb), free(wb);
-    /* no memory or oneDNN refused (its probe passed when bf16 was chosen): the fp32 product,
-     * exact where bf16 would have rounded, rather than no result */
-    if (bad) op_linear_forward_onednn(y, x, w, b, batch, in, out, act);
-    else op_bias_activation(y, b, batch, out, act);
+    op_gemm_bf16(0, 1, batch, out, in, x, in, w, in, 0.0f, y, out); /* x W^T */
+    op_bias_activation(y, b, batch, out, act);
 }
 
+/* Its own conversions rather than two op_gemm_bf16 calls: dy, an input of both products, is
+ * rounded once. */
 void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
                              const float *w, int batch, int in, int out, int accumulate_dx,
                              int accumulate_params) {
@@ -138,7 +131,7 @@ void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
               matmul(dw, dyb, 1, xb, 0, out, batch, in, accumulate_params, NULL);     /* dy^T x */
     }
     free(xb), free(wb), free(dyb);
-    if (bad) { /* as in forward; a failed product may have written only its own output */
+    if (bad) { /* as op_gemm_bf16 does; a failed product may have written only its own output */
         op_linear_backward_onednn(dx, dw, db, dy, x, w, batch, in, out, accumulate_dx,
                                   accumulate_params);
         return;
@@ -150,7 +143,7 @@ void op_gemm_bf16(int ta, int tb, int m, int n, int k, const float *a, int lda, 
                   int ldb, float beta, float *c, int ldc) {
     const size_t na = (size_t)m * k, nb = (size_t)k * n;
     bf16 *ab = malloc(sizeof(bf16) * na), *bb = malloc(sizeof(bf16) * nb);
-    /* the conv passes hand over whole matrices; a strided one is left to fp32 */
+    /* the layers and the conv passes hand over whole matrices; a strided one is left to fp32 */
     int bad = !ab || !bb || lda != (ta ? m : k) || ldb != (tb ? k : n) || ldc != n ||
               (beta != 0.0f && beta != 1.0f);
     if (!bad) {
@@ -158,7 +151,9 @@ void op_gemm_bf16(int ta, int tb, int m, int n, int k, const float *a, int lda, 
         bad = matmul(c, ab, ta, bb, tb, m, k, n, beta != 0.0f, NULL);
     }
     free(ab), free(bb);
-    if (bad) /* as in the layers: a product rather than none */
+    /* no memory or oneDNN refused (its probe passed when bf16 was chosen): the fp32 product,
+     * exact where bf16 would have rounded, rather than no result */
+    if (bad)
         dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
