@@ -82,5 +82,9 @@ void *vae_calloc_array(size_t count, size_t size);
 
 /* Seconds on the monotonic clock (for durations: epochs, evaluations, timing backends). */
 double vae_seconds_now(void);
+/* Subnormal floats read and made as zero on this thread until the returned state is restored
+ * (fpenv.c: they are ~100x slower to compute on x86); a no-op where the CPU has no such mode. */
+unsigned vae_flush_subnormals(void);
+void vae_restore_subnormals(unsigned before);
 
 #endif

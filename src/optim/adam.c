@@ -63,14 +63,20 @@ void vae_adam_step(vae_adam *a, float *params, float *grads) {
     const float step = a->opt.lr / c1, inv_sqrt_c2 = 1.0f / sqrtf(c2);
     float *restrict mom1 = a->m, *restrict mom2 = a->v;
     const long n = (long)a->n;
-#pragma omp parallel for simd schedule(static) if (n >= 65536)
-    for (long i = 0; i < n; i++) {
-        float g = grads[i];
-        grads[i] = 0.0f;
-        float m = mom1[i] = b1 * mom1[i] + (1.0f - b1) * g;
-        float v = mom2[i] = b2 * mom2[i] + (1.0f - b2) * g * g;
-        /* p -= lr * (m/c1) / (sqrt(v/c2) + eps), as PyTorch computes it */
-        params[i] -= step * m / (sqrtf(v) * inv_sqrt_c2 + eps);
+#pragma omp parallel if (n >= 65536)
+    {
+        /* the moments of weights whose gradient stays 0 decay into subnormals (fpenv.c) */
+        const unsigned fpenv = vae_flush_subnormals();
+#pragma omp for simd schedule(static)
+        for (long i = 0; i < n; i++) {
+            float g = grads[i];
+            grads[i] = 0.0f;
+            float m = mom1[i] = b1 * mom1[i] + (1.0f - b1) * g;
+            float v = mom2[i] = b2 * mom2[i] + (1.0f - b2) * g * g;
+            /* p -= lr * (m/c1) / (sqrt(v/c2) + eps), as PyTorch computes it */
+            params[i] -= step * m / (sqrtf(v) * inv_sqrt_c2 + eps);
+        }
+        vae_restore_subnormals(fpenv);
     }
 }
 
