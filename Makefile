@@ -31,7 +31,7 @@ NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 \
 ifeq ($(CUDA),1)
 BUILD   := build-cuda
 override CFLAGS += -DVAE_CUDA
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl \
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart_static -ldl \
            -lrt -lpthread -lstdc++
 endif
 
@@ -65,10 +65,16 @@ $(BUILD)/%.o: %.c include/vae.h $(wildcard src/*/*.h) $(BUILD)/.config | $(BUILD
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/src/cuda/%.o: src/cuda/%.cu src/cuda/kernels.cuh src/backend/gpu.h include/vae.h \
+# cuBLAS is not linked: the GPU backend opens it when a GPU context is made (its soname and
+# directory are compiled in; src/cuda/cublas_lib.cuh says why).
+CUBLAS_SONAME = $(shell objdump -p $(CUDA_HOME)/lib64/libcublas.so 2>/dev/null | \
+                  awk '$$1 == "SONAME" { print $$2 }')
+$(BUILD)/src/cuda/%.o: src/cuda/%.cu $(wildcard src/cuda/*.cuh) src/backend/gpu.h include/vae.h \
                       $(BUILD)/.config | $(BUILD)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -Xcompiler -fPIC,-Wall,-Wextra -Iinclude -Isrc -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -Xcompiler -fPIC,-Wall,-Wextra -Iinclude -Isrc \
+	    -DVAE_CUBLAS_SONAME='"$(or $(CUBLAS_SONAME),libcublas.so)"' \
+	    -DVAE_CUDA_LIBDIR='"$(CUDA_HOME)/lib64"' -c $< -o $@
 
 # The explorer's page (cli/explore/), compiled into the program as C strings.
 $(BUILD)/cli/explore_page.c: cli/explore/page.html cli/explore/page.css cli/explore/page.js \

@@ -8,6 +8,7 @@
  * row groups), so one step's gradients agree to float rounding of the sums, not bit for bit:
  * each tensor within 2e-5 of its largest gradient (fp32 sums of a few hundred terms carry about
  * 1e-6 relative error each; the bound leaves 20x for the terms' cancellation). */
+#include "backend/gpu.h"
 #include "check.h"
 #include "vae.h"
 
@@ -510,6 +511,23 @@ static void test_cuda_refusals_and_fallback(void) {
     CHECK(vae_device_parse("tpu", &d, NULL) == VAE_ERR_INVALID_ARGUMENT, "tpu refused");
 }
 
+/* cuBLAS is opened by the first GPU context, not at the program's start (a CPU run of this
+ * build kept ~200 MiB of it resident): not mapped before, and every function found when asked. */
+static int cublas_mapped(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024];
+    int found = 0;
+    while (f && fgets(line, sizeof line, f)) found |= strstr(line, "libcublas") != NULL;
+    if (f) fclose(f);
+    return found;
+}
+
+static void test_cublas_opened_on_demand(void) {
+    CHECK(!cublas_mapped(), "cuBLAS is mapped before any GPU context");
+    char msg[512] = "";
+    CHECK(vae_gpu_blas_probe(msg) == 0, "%s", msg);
+}
+
 #define RUN_GPU(test)                                                                              \
     do {                                                                                           \
         check_skipped = 0;                                                                         \
@@ -524,6 +542,7 @@ static void test_cuda_refusals_and_fallback(void) {
 int main(void) {
     have_gpu = vae_device_available(VAE_DEVICE_CUDA, gpu_info, sizeof gpu_info);
     printf("# GPU: %s\n", gpu_info);
+    RUN(test_cublas_opened_on_demand); /* first: before any GPU context opens it */
     RUN_GPU(test_cuda_gradients_each_likelihood);
     RUN_GPU(test_cuda_gradients_each_activation);
     RUN_GPU(test_cuda_gradients_objectives);

@@ -69,6 +69,10 @@ typedef struct vae_gpu vae_gpu;
 
 /* Non-zero when a CUDA device can be used; info gets its description or the reason not. */
 int vae_gpu_available(char *info, size_t info_size);
+/* 0 when cuBLAS opens and has every function the backend calls, GPU or not (it is opened at
+ * run time, by vae_gpu_create: src/cuda/cublas_lib.cuh); else non-zero, the reason in msg (512
+ * bytes). The library is closed again before this returns. */
+int vae_gpu_blas_probe(char *msg);
 
 /* Creates the device state for batches of at most max_rows rows and uploads the data sets
  * (test may be NULL). msg (512 bytes) gets the reason on failure; returns VAE_OK or a status. */

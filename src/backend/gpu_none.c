@@ -23,6 +23,11 @@ vae_status vae_gpu_create(vae_gpu **out, const vae_gpu_model *model, const vae_g
 
 void vae_gpu_free(vae_gpu *g) { (void)g; }
 
+int vae_gpu_blas_probe(char *msg) {
+    snprintf(msg, 512, "%s", NO_CUDA);
+    return -1;
+}
+
 static vae_status none(char *msg) {
     snprintf(msg, 512, "%s", NO_CUDA);
     return VAE_ERR_INTERNAL;

@@ -7,9 +7,9 @@
  * gemm(T, N, out, rows, in, W, x), dx = dy W is gemm(N, N, in, rows, out, W, dy) and
  * dW = dy^T x is gemm(N, T, in, out, rows, x, dy). */
 #include "backend/gpu.h"
+#include "cublas_lib.cuh"
 #include "kernels.cuh"
 
-#include <cublas_v2.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +28,7 @@ struct vae_gpu {
     vae_gpu_objective obj;
     int max_rows, widest;
     cudaStream_t stream;
+    cublas_lib api; /* cuBLAS, opened by vae_gpu_create */
     cublasHandle_t blas;
     void *buffers[MAX_BUFFERS];
     int n_buffers;
@@ -100,6 +101,13 @@ int vae_gpu_available(char *info, size_t info_size) {
                  p.multiProcessorCount, (double)p.totalGlobalMem / (1u << 30), runtime / 1000,
                  runtime % 1000 / 10);
     return 1;
+}
+
+int vae_gpu_blas_probe(char *msg) {
+    cublas_lib api;
+    if (cublas_lib_open(&api, msg)) return -1;
+    cublas_lib_close(&api);
+    return 0;
 }
 
 /* cudaMalloc'ed and remembered for vae_gpu_free */
@@ -229,7 +237,7 @@ static vae_status allocate(vae_gpu *g, const vae_dataset *train, const vae_datas
     vae_status s = dalloc(g, &workspace, BLAS_WORKSPACE, "cuBLAS's workspace", msg);
     if (s != VAE_OK) return s;
     /* a fixed workspace lets cuBLAS run inside graph capture without allocating */
-    if (cublasSetWorkspace(g->blas, workspace, BLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
+    if (g->api.set_workspace(g->blas, workspace, BLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
         snprintf(msg, MSG, "cuBLAS refused its workspace");
         return VAE_ERR_INTERNAL;
     }
@@ -264,12 +272,14 @@ vae_status vae_gpu_create(vae_gpu **out, const vae_gpu_model *model, const vae_g
         s = VAE_ERR_INVALID_ARGUMENT;
     } else if (e != cudaSuccess) {
         s = cuda_fail(msg, e, "creating a stream");
-    } else if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) {
+    } else if (cublas_lib_open(&g->api, msg)) {
+        s = VAE_ERR_OPEN;
+    } else if (g->api.create(&g->blas) != CUBLAS_STATUS_SUCCESS) {
         snprintf(msg, MSG, "cuBLAS could not start");
         s = VAE_ERR_INTERNAL;
     } else {
-        cublasSetStream(g->blas, g->stream);
-        cublasSetMathMode(g->blas, obj->precision == VAE_PRECISION_TF32
+        g->api.set_stream(g->blas, g->stream);
+        g->api.set_math_mode(g->blas, obj->precision == VAE_PRECISION_TF32
                                        ? CUBLAS_TF32_TENSOR_OP_MATH
                                        : CUBLAS_DEFAULT_MATH);
         s = allocate(g, train, test, msg);
@@ -288,7 +298,8 @@ void vae_gpu_free(vae_gpu *g) {
     for (int i = 0; i < 2; i++)
         if (g->graphs[i].exec) cudaGraphExecDestroy(g->graphs[i].exec);
     for (int i = 0; i < g->n_buffers; i++) cudaFree(g->buffers[i]);
-    if (g->blas) cublasDestroy(g->blas);
+    if (g->blas) g->api.destroy(g->blas);
+    cublas_lib_close(&g->api);
     if (g->stream) cudaStreamDestroy(g->stream);
     free(g->host_rows);
     free(g);
@@ -299,7 +310,8 @@ void vae_gpu_free(vae_gpu *g) {
 static void gemm(vae_gpu *g, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     const float one = 1.0f;
-    cublasStatus_t st = cublasSgemm(g->blas, ta, tb, m, n, k, &one, a, lda, b, ldb, &beta, c, ldc);
+    cublasStatus_t st =
+        g->api.sgemm(g->blas, ta, tb, m, n, k, &one, a, lda, b, ldb, &beta, c, ldc);
     if (st != CUBLAS_STATUS_SUCCESS && g->blas_status == CUBLAS_STATUS_SUCCESS) g->blas_status = st;
 }
 
@@ -309,8 +321,9 @@ static void gemm_heads(vae_gpu *g, cublasOperation_t ta, cublasOperation_t tb, i
                        int k, const float *a, int lda, long long stride_a, const float *b,
                        int ldb, long long stride_b, float *c, int ldc, long long stride_c) {
     const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t st = cublasSgemmStridedBatched(g->blas, ta, tb, m, n, k, &one, a, lda, stride_a,
-                                                  b, ldb, stride_b, &zero, c, ldc, stride_c, 2);
+    cublasStatus_t st = g->api.sgemm_strided_batched(g->blas, ta, tb, m, n, k, &one, a, lda,
+                                                     stride_a, b, ldb, stride_b, &zero, c, ldc,
+                                                     stride_c, 2);
     if (st != CUBLAS_STATUS_SUCCESS && g->blas_status == CUBLAS_STATUS_SUCCESS) g->blas_status = st;
 }
 
