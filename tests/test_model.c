@@ -193,11 +193,16 @@ static void test_training_learns_and_is_deterministic(void) {
     CHECK(w.epochs_seen == 8, "epochs %d", w.epochs_seen);
     CHECK(w.steps == 8 * 16, "steps %zu (the last short batch counts)", w.steps);
     CHECK(w.last < w.first - 0.5, "test loss fell from %g to %g", w.first, w.last);
-    opt.on_epoch = NULL, opt.progress = NULL;
+    /* evaluation batches smaller than the training batch run on the training workspace */
+    watch w2 = {0};
+    opt.progress = NULL, opt.user = &w2, opt.eval_batch_size = 20;
     CHECK(vae_train(b, train, test, &opt, &err) == VAE_OK, "%s", err.message);
     size_t bytes = vae_model_num_params(a) * sizeof(float);
     CHECK(memcmp(vae_model_params(a), vae_model_params(b), bytes) == 0,
           "same seed, same threads: bit-identical weights");
+    CHECK(fabs(w2.last - w.last) <= 1e-9 * fabs(w.last),
+          "the test loss does not depend on the evaluation batch: %.12g, %.12g", w.last, w2.last);
+    opt.on_epoch = NULL, opt.eval_batch_size = 64;
     opt.seed = 2;
     CHECK(vae_train(c, train, test, &opt, &err) == VAE_OK, "%s", err.message);
     CHECK(memcmp(vae_model_params(a), vae_model_params(c), bytes) != 0, "another seed differs");
