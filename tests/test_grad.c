@@ -2,6 +2,7 @@
  * each op alone, each activation, the loss terms, and the whole model for every activation. */
 #include "check.h"
 #include "loss/loss.h"
+#include "model/model_internal.h"
 #include "ops/ops.h"
 #include "ref_ops.h"
 #include "vae.h"
@@ -248,6 +249,40 @@ static const uint8_t LABELS[4] = {2, 0, 1, 2};
 static const uint8_t MASK[4 * 7] = {1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1,
                                     1, 0, 1, 1, 0, 1, 1, 1, 0, 1};
 
+/* A training pass's forward leaves the likelihood's gradient for the backward: the same loss
+ * and gradients, bit for bit, as the public forward and backward (in the model's grads, from
+ * `loss`); and a forward on other data in between drops it (its backward is that data's). */
+static void check_fused_forward(vae_model *m, vae_workspace *ws, const vae_batch *batch,
+                                const vae_objective *objective, const vae_loss *loss) {
+    const size_t n = vae_model_num_params(m), bytes = n * sizeof(float);
+    float *want = malloc(bytes);
+    memcpy(want, vae_model_grads(m), bytes);
+    vae_error err;
+    vae_loss fused = {0};
+    vae_model_zero_grads(m);
+    CHECK(vae_forward_for_backward(m, ws, batch, &fused, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_backward(m, ws, batch, objective, &err) == VAE_OK, "%s", err.message);
+    CHECK(fused.recon == loss->recon && fused.kl == loss->kl, "fused loss %.9g %.9g",
+          fused.recon, loss->recon);
+    CHECK(memcmp(want, vae_model_grads(m), bytes) == 0, "fused forward: other gradients");
+
+    const int dim = vae_model_config(m)->input_dim;
+    float *x2 = malloc(sizeof(float) * (size_t)batch->n * dim);
+    for (int i = 0; i < batch->n * dim; i++) x2[i] = batch->x[i] * 0.5f + 0.25f;
+    vae_batch other = *batch;
+    other.x = x2;
+    vae_model_zero_grads(m); /* the public pass on the other data */
+    CHECK(vae_forward(m, ws, &other, NULL, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_backward(m, ws, &other, objective, &err) == VAE_OK, "%s", err.message);
+    memcpy(want, vae_model_grads(m), bytes);
+    vae_model_zero_grads(m); /* fused on the batch, then a plain forward on the other data */
+    CHECK(vae_forward_for_backward(m, ws, batch, NULL, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_forward(m, ws, &other, NULL, &err) == VAE_OK, "%s", err.message);
+    CHECK(vae_backward(m, ws, &other, objective, &err) == VAE_OK, "%s", err.message);
+    CHECK(memcmp(want, vae_model_grads(m), bytes) == 0, "a later forward drops the fused gradient");
+    free(want), free(x2);
+}
+
 static void check_model_config(vae_config cfg, vae_objective objective) {
     const vae_activation act = cfg.activation;
     ref_labels = LABELS;
@@ -327,6 +362,7 @@ static void check_model_config(vae_config cfg, vae_objective objective) {
     }
     CHECK(skipped * 50 < n, "%zu of %zu parameters skipped at kinks", skipped, n);
     CHECK(max_abs(vae_model_grads(m), n) > 0, "gradients are all zero");
+    check_fused_forward(m, ws, &batch, &objective, &loss);
     ref_kl_weight = 1, ref_free_bits = 0, ref_mask = NULL;
     free(pd), free(num);
     vae_workspace_free(ws);

@@ -79,6 +79,12 @@ size_t vae_model_cols_floats(const vae_model *model, int batch, int workers);
 vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model, int max_batch,
                                     int conv_workers, vae_error *err);
 
+/* vae_forward for a training pass, whose vae_backward follows on the same workspace: the
+ * likelihood's gradient comes from the forward's own pass over the outputs (the same values the
+ * backward would compute, one exp per value fewer). Any other pass on ws in between drops it. */
+vae_status vae_forward_for_backward(const vae_model *m, vae_workspace *ws,
+                                    const vae_batch *batch, vae_loss *loss, vae_error *err);
+
 /* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
  * which is held to a few MiB whatever the batch). */
 size_t vae_workspace_row_bytes(const vae_model *model);

@@ -11,6 +11,8 @@ struct vae_workspace {
     int max_batch;
     int conv_workers;                 /* threads a convolution's pass may split its batch among */
     int last_batch;                   /* batch of the last forward, 0 before any */
+    int recon_grad_ready;             /* the last forward also left the likelihood's gradient
+                                         in grad_a (and d_dim_logvar): a training pass's */
     float *outputs[VAE_MAX_LAYERS];   /* (B, out) of each layer, after its activation */
     float *eps, *z;                   /* (B, L) */
     float *dmu, *dlogvar, *dz;        /* (B, L) */
@@ -247,8 +249,10 @@ static void decoder_forward(const vae_model *m, vae_workspace *ws, const float *
     layer_forward(m, ws, m->output_layer, in, batch, 0);
 }
 
-vae_status vae_forward(const vae_model *m, vae_workspace *ws, const vae_batch *batch,
-                       vae_loss *loss, vae_error *err) {
+/* The forward pass; with_grad: the likelihood's gradient too, from the same pass over the
+ * outputs (one exp per value instead of two), for the backward that follows. */
+static vae_status forward(const vae_model *m, vae_workspace *ws, const vae_batch *batch,
+                          vae_loss *loss, int with_grad, vae_error *err) {
     const int n = batch->n;
     VAE_TRY(check_pass(m, ws, n, n, batch->labels, "forward", err));
     size_t nz = (size_t)n * m->cfg.latent_dim;
@@ -257,16 +261,28 @@ vae_status vae_forward(const vae_model *m, vae_workspace *ws, const vae_batch *b
     memcpy(ws->eps, batch->eps, nz * sizeof *ws->eps);
     m->ops->reparam_forward(ws->z, mu, logvar, ws->eps, nz);
     decoder_forward(m, ws, ws->z, batch->labels, n);
-    m->ops->recon(&m->cfg, ws->recon, NULL, ws->outputs[m->output_layer], batch->x,
-             (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, NULL, 1.0f, NULL,
-             batch->mask);
+    m->ops->recon(&m->cfg, ws->recon, with_grad ? ws->grad_a : NULL,
+                  ws->outputs[m->output_layer], batch->x, (size_t)m->cfg.input_dim, n,
+                  m->params + m->dim_logvar, with_grad ? ws->d_dim_logvar : NULL,
+                  1.0f / (float)n, NULL, batch->mask);
     m->ops->kl_forward(ws->kl, mu, logvar, n, m->cfg.latent_dim);
     ws->last_batch = n;
+    ws->recon_grad_ready = with_grad;
     if (loss) {
         for (int b = 0; b < n; b++) loss->recon += ws->recon[b], loss->kl += ws->kl[b];
         loss->count += (size_t)n;
     }
     return VAE_OK;
+}
+
+vae_status vae_forward(const vae_model *m, vae_workspace *ws, const vae_batch *batch,
+                       vae_loss *loss, vae_error *err) {
+    return forward(m, ws, batch, loss, 0, err);
+}
+
+vae_status vae_forward_for_backward(const vae_model *m, vae_workspace *ws,
+                                    const vae_batch *batch, vae_loss *loss, vae_error *err) {
+    return forward(m, ws, batch, loss, 1, err);
 }
 
 /* Backward through layers hi..lo (descending). On entry grad_a holds dL/d(output of layer hi)
@@ -331,9 +347,11 @@ static void decoder_backward(vae_model *m, vae_workspace *ws, int rows) {
  * gradient of a per-value variance into its parameters. */
 static void recon_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch) {
     const int n = batch->n;
-    m->ops->recon(&m->cfg, NULL, ws->grad_a, ws->outputs[m->output_layer], batch->x,
-             (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, ws->d_dim_logvar,
-             1.0f / (float)n, NULL, batch->mask);
+    if (!ws->recon_grad_ready) /* else the forward computed it */
+        m->ops->recon(&m->cfg, NULL, ws->grad_a, ws->outputs[m->output_layer], batch->x,
+                      (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, ws->d_dim_logvar,
+                      1.0f / (float)n, NULL, batch->mask);
+    ws->recon_grad_ready = 0;
     if (m->has_dim_logvar)
         for (int d = 0; d < m->cfg.input_dim; d++)
             G(m, ws)[m->dim_logvar + d] += ws->d_dim_logvar[d];
@@ -464,7 +482,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     float *weight = ws->weight;
     double bound = iwae_weights(ws, n, k, log_w, weight);
     if (loss) loss->recon += bound, loss->count += (size_t)n;
-    ws->last_batch = 0; /* a backward now would mix passes */
+    ws->last_batch = 0, ws->recon_grad_ready = 0; /* a backward now would mix passes */
     if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
     /* the likelihood's weighted gradients -> the decoder -> dz over the B*K rows */
     m->ops->recon(&m->cfg, NULL, ws->grad_a, out, xk, (size_t)dim, rows,
@@ -485,7 +503,7 @@ vae_status vae_encode(const vae_model *m, vae_workspace *ws, const vae_batch *ba
     size_t nz = (size_t)n * m->cfg.latent_dim;
     if (mu) memcpy(mu, ws->outputs[m->mu_layer], nz * sizeof *mu);
     if (logvar) memcpy(logvar, ws->outputs[m->logvar_layer], nz * sizeof *logvar);
-    ws->last_batch = 0; /* a backward now would mix passes */
+    ws->last_batch = 0, ws->recon_grad_ready = 0; /* a backward now would mix passes */
     return VAE_OK;
 }
 
@@ -494,7 +512,7 @@ vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z,
     VAE_TRY(check_pass(m, ws, n, n, labels, "decode", err));
     decoder_forward(m, ws, z, labels, n);
     m->ops->decode_mean(&m->cfg, means, ws->outputs[m->output_layer], n);
-    ws->last_batch = 0;
+    ws->last_batch = 0, ws->recon_grad_ready = 0;
     return VAE_OK;
 }
 
@@ -506,7 +524,7 @@ vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float
     m->ops->recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, n,
              m->params + m->dim_logvar, NULL, 1.0f, NULL, mask);
     for (int b = 0; b < n; b++) log_px[b] = -log_px[b];
-    ws->last_batch = 0;
+    ws->last_batch = 0, ws->recon_grad_ready = 0;
     return VAE_OK;
 }
 

@@ -10,7 +10,7 @@
 vae_status vae_train_pass(vae_model *m, vae_workspace *ws, const vae_batch *rows, int k,
                           const vae_objective *objective, vae_loss *loss, vae_error *err) {
     if (k > 1) return vae_iwae_step(m, ws, rows, k, loss, err);
-    VAE_TRY(vae_forward(m, ws, rows, loss, err));
+    VAE_TRY(vae_forward_for_backward(m, ws, rows, loss, err));
     return vae_backward(m, ws, rows, objective, err);
 }
 
