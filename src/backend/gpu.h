@@ -71,7 +71,7 @@ typedef struct vae_gpu vae_gpu;
 int vae_gpu_available(char *info, size_t info_size);
 /* 0 when cuBLAS opens and has every function the backend calls, GPU or not (it is opened at
  * run time, by vae_gpu_create: src/cuda/cublas_lib.cuh); else non-zero, the reason in msg (512
- * bytes). The library is closed again before this returns. */
+ * bytes). Once opened, the library stays loaded (as after any GPU context). */
 int vae_gpu_blas_probe(char *msg);
 
 /* Creates the device state for batches of at most max_rows rows and uploads the data sets

@@ -23,10 +23,15 @@
         if (!lib->field) missing = SYMBOL_NAME(fn);                                                \
     } while (0)
 
+/* Once opened it stays (NODELETE): a later context finds it loaded instead of mapping and
+ * relocating 600 MB again, and no kernel it registered with the CUDA runtime is unloaded under
+ * it. */
+#define OPEN_FLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)
+
 int cublas_lib_open(cublas_lib *lib, char *msg) {
     memset(lib, 0, sizeof *lib);
-    lib->lib = dlopen(VAE_CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
-    if (!lib->lib) lib->lib = dlopen(VAE_CUDA_LIBDIR "/" VAE_CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+    lib->lib = dlopen(VAE_CUBLAS_SONAME, OPEN_FLAGS);
+    if (!lib->lib) lib->lib = dlopen(VAE_CUDA_LIBDIR "/" VAE_CUBLAS_SONAME, OPEN_FLAGS);
     if (!lib->lib) {
         const char *why = dlerror();
         snprintf(msg, MSG, "cuBLAS could not be opened (%s)", why ? why : VAE_CUBLAS_SONAME);

@@ -2,7 +2,8 @@
  * Linked, its two libraries (600 MB of code and tables) were mapped and relocated at every start
  * of vae, GPU or not: ~200 MiB resident for `vae --version` on a machine without a GPU, against
  * 9 MiB for the CPU build, and every CPU run of the CUDA build over issue 16's memory budget.
- * Each vae_gpu holds its own table (no global state; dlopen counts the opens). */
+ * Each vae_gpu holds its own table (no global state; dlopen counts the opens); the library
+ * stays loaded once a GPU context has opened it. */
 #ifndef VAE_CUBLAS_LIB_CUH
 #define VAE_CUBLAS_LIB_CUH
 
