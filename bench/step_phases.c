@@ -4,11 +4,13 @@
  * normal noise). Prints ms per step of each phase, its share, and the samples/s of the whole.
  *   step_phases [--preset NAME] [--batch B] [--threads T] [--backend openblas|onednn]
  *               [--bf16] [--seconds S] */
+#include "core/internal.h"
 #include "model/model_internal.h"
 #include "vae.h"
 
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +34,6 @@ typedef struct {
     int pool_rows, batch, dim, latent;
 } bench;
 
-/* The same finiteness pass as the training loop's (a separate pass over the gradients). */
-static int all_finite(const float *v, size_t n) {
-    float acc = 0.0f;
-    const long count = (long)n;
-#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (count >= 65536)
-    for (long i = 0; i < count; i++) acc += v[i] * 0.0f;
-    return acc == 0.0f;
-}
-
 static int step(bench *b, unsigned *seed, double *t) {
     vae_error err;
     double t0 = now();
@@ -60,7 +53,7 @@ static int step(bench *b, unsigned *seed, double *t) {
     double t2 = now();
     if (vae_backward(b->model, b->ws, &rows, NULL, &err) != VAE_OK) goto fail;
     double t3 = now();
-    if (!all_finite(vae_model_grads(b->model), vae_model_num_params(b->model))) return 1;
+    if (!vae_all_finite(vae_model_grads(b->model), vae_model_num_params(b->model))) return 1;
     double t4 = now();
     vae_adam_step(b->adam, vae_model_params(b->model), vae_model_grads(b->model));
     double t5 = now();

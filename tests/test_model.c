@@ -1,6 +1,7 @@
 /* test_model.c — configuration, the parameter table, initialization, randomness, the training
  * loop's promises (determinism, divergence, cancellation, learning) and PNG output. */
 #include "backend/ops_table.h"
+#include "core/internal.h"
 #include "check.h"
 #include "vae.h"
 
@@ -412,6 +413,28 @@ static void test_adam_no_subnormal_moments(void) {
     }
 }
 
+/* The gradient check before Adam (the exponent's bits): every Inf and NaN found wherever it
+ * lies, on one thread and split (65536+), and no finite value taken for one. */
+static void test_all_finite(void) {
+    const float bad[] = {INFINITY, -INFINITY, NAN, -NAN};
+    const float good[] = {FLT_MAX, -FLT_MAX, FLT_MIN / 4, -0.0f, 0.0f, 1.0f};
+    for (size_t n = 5; n <= 70000; n += 69995) {
+        float *v = malloc(n * sizeof *v);
+        for (size_t i = 0; i < n; i++) v[i] = good[i % 6];
+        CHECK(vae_all_finite(v, n), "n %zu: finite values refused", n);
+        const size_t places[3] = {0, n / 2, n - 1};
+        for (int k = 0; k < 4; k++)
+            for (int p = 0; p < 3; p++) {
+                const size_t i = places[p];
+                const float keep = v[i];
+                v[i] = bad[k];
+                CHECK(!vae_all_finite(v, n), "n %zu: %g at %zu missed", n, bad[k], i);
+                v[i] = keep;
+            }
+        free(v);
+    }
+}
+
 static void test_png_grid(void) {
     char path[] = "/tmp/vae-png-XXXXXX";
     int fd = mkstemp(path);
@@ -537,6 +560,7 @@ int main(void) {
     RUN(test_evaluate_and_encode);
     RUN(test_adam_first_step);
     RUN(test_adam_no_subnormal_moments);
+    RUN(test_all_finite);
     RUN(test_iwae_one_draw_narrow_layers);
     RUN(test_blas_core_choice);
     RUN(test_png_grid);

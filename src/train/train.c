@@ -6,6 +6,7 @@
 #include "train/workers.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 void vae_train_options_default(vae_train_options *opt) {
@@ -103,16 +104,6 @@ vae_status vae_eval_elbo(const vae_model *model, const vae_dataset *data, int ba
     free(eps);
     vae_workspace_free(ws);
     return s;
-}
-
-/* Non-zero when every value is finite: one vectorized pass, no branch per element. */
-VAE_SIMD_CLONES
-static int all_finite(const float *v, size_t n) {
-    float acc = 0.0f;
-    const long count = (long)n;
-#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (count >= 65536)
-    for (long i = 0; i < count; i++) acc += v[i] * 0.0f; /* NaN or Inf turns the sum NaN */
-    return acc == 0.0f;
 }
 
 /* One CPU training run: what it was given, what it derived, and its buffers. */
@@ -354,7 +345,7 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
     double loss = (step_loss->recon + step_loss->kl) / global_batch;
     /* a diverged step is not applied: the parameters stay those of the last good step */
     VAE_RETURN_IF(!isfinite(loss) ||
-                      !all_finite(vae_model_grads(t->model), vae_model_num_params(t->model)),
+                      !vae_all_finite(vae_model_grads(t->model), vae_model_num_params(t->model)),
                   err, VAE_ERR_DIVERGED,
                   "training diverged at step %llu (epoch %d, batch %zu): %s is not finite "
                   "(loss %g)", (unsigned long long)global_step + 1, epoch, step + 1,
