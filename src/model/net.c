@@ -12,7 +12,8 @@ struct vae_workspace {
     int conv_workers;                 /* threads a convolution's pass may split its batch among */
     int last_batch;                   /* batch of the last forward, 0 before any */
     int recon_grad_ready;             /* the last forward also left the likelihood's gradient
-                                         in grad_a (and d_dim_logvar): a training pass's */
+                                         in grad_a (and d_dim_logvar): a training pass's; a
+                                         pass that clears last_batch makes it moot */
     float *outputs[VAE_MAX_LAYERS];   /* (B, out) of each layer, after its activation */
     float *eps, *z;                   /* (B, L) */
     float *dmu, *dlogvar, *dz;        /* (B, L) */
@@ -482,7 +483,7 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     float *weight = ws->weight;
     double bound = iwae_weights(ws, n, k, log_w, weight);
     if (loss) loss->recon += bound, loss->count += (size_t)n;
-    ws->last_batch = 0, ws->recon_grad_ready = 0; /* a backward now would mix passes */
+    ws->last_batch = 0; /* a backward now would mix passes */
     if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
     /* the likelihood's weighted gradients -> the decoder -> dz over the B*K rows */
     m->ops->recon(&m->cfg, NULL, ws->grad_a, out, xk, (size_t)dim, rows,
@@ -503,7 +504,7 @@ vae_status vae_encode(const vae_model *m, vae_workspace *ws, const vae_batch *ba
     size_t nz = (size_t)n * m->cfg.latent_dim;
     if (mu) memcpy(mu, ws->outputs[m->mu_layer], nz * sizeof *mu);
     if (logvar) memcpy(logvar, ws->outputs[m->logvar_layer], nz * sizeof *logvar);
-    ws->last_batch = 0, ws->recon_grad_ready = 0; /* a backward now would mix passes */
+    ws->last_batch = 0; /* a backward now would mix passes */
     return VAE_OK;
 }
 
@@ -512,7 +513,7 @@ vae_status vae_decode(const vae_model *m, vae_workspace *ws, const float *z,
     VAE_TRY(check_pass(m, ws, n, n, labels, "decode", err));
     decoder_forward(m, ws, z, labels, n);
     m->ops->decode_mean(&m->cfg, means, ws->outputs[m->output_layer], n);
-    ws->last_batch = 0, ws->recon_grad_ready = 0;
+    ws->last_batch = 0;
     return VAE_OK;
 }
 
@@ -524,7 +525,7 @@ vae_status vae_log_likelihood(const vae_model *m, vae_workspace *ws, const float
     m->ops->recon(&m->cfg, log_px, NULL, ws->outputs[m->output_layer], x, x_stride, n,
              m->params + m->dim_logvar, NULL, 1.0f, NULL, mask);
     for (int b = 0; b < n; b++) log_px[b] = -log_px[b];
-    ws->last_batch = 0, ws->recon_grad_ready = 0;
+    ws->last_batch = 0;
     return VAE_OK;
 }
 

@@ -6,7 +6,6 @@
 #include "train/workers.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
 
 void vae_train_options_default(vae_train_options *opt) {
