@@ -2,10 +2,14 @@
  * precision: the batch gather, forward, backward, the gradients' finiteness check and Adam,
  * each timed over the same steps as `vae train` makes them (random inputs in [0,1], standard
  * normal noise). Prints ms per step of each phase, its share, and the samples/s of the whole.
+ * With --batch-threads the batch is split across the threads as `vae train --batch-threads on`
+ * does: "forward" is then the threads' slices (forward and the data's gradients), "backward"
+ * the parameters' gradients over the whole batch.
  *   step_phases [--preset NAME] [--batch B] [--threads T] [--backend openblas|onednn]
- *               [--bf16] [--seconds S] */
+ *               [--bf16] [--batch-threads] [--seconds S] */
 #include "core/internal.h"
 #include "model/model_internal.h"
+#include "train/workers.h"
 #include "vae.h"
 
 #include <getopt.h>
@@ -31,6 +35,7 @@ typedef struct {
     vae_adam *adam;
     float *pool, *x, *eps;
     int pool_rows, batch, dim, latent;
+    vae_workers workers; /* --batch-threads; none: the products split */
 } bench;
 
 static int step(bench *b, unsigned *seed, double *t) {
@@ -48,10 +53,16 @@ static int step(bench *b, unsigned *seed, double *t) {
     const vae_batch rows = {b->batch, b->x, b->eps, NULL, NULL};
     vae_loss loss = {0};
     /* as vae train's passes: the forward leaves the likelihood's gradient for the backward */
-    if (vae_forward_for_backward(b->model, b->ws, &rows, &loss, &err) != VAE_OK) goto fail;
+    vae_status s = b->workers.n
+                       ? vae_workers_slices(&b->workers, b->model, &rows, NULL, &loss, &err)
+                       : vae_forward_for_backward(b->model, b->ws, &rows, &loss, &err);
     double t2 = now();
-    if (vae_backward(b->model, b->ws, &rows, NULL, &err) != VAE_OK) goto fail;
+    if (s == VAE_OK)
+        s = b->workers.n ? vae_view_param_grads(b->model, b->ws, b->workers.view, b->workers.n,
+                                                &rows, 1, &err)
+                         : vae_backward(b->model, b->ws, &rows, NULL, &err);
     double t3 = now();
+    if (s != VAE_OK) goto fail;
     if (!vae_all_finite(vae_model_grads(b->model), vae_model_num_params(b->model))) return 1;
     double t4 = now();
     vae_adam_step(b->adam, vae_model_params(b->model), vae_model_grads(b->model));
@@ -64,7 +75,7 @@ fail:
     return 1;
 }
 
-static int setup(bench *b, const char *preset, vae_backend backend, int bf16) {
+static int setup(bench *b, const char *preset, vae_backend backend, int bf16, int split) {
     vae_config cfg;
     vae_error err;
     vae_adam_options ao;
@@ -74,7 +85,9 @@ static int setup(bench *b, const char *preset, vae_backend backend, int bf16) {
         vae_model_set_backend(b->model, backend, b->batch, NULL, &err) != VAE_OK ||
         (bf16 && vae_model_set_cpu_precision(b->model, VAE_PRECISION_BF16, &err) != VAE_OK) ||
         vae_workspace_create(&b->ws, b->model, b->batch, &err) != VAE_OK ||
-        vae_adam_create(&b->adam, vae_model_num_params(b->model), &ao, &err) != VAE_OK) {
+        vae_adam_create(&b->adam, vae_model_num_params(b->model), &ao, &err) != VAE_OK ||
+        (split && vae_workers_init(&b->workers, b->ws, b->batch, 1, vae_get_num_threads(),
+                                   &err) != VAE_OK)) {
         fprintf(stderr, "step_phases: %s\n", err.message);
         return 1;
     }
@@ -97,13 +110,13 @@ int main(int argc, char **argv) {
     const char *preset = "pytorch";
     bench b = {0};
     b.batch = 128;
-    int threads = 0, bf16 = 0;
+    int threads = 0, bf16 = 0, split = 0;
     vae_backend backend = VAE_BACKEND_OPENBLAS;
     double seconds = 2.0;
     static const struct option opts[] = {{"preset", 1, 0, 'p'},  {"batch", 1, 0, 'b'},
                                          {"threads", 1, 0, 't'}, {"backend", 1, 0, 'k'},
                                          {"bf16", 0, 0, 'f'},    {"seconds", 1, 0, 's'},
-                                         {0, 0, 0, 0}};
+                                         {"batch-threads", 0, 0, 'B'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "p:b:t:k:fs:", opts, NULL)) != -1) {
         if (c == 'p') preset = optarg;
@@ -113,11 +126,12 @@ int main(int argc, char **argv) {
                                                                : VAE_BACKEND_ONEDNN;
         else if (c == 'f') bf16 = 1;
         else if (c == 's') seconds = atof(optarg);
+        else if (c == 'B') split = 1;
         else return 64;
     }
     if (b.batch < 1) return 64;
     vae_set_num_threads(threads);
-    if (setup(&b, preset, backend, bf16)) return 1;
+    if (setup(&b, preset, backend, bf16, split)) return 1;
     unsigned seed = 7;
     double t[PHASES] = {0};
     for (int i = 0; i < 20; i++) /* warm-up: pages, kernels, caches */
@@ -131,8 +145,9 @@ int main(int argc, char **argv) {
     }
     double total = 0;
     for (int i = 0; i < PHASES; i++) total += t[i];
-    printf("preset %s batch %d threads %d backend %s%s: %.0f samples/s;", preset, b.batch,
+    printf("preset %s batch %d threads %d backend %s%s%s: %.0f samples/s;", preset, b.batch,
            threads, backend == VAE_BACKEND_ONEDNN ? "onednn" : "openblas", bf16 ? " bf16" : "",
+           b.workers.n ? " batch threads" : "",
            (double)steps * b.batch / total);
     for (int i = 0; i < PHASES; i++)
         printf(" %s %.3f ms (%.0f%%)", phase_names[i], 1e3 * t[i] / steps, 100 * t[i] / total);

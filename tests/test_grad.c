@@ -283,6 +283,54 @@ static void check_fused_forward(vae_model *m, vae_workspace *ws, const vae_batch
     free(want), free(x2);
 }
 
+/* Batch threads' views (model_internal.h): the batch cut into slices of one row, none and
+ * the rest, each run on a view of one whole workspace, then the parameters' gradients over the
+ * whole batch: the same loss and gradients as the public pass (in the model's grads on entry)
+ * within the products' rounding; views out of order or out of the whole refused. */
+static void check_views(vae_model *m, const vae_batch *batch, int iwae, int k,
+                        const vae_objective *objective, const vae_loss *loss) {
+    const size_t n = vae_model_num_params(m);
+    const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
+    float *got = calloc(n, sizeof(float));
+    vae_workspace *whole, *views[3];
+    vae_error err;
+    CHECK(vae_workspace_create(&whole, m, batch->n * k, &err) == VAE_OK, "%s", err.message);
+    vae_workspace_set_grads(whole, got);
+    const int cut[4] = {0, 1, 1, batch->n};
+    vae_loss sum = {0};
+    for (int i = 0; i < 3; i++) {
+        const int lo = cut[i], rows = cut[i + 1] - lo;
+        const vae_batch part = {rows, batch->x + (size_t)lo * dim,
+                                batch->eps + (size_t)lo * k * latent,
+                                batch->labels ? batch->labels + lo : NULL,
+                                batch->mask ? batch->mask + (size_t)lo * dim : NULL};
+        CHECK(vae_workspace_view(&views[i], whole, batch->n * k, &err) == VAE_OK &&
+                  vae_workspace_view_at(views[i], lo * k, rows * k, batch->n, &err) == VAE_OK,
+              "view %d: %s", i, err.message);
+        vae_status s = !rows ? VAE_OK
+                       : iwae  ? vae_iwae_step(m, views[i], &part, k, &sum, &err)
+                               : vae_forward_for_backward(m, views[i], &part, &sum, &err);
+        if (s == VAE_OK && rows && !iwae) s = vae_backward(m, views[i], &part, objective, &err);
+        CHECK(s == VAE_OK, "slice %d: %s", i, err.message);
+    }
+    vae_workspace *swapped[3] = {views[0], views[2], views[1]};
+    CHECK(vae_view_param_grads(m, whole, swapped, 3, batch, k, &err) == VAE_ERR_INVALID_ARGUMENT,
+          "views out of order refused");
+    CHECK(vae_workspace_view_at(views[2], 1, batch->n * k, batch->n, &err) ==
+              VAE_ERR_INVALID_ARGUMENT, "a view past its whole refused");
+    CHECK(vae_view_param_grads(m, whole, views, 3, batch, k, &err) == VAE_OK, "%s", err.message);
+    CHECK_CLOSE(sum.recon + sum.kl, loss->recon + loss->kl, 1e-6, 0, "the slices' loss");
+    const float *want = vae_model_grads(m);
+    const double scale = max_abs(want, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += fabs(got[i] - want[i]) > 1e-5 * fabs(want[i]) + 1e-6 * scale;
+    CHECK(bad == 0 && scale > 0, "%zu of %zu gradients of the views differ", bad, n);
+    for (int i = 0; i < 3; i++) vae_workspace_free(views[i]);
+    vae_workspace_free(whole);
+    free(got);
+}
+
 static void check_model_config(vae_config cfg, vae_objective objective) {
     const vae_activation act = cfg.activation;
     ref_labels = LABELS;
@@ -362,6 +410,7 @@ static void check_model_config(vae_config cfg, vae_objective objective) {
     }
     CHECK(skipped * 50 < n, "%zu of %zu parameters skipped at kinks", skipped, n);
     CHECK(max_abs(vae_model_grads(m), n) > 0, "gradients are all zero");
+    if (objective.free_bits == 0) check_views(m, &batch, 0, 1, &objective, &loss);
     check_fused_forward(m, ws, &batch, &objective, &loss);
     ref_kl_weight = 1, ref_free_bits = 0, ref_mask = NULL;
     free(pd), free(num);
@@ -484,6 +533,7 @@ static void check_iwae_cfg(vae_likelihood lik, int k, int classes, int missing) 
                    (size_t)info.rows * info.cols);
     }
     CHECK(skipped == 0, "tanh has no kinks: %zu skipped", skipped);
+    check_views(m, &batch, 1, k, NULL, &loss);
     ref_mask = NULL;
     free(pd), free(num), free(eps);
     vae_workspace_free(ws);
@@ -565,6 +615,7 @@ static void check_conv_model(vae_likelihood lik, vae_variance var) {
     vae_tensor_info w0 = vae_model_tensor(m, 0);
     CHECK(w0.ndims == 4 && w0.dims[0] == 3 && w0.dims[1] == 1 && w0.dims[2] == 4,
           "encoder.conv.0.weight is (3, 1, 4, 4): %d %d %d %d", w0.dims[0], w0.dims[1], w0.dims[2], w0.dims[3]);
+    check_views(m, &batch, 0, 1, NULL, &loss);
     free(pd), free(num);
     vae_workspace_free(ws);
     vae_model_free(m);

@@ -85,6 +85,26 @@ vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model,
 vae_status vae_forward_for_backward(const vae_model *m, vae_workspace *ws,
                                     const vae_batch *batch, vae_loss *loss, vae_error *err);
 
+/* Batch threads: a view runs a slice of a batch on rows of a whole workspace's buffers (each
+ * thread its own view, with scratch of its own for one thread's passes). Its training passes
+ * (vae_forward_for_backward and vae_backward, or vae_iwae_step) compute the data's gradients
+ * only, as means over the whole batch, and keep every layer's output gradient in the whole's
+ * buffers; vae_view_param_grads then computes the parameters' gradients from them, one
+ * product per layer over the whole batch on all threads, so that no thread needs a gradient
+ * buffer the model's size. The whole's first view adds a buffer of every layer's outputs to it
+ * (one value per output and row). max_rows: the most rows a view takes. */
+vae_status vae_workspace_view(vae_workspace **out, vae_workspace *whole, int max_rows,
+                              vae_error *err);
+/* Places a view at rows [first, first + rows) of its whole (the view's first pass after a
+ * placement starts anew) for a batch of mean_inputs inputs in all. */
+vae_status vae_workspace_view_at(vae_workspace *view, int first, int rows, int mean_inputs,
+                                 vae_error *err);
+/* After every view's pass of its slice of batch (n inputs of k draws each: the views, in
+ * order, hold its n*k rows from the first on): the parameters' gradients, added to the buffer
+ * of whole (vae_workspace_set_grads). */
+vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspace *const *views,
+                                int n_views, const vae_batch *batch, int k, vae_error *err);
+
 /* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
  * which is held to a few MiB whatever the batch). */
 size_t vae_workspace_row_bytes(const vae_model *model);

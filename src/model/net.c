@@ -37,6 +37,18 @@ struct vae_workspace {
     uint8_t *row_labels; /* (B): an IWAE pass's labels, each input's repeated for its draws */
     float *cols;         /* a convolution's im2col scratch, for a whole batch */
     uint8_t *mask_rows;  /* (B, D): an IWAE pass's masks, each input's repeated */
+    /* Batch threads (vae_workspace_view): a view runs a slice of a batch on rows of a whole
+     * workspace's buffers, with scratch of its own (cols, kl_scale, kl_mean, d_dim_logvar).
+     * Its backward computes the data's gradients only and keeps each layer's output gradient
+     * in dout, so that the parameters' gradients come from one product per layer over the
+     * whole batch (vae_view_param_grads) instead of a gradient buffer per thread. */
+    float *dout[VAE_MAX_LAYERS]; /* (B, out) per layer: a whole's (made with its first view)
+                                    or a view's rows of them; NULL elsewhere */
+    float *dout_arena;           /* a whole's: the memory behind dout */
+    vae_workspace *whole;        /* a view's whole workspace; NULL: not a view */
+    int first_row;               /* a view's first row in its whole */
+    int view_rows;               /* the most rows a view takes (its scratch's size) */
+    int mean_inputs;             /* a view's: the inputs its gradients are means over */
 };
 
 /* Rows of in (width w) into out, each followed, when mask_width > 0, by its mask (1 where no
@@ -168,14 +180,17 @@ vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model,
 
 void vae_workspace_free(vae_workspace *ws) {
     if (!ws) return;
+    free(ws->kl_scale), free(ws->kl_mean), free(ws->d_dim_logvar), free(ws->cols);
+    if (ws->whole) { /* a view: the rest is its whole's */
+        free(ws);
+        return;
+    }
     free(ws->arena);
     free(ws->recon);
     free(ws->kl);
-    free(ws->kl_scale);
-    free(ws->kl_mean);
-    free(ws->d_dim_logvar);
-    free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels), free(ws->cols);
+    free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels);
     free(ws->mask_rows);
+    free(ws->dout_arena);
     free(ws);
 }
 
@@ -183,6 +198,93 @@ void vae_workspace_free(vae_workspace *ws) {
 #define G(m, ws) ((ws)->grads ? (ws)->grads : (m)->grads)
 
 void vae_workspace_set_grads(vae_workspace *ws, float *grads) { ws->grads = grads; }
+
+/* The inputs a pass's gradients are means over: its own n, or a view's whole batch */
+static int mean_of(const vae_workspace *ws, int n) { return ws->whole ? ws->mean_inputs : n; }
+
+/* Where the likelihood's gradient goes: grad_a, or a view's kept output-layer gradient */
+static float *recon_grad(const vae_model *m, vae_workspace *ws) {
+    return ws->whole ? ws->dout[m->output_layer] : ws->grad_a;
+}
+
+/* A whole workspace's kept output gradients (not the heads', whose are dmu and dlogvar), made
+ * with its first view. */
+static vae_status whole_dout(vae_workspace *whole, vae_error *err) {
+    if (whole->dout_arena) return VAE_OK;
+    const vae_model *m = whole->model;
+    size_t per_row = 0, total;
+    for (int l = 0; l < m->n_layers; l++)
+        if (l != m->mu_layer && l != m->logvar_layer) per_row += (size_t)m->layers[l].out;
+    int overflow = __builtin_mul_overflow(per_row, (size_t)whole->max_batch, &total);
+    whole->dout_arena = overflow ? NULL : vae_calloc_array(total, sizeof(float));
+    VAE_RETURN_IF(!whole->dout_arena, err, VAE_ERR_NO_MEMORY,
+                  "out of memory for the layers' gradients of a batch of %d", whole->max_batch);
+    float *p = whole->dout_arena;
+    for (int l = 0; l < m->n_layers; l++) {
+        if (l == m->mu_layer || l == m->logvar_layer) continue;
+        whole->dout[l] = p;
+        p += (size_t)whole->max_batch * (size_t)m->layers[l].out;
+    }
+    return VAE_OK;
+}
+
+vae_status vae_workspace_view(vae_workspace **out, vae_workspace *whole, int max_rows,
+                              vae_error *err) {
+    *out = NULL;
+    VAE_RETURN_IF(whole->whole || max_rows < 1 || max_rows > whole->max_batch, err,
+                  VAE_ERR_INVALID_ARGUMENT, "a view of %d rows of a workspace of %d: not one",
+                  max_rows, whole->max_batch);
+    VAE_TRY(whole_dout(whole, err));
+    const vae_model *m = whole->model;
+    vae_workspace *v = calloc(1, sizeof *v);
+    VAE_RETURN_IF(!v, err, VAE_ERR_NO_MEMORY, "out of memory for a workspace view");
+    v->model = m, v->whole = whole, v->conv_workers = 1, v->view_rows = max_rows;
+    v->kl_scale = vae_calloc_array((size_t)m->cfg.latent_dim, sizeof(float));
+    v->kl_mean = vae_calloc_array((size_t)m->cfg.latent_dim, sizeof(double));
+    v->d_dim_logvar = vae_calloc_array((size_t)m->cfg.input_dim, sizeof(float));
+    const size_t cols = vae_model_cols_floats(m, max_rows, 1);
+    if (cols) v->cols = vae_calloc_array(cols, sizeof(float));
+    if (!v->kl_scale || !v->kl_mean || !v->d_dim_logvar || (cols && !v->cols)) {
+        vae_workspace_free(v);
+        return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace view");
+    }
+    *out = v;
+    return vae_workspace_view_at(v, 0, max_rows, max_rows, err);
+}
+
+vae_status vae_workspace_view_at(vae_workspace *v, int first, int rows, int mean_inputs,
+                                 vae_error *err) {
+    const vae_workspace *w = v->whole;
+    VAE_RETURN_IF(!w || first < 0 || rows < 0 || rows > v->view_rows ||
+                      first > w->max_batch - rows || mean_inputs < 1,
+                  err, VAE_ERR_INVALID_ARGUMENT,
+                  "rows %d..%d of a workspace of %d, for a view of at most %d: out of range",
+                  first + 1, first + rows, w ? w->max_batch : 0, v->view_rows);
+    const vae_model *m = v->model;
+    const size_t r = (size_t)first, latent = (size_t)m->cfg.latent_dim;
+    const size_t classes = (size_t)m->cfg.n_classes, dim = (size_t)m->cfg.input_dim;
+    const size_t enc_in = dim * (m->cfg.missing ? 2 : 1) + classes;
+    size_t widest;
+    arena_row_floats(m, &widest);
+    for (int l = 0; l < m->n_layers; l++) {
+        v->outputs[l] = w->outputs[l] + r * (size_t)m->layers[l].out;
+        v->dout[l] = w->dout[l] ? w->dout[l] + r * (size_t)m->layers[l].out : NULL;
+    }
+    v->eps = w->eps + r * latent, v->z = w->z + r * latent, v->dz = w->dz + r * latent;
+    v->dmu = w->dmu + r * latent, v->dlogvar = w->dlogvar + r * latent;
+    v->grad_a = w->grad_a + r * widest, v->grad_b = w->grad_b + r * widest;
+    v->recon = w->recon + r, v->kl = w->kl + r;
+    v->draws_x = v->grad_b, v->log_w = v->kl, v->weight = v->dlogvar;
+    v->xy = w->xy ? w->xy + r * enc_in : NULL;
+    v->zy = w->zy ? w->zy + r * (latent + classes) : NULL;
+    v->dzy = w->dzy ? w->dzy + r * (latent + classes) : NULL;
+    v->row_labels = w->row_labels ? w->row_labels + r : NULL;
+    v->mask_rows = w->mask_rows ? w->mask_rows + r * dim : NULL;
+    v->max_batch = rows, v->first_row = first, v->mean_inputs = mean_inputs;
+    v->last_batch = 0, v->recon_grad_ready = 0;
+    memset(v->d_dim_logvar, 0, dim * sizeof *v->d_dim_logvar); /* a view that runs no rows */
+    return VAE_OK;
+}
 
 /* A pass of `rows` rows (n for most, n*k for IWAE) on ws: the right workspace, a size it holds,
  * a label in range for every row of a conditional model. */
@@ -262,10 +364,10 @@ static vae_status forward(const vae_model *m, vae_workspace *ws, const vae_batch
     memcpy(ws->eps, batch->eps, nz * sizeof *ws->eps);
     m->ops->reparam_forward(ws->z, mu, logvar, ws->eps, nz);
     decoder_forward(m, ws, ws->z, batch->labels, n);
-    m->ops->recon(&m->cfg, ws->recon, with_grad ? ws->grad_a : NULL,
+    m->ops->recon(&m->cfg, ws->recon, with_grad ? recon_grad(m, ws) : NULL,
                   ws->outputs[m->output_layer], batch->x, (size_t)m->cfg.input_dim, n,
                   m->params + m->dim_logvar, with_grad ? ws->d_dim_logvar : NULL,
-                  1.0f / (float)n, NULL, batch->mask);
+                  1.0f / (float)mean_of(ws, n), NULL, batch->mask);
     m->ops->kl_forward(ws->kl, mu, logvar, n, m->cfg.latent_dim);
     ws->last_batch = n;
     ws->recon_grad_ready = with_grad;
@@ -286,30 +388,33 @@ vae_status vae_forward_for_backward(const vae_model *m, vae_workspace *ws,
     return forward(m, ws, batch, loss, 1, err);
 }
 
-/* Backward through layers hi..lo (descending). On entry grad_a holds dL/d(output of layer hi)
- * (before the output layer's absent activation when hi is the output layer). The gradient with
- * respect to the input of layer lo goes to dinput (NULL: not needed), accumulated if asked.
- * Parameter gradients are added (the optimizer clears them as it consumes them, so no GEMM
- * has to zero its output first). */
+/* Backward through layers hi..lo (descending). On entry grad_a (a view: dout[hi]) holds
+ * dL/d(output of layer hi) (before the output layer's absent activation when hi is the output
+ * layer). The gradient with respect to the input of layer lo goes to dinput (NULL: not needed),
+ * accumulated if asked. Parameter gradients are added (the optimizer clears them as it consumes
+ * them, so no GEMM has to zero its output first); a view leaves them to vae_view_param_grads
+ * and keeps each layer's output gradient in dout instead of two alternating buffers. */
 static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, const float *input,
                             float *dinput, int accumulate, int batch) {
-    float *grad = ws->grad_a, *spare = ws->grad_b;
+    const int view = ws->whole != NULL;
+    float *grad = view ? ws->dout[hi] : ws->grad_a, *spare = ws->grad_b;
     for (int l = hi; l >= lo; l--) {
         const vae_layer *layer = &m->layers[l];
         if (l != m->output_layer)
             m->ops->activation_backward(grad, ws->outputs[l], (size_t)batch * layer->out,
                                    m->cfg.activation);
         const float *in = l == lo ? input : ws->outputs[l - 1];
-        float *dx = l == lo ? dinput : spare;
+        float *dx = l == lo ? dinput : view ? ws->dout[l - 1] : spare;
+        float *dw = view ? NULL : G(m, ws) + layer->weight;
+        float *db = view ? NULL : G(m, ws) + layer->bias;
+        if (!dx && !dw) break; /* a view's first layer: its gradient is kept, nothing to pass on */
         if (layer->kind == LAYER_DENSE)
-            m->ops->linear_backward(dx, G(m, ws) + layer->weight, G(m, ws) + layer->bias, grad, in,
-                               m->params + layer->weight, batch, layer->in, layer->out,
-                               l == lo ? accumulate : 0, 1);
+            m->ops->linear_backward(dx, dw, db, grad, in, m->params + layer->weight, batch,
+                                    layer->in, layer->out, l == lo ? accumulate : 0, 1);
         else { /* never at a point where gradients are accumulated: those are dense heads */
             const conv_shape shape = vae_layer_conv(layer, ws->conv_workers);
             (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
-                dx, G(m, ws) + layer->weight, G(m, ws) + layer->bias, grad, in,
-                m->params + layer->weight, batch, &shape, ws->cols);
+                dx, dw, db, grad, in, m->params + layer->weight, batch, &shape, ws->cols);
         }
         spare = grad;
         grad = dx;
@@ -322,11 +427,14 @@ static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, in
     const int latent = m->cfg.latent_dim, last_hidden = m->mu_layer - 1;
     const float *h = ws->outputs[last_hidden];
     const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
-    m->ops->linear_backward(ws->grad_a, G(m, ws) + head_mu->weight, G(m, ws) + head_mu->bias, ws->dmu,
-                       h, m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
-    m->ops->linear_backward(ws->grad_a, G(m, ws) + head_lv->weight, G(m, ws) + head_lv->bias,
-                       ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in, latent, 1,
-                       1);
+    const int view = ws->whole != NULL; /* its heads' gradients: dmu, dlogvar, kept */
+    float *dh = view ? ws->dout[last_hidden] : ws->grad_a, *g = G(m, ws);
+    m->ops->linear_backward(dh, view ? NULL : g + head_mu->weight, view ? NULL : g + head_mu->bias,
+                            ws->dmu, h, m->params + head_mu->weight, batch, head_mu->in, latent,
+                            0, 1);
+    m->ops->linear_backward(dh, view ? NULL : g + head_lv->weight, view ? NULL : g + head_lv->bias,
+                            ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in,
+                            latent, 1, 1);
     layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes || m->cfg.missing ? ws->xy : x, NULL,
                     0, batch);
 }
@@ -349,18 +457,18 @@ static void decoder_backward(vae_model *m, vae_workspace *ws, int rows) {
 static void recon_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch) {
     const int n = batch->n;
     if (!ws->recon_grad_ready) /* else the forward computed it */
-        m->ops->recon(&m->cfg, NULL, ws->grad_a, ws->outputs[m->output_layer], batch->x,
+        m->ops->recon(&m->cfg, NULL, recon_grad(m, ws), ws->outputs[m->output_layer], batch->x,
                       (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, ws->d_dim_logvar,
-                      1.0f / (float)n, NULL, batch->mask);
+                      1.0f / (float)mean_of(ws, n), NULL, batch->mask);
     ws->recon_grad_ready = 0;
-    if (m->has_dim_logvar)
+    if (m->has_dim_logvar && !ws->whole) /* a view's stays in d_dim_logvar */
         for (int d = 0; d < m->cfg.input_dim; d++)
             G(m, ws)[m->dim_logvar + d] += ws->d_dim_logvar[d];
 }
 
 /* The KL gradient's weight per latent unit: kl_weight / n, 0 for a unit under its free bits. */
 static void kl_scales(const vae_model *m, vae_workspace *ws, int n, const vae_objective *o) {
-    const float scale = 1.0f / (float)n; /* the objective is the batch mean */
+    const float scale = 1.0f / (float)mean_of(ws, n); /* the objective is the batch mean */
     const int latent = m->cfg.latent_dim;
     for (int j = 0; j < latent; j++) ws->kl_scale[j] = o->kl_weight * scale;
     if (o->free_bits > 0.0f) {
@@ -382,6 +490,8 @@ vae_status vae_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch,
                   ws->last_batch);
     VAE_RETURN_IF(!(o->kl_weight >= 0.0f) || !(o->free_bits >= 0.0f), err,
                   VAE_ERR_INVALID_ARGUMENT, "the KL weight and free bits must be >= 0");
+    VAE_RETURN_IF(ws->whole && o->free_bits > 0.0f, err, VAE_ERR_INVALID_ARGUMENT,
+                  "free bits floor the whole batch's KL: not a slice's");
     kl_scales(m, ws, n, o);
     const size_t nz = (size_t)n * m->cfg.latent_dim;
     const float *mu = ws->outputs[m->mu_layer], *logvar = ws->outputs[m->logvar_layer];
@@ -431,7 +541,8 @@ static double iwae_weights(const vae_workspace *ws, int n, int k, double *log_w,
         double *lw = log_w + (size_t)b * k;
         for (int i = 0; i < k; i++) lw[i] -= ws->recon[(size_t)b * k + i];
         double lse = op_log_sum_exp(lw, (size_t)k);
-        for (int i = 0; i < k; i++) weight[(size_t)b * k + i] = (float)(exp(lw[i] - lse) / n);
+        for (int i = 0; i < k; i++)
+            weight[(size_t)b * k + i] = (float)(exp(lw[i] - lse) / mean_of(ws, n));
         bound += -(lse - log((double)k));
     }
     return bound;
@@ -457,7 +568,7 @@ static void iwae_latent_backward(const vae_model *m, vae_workspace *ws, int n, i
     }
     for (size_t ib = 0; ib < (size_t)n * latent; ib++) {
         ws->dmu[ib] = acc_mu[ib];
-        ws->dlogvar[ib] = acc_lv[ib] - 0.5f / (float)n;
+        ws->dlogvar[ib] = acc_lv[ib] - 0.5f / (float)mean_of(ws, n);
     }
 }
 
@@ -486,13 +597,71 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     ws->last_batch = 0; /* a backward now would mix passes */
     if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
     /* the likelihood's weighted gradients -> the decoder -> dz over the B*K rows */
-    m->ops->recon(&m->cfg, NULL, ws->grad_a, out, xk, (size_t)dim, rows,
+    m->ops->recon(&m->cfg, NULL, recon_grad(m, ws), out, xk, (size_t)dim, rows,
              m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
-    if (m->has_dim_logvar)
+    if (m->has_dim_logvar && !ws->whole) /* a view's stays in d_dim_logvar */
         for (int d = 0; d < dim; d++) G(m, ws)[m->dim_logvar + d] += ws->d_dim_logvar[d];
     decoder_backward(m, ws, rows);
     iwae_latent_backward(m, ws, n, k, weight);
     encoder_backward(m, ws, batch->x, n);
+    return VAE_OK;
+}
+
+/* The input of layer l on ws (a whole or a view), whose first layer read x */
+static const float *layer_input(const vae_model *m, const vae_workspace *ws, int l,
+                                const float *x) {
+    if (l == 0) return m->cfg.n_classes || m->cfg.missing ? ws->xy : x;
+    if (l == m->mu_layer || l == m->logvar_layer) return ws->outputs[m->mu_layer - 1];
+    if (l == m->first_decoder_layer) return m->cfg.n_classes ? ws->zy : ws->z;
+    return ws->outputs[l - 1];
+}
+
+/* The parameters' gradients of n inputs (k draws each) whose output gradients src keeps, added
+ * to target's buffer, with target's threads and scratch: one product per layer. */
+static void param_grads(vae_model *m, const vae_workspace *src, vae_workspace *target,
+                        const float *x, int n, int k) {
+    float *g = G(m, target);
+    for (int l = 0; l < m->n_layers; l++) {
+        const vae_layer *layer = &m->layers[l];
+        const int rows = l < m->first_decoder_layer ? n : n * k;
+        const float *dy = l == m->mu_layer       ? src->dmu
+                          : l == m->logvar_layer ? src->dlogvar
+                                                 : src->dout[l];
+        const float *in = layer_input(m, src, l, x), *w = m->params + layer->weight;
+        if (layer->kind == LAYER_DENSE) {
+            m->ops->linear_backward(NULL, g + layer->weight, g + layer->bias, dy, in, w, rows,
+                                    layer->in, layer->out, 0, 1);
+            continue;
+        }
+        const conv_shape shape = vae_layer_conv(layer, target->conv_workers);
+        (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
+            NULL, g + layer->weight, g + layer->bias, dy, in, w, rows, &shape, target->cols);
+    }
+}
+
+vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspace *const *views,
+                                int n_views, const vae_batch *batch, int k, vae_error *err) {
+    int next = 0; /* the row the next view must start at: the views tile the batch */
+    for (int i = 0; i < n_views; i++) {
+        VAE_RETURN_IF(views[i]->whole != whole || views[i]->first_row != next, err,
+                      VAE_ERR_INVALID_ARGUMENT, "view %d is not the next slice of the batch",
+                      i + 1);
+        next += views[i]->max_batch;
+    }
+    VAE_RETURN_IF(next != batch->n * k || k < 1, err, VAE_ERR_INVALID_ARGUMENT,
+                  "the views hold %d rows, the batch %d inputs of %d draws", next, batch->n, k);
+    if (k == 1) { /* the views' rows of every buffer tile the whole's: one product per layer */
+        param_grads(m, whole, whole, batch->x, batch->n, 1);
+    } else { /* a view's encoder rows lie among its decoder's: a product per view */
+        const size_t dim = (size_t)m->cfg.input_dim;
+        for (int i = 0; i < n_views; i++)
+            if (views[i]->max_batch)
+                param_grads(m, views[i], whole, batch->x + (size_t)views[i]->first_row / k * dim,
+                            views[i]->max_batch / k, k);
+    }
+    for (int i = 0; m->has_dim_logvar && i < n_views; i++)
+        for (int d = 0; d < m->cfg.input_dim; d++)
+            G(m, whole)[m->dim_logvar + d] += views[i]->d_dim_logvar[d];
     return VAE_OK;
 }
 

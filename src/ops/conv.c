@@ -257,11 +257,13 @@ static void conv2d_backward_range(gemm_fn gemm, float *dx, float *dw, float *db,
         const size_t ld = (size_t)nb * ohw;
         float *cols = scratch, *dym = scratch + (size_t)kk * ld;
         to_channel_major(dym, dy + (size_t)n0 * s->out_c * ohw, nb, s->out_c, ohw);
-        bias_grad(db, dym, s->out_c, ld);
-        im2col_batch(cols, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, s->in_h, s->in_w,
-                     s->out_h, s->out_w, s->k, s->stride, s->pad);
-        /* dW (out_c, kk) += dy (out_c, chunk*ohw) cols^T */
-        gemm(0, 1, s->out_c, kk, (int)ld, dym, (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        if (dw) {
+            bias_grad(db, dym, s->out_c, ld);
+            im2col_batch(cols, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, s->in_h, s->in_w,
+                         s->out_h, s->out_w, s->k, s->stride, s->pad);
+            /* dW (out_c, kk) += dy (out_c, chunk*ohw) cols^T */
+            gemm(0, 1, s->out_c, kk, (int)ld, dym, (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        }
         if (!dx) continue;
         /* dcols (kk, chunk*ohw) = W^T dy, over the columns, then back onto each image */
         gemm(1, 0, kk, (int)ld, s->out_c, w, kk, dym, (int)ld, 0.0f, cols, (int)ld);
@@ -297,12 +299,14 @@ static void convt2d_backward_range(gemm_fn gemm, float *dx, float *dw, float *db
         const size_t ld = (size_t)nb * ihw;
         float *cols = scratch, *xm = scratch + (size_t)kk * ld;
         const float *dyc = dy + (size_t)n0 * s->out_c * ohw;
-        bias_grad_batch_major(db, dyc, nb, s->out_c, ohw);
         im2col_batch(cols, dyc, nb, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w, s->k,
                      s->stride, s->pad);
-        to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
-        /* dW (in_c, kk) += x (in_c, chunk*ihw) cols^T */
-        gemm(0, 1, s->in_c, kk, (int)ld, xm, (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        if (dw) {
+            bias_grad_batch_major(db, dyc, nb, s->out_c, ohw);
+            to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
+            /* dW (in_c, kk) += x (in_c, chunk*ihw) cols^T */
+            gemm(0, 1, s->in_c, kk, (int)ld, xm, (int)ld, cols, (int)ld, 1.0f, dw, kk);
+        }
         if (!dx) continue;
         /* dx (in_c, chunk*ihw) = W cols, then back to (chunk, in_c, ihw) */
         gemm(0, 0, s->in_c, (int)ld, kk, w, kk, cols, (int)ld, 0.0f, xm, (int)ld);
@@ -367,12 +371,12 @@ static void conv_backward(gemm_fn gemm, int transposed, float *dx, float *dw, fl
 #pragma omp parallel for schedule(static, 1) num_threads(k.n) if (k.n > 1)
     for (int i = 0; i < k.n; i++) {
         float *dwi = dw, *dbi = db;
-        share_of(&k, i, s, &dwi, &dbi);
+        if (dw) share_of(&k, i, s, &dwi, &dbi);
         (transposed ? convt2d_backward_range : conv2d_backward_range)(
             gemm, dx, dwi, dbi, dy, x, w, WORKER_LO(i, k.n, batch),
             WORKER_LO(i + 1, k.n, batch), s, scratch + (size_t)i * k.slot);
     }
-    add_shares(&k, s, dw, db);
+    if (dw) add_shares(&k, s, dw, db);
 }
 
 /* The passes with OpenBLAS's products (the CPU backend's) and, in builds with oneDNN, with

@@ -29,6 +29,7 @@ void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, dy, out, w,
                     in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+    if (!dw) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, dy, out, x, in,
                 accumulate_params ? 1.0f : 0.0f, dw, in);
     op_column_sums(db, dy, batch, out, accumulate_params);

@@ -121,14 +121,16 @@ void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
                              const float *w, int batch, int in, int out, int accumulate_dx,
                              int accumulate_params) {
     const size_t nx = (size_t)batch * in, nw = (size_t)out * in, ny = (size_t)batch * out;
-    bf16 *xb = malloc(sizeof(bf16) * nx), *wb = dx ? malloc(sizeof(bf16) * nw) : NULL;
+    bf16 *xb = dw ? malloc(sizeof(bf16) * nx) : NULL, *wb = dx ? malloc(sizeof(bf16) * nw) : NULL;
     bf16 *dyb = malloc(sizeof(bf16) * ny);
-    int bad = !xb || !dyb || (dx && !wb);
+    int bad = (dw && !xb) || !dyb || (dx && !wb);
     if (!bad) {
-        to_bf16(xb, x, nx), to_bf16(dyb, dy, ny);
+        to_bf16(dyb, dy, ny);
+        if (dw) to_bf16(xb, x, nx);
         if (dx) to_bf16(wb, w, nw);
-        bad = (dx && matmul(dx, dyb, 0, wb, 0, batch, out, in, accumulate_dx, NULL)) || /* dy W */
-              matmul(dw, dyb, 1, xb, 0, out, batch, in, accumulate_params, NULL);     /* dy^T x */
+        /* dx = dy W, dw = dy^T x */
+        bad = (dx && matmul(dx, dyb, 0, wb, 0, batch, out, in, accumulate_dx, NULL)) ||
+              (dw && matmul(dw, dyb, 1, xb, 0, out, batch, in, accumulate_params, NULL));
     }
     free(xb), free(wb), free(dyb);
     if (bad) { /* as op_gemm_bf16 does; a failed product may have written only its own output */
@@ -136,7 +138,7 @@ void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
                                   accumulate_params);
         return;
     }
-    op_column_sums(db, dy, batch, out, accumulate_params);
+    if (dw) op_column_sums(db, dy, batch, out, accumulate_params);
 }
 
 void op_gemm_bf16(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,

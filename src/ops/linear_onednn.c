@@ -16,6 +16,7 @@ void op_linear_backward_onednn(float *dx, float *dw, float *db, const float *dy,
                                int accumulate_params) {
     if (dx) dnnl_sgemm('N', 'N', batch, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f,
                        dx, in);
+    if (!dw) return;
     dnnl_sgemm('T', 'N', out, in, batch, 1.0f, dy, out, x, in, accumulate_params ? 1.0f : 0.0f, dw,
                in);
     op_column_sums(db, dy, batch, out, accumulate_params);

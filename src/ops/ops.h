@@ -13,8 +13,9 @@
 /* y = act(x W^T + b)   x (B,in), W (out,in), b (out), y (B,out); act NULL: identity */
 void op_linear_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        int in, int out, const vae_activation *act);
-/* dx = dy W; dW = dy^T x; db = sum_B dy.   dx may be NULL when the input needs no gradient.
- * accumulate_dx / accumulate_params: add (+=) instead of writing. */
+/* dx = dy W; dW = dy^T x; db = sum_B dy.   dx may be NULL when the input needs no gradient,
+ * dw (and db) when the parameters' gradients are left for later (batch threads: one product
+ * over the whole batch). accumulate_dx / accumulate_params: add (+=) instead of writing. */
 void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int batch, int in, int out, int accumulate_dx,
                         int accumulate_params);
@@ -64,7 +65,7 @@ size_t op_conv_cols_size(const conv_shape *s, int batch, int transposed);
 /* Conv2d: y (B, out) = x (B, in) * w (out_c, in_c, k, k) + b (out_c). */
 void op_conv2d_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        const conv_shape *s, float *cols);
-/* dw, db accumulate; dx (may be NULL) is overwritten. */
+/* dw, db accumulate; dx (may be NULL) is overwritten; dw NULL: dx alone (db unused). */
 void op_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int batch, const conv_shape *s, float *cols);
 /* ConvTranspose2d with PyTorch's weight layout (in_c, out_c, k, k). */

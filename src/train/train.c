@@ -236,7 +236,7 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
 static vae_status workers_init(train_state *t, vae_error *err) {
     const int threads = t->opt->batch_threads ? vae_workers_threads(t->opt) : 0;
     if (!threads) return VAE_OK;
-    return vae_workers_init(&t->workers, t->model, t->opt->batch_size, t->k, threads, err);
+    return vae_workers_init(&t->workers, t->ws, t->opt->batch_size, t->k, threads, err);
 }
 
 /* The buffers of a CPU run and the optimizer (the one to resume, or a new one). */
@@ -334,7 +334,7 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
     const unsigned long long at = (unsigned long long)global_step + 1;
     if (batch > 0 && t->workers.n)
         VAE_FORWARD_IF_ERROR(vae_workers_pass(&t->workers, t->model, &rows, &objective,
-                                              vae_model_grads(t->model), step_loss, err),
+                                              step_loss, err),
                              err, "training step %llu", at);
     if (batch > 0 && !t->workers.n)
         VAE_FORWARD_IF_ERROR(

@@ -19,34 +19,24 @@ int vae_workers_threads(const vae_train_options *opt) {
     return threads < 2 || opt->free_bits > 0.0f || opt->device == VAE_DEVICE_CUDA ? 0 : threads;
 }
 
-vae_status vae_workers_init(vae_workers *w, const vae_model *m, int batch, int k, int threads,
+vae_status vae_workers_init(vae_workers *w, vae_workspace *whole, int batch, int k, int threads,
                             vae_error *err) {
     *w = (vae_workers){0};
     const int n = threads, slice = (batch + n - 1) / n;
-    w->ws = calloc((size_t)n, sizeof *w->ws);
-    w->grads = calloc((size_t)n, sizeof *w->grads);
+    w->view = calloc((size_t)n, sizeof *w->view);
     w->loss = calloc((size_t)n, sizeof *w->loss);
     w->status = calloc((size_t)n, sizeof *w->status);
     w->err = calloc((size_t)n, sizeof *w->err);
-    VAE_RETURN_IF(!w->ws || !w->grads || !w->loss || !w->status || !w->err, err,
-                  VAE_ERR_NO_MEMORY, "out of memory for %d batch threads", n);
-    w->n = n, w->k = k;
-    for (int i = 0; i < n; i++) {
-        VAE_TRY(vae_workspace_create_for(&w->ws[i], m, slice * k, 1, err)); /* one thread each */
-        if (i == 0) continue; /* the first slice's gradient goes straight to the pass's */
-        w->grads[i] = vae_calloc_array(vae_model_num_params(m), sizeof(float));
-        VAE_RETURN_IF(!w->grads[i], err, VAE_ERR_NO_MEMORY, "out of memory for batch threads");
-        vae_workspace_set_grads(w->ws[i], w->grads[i]);
-    }
+    VAE_RETURN_IF(!w->view || !w->loss || !w->status || !w->err, err, VAE_ERR_NO_MEMORY,
+                  "out of memory for %d batch threads", n);
+    w->n = n, w->k = k, w->whole = whole;
+    for (int i = 0; i < n; i++) VAE_TRY(vae_workspace_view(&w->view[i], whole, slice * k, err));
     return VAE_OK;
 }
 
 void vae_workers_free(vae_workers *w) {
-    for (int i = 0; i < w->n; i++) {
-        vae_workspace_free(w->ws[i]);
-        free(w->grads[i]);
-    }
-    free(w->ws), free(w->grads), free(w->loss), free(w->status), free(w->err);
+    for (int i = 0; i < w->n && w->view; i++) vae_workspace_free(w->view[i]);
+    free(w->view), free(w->loss), free(w->status), free(w->err);
     *w = (vae_workers){0};
 }
 
@@ -58,47 +48,19 @@ static vae_batch slice_of(const vae_batch *rows, int i, int workers, int k, int 
                        rows->mask ? rows->mask + (size_t)lo * dim : NULL};
 }
 
-/* grads = the slices' gradients weighted by their shares of n rows, each value summed in slice
- * order (the first slice's, already in grads, scaled in place). Block by block, every buffer
- * in turn, so that a block of grads stays in cache while the workers' blocks stream past: one
- * pass over memory, however many threads. */
-static void sum_slices(const vae_workers *w, float *grads, size_t params, int n) {
-    enum { BLOCK = 4096 };
-    const int workers = w->n;
-    const long blocks = (long)((params + BLOCK - 1) / BLOCK);
-#pragma omp parallel for schedule(static)
-    for (long b = 0; b < blocks; b++) {
-        const size_t lo = (size_t)b * BLOCK, hi = lo + BLOCK < params ? lo + BLOCK : params;
-        for (int i = 0; i < workers; i++) {
-            const float share = (float)(n * (i + 1) / workers - n * i / workers) / (float)n;
-            const float *gw = w->grads[i];
-            if (i == 0) {
-#pragma omp simd
-                for (size_t j = lo; j < hi; j++) grads[j] *= share;
-            } else {
-#pragma omp simd
-                for (size_t j = lo; j < hi; j++) grads[j] += share * gw[j];
-            }
-        }
-    }
-}
-
-vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
-                            const vae_objective *objective, float *grads, vae_loss *loss,
-                            vae_error *err) {
+vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *rows,
+                              const vae_objective *objective, vae_loss *loss, vae_error *err) {
     const int n = rows->n, workers = w->n, k = w->k;
     const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
-    const size_t params = vae_model_num_params(m);
-    vae_workspace_set_grads(w->ws[0], grads);
 #pragma omp parallel for schedule(static, 1) num_threads(workers)
     for (int i = 0; i < workers; i++) {
         const vae_batch part = slice_of(rows, i, workers, k, dim, latent);
         w->loss[i] = (vae_loss){0};
-        w->status[i] = VAE_OK;
-        memset(i ? w->grads[i] : grads, 0, params * sizeof(float));
-        if (part.n == 0) continue;
+        w->status[i] = vae_workspace_view_at(w->view[i], n * i / workers * k, part.n * k, n,
+                                             &w->err[i]);
+        if (part.n == 0 || w->status[i] != VAE_OK) continue;
         w->status[i] =
-            vae_train_pass(m, w->ws[i], &part, k, objective, &w->loss[i], &w->err[i]);
+            vae_train_pass(m, w->view[i], &part, k, objective, &w->loss[i], &w->err[i]);
     }
     for (int i = 0; i < workers; i++) {
         if (w->status[i] != VAE_OK) {
@@ -108,8 +70,13 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
         loss->recon += w->loss[i].recon, loss->kl += w->loss[i].kl;
         loss->count += w->loss[i].count;
     }
-    sum_slices(w, grads, params, n);
     return VAE_OK;
+}
+
+vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
+                            const vae_objective *objective, vae_loss *loss, vae_error *err) {
+    VAE_TRY(vae_workers_slices(w, m, rows, objective, loss, err));
+    return vae_view_param_grads(m, w->whole, w->view, w->n, rows, w->k, err);
 }
 
 /* How much faster batch threads must time to be chosen (best of three rounds each) */
@@ -117,18 +84,17 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
 
 
 /* Seconds of a pass each way (the best of three rounds after a warm-up, the two ways
- * alternating so that a change in the machine's load falls on both), into gradients of its
- * own: time[0] products split, time[1] batch split. */
+ * alternating so that a change in the machine's load falls on both), into ws's gradients:
+ * time[0] products split, time[1] batch split. */
 static vae_status time_both(vae_model *m, vae_workspace *ws, vae_workers *w, const vae_batch *rows,
-                            const vae_objective *objective, float *grads, double time[2],
-                            vae_error *err) {
+                            const vae_objective *objective, double time[2], vae_error *err) {
     time[0] = time[1] = 1e30;
     for (int round = 0; round < 4; round++) {
         vae_loss loss = {0};
         double t0 = vae_seconds_now();
         VAE_TRY(vae_train_pass(m, ws, rows, w->k, objective, &loss, err));
         double t1 = vae_seconds_now();
-        VAE_TRY(vae_workers_pass(w, m, rows, objective, grads, &loss, err));
+        VAE_TRY(vae_workers_pass(w, m, rows, objective, &loss, err));
         double t2 = vae_seconds_now();
         if (round == 0) continue; /* caches, page faults and JIT kernels */
         if (t1 - t0 < time[0]) time[0] = t1 - t0;
@@ -156,13 +122,13 @@ vae_status vae_train_batch_threads_auto(vae_model *m, const vae_train_options *o
     vae_status s = x && eps && grads && labels
                        ? vae_workspace_create(&ws, m, batch * k, err)
                        : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory to time batch threads");
-    if (s == VAE_OK) s = vae_workers_init(&w, m, batch, k, threads, err);
+    if (s == VAE_OK) s = vae_workers_init(&w, ws, batch, k, threads, err);
     if (s == VAE_OK) {
         vae_workspace_set_grads(ws, grads); /* the model's own gradients stay as they are */
         const vae_batch rows = {batch, x, eps, c->n_classes ? labels : NULL, NULL};
         const vae_objective objective = {opt->beta, opt->free_bits};
         double time[2];
-        s = time_both(m, ws, &w, &rows, &objective, grads, time, err);
+        s = time_both(m, ws, &w, &rows, &objective, time, err);
         /* batch threads only when clearly faster: within timing noise the default's split
          * is kept, so that close calls do not flip from run to run */
         if (s == VAE_OK) *batch_threads = time[1] < AUTO_MARGIN * time[0];

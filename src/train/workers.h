@@ -1,9 +1,10 @@
 /* workers.h — a training pass, and batch threads: a pass whose batch is split across threads,
  * each running forward and backward (or an IWAE step) on its slice with single-threaded
- * products into a gradient buffer of its own; the slices' gradients are then summed in slice
- * order. The
- * training loop (train.c) runs its steps on them when asked, and the choice between them and
- * threaded products (vae_train_batch_threads_auto) times both. */
+ * products, on a view of the run's workspace (model_internal.h); the parameters' gradients
+ * then come from one product per layer over the whole batch on all threads, so that threads
+ * need no gradient buffers of their own. The training loop (train.c) runs its steps on them
+ * when asked, and the choice between them and threaded products
+ * (vae_train_batch_threads_auto) times both. */
 #ifndef VAE_WORKERS_H
 #define VAE_WORKERS_H
 
@@ -11,9 +12,8 @@
 
 typedef struct {
     int n, k;              /* threads (0: none made), draws per input */
-    vae_workspace **ws;    /* one per thread, for a slice of the batch */
-    float **grads;         /* each thread's gradient buffer (the model's size), but the
-                              first's (NULL): it uses the pass's own */
+    vae_workspace *whole;  /* the run's workspace, for whole batches: the views' rows */
+    vae_workspace **view;  /* one per thread, for a slice of the batch */
     vae_loss *loss;        /* each slice's loss */
     vae_status *status;    /* each slice's outcome and error */
     vae_error *err;
@@ -28,17 +28,22 @@ vae_status vae_train_pass(vae_model *m, vae_workspace *ws, const vae_batch *rows
  * where they do not apply (fewer than two; free bits, a floor on the whole batch's KL; a GPU). */
 int vae_workers_threads(const vae_train_options *opt);
 
-/* threads workers for batches of up to `batch` inputs of k draws each; on failure *w holds
- * what was made, for vae_workers_free. */
-vae_status vae_workers_init(vae_workers *w, const vae_model *m, int batch, int k, int threads,
+/* threads workers for batches of up to `batch` inputs of k draws each, on whole (a workspace
+ * of batch * k rows, which it must outlive); on failure *w holds what was made, for
+ * vae_workers_free. */
+vae_status vae_workers_init(vae_workers *w, vae_workspace *whole, int batch, int k, int threads,
                             vae_error *err);
 void vae_workers_free(vae_workers *w);
 
-/* One pass over rows split across the workers: loss gets the slices' summed losses, grads
- * (the model's size) = the slices' mean gradients weighted by their shares, summed slice by
- * slice (the first slice's computed in grads itself: one buffer fewer). */
+/* One pass over rows split across the workers: loss gets the slices' summed losses, the
+ * whole's gradient buffer (vae_workspace_set_grads; the model's by default) the batch's mean
+ * gradient added, computed as the products' split does for the parameters, each thread's rows'
+ * data gradients on their own. */
 vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
-                            const vae_objective *objective, float *grads, vae_loss *loss,
-                            vae_error *err);
+                            const vae_objective *objective, vae_loss *loss, vae_error *err);
+/* Its two phases: each thread's slice (forward and the data's gradients), then
+ * vae_view_param_grads over w->view. */
+vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *rows,
+                              const vae_objective *objective, vae_loss *loss, vae_error *err);
 
 #endif
