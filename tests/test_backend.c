@@ -214,7 +214,8 @@ static void test_batch_threads(void) {
         CHECK(fabs(split - products) <= 1e-4 * fabs(products), "the same function: %.6f vs %.6f",
               split, products);
         CHECK(split == again && memcmp(a, b, sizeof a) == 0, "the same bits on a rerun");
-        /* the sums' order differs from the products' split: the weights show it was taken */
+        /* the slices' products (10 rows, not 20) round differently: the weights show the
+         * split was taken */
         CHECK(memcmp(a, c, sizeof a) != 0, "the batch was split (weights differ in the last bits)");
     }
     vae_set_num_threads(1);
