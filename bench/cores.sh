@@ -6,7 +6,8 @@
 # Prints the CPU, its features, its cores and vae's kernels, then one row per setting with
 # samples/s of the last epoch (vae: OpenBLAS, oneDNN, batch threads on OpenBLAS, and
 # --precision bf16 on oneDNN with the faster of its two splits; PyTorch in fp32 and under bf16
-# autocast), vae's best fp32 over PyTorch's fp32, vae's bf16 over PyTorch's bf16, vae's best of
+# autocast, with vae's OpenBLAS kernels, and on OpenBLAS the faster of with and without
+# OpenBLAS's own threads), vae's best fp32 over PyTorch's fp32, vae's bf16 over PyTorch's bf16, vae's best of
 # any column over PyTorch's best, what `--batch-threads auto` chose, and vae's peak memory (the
 # largest resident set of its runs in the row) against the budget of issue 16: the data's
 # floats + 64 MiB + 4 MiB per thread.
@@ -49,12 +50,31 @@ auto_choice() { # PRESET BATCH THREADS: what --batch-threads auto takes
         --batch-threads auto --epochs 1 \
         --no-test --out "$tmp/auto" --force 2>&1 | sed -n 's/.*the threads split \(each batch\|the products\).*/\1/p' | head -1
 }
-torch_rate() { # PRESET BATCH THREADS [--bf16]: samples/s of PyTorch's last epoch
+# PyTorch gets the OpenBLAS kernels vae uses: where its BLAS is OpenBLAS (Debian's PyTorch) and
+# OpenBLAS misreads the CPU, it would otherwise run SSE3 kernels that vae does not (the 2-core
+# machines: 11k samples/s on one thread against 21k with SkylakeX's); a no-op for one on MKL
+core=$("$build/vae" --version | sed -n 's/^kernels: \([A-Za-z0-9]*\).*/\1/p')
+torch_blas=$("$python" -c 'import torch, re
+m = re.search("BLAS_INFO=([a-z]*)", torch.__config__.show()); print(m.group(1) if m else "?")')
+echo "PyTorch's BLAS: $torch_blas; OpenBLAS kernels for both: ${core:-as detected}"
+torch_once() { # NAME=VALUE PRESET BATCH THREADS [--bf16]: one run's last-epoch samples/s,
+    # with NAME=VALUE in its environment
+    envs=$1 && shift
     script=$here/torch_vae.py
     [ "$1" = conv ] && script=$here/torch_conv_vae.py
     set -- "$script" --data "$data" --epochs "$epochs" --batch "$2" --threads "$3" \
         $([ "$1" = conv ] || echo --preset "$1") ${4:-}
-    "$python" "$@" | awk 'END { print $8 }'
+    env "$envs" ${core:+OPENBLAS_CORETYPE=$core} "$python" "$@" | awk 'END { print $8 }'
+}
+torch_rate() { # PRESET BATCH THREADS [--bf16]: samples/s of PyTorch's best setting: on
+    # OpenBLAS with threads, also with OpenBLAS's own threads off (PyTorch's OpenMP threads and
+    # OpenBLAS's fight: 2.6k samples/s at 2 threads on the 2-core machines)
+    r=$(torch_once VAE_BENCH=1 "$@")
+    if [ "$torch_blas" != mkl ] && [ "$3" -gt 1 ]; then
+        r2=$(torch_once OPENBLAS_NUM_THREADS=1 "$@")
+        r=$(awk -v a="$r" -v b="$r2" 'BEGIN { print (b > a ? b : a) }')
+    fi
+    echo "$r"
 }
 row() { # PRESET BATCH THREADS
     rm -f "$tmp/peaks"

@@ -2,7 +2,8 @@
 # kernels.sh — what bounds the many-core figures of bench/cores.sh on this machine: the matrix
 # products alone (gemm_limit: one step's products through cblas_sgemm, at each thread count),
 # the kernels oneDNN picks for vae's fp32 and bf16 products (its verbose log), bf16 with the AMX
-# tiles allowed, the MLP on all cores, and the conv preset by thread count against PyTorch.
+# tiles allowed, the MLP on all cores, the conv preset by thread count against PyTorch, and
+# where a step's time goes on all cores (step_phases) with and without batch threads.
 #   sh bench/kernels.sh [BUILD (build)] [EPOCHS (1)]    PYTHON, DATA as for cores.sh
 set -u
 build=${1:-build} epochs=${2:-1} data=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -60,3 +61,14 @@ for t in $(printf '%s\n' 4 8 "$cores" | sort -nu); do
         --threads "$t" | awk 'END { print $8 }')
     echo "conv, $t threads: $a / $b / $c"
 done
+echo "== where a step's time goes on all cores (step_phases, oneDNN; with batch threads the"
+echo "   'forward' is the threads' slices, the 'backward' the parameters' gradients)"
+if [ -x "$build/step_phases" ]; then
+    for b in 128 1024; do
+        for split in "" --batch-threads; do
+            "$build/step_phases" --batch "$b" --threads "$cores" --backend onednn $split
+        done
+    done
+else
+    echo "($build/step_phases not built: make $build/step_phases)"
+fi

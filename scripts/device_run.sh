@@ -4,7 +4,8 @@
 # compute-sanitizer with the CUDA bench (tests/cuda_check.sh), then the many-core CPU table
 # (bench/cores.sh, against the machine's PyTorch). Everything goes to $OUT (or device-out);
 # PARTS (default "cuda cores") picks which run (kernels: bench/kernels.sh, what bounds the
-# cores table), EPOCHS the cores table's epochs (1). Carry BUILD/gemm_limit for kernels.
+# cores table), EPOCHS the cores table's epochs (1). Carry BUILD/gemm_limit and
+# BUILD/step_phases for kernels.
 set -u
 build=${1:-build-cuda} dir=${2:-.dev}
 out=${OUT:-device-out}
