@@ -59,7 +59,7 @@ static int step(bench *b, unsigned *seed, double *t) {
     double t2 = now();
     if (s == VAE_OK)
         s = b->workers.n ? vae_view_param_grads(b->model, b->ws, b->workers.view, b->workers.n,
-                                                &rows, 1, &err)
+                                                &rows, b->workers.k, &err)
                          : vae_backward(b->model, b->ws, &rows, NULL, &err);
     double t3 = now();
     if (s != VAE_OK) goto fail;

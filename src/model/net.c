@@ -202,9 +202,20 @@ void vae_workspace_set_grads(vae_workspace *ws, float *grads) { ws->grads = grad
 /* The inputs a pass's gradients are means over: its own n, or a view's whole batch */
 static int mean_of(const vae_workspace *ws, int n) { return ws->whole ? ws->mean_inputs : n; }
 
-/* Where the likelihood's gradient goes: grad_a, or a view's kept output-layer gradient */
-static float *recon_grad(const vae_model *m, vae_workspace *ws) {
-    return ws->whole ? ws->dout[m->output_layer] : ws->grad_a;
+/* Where a backward that starts at layer l finds the gradient of l's output: grad_a, or a
+ * view's kept dout[l] */
+static float *entry_grad(vae_workspace *ws, int l) { return ws->whole ? ws->dout[l] : ws->grad_a; }
+
+/* Where backward adds the gradient of the parameters at offset: G, or NULL on a view, which
+ * leaves them to vae_view_param_grads */
+static float *param_grad(const vae_model *m, vae_workspace *ws, size_t offset) {
+    return ws->whole ? NULL : G(m, ws) + offset;
+}
+
+/* g += a pass's gradient of the per-value log-variances, where the model has them */
+static void add_dim_logvar_grad(const vae_model *m, float *g, const float *d_dim_logvar) {
+    if (!m->has_dim_logvar) return;
+    for (int d = 0; d < m->cfg.input_dim; d++) g[m->dim_logvar + d] += d_dim_logvar[d];
 }
 
 /* A whole workspace's kept output gradients (not the heads', whose are dmu and dlogvar), made
@@ -364,7 +375,7 @@ static vae_status forward(const vae_model *m, vae_workspace *ws, const vae_batch
     memcpy(ws->eps, batch->eps, nz * sizeof *ws->eps);
     m->ops->reparam_forward(ws->z, mu, logvar, ws->eps, nz);
     decoder_forward(m, ws, ws->z, batch->labels, n);
-    m->ops->recon(&m->cfg, ws->recon, with_grad ? recon_grad(m, ws) : NULL,
+    m->ops->recon(&m->cfg, ws->recon, with_grad ? entry_grad(ws, m->output_layer) : NULL,
                   ws->outputs[m->output_layer], batch->x, (size_t)m->cfg.input_dim, n,
                   m->params + m->dim_logvar, with_grad ? ws->d_dim_logvar : NULL,
                   1.0f / (float)mean_of(ws, n), NULL, batch->mask);
@@ -397,7 +408,7 @@ vae_status vae_forward_for_backward(const vae_model *m, vae_workspace *ws,
 static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, const float *input,
                             float *dinput, int accumulate, int batch) {
     const int view = ws->whole != NULL;
-    float *grad = view ? ws->dout[hi] : ws->grad_a, *spare = ws->grad_b;
+    float *grad = entry_grad(ws, hi), *spare = ws->grad_b;
     for (int l = hi; l >= lo; l--) {
         const vae_layer *layer = &m->layers[l];
         if (l != m->output_layer)
@@ -405,8 +416,7 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
                                    m->cfg.activation);
         const float *in = l == lo ? input : ws->outputs[l - 1];
         float *dx = l == lo ? dinput : view ? ws->dout[l - 1] : spare;
-        float *dw = view ? NULL : G(m, ws) + layer->weight;
-        float *db = view ? NULL : G(m, ws) + layer->bias;
+        float *dw = param_grad(m, ws, layer->weight), *db = param_grad(m, ws, layer->bias);
         if (!dx && !dw) break; /* a view's first layer: its gradient is kept, nothing to pass on */
         if (layer->kind == LAYER_DENSE)
             m->ops->linear_backward(dx, dw, db, grad, in, m->params + layer->weight, batch,
@@ -427,14 +437,13 @@ static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, in
     const int latent = m->cfg.latent_dim, last_hidden = m->mu_layer - 1;
     const float *h = ws->outputs[last_hidden];
     const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
-    const int view = ws->whole != NULL; /* its heads' gradients: dmu, dlogvar, kept */
-    float *dh = view ? ws->dout[last_hidden] : ws->grad_a, *g = G(m, ws);
-    m->ops->linear_backward(dh, view ? NULL : g + head_mu->weight, view ? NULL : g + head_mu->bias,
-                            ws->dmu, h, m->params + head_mu->weight, batch, head_mu->in, latent,
-                            0, 1);
-    m->ops->linear_backward(dh, view ? NULL : g + head_lv->weight, view ? NULL : g + head_lv->bias,
-                            ws->dlogvar, h, m->params + head_lv->weight, batch, head_lv->in,
-                            latent, 1, 1);
+    float *dh = entry_grad(ws, last_hidden); /* a view keeps its heads' dmu and dlogvar */
+    m->ops->linear_backward(dh, param_grad(m, ws, head_mu->weight),
+                            param_grad(m, ws, head_mu->bias), ws->dmu, h,
+                            m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
+    m->ops->linear_backward(dh, param_grad(m, ws, head_lv->weight),
+                            param_grad(m, ws, head_lv->bias), ws->dlogvar, h,
+                            m->params + head_lv->weight, batch, head_lv->in, latent, 1, 1);
     layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes || m->cfg.missing ? ws->xy : x, NULL,
                     0, batch);
 }
@@ -457,13 +466,12 @@ static void decoder_backward(vae_model *m, vae_workspace *ws, int rows) {
 static void recon_backward(vae_model *m, vae_workspace *ws, const vae_batch *batch) {
     const int n = batch->n;
     if (!ws->recon_grad_ready) /* else the forward computed it */
-        m->ops->recon(&m->cfg, NULL, recon_grad(m, ws), ws->outputs[m->output_layer], batch->x,
-                      (size_t)m->cfg.input_dim, n, m->params + m->dim_logvar, ws->d_dim_logvar,
-                      1.0f / (float)mean_of(ws, n), NULL, batch->mask);
+        m->ops->recon(&m->cfg, NULL, entry_grad(ws, m->output_layer),
+                      ws->outputs[m->output_layer], batch->x, (size_t)m->cfg.input_dim, n,
+                      m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f / (float)mean_of(ws, n),
+                      NULL, batch->mask);
     ws->recon_grad_ready = 0;
-    if (m->has_dim_logvar && !ws->whole) /* a view's stays in d_dim_logvar */
-        for (int d = 0; d < m->cfg.input_dim; d++)
-            G(m, ws)[m->dim_logvar + d] += ws->d_dim_logvar[d];
+    if (!ws->whole) add_dim_logvar_grad(m, G(m, ws), ws->d_dim_logvar); /* a view keeps it */
 }
 
 /* The KL gradient's weight per latent unit: kl_weight / n, 0 for a unit under its free bits. */
@@ -597,10 +605,9 @@ vae_status vae_iwae_step(vae_model *m, vae_workspace *ws, const vae_batch *batch
     ws->last_batch = 0; /* a backward now would mix passes */
     if (!isfinite(bound)) return VAE_OK; /* the caller sees the loss */
     /* the likelihood's weighted gradients -> the decoder -> dz over the B*K rows */
-    m->ops->recon(&m->cfg, NULL, recon_grad(m, ws), out, xk, (size_t)dim, rows,
+    m->ops->recon(&m->cfg, NULL, entry_grad(ws, m->output_layer), out, xk, (size_t)dim, rows,
              m->params + m->dim_logvar, ws->d_dim_logvar, 1.0f, weight, mk);
-    if (m->has_dim_logvar && !ws->whole) /* a view's stays in d_dim_logvar */
-        for (int d = 0; d < dim; d++) G(m, ws)[m->dim_logvar + d] += ws->d_dim_logvar[d];
+    if (!ws->whole) add_dim_logvar_grad(m, G(m, ws), ws->d_dim_logvar); /* a view keeps it */
     decoder_backward(m, ws, rows);
     iwae_latent_backward(m, ws, n, k, weight);
     encoder_backward(m, ws, batch->x, n);
@@ -659,9 +666,7 @@ vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspac
                 param_grads(m, views[i], whole, batch->x + (size_t)views[i]->first_row / k * dim,
                             views[i]->max_batch / k, k);
     }
-    for (int i = 0; m->has_dim_logvar && i < n_views; i++)
-        for (int d = 0; d < m->cfg.input_dim; d++)
-            G(m, whole)[m->dim_logvar + d] += views[i]->d_dim_logvar[d];
+    for (int i = 0; i < n_views; i++) add_dim_logvar_grad(m, G(m, whole), views[i]->d_dim_logvar);
     return VAE_OK;
 }
 
