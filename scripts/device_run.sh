@@ -4,8 +4,9 @@
 # compute-sanitizer with the CUDA bench (tests/cuda_check.sh), then the many-core CPU table
 # (bench/cores.sh, against the machine's PyTorch). Everything goes to $OUT (or device-out);
 # PARTS (default "cuda cores") picks which run (kernels: bench/kernels.sh, what bounds the
-# cores table), EPOCHS the cores table's epochs (1). Carry BUILD/gemm_limit and
-# BUILD/step_phases for kernels.
+# cores table; gputest: the GPU tests alone, cudabench: the CUDA bench alone, for a short
+# lease), EPOCHS the cores table's epochs (1), CUDA_EPOCHS the CUDA bench's (10). Carry
+# BUILD/gemm_limit and BUILD/step_phases for kernels.
 set -u
 build=${1:-build-cuda} dir=${2:-.dev}
 out=${OUT:-device-out}
@@ -17,7 +18,11 @@ status=0
 for part in ${PARTS:-cuda cores}; do
     t0=$(date +%s)
     case $part in
-    cuda) sh tests/cuda_check.sh "$build" "$out/cuda" "$dir/data" >"$out/cuda.txt" 2>&1 ;;
+    cuda) EPOCHS=${CUDA_EPOCHS:-10} sh tests/cuda_check.sh "$build" "$out/cuda" "$dir/data" \
+        >"$out/cuda.txt" 2>&1 ;;
+    gputest) "$build/tests/test_cuda" >"$out/gputest.txt" 2>&1 ;;
+    cudabench) sh bench/cuda.sh "$build" "$dir/data" "${CUDA_EPOCHS:-10}" >"$out/cudabench.txt" \
+        2>&1 ;;
     cores) DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}" >"$out/cores.txt" 2>&1 ;;
     kernels) DATA="$dir/data" sh bench/kernels.sh "$build" >"$out/kernels.txt" 2>&1 ;;
     *) echo "device_run: unknown part $part" >"$out/$part.txt"; false ;;

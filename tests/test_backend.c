@@ -1,8 +1,9 @@
 /* test_backend.c — the CPU backends on the ops table: oneDNN's dense layers against the CPU's
  * (forward values and every gradient within 1e-5 relative), training through each (the same
  * losses within 1e-4), naming and choosing them (AUTO keeps an available one and says which);
- * batch threads, and timing them against the products' split; bf16 products (--precision bf16)
- * within bf16's rounding of fp32's. */
+ * the dense layers' parameters' gradients in one pass on each table; batch threads, and timing
+ * them against the products' split; bf16 products (--precision bf16) within bf16's rounding of
+ * fp32's. */
 #include "backend/ops_table.h"
 #include "check.h"
 #include "vae.h"
@@ -61,6 +62,43 @@ static void test_dense_layer_matches(void) {
         CHECK(close_all(dw2, dw1, OUT * IN), "dw (accumulate %d)", accumulate);
         CHECK(memcmp(db2, db1, sizeof db1) == 0, "db: the same pass (accumulate %d)", accumulate);
     }
+}
+
+/* The dense layers' parameters' gradients in one pass (batch threads' second half): on every
+ * table, one and three threads, layers of odd widths (rows split in blocks of 16 and a rest)
+ * added to what dw and db hold, against each layer's own backward. */
+static void check_dense_param_grads(const vae_ops *ops) {
+    enum { B = 37, N = 3, MOST = 200 * 61 };
+    static const int ins[N] = {61, 5, 45}, outs[N] = {200, 3, 45};
+    static float x[N][B * 61], dy[N][B * 200], dw1[N][MOST], dw2[N][MOST];
+    float db1[N][200], db2[N][200];
+    op_dense_grad g[N];
+    for (int l = 0; l < N; l++) {
+        const int in = ins[l], out = outs[l];
+        fill(x[l], (size_t)B * in, 10 + l), fill(dy[l], (size_t)B * out, 20 + l);
+        fill(dw1[l], (size_t)out * in, 30 + l), fill(db1[l], (size_t)out, 40 + l);
+        ops->linear_backward(NULL, dw1[l], db1[l], dy[l], x[l], NULL, B, in, out, 0, 1);
+        g[l] = (op_dense_grad){dw2[l], db2[l], dy[l], x[l], B, in, out};
+    }
+    for (int threads = 1; threads <= 3; threads += 2) {
+        vae_set_num_threads(threads);
+        for (int l = 0; l < N; l++)
+            fill(dw2[l], (size_t)outs[l] * ins[l], 30 + l), fill(db2[l], (size_t)outs[l], 40 + l);
+        ops->dense_param_grads(g, N);
+        for (int l = 0; l < N; l++) {
+            CHECK(close_all(dw2[l], dw1[l], (size_t)outs[l] * ins[l]), "%s, %d threads: dw of "
+                  "layer %d", ops->name, threads, l);
+            CHECK(memcmp(db2[l], db1[l], sizeof(float) * outs[l]) == 0, "%s, %d threads: db of "
+                  "layer %d (the same sums in the same order)", ops->name, threads, l);
+        }
+    }
+    vae_set_num_threads(1);
+}
+
+static void test_dense_param_grads(void) {
+    check_dense_param_grads(&vae_cpu_ops);
+    if (vae_onednn_ops) check_dense_param_grads(vae_onednn_ops);
+    if (vae_onednn_bf16_ops) check_dense_param_grads(vae_onednn_bf16_ops);
 }
 
 /* A Conv2d (8 -> 16 channels, 10x10 -> 5x5) or ConvTranspose2d (its mirror) of the conv
@@ -412,6 +450,7 @@ int main(void) {
     vae_set_num_threads(1);
     RUN(test_names);
     RUN(test_dense_layer_matches);
+    RUN(test_dense_param_grads);
     RUN(test_conv_matches);
     RUN(test_bf16_conv);
     RUN(test_training_agrees);

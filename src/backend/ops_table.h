@@ -19,6 +19,8 @@ typedef struct {
     void (*linear_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,
                             const float *w, int batch, int in, int out, int accumulate_dx,
                             int accumulate_params);
+    /* the dense layers' parameters' gradients over a whole batch at once (batch threads) */
+    void (*dense_param_grads)(const op_dense_grad *g, int n);
     void (*activation_forward)(float *y, size_t n, vae_activation act);
     void (*activation_backward)(float *dy, const float *y, size_t n, vae_activation act);
     /* convolutions (Conv2d) and transposed convolutions (ConvTranspose2d), NCHW */
@@ -58,6 +60,7 @@ typedef struct {
  * _onednn, _bf16). For a backend's designated initializer. */
 #define VAE_PRODUCT_OPS(suffix)                                                                    \
     .linear_forward = op_linear_forward##suffix, .linear_backward = op_linear_backward##suffix,   \
+    .dense_param_grads = op_dense_param_grads##suffix,                                             \
     .conv2d_forward = op_conv2d_forward##suffix, .conv2d_backward = op_conv2d_backward##suffix,   \
     .convt2d_forward = op_convt2d_forward##suffix,                                                 \
     .convt2d_backward = op_convt2d_backward##suffix

@@ -624,9 +624,13 @@ static const float *layer_input(const vae_model *m, const vae_workspace *ws, int
 }
 
 /* The parameters' gradients of n inputs (k draws each) whose output gradients src keeps, added
- * to target's buffer, with target's threads and scratch: one product per layer. */
+ * to target's buffer, with target's threads and scratch: the dense layers' in one pass of the
+ * backend's (a product per block of rows on each thread), each convolution's one product. */
 static void param_grads(vae_model *m, const vae_workspace *src, vae_workspace *target,
                         const float *x, int n, int k) {
+    enum { DENSE_MAX = 32 }; /* the layers one pass takes (the MLP presets have 5) */
+    op_dense_grad dense[DENSE_MAX];
+    int n_dense = 0;
     float *g = G(m, target);
     for (int l = 0; l < m->n_layers; l++) {
         const vae_layer *layer = &m->layers[l];
@@ -636,14 +640,16 @@ static void param_grads(vae_model *m, const vae_workspace *src, vae_workspace *t
                                                  : src->dout[l];
         const float *in = layer_input(m, src, l, x), *w = m->params + layer->weight;
         if (layer->kind == LAYER_DENSE) {
-            m->ops->linear_backward(NULL, g + layer->weight, g + layer->bias, dy, in, w, rows,
-                                    layer->in, layer->out, 0, 1);
+            dense[n_dense++] = (op_dense_grad){g + layer->weight, g + layer->bias, dy, in, rows,
+                                               layer->in, layer->out};
+            if (n_dense == DENSE_MAX) m->ops->dense_param_grads(dense, n_dense), n_dense = 0;
             continue;
         }
         const conv_shape shape = vae_layer_conv(layer, target->conv_workers);
         (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
             NULL, g + layer->weight, g + layer->bias, dy, in, w, rows, &shape, target->cols);
     }
+    m->ops->dense_param_grads(dense, n_dense);
 }
 
 vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspace *const *views,

@@ -3,10 +3,6 @@
  * sgemm, as the backend says) per chunk of the batch. */
 #include "ops/ops.h"
 
-#include <cblas.h>
-#ifdef VAE_ONEDNN
-#include <dnnl.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -216,31 +212,13 @@ static void bias_grad_batch_major(float *db, const float *v, int batch, int c, s
         for (int n = 0; n < batch; n++) db[ch] += sum_of(v + ((size_t)n * c + ch) * hw, hw);
 }
 
-/* c (m, n) = a (m, k; stored transposed when ta) b (k, n; transposed when tb) + beta c, all
- * row-major: the products of a pass, from the backend's library */
-typedef void (*gemm_fn)(int ta, int tb, int m, int n, int k, const float *a, int lda,
-                        const float *b, int ldb, float beta, float *c, int ldc);
-
-static void gemm_openblas(int ta, int tb, int m, int n, int k, const float *a, int lda,
-                          const float *b, int ldb, float beta, float *c, int ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-}
-
-#ifdef VAE_ONEDNN
-static void gemm_onednn(int ta, int tb, int m, int n, int k, const float *a, int lda,
-                        const float *b, int ldb, float beta, float *c, int ldc) {
-    dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-}
-#endif
-
 /* The chunks [n0, n0 + nb) of the samples [lo, hi), in order */
 #define FOR_EACH_CHUNK(s, lo, hi, transposed, n0, nb)                                              \
     for (int n0 = lo, chunk_ = chunk_of(s, hi - lo, transposed),                                   \
              nb = chunk_ < hi - lo ? chunk_ : hi - lo;                                             \
          n0 < hi; n0 += nb, nb = hi - n0 < chunk_ ? hi - n0 : chunk_)
 
-static void conv2d_forward_range(gemm_fn gemm, float *y, const float *x, const float *w,
+static void conv2d_forward_range(op_gemm_fn gemm, float *y, const float *x, const float *w,
                                  const float *b, int lo, int hi, const conv_shape *s,
                                  float *scratch) {
     const int kk = s->in_c * s->k * s->k;
@@ -255,7 +233,7 @@ static void conv2d_forward_range(gemm_fn gemm, float *y, const float *x, const f
     }
 }
 
-static void conv2d_backward_range(gemm_fn gemm, float *dx, float *dw, float *db, const float *dy,
+static void conv2d_backward_range(op_gemm_fn gemm, float *dx, float *dw, float *db, const float *dy,
                                   const float *x, const float *w, int lo, int hi,
                                   const conv_shape *s, float *scratch) {
     const int kk = s->in_c * s->k * s->k;
@@ -281,7 +259,7 @@ static void conv2d_backward_range(gemm_fn gemm, float *dx, float *dw, float *db,
 
 /* A transposed convolution is the adjoint of the convolution from its output back to its
  * input: weight (in_c, out_c, k, k) read as (in_c, out_c*k*k). */
-static void convt2d_forward_range(gemm_fn gemm, float *y, const float *x, const float *w,
+static void convt2d_forward_range(op_gemm_fn gemm, float *y, const float *x, const float *w,
                                   const float *b, int lo, int hi, const conv_shape *s,
                                   float *scratch) {
     const int kk = s->out_c * s->k * s->k;
@@ -297,7 +275,7 @@ static void convt2d_forward_range(gemm_fn gemm, float *y, const float *x, const 
     }
 }
 
-static void convt2d_backward_range(gemm_fn gemm, float *dx, float *dw, float *db,
+static void convt2d_backward_range(op_gemm_fn gemm, float *dx, float *dw, float *db,
                                    const float *dy, const float *x, const float *w, int lo,
                                    int hi, const conv_shape *s, float *scratch) {
     const int kk = s->out_c * s->k * s->k;
@@ -361,7 +339,7 @@ static void add_shares(const conv_workers *w, const conv_shape *s, float *dw, fl
     }
 }
 
-static void conv_forward(gemm_fn gemm, int transposed, float *y, const float *x, const float *w,
+static void conv_forward(op_gemm_fn gemm, int transposed, float *y, const float *x, const float *w,
                          const float *b, int batch, const conv_shape *s, float *scratch) {
     const conv_workers k = workers_of(s, batch, transposed, scratch);
 #pragma omp parallel for schedule(static, 1) num_threads(k.n) if (k.n > 1)
@@ -371,7 +349,7 @@ static void conv_forward(gemm_fn gemm, int transposed, float *y, const float *x,
             scratch + (size_t)i * k.slot);
 }
 
-static void conv_backward(gemm_fn gemm, int transposed, float *dx, float *dw, float *db,
+static void conv_backward(op_gemm_fn gemm, int transposed, float *dx, float *dw, float *db,
                           const float *dy, const float *x, const float *w, int batch,
                           const conv_shape *s, float *scratch) {
     const conv_workers k = workers_of(s, batch, transposed, scratch);
@@ -409,8 +387,8 @@ static void conv_backward(gemm_fn gemm, int transposed, float *dx, float *dw, fl
         conv_backward(gemm, 1, dx, dw, db, dy, x, w, batch, s, cols);                             \
     }
 
-CONV_OPS(, gemm_openblas)
+CONV_OPS(, op_gemm)
 #ifdef VAE_ONEDNN
-CONV_OPS(_onednn, gemm_onednn)
+CONV_OPS(_onednn, op_gemm_onednn)
 CONV_OPS(_bf16, op_gemm_bf16)
 #endif

@@ -5,6 +5,12 @@
 #include <cblas.h>
 #include <string.h>
 
+void op_gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+             int ldb, float beta, float *c, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
 void op_linear_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        int in, int out, const vae_activation *act) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in, 0.0f,

@@ -5,6 +5,11 @@
 #ifdef VAE_ONEDNN
 #include <dnnl.h>
 
+void op_gemm_onednn(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                    int ldb, float beta, float *c, int ldc) {
+    dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
 void op_linear_forward_onednn(float *y, const float *x, const float *w, const float *b, int batch,
                               int in, int out, const vae_activation *act) {
     dnnl_sgemm('N', 'T', batch, out, in, 1.0f, x, in, w, in, 0.0f, y, out);

@@ -40,6 +40,31 @@ void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
                              int accumulate_params);
 int op_bf16_check(char *why, size_t why_size);
 
+/* c (m, n) = a (m, k; stored transposed when ta) b (k, n; transposed when tb) + beta c, all
+ * row-major with leading dimensions lda, ldb, ldc: one product from a backend's library
+ * (OpenBLAS's cblas_sgemm; oneDNN's sgemm) */
+typedef void (*op_gemm_fn)(int ta, int tb, int m, int n, int k, const float *a, int lda,
+                           const float *b, int ldb, float beta, float *c, int ldc);
+void op_gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+             int ldb, float beta, float *c, int ldc);
+void op_gemm_onednn(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                    int ldb, float beta, float *c, int ldc);
+
+/* One dense layer's parameters' gradients over a batch: dw (out,in) += dy^T x, db (out) +=
+ * the column sums of dy (batch,out), x (batch,in). */
+typedef struct {
+    float *dw, *db;
+    const float *dy, *x;
+    int batch, in, out;
+} op_dense_grad;
+/* The n layers' gradients in one parallel pass (dense_grads.c): each thread computes blocks of
+ * output rows with products of its own; with `gemm`'s products, OpenBLAS's, oneDNN's, or
+ * (bf16) the layers one at a time on bf16 products. */
+void op_dense_param_grads_with(op_gemm_fn gemm, const op_dense_grad *g, int n);
+void op_dense_param_grads(const op_dense_grad *g, int n);
+void op_dense_param_grads_onednn(const op_dense_grad *g, int n);
+void op_dense_param_grads_bf16(const op_dense_grad *g, int n);
+
 /* y = act(y + b) row by row, in place: the pass after a GEMM   y (B,out), b (out) */
 void op_bias_activation(float *y, const float *b, int batch, int out, const vae_activation *act);
 /* y = act(y) in place over n values. */
