@@ -48,7 +48,7 @@ static void time_layer(const layer *l, int batch, double seconds, double *op_s, 
     const size_t nw = (size_t)s->in_c * s->out_c * s->k * s->k;
     float *x = filled(in * batch), *y = filled(out * batch), *w = filled(nw), *b = filled(4096);
     float *dx = filled(in * batch), *dw = filled(nw), *db = filled(4096);
-    float *cols = filled(op_conv_cols_size(s, batch, l->transposed));
+    float *cols = filled(op_conv_cols_size_onednn(s, batch, l->transposed));
     /* the products: forward (m, n, k) and backward's dW and dcols over the whole batch */
     const int kk = l->transposed ? s->out_c * s->k * s->k : s->in_c * s->k * s->k;
     const int ch = l->transposed ? s->in_c : s->out_c;

@@ -63,14 +63,14 @@ typedef struct {
     .dense_param_grads = op_dense_param_grads##suffix,                                             \
     .conv2d_forward = op_conv2d_forward##suffix, .conv2d_backward = op_conv2d_backward##suffix,   \
     .convt2d_forward = op_convt2d_forward##suffix,                                                 \
-    .convt2d_backward = op_convt2d_backward##suffix
+    .convt2d_backward = op_convt2d_backward##suffix, .conv_cols_size = op_conv_cols_size##suffix
 
 /* The entries of a table that are the CPU's own functions (ops/, loss/, optim/): every op
  * but the dense layers' and the convolutions', whose products each backend brings. For a
  * backend's designated initializer. */
 #define VAE_CPU_SHARED_OPS                                                                         \
     .activation_forward = op_activation_forward,                                                   \
-    .activation_backward = op_activation_backward, .conv_cols_size = op_conv_cols_size,            \
+    .activation_backward = op_activation_backward,                                                 \
     .reparam_forward = op_reparam_forward, .reparam_backward = op_reparam_backward,                \
     .reparam_draws = op_reparam_draws, .kl_forward = op_kl_forward,                                \
     .kl_backward = op_kl_backward, .kl_dim_means = op_kl_dim_means, .recon = op_recon,             \

@@ -72,6 +72,9 @@ conv_shape vae_layer_conv(const vae_layer *layer, int workers);
 /* Floats of the convolutions' scratch for passes of `batch` rows split among at most `workers`
  * threads: the most any of m's conv layers needs (0 for an MLP). */
 size_t vae_model_cols_floats(const vae_model *model, int batch, int workers);
+/* The same for the ops table `ops` (the model's or one it may take). */
+size_t vae_model_cols_floats_for(const vae_model *model, const vae_ops *ops, int batch,
+                                 int workers);
 
 /* vae_workspace_create with the threads its convolutions may split a batch among (the public
  * one: vae_get_num_threads(); 1 for a workspace used inside a parallel region, whose passes

@@ -36,6 +36,7 @@ struct vae_workspace {
     float *xy, *zy, *dzy;
     uint8_t *row_labels; /* (B): an IWAE pass's labels, each input's repeated for its draws */
     float *cols;         /* a convolution's im2col scratch, for a whole batch */
+    size_t cols_floats;  /* its size, as the model's ops table asked when it was made */
     uint8_t *mask_rows;  /* (B, D): an IWAE pass's masks, each input's repeated */
     /* Batch threads (vae_workspace_view): a view runs a slice of a batch on rows of a whole
      * workspace's buffers, with scratch of its own (cols, kl_scale, kl_mean, d_dim_logvar).
@@ -97,13 +98,18 @@ conv_shape vae_layer_conv(const vae_layer *layer, int workers) {
 }
 
 size_t vae_model_cols_floats(const vae_model *model, int batch, int workers) {
+    return vae_model_cols_floats_for(model, model->ops, batch, workers);
+}
+
+size_t vae_model_cols_floats_for(const vae_model *model, const vae_ops *ops, int batch,
+                                 int workers) {
     size_t cols = 0;
     for (int l = 0; l < model->n_layers; l++) {
         const vae_layer *layer = &model->layers[l];
         const conv_shape shape = vae_layer_conv(layer, workers);
         size_t need = layer->kind == LAYER_DENSE
                           ? 0
-                          : model->ops->conv_cols_size(&shape, batch, layer->kind == LAYER_CONVT);
+                          : ops->conv_cols_size(&shape, batch, layer->kind == LAYER_CONVT);
         if (need > cols) cols = need;
     }
     return cols;
@@ -152,6 +158,7 @@ vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model,
     }
     const size_t cols = vae_model_cols_floats(model, max_batch, ws->conv_workers);
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
+    ws->cols_floats = cols;
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
         (cols && !ws->cols) ||
         (classes && (!ws->xy || !ws->zy || !ws->dzy || !ws->row_labels)) ||
@@ -255,6 +262,7 @@ vae_status vae_workspace_view(vae_workspace **out, vae_workspace *whole, int max
     v->d_dim_logvar = vae_calloc_array((size_t)m->cfg.input_dim, sizeof(float));
     const size_t cols = vae_model_cols_floats(m, max_rows, 1);
     if (cols) v->cols = vae_calloc_array(cols, sizeof(float));
+    v->cols_floats = cols;
     if (!v->kl_scale || !v->kl_mean || !v->d_dim_logvar || (cols && !v->cols)) {
         vae_workspace_free(v);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for a workspace view");
@@ -305,6 +313,12 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
                   "%s: the workspace belongs to another model", what);
     VAE_RETURN_IF(n < 1 || rows < 1 || rows > ws->max_batch, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s: %d rows, the workspace holds 1..%d", what, rows, ws->max_batch);
+    /* oneDNN's convolutions ask for more scratch than the im2col passes */
+    VAE_RETURN_IF(vae_model_cols_floats(m, ws->whole ? ws->view_rows : ws->max_batch,
+                                        ws->conv_workers) > ws->cols_floats,
+                  err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s: the workspace was made before the model's backend changed; make a new one",
+                  what);
     if (!m->cfg.n_classes) return VAE_OK;
     VAE_RETURN_IF(!labels, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s: a conditional model needs the label of every row", what);

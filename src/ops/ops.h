@@ -98,7 +98,22 @@ void op_convt2d_forward(float *y, const float *x, const float *w, const float *b
                         const conv_shape *s, float *cols);
 void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                          const float *w, int batch, const conv_shape *s, float *cols);
-/* The same four with oneDNN's sgemm for their products (builds with oneDNN only). */
+/* The same four on oneDNN's convolution and deconvolution primitives (conv_onednn.c; builds
+ * with oneDNN only), and the im2col passes around oneDNN's sgemm they fall back on where oneDNN
+ * refuses a primitive; the scratch of the first (which covers the second's) and of the bf16
+ * ones (op_conv_cols_size's). */
+size_t op_conv_cols_size_onednn(const conv_shape *s, int batch, int transposed);
+size_t op_conv_cols_size_bf16(const conv_shape *s, int batch, int transposed);
+void op_conv2d_forward_im2col_onednn(float *y, const float *x, const float *w, const float *b,
+                                     int batch, const conv_shape *s, float *cols);
+void op_conv2d_backward_im2col_onednn(float *dx, float *dw, float *db, const float *dy,
+                                      const float *x, const float *w, int batch,
+                                      const conv_shape *s, float *cols);
+void op_convt2d_forward_im2col_onednn(float *y, const float *x, const float *w, const float *b,
+                                      int batch, const conv_shape *s, float *cols);
+void op_convt2d_backward_im2col_onednn(float *dx, float *dw, float *db, const float *dy,
+                                       const float *x, const float *w, int batch,
+                                       const conv_shape *s, float *cols);
 void op_conv2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
                               int batch, const conv_shape *s, float *cols);
 void op_conv2d_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,

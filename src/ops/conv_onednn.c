@@ -1,0 +1,370 @@
+/* conv_onednn.c — the oneDNN backend's convolutions on oneDNN's own convolution and
+ * deconvolution primitives (what PyTorch's CPU path runs), instead of im2col around a product:
+ * its JIT kernels work on channel-blocked layouts without a column matrix (build/conv_ops, the
+ * conv preset's four layers at batch 128 on 2 threads: 16.9 ms a step with the reorders, against
+ * 26.7 for im2col around oneDNN's sgemm).
+ * The model keeps plain NCHW activations and PyTorch's weight layouts; each call reorders its
+ * operands into the layouts the primitive asked for, in the caller's scratch, and back. A
+ * batch goes through in chunks of at most CHUNK samples, so that the scratch does not grow
+ * with an evaluation's batch. Primitives are made per call: oneDNN's primitive cache makes
+ * that cheap, and the layer keeps no state. Where oneDNN refuses a primitive, the call runs the
+ * im2col passes on oneDNN's sgemm instead (conv.c), whose scratch the size below includes. */
+#include "ops/ops.h"
+
+#ifdef VAE_ONEDNN
+#include <dnnl.h>
+#include <string.h>
+
+/* The most samples one primitive call takes: the conv preset needs 2.5 MiB of scratch at 64
+ * (at 128 the 2-thread run went over its memory budget, no faster) */
+enum { CHUNK = 64 };
+
+typedef struct {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_memory_desc_t src, wei, bias, dst; /* the plain layouts: NCHW, OIHW (convT: IOHW), x */
+    dnnl_primitive_desc_t fwd, bwd_data, bwd_weights;
+} plan;
+
+static void plan_free(plan *p) {
+    if (p->fwd) dnnl_primitive_desc_destroy(p->fwd);
+    if (p->bwd_data) dnnl_primitive_desc_destroy(p->bwd_data);
+    if (p->bwd_weights) dnnl_primitive_desc_destroy(p->bwd_weights);
+    if (p->stream) dnnl_stream_destroy(p->stream);
+    if (p->engine) dnnl_engine_destroy(p->engine);
+}
+
+/* The layout asked for activations of c channels: the primitive's choice (blocks of 16
+ * channels), but plain NCHW for fewer than a block, which the blocks would pad (the decoder's
+ * last ConvTranspose2d, 32 -> 1 channel, ran 8x slower on 16 padded channels) */
+static dnnl_format_tag_t layout(int c) { return c % 16 ? dnnl_nchw : dnnl_format_tag_any; }
+
+/* The initializers of a (de)convolution's descriptors */
+typedef dnnl_status_t fwd_init(dnnl_convolution_desc_t *, dnnl_prop_kind_t, dnnl_alg_kind_t,
+                               const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
+                               const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
+                               const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t);
+typedef dnnl_status_t data_init(dnnl_convolution_desc_t *, dnnl_alg_kind_t,
+                                const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
+                                const dnnl_memory_desc_t *, const dnnl_dims_t, const dnnl_dims_t,
+                                const dnnl_dims_t);
+typedef dnnl_status_t weights_init(dnnl_convolution_desc_t *, dnnl_alg_kind_t,
+                                   const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
+                                   const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
+                                   const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t);
+
+/* The primitives' descriptors for n samples of the layer: forward always (the backward ones'
+ * hint), backward data and weights when asked. 0 when oneDNN made them all. */
+static int plan_make(plan *p, const conv_shape *s, int n, int transposed, int data, int weights) {
+    memset(p, 0, sizeof *p);
+    const dnnl_dims_t src = {n, s->in_c, s->in_h, s->in_w};
+    const dnnl_dims_t dst = {n, s->out_c, s->out_h, s->out_w};
+    /* Conv2d weights (out_c, in_c, k, k); ConvTranspose2d's (in_c, out_c, k, k), which
+     * oneDNN's deconvolution names (out, in, k, k) stored as iohw */
+    const dnnl_dims_t wei = {s->out_c, s->in_c, s->k, s->k}, bias = {s->out_c};
+    const dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
+    const dnnl_alg_kind_t alg = transposed ? dnnl_deconvolution_direct : dnnl_convolution_direct;
+    dnnl_memory_desc_t any_src, any_wei, any_dst;
+    if (dnnl_engine_create(&p->engine, dnnl_cpu, 0) ||
+        dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags) ||
+        dnnl_memory_desc_init_by_tag(&p->src, 4, src, dnnl_f32, dnnl_nchw) ||
+        dnnl_memory_desc_init_by_tag(&p->dst, 4, dst, dnnl_f32, dnnl_nchw) ||
+        dnnl_memory_desc_init_by_tag(&p->wei, 4, wei, dnnl_f32,
+                                     transposed ? dnnl_iohw : dnnl_oihw) ||
+        dnnl_memory_desc_init_by_tag(&p->bias, 1, bias, dnnl_f32, dnnl_x) ||
+        dnnl_memory_desc_init_by_tag(&any_src, 4, src, dnnl_f32, layout(s->in_c)) ||
+        dnnl_memory_desc_init_by_tag(&any_dst, 4, dst, dnnl_f32, layout(s->out_c)) ||
+        dnnl_memory_desc_init_by_tag(&any_wei, 4, wei, dnnl_f32, dnnl_format_tag_any))
+        return 1;
+    /* oneDNN describes both with one descriptor type, initialized by the same arguments */
+    fwd_init *init_fwd =
+        transposed ? dnnl_deconvolution_forward_desc_init : dnnl_convolution_forward_desc_init;
+    data_init *init_data = transposed ? dnnl_deconvolution_backward_data_desc_init
+                                      : dnnl_convolution_backward_data_desc_init;
+    weights_init *init_weights = transposed ? dnnl_deconvolution_backward_weights_desc_init
+                                            : dnnl_convolution_backward_weights_desc_init;
+    dnnl_convolution_desc_t f, d, w;
+    int bad = init_fwd(&f, dnnl_forward_training, alg, &any_src, &any_wei, &p->bias, &any_dst,
+                       strides, pad, pad) ||
+              dnnl_primitive_desc_create(&p->fwd, &f, NULL, p->engine, NULL) ||
+              (data && (init_data(&d, alg, &any_src, &any_wei, &any_dst, strides, pad, pad) ||
+                        dnnl_primitive_desc_create(&p->bwd_data, &d, NULL, p->engine, p->fwd))) ||
+              (weights && (init_weights(&w, alg, &any_src, &any_wei, &p->bias, &any_dst, strides,
+                                        pad, pad) ||
+                           dnnl_primitive_desc_create(&p->bwd_weights, &w, NULL, p->engine,
+                                                      p->fwd)));
+    return bad;
+}
+
+static const dnnl_memory_desc_t *md_of(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
+    return dnnl_primitive_desc_query_md(pd, what, 0);
+}
+
+/* Floats of a layout, rounded up to 64 bytes */
+static size_t floats_of(const dnnl_memory_desc_t *md) {
+    return (dnnl_memory_desc_get_size(md) + 63) / 64 * 16;
+}
+
+/* The scratch a pass needs. Forward: its operands in the primitive's layouts. Backward: for
+ * the weights' gradient, the output gradient, the input, the gradients of the weights and
+ * bias; then for the data's gradient, the output gradient (kept when both primitives take the
+ * same layout), the weights and the input's gradient in the room the first part is done with. */
+static size_t plan_floats(const plan *p) {
+    size_t f = floats_of(md_of(p->fwd, dnnl_query_src_md)) +
+               floats_of(md_of(p->fwd, dnnl_query_weights_md)) +
+               floats_of(md_of(p->fwd, dnnl_query_dst_md));
+    size_t bw = 0, bd = 0, dy = 0;
+    if (p->bwd_weights) {
+        dy = floats_of(md_of(p->bwd_weights, dnnl_query_diff_dst_md));
+        bw = dy + floats_of(md_of(p->bwd_weights, dnnl_query_src_md)) +
+             floats_of(md_of(p->bwd_weights, dnnl_query_diff_weights_md)) + floats_of(&p->bias);
+    }
+    if (p->bwd_data) {
+        const dnnl_memory_desc_t *d = md_of(p->bwd_data, dnnl_query_diff_dst_md);
+        bd = (p->bwd_weights && dnnl_memory_desc_equal(
+                                    d, md_of(p->bwd_weights, dnnl_query_diff_dst_md))
+                  ? dy
+                  : floats_of(d)) +
+             floats_of(md_of(p->bwd_data, dnnl_query_weights_md)) +
+             floats_of(md_of(p->bwd_data, dnnl_query_diff_src_md));
+    }
+    size_t most = f > bw ? f : bw;
+    return most > bd ? most : bd;
+}
+
+/* Memories a call made, destroyed together */
+typedef struct {
+    const plan *p;
+    float *scratch; /* the next free room */
+    dnnl_memory_t m[16];
+    int n, bad;
+} pool;
+
+/* A memory in layout md on data (NULL: the next room of the scratch) */
+static dnnl_memory_t memory(pool *k, const dnnl_memory_desc_t *md, const float *data) {
+    dnnl_memory_t m = NULL;
+    if (!data) data = k->scratch, k->scratch += floats_of(md);
+    if (k->bad || k->n == 16 || dnnl_memory_create(&m, md, k->p->engine, (void *)data)) {
+        k->bad = 1;
+        return NULL;
+    }
+    return k->m[k->n++] = m;
+}
+
+static void pool_free(pool *k) {
+    for (int i = 0; i < k->n; i++) dnnl_memory_destroy(k->m[i]);
+    k->n = 0;
+}
+
+/* to = from in to's layout (to += from when accumulating) */
+static void reorder(pool *k, dnnl_memory_t from, dnnl_memory_t to, int accumulate) {
+    if (k->bad) return;
+    const dnnl_memory_desc_t *a, *b;
+    dnnl_memory_get_memory_desc(from, &a), dnnl_memory_get_memory_desc(to, &b);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t post = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    k->bad = dnnl_primitive_attr_create(&attr) || dnnl_post_ops_create(&post) ||
+             (accumulate && dnnl_post_ops_append_sum(post, 1.0f)) ||
+             dnnl_primitive_attr_set_post_ops(attr, post) ||
+             dnnl_reorder_primitive_desc_create(&pd, a, k->p->engine, b, k->p->engine, attr) ||
+             dnnl_primitive_create(&prim, pd);
+    if (!k->bad) {
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+        k->bad = dnnl_primitive_execute(prim, k->p->stream, 2, args) ||
+                 dnnl_stream_wait(k->p->stream);
+    }
+    dnnl_primitive_destroy(prim), dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(post), dnnl_primitive_attr_destroy(attr);
+}
+
+/* The plain data in the layout `want`: itself when the layouts agree, else a reordered copy */
+static dnnl_memory_t bring(pool *k, const dnnl_memory_desc_t *plain, const float *data,
+                           const dnnl_memory_desc_t *want) {
+    dnnl_memory_t m = memory(k, plain, data);
+    if (k->bad || dnnl_memory_desc_equal(plain, want)) return m;
+    dnnl_memory_t copy = memory(k, want, NULL);
+    if (copy) reorder(k, m, copy, 0);
+    return copy;
+}
+
+/* A memory for a result that belongs in plain data: the data itself when the layouts agree,
+ * else room in the scratch, brought back by `settle` */
+static dnnl_memory_t result(pool *k, const dnnl_memory_desc_t *plain, float *data,
+                            const dnnl_memory_desc_t *want, dnnl_memory_t *plain_m) {
+    *plain_m = memory(k, plain, data);
+    return k->bad || dnnl_memory_desc_equal(plain, want) ? *plain_m : memory(k, want, NULL);
+}
+
+static void settle(pool *k, dnnl_memory_t m, dnnl_memory_t plain_m, int accumulate) {
+    if (!k->bad && m != plain_m) reorder(k, m, plain_m, accumulate);
+}
+
+/* Runs pd's primitive on args */
+static void run(pool *k, const_dnnl_primitive_desc_t pd, int n, const dnnl_exec_arg_t *args) {
+    if (k->bad) return;
+    dnnl_primitive_t prim = NULL;
+    k->bad = dnnl_primitive_create(&prim, pd) ||
+             dnnl_primitive_execute(prim, k->p->stream, n, args) || dnnl_stream_wait(k->p->stream);
+    dnnl_primitive_destroy(prim);
+}
+
+/* y = the layer's forward of one chunk; 0 when oneDNN ran it */
+static int forward_chunk(const plan *p, float *y, const float *x, const float *w,
+                         const float *b, float *scratch) {
+    pool k = {.p = p, .scratch = scratch};
+    dnnl_memory_t mx = bring(&k, &p->src, x, md_of(p->fwd, dnnl_query_src_md));
+    dnnl_memory_t mw = bring(&k, &p->wei, w, md_of(p->fwd, dnnl_query_weights_md));
+    dnnl_memory_t mb = memory(&k, &p->bias, b), py;
+    dnnl_memory_t my = result(&k, &p->dst, y, md_of(p->fwd, dnnl_query_dst_md), &py);
+    if (!k.bad) {
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, mx}, {DNNL_ARG_WEIGHTS, mw},
+                                  {DNNL_ARG_BIAS, mb}, {DNNL_ARG_DST, my}};
+        run(&k, p->fwd, 4, args);
+    }
+    settle(&k, my, py, 0);
+    pool_free(&k);
+    return k.bad;
+}
+
+/* The gradients of one chunk: gw, gb += (plain, when gw), dx = (when dx); 0 when oneDNN ran
+ * them */
+static int backward_chunk(const plan *p, float *dx, float *gw, float *gb, const float *dy,
+                          const float *x, const float *w, float *scratch) {
+    pool k = {.p = p, .scratch = scratch};
+    dnnl_memory_t mdy = NULL;
+    if (gw) {
+        const_dnnl_primitive_desc_t pd = p->bwd_weights;
+        mdy = bring(&k, &p->dst, dy, md_of(pd, dnnl_query_diff_dst_md));
+        float *after_dy = k.scratch, *bias;
+        dnnl_memory_t mx = bring(&k, &p->src, x, md_of(pd, dnnl_query_src_md));
+        dnnl_memory_t pw = memory(&k, &p->wei, gw);
+        dnnl_memory_t mdw = memory(&k, md_of(pd, dnnl_query_diff_weights_md), NULL);
+        bias = k.scratch;
+        dnnl_memory_t mdb = memory(&k, &p->bias, NULL);
+        if (!k.bad) {
+            dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, mx}, {DNNL_ARG_DIFF_DST, mdy},
+                                      {DNNL_ARG_DIFF_WEIGHTS, mdw}, {DNNL_ARG_DIFF_BIAS, mdb}};
+            run(&k, pd, 4, args);
+        }
+        reorder(&k, mdw, pw, 1); /* written apart, added in the plain layout */
+        if (!k.bad)
+            for (int c = 0; c < (int)p->bias.dims[0]; c++) gb[c] += bias[c];
+        k.scratch = after_dy;
+    }
+    if (dx && !k.bad) {
+        const_dnnl_primitive_desc_t pd = p->bwd_data;
+        const dnnl_memory_desc_t *want = md_of(pd, dnnl_query_diff_dst_md), *have = NULL;
+        if (mdy) dnnl_memory_get_memory_desc(mdy, &have);
+        if (!mdy || !dnnl_memory_desc_equal(have, want)) {
+            k.scratch = scratch;
+            mdy = bring(&k, &p->dst, dy, want);
+        }
+        dnnl_memory_t mw = bring(&k, &p->wei, w, md_of(pd, dnnl_query_weights_md)), pdx;
+        dnnl_memory_t mdx = result(&k, &p->src, dx, md_of(pd, dnnl_query_diff_src_md), &pdx);
+        if (!k.bad) {
+            dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_WEIGHTS, mw},
+                                      {DNNL_ARG_DIFF_SRC, mdx}};
+            run(&k, pd, 3, args);
+        }
+        settle(&k, mdx, pdx, 0);
+    }
+    pool_free(&k);
+    return k.bad;
+}
+
+static size_t weight_floats(const conv_shape *s) {
+    return (size_t)s->in_c * s->out_c * s->k * s->k;
+}
+
+/* The two plans a batch needs: chunks of CHUNK samples and the rest; 0 when both were made */
+static int plans_make(plan pl[2], const conv_shape *s, int batch, int transposed, int data,
+                      int weights) {
+    memset(pl, 0, 2 * sizeof *pl);
+    if (batch < 1) return 1; /* (no pass asks for none; the fallback does nothing with it) */
+    const int n = batch < CHUNK ? batch : CHUNK, rest = batch % n;
+    return plan_make(&pl[0], s, n, transposed, data, weights) ||
+           (rest && plan_make(&pl[1], s, rest, transposed, data, weights));
+}
+
+static void plans_free(plan pl[2]) { plan_free(&pl[0]), plan_free(&pl[1]); }
+
+/* The scratch of a batch: the backward's plain weight and bias gradients, then a chunk's */
+static size_t primitives_floats(const conv_shape *s, int batch, int transposed) {
+    plan pl[2];
+    size_t need = 0;
+    if (batch > 0 && !plans_make(pl, s, batch, transposed, 1, 1))
+        need = weight_floats(s) + (size_t)s->out_c + plan_floats(&pl[0]);
+    plans_free(pl);
+    return need;
+}
+
+size_t op_conv_cols_size_onednn(const conv_shape *s, int batch, int transposed) {
+    const size_t prim = primitives_floats(s, batch, transposed);
+    const size_t im2col = op_conv_cols_size(s, batch, transposed); /* the fallback's */
+    return prim > im2col ? prim : im2col;
+}
+
+/* The forward of a batch on the primitives; 0 when oneDNN ran it all */
+static int forward(int transposed, float *y, const float *x, const float *w, const float *b,
+                   int batch, const conv_shape *s, float *cols) {
+    plan pl[2];
+    int bad = plans_make(pl, s, batch, transposed, 0, 0);
+    const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
+    const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
+    for (int n0 = 0; !bad && n0 < batch; n0 += CHUNK) {
+        const plan *p = batch - n0 >= CHUNK || batch < CHUNK ? &pl[0] : &pl[1];
+        bad = forward_chunk(p, y + n0 * out, x + n0 * in, w, b, cols);
+    }
+    plans_free(pl);
+    return bad;
+}
+
+/* The backward of a batch; dw and db are added to only once every chunk ran */
+static int backward(int transposed, float *dx, float *dw, float *db, const float *dy,
+                    const float *x, const float *w, int batch, const conv_shape *s, float *cols) {
+    plan pl[2];
+    int bad = plans_make(pl, s, batch, transposed, dx != NULL, dw != NULL);
+    const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
+    const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
+    const size_t nw = weight_floats(s);
+    float *gw = dw ? cols : NULL, *gb = cols + nw, *scratch = cols + nw + (size_t)s->out_c;
+    if (dw) memset(cols, 0, sizeof(float) * (nw + (size_t)s->out_c));
+    for (int n0 = 0; !bad && n0 < batch; n0 += CHUNK) {
+        const plan *p = batch - n0 >= CHUNK || batch < CHUNK ? &pl[0] : &pl[1];
+        bad = backward_chunk(p, dx ? dx + n0 * in : NULL, gw, gb, dy + n0 * out, x + n0 * in, w,
+                             scratch);
+    }
+    plans_free(pl);
+    if (bad || !dw) return bad;
+    for (size_t i = 0; i < nw; i++) dw[i] += gw[i];
+    for (int c = 0; c < s->out_c; c++) db[c] += gb[c];
+    return 0;
+}
+
+void op_conv2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
+                              int batch, const conv_shape *s, float *cols) {
+    if (forward(0, y, x, w, b, batch, s, cols))
+        op_conv2d_forward_im2col_onednn(y, x, w, b, batch, s, cols);
+}
+
+void op_conv2d_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
+                               const float *w, int batch, const conv_shape *s, float *cols) {
+    if (backward(0, dx, dw, db, dy, x, w, batch, s, cols))
+        op_conv2d_backward_im2col_onednn(dx, dw, db, dy, x, w, batch, s, cols);
+}
+
+void op_convt2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
+                               int batch, const conv_shape *s, float *cols) {
+    if (forward(1, y, x, w, b, batch, s, cols))
+        op_convt2d_forward_im2col_onednn(y, x, w, b, batch, s, cols);
+}
+
+void op_convt2d_backward_onednn(float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, int batch, const conv_shape *s,
+                                float *cols) {
+    if (backward(1, dx, dw, db, dy, x, w, batch, s, cols))
+        op_convt2d_backward_im2col_onednn(dx, dw, db, dy, x, w, batch, s, cols);
+}
+#endif
