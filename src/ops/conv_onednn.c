@@ -5,7 +5,7 @@
  * 26.7 for im2col around oneDNN's sgemm).
  * The model keeps plain NCHW activations and PyTorch's weight layouts; each call reorders its
  * operands into the layouts the primitive asked for, in the caller's scratch, and back. A
- * batch goes through in chunks of at most CHUNK samples, so that the scratch does not grow
+ * batch goes through in chunks (chunk_size), so that the scratch does not grow
  * with an evaluation's batch. Primitives are made per call: oneDNN's primitive cache makes
  * that cheap, and the layer keeps no state. Where oneDNN refuses a primitive, the call runs the
  * im2col passes on oneDNN's sgemm instead (conv.c), whose scratch the size below includes. */
@@ -14,10 +14,29 @@
 #ifdef VAE_ONEDNN
 #include <dnnl.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-/* The most samples one primitive call takes: the conv preset needs 2.5 MiB of scratch at 64
- * (at 128 the 2-thread run went over its memory budget, no faster) */
-enum { CHUNK = 64 };
+/* Inside a parallel region (a batch thread's slice) the passes take the im2col code on their
+ * thread: oneDNN's primitives run there too, but each thread then holds buffers of its own
+ * (the conv preset with batch threads on 2 threads: 290 MiB against 277, over its budget). */
+static int in_parallel(void) {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return 0;
+#endif
+}
+
+/* The most samples one primitive call takes: 16 per thread the workspace was laid out for
+ * (s->workers, so that its scratch and its passes agree), 32 to 128. The conv preset's scratch
+ * is 1.2 MiB at 32 (2 threads: at 64 the run with batch threads went over its memory budget,
+ * and was no faster), and more samples give many threads more to split. */
+static int chunk_size(const conv_shape *s) {
+    const int c = 16 * (s->workers > 1 ? s->workers : 1);
+    return c < 32 ? 32 : c > 128 ? 128 : c;
+}
 
 typedef struct {
     dnnl_engine_t engine;
@@ -278,12 +297,12 @@ static size_t weight_floats(const conv_shape *s) {
     return (size_t)s->in_c * s->out_c * s->k * s->k;
 }
 
-/* The two plans a batch needs: chunks of CHUNK samples and the rest; 0 when both were made */
+/* The two plans a batch needs: full chunks and the rest; 0 when both were made */
 static int plans_make(plan pl[2], const conv_shape *s, int batch, int transposed, int data,
                       int weights) {
     memset(pl, 0, 2 * sizeof *pl);
     if (batch < 1) return 1; /* (no pass asks for none; the fallback does nothing with it) */
-    const int n = batch < CHUNK ? batch : CHUNK, rest = batch % n;
+    const int chunk = chunk_size(s), n = batch < chunk ? batch : chunk, rest = batch % n;
     return plan_make(&pl[0], s, n, transposed, data, weights) ||
            (rest && plan_make(&pl[1], s, rest, transposed, data, weights));
 }
@@ -313,8 +332,9 @@ static int forward(int transposed, float *y, const float *x, const float *w, con
     int bad = plans_make(pl, s, batch, transposed, 0, 0);
     const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
     const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
-    for (int n0 = 0; !bad && n0 < batch; n0 += CHUNK) {
-        const plan *p = batch - n0 >= CHUNK || batch < CHUNK ? &pl[0] : &pl[1];
+    const int chunk = chunk_size(s);
+    for (int n0 = 0; !bad && n0 < batch; n0 += chunk) {
+        const plan *p = batch - n0 >= chunk || batch < chunk ? &pl[0] : &pl[1];
         bad = forward_chunk(p, y + n0 * out, x + n0 * in, w, b, cols);
     }
     plans_free(pl);
@@ -331,8 +351,9 @@ static int backward(int transposed, float *dx, float *dw, float *db, const float
     const size_t nw = weight_floats(s);
     float *gw = dw ? cols : NULL, *gb = cols + nw, *scratch = cols + nw + (size_t)s->out_c;
     if (dw) memset(cols, 0, sizeof(float) * (nw + (size_t)s->out_c));
-    for (int n0 = 0; !bad && n0 < batch; n0 += CHUNK) {
-        const plan *p = batch - n0 >= CHUNK || batch < CHUNK ? &pl[0] : &pl[1];
+    const int chunk = chunk_size(s);
+    for (int n0 = 0; !bad && n0 < batch; n0 += chunk) {
+        const plan *p = batch - n0 >= chunk || batch < chunk ? &pl[0] : &pl[1];
         bad = backward_chunk(p, dx ? dx + n0 * in : NULL, gw, gb, dy + n0 * out, x + n0 * in, w,
                              scratch);
     }
@@ -345,26 +366,26 @@ static int backward(int transposed, float *dx, float *dw, float *db, const float
 
 void op_conv2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
                               int batch, const conv_shape *s, float *cols) {
-    if (forward(0, y, x, w, b, batch, s, cols))
+    if (in_parallel() || forward(0, y, x, w, b, batch, s, cols))
         op_conv2d_forward_im2col_onednn(y, x, w, b, batch, s, cols);
 }
 
 void op_conv2d_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
                                const float *w, int batch, const conv_shape *s, float *cols) {
-    if (backward(0, dx, dw, db, dy, x, w, batch, s, cols))
+    if (in_parallel() || backward(0, dx, dw, db, dy, x, w, batch, s, cols))
         op_conv2d_backward_im2col_onednn(dx, dw, db, dy, x, w, batch, s, cols);
 }
 
 void op_convt2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
                                int batch, const conv_shape *s, float *cols) {
-    if (forward(1, y, x, w, b, batch, s, cols))
+    if (in_parallel() || forward(1, y, x, w, b, batch, s, cols))
         op_convt2d_forward_im2col_onednn(y, x, w, b, batch, s, cols);
 }
 
 void op_convt2d_backward_onednn(float *dx, float *dw, float *db, const float *dy,
                                 const float *x, const float *w, int batch, const conv_shape *s,
                                 float *cols) {
-    if (backward(1, dx, dw, db, dy, x, w, batch, s, cols))
+    if (in_parallel() || backward(1, dx, dw, db, dy, x, w, batch, s, cols))
         op_convt2d_backward_im2col_onednn(dx, dw, db, dy, x, w, batch, s, cols);
 }
 #endif
