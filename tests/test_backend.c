@@ -26,6 +26,16 @@ static int close_all(const float *a, const float *b, size_t n) {
     return 1;
 }
 
+/* Whether this build and CPU run bf16 products (why says why not) */
+static int bf16_runs(char *why, size_t size) {
+#ifdef VAE_ONEDNN
+    return vae_onednn_bf16_ops && op_bf16_check(why, size);
+#else
+    snprintf(why, size, "this build has no oneDNN");
+    return 0;
+#endif
+}
+
 static void test_names(void) {
     vae_backend b;
     vae_error err = {{0}};
@@ -138,6 +148,7 @@ static void check_conv_backend(int transposed, int B) {
         (transposed ? ops[i]->convt2d_backward : ops[i]->conv2d_backward)(dx[i], dw[i], db[i], dy,
                                                                           x, w, B, &s, cols);
     }
+#ifdef VAE_ONEDNN /* (only called where oneDNN is) */
     if (transposed) {
         op_convt2d_forward_im2col_onednn(y3, x, w, b, B, &s, cols);
         op_convt2d_backward_im2col_onednn(dx3, dw3, db3, dy, x, w, B, &s, cols);
@@ -145,6 +156,7 @@ static void check_conv_backend(int transposed, int B) {
         op_conv2d_forward_im2col_onednn(y3, x, w, b, B, &s, cols);
         op_conv2d_backward_im2col_onednn(dx3, dw3, db3, dy, x, w, B, &s, cols);
     }
+#endif
     const char *what = transposed ? "convT" : "conv";
     const float *got[2][4] = {{y2, dx2, dw2, db2}, {y3, dx3, dw3, db3}};
     for (int i = 0; i < 2; i++) {
@@ -338,7 +350,7 @@ static void abs_product(double *bound, const float *p, size_t ps_row, size_t ps_
  * rounding (and not equal to it: the bf16 kernel ran), the bias gradient the same pass. */
 static void test_bf16_dense_layer(void) {
     char why[256];
-    if (!vae_onednn_bf16_ops || !op_bf16_check(why, sizeof why)) {
+    if (!bf16_runs(why, sizeof why)) {
         printf("skip test_bf16_dense_layer (%s)\n",
                vae_onednn_bf16_ops ? why : "this build has no oneDNN");
         return;
@@ -417,7 +429,7 @@ static void check_conv_bf16(int transposed) {
 
 static void test_bf16_conv(void) {
     char why[256];
-    if (!vae_onednn_bf16_ops || !op_bf16_check(why, sizeof why)) {
+    if (!bf16_runs(why, sizeof why)) {
         printf("skip test_bf16_conv (%s)\n",
                vae_onednn_bf16_ops ? why : "this build has no oneDNN");
         return;
@@ -440,7 +452,7 @@ static void test_bf16_precision(void) {
     CHECK(vae_model_set_cpu_precision(m, VAE_PRECISION_TF32, &err) == VAE_ERR_INVALID_ARGUMENT &&
               strstr(err.message, "tf32 is a GPU's"), "tf32 refused: %s", err.message);
     char why[256];
-    if (!vae_onednn_bf16_ops || !op_bf16_check(why, sizeof why)) {
+    if (!bf16_runs(why, sizeof why)) {
         CHECK(vae_model_set_cpu_precision(m, VAE_PRECISION_BF16, &err) != VAE_OK &&
                   err.message[0], "bf16 refused where it cannot run: %s", err.message);
         vae_model_free(m);
