@@ -388,11 +388,7 @@ static void conv_backward(op_gemm_fn gemm, int transposed, float *dx, float *dw,
     }
 
 CONV_OPS(, op_gemm)
-size_t op_conv_cols_size_bf16(const conv_shape *s, int batch, int transposed) {
-    return op_conv_cols_size(s, batch, transposed);
-}
-
 #ifdef VAE_ONEDNN
 CONV_OPS(_im2col_onednn, op_gemm_onednn)
-CONV_OPS(_bf16, op_gemm_bf16)
+CONV_OPS(_im2col_bf16, op_gemm_bf16)
 #endif

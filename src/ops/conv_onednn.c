@@ -72,10 +72,17 @@ typedef dnnl_status_t weights_init(dnnl_convolution_desc_t *, dnnl_alg_kind_t,
                                    const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
                                    const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t);
 
+/* What a call computes: bit 0 a ConvTranspose2d (else a Conv2d), bit 1 its products' inputs in
+ * bf16 (--precision bf16: the inputs of each primitive reordered to bf16, its outputs and sums
+ * fp32) */
+enum { TRANSPOSED = 1, BF16 = 2 };
+
 /* The primitives' descriptors for n samples of the layer: forward always (the backward ones'
  * hint), backward data and weights when asked. 0 when oneDNN made them all. */
-static int plan_make(plan *p, const conv_shape *s, int n, int transposed, int data, int weights) {
+static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, int weights) {
     memset(p, 0, sizeof *p);
+    const int transposed = kind & TRANSPOSED;
+    const dnnl_data_type_t in_t = kind & BF16 ? dnnl_bf16 : dnnl_f32;
     const dnnl_dims_t src = {n, s->in_c, s->in_h, s->in_w};
     const dnnl_dims_t dst = {n, s->out_c, s->out_h, s->out_w};
     /* Conv2d weights (out_c, in_c, k, k); ConvTranspose2d's (in_c, out_c, k, k), which
@@ -83,7 +90,8 @@ static int plan_make(plan *p, const conv_shape *s, int n, int transposed, int da
     const dnnl_dims_t wei = {s->out_c, s->in_c, s->k, s->k}, bias = {s->out_c};
     const dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
     const dnnl_alg_kind_t alg = transposed ? dnnl_deconvolution_direct : dnnl_convolution_direct;
-    dnnl_memory_desc_t any_src, any_wei, any_dst;
+    /* the layouts left to the primitive: of its inputs (in_t) and of its outputs (fp32) */
+    dnnl_memory_desc_t src_in, src_out, wei_in, wei_out, dst_in, dst_out;
     if (dnnl_engine_create(&p->engine, dnnl_cpu, 0) ||
         dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags) ||
         dnnl_memory_desc_init_by_tag(&p->src, 4, src, dnnl_f32, dnnl_nchw) ||
@@ -91,9 +99,12 @@ static int plan_make(plan *p, const conv_shape *s, int n, int transposed, int da
         dnnl_memory_desc_init_by_tag(&p->wei, 4, wei, dnnl_f32,
                                      transposed ? dnnl_iohw : dnnl_oihw) ||
         dnnl_memory_desc_init_by_tag(&p->bias, 1, bias, dnnl_f32, dnnl_x) ||
-        dnnl_memory_desc_init_by_tag(&any_src, 4, src, dnnl_f32, layout(s->in_c)) ||
-        dnnl_memory_desc_init_by_tag(&any_dst, 4, dst, dnnl_f32, layout(s->out_c)) ||
-        dnnl_memory_desc_init_by_tag(&any_wei, 4, wei, dnnl_f32, dnnl_format_tag_any))
+        dnnl_memory_desc_init_by_tag(&src_in, 4, src, in_t, layout(s->in_c)) ||
+        dnnl_memory_desc_init_by_tag(&src_out, 4, src, dnnl_f32, layout(s->in_c)) ||
+        dnnl_memory_desc_init_by_tag(&dst_in, 4, dst, in_t, layout(s->out_c)) ||
+        dnnl_memory_desc_init_by_tag(&dst_out, 4, dst, dnnl_f32, layout(s->out_c)) ||
+        dnnl_memory_desc_init_by_tag(&wei_in, 4, wei, in_t, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&wei_out, 4, wei, dnnl_f32, dnnl_format_tag_any))
         return 1;
     /* oneDNN describes both with one descriptor type, initialized by the same arguments */
     fwd_init *init_fwd =
@@ -103,12 +114,13 @@ static int plan_make(plan *p, const conv_shape *s, int n, int transposed, int da
     weights_init *init_weights = transposed ? dnnl_deconvolution_backward_weights_desc_init
                                             : dnnl_convolution_backward_weights_desc_init;
     dnnl_convolution_desc_t f, d, w;
-    int bad = init_fwd(&f, dnnl_forward_training, alg, &any_src, &any_wei, &p->bias, &any_dst,
+    int bad = init_fwd(&f, dnnl_forward_training, alg, &src_in, &wei_in, &p->bias, &dst_out,
                        strides, pad, pad) ||
               dnnl_primitive_desc_create(&p->fwd, &f, NULL, p->engine, NULL) ||
-              (data && (init_data(&d, alg, &any_src, &any_wei, &any_dst, strides, pad, pad) ||
+              (data && (init_data(&d, alg, &src_out, &wei_in, &dst_in, strides, pad, pad) ||
                         dnnl_primitive_desc_create(&p->bwd_data, &d, NULL, p->engine, p->fwd))) ||
-              (weights && (init_weights(&w, alg, &any_src, &any_wei, &p->bias, &any_dst, strides,
+              /* the bias's gradient is summed apart, in fp32 from the plain output gradient */
+              (weights && (init_weights(&w, alg, &src_in, &wei_out, NULL, &dst_in, strides,
                                         pad, pad) ||
                            dnnl_primitive_desc_create(&p->bwd_weights, &w, NULL, p->engine,
                                                       p->fwd)));
@@ -136,7 +148,7 @@ static size_t plan_floats(const plan *p) {
     if (p->bwd_weights) {
         dy = floats_of(md_of(p->bwd_weights, dnnl_query_diff_dst_md));
         bw = dy + floats_of(md_of(p->bwd_weights, dnnl_query_src_md)) +
-             floats_of(md_of(p->bwd_weights, dnnl_query_diff_weights_md)) + floats_of(&p->bias);
+             floats_of(md_of(p->bwd_weights, dnnl_query_diff_weights_md));
     }
     if (p->bwd_data) {
         const dnnl_memory_desc_t *d = md_of(p->bwd_data, dnnl_query_diff_dst_md);
@@ -247,6 +259,18 @@ static int forward_chunk(const plan *p, float *y, const float *x, const float *w
     return k.bad;
 }
 
+/* gb[c] += the sum of channel c of plain NCHW values of dims (n, c, h, w), samples in order */
+static void bias_sums(float *gb, const float *dy, const dnnl_dims_t dims) {
+    const size_t hw = (size_t)dims[2] * dims[3];
+    for (int n = 0; n < (int)dims[0]; n++)
+        for (int c = 0; c < (int)dims[1]; c++) {
+            const float *v = dy + ((size_t)n * dims[1] + c) * hw;
+            float sum = 0.0f;
+            for (size_t i = 0; i < hw; i++) sum += v[i];
+            gb[c] += sum;
+        }
+}
+
 /* The gradients of one chunk: gw, gb += (plain, when gw), dx = (when dx); 0 when oneDNN ran
  * them */
 static int backward_chunk(const plan *p, float *dx, float *gw, float *gb, const float *dy,
@@ -256,20 +280,17 @@ static int backward_chunk(const plan *p, float *dx, float *gw, float *gb, const 
     if (gw) {
         const_dnnl_primitive_desc_t pd = p->bwd_weights;
         mdy = bring(&k, &p->dst, dy, md_of(pd, dnnl_query_diff_dst_md));
-        float *after_dy = k.scratch, *bias;
+        float *after_dy = k.scratch;
         dnnl_memory_t mx = bring(&k, &p->src, x, md_of(pd, dnnl_query_src_md));
         dnnl_memory_t pw = memory(&k, &p->wei, gw);
         dnnl_memory_t mdw = memory(&k, md_of(pd, dnnl_query_diff_weights_md), NULL);
-        bias = k.scratch;
-        dnnl_memory_t mdb = memory(&k, &p->bias, NULL);
         if (!k.bad) {
             dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, mx}, {DNNL_ARG_DIFF_DST, mdy},
-                                      {DNNL_ARG_DIFF_WEIGHTS, mdw}, {DNNL_ARG_DIFF_BIAS, mdb}};
-            run(&k, pd, 4, args);
+                                      {DNNL_ARG_DIFF_WEIGHTS, mdw}};
+            run(&k, pd, 3, args);
         }
         reorder(&k, mdw, pw, 1); /* written apart, added in the plain layout */
-        if (!k.bad)
-            for (int c = 0; c < (int)p->bias.dims[0]; c++) gb[c] += bias[c];
+        if (!k.bad) bias_sums(gb, dy, p->dst.dims);
         k.scratch = after_dy;
     }
     if (dx && !k.bad) {
@@ -298,38 +319,35 @@ static size_t weight_floats(const conv_shape *s) {
 }
 
 /* The two plans a batch needs: full chunks and the rest; 0 when both were made */
-static int plans_make(plan pl[2], const conv_shape *s, int batch, int transposed, int data,
+static int plans_make(plan pl[2], const conv_shape *s, int batch, int kind, int data,
                       int weights) {
     memset(pl, 0, 2 * sizeof *pl);
     if (batch < 1) return 1; /* (no pass asks for none; the fallback does nothing with it) */
     const int chunk = chunk_size(s), n = batch < chunk ? batch : chunk, rest = batch % n;
-    return plan_make(&pl[0], s, n, transposed, data, weights) ||
-           (rest && plan_make(&pl[1], s, rest, transposed, data, weights));
+    return plan_make(&pl[0], s, n, kind, data, weights) ||
+           (rest && plan_make(&pl[1], s, rest, kind, data, weights));
 }
 
 static void plans_free(plan pl[2]) { plan_free(&pl[0]), plan_free(&pl[1]); }
 
-/* The scratch of a batch: the backward's plain weight and bias gradients, then a chunk's */
-static size_t primitives_floats(const conv_shape *s, int batch, int transposed) {
+/* The scratch of a batch: the backward's plain weight and bias gradients, then a chunk's; or
+ * the im2col passes' (the fallback's), when more */
+static size_t cols_size(const conv_shape *s, int batch, int kind) {
     plan pl[2];
-    size_t need = 0;
-    if (batch > 0 && !plans_make(pl, s, batch, transposed, 1, 1))
-        need = weight_floats(s) + (size_t)s->out_c + plan_floats(&pl[0]);
+    size_t need = op_conv_cols_size(s, batch, kind & TRANSPOSED);
+    if (batch > 0 && !plans_make(pl, s, batch, kind, 1, 1)) {
+        const size_t prim = weight_floats(s) + (size_t)s->out_c + plan_floats(&pl[0]);
+        if (prim > need) need = prim;
+    }
     plans_free(pl);
     return need;
 }
 
-size_t op_conv_cols_size_onednn(const conv_shape *s, int batch, int transposed) {
-    const size_t prim = primitives_floats(s, batch, transposed);
-    const size_t im2col = op_conv_cols_size(s, batch, transposed); /* the fallback's */
-    return prim > im2col ? prim : im2col;
-}
-
 /* The forward of a batch on the primitives; 0 when oneDNN ran it all */
-static int forward(int transposed, float *y, const float *x, const float *w, const float *b,
+static int forward(int kind, float *y, const float *x, const float *w, const float *b,
                    int batch, const conv_shape *s, float *cols) {
     plan pl[2];
-    int bad = plans_make(pl, s, batch, transposed, 0, 0);
+    int bad = plans_make(pl, s, batch, kind, 0, 0);
     const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
     const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
     const int chunk = chunk_size(s);
@@ -342,10 +360,10 @@ static int forward(int transposed, float *y, const float *x, const float *w, con
 }
 
 /* The backward of a batch; dw and db are added to only once every chunk ran */
-static int backward(int transposed, float *dx, float *dw, float *db, const float *dy,
+static int backward(int kind, float *dx, float *dw, float *db, const float *dy,
                     const float *x, const float *w, int batch, const conv_shape *s, float *cols) {
     plan pl[2];
-    int bad = plans_make(pl, s, batch, transposed, dx != NULL, dw != NULL);
+    int bad = plans_make(pl, s, batch, kind, dx != NULL, dw != NULL);
     const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
     const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
     const size_t nw = weight_floats(s);
@@ -364,28 +382,35 @@ static int backward(int transposed, float *dx, float *dw, float *db, const float
     return 0;
 }
 
-void op_conv2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
-                              int batch, const conv_shape *s, float *cols) {
-    if (in_parallel() || forward(0, y, x, w, b, batch, s, cols))
-        op_conv2d_forward_im2col_onednn(y, x, w, b, batch, s, cols);
-}
+/* The table's entries of a suffix: fp32 (_onednn) or bf16 (_bf16) primitives, each falling
+ * back on the im2col passes with the same products */
+#define PRIMITIVE_OPS(suffix, bf16)                                                                \
+    size_t op_conv_cols_size##suffix(const conv_shape *s, int batch, int transposed) {            \
+        return cols_size(s, batch, transposed | bf16);                                             \
+    }                                                                                              \
+    void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
+                                   int batch, const conv_shape *s, float *cols) {                 \
+        if (in_parallel() || forward(bf16, y, x, w, b, batch, s, cols))                           \
+            op_conv2d_forward_im2col##suffix(y, x, w, b, batch, s, cols);                         \
+    }                                                                                              \
+    void op_conv2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,             \
+                                    const float *x, const float *w, int batch,                    \
+                                    const conv_shape *s, float *cols) {                           \
+        if (in_parallel() || backward(bf16, dx, dw, db, dy, x, w, batch, s, cols))                \
+            op_conv2d_backward_im2col##suffix(dx, dw, db, dy, x, w, batch, s, cols);              \
+    }                                                                                              \
+    void op_convt2d_forward##suffix(float *y, const float *x, const float *w, const float *b,     \
+                                    int batch, const conv_shape *s, float *cols) {                \
+        if (in_parallel() || forward(TRANSPOSED | bf16, y, x, w, b, batch, s, cols))              \
+            op_convt2d_forward_im2col##suffix(y, x, w, b, batch, s, cols);                        \
+    }                                                                                              \
+    void op_convt2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,            \
+                                     const float *x, const float *w, int batch,                   \
+                                     const conv_shape *s, float *cols) {                          \
+        if (in_parallel() || backward(TRANSPOSED | bf16, dx, dw, db, dy, x, w, batch, s, cols))   \
+            op_convt2d_backward_im2col##suffix(dx, dw, db, dy, x, w, batch, s, cols);             \
+    }
 
-void op_conv2d_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
-                               const float *w, int batch, const conv_shape *s, float *cols) {
-    if (in_parallel() || backward(0, dx, dw, db, dy, x, w, batch, s, cols))
-        op_conv2d_backward_im2col_onednn(dx, dw, db, dy, x, w, batch, s, cols);
-}
-
-void op_convt2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
-                               int batch, const conv_shape *s, float *cols) {
-    if (in_parallel() || forward(1, y, x, w, b, batch, s, cols))
-        op_convt2d_forward_im2col_onednn(y, x, w, b, batch, s, cols);
-}
-
-void op_convt2d_backward_onednn(float *dx, float *dw, float *db, const float *dy,
-                                const float *x, const float *w, int batch, const conv_shape *s,
-                                float *cols) {
-    if (in_parallel() || backward(1, dx, dw, db, dy, x, w, batch, s, cols))
-        op_convt2d_backward_im2col_onednn(dx, dw, db, dy, x, w, batch, s, cols);
-}
+PRIMITIVE_OPS(_onednn, 0)
+PRIMITIVE_OPS(_bf16, BF16)
 #endif

@@ -98,40 +98,30 @@ void op_convt2d_forward(float *y, const float *x, const float *w, const float *b
                         const conv_shape *s, float *cols);
 void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                          const float *w, int batch, const conv_shape *s, float *cols);
-/* The same four on oneDNN's convolution and deconvolution primitives (conv_onednn.c; builds
- * with oneDNN only), and the im2col passes around oneDNN's sgemm they fall back on where oneDNN
- * refuses a primitive; the scratch of the first (which covers the second's) and of the bf16
- * ones (op_conv_cols_size's). */
+/* The four conv ops of one implementation, named with its suffix (the arguments above) */
+#define OP_CONV_DECLARE(suffix)                                                                    \
+    void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
+                                   int batch, const conv_shape *s, float *cols);                  \
+    void op_conv2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,             \
+                                    const float *x, const float *w, int batch,                    \
+                                    const conv_shape *s, float *cols);                            \
+    void op_convt2d_forward##suffix(float *y, const float *x, const float *w, const float *b,     \
+                                    int batch, const conv_shape *s, float *cols);                 \
+    void op_convt2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,            \
+                                     const float *x, const float *w, int batch,                   \
+                                     const conv_shape *s, float *cols);
+/* The same on oneDNN's convolution and deconvolution primitives (conv_onednn.c; builds with
+ * oneDNN only), and the im2col passes around oneDNN's sgemm they fall back on where oneDNN
+ * refuses a primitive; the scratch of the first (which covers the second's). */
 size_t op_conv_cols_size_onednn(const conv_shape *s, int batch, int transposed);
+OP_CONV_DECLARE(_onednn)
+OP_CONV_DECLARE(_im2col_onednn)
+/* And with bf16 products (--precision bf16): the same primitives with their inputs in bf16,
+ * falling back on the im2col passes around op_gemm_bf16 below; their scratch. */
 size_t op_conv_cols_size_bf16(const conv_shape *s, int batch, int transposed);
-void op_conv2d_forward_im2col_onednn(float *y, const float *x, const float *w, const float *b,
-                                     int batch, const conv_shape *s, float *cols);
-void op_conv2d_backward_im2col_onednn(float *dx, float *dw, float *db, const float *dy,
-                                      const float *x, const float *w, int batch,
-                                      const conv_shape *s, float *cols);
-void op_convt2d_forward_im2col_onednn(float *y, const float *x, const float *w, const float *b,
-                                      int batch, const conv_shape *s, float *cols);
-void op_convt2d_backward_im2col_onednn(float *dx, float *dw, float *db, const float *dy,
-                                       const float *x, const float *w, int batch,
-                                       const conv_shape *s, float *cols);
-void op_conv2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
-                              int batch, const conv_shape *s, float *cols);
-void op_conv2d_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
-                               const float *w, int batch, const conv_shape *s, float *cols);
-void op_convt2d_forward_onednn(float *y, const float *x, const float *w, const float *b,
-                               int batch, const conv_shape *s, float *cols);
-void op_convt2d_backward_onednn(float *dx, float *dw, float *db, const float *dy,
-                                const float *x, const float *w, int batch, const conv_shape *s,
-                                float *cols);
-/* And with bf16 products (--precision bf16): op_gemm_bf16 below. */
-void op_conv2d_forward_bf16(float *y, const float *x, const float *w, const float *b, int batch,
-                            const conv_shape *s, float *cols);
-void op_conv2d_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, int batch, const conv_shape *s, float *cols);
-void op_convt2d_forward_bf16(float *y, const float *x, const float *w, const float *b, int batch,
-                             const conv_shape *s, float *cols);
-void op_convt2d_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
-                              const float *w, int batch, const conv_shape *s, float *cols);
+OP_CONV_DECLARE(_bf16)
+OP_CONV_DECLARE(_im2col_bf16)
+
 /* c (m, n) = a (m, k; stored transposed when ta) b (k, n; transposed when tb) + beta c, all
  * row-major and unstrided, beta 0 or 1: inputs rounded to bf16, sums and c in fp32 (oneDNN's
  * sgemm where that cannot run). */
