@@ -1,8 +1,8 @@
-/* conv_ops.c — what the conv preset's four convolution layers cost beyond their matrix
- * products: each layer's forward and backward op (oneDNN's sgemm, as --backend onednn runs
- * them) timed at a batch and thread count, next to the same products alone (one sgemm per
- * product over the whole batch). The difference is im2col/col2im, the layout copies and the
- * bias work.
+/* conv_ops.c — what the conv preset's four convolution layers cost against their matrix
+ * products: each layer's forward and backward op as --backend onednn runs them (oneDNN's
+ * convolution primitives with their reorders; the im2col passes around its sgemm before)
+ * timed at a batch and thread count, next to the same products alone (one sgemm per product
+ * over the whole batch): what an im2col implementation could at best reach.
  *   conv_ops [--batch B] [--threads T] [--seconds S]     (a build with oneDNN) */
 #include "ops/ops.h"
 #include "vae.h"
