@@ -171,12 +171,40 @@ static void check_conv_backend(int transposed, int B) {
     free(dw1), free(dw2), free(db1), free(db2), free(cols);
 }
 
+/* A workspace made before the model took oneDNN's convolutions (whose primitives need more
+ * scratch than the im2col passes at a batch of 1: 848 floats against 512 here) is refused,
+ * not overrun; a new one runs. */
+static void check_stale_workspace(void) {
+    vae_config cfg = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {6},
+                      .n_decoder = 1, .decoder = {5}, .activation = VAE_ACT_RELU, .n_conv = 1,
+                      .image_channels = 1, .image_rows = 8, .image_cols = 8};
+    cfg.conv[0].channels = 16, cfg.conv[0].kernel = 4, cfg.conv[0].stride = 2;
+    cfg.conv[0].padding = 1;
+    vae_model *m = NULL;
+    vae_workspace *old = NULL, *fresh = NULL;
+    vae_error err = {{0}};
+    float x[64] = {0}, eps[2] = {0};
+    const vae_batch batch = {1, x, eps, NULL, NULL};
+    CHECK(vae_model_create(&m, &cfg, 3, &err) == VAE_OK &&
+              vae_workspace_create(&old, m, 1, &err) == VAE_OK &&
+              vae_model_set_backend(m, VAE_BACKEND_ONEDNN, 1, NULL, &err) == VAE_OK,
+          "conv model, workspace, then oneDNN: %s", err.message);
+    CHECK(vae_forward(m, old, &batch, NULL, &err) == VAE_ERR_INVALID_ARGUMENT &&
+              strstr(err.message, "made before"), "the old workspace refused: %s", err.message);
+    CHECK(vae_workspace_create(&fresh, m, 1, &err) == VAE_OK &&
+              vae_forward(m, fresh, &batch, NULL, &err) == VAE_OK,
+          "a new one runs: %s", err.message);
+    vae_workspace_free(old), vae_workspace_free(fresh);
+    vae_model_free(m);
+}
+
 static void test_conv_matches(void) {
     if (!vae_onednn_ops) {
         printf("skip test_conv_matches (this build has no oneDNN)\n");
         return;
     }
     for (int b = 9; b <= 131; b += 122) check_conv_backend(0, b), check_conv_backend(1, b);
+    check_stale_workspace();
     /* AUTO times a convolutional model's layers, convolutions included */
     vae_config cfg = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {16},
                       .n_decoder = 1, .decoder = {16}, .activation = VAE_ACT_RELU, .n_conv = 1,
