@@ -204,9 +204,7 @@ static void bias_grad(float *db, const float *cm, int c, size_t n) {
     for (int ch = 0; ch < c; ch++) db[ch] += sum_of(cm + (size_t)ch * n, n);
 }
 
-/* db[c] += the sum of channel c over the batch, from batch-major values (B, C, HW): each
- * sample's sum added in turn */
-static void bias_grad_batch_major(float *db, const float *v, int batch, int c, size_t hw) {
+void op_conv_bias_grad(float *db, const float *v, int batch, int c, size_t hw) {
 #pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= OP_PARALLEL_MIN)
     for (int ch = 0; ch < c; ch++)
         for (int n = 0; n < batch; n++) db[ch] += sum_of(v + ((size_t)n * c + ch) * hw, hw);
@@ -287,7 +285,7 @@ static void convt2d_backward_range(op_gemm_fn gemm, float *dx, float *dw, float 
         im2col_batch(cols, dyc, nb, s->out_c, s->out_h, s->out_w, s->in_h, s->in_w, s->k,
                      s->stride, s->pad);
         if (dw) {
-            bias_grad_batch_major(db, dyc, nb, s->out_c, ohw);
+            op_conv_bias_grad(db, dyc, nb, s->out_c, ohw);
             to_channel_major(xm, x + (size_t)n0 * s->in_c * ihw, nb, s->in_c, ihw);
             /* dW (in_c, kk) += x (in_c, chunk*ihw) cols^T */
             gemm(0, 1, s->in_c, kk, (int)ld, xm, (int)ld, cols, (int)ld, 1.0f, dw, kk);

@@ -259,18 +259,6 @@ static int forward_chunk(const plan *p, float *y, const float *x, const float *w
     return k.bad;
 }
 
-/* gb[c] += the sum of channel c of plain NCHW values of dims (n, c, h, w), samples in order */
-static void bias_sums(float *gb, const float *dy, const dnnl_dims_t dims) {
-    const size_t hw = (size_t)dims[2] * dims[3];
-    for (int n = 0; n < (int)dims[0]; n++)
-        for (int c = 0; c < (int)dims[1]; c++) {
-            const float *v = dy + ((size_t)n * dims[1] + c) * hw;
-            float sum = 0.0f;
-            for (size_t i = 0; i < hw; i++) sum += v[i];
-            gb[c] += sum;
-        }
-}
-
 /* The gradients of one chunk: gw, gb += (plain, when gw), dx = (when dx); 0 when oneDNN ran
  * them */
 static int backward_chunk(const plan *p, float *dx, float *gw, float *gb, const float *dy,
@@ -290,7 +278,9 @@ static int backward_chunk(const plan *p, float *dx, float *gw, float *gb, const 
             run(&k, pd, 3, args);
         }
         reorder(&k, mdw, pw, 1); /* written apart, added in the plain layout */
-        if (!k.bad) bias_sums(gb, dy, p->dst.dims);
+        if (!k.bad)
+            op_conv_bias_grad(gb, dy, (int)p->dst.dims[0], (int)p->dst.dims[1],
+                              (size_t)p->dst.dims[2] * p->dst.dims[3]);
         k.scratch = after_dy;
     }
     if (dx && !k.bad) {

@@ -98,6 +98,9 @@ void op_convt2d_forward(float *y, const float *x, const float *w, const float *b
                         const conv_shape *s, float *cols);
 void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                          const float *w, int batch, const conv_shape *s, float *cols);
+/* db[c] += the sum of channel c over the batch of NCHW values v (B, C, HW), each sample's sum
+ * (16 interleaved partial sums) added in turn: a bias's gradient */
+void op_conv_bias_grad(float *db, const float *v, int batch, int c, size_t hw);
 /* The four conv ops of one implementation, named with its suffix (the arguments above) */
 #define OP_CONV_DECLARE(suffix)                                                                    \
     void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
