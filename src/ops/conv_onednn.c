@@ -137,8 +137,8 @@ static size_t floats_of(const dnnl_memory_desc_t *md) {
 }
 
 /* The scratch a pass needs. Forward: its operands in the primitive's layouts. Backward: for
- * the weights' gradient, the output gradient, the input, the gradients of the weights and
- * bias; then for the data's gradient, the output gradient (kept when both primitives take the
+ * the weights' gradient, the output gradient, the input and the weights' gradient (the bias's
+ * is summed from the plain output gradient); then for the data's gradient, the output gradient (kept when both primitives take the
  * same layout), the weights and the input's gradient in the room the first part is done with. */
 static size_t plan_floats(const plan *p) {
     size_t f = floats_of(md_of(p->fwd, dnnl_query_src_md)) +
@@ -320,6 +320,12 @@ static int plans_make(plan pl[2], const conv_shape *s, int batch, int kind, int 
 
 static void plans_free(plan pl[2]) { plan_free(&pl[0]), plan_free(&pl[1]); }
 
+/* The plan of the chunk at sample n0: the full chunks', or the rest's */
+static const plan *plan_at(const plan pl[2], const conv_shape *s, int batch, int n0) {
+    const int chunk = chunk_size(s);
+    return batch - n0 >= chunk || batch < chunk ? &pl[0] : &pl[1];
+}
+
 /* The scratch of a batch: the backward's plain weight and bias gradients, then a chunk's; or
  * the im2col passes' (the fallback's), when more */
 static size_t cols_size(const conv_shape *s, int batch, int kind) {
@@ -340,11 +346,8 @@ static int forward(int kind, float *y, const float *x, const float *w, const flo
     int bad = plans_make(pl, s, batch, kind, 0, 0);
     const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
     const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
-    const int chunk = chunk_size(s);
-    for (int n0 = 0; !bad && n0 < batch; n0 += chunk) {
-        const plan *p = batch - n0 >= chunk || batch < chunk ? &pl[0] : &pl[1];
-        bad = forward_chunk(p, y + n0 * out, x + n0 * in, w, b, cols);
-    }
+    for (int n0 = 0; !bad && n0 < batch; n0 += chunk_size(s))
+        bad = forward_chunk(plan_at(pl, s, batch, n0), y + n0 * out, x + n0 * in, w, b, cols);
     plans_free(pl);
     return bad;
 }
@@ -359,12 +362,9 @@ static int backward(int kind, float *dx, float *dw, float *db, const float *dy,
     const size_t nw = weight_floats(s);
     float *gw = dw ? cols : NULL, *gb = cols + nw, *scratch = cols + nw + (size_t)s->out_c;
     if (dw) memset(cols, 0, sizeof(float) * (nw + (size_t)s->out_c));
-    const int chunk = chunk_size(s);
-    for (int n0 = 0; !bad && n0 < batch; n0 += chunk) {
-        const plan *p = batch - n0 >= chunk || batch < chunk ? &pl[0] : &pl[1];
-        bad = backward_chunk(p, dx ? dx + n0 * in : NULL, gw, gb, dy + n0 * out, x + n0 * in, w,
-                             scratch);
-    }
+    for (int n0 = 0; !bad && n0 < batch; n0 += chunk_size(s))
+        bad = backward_chunk(plan_at(pl, s, batch, n0), dx ? dx + n0 * in : NULL, gw, gb,
+                             dy + n0 * out, x + n0 * in, w, scratch);
     plans_free(pl);
     if (bad || !dw) return bad;
     for (size_t i = 0; i < nw; i++) dw[i] += gw[i];
