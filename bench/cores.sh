@@ -3,14 +3,14 @@
 # backends) and its PyTorch twin (bench/torch_vae.py, bench/torch_conv_vae.py) on the same
 # machine, data, model, batch and thread count: the canonical MLP at batch 128 for 1, 2, 4, ...
 # threads up to the machine's cores, then at batch 1024 and the conv preset on all cores.
-# Prints the CPU, its features, its cores and vae's kernels, then one row per setting with
-# samples/s of the last epoch (vae: OpenBLAS, oneDNN, batch threads on the faster of the two, and
-# --precision bf16 on oneDNN with the faster of its two splits; PyTorch in fp32 and under bf16
-# autocast, with vae's OpenBLAS kernels, and on OpenBLAS the faster of with and without
-# OpenBLAS's own threads), vae's best fp32 over PyTorch's fp32, vae's bf16 over PyTorch's bf16, vae's best of
-# any column over PyTorch's best, what `--batch-threads auto` chose, and vae's peak memory (the
-# largest resident set of its runs in the row) against the budget of issue 16: the data's
-# floats + 64 MiB + 4 MiB per thread.
+# Prints the CPU, its features, its cores and vae's kernels, then one row per setting with samples/s
+# of the last epoch (vae: OpenBLAS, oneDNN, batch threads on the faster of the two, and --precision
+# bf16 on oneDNN with the faster of its two splits; PyTorch in fp32 and under bf16 autocast, with
+# vae's OpenBLAS kernels, and on OpenBLAS the faster of with and without OpenBLAS's own threads),
+# vae's best fp32 over PyTorch's fp32, vae's bf16 over PyTorch's bf16, vae's best of any column over
+# PyTorch's best, what `--batch-threads auto` chose, and vae's peak memory (the largest resident set
+# of its runs in the row) against the budget of issue 16: the data's floats + 64 MiB + 4 MiB per
+# thread.
 #   sh bench/cores.sh [BUILD (build)] [EPOCHS (2)]     PYTHON: the Python with torch (the first
 #                                                       of python3, /usr/bin/python3 that has it),
 #                                                       DATA: Fashion-MNIST's folder, ROWS:

@@ -1,11 +1,11 @@
 /* fpenv.c — the floats' special values: subnormals flushed to zero for a stretch of one thread's
- * work, and the check that a buffer holds no Inf or NaN. On x86 an operation that reads or
- * makes a subnormal float takes a microcode assist, ~100 times slower than a normal one. Training makes them steadily: Adam's first moment of a weight whose
- * gradient stays 0 (a pixel that is 0 in every image) decays as 0.9^t and is subnormal after
- * ~800 steps, which slowed the second epoch of the canonical model by a third. The values lost
- * are below 1.2e-38, far under the rounding of any parameter they touch. The thread's previous
- * state is handed back for the caller to restore: the library leaves its caller's threads as it
- * found them. */
+ * work, and the check that a buffer holds no Inf or NaN. On x86 an operation that reads or makes a
+ * subnormal float takes a microcode assist, ~100 times slower than a normal one. Training makes
+ * them steadily: Adam's first moment of a weight whose gradient stays 0 (a pixel that is 0 in
+ * every image) decays as 0.9^t and is subnormal after ~800 steps, which slowed the second epoch of
+ * the canonical model by a third. The values lost are below 1.2e-38, far under the rounding of any
+ * parameter they touch. The thread's previous state is handed back for the caller to restore: the
+ * library leaves its caller's threads as it found them. */
 #include "internal.h"
 #include "ops/vecmath.h"
 

@@ -92,9 +92,10 @@ vae_status vae_forward_for_backward(const vae_model *m, vae_workspace *ws,
  * thread its own view, with scratch of its own for one thread's passes). Its training passes
  * (vae_forward_for_backward and vae_backward, or vae_iwae_step) compute the data's gradients
  * only, as means over the whole batch, and keep every layer's output gradient in the whole's
- * buffers; vae_view_param_grads then computes the parameters' gradients from them, one
- * product per layer over the whole batch on all threads, so that no thread needs a gradient
- * buffer the model's size. The whole's first view adds a buffer of every layer's outputs to it
+ * buffers; vae_view_param_grads then computes the parameters' gradients from them over the
+ * whole batch on all threads (the dense layers' in one pass of the table's dense_param_grads,
+ * each convolution's in its own pass), so that no thread needs a gradient buffer the model's
+ * size. The whole's first view adds a buffer of every layer's outputs to it
  * (one value per output and row). max_rows: the most rows a view takes. */
 vae_status vae_workspace_view(vae_workspace **out, vae_workspace *whole, int max_rows,
                               vae_error *err);

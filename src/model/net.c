@@ -42,8 +42,8 @@ struct vae_workspace {
     /* Batch threads (vae_workspace_view): a view runs a slice of a batch on rows of a whole
      * workspace's buffers, with scratch of its own (cols, kl_scale, kl_mean, d_dim_logvar).
      * Its backward computes the data's gradients only and keeps each layer's output gradient
-     * in dout, so that the parameters' gradients come from one product per layer over the
-     * whole batch (vae_view_param_grads) instead of a gradient buffer per thread. */
+     * in dout, so that the parameters' gradients come from passes over the whole batch
+     * (vae_view_param_grads) instead of a gradient buffer per thread. */
     float *dout[VAE_MAX_LAYERS]; /* (B, out) per layer: a whole's (made with its first view)
                                     or a view's rows of them; NULL elsewhere */
     float *dout_arena;           /* a whole's: the memory behind dout */
@@ -680,9 +680,9 @@ vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspac
     }
     VAE_RETURN_IF(next != batch->n * k || k < 1, err, VAE_ERR_INVALID_ARGUMENT,
                   "the views hold %d rows, the batch %d inputs of %d draws", next, batch->n, k);
-    if (k == 1) { /* the views' rows of every buffer tile the whole's: one product per layer */
+    if (k == 1) { /* the views' rows of every buffer tile the whole's: one pass over them */
         param_grads(m, whole, whole, batch->x, batch->n, 1);
-    } else { /* a view's encoder rows lie among its decoder's: a product per view */
+    } else { /* a view's encoder rows lie among its decoder's: a pass per view */
         const size_t dim = (size_t)m->cfg.input_dim;
         for (int i = 0; i < n_views; i++)
             if (views[i]->max_batch)

@@ -138,8 +138,9 @@ static size_t floats_of(const dnnl_memory_desc_t *md) {
 
 /* The scratch a pass needs. Forward: its operands in the primitive's layouts. Backward: for
  * the weights' gradient, the output gradient, the input and the weights' gradient (the bias's
- * is summed from the plain output gradient); then for the data's gradient, the output gradient (kept when both primitives take the
- * same layout), the weights and the input's gradient in the room the first part is done with. */
+ * is summed from the plain output gradient); then for the data's gradient, the output gradient
+ * (kept when both primitives take the same layout), the weights and the input's gradient in
+ * the room the first part is done with. */
 static size_t plan_floats(const plan *p) {
     size_t f = floats_of(md_of(p->fwd, dnnl_query_src_md)) +
                floats_of(md_of(p->fwd, dnnl_query_weights_md)) +

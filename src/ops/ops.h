@@ -14,8 +14,9 @@
 void op_linear_forward(float *y, const float *x, const float *w, const float *b, int batch,
                        int in, int out, const vae_activation *act);
 /* dx = dy W; dW = dy^T x; db = sum_B dy.   dx may be NULL when the input needs no gradient,
- * dw (and db) when the parameters' gradients are left for later (batch threads: one product
- * over the whole batch). accumulate_dx / accumulate_params: add (+=) instead of writing. */
+ * dw (and db) when the parameters' gradients are left for later (batch threads:
+ * op_dense_param_grads over the whole batch). accumulate_dx / accumulate_params: add (+=)
+ * instead of writing. */
 void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int batch, int in, int out, int accumulate_dx,
                         int accumulate_params);

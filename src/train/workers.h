@@ -1,8 +1,8 @@
 /* workers.h — a training pass, and batch threads: a pass whose batch is split across threads,
  * each running forward and backward (or an IWAE step) on its slice with single-threaded
  * products, on a view of the run's workspace (model_internal.h); the parameters' gradients
- * then come from one product per layer over the whole batch on all threads, so that threads
- * need no gradient buffers of their own. The training loop (train.c) runs its steps on them
+ * then come from passes over the whole batch on all threads (vae_view_param_grads), so that
+ * threads need no gradient buffers of their own. The training loop (train.c) runs its steps on them
  * when asked, and the choice between them and threaded products
  * (vae_train_batch_threads_auto) times both. */
 #ifndef VAE_WORKERS_H
