@@ -59,6 +59,7 @@ core=$("$build/vae" --version | sed -n 's/^kernels: \([A-Za-z0-9]*\).*/\1/p')
 torch_blas=$("$python" -c 'import torch, re
 m = re.search("BLAS_INFO=([a-z]*)", torch.__config__.show()); print(m.group(1) if m else "?")')
 echo "PyTorch's BLAS: $torch_blas; OpenBLAS kernels for both: ${core:-as detected}"
+larger() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a ? b : a) }'; } # A B: the larger
 torch_once() { # NAME=VALUE PRESET BATCH THREADS [--bf16]: one run's last-epoch samples/s,
     # with NAME=VALUE in its environment
     envs=$1 && shift
@@ -74,7 +75,7 @@ torch_rate() { # PRESET BATCH THREADS [--bf16]: samples/s of PyTorch's best sett
     r=$(torch_once VAE_BENCH=1 "$@")
     if [ "$torch_blas" != mkl ] && [ "$3" -gt 1 ]; then
         r2=$(torch_once OPENBLAS_NUM_THREADS=1 "$@")
-        r=$(awk -v a="$r" -v b="$r2" 'BEGIN { print (b > a ? b : a) }')
+        r=$(larger "$r" "$r2")
     fi
     echo "$r"
 }
@@ -82,10 +83,10 @@ row() { # PRESET BATCH THREADS
     rm -f "$tmp/peaks"
     a=$(vae_rate "$1" "$2" "$3" openblas off) b=$(vae_rate "$1" "$2" "$3" onednn off)
     d=$(vae_rate "$1" "$2" "$3" openblas on) d2=$(vae_rate "$1" "$2" "$3" onednn on)
-    d=$(awk -v a="$d" -v b="$d2" 'BEGIN { print (b > a ? b : a) }') # on the faster backend
+    d=$(larger "$d" "$d2") # on the faster backend
     c=$(torch_rate "$1" "$2" "$3")
     f=$(vae_rate "$1" "$2" "$3" onednn off bf16) f2=$(vae_rate "$1" "$2" "$3" onednn on bf16)
-    f=$(awk -v a="$f" -v b="$f2" 'BEGIN { print (b > a ? b : a) }') # bf16's better split
+    f=$(larger "$f" "$f2") # bf16's better split
     g=$(torch_rate "$1" "$2" "$3" --bf16)
     e=$(auto_choice "$1" "$2" "$3") peak=$(sort -n "$tmp/peaks" | tail -1)
     awk -v p="$1" -v bt="$2" -v t="$3" -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v e="${e:-n/a}" \
