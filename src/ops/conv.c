@@ -210,6 +210,15 @@ void op_conv_bias_grad(float *db, const float *v, int batch, int c, size_t hw) {
         for (int n = 0; n < batch; n++) db[ch] += sum_of(v + ((size_t)n * c + ch) * hw, hw);
 }
 
+void op_conv_bias_add(float *v, const float *b, int batch, int c, size_t hw) {
+#pragma omp parallel for schedule(static) if ((size_t)batch * c * hw >= OP_PARALLEL_MIN)
+    for (int nc = 0; nc < batch * c; nc++) {
+        float *p = v + (size_t)nc * hw;
+        const float add = b[nc % c];
+        for (size_t i = 0; i < hw; i++) p[i] += add;
+    }
+}
+
 /* The chunks [n0, n0 + nb) of the samples [lo, hi), in order */
 #define FOR_EACH_CHUNK(s, lo, hi, transposed, n0, nb)                                              \
     for (int n0 = lo, chunk_ = chunk_of(s, hi - lo, transposed),                                   \

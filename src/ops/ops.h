@@ -102,6 +102,8 @@ void op_convt2d_backward(float *dx, float *dw, float *db, const float *dy, const
 /* db[c] += the sum of channel c over the batch of NCHW values v (B, C, HW), each sample's sum
  * (16 interleaved partial sums) added in turn: a bias's gradient */
 void op_conv_bias_grad(float *db, const float *v, int batch, int c, size_t hw);
+/* v[n, c, :] += b[c] over the batch of NCHW values v (B, C, HW): a bias added apart */
+void op_conv_bias_add(float *v, const float *b, int batch, int c, size_t hw);
 /* The four conv ops of one implementation, named with its suffix (the arguments above) */
 #define OP_CONV_DECLARE(suffix)                                                                    \
     void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
