@@ -1,6 +1,8 @@
 /* gemm_limit.c — the matrix-product limit of a training step: times cblas_sgemm on exactly the
  * products one step of `vae train` makes (same shapes, transposes and thread count) and prints
- * the FLOPs per sample, the GEMM rate and the samples/s the products alone would allow.
+ * the FLOPs per sample, the GEMM rate and the samples/s the products alone would allow. For a
+ * model with convolutions these are its dense layers' products (between the convolutions'
+ * flattened output and the latent code); build/conv_ops times the convolutions.
  * --onednn times oneDNN's dnnl_sgemm instead (in a build with oneDNN).
  *   gemm_limit [--preset NAME] [--batch B] [--threads T] [--dim D] [--seconds S] [--onednn] */
 #include "vae.h"
@@ -46,6 +48,19 @@ static int add_layer(product *p, int count, int batch, int in, int out, int need
     return count;
 }
 
+/* The width the dense layers start from and end at: the data's, or after convolutions the
+ * last one's output (channels x rows x cols) */
+static int dense_width(const vae_config *cfg) {
+    if (cfg->n_conv == 0) return cfg->input_dim;
+    int rows = cfg->image_rows, cols = cfg->image_cols;
+    for (int i = 0; i < cfg->n_conv; i++) {
+        const int k = cfg->conv[i].kernel, s = cfg->conv[i].stride, pad = cfg->conv[i].padding;
+        rows = (rows + 2 * pad - k) / s + 1;
+        cols = (cols + 2 * pad - k) / s + 1;
+    }
+    return cfg->conv[cfg->n_conv - 1].channels * rows * cols;
+}
+
 int main(int argc, char **argv) {
     const char *preset = "pytorch";
     int batch = 128, threads = 0, dim = 784, onednn = 0;
@@ -73,9 +88,10 @@ int main(int argc, char **argv) {
     vae_set_num_threads(threads);
 
     product p[4 * (2 * VAE_MAX_HIDDEN + 3)];
-    int n = 0, width = cfg.input_dim;
+    const int convs = cfg.n_conv > 0, flat = dense_width(&cfg);
+    int n = 0, width = flat;
     for (int i = 0; i < cfg.n_encoder; i++) {
-        n = add_layer(p, n, batch, width, cfg.encoder[i], i > 0);
+        n = add_layer(p, n, batch, width, cfg.encoder[i], i > 0 || convs);
         width = cfg.encoder[i];
     }
     n = add_layer(p, n, batch, width, cfg.latent_dim, 1);
@@ -85,7 +101,7 @@ int main(int argc, char **argv) {
         n = add_layer(p, n, batch, width, cfg.decoder[i], 1);
         width = cfg.decoder[i];
     }
-    n = add_layer(p, n, batch, width, cfg.input_dim, 1);
+    n = add_layer(p, n, batch, width, flat, 1);
 
     double flops = 0;
     size_t biggest = 0;
