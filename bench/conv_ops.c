@@ -26,12 +26,14 @@ typedef struct {
     int transposed, needs_dx;
 } layer;
 
-/* The conv preset: Conv2d 1->32 and 32->64 (k4 s2 p1), mirrored by ConvTranspose2d. */
+/* The conv preset: Conv2d 1->32 and 32->64 (k4 s2 p1), mirrored by ConvTranspose2d; the
+ * 32-channel activations between two convolutions in channel blocks, as a training workspace
+ * keeps them with oneDNN */
 static layer layers[] = {
-    {"conv 1->32 28->14", {1, 28, 28, 32, 14, 14, 4, 2, 1, 0}, 0, 0},
-    {"conv 32->64 14->7", {32, 14, 14, 64, 7, 7, 4, 2, 1, 0}, 0, 1},
-    {"convT 64->32 7->14", {64, 7, 7, 32, 14, 14, 4, 2, 1, 0}, 1, 1},
-    {"convT 32->1 14->28", {32, 14, 14, 1, 28, 28, 4, 2, 1, 0}, 1, 1},
+    {"conv 1->32 28->14", {1, 28, 28, 32, 14, 14, 4, 2, 1, 0, 0, 1}, 0, 0},
+    {"conv 32->64 14->7", {32, 14, 14, 64, 7, 7, 4, 2, 1, 0, 1, 0}, 0, 1},
+    {"convT 64->32 7->14", {64, 7, 7, 32, 14, 14, 4, 2, 1, 0, 0, 1}, 1, 1},
+    {"convT 32->1 14->28", {32, 14, 14, 1, 28, 28, 4, 2, 1, 0, 1, 0}, 1, 1},
 };
 
 static float *filled(size_t n) {

@@ -5,6 +5,7 @@
  * them against the products' split; bf16 products (--precision bf16) within bf16's rounding of
  * fp32's. */
 #include "backend/ops_table.h"
+#include "model/model_internal.h"
 #include "check.h"
 #include "vae.h"
 
@@ -171,6 +172,63 @@ static void check_conv_backend(int transposed, int B) {
     free(dw1), free(dw2), free(db1), free(db2), free(cols);
 }
 
+/* v (n, c, hw) between NCHW and channel blocks of 16 (nChw16c); back: blocks to NCHW */
+static void reblock(float *to, const float *from, int n, int c, int hw, int back) {
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int j = 0; j < hw; j++) {
+                const size_t plain = ((size_t)i * c + ch) * hw + j;
+                const size_t block = (((size_t)i * (c / 16) + ch / 16) * hw + j) * 16 + ch % 16;
+                if (back) to[plain] = from[block];
+                else to[block] = from[plain];
+            }
+}
+
+/* oneDNN's convolutions on activations in channel blocks (what a workspace keeps between two
+ * convolutions) against the same on NCHW: input blocked (in), output blocked (out), or both (32
+ * channels each), B samples (131: a chunk of 128 and a rest), every output and gradient within 1e-5 relative. */
+static void check_conv_blocked(int transposed, int in, int out, int B) {
+    /* 8 workers: chunks of 128 samples on NCHW as on blocks, so that the sums that make dw
+     * run over the same samples (for chunks of 32, 4 partial sums of 32 samples each differ
+     * from one sum by their rounding: up to 2e-6 of the largest dw here) */
+    conv_shape s = test_conv_shape(transposed, 8);
+    if (in) s.in_c = 32; /* two blocks */
+    if (out) s.out_c = 32;
+    conv_shape sb = s;
+    sb.in_blocked = in, sb.out_blocked = out;
+    const int ihw = s.in_h * s.in_w, ohw = s.out_h * s.out_w;
+    const size_t nx = (size_t)B * s.in_c * ihw, ny = (size_t)B * s.out_c * ohw;
+    const size_t nw = (size_t)s.in_c * s.out_c * 16, nb = (size_t)s.out_c;
+    const size_t ncols = vae_onednn_ops->conv_cols_size(&s, B, transposed);
+    const size_t ncols_b = vae_onednn_ops->conv_cols_size(&sb, B, transposed);
+    float *x = malloc(4 * nx), *xb = malloc(4 * nx), *w = malloc(4 * nw), *b = malloc(4 * nb);
+    float *dy = malloc(4 * ny), *dyb = malloc(4 * ny), *y1 = malloc(4 * ny), *y2 = malloc(4 * ny);
+    float *dx1 = malloc(4 * nx), *dx2 = malloc(4 * nx), *t = malloc(4 * (nx > ny ? nx : ny));
+    float *dw1 = calloc(nw, 4), *dw2 = calloc(nw, 4), *db1 = calloc(nb, 4), *db2 = calloc(nb, 4);
+    float *cols = malloc(4 * (ncols > ncols_b ? ncols : ncols_b));
+    fill(x, nx, 21), fill(w, nw, 22), fill(b, nb, 23), fill(dy, ny, 24);
+    if (in) reblock(xb, x, B, s.in_c, ihw, 0);
+    else memcpy(xb, x, 4 * nx);
+    if (out) reblock(dyb, dy, B, s.out_c, ohw, 0);
+    else memcpy(dyb, dy, 4 * ny);
+    const vae_ops *o = vae_onednn_ops;
+    (transposed ? o->convt2d_forward : o->conv2d_forward)(y1, x, w, b, B, &s, cols);
+    (transposed ? o->convt2d_backward : o->conv2d_backward)(dx1, dw1, db1, dy, x, w, B, &s, cols);
+    (transposed ? o->convt2d_forward : o->conv2d_forward)(t, xb, w, b, B, &sb, cols);
+    if (out) reblock(y2, t, B, s.out_c, ohw, 1);
+    else memcpy(y2, t, 4 * ny);
+    (transposed ? o->convt2d_backward : o->conv2d_backward)(t, dw2, db2, dyb, xb, w, B, &sb, cols);
+    if (in) reblock(dx2, t, B, s.in_c, ihw, 1);
+    else memcpy(dx2, t, 4 * nx);
+    const char *what = transposed ? "convT" : "conv";
+    CHECK(close_all(y2, y1, ny), "%s forward, blocks in %d out %d, batch %d", what, in, out, B);
+    CHECK(close_all(dx2, dx1, nx), "%s dx, blocks in %d out %d, batch %d", what, in, out, B);
+    CHECK(close_all(dw2, dw1, nw), "%s dw, blocks in %d out %d, batch %d", what, in, out, B);
+    CHECK(close_all(db2, db1, nb), "%s db, blocks in %d out %d, batch %d", what, in, out, B);
+    free(x), free(xb), free(w), free(b), free(dy), free(dyb), free(y1), free(y2), free(dx1);
+    free(dx2), free(t), free(dw1), free(dw2), free(db1), free(db2), free(cols);
+}
+
 /* A workspace made before the model took oneDNN's convolutions (whose primitives need more
  * scratch than the im2col passes at a batch of 1: 848 floats against 512 here) is refused,
  * not overrun; a new one runs. */
@@ -204,6 +262,10 @@ static void test_conv_matches(void) {
         return;
     }
     for (int b = 9; b <= 131; b += 122) check_conv_backend(0, b), check_conv_backend(1, b);
+    for (int t = 0; t <= 1; t++)
+        for (int b = 9; b <= 131; b += 122)
+            check_conv_blocked(t, 1, 0, b), check_conv_blocked(t, 0, 1, b),
+                check_conv_blocked(t, 1, 1, b);
     check_stale_workspace();
     /* AUTO times a convolutional model's layers, convolutions included */
     vae_config cfg = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {16},
@@ -219,6 +281,59 @@ static void test_conv_matches(void) {
               chosen != VAE_BACKEND_AUTO && chosen == vae_model_backend(m),
           "auto on a conv model: %s (%s)", vae_backend_name(chosen), err.message);
     vae_model_free(m);
+}
+
+/* A model with two convolutions each way (16 channels between them, kept in channel blocks by
+ * oneDNN's workspace) on 8x8 images */
+static vae_status blocks_model(vae_model **m, vae_backend backend, vae_error *err) {
+    vae_config cfg = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {8},
+                      .n_decoder = 1, .decoder = {8}, .activation = VAE_ACT_RELU, .n_conv = 2,
+                      .image_channels = 1, .image_rows = 8, .image_cols = 8};
+    cfg.conv[0].channels = 16, cfg.conv[0].kernel = 4, cfg.conv[0].stride = 2;
+    cfg.conv[0].padding = 1;
+    cfg.conv[1].channels = 16, cfg.conv[1].kernel = 3, cfg.conv[1].stride = 1;
+    cfg.conv[1].padding = 1;
+    VAE_TRY(vae_model_create(m, &cfg, 4, err));
+    return vae_model_set_backend(*m, backend, 9, NULL, err);
+}
+
+/* The whole model on oneDNN with its activations in channel blocks between the convolutions:
+ * the loss and every gradient of a batch as OpenBLAS's NCHW passes give them (1e-5 relative);
+ * a workspace with batch threads' views goes back to NCHW and trains the same function. */
+static void test_conv_model_blocks(void) {
+    if (!vae_onednn_ops) {
+        printf("skip test_conv_model_blocks (this build has no oneDNN)\n");
+        return;
+    }
+    enum { B = 9 };
+    float x[B * 64], eps[B * 2];
+    vae_rng r = vae_rng_make(7, 1);
+    for (int i = 0; i < B * 64; i++) x[i] = vae_rng_uniform(&r);
+    fill(eps, B * 2, 8);
+    const vae_batch batch = {B, x, eps, NULL, NULL};
+    vae_model *m[2] = {NULL, NULL};
+    vae_workspace *ws[2] = {NULL, NULL};
+    vae_loss loss[2];
+    memset(loss, 0, sizeof loss);
+    vae_error err = {{0}};
+    const vae_backend backends[2] = {VAE_BACKEND_OPENBLAS, VAE_BACKEND_ONEDNN};
+    for (int i = 0; i < 2; i++)
+        CHECK(blocks_model(&m[i], backends[i], &err) == VAE_OK &&
+                  vae_workspace_create(&ws[i], m[i], B, &err) == VAE_OK &&
+                  vae_forward(m[i], ws[i], &batch, &loss[i], &err) == VAE_OK &&
+                  vae_backward(m[i], ws[i], &batch, NULL, &err) == VAE_OK,
+              "%s: %s", vae_backend_name(backends[i]), err.message);
+    CHECK(vae_workspace_conv_blocks(ws[1]) && !vae_workspace_conv_blocks(ws[0]),
+          "oneDNN's workspace keeps channel blocks, OpenBLAS's NCHW");
+    const double l0 = loss[0].recon + loss[0].kl, l1 = loss[1].recon + loss[1].kl;
+    CHECK(fabs(l1 - l0) <= 1e-5 * fabs(l0), "loss: onednn %.7f, openblas %.7f", l1, l0);
+    CHECK(close_all(vae_model_grads(m[1]), vae_model_grads(m[0]), vae_model_num_params(m[0])),
+          "every gradient");
+    vae_workspace *view = NULL;
+    CHECK(vae_workspace_view(&view, ws[1], 4, &err) == VAE_OK && !vae_workspace_conv_blocks(ws[1]),
+          "a workspace with a view goes back to NCHW: %s", err.message);
+    vae_workspace_free(view);
+    for (int i = 0; i < 2; i++) vae_workspace_free(ws[i]), vae_model_free(m[i]);
 }
 
 /* A small model trained 3 epochs (batches of 20) on count uniform rows drawn from data_seed,
@@ -507,6 +622,7 @@ int main(void) {
     RUN(test_dense_layer_matches);
     RUN(test_dense_param_grads);
     RUN(test_conv_matches);
+    RUN(test_conv_model_blocks);
     RUN(test_bf16_conv);
     RUN(test_training_agrees);
     RUN(test_batch_threads);

@@ -1,6 +1,6 @@
 /* onednn_ops.c — the oneDNN backend's tables (ops_table.h): dense layers on oneDNN's sgemm (or
- * its bf16 matmuls), convolutions on the CPU's passes around oneDNN's sgemm (or its bf16
- * matmuls), every other op the CPU's (elementwise passes gain nothing from it). In a build
+ * its bf16 matmuls), convolutions on oneDNN's convolution primitives (their inputs in bf16 for
+ * the second table), every other op the CPU's (elementwise passes gain nothing from it). In a build
  * without oneDNN the tables are absent and vae_backend_available says so. */
 #include "backend/backend.h"
 #include "loss/loss.h"
@@ -9,6 +9,7 @@
 static const vae_ops onednn_ops = {
     .name = "onednn",
     VAE_PRODUCT_OPS(_onednn),
+    .conv_blocks = 1,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_ops = &onednn_ops;
@@ -17,6 +18,7 @@ const vae_ops *const vae_onednn_ops = &onednn_ops;
 static const vae_ops onednn_bf16_ops = {
     .name = "onednn-bf16",
     VAE_PRODUCT_OPS(_bf16),
+    .conv_blocks = 1,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_bf16_ops = &onednn_bf16_ops;

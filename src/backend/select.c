@@ -104,9 +104,10 @@ static double time_layers(const vae_model *m, const vae_ops *ops, int batch,
 /* The faster backend for m's layers (dense and convolutions) at `batch` rows. */
 static vae_status fastest(const vae_model *m, int batch, const vae_ops **out, vae_error *err) {
     size_t widest = 1, weights = 1;
-    size_t cols = vae_model_cols_floats_for(m, &vae_cpu_ops, batch, vae_get_num_threads());
+    /* the layers timed one by one on NCHW activations */
+    size_t cols = vae_model_cols_floats_for(m, &vae_cpu_ops, batch, vae_get_num_threads(), 0);
     const size_t cols_dnnl = vae_model_cols_floats_for(m, vae_onednn_ops, batch,
-                                                       vae_get_num_threads());
+                                                       vae_get_num_threads(), 0);
     if (cols_dnnl > cols) cols = cols_dnnl;
     for (int l = 0; l < m->n_layers; l++) {
         const vae_layer *layer = &m->layers[l];

@@ -66,15 +66,24 @@ size_t vae_model_file_tensors(vae_model *m, vae_adam *adam, vae_file_tensor *out
 vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err);
 
 /* A conv layer's shape for passes split among at most `workers` threads (what a workspace's
- * scratch was laid out for) */
+ * scratch was laid out for), its activations NCHW */
 conv_shape vae_layer_conv(const vae_layer *layer, int workers);
+/* The same for layer l of m computed by `ops`, blocks 1: its input and output activations in
+ * channel blocks where they lie between two convolutions and ops take such (ops_table.h) */
+conv_shape vae_layer_conv_at(const vae_model *m, const vae_ops *ops, int l, int workers,
+                             int blocks);
 
 /* Floats of the convolutions' scratch for passes of `batch` rows split among at most `workers`
- * threads: the most any of m's conv layers needs (0 for an MLP). */
-size_t vae_model_cols_floats(const vae_model *model, int batch, int workers);
+ * threads, activations in blocks where `blocks` allows: the most any of m's conv layers needs
+ * (0 for an MLP). */
+size_t vae_model_cols_floats(const vae_model *model, int batch, int workers, int blocks);
 /* The same for the ops table `ops` (the model's or one it may take). */
 size_t vae_model_cols_floats_for(const vae_model *model, const vae_ops *ops, int batch,
-                                 int workers);
+                                 int workers, int blocks);
+
+/* Whether ws's passes keep activations between two convolutions in channel blocks (its
+ * model's table takes them and it has no views) */
+int vae_workspace_conv_blocks(const vae_workspace *ws);
 
 /* vae_workspace_create with the threads its convolutions may split a batch among (the public
  * one: vae_get_num_threads(); 1 for a workspace used inside a parallel region, whose passes

@@ -10,6 +10,9 @@ struct vae_workspace {
     const vae_model *model; /* the model whose shapes sized this workspace */
     int max_batch;
     int conv_workers;                 /* threads a convolution's pass may split its batch among */
+    int conv_blocks; /* 1: activations between two convolutions kept in channel blocks, where
+                        the model's table takes them (none of a whole with views, whose slices'
+                        im2col passes read NCHW) */
     int last_batch;                   /* batch of the last forward, 0 before any */
     int recon_grad_ready;             /* the last forward also left the likelihood's gradient
                                          in grad_a (and d_dim_logvar): a training pass's; a
@@ -98,16 +101,32 @@ conv_shape vae_layer_conv(const vae_layer *layer, int workers) {
     return shape;
 }
 
-size_t vae_model_cols_floats(const vae_model *model, int batch, int workers) {
-    return vae_model_cols_floats_for(model, model->ops, batch, workers);
+/* Whether ops may keep the activations between layers l and l + 1 in channel blocks: two
+ * convolutions of the same direction, channels a multiple of the block */
+static int blocks_between(const vae_model *m, const vae_ops *ops, int l) {
+    if (!ops->conv_blocks || l < 0 || l + 1 >= m->n_layers) return 0;
+    const vae_layer *a = &m->layers[l], *b = &m->layers[l + 1];
+    return a->kind != LAYER_DENSE && a->kind == b->kind && a->conv.out_c % 16 == 0;
+}
+
+conv_shape vae_layer_conv_at(const vae_model *m, const vae_ops *ops, int l, int workers,
+                             int blocks) {
+    conv_shape shape = vae_layer_conv(&m->layers[l], workers);
+    shape.in_blocked = blocks && blocks_between(m, ops, l - 1);
+    shape.out_blocked = blocks && blocks_between(m, ops, l);
+    return shape;
+}
+
+size_t vae_model_cols_floats(const vae_model *model, int batch, int workers, int blocks) {
+    return vae_model_cols_floats_for(model, model->ops, batch, workers, blocks);
 }
 
 size_t vae_model_cols_floats_for(const vae_model *model, const vae_ops *ops, int batch,
-                                 int workers) {
+                                 int workers, int blocks) {
     size_t cols = 0;
     for (int l = 0; l < model->n_layers; l++) {
         const vae_layer *layer = &model->layers[l];
-        const conv_shape shape = vae_layer_conv(layer, workers);
+        const conv_shape shape = vae_layer_conv_at(model, ops, l, workers, blocks);
         size_t need = layer->kind == LAYER_DENSE
                           ? 0
                           : ops->conv_cols_size(&shape, batch, layer->kind == LAYER_CONVT);
@@ -138,6 +157,7 @@ vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model,
     ws->model = model;
     ws->max_batch = max_batch;
     ws->conv_workers = conv_workers > 1 ? conv_workers : 1;
+    ws->conv_blocks = 1;
     size_t widest, per_sample = arena_row_floats(model, &widest), total;
     int overflow = __builtin_mul_overflow(per_sample, (size_t)max_batch, &total);
     ws->arena = overflow ? NULL : vae_calloc_array(total, sizeof(float));
@@ -157,7 +177,7 @@ vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model,
         ws->dzy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
         ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
     }
-    const size_t cols = vae_model_cols_floats(model, max_batch, ws->conv_workers);
+    const size_t cols = vae_model_cols_floats(model, max_batch, ws->conv_workers, 1);
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     ws->cols_floats = cols, ws->cols_ops = model->ops;
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
@@ -247,6 +267,34 @@ static vae_status whole_dout(vae_workspace *whole, vae_error *err) {
     return VAE_OK;
 }
 
+int vae_workspace_conv_blocks(const vae_workspace *ws) {
+    const vae_model *m = ws->model;
+    for (int l = 0; ws->conv_blocks && l < m->n_layers; l++) {
+        const conv_shape s = vae_layer_conv_at(m, m->ops, l, ws->conv_workers, 1);
+        if (s.in_blocked || s.out_blocked) return 1;
+    }
+    return 0;
+}
+
+/* A whole's passes keep NCHW activations once it has views (their slices run the im2col
+ * passes), with the scratch that takes */
+static vae_status whole_plain(vae_workspace *whole, vae_error *err) {
+    if (!whole->conv_blocks) return VAE_OK;
+    const size_t need = vae_model_cols_floats(whole->model, whole->max_batch,
+                                              whole->conv_workers, 0);
+    if (need > whole->cols_floats) {
+        float *cols = vae_calloc_array(need, sizeof(float));
+        VAE_RETURN_IF(!cols, err, VAE_ERR_NO_MEMORY,
+                      "out of memory for the convolutions' scratch of a batch of %d",
+                      whole->max_batch);
+        free(whole->cols);
+        whole->cols = cols, whole->cols_floats = need;
+    }
+    whole->conv_blocks = 0;
+    whole->last_batch = 0, whole->recon_grad_ready = 0; /* its activations' layout changed */
+    return VAE_OK;
+}
+
 vae_status vae_workspace_view(vae_workspace **out, vae_workspace *whole, int max_rows,
                               vae_error *err) {
     *out = NULL;
@@ -254,6 +302,7 @@ vae_status vae_workspace_view(vae_workspace **out, vae_workspace *whole, int max
                   VAE_ERR_INVALID_ARGUMENT, "a view of %d rows of a workspace of %d: not one",
                   max_rows, whole->max_batch);
     VAE_TRY(whole_dout(whole, err));
+    VAE_TRY(whole_plain(whole, err));
     const vae_model *m = whole->model;
     vae_workspace *v = calloc(1, sizeof *v);
     VAE_RETURN_IF(!v, err, VAE_ERR_NO_MEMORY, "out of memory for a workspace view");
@@ -261,7 +310,7 @@ vae_status vae_workspace_view(vae_workspace **out, vae_workspace *whole, int max
     v->kl_scale = vae_calloc_array((size_t)m->cfg.latent_dim, sizeof(float));
     v->kl_mean = vae_calloc_array((size_t)m->cfg.latent_dim, sizeof(double));
     v->d_dim_logvar = vae_calloc_array((size_t)m->cfg.input_dim, sizeof(float));
-    const size_t cols = vae_model_cols_floats(m, max_rows, 1);
+    const size_t cols = vae_model_cols_floats(m, max_rows, 1, 0);
     if (cols) v->cols = vae_calloc_array(cols, sizeof(float));
     v->cols_floats = cols, v->cols_ops = m->ops;
     if (!v->kl_scale || !v->kl_mean || !v->d_dim_logvar || (cols && !v->cols)) {
@@ -318,7 +367,8 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
      * only of another table (the oneDNN ones plan primitives to answer: not on every pass) */
     VAE_RETURN_IF(ws->cols_ops != m->ops &&
                       vae_model_cols_floats(m, ws->whole ? ws->view_rows : ws->max_batch,
-                                            ws->conv_workers) > ws->cols_floats,
+                                            ws->conv_workers, ws->conv_blocks) >
+                          ws->cols_floats,
                   err, VAE_ERR_INVALID_ARGUMENT,
                   "%s: the workspace was made before the model's backend changed; make a new one",
                   what);
@@ -341,7 +391,7 @@ static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const fl
                           batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
         return;
     }
-    const conv_shape shape = vae_layer_conv(layer, ws->conv_workers);
+    const conv_shape shape = vae_layer_conv_at(m, m->ops, l, ws->conv_workers, ws->conv_blocks);
     (layer->kind == LAYER_CONV ? m->ops->conv2d_forward : m->ops->convt2d_forward)(
         ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias, batch, &shape,
         ws->cols);
@@ -439,7 +489,8 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
             m->ops->linear_backward(dx, dw, db, grad, in, m->params + layer->weight, batch,
                                     layer->in, layer->out, l == lo ? accumulate : 0, 1);
         else { /* never at a point where gradients are accumulated: those are dense heads */
-            const conv_shape shape = vae_layer_conv(layer, ws->conv_workers);
+            const conv_shape shape =
+                vae_layer_conv_at(m, m->ops, l, ws->conv_workers, ws->conv_blocks);
             (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
                 dx, dw, db, grad, in, m->params + layer->weight, batch, &shape, ws->cols);
         }
@@ -662,7 +713,9 @@ static void param_grads(vae_model *m, const vae_workspace *src, vae_workspace *t
             if (n_dense == DENSE_MAX) m->ops->dense_param_grads(dense, n_dense), n_dense = 0;
             continue;
         }
-        const conv_shape shape = vae_layer_conv(layer, target->conv_workers);
+        /* src's activations are in its layout (plain: a whole with views, or a view) */
+        const conv_shape shape =
+            vae_layer_conv_at(m, m->ops, l, target->conv_workers, src->conv_blocks);
         (layer->kind == LAYER_CONV ? m->ops->conv2d_backward : m->ops->convt2d_backward)(
             NULL, g + layer->weight, g + layer->bias, dy, in, w, rows, &shape, target->cols);
     }

@@ -13,14 +13,13 @@
 
 #ifdef VAE_ONEDNN
 #include <dnnl.h>
+#include <math.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* Inside a parallel region (a batch thread's slice) the passes take the im2col code on their
- * thread: oneDNN's primitives run there too, but each thread then holds buffers of its own
- * (the conv preset with batch threads on 2 threads: 290 MiB against 277, over its budget). */
+/* Inside a parallel region: a batch thread's slice (forward_or) */
 static int in_parallel(void) {
 #ifdef _OPENMP
     return omp_in_parallel();
@@ -29,11 +28,17 @@ static int in_parallel(void) {
 #endif
 }
 
-/* The most samples one primitive call takes: 16 per thread the workspace was laid out for
- * (s->workers, so that its scratch and its passes agree), 32 to 128. The conv preset's scratch
- * is 1.2 MiB at 32 (2 threads: at 64 the run with batch threads went over its memory budget,
- * and was no faster), and more samples give many threads more to split. */
+/* Whether a pass's input or output activations are in channel blocks */
+static int blocked(const conv_shape *s) { return s->in_blocked || s->out_blocked; }
+
+/* The most samples one primitive call takes. Activations in channel blocks need no copies in
+ * the scratch, and the primitives run faster on more samples (the conv preset's layers on 2
+ * threads: backward weights 2.5 -> 1.7 ms a step from 32 to 128): 128. Else 16 per thread the
+ * workspace was laid out for (s->workers, so that its scratch and its passes agree), 32 to
+ * 128: the conv preset's scratch is 1.2 MiB at 32, and with batch threads that run on 2
+ * threads was at its memory budget. */
 static int chunk_size(const conv_shape *s) {
+    if (blocked(s)) return 128;
     const int c = 16 * (s->workers > 1 ? s->workers : 1);
     return c < 32 ? 32 : c > 128 ? 128 : c;
 }
@@ -44,6 +49,7 @@ typedef struct {
     dnnl_memory_desc_t src, wei, bias, dst; /* the plain layouts: NCHW, OIHW (convT: IOHW), x */
     dnnl_primitive_desc_t fwd, bwd_data, bwd_weights;
     int bias_apart; /* the forward adds no bias: forward_chunk does */
+    int out_blocked; /* the output's activations in channel blocks */
 } plan;
 
 static void plan_free(plan *p) {
@@ -53,6 +59,9 @@ static void plan_free(plan *p) {
     if (p->stream) dnnl_stream_destroy(p->stream);
     if (p->engine) dnnl_engine_destroy(p->engine);
 }
+
+/* The model's layout of activations: NCHW, or channel blocks of 16 */
+static dnnl_format_tag_t model_layout(int blocked) { return blocked ? dnnl_nChw16c : dnnl_nchw; }
 
 /* The layout asked for activations of c channels: the primitive's choice (blocks of 16
  * channels), but plain NCHW for fewer than a block, which the blocks would pad (the decoder's
@@ -95,8 +104,8 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
     dnnl_memory_desc_t src_in, src_out, wei_in, wei_out, dst_in, dst_out;
     if (dnnl_engine_create(&p->engine, dnnl_cpu, 0) ||
         dnnl_stream_create(&p->stream, p->engine, dnnl_stream_default_flags) ||
-        dnnl_memory_desc_init_by_tag(&p->src, 4, src, dnnl_f32, dnnl_nchw) ||
-        dnnl_memory_desc_init_by_tag(&p->dst, 4, dst, dnnl_f32, dnnl_nchw) ||
+        dnnl_memory_desc_init_by_tag(&p->src, 4, src, dnnl_f32, model_layout(s->in_blocked)) ||
+        dnnl_memory_desc_init_by_tag(&p->dst, 4, dst, dnnl_f32, model_layout(s->out_blocked)) ||
         dnnl_memory_desc_init_by_tag(&p->wei, 4, wei, dnnl_f32,
                                      transposed ? dnnl_iohw : dnnl_oihw) ||
         dnnl_memory_desc_init_by_tag(&p->bias, 1, bias, dnnl_f32, dnnl_x) ||
@@ -117,7 +126,7 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
     dnnl_convolution_desc_t f, d, w;
     /* a deconvolution's bias is added apart (forward_chunk): oneDNN 2.6 adds it in a pass
      * that took half of the 64 -> 32 ConvTranspose2d's forward (build/conv_ops) */
-    p->bias_apart = transposed;
+    p->bias_apart = transposed, p->out_blocked = s->out_blocked;
     int bad = init_fwd(&f, dnnl_forward_training, alg, &src_in, &wei_in,
                        p->bias_apart ? NULL : &p->bias, &dst_out, strides, pad, pad) ||
               dnnl_primitive_desc_create(&p->fwd, &f, NULL, p->engine, NULL) ||
@@ -246,6 +255,54 @@ static void run(pool *k, const_dnnl_primitive_desc_t pd, int n, const dnnl_exec_
     dnnl_primitive_destroy(prim);
 }
 
+/* The sum of hw vectors of 16 values (p, 16 apart) into sum, two partial sums per lane */
+static void block_sums(float sum[16], const float *p, size_t hw) {
+    float a[16] = {0}, b[16] = {0};
+    size_t j = 0;
+    for (; j + 1 < hw; j += 2)
+        for (int l = 0; l < 16; l++) a[l] += p[j * 16 + l], b[l] += p[j * 16 + 16 + l];
+    for (; j < hw; j++)
+        for (int l = 0; l < 16; l++) a[l] += p[j * 16 + l];
+    for (int l = 0; l < 16; l++) sum[l] = a[l] + b[l];
+}
+
+/* db[c] += the sum of channel c over n samples of v (hw values a channel), each sample's sum
+ * added in turn, in the plan's output layout */
+static void bias_grad(float *db, const float *v, const plan *p) {
+    const int n = (int)p->dst.dims[0], c = (int)p->dst.dims[1];
+    const size_t hw = (size_t)p->dst.dims[2] * p->dst.dims[3];
+    if (!p->out_blocked) {
+        op_conv_bias_grad(db, v, n, c, hw);
+        return;
+    }
+    const int blocks = c / 16;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= OP_PARALLEL_MIN)
+    for (int cb = 0; cb < blocks; cb++)
+        for (int i = 0; i < n; i++) {
+            float sum[16];
+            block_sums(sum, v + ((size_t)i * blocks + cb) * hw * 16, hw);
+            for (int l = 0; l < 16; l++) db[cb * 16 + l] += sum[l];
+        }
+}
+
+/* v[n, c, :] += b[c] in the plan's output layout */
+static void bias_add(float *v, const float *b, const plan *p) {
+    const int n = (int)p->dst.dims[0], c = (int)p->dst.dims[1];
+    const size_t hw = (size_t)p->dst.dims[2] * p->dst.dims[3];
+    if (!p->out_blocked) {
+        op_conv_bias_add(v, b, n, c, hw);
+        return;
+    }
+    const int blocks = c / 16;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= OP_PARALLEL_MIN)
+    for (int nb = 0; nb < n * blocks; nb++) {
+        float *q = v + (size_t)nb * hw * 16;
+        const float *add = b + (size_t)(nb % blocks) * 16;
+        for (size_t j = 0; j < hw; j++)
+            for (int l = 0; l < 16; l++) q[j * 16 + l] += add[l];
+    }
+}
+
 /* y = the layer's forward of one chunk; 0 when oneDNN ran it */
 static int forward_chunk(const plan *p, float *y, const float *x, const float *w,
                          const float *b, float *scratch) {
@@ -262,9 +319,7 @@ static int forward_chunk(const plan *p, float *y, const float *x, const float *w
     }
     settle(&k, my, py, 0);
     pool_free(&k);
-    if (!k.bad && own_bias)
-        op_conv_bias_add(y, b, (int)p->dst.dims[0], (int)p->dst.dims[1],
-                         (size_t)p->dst.dims[2] * p->dst.dims[3]);
+    if (!k.bad && own_bias) bias_add(y, b, p);
     return k.bad;
 }
 
@@ -287,9 +342,7 @@ static int backward_chunk(const plan *p, float *dx, float *gw, float *gb, const 
             run(&k, pd, 3, args);
         }
         reorder(&k, mdw, pw, 1); /* written apart, added in the plain layout */
-        if (!k.bad)
-            op_conv_bias_grad(gb, dy, (int)p->dst.dims[0], (int)p->dst.dims[1],
-                              (size_t)p->dst.dims[2] * p->dst.dims[3]);
+        if (!k.bad) bias_grad(gb, dy, p);
         k.scratch = after_dy;
     }
     if (dx && !k.bad) {
@@ -339,7 +392,7 @@ static const plan *plan_at(const plan pl[2], const conv_shape *s, int batch, int
  * the im2col passes' (the fallback's), when more */
 static size_t cols_size(const conv_shape *s, int batch, int kind) {
     plan pl[2];
-    size_t need = op_conv_cols_size(s, batch, kind & TRANSPOSED);
+    size_t need = blocked(s) ? 0 : op_conv_cols_size(s, batch, kind & TRANSPOSED);
     if (batch > 0 && !plans_make(pl, s, batch, kind, 1, 1)) {
         const size_t prim = weight_floats(s) + (size_t)s->out_c + plan_floats(&pl[0]);
         if (prim > need) need = prim;
@@ -381,6 +434,43 @@ static int backward(int kind, float *dx, float *dw, float *db, const float *dy,
     return 0;
 }
 
+typedef void conv_forward_fn(float *y, const float *x, const float *w, const float *b,
+                             int batch, const conv_shape *s, float *cols);
+typedef void conv_backward_fn(float *dx, float *dw, float *db, const float *dy, const float *x,
+                              const float *w, int batch, const conv_shape *s, float *cols);
+
+/* n NaNs: the results of a pass on activations in channel blocks that oneDNN refused (the
+ * im2col passes read NCHW only), so that training stops on non-finite gradients instead of
+ * going on with wrong values */
+static void spoil(float *v, size_t n) {
+    for (size_t i = 0; v && i < n; i++) v[i] = NAN;
+}
+
+/* The forward on the primitives; else the im2col passes, which a batch thread's slice takes
+ * (oneDNN's primitives run there too, but each thread then holds buffers of its own: the conv
+ * preset with batch threads on 2 threads, 290 MiB against 277, over its budget) */
+static void forward_or(conv_forward_fn *im2col, int kind, float *y, const float *x,
+                       const float *w, const float *b, int batch, const conv_shape *s,
+                       float *cols) {
+    if (blocked(s)) {
+        if (forward(kind, y, x, w, b, batch, s, cols))
+            spoil(y, (size_t)batch * s->out_c * s->out_h * s->out_w);
+    } else if (in_parallel() || forward(kind, y, x, w, b, batch, s, cols))
+        im2col(y, x, w, b, batch, s, cols);
+}
+
+static void backward_or(conv_backward_fn *im2col, int kind, float *dx, float *dw, float *db,
+                        const float *dy, const float *x, const float *w, int batch,
+                        const conv_shape *s, float *cols) {
+    if (blocked(s)) {
+        if (backward(kind, dx, dw, db, dy, x, w, batch, s, cols)) {
+            spoil(dx, (size_t)batch * s->in_c * s->in_h * s->in_w);
+            spoil(dw, dw ? weight_floats(s) : 0), spoil(db, dw ? (size_t)s->out_c : 0);
+        }
+    } else if (in_parallel() || backward(kind, dx, dw, db, dy, x, w, batch, s, cols))
+        im2col(dx, dw, db, dy, x, w, batch, s, cols);
+}
+
 /* The table's entries of a suffix: fp32 (_onednn) or bf16 (_bf16) primitives, each falling
  * back on the im2col passes with the same products */
 #define PRIMITIVE_OPS(suffix, bf16)                                                                \
@@ -389,25 +479,24 @@ static int backward(int kind, float *dx, float *dw, float *db, const float *dy,
     }                                                                                              \
     void op_conv2d_forward##suffix(float *y, const float *x, const float *w, const float *b,      \
                                    int batch, const conv_shape *s, float *cols) {                 \
-        if (in_parallel() || forward(bf16, y, x, w, b, batch, s, cols))                           \
-            op_conv2d_forward_im2col##suffix(y, x, w, b, batch, s, cols);                         \
+        forward_or(op_conv2d_forward_im2col##suffix, bf16, y, x, w, b, batch, s, cols);           \
     }                                                                                              \
     void op_conv2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,             \
                                     const float *x, const float *w, int batch,                    \
                                     const conv_shape *s, float *cols) {                           \
-        if (in_parallel() || backward(bf16, dx, dw, db, dy, x, w, batch, s, cols))                \
-            op_conv2d_backward_im2col##suffix(dx, dw, db, dy, x, w, batch, s, cols);              \
+        backward_or(op_conv2d_backward_im2col##suffix, bf16, dx, dw, db, dy, x, w, batch, s,      \
+                    cols);                                                                         \
     }                                                                                              \
     void op_convt2d_forward##suffix(float *y, const float *x, const float *w, const float *b,     \
                                     int batch, const conv_shape *s, float *cols) {                \
-        if (in_parallel() || forward(TRANSPOSED | bf16, y, x, w, b, batch, s, cols))              \
-            op_convt2d_forward_im2col##suffix(y, x, w, b, batch, s, cols);                        \
+        forward_or(op_convt2d_forward_im2col##suffix, TRANSPOSED | bf16, y, x, w, b, batch, s,    \
+                   cols);                                                                          \
     }                                                                                              \
     void op_convt2d_backward##suffix(float *dx, float *dw, float *db, const float *dy,            \
                                      const float *x, const float *w, int batch,                   \
                                      const conv_shape *s, float *cols) {                          \
-        if (in_parallel() || backward(TRANSPOSED | bf16, dx, dw, db, dy, x, w, batch, s, cols))   \
-            op_convt2d_backward_im2col##suffix(dx, dw, db, dy, x, w, batch, s, cols);             \
+        backward_or(op_convt2d_backward_im2col##suffix, TRANSPOSED | bf16, dx, dw, db, dy, x, w,  \
+                    batch, s, cols);                                                               \
     }
 
 PRIMITIVE_OPS(_onednn, 0)

@@ -84,6 +84,11 @@ typedef struct {
     int in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad;
     int workers; /* at most this many threads split a pass's batch (0 or 1: one; the scratch
                     holds a slot for each, so op_conv_cols_size and the pass must agree) */
+    /* The input's and the output's activations (and their gradients) in channel blocks of 16,
+     * oneDNN's nChw16c (sample, channel / 16, row, column, channel % 16) instead of NCHW:
+     * only for tables that take them (vae_ops.conv_blocks) and channels a multiple of 16; the
+     * scratch size depends on them too. */
+    int in_blocked, out_blocked;
 } conv_shape;
 /* Floats of the scratch buffer `cols` that the conv ops (transposed: the ConvTranspose2d ones)
  * need for a batch. */
