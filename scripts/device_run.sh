@@ -5,8 +5,10 @@
 # (bench/cores.sh, against the machine's PyTorch). Everything goes to $OUT (or device-out);
 # PARTS (default "cuda cores") picks which run (kernels: bench/kernels.sh, what bounds the
 # cores table; gputest: the GPU tests alone, cudabench: the CUDA bench alone, for a short
-# lease), EPOCHS the cores table's epochs (1), CUDA_EPOCHS the CUDA bench's (10). Carry
-# BUILD/gemm_limit and BUILD/step_phases for kernels.
+# lease; conv: the conv preset on all cores and on 4, its layers (conv_ops) and a step's
+# phases in fp32 and bf16, then its rows of the cores table), EPOCHS the cores table's epochs
+# (1), CUDA_EPOCHS the CUDA bench's (10). Carry BUILD/gemm_limit and BUILD/step_phases for
+# kernels, BUILD/conv_ops and BUILD/step_phases for conv.
 set -u
 build=${1:-build-cuda} dir=${2:-.dev}
 out=${OUT:-device-out}
@@ -25,6 +27,13 @@ for part in ${PARTS:-cuda cores}; do
         2>&1 ;;
     cores) DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}" >"$out/cores.txt" 2>&1 ;;
     kernels) DATA="$dir/data" sh bench/kernels.sh "$build" >"$out/kernels.txt" 2>&1 ;;
+    conv) n=$(nproc)
+        { "$build/conv_ops" --threads "$n"
+          for p in "" --bf16; do
+              "$build/step_phases" --preset conv --threads "$n" --backend onednn $p
+          done
+          ROWS="conv:128:$n conv:128:4" DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}"
+        } >"$out/conv.txt" 2>&1 ;;
     *) echo "device_run: unknown part $part" >"$out/$part.txt"; false ;;
     esac
     rc=$?
