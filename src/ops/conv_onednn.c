@@ -268,9 +268,12 @@ static void block_sums(float sum[16], const float *p, size_t hw) {
     for (int l = 0; l < 16; l++) sum[l] = a[l] + b[l];
 }
 
-/* db[c] += the sum of channel c over n samples of v (hw values a channel), each sample's sum
- * added in turn, in the plan's output layout */
+/* db[c] += the sum of channel c over n samples of v (hw values a channel), in the plan's
+ * output layout. On blocks, a block's samples go in GROUPS fixed groups, each group's sample
+ * sums added in turn, then the groups' in turn: the same bits on any thread count, and work
+ * for as many threads as groups where the conv preset has two blocks. */
 static void bias_grad(float *db, const float *v, const plan *p) {
+    enum { GROUPS = 16 };
     const int n = (int)p->dst.dims[0], c = (int)p->dst.dims[1];
     const size_t hw = (size_t)p->dst.dims[2] * p->dst.dims[3];
     if (!p->out_blocked) {
@@ -278,13 +281,18 @@ static void bias_grad(float *db, const float *v, const plan *p) {
         return;
     }
     const int blocks = c / 16;
-#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= OP_PARALLEL_MIN)
-    for (int cb = 0; cb < blocks; cb++)
-        for (int i = 0; i < n; i++) {
-            float sum[16];
-            block_sums(sum, v + ((size_t)i * blocks + cb) * hw * 16, hw);
-            for (int l = 0; l < 16; l++) db[cb * 16 + l] += sum[l];
-        }
+    for (int cb = 0; cb < blocks; cb++) {
+        float part[GROUPS][16] = {{0}};
+#pragma omp parallel for schedule(static) if ((size_t)n * 16 * hw >= OP_PARALLEL_MIN)
+        for (int g = 0; g < GROUPS; g++)
+            for (int i = n * g / GROUPS; i < n * (g + 1) / GROUPS; i++) {
+                float sum[16];
+                block_sums(sum, v + ((size_t)i * blocks + cb) * hw * 16, hw);
+                for (int l = 0; l < 16; l++) part[g][l] += sum[l];
+            }
+        for (int g = 0; g < GROUPS; g++)
+            for (int l = 0; l < 16; l++) db[cb * 16 + l] += part[g][l];
+    }
 }
 
 /* v[n, c, :] += b[c] in the plan's output layout */
