@@ -184,10 +184,11 @@ static void reblock(float *to, const float *from, int n, int c, int hw, int back
             }
 }
 
-/* oneDNN's convolutions on activations in channel blocks (what a workspace keeps between two
- * convolutions) against the same on NCHW: input blocked (in), output blocked (out), or both (32
- * channels each), B samples (131: a chunk of 128 and a rest), every output and gradient within 1e-5 relative. */
-static void check_conv_blocked(int transposed, int in, int out, int B) {
+/* A oneDNN table's convolutions on activations in channel blocks (what a workspace keeps
+ * between two convolutions) against the same on NCHW: input blocked (in), output blocked
+ * (out), or both (32 channels each), B samples (131: a chunk of 128 and a rest), every output
+ * and gradient within 1e-5 relative. */
+static void check_conv_blocked(const vae_ops *o, int transposed, int in, int out, int B) {
     /* 8 workers: chunks of 128 samples on NCHW as on blocks, so that the sums that make dw
      * run over the same samples (for chunks of 32, 4 partial sums of 32 samples each differ
      * from one sum by their rounding: up to 2e-6 of the largest dw here) */
@@ -199,8 +200,8 @@ static void check_conv_blocked(int transposed, int in, int out, int B) {
     const int ihw = s.in_h * s.in_w, ohw = s.out_h * s.out_w;
     const size_t nx = (size_t)B * s.in_c * ihw, ny = (size_t)B * s.out_c * ohw;
     const size_t nw = (size_t)s.in_c * s.out_c * 16, nb = (size_t)s.out_c;
-    const size_t ncols = vae_onednn_ops->conv_cols_size(&s, B, transposed);
-    const size_t ncols_b = vae_onednn_ops->conv_cols_size(&sb, B, transposed);
+    const size_t ncols = o->conv_cols_size(&s, B, transposed);
+    const size_t ncols_b = o->conv_cols_size(&sb, B, transposed);
     float *x = malloc(4 * nx), *xb = malloc(4 * nx), *w = malloc(4 * nw), *b = malloc(4 * nb);
     float *dy = malloc(4 * ny), *dyb = malloc(4 * ny), *y1 = malloc(4 * ny), *y2 = malloc(4 * ny);
     float *dx1 = malloc(4 * nx), *dx2 = malloc(4 * nx), *t = malloc(4 * (nx > ny ? nx : ny));
@@ -211,7 +212,6 @@ static void check_conv_blocked(int transposed, int in, int out, int B) {
     else memcpy(xb, x, 4 * nx);
     if (out) reblock(dyb, dy, B, s.out_c, ohw, 0);
     else memcpy(dyb, dy, 4 * ny);
-    const vae_ops *o = vae_onednn_ops;
     (transposed ? o->convt2d_forward : o->conv2d_forward)(y1, x, w, b, B, &s, cols);
     (transposed ? o->convt2d_backward : o->conv2d_backward)(dx1, dw1, db1, dy, x, w, B, &s, cols);
     (transposed ? o->convt2d_forward : o->conv2d_forward)(t, xb, w, b, B, &sb, cols);
@@ -220,7 +220,8 @@ static void check_conv_blocked(int transposed, int in, int out, int B) {
     (transposed ? o->convt2d_backward : o->conv2d_backward)(t, dw2, db2, dyb, xb, w, B, &sb, cols);
     if (in) reblock(dx2, t, B, s.in_c, ihw, 1);
     else memcpy(dx2, t, 4 * nx);
-    const char *what = transposed ? "convT" : "conv";
+    char what[48];
+    snprintf(what, sizeof what, "%s %s", o->name, transposed ? "convT" : "conv");
     CHECK(close_all(y2, y1, ny), "%s forward, blocks in %d out %d, batch %d", what, in, out, B);
     CHECK(close_all(dx2, dx1, nx), "%s dx, blocks in %d out %d, batch %d", what, in, out, B);
     CHECK(close_all(dw2, dw1, nw), "%s dw, blocks in %d out %d, batch %d", what, in, out, B);
@@ -270,10 +271,16 @@ static void test_conv_matches(void) {
         return;
     }
     for (int b = 9; b <= 131; b += 122) check_conv_backend(0, b), check_conv_backend(1, b);
-    for (int t = 0; t <= 1; t++)
-        for (int b = 9; b <= 131; b += 122)
-            check_conv_blocked(t, 1, 0, b), check_conv_blocked(t, 0, 1, b),
-                check_conv_blocked(t, 1, 1, b);
+    /* the bf16 table too, where this CPU runs bf16 (blocks and NCHW round the same values) */
+    char why[256];
+    const vae_ops *tables[2] = {vae_onednn_ops, bf16_runs(why, sizeof why) ? vae_onednn_bf16_ops
+                                                                          : NULL};
+    for (int i = 0; i < 2 && tables[i]; i++)
+        for (int t = 0; t <= 1; t++)
+            for (int b = 9; b <= 131; b += 122)
+                for (int in = 0; in <= 1; in++)
+                    for (int out = !in; out <= 1; out++)
+                        check_conv_blocked(tables[i], t, in, out, b);
     check_stale_workspace();
     /* AUTO times a convolutional model's layers, convolutions included */
     vae_config cfg = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {16},
