@@ -172,31 +172,32 @@ static void check_conv_backend(int transposed, int B) {
     free(dw1), free(dw2), free(db1), free(db2), free(cols);
 }
 
-/* v (n, c, hw) between NCHW and channel blocks of 16 (nChw16c); back: blocks to NCHW */
-static void reblock(float *to, const float *from, int n, int c, int hw, int back) {
+/* v (n, c, hw) between NCHW and channel blocks of k (nChw16c, nChw8c); back: blocks to NCHW */
+static void reblock(float *to, const float *from, int n, int c, int hw, int k, int back) {
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             for (int j = 0; j < hw; j++) {
                 const size_t plain = ((size_t)i * c + ch) * hw + j;
-                const size_t block = (((size_t)i * (c / 16) + ch / 16) * hw + j) * 16 + ch % 16;
+                const size_t block = (((size_t)i * (c / k) + ch / k) * hw + j) * k + ch % k;
                 if (back) to[plain] = from[block];
                 else to[block] = from[plain];
             }
 }
 
-/* A oneDNN table's convolutions on activations in channel blocks (what a workspace keeps
- * between two convolutions) against the same on NCHW: input blocked (in), output blocked
- * (out), or both (32 channels each), B samples (131: a chunk of 128 and a rest), every output
- * and gradient within 1e-5 relative. */
+/* A oneDNN table's convolutions on activations in channel blocks (its block on this CPU: what
+ * a workspace keeps between two convolutions) against the same on NCHW: input blocked (in),
+ * output blocked (out), or both (32 channels each: two or four blocks), B samples (131: a
+ * chunk of 128 and a rest), every output and gradient within 1e-5 relative. */
 static void check_conv_blocked(const vae_ops *o, int transposed, int in, int out, int B) {
     /* 8 workers: chunks of 128 samples on NCHW as on blocks, so that the sums that make dw
      * run over the same samples (for chunks of 32, 4 partial sums of 32 samples each differ
      * from one sum by their rounding: up to 2e-6 of the largest dw here) */
     conv_shape s = test_conv_shape(transposed, 8);
-    if (in) s.in_c = 32; /* two blocks */
+    if (in) s.in_c = 32;
     if (out) s.out_c = 32;
+    const int k = o->conv_block();
     conv_shape sb = s;
-    sb.in_blocked = in, sb.out_blocked = out;
+    sb.in_blocked = in ? k : 0, sb.out_blocked = out ? k : 0;
     const int ihw = s.in_h * s.in_w, ohw = s.out_h * s.out_w;
     const size_t nx = (size_t)B * s.in_c * ihw, ny = (size_t)B * s.out_c * ohw;
     const size_t nw = (size_t)s.in_c * s.out_c * 16, nb = (size_t)s.out_c;
@@ -208,17 +209,17 @@ static void check_conv_blocked(const vae_ops *o, int transposed, int in, int out
     float *dw1 = calloc(nw, 4), *dw2 = calloc(nw, 4), *db1 = calloc(nb, 4), *db2 = calloc(nb, 4);
     float *cols = malloc(4 * (ncols > ncols_b ? ncols : ncols_b));
     fill(x, nx, 21), fill(w, nw, 22), fill(b, nb, 23), fill(dy, ny, 24);
-    if (in) reblock(xb, x, B, s.in_c, ihw, 0);
+    if (in) reblock(xb, x, B, s.in_c, ihw, k, 0);
     else memcpy(xb, x, 4 * nx);
-    if (out) reblock(dyb, dy, B, s.out_c, ohw, 0);
+    if (out) reblock(dyb, dy, B, s.out_c, ohw, k, 0);
     else memcpy(dyb, dy, 4 * ny);
     (transposed ? o->convt2d_forward : o->conv2d_forward)(y1, x, w, b, B, &s, cols);
     (transposed ? o->convt2d_backward : o->conv2d_backward)(dx1, dw1, db1, dy, x, w, B, &s, cols);
     (transposed ? o->convt2d_forward : o->conv2d_forward)(t, xb, w, b, B, &sb, cols);
-    if (out) reblock(y2, t, B, s.out_c, ohw, 1);
+    if (out) reblock(y2, t, B, s.out_c, ohw, k, 1);
     else memcpy(y2, t, 4 * ny);
     (transposed ? o->convt2d_backward : o->conv2d_backward)(t, dw2, db2, dyb, xb, w, B, &sb, cols);
-    if (in) reblock(dx2, t, B, s.in_c, ihw, 1);
+    if (in) reblock(dx2, t, B, s.in_c, ihw, k, 1);
     else memcpy(dx2, t, 4 * nx);
     char what[48];
     snprintf(what, sizeof what, "%s %s", o->name, transposed ? "convT" : "conv");
@@ -275,7 +276,10 @@ static void test_conv_matches(void) {
     char why[256];
     const vae_ops *tables[2] = {vae_onednn_ops, bf16_runs(why, sizeof why) ? vae_onednn_bf16_ops
                                                                           : NULL};
-    for (int i = 0; i < 2 && tables[i]; i++)
+    CHECK(vae_onednn_ops->conv_block() == 8 || vae_onednn_ops->conv_block() == 16,
+          "oneDNN's convolutions take blocks of 8 or 16 channels here: %d",
+          vae_onednn_ops->conv_block());
+    for (int i = 0; i < 2 && tables[i] && tables[i]->conv_block(); i++)
         for (int t = 0; t <= 1; t++)
             for (int b = 9; b <= 131; b += 122)
                 for (int in = 0; in <= 1; in++)

@@ -9,7 +9,7 @@
 static const vae_ops onednn_ops = {
     .name = "onednn",
     VAE_PRODUCT_OPS(_onednn),
-    .conv_blocks = 1,
+    .conv_block = op_conv_block_onednn,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_ops = &onednn_ops;
@@ -18,7 +18,7 @@ const vae_ops *const vae_onednn_ops = &onednn_ops;
 static const vae_ops onednn_bf16_ops = {
     .name = "onednn-bf16",
     VAE_PRODUCT_OPS(_bf16),
-    .conv_blocks = 1,
+    .conv_block = op_conv_block_bf16,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_bf16_ops = &onednn_bf16_ops;

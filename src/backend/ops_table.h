@@ -23,10 +23,11 @@ typedef struct {
     void (*dense_param_grads)(const op_dense_grad *g, int n);
     void (*activation_forward)(float *y, size_t n, vae_activation act);
     void (*activation_backward)(float *dy, const float *y, size_t n, vae_activation act);
-    /* convolutions (Conv2d) and transposed convolutions (ConvTranspose2d), NCHW; conv_blocks
-     * 1: they also take activations in channel blocks (conv_shape.in_blocked, out_blocked),
-     * which a model keeps between two convolutions to spare the reorders */
-    int conv_blocks;
+    /* convolutions (Conv2d) and transposed convolutions (ConvTranspose2d), NCHW; conv_block
+     * (NULL: none) the channel block they also take activations in on this CPU (8 or 16;
+     * conv_shape.in_blocked, out_blocked), which a model keeps between two convolutions to
+     * spare the reorders */
+    int (*conv_block)(void);
     size_t (*conv_cols_size)(const conv_shape *s, int batch, int transposed);
     void (*conv2d_forward)(float *y, const float *x, const float *w, const float *b, int batch,
                            const conv_shape *s, float *cols);

@@ -68,21 +68,22 @@ vae_status vae_model_reserve_standardization(vae_model *m, vae_error *err);
 /* A conv layer's shape for passes split among at most `workers` threads (what a workspace's
  * scratch was laid out for), its activations NCHW */
 conv_shape vae_layer_conv(const vae_layer *layer, int workers);
-/* The same for layer l of m computed by `ops`, blocks 1: its input and output activations in
- * channel blocks where they lie between two convolutions and ops take such (ops_table.h) */
+/* The same for layer l of m computed by `ops`, its input and output activations in channel
+ * blocks of `block` (0: none) where they lie between two convolutions and ops take blocks
+ * (ops_table.h) */
 conv_shape vae_layer_conv_at(const vae_model *m, const vae_ops *ops, int l, int workers,
-                             int blocks);
+                             int block);
 
 /* Floats of the convolutions' scratch for passes of `batch` rows split among at most `workers`
- * threads, activations in blocks where `blocks` allows: the most any of m's conv layers needs
- * (0 for an MLP). */
-size_t vae_model_cols_floats(const vae_model *model, int batch, int workers, int blocks);
+ * threads, activations in blocks of `block` where they may be: the most any of m's conv
+ * layers needs (0 for an MLP). */
+size_t vae_model_cols_floats(const vae_model *model, int batch, int workers, int block);
 /* The same for the ops table `ops` (the model's or one it may take). */
 size_t vae_model_cols_floats_for(const vae_model *model, const vae_ops *ops, int batch,
-                                 int workers, int blocks);
+                                 int workers, int block);
 
-/* Whether ws's passes keep activations between two convolutions in channel blocks (its
- * model's table takes them and it has no views) */
+/* The channel block ws's passes keep activations between two convolutions in (its model's
+ * table takes them and it has no views), 0: none */
 int vae_workspace_conv_blocks(const vae_workspace *ws);
 
 /* vae_workspace_create with the threads its convolutions may split a batch among (the public

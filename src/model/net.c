@@ -10,9 +10,9 @@ struct vae_workspace {
     const vae_model *model; /* the model whose shapes sized this workspace */
     int max_batch;
     int conv_workers;                 /* threads a convolution's pass may split its batch among */
-    int conv_blocks; /* 1: activations between two convolutions kept in channel blocks, where
-                        the model's table takes them (none of a whole with views, whose slices'
-                        im2col passes read NCHW) */
+    int conv_blocks; /* activations between two convolutions kept in channel blocks of this
+                        many, the model's table's (0: NCHW; a whole with views, whose slices'
+                        im2col passes read NCHW, has none) */
     int last_batch;                   /* batch of the last forward, 0 before any */
     int recon_grad_ready;             /* the last forward also left the likelihood's gradient
                                          in grad_a (and d_dim_logvar): a training pass's; a
@@ -101,32 +101,34 @@ conv_shape vae_layer_conv(const vae_layer *layer, int workers) {
     return shape;
 }
 
-/* Whether ops may keep the activations between layers l and l + 1 in channel blocks: two
- * convolutions of the same direction, channels a multiple of the block */
-static int blocks_between(const vae_model *m, const vae_ops *ops, int l) {
-    if (!ops->conv_blocks || l < 0 || l + 1 >= m->n_layers) return 0;
+/* The block the activations between layers l and l + 1 may be kept in (0: NCHW): two
+ * convolutions of the same direction, channels a multiple of the block, a table that takes
+ * blocks */
+static int blocks_between(const vae_model *m, const vae_ops *ops, int l, int block) {
+    if (!block || !ops->conv_block || l < 0 || l + 1 >= m->n_layers) return 0;
     const vae_layer *a = &m->layers[l], *b = &m->layers[l + 1];
-    return a->kind != LAYER_DENSE && a->kind == b->kind && a->conv.out_c % 16 == 0;
+    return a->kind != LAYER_DENSE && a->kind == b->kind && a->conv.out_c % block == 0 ? block
+                                                                                      : 0;
 }
 
 conv_shape vae_layer_conv_at(const vae_model *m, const vae_ops *ops, int l, int workers,
-                             int blocks) {
+                             int block) {
     conv_shape shape = vae_layer_conv(&m->layers[l], workers);
-    shape.in_blocked = blocks && blocks_between(m, ops, l - 1);
-    shape.out_blocked = blocks && blocks_between(m, ops, l);
+    shape.in_blocked = blocks_between(m, ops, l - 1, block);
+    shape.out_blocked = blocks_between(m, ops, l, block);
     return shape;
 }
 
-size_t vae_model_cols_floats(const vae_model *model, int batch, int workers, int blocks) {
-    return vae_model_cols_floats_for(model, model->ops, batch, workers, blocks);
+size_t vae_model_cols_floats(const vae_model *model, int batch, int workers, int block) {
+    return vae_model_cols_floats_for(model, model->ops, batch, workers, block);
 }
 
 size_t vae_model_cols_floats_for(const vae_model *model, const vae_ops *ops, int batch,
-                                 int workers, int blocks) {
+                                 int workers, int block) {
     size_t cols = 0;
     for (int l = 0; l < model->n_layers; l++) {
         const vae_layer *layer = &model->layers[l];
-        const conv_shape shape = vae_layer_conv_at(model, ops, l, workers, blocks);
+        const conv_shape shape = vae_layer_conv_at(model, ops, l, workers, block);
         size_t need = layer->kind == LAYER_DENSE
                           ? 0
                           : ops->conv_cols_size(&shape, batch, layer->kind == LAYER_CONVT);
@@ -157,7 +159,8 @@ vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model,
     ws->model = model;
     ws->max_batch = max_batch;
     ws->conv_workers = conv_workers > 1 ? conv_workers : 1;
-    ws->conv_blocks = 1;
+    /* (asked of the table only for models with convolutions: it plans a primitive) */
+    ws->conv_blocks = model->cfg.n_conv && model->ops->conv_block ? model->ops->conv_block() : 0;
     size_t widest, per_sample = arena_row_floats(model, &widest), total;
     int overflow = __builtin_mul_overflow(per_sample, (size_t)max_batch, &total);
     ws->arena = overflow ? NULL : vae_calloc_array(total, sizeof(float));
@@ -177,7 +180,8 @@ vae_status vae_workspace_create_for(vae_workspace **out, const vae_model *model,
         ws->dzy = vae_calloc_array((size_t)max_batch * (model->cfg.latent_dim + classes), sizeof(float));
         ws->row_labels = vae_calloc_array((size_t)max_batch, 1);
     }
-    const size_t cols = vae_model_cols_floats(model, max_batch, ws->conv_workers, 1);
+    const size_t cols = vae_model_cols_floats(model, max_batch, ws->conv_workers,
+                                              ws->conv_blocks);
     if (cols) ws->cols = vae_calloc_array(cols, sizeof(float));
     ws->cols_floats = cols, ws->cols_ops = model->ops;
     if (!ws->arena || !ws->recon || !ws->kl || !ws->kl_scale || !ws->kl_mean || !ws->d_dim_logvar ||
@@ -269,9 +273,9 @@ static vae_status whole_dout(vae_workspace *whole, vae_error *err) {
 
 int vae_workspace_conv_blocks(const vae_workspace *ws) {
     const vae_model *m = ws->model;
-    for (int l = 0; ws->conv_blocks && l < m->n_layers; l++) {
-        const conv_shape s = vae_layer_conv_at(m, m->ops, l, ws->conv_workers, 1);
-        if (s.in_blocked || s.out_blocked) return 1;
+    for (int l = 0; l < m->n_layers; l++) {
+        const conv_shape s = vae_layer_conv_at(m, m->ops, l, ws->conv_workers, ws->conv_blocks);
+        if (s.in_blocked || s.out_blocked) return ws->conv_blocks;
     }
     return 0;
 }

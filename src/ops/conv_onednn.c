@@ -51,7 +51,7 @@ typedef struct {
     dnnl_memory_desc_t src, wei, bias, dst; /* the plain layouts: NCHW, OIHW (convT: IOHW), x */
     dnnl_primitive_desc_t fwd, bwd_data, bwd_weights;
     int bias_apart; /* the forward adds no bias: forward_chunk does */
-    int out_blocked; /* the output's activations in channel blocks */
+    int out_block; /* the output's activations in channel blocks of this many (0: NCHW) */
 } plan;
 
 static void plan_free(plan *p) {
@@ -62,8 +62,10 @@ static void plan_free(plan *p) {
     if (p->engine) dnnl_engine_destroy(p->engine);
 }
 
-/* The model's layout of activations: NCHW, or channel blocks of 16 */
-static dnnl_format_tag_t model_layout(int blocked) { return blocked ? dnnl_nChw16c : dnnl_nchw; }
+/* The model's layout of activations: NCHW, or channel blocks of 8 or 16 */
+static dnnl_format_tag_t model_layout(int block) {
+    return block == 16 ? dnnl_nChw16c : block == 8 ? dnnl_nChw8c : dnnl_nchw;
+}
 
 /* The layout asked for activations of c channels: the primitive's choice (blocks of 16
  * channels), but plain NCHW for fewer than a block, which the blocks would pad (the decoder's
@@ -128,7 +130,7 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
     dnnl_convolution_desc_t f, d, w;
     /* a deconvolution's bias is added apart (forward_chunk): oneDNN 2.6 adds it in a pass
      * that took half of the 64 -> 32 ConvTranspose2d's forward (build/conv_ops) */
-    p->bias_apart = transposed, p->out_blocked = s->out_blocked;
+    p->bias_apart = transposed, p->out_block = s->out_blocked;
     int bad = init_fwd(&f, dnnl_forward_training, alg, &src_in, &wei_in,
                        p->bias_apart ? NULL : &p->bias, &dst_out, strides, pad, pad) ||
               dnnl_primitive_desc_create(&p->fwd, &f, NULL, p->engine, NULL) ||
@@ -257,15 +259,15 @@ static void run(pool *k, const_dnnl_primitive_desc_t pd, int n, const dnnl_exec_
     dnnl_primitive_destroy(prim);
 }
 
-/* The sum of hw vectors of 16 values (p, 16 apart) into sum, two partial sums per lane */
-static void block_sums(float sum[16], const float *p, size_t hw) {
+/* The sum of hw vectors of B values (p, B apart) into sum, two partial sums per lane */
+static void block_sums(float *sum, const float *p, size_t hw, int B) {
     float a[16] = {0}, b[16] = {0};
     size_t j = 0;
     for (; j + 1 < hw; j += 2)
-        for (int l = 0; l < 16; l++) a[l] += p[j * 16 + l], b[l] += p[j * 16 + 16 + l];
+        for (int l = 0; l < B; l++) a[l] += p[j * B + l], b[l] += p[j * B + B + l];
     for (; j < hw; j++)
-        for (int l = 0; l < 16; l++) a[l] += p[j * 16 + l];
-    for (int l = 0; l < 16; l++) sum[l] = a[l] + b[l];
+        for (int l = 0; l < B; l++) a[l] += p[j * B + l];
+    for (int l = 0; l < B; l++) sum[l] = a[l] + b[l];
 }
 
 /* db[c] += the sum of channel c over n samples of v (hw values a channel), in the plan's
@@ -276,22 +278,23 @@ static void bias_grad(float *db, const float *v, const plan *p) {
     enum { GROUPS = 16 };
     const int n = (int)p->dst.dims[0], c = (int)p->dst.dims[1];
     const size_t hw = (size_t)p->dst.dims[2] * p->dst.dims[3];
-    if (!p->out_blocked) {
+    const int B = p->out_block;
+    if (!B) {
         op_conv_bias_grad(db, v, n, c, hw);
         return;
     }
-    const int blocks = c / 16;
+    const int blocks = c / B;
     for (int cb = 0; cb < blocks; cb++) {
         float part[GROUPS][16] = {{0}};
-#pragma omp parallel for schedule(static) if ((size_t)n * 16 * hw >= OP_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)n * B * hw >= OP_PARALLEL_MIN)
         for (int g = 0; g < GROUPS; g++)
             for (int i = n * g / GROUPS; i < n * (g + 1) / GROUPS; i++) {
                 float sum[16];
-                block_sums(sum, v + ((size_t)i * blocks + cb) * hw * 16, hw);
-                for (int l = 0; l < 16; l++) part[g][l] += sum[l];
+                block_sums(sum, v + ((size_t)i * blocks + cb) * hw * B, hw, B);
+                for (int l = 0; l < B; l++) part[g][l] += sum[l];
             }
         for (int g = 0; g < GROUPS; g++)
-            for (int l = 0; l < 16; l++) db[cb * 16 + l] += part[g][l];
+            for (int l = 0; l < B; l++) db[cb * B + l] += part[g][l];
     }
 }
 
@@ -299,17 +302,18 @@ static void bias_grad(float *db, const float *v, const plan *p) {
 static void bias_add(float *v, const float *b, const plan *p) {
     const int n = (int)p->dst.dims[0], c = (int)p->dst.dims[1];
     const size_t hw = (size_t)p->dst.dims[2] * p->dst.dims[3];
-    if (!p->out_blocked) {
+    const int B = p->out_block;
+    if (!B) {
         op_conv_bias_add(v, b, n, c, hw);
         return;
     }
-    const int blocks = c / 16;
+    const int blocks = c / B;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= OP_PARALLEL_MIN)
     for (int nb = 0; nb < n * blocks; nb++) {
-        float *q = v + (size_t)nb * hw * 16;
-        const float *add = b + (size_t)(nb % blocks) * 16;
+        float *q = v + (size_t)nb * hw * B;
+        const float *add = b + (size_t)(nb % blocks) * B;
         for (size_t j = 0; j < hw; j++)
-            for (int l = 0; l < 16; l++) q[j * 16 + l] += add[l];
+            for (int l = 0; l < B; l++) q[j * B + l] += add[l];
     }
 }
 
@@ -480,9 +484,28 @@ static void backward_or(conv_backward_fn *im2col, int kind, float *dx, float *dw
         im2col(dx, dw, db, dy, x, w, batch, s, cols);
 }
 
+/* The channel block oneDNN's convolutions take their activations in on this CPU (what a
+ * Conv2d of 32 channels asks for: 16 with AVX-512, 8 with AVX2), 0 where it is no block of 8
+ * or 16 channels */
+static int conv_block(int kind) {
+    const conv_shape s = {32, 8, 8, 32, 8, 8, 3, 1, 1, 1, 0, 0};
+    plan p;
+    int block = 0;
+    if (!plan_make(&p, &s, 16, kind, 0, 0)) {
+        const dnnl_memory_desc_t *md = md_of(p.fwd, dnnl_query_src_md);
+        const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+        if (md->format_kind == dnnl_blocked && b->inner_nblks == 1 && b->inner_idxs[0] == 1 &&
+            (b->inner_blks[0] == 8 || b->inner_blks[0] == 16))
+            block = (int)b->inner_blks[0];
+    }
+    plan_free(&p);
+    return block;
+}
+
 /* The table's entries of a suffix: fp32 (_onednn) or bf16 (_bf16) primitives, each falling
  * back on the im2col passes with the same products */
 #define PRIMITIVE_OPS(suffix, bf16)                                                                \
+    int op_conv_block##suffix(void) { return conv_block(bf16); }                                   \
     size_t op_conv_cols_size##suffix(const conv_shape *s, int batch, int transposed) {            \
         return cols_size(s, batch, transposed | bf16);                                             \
     }                                                                                              \

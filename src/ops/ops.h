@@ -84,10 +84,10 @@ typedef struct {
     int in_c, in_h, in_w, out_c, out_h, out_w, k, stride, pad;
     int workers; /* at most this many threads split a pass's batch (0 or 1: one; the scratch
                     holds a slot for each, so op_conv_cols_size and the pass must agree) */
-    /* The input's and the output's activations (and their gradients) in channel blocks of 16,
-     * oneDNN's nChw16c (sample, channel / 16, row, column, channel % 16) instead of NCHW:
-     * only for tables that take them (vae_ops.conv_blocks) and channels a multiple of 16; the
-     * scratch size depends on them too. */
+    /* The input's and the output's activations (and their gradients) in channel blocks of
+     * this many, 8 or 16 (0: NCHW): oneDNN's nChw16c (sample, channel / 16, row, column,
+     * channel % 16) or nChw8c; only for tables that take them (vae_ops.conv_block) and
+     * channels a multiple of the block; the scratch size depends on them too. */
     int in_blocked, out_blocked;
 } conv_shape;
 /* Floats of the scratch buffer `cols` that the conv ops (transposed: the ConvTranspose2d ones)
@@ -125,11 +125,14 @@ void op_conv_bias_add(float *v, const float *b, int batch, int c, size_t hw);
  * oneDNN only), and the im2col passes around oneDNN's sgemm they fall back on where oneDNN
  * refuses a primitive; the scratch of the first (which covers the second's). */
 size_t op_conv_cols_size_onednn(const conv_shape *s, int batch, int transposed);
+/* The channel block (8 or 16) these convolutions take activations in on this CPU, 0: none */
+int op_conv_block_onednn(void);
 OP_CONV_DECLARE(_onednn)
 OP_CONV_DECLARE(_im2col_onednn)
 /* And with bf16 products (--precision bf16): the same primitives with their inputs in bf16,
  * falling back on the im2col passes around op_gemm_bf16 below; their scratch. */
 size_t op_conv_cols_size_bf16(const conv_shape *s, int batch, int transposed);
+int op_conv_block_bf16(void);
 OP_CONV_DECLARE(_bf16)
 OP_CONV_DECLARE(_im2col_bf16)
 
