@@ -3,8 +3,9 @@
  * its JIT kernels work on channel-blocked layouts without a column matrix (build/conv_ops, the
  * conv preset's four layers at batch 128 on 2 threads: 11.3 ms a step, against 26.7 for im2col
  * around oneDNN's sgemm).
- * Weights keep PyTorch's layouts; activations are NCHW, or the primitives' channel blocks of 16
- * where the model keeps them so between two convolutions (conv_shape.in_blocked, out_blocked).
+ * Weights keep PyTorch's layouts; activations are NCHW, or the primitives' channel blocks (of
+ * 16 or 8: conv_block) where the model keeps them so between two convolutions
+ * (conv_shape.in_blocked, out_blocked).
  * Each call reorders the operands in another layout than the primitive asked for, in the
  * caller's scratch, and back. A batch goes through in chunks (chunk_size), so that the scratch
  * does not grow with an evaluation's batch. Primitives are made per call: oneDNN's primitive
