@@ -48,17 +48,15 @@ static int add_layer(product *p, int count, int batch, int in, int out, int need
     return count;
 }
 
-/* The width the dense layers start from and end at: the data's, or after convolutions the
- * last one's output (channels x rows x cols) */
-static int dense_width(const vae_config *cfg) {
-    if (cfg->n_conv == 0) return cfg->input_dim;
-    int rows = cfg->image_rows, cols = cfg->image_cols;
-    for (int i = 0; i < cfg->n_conv; i++) {
-        const int k = cfg->conv[i].kernel, s = cfg->conv[i].stride, pad = cfg->conv[i].padding;
-        rows = (rows + 2 * pad - k) / s + 1;
-        cols = (cols + 2 * pad - k) / s + 1;
+/* The products of a step of m's dense layers, read off its tensor table (each 2-D weight is
+ * (out, in)); the model's first layer computes no input gradient */
+static int model_products(product *p, const vae_model *m, int batch) {
+    int n = 0;
+    for (int i = 0; i < vae_model_num_tensors(m); i++) {
+        const vae_tensor_info t = vae_model_tensor(m, i);
+        if (t.ndims == 2) n = add_layer(p, n, batch, t.cols, t.rows, i > 0);
     }
-    return cfg->conv[cfg->n_conv - 1].channels * rows * cols;
+    return n;
 }
 
 int main(int argc, char **argv) {
@@ -86,22 +84,14 @@ int main(int argc, char **argv) {
         return 64;
     }
     vae_set_num_threads(threads);
-
+    vae_model *m;
+    if (vae_model_create(&m, &cfg, 1, &err) != VAE_OK) {
+        fprintf(stderr, "gemm_limit: %s\n", err.message);
+        return 64;
+    }
     product p[4 * (2 * VAE_MAX_HIDDEN + 3)];
-    const int convs = cfg.n_conv > 0, flat = dense_width(&cfg);
-    int n = 0, width = flat;
-    for (int i = 0; i < cfg.n_encoder; i++) {
-        n = add_layer(p, n, batch, width, cfg.encoder[i], i > 0 || convs);
-        width = cfg.encoder[i];
-    }
-    n = add_layer(p, n, batch, width, cfg.latent_dim, 1);
-    n = add_layer(p, n, batch, width, cfg.latent_dim, 1);
-    width = cfg.latent_dim;
-    for (int i = 0; i < cfg.n_decoder; i++) {
-        n = add_layer(p, n, batch, width, cfg.decoder[i], 1);
-        width = cfg.decoder[i];
-    }
-    n = add_layer(p, n, batch, width, flat, 1);
+    const int n = model_products(p, m, batch);
+    vae_model_free(m);
 
     double flops = 0;
     size_t biggest = 0;
