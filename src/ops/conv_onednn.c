@@ -68,7 +68,7 @@ static dnnl_format_tag_t model_layout(int block) {
     return block == 16 ? dnnl_nChw16c : block == 8 ? dnnl_nChw8c : dnnl_nchw;
 }
 
-/* The layout asked for activations of c channels: the primitive's choice (blocks of 16
+/* The layout asked for activations of c channels: the primitive's choice (blocks of 16 or 8
  * channels), but plain NCHW for fewer than a block, which the blocks would pad (the decoder's
  * last ConvTranspose2d, 32 -> 1 channel, ran 8x slower on 16 padded channels) */
 static dnnl_format_tag_t layout(int c) { return c % 16 ? dnnl_nchw : dnnl_format_tag_any; }
@@ -492,7 +492,8 @@ static void backward_or(conv_backward_fn *im2col, int kind, float *dx, float *dw
  * Conv2d of 32 channels asks for: 16 with AVX-512, 8 with AVX2), 0 where it is no block of 8
  * or 16 channels */
 static int conv_block(int kind) {
-    const conv_shape s = {32, 8, 8, 32, 8, 8, 3, 1, 1, 1, 0, 0};
+    const conv_shape s = {.in_c = 32, .in_h = 8, .in_w = 8, .out_c = 32, .out_h = 8, .out_w = 8,
+                          .k = 3, .stride = 1, .pad = 1, .workers = 1};
     plan p;
     int block = 0;
     if (!plan_make(&p, &s, 16, kind, 0, 0)) {
