@@ -508,6 +508,40 @@ static void abs_product(double *bound, const float *p, size_t ps_row, size_t ps_
         }
 }
 
+/* The dense layer on weights rounded once (the table's round_weights): the bits of the entries
+ * that round them on each call, forward and backward, with and without the weights' gradient. */
+static void check_bf16_rounded(const float *x, const float *w, const float *b, const float *dy,
+                               int batch, int in, int out) {
+    const vae_ops *t = vae_onednn_bf16_ops;
+    const size_t nx = (size_t)batch * in, ny = (size_t)batch * out, nw = (size_t)out * in;
+    void *rounded = malloc(nw * t->weight_bytes);
+    float *y[2], *dx[2], *dw[2], *db[2];
+    for (int i = 0; i < 2; i++) {
+        y[i] = malloc(4 * ny), dx[i] = malloc(4 * nx), dw[i] = malloc(4 * nw);
+        db[i] = malloc(4 * (size_t)out);
+    }
+    t->round_weights(rounded, w, nw);
+    const vae_activation relu = VAE_ACT_RELU;
+    t->linear_forward(y[0], x, w, b, batch, in, out, &relu);
+    t->linear_forward_rounded(y[1], x, w, rounded, b, batch, in, out, &relu);
+    CHECK(!memcmp(y[0], y[1], 4 * ny), "forward on rounded weights: the same bits");
+    for (int with_dw = 0; with_dw <= 1; with_dw++) {
+        for (int i = 0; i < 2; i++) {
+            fill(dx[i], nx, 5), fill(dw[i], nw, 6), fill(db[i], (size_t)out, 7);
+            float *gw = with_dw ? dw[i] : NULL, *gb = with_dw ? db[i] : NULL;
+            if (i == 0) t->linear_backward(dx[0], gw, gb, dy, x, w, batch, in, out, 1, 1);
+            else t->linear_backward_rounded(dx[1], gw, gb, dy, x, w, rounded, batch, in, out, 1, 1);
+        }
+        CHECK(!memcmp(dx[0], dx[1], 4 * nx) && !memcmp(dw[0], dw[1], 4 * nw) &&
+                  !memcmp(db[0], db[1], 4 * (size_t)out),
+              "backward on rounded weights (%s): the same bits", with_dw ? "dx, dw" : "dx");
+    }
+    CHECK(vae_cpu_ops.round_weights == NULL && vae_onednn_ops->round_weights == NULL,
+          "fp32 tables round nothing");
+    free(rounded);
+    for (int i = 0; i < 2; i++) free(y[i]), free(dx[i]), free(dw[i]), free(db[i]);
+}
+
 /* --precision bf16: the dense layer's products with bf16 inputs, against fp32 within bf16's
  * rounding (and not equal to it: the bf16 kernel ran), the bias gradient the same pass. */
 static void test_bf16_dense_layer(void) {
@@ -540,6 +574,7 @@ static void test_bf16_dense_layer(void) {
         CHECK(within_bf16(dw2, dw1, bound, OUT * IN), "dw (accumulate %d)", accumulate);
         CHECK(memcmp(db2, db1, sizeof db1) == 0, "db: the same pass (accumulate %d)", accumulate);
     }
+    check_bf16_rounded(x, w, b, dy, B, IN, OUT);
 }
 
 /* The bf16 convolutions (the CPU's passes around bf16 matmuls) against the fp32 ones within
@@ -603,6 +638,103 @@ static void test_bf16_conv(void) {
     vae_set_num_threads(keep);
 }
 
+/* Two views' slices of batch (rows [0, cut), [cut, n)) on whole: forward, and with
+ * `backward` the data's gradients and then the parameters' into whole's buffer; the slices'
+ * -ELBO, NAN on an error. share: whole's weights rounded once for the views (1), not (0), or
+ * as they were rounded before (-1). */
+static double views_pass(vae_model *m, vae_workspace *whole, vae_workspace *views[2],
+                         const vae_batch *batch, int cut, int share, int backward) {
+    const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
+    const int lo[3] = {0, cut, batch->n};
+    vae_loss loss = {0};
+    vae_error err = {{0}};
+    vae_status s = VAE_OK;
+    if (share >= 0) vae_workspace_share_weights(m, whole, share);
+    for (int i = 0; i < 2 && s == VAE_OK; i++) {
+        const vae_batch part = {lo[i + 1] - lo[i], batch->x + (size_t)lo[i] * dim,
+                                batch->eps + (size_t)lo[i] * latent, NULL, NULL};
+        s = vae_workspace_view_at(views[i], lo[i], part.n, batch->n, &err);
+        if (s == VAE_OK) s = vae_forward_for_backward(m, views[i], &part, &loss, &err);
+        if (s == VAE_OK && backward) s = vae_backward(m, views[i], &part, NULL, &err);
+    }
+    vae_workspace_share_weights(m, whole, 0);
+    if (s == VAE_OK && backward) s = vae_view_param_grads(m, whole, views, 2, batch, 1, &err);
+    CHECK(s == VAE_OK, "views: %s", err.message);
+    return s == VAE_OK ? loss.recon + loss.kl : NAN;
+}
+
+/* Batch threads on bf16 products, an MLP and a conv model: the dense weights rounded once and
+ * shared with the views give the bits of each view rounding its own (loss and gradients);
+ * while shared, the views read that copy (weights changed since do not reach them until shared
+ * again) and the whole refuses a pass of its own (its scratch may hold the copy). */
+static void check_shared_weights(vae_model *m, const vae_batch *batch) {
+    const size_t n = vae_model_num_params(m);
+    float *g[2] = {calloc(n, 4), calloc(n, 4)}, *saved = malloc(4 * n);
+    vae_workspace *whole = NULL, *views[2] = {NULL, NULL};
+    vae_error err = {{0}};
+    CHECK(vae_workspace_create(&whole, m, batch->n, &err) == VAE_OK &&
+              vae_workspace_view(&views[0], whole, batch->n, &err) == VAE_OK &&
+              vae_workspace_view(&views[1], whole, batch->n, &err) == VAE_OK,
+          "workspaces: %s", err.message);
+    double loss[2];
+    for (int share = 0; share <= 1; share++) {
+        vae_workspace_set_grads(whole, g[share]);
+        loss[share] = views_pass(m, whole, views, batch, 3, share, 1);
+    }
+    CHECK(loss[0] == loss[1] && !memcmp(g[0], g[1], 4 * n),
+          "shared rounded weights: the same loss (%.9g, %.9g) and gradients", loss[1], loss[0]);
+    float *p = vae_model_params(m);
+    memcpy(saved, p, 4 * n);
+    vae_workspace_share_weights(m, whole, 1);
+    for (int t = 0; t < vae_model_num_tensors(m); t++) { /* the dense weights: the shared ones */
+        const vae_tensor_info info = vae_model_tensor(m, t);
+        for (int i = 0; info.ndims == 2 && i < info.rows * info.cols; i++) p[info.offset + i] *= 1.5f;
+    }
+    const double stale = views_pass(m, whole, views, batch, 3, -1, 0), /* -1: as shared */
+        fresh = views_pass(m, whole, views, batch, 3, 0, 0);
+    CHECK(stale == loss[0] && fresh != loss[0],
+          "the views read the shared copy: %.9g (then %.9g on the changed weights)", stale, fresh);
+    vae_workspace_share_weights(m, whole, 1);
+    CHECK(vae_forward(m, whole, batch, NULL, &err) == VAE_ERR_INVALID_ARGUMENT,
+          "the whole refuses a pass while it shares its weights");
+    vae_workspace_share_weights(m, whole, 0);
+    CHECK(vae_forward(m, whole, batch, NULL, &err) == VAE_OK, "and runs one after: %s",
+          err.message);
+    memcpy(p, saved, 4 * n);
+    for (int i = 0; i < 2; i++) vae_workspace_free(views[i]);
+    vae_workspace_free(whole);
+    free(g[0]), free(g[1]), free(saved);
+}
+
+static void test_bf16_shared_weights(void) {
+    char why[256];
+    if (!bf16_runs(why, sizeof why)) {
+        printf("skip test_bf16_shared_weights (%s)\n",
+               vae_onednn_bf16_ops ? why : "this build has no oneDNN");
+        return;
+    }
+    enum { B = 7 };
+    float x[B * 64], eps[B * 2];
+    vae_rng r = vae_rng_make(11, 1);
+    for (int i = 0; i < B * 64; i++) x[i] = vae_rng_uniform(&r);
+    fill(eps, B * 2, 12);
+    const vae_batch batch = {B, x, eps, NULL, NULL};
+    vae_config mlp = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {48},
+                      .n_decoder = 1, .decoder = {40}, .activation = VAE_ACT_RELU};
+    vae_model *m[2] = {NULL, NULL};
+    vae_error err = {{0}};
+    CHECK(vae_model_create(&m[0], &mlp, 5, &err) == VAE_OK &&
+              vae_model_set_backend(m[0], VAE_BACKEND_ONEDNN, B, NULL, &err) == VAE_OK &&
+              blocks_model(&m[1], VAE_BACKEND_ONEDNN, &err) == VAE_OK,
+          "models: %s", err.message);
+    for (int i = 0; i < 2; i++) {
+        CHECK(vae_model_set_cpu_precision(m[i], VAE_PRECISION_BF16, &err) == VAE_OK, "bf16: %s",
+              err.message);
+        check_shared_weights(m[i], &batch);
+        vae_model_free(m[i]);
+    }
+}
+
 /* Choosing bf16: refused for tf32, kept by the model, undone by choosing a backend; a short
  * training run ends within 0.5% of fp32's loss (issue 16's bound for 10 epochs). */
 static void test_bf16_precision(void) {
@@ -648,5 +780,6 @@ int main(void) {
     RUN(test_batch_threads_auto);
     RUN(test_bf16_dense_layer);
     RUN(test_bf16_precision);
+    RUN(test_bf16_shared_weights);
     return CHECK_SUMMARY();
 }

@@ -19,6 +19,10 @@ static const vae_ops onednn_bf16_ops = {
     .name = "onednn-bf16",
     VAE_PRODUCT_OPS(_bf16),
     .conv_block = op_conv_block_bf16,
+    .weight_bytes = 2,
+    .round_weights = op_round_bf16,
+    .linear_forward_rounded = op_linear_forward_bf16_rounded,
+    .linear_backward_rounded = op_linear_backward_bf16_rounded,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_bf16_ops = &onednn_bf16_ops;

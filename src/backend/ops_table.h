@@ -19,6 +19,20 @@ typedef struct {
     void (*linear_backward)(float *dx, float *dw, float *db, const float *dy, const float *x,
                             const float *w, int batch, int in, int out, int accumulate_dx,
                             int accumulate_params);
+    /* The dense layers on weights rounded once for many calls to the products' own format
+     * (weight_bytes each, by round_weights; 0 and NULLs where the products take fp32 weights:
+     * every table but bf16's): batch threads round them once a pass and share that copy
+     * instead of each thread rounding them on every call. w: the fp32 weights, for a product
+     * the library refuses. */
+    size_t weight_bytes;
+    void (*round_weights)(void *dst, const float *w, size_t n);
+    void (*linear_forward_rounded)(float *y, const float *x, const float *w, const void *rounded,
+                                   const float *b, int batch, int in, int out,
+                                   const vae_activation *act);
+    void (*linear_backward_rounded)(float *dx, float *dw, float *db, const float *dy,
+                                    const float *x, const float *w, const void *rounded,
+                                    int batch, int in, int out, int accumulate_dx,
+                                    int accumulate_params);
     /* the dense layers' parameters' gradients over a whole batch at once (batch threads) */
     void (*dense_param_grads)(const op_dense_grad *g, int n);
     void (*activation_forward)(float *y, size_t n, vae_activation act);

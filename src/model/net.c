@@ -54,6 +54,14 @@ struct vae_workspace {
     int first_row;               /* a view's first row in its whole */
     int view_rows;               /* the most rows a view takes (its scratch's size) */
     int mean_inputs;             /* a view's: the inputs its gradients are means over */
+    /* A whole's dense weights in its table's product format, which its views' passes read
+     * (vae_workspace_share_weights): rounded once a pass instead of on every call of every
+     * thread */
+    void *rounded;                /* where they are: cols, or own_rounded where cols is smaller
+                                     (num_params weights' room; only dense weights written) */
+    void *own_rounded;
+    size_t own_rounded_size;      /* its bytes */
+    const vae_ops *rounded_ops;   /* the table that rounded them; NULL: not shared now */
 };
 
 /* Rows of in (width w) into out, each followed, when mask_width > 0, by its mask (1 where no
@@ -223,6 +231,7 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels);
     free(ws->mask_rows);
     free(ws->dout_arena);
+    free(ws->own_rounded);
     free(ws);
 }
 
@@ -367,6 +376,9 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
                   "%s: the workspace belongs to another model", what);
     VAE_RETURN_IF(n < 1 || rows < 1 || rows > ws->max_batch, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s: %d rows, the workspace holds 1..%d", what, rows, ws->max_batch);
+    VAE_RETURN_IF(ws->rounded_ops, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s: the workspace shares its weights with its views (its scratch holds them)",
+                  what);
     /* oneDNN's convolutions ask for more scratch than the im2col passes; sizes are asked
      * only of another table (the oneDNN ones plan primitives to answer: not on every pass) */
     VAE_RETURN_IF(ws->cols_ops != m->ops &&
@@ -386,13 +398,70 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
     return VAE_OK;
 }
 
+void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int on) {
+    whole->rounded_ops = NULL;
+    const vae_ops *ops = m->ops;
+    if (whole->whole || !on || !ops->round_weights) return;
+    const size_t size = m->num_params * ops->weight_bytes;
+    whole->rounded = whole->cols; /* idle while the views run, each on scratch of its own */
+    if (whole->cols_floats * sizeof(float) < size) {
+        if (whole->own_rounded_size < size) {
+            free(whole->own_rounded);
+            whole->own_rounded = malloc(size);
+            whole->own_rounded_size = whole->own_rounded ? size : 0;
+        }
+        whole->rounded = whole->own_rounded;
+        if (!whole->rounded) return; /* each product rounds its own weights, as without */
+    }
+    for (int l = 0; l < m->n_layers; l++) {
+        const vae_layer *layer = &m->layers[l];
+        if (layer->kind == LAYER_DENSE)
+            ops->round_weights((char *)whole->rounded + layer->weight * ops->weight_bytes,
+                               m->params + layer->weight, (size_t)layer->weight_size);
+    }
+    whole->rounded_ops = ops;
+}
+
+/* A dense layer's weights as a view's whole shares them rounded for m's table, or NULL */
+static const void *rounded_weights(const vae_model *m, const vae_workspace *ws,
+                                   const vae_layer *layer) {
+    if (!ws->whole || ws->whole->rounded_ops != m->ops) return NULL;
+    return (const char *)ws->whole->rounded + layer->weight * m->ops->weight_bytes;
+}
+
+/* A dense layer's forward (act NULL: no activation), on ws's rounded weights where it has them */
+static void dense_forward(const vae_model *m, const vae_workspace *ws, const vae_layer *layer,
+                          float *y, const float *x, int batch, const vae_activation *act) {
+    const float *w = m->params + layer->weight, *b = m->params + layer->bias;
+    const void *rounded = rounded_weights(m, ws, layer);
+    if (rounded)
+        m->ops->linear_forward_rounded(y, x, w, rounded, b, batch, layer->in, layer->out, act);
+    else
+        m->ops->linear_forward(y, x, w, b, batch, layer->in, layer->out, act);
+}
+
+/* A dense layer's backward (ops_table.h's linear_backward), on ws's rounded weights where it
+ * has them */
+static void dense_backward(const vae_model *m, const vae_workspace *ws, const vae_layer *layer,
+                           float *dx, float *dw, float *db, const float *dy, const float *x,
+                           int batch, int accumulate_dx) {
+    const float *w = m->params + layer->weight;
+    const void *rounded = rounded_weights(m, ws, layer);
+    if (rounded)
+        m->ops->linear_backward_rounded(dx, dw, db, dy, x, w, rounded, batch, layer->in,
+                                        layer->out, accumulate_dx, 1);
+    else
+        m->ops->linear_backward(dx, dw, db, dy, x, w, batch, layer->in, layer->out,
+                                accumulate_dx, 1);
+}
+
 /* One layer forward: linear, then the activation unless the layer is a head or the output. */
 static void layer_forward(const vae_model *m, vae_workspace *ws, int l, const float *in, int batch,
                           int activate) {
     const vae_layer *layer = &m->layers[l];
     if (layer->kind == LAYER_DENSE) {
-        m->ops->linear_forward(ws->outputs[l], in, m->params + layer->weight, m->params + layer->bias,
-                          batch, layer->in, layer->out, activate ? &m->cfg.activation : NULL);
+        dense_forward(m, ws, layer, ws->outputs[l], in, batch,
+                      activate ? &m->cfg.activation : NULL);
         return;
     }
     const conv_shape shape = vae_layer_conv_at(m, m->ops, l, ws->conv_workers, ws->conv_blocks);
@@ -490,8 +559,7 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
         float *dw = param_grad(m, ws, layer->weight), *db = param_grad(m, ws, layer->bias);
         if (!dx && !dw) break; /* a view's first layer: its gradient is kept, nothing to pass on */
         if (layer->kind == LAYER_DENSE)
-            m->ops->linear_backward(dx, dw, db, grad, in, m->params + layer->weight, batch,
-                                    layer->in, layer->out, l == lo ? accumulate : 0, 1);
+            dense_backward(m, ws, layer, dx, dw, db, grad, in, batch, l == lo ? accumulate : 0);
         else { /* never at a point where gradients are accumulated: those are dense heads */
             const conv_shape shape =
                 vae_layer_conv_at(m, m->ops, l, ws->conv_workers, ws->conv_blocks);
@@ -506,16 +574,14 @@ static void layers_backward(vae_model *m, vae_workspace *ws, int hi, int lo, con
 /* From dmu and dlogvar (B,L) through the two heads, which share their input h, and the encoder's
  * hidden layers (the data need no gradient). */
 static void encoder_backward(vae_model *m, vae_workspace *ws, const float *x, int batch) {
-    const int latent = m->cfg.latent_dim, last_hidden = m->mu_layer - 1;
+    const int last_hidden = m->mu_layer - 1;
     const float *h = ws->outputs[last_hidden];
     const vae_layer *head_mu = &m->layers[m->mu_layer], *head_lv = &m->layers[m->logvar_layer];
     float *dh = entry_grad(ws, last_hidden); /* a view keeps its heads' dmu and dlogvar */
-    m->ops->linear_backward(dh, param_grad(m, ws, head_mu->weight),
-                            param_grad(m, ws, head_mu->bias), ws->dmu, h,
-                            m->params + head_mu->weight, batch, head_mu->in, latent, 0, 1);
-    m->ops->linear_backward(dh, param_grad(m, ws, head_lv->weight),
-                            param_grad(m, ws, head_lv->bias), ws->dlogvar, h,
-                            m->params + head_lv->weight, batch, head_lv->in, latent, 1, 1);
+    dense_backward(m, ws, head_mu, dh, param_grad(m, ws, head_mu->weight),
+                   param_grad(m, ws, head_mu->bias), ws->dmu, h, batch, 0);
+    dense_backward(m, ws, head_lv, dh, param_grad(m, ws, head_lv->weight),
+                   param_grad(m, ws, head_lv->bias), ws->dlogvar, h, batch, 1);
     layers_backward(m, ws, last_hidden, 0, m->cfg.n_classes || m->cfg.missing ? ws->xy : x, NULL,
                     0, batch);
 }

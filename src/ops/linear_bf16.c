@@ -3,8 +3,9 @@
  * fp32 accumulation and output (its AVX512_BF16 and AMX kernels). Each call rounds its inputs
  * to bf16 (to nearest, ties to even) in scratch of its own, in one vectorized pass per operand
  * (AVX512_BF16's conversion where the CPU has it; a transposed operand is described to oneDNN
- * as such, never copied); the weights, biases, activations kept for backward, gradients and
- * Adam stay fp32. Primitives are made per call: oneDNN's primitive cache makes that a few
+ * as such, never copied), but for the _rounded entries' weights, rounded once for many calls
+ * by op_round_bf16 (a training pass's, which batch threads share); the weights, biases,
+ * activations kept for backward, gradients and Adam stay fp32. Primitives are made per call: oneDNN's primitive cache makes that a few
  * microseconds, and the layer keeps no state. */
 #include "ops/ops.h"
 #include "ops/vecmath.h"
@@ -115,30 +116,61 @@ void op_linear_forward_bf16(float *y, const float *x, const float *w, const floa
     op_bias_activation(y, b, batch, out, act);
 }
 
-/* Its own conversions rather than two op_gemm_bf16 calls: dy, an input of both products, is
- * rounded once. */
-void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, int batch, int in, int out, int accumulate_dx,
-                             int accumulate_params) {
+void op_round_bf16(void *dst, const float *w, size_t n) { to_bf16(dst, w, n); }
+
+void op_linear_forward_bf16_rounded(float *y, const float *x, const float *w, const void *wb,
+                                    const float *b, int batch, int in, int out,
+                                    const vae_activation *act) {
+    const size_t nx = (size_t)batch * in;
+    bf16 *xb = malloc(sizeof(bf16) * nx);
+    if (xb) to_bf16(xb, x, nx);
+    const int bad = !xb || matmul(y, xb, 0, wb, 1, batch, in, out, 0, NULL); /* x W^T */
+    free(xb);
+    if (bad) { /* as op_gemm_bf16 does: fp32's product rather than none */
+        op_linear_forward_onednn(y, x, w, b, batch, in, out, act);
+        return;
+    }
+    op_bias_activation(y, b, batch, out, act);
+}
+
+/* The dense layer's backward on W rounded to bf16 (wb; w NULL: round it here). Its own
+ * conversions rather than two op_gemm_bf16 calls: dy, an input of both products, is rounded
+ * once. */
+static void backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                     const float *w, const bf16 *wb, int batch, int in, int out,
+                     int accumulate_dx, int accumulate_params) {
     const size_t nx = (size_t)batch * in, nw = (size_t)out * in, ny = (size_t)batch * out;
-    bf16 *xb = dw ? malloc(sizeof(bf16) * nx) : NULL, *wb = dx ? malloc(sizeof(bf16) * nw) : NULL;
-    bf16 *dyb = malloc(sizeof(bf16) * ny);
-    int bad = (dw && !xb) || !dyb || (dx && !wb);
+    const int round_w = dx && !wb;
+    bf16 *xb = dw ? malloc(sizeof(bf16) * nx) : NULL;
+    bf16 *own_wb = round_w ? malloc(sizeof(bf16) * nw) : NULL, *dyb = malloc(sizeof(bf16) * ny);
+    int bad = (dw && !xb) || !dyb || (round_w && !own_wb);
     if (!bad) {
         to_bf16(dyb, dy, ny);
         if (dw) to_bf16(xb, x, nx);
-        if (dx) to_bf16(wb, w, nw);
+        if (round_w) to_bf16(own_wb, w, nw), wb = own_wb;
         /* dx = dy W, dw = dy^T x */
         bad = (dx && matmul(dx, dyb, 0, wb, 0, batch, out, in, accumulate_dx, NULL)) ||
               (dw && matmul(dw, dyb, 1, xb, 0, out, batch, in, accumulate_params, NULL));
     }
-    free(xb), free(wb), free(dyb);
+    free(xb), free(own_wb), free(dyb);
     if (bad) { /* as op_gemm_bf16 does; a failed product may have written only its own output */
         op_linear_backward_onednn(dx, dw, db, dy, x, w, batch, in, out, accumulate_dx,
                                   accumulate_params);
         return;
     }
     if (dw) op_column_sums(db, dy, batch, out, accumulate_params);
+}
+
+void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int batch, int in, int out, int accumulate_dx,
+                             int accumulate_params) {
+    backward(dx, dw, db, dy, x, w, NULL, batch, in, out, accumulate_dx, accumulate_params);
+}
+
+void op_linear_backward_bf16_rounded(float *dx, float *dw, float *db, const float *dy,
+                                     const float *x, const float *w, const void *wb, int batch,
+                                     int in, int out, int accumulate_dx, int accumulate_params) {
+    backward(dx, dw, db, dy, x, w, wb, batch, in, out, accumulate_dx, accumulate_params);
 }
 
 void op_gemm_bf16(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,

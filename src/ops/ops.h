@@ -40,6 +40,16 @@ void op_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
                              const float *w, int batch, int in, int out, int accumulate_dx,
                              int accumulate_params);
 int op_bf16_check(char *why, size_t why_size);
+/* The same on W already rounded to bf16 by op_round_bf16 (wb; w, the fp32 weights, for a
+ * product oneDNN refuses, which falls back on fp32's): each call rounds only the activations,
+ * and threads that share wb spare a copy each. */
+void op_round_bf16(void *dst, const float *w, size_t n);
+void op_linear_forward_bf16_rounded(float *y, const float *x, const float *w, const void *wb,
+                                    const float *b, int batch, int in, int out,
+                                    const vae_activation *act);
+void op_linear_backward_bf16_rounded(float *dx, float *dw, float *db, const float *dy,
+                                     const float *x, const float *w, const void *wb, int batch,
+                                     int in, int out, int accumulate_dx, int accumulate_params);
 
 /* c (m, n) = a (m, k; stored transposed when ta) b (k, n; transposed when tb) + beta c, all
  * row-major with leading dimensions lda, ldb, ldc: one product from a backend's library

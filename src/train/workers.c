@@ -52,6 +52,7 @@ vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *row
                               const vae_objective *objective, vae_loss *loss, vae_error *err) {
     const int n = rows->n, workers = w->n, k = w->k;
     const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
+    vae_workspace_share_weights(m, w->whole, 1); /* rounded once for every thread */
 #pragma omp parallel for schedule(static, 1) num_threads(workers)
     for (int i = 0; i < workers; i++) {
         const vae_batch part = slice_of(rows, i, workers, k, dim, latent);
@@ -62,6 +63,7 @@ vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *row
         w->status[i] =
             vae_train_pass(m, w->view[i], &part, k, objective, &w->loss[i], &w->err[i]);
     }
+    vae_workspace_share_weights(m, w->whole, 0);
     for (int i = 0; i < workers; i++) {
         if (w->status[i] != VAE_OK) {
             *err = w->err[i];
