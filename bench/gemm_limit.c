@@ -5,6 +5,7 @@
  * flattened output and the latent code); build/conv_ops times the convolutions.
  * --onednn times oneDNN's dnnl_sgemm instead (in a build with oneDNN).
  *   gemm_limit [--preset NAME] [--batch B] [--threads T] [--dim D] [--seconds S] [--onednn] */
+#include "../cli/blas_kernels.h"
 #include "vae.h"
 
 #include <cblas.h>
@@ -60,6 +61,7 @@ static int model_products(product *p, const vae_model *m, int batch) {
 }
 
 int main(int argc, char **argv) {
+    choose_blas_kernels(argv); /* OpenBLAS's kernels as vae picks them */
     const char *preset = "pytorch";
     int batch = 128, threads = 0, dim = 784, onednn = 0;
     double seconds = 2.0;

@@ -7,6 +7,7 @@
  * the parameters' gradients over the whole batch.
  *   step_phases [--preset NAME] [--batch B] [--threads T] [--backend openblas|onednn]
  *               [--bf16] [--batch-threads] [--seconds S] */
+#include "../cli/blas_kernels.h"
 #include "core/internal.h"
 #include "model/model_internal.h"
 #include "train/workers.h"
@@ -107,6 +108,7 @@ static int setup(bench *b, const char *preset, vae_backend backend, int bf16, in
 }
 
 int main(int argc, char **argv) {
+    choose_blas_kernels(argv); /* OpenBLAS's kernels as vae picks them */
     const char *preset = "pytorch";
     bench b = {0};
     b.batch = 128;

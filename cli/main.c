@@ -1,4 +1,5 @@
 /* main.c — `vae <command> [options]`: dispatch, --help and --version. */
+#include "blas_kernels.h"
 #include "cli.h"
 
 #include <stdio.h>
@@ -38,20 +39,6 @@ static void usage(FILE *out) {
 }
 
 static int run(int argc, char **argv);
-
-/* OpenBLAS picks its kernels when it starts, before main, and falls back to slow generic ones
- * on CPUs it does not know. When better ones suit this CPU (vae_blas_core_choice) and the user
- * named none, vae runs itself again, once, with OPENBLAS_CORETYPE set; if that fails it goes on
- * with what it has. */
-static void choose_blas_kernels(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE") || getenv("VAE_BLAS_CHOSEN")) return;
-    vae_cpu_features f;
-    vae_cpu_features_detect(&f);
-    const char *better = vae_blas_core_choice(vae_blas_core(), &f);
-    if (setenv("VAE_BLAS_CHOSEN", better ? better : "kept", 1) != 0 || !better) return;
-    if (setenv("OPENBLAS_CORETYPE", better, 1) == 0) execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE");
-}
 
 int main(int argc, char **argv) {
     choose_blas_kernels(argv);
