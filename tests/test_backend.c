@@ -6,6 +6,7 @@
  * fp32's. */
 #include "backend/ops_table.h"
 #include "model/model_internal.h"
+#include "train/workers.h"
 #include "check.h"
 #include "vae.h"
 
@@ -353,6 +354,44 @@ static void test_conv_model_blocks(void) {
           "a workspace with a view goes back to NCHW: %s", err.message);
     vae_workspace_free(view);
     for (int i = 0; i < 2; i++) vae_workspace_free(ws[i]), vae_model_free(m[i]);
+}
+
+/* An evaluation on batch threads (vae_workers_forward): the loss of vae_forward on a workspace
+ * of its own (1e-6 relative; the rows' sums in another order), for all rows, one row (a thread
+ * without any) and the most rows (IWAE-sized views); more refused. */
+static void test_workers_forward(void) {
+    enum { B = 5, K = 3, N = B * K };
+    float x[N * 64], eps[N * 2];
+    vae_rng r = vae_rng_make(13, 1);
+    for (int i = 0; i < N * 64; i++) x[i] = vae_rng_uniform(&r);
+    fill(eps, N * 2, 14);
+    vae_model *m = NULL;
+    vae_workspace *whole = NULL, *own = NULL;
+    vae_workers w = {0};
+    vae_error err = {{0}};
+    CHECK(blocks_model(&m, VAE_BACKEND_OPENBLAS, &err) == VAE_OK &&
+              vae_workspace_create(&whole, m, N, &err) == VAE_OK &&
+              vae_workspace_create(&own, m, N + 1, &err) == VAE_OK &&
+              vae_workers_init(&w, whole, B, K, 2, &err) == VAE_OK,
+          "setup: %s", err.message);
+    const int rows[3] = {B, 1, N};
+    for (int i = 0; i < 3; i++) {
+        const vae_batch batch = {rows[i], x, eps, NULL, NULL};
+        vae_loss split = {0}, plain = {0};
+        CHECK(vae_workers_forward(&w, m, &batch, &split, &err) == VAE_OK &&
+                  vae_forward(m, own, &batch, &plain, &err) == VAE_OK,
+              "%d rows: %s", rows[i], err.message);
+        const double a = split.recon + split.kl, b = plain.recon + plain.kl;
+        CHECK(fabs(a - b) <= 1e-6 * fabs(b) && split.count == plain.count,
+              "%d rows: %.9g on batch threads, %.9g on one workspace", rows[i], a, b);
+    }
+    const vae_batch over = {N + 1, x, eps, NULL, NULL};
+    vae_loss loss = {0};
+    CHECK(vae_workers_forward(&w, m, &over, &loss, &err) == VAE_ERR_INVALID_ARGUMENT,
+          "more rows than the views hold refused");
+    vae_workers_free(&w);
+    vae_workspace_free(whole), vae_workspace_free(own);
+    vae_model_free(m);
 }
 
 /* A small model trained 3 epochs (batches of 20) on count uniform rows drawn from data_seed,
@@ -778,6 +817,7 @@ int main(void) {
     RUN(test_training_agrees);
     RUN(test_batch_threads);
     RUN(test_batch_threads_auto);
+    RUN(test_workers_forward);
     RUN(test_bf16_dense_layer);
     RUN(test_bf16_precision);
     RUN(test_bf16_shared_weights);

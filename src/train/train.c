@@ -56,10 +56,11 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
     return VAE_OK;
 }
 
-/* Evaluates samples [from, to) of data; each sample's noise comes from its global index. */
-static vae_status evaluate_range(const vae_model *model, vae_workspace *ws, float *eps,
-                                 const vae_dataset *data, size_t from, size_t to, int batch_size,
-                                 uint64_t seed, vae_loss *loss, vae_error *err) {
+/* Evaluates samples [from, to) of data on ws, or on the batch threads of workers (not NULL:
+ * batches of at most their rows); each sample's noise comes from its global index. */
+static vae_status evaluate_range(const vae_model *model, vae_workspace *ws, vae_workers *workers,
+                                 float *eps, const vae_dataset *data, size_t from, size_t to,
+                                 int batch_size, uint64_t seed, vae_loss *loss, vae_error *err) {
     const int latent = vae_model_config(model)->latent_dim;
     for (size_t start = from; start < to; start += (size_t)batch_size) {
         size_t left = to - start;
@@ -71,7 +72,8 @@ static vae_status evaluate_range(const vae_model *model, vae_workspace *ws, floa
         const vae_batch rows = {batch, data->x + start * (size_t)data->dim, eps,
                                 data->labels ? data->labels + start : NULL,
                                 data->mask ? data->mask + start * (size_t)data->dim : NULL};
-        VAE_TRY(vae_forward(model, ws, &rows, loss, err));
+        VAE_TRY(workers ? vae_workers_forward(workers, model, &rows, loss, err)
+                        : vae_forward(model, ws, &rows, loss, err));
     }
     return VAE_OK;
 }
@@ -98,7 +100,8 @@ vae_status vae_eval_elbo(const vae_model *model, const vae_dataset *data, int ba
     vae_status s = eps ? vae_model_units(model, data, &view, &owned, err)
                        : vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for evaluation");
     if (s == VAE_OK)
-        s = evaluate_range(model, ws, eps, &view, 0, view.count, batch_size, seed, loss, err);
+        s = evaluate_range(model, ws, NULL, eps, &view, 0, view.count, batch_size, seed, loss,
+                           err);
     free(owned);
     free(eps);
     vae_workspace_free(ws);
@@ -387,8 +390,11 @@ static vae_status test_epoch(train_state *t, int epoch, vae_epoch_stats *stats, 
     const size_t from = test->count * (size_t)t->rank / (size_t)t->ranks,
                  to = test->count * (size_t)(t->rank + 1) / (size_t)t->ranks;
     vae_workspace *ws = t->eval_ws ? t->eval_ws : t->ws;
-    VAE_FORWARD_IF_ERROR(evaluate_range(t->model, ws, t->eps, test, from, to, t->eval_rows,
-                                        t->opt->seed, &test_loss, err),
+    /* on the training workspace, split as its steps are: with batch threads, their views (the
+     * same function; kernels and bf16 weights of the steps', none made for the whole's shapes) */
+    vae_workers *workers = t->workers.n && !t->eval_ws ? &t->workers : NULL;
+    VAE_FORWARD_IF_ERROR(evaluate_range(t->model, ws, workers, t->eps, test, from, to,
+                                        t->eval_rows, t->opt->seed, &test_loss, err),
                          err, "the test set's evaluation after epoch %d", epoch);
     VAE_RETURN_IF(t->ranks > 1 && sum_loss(t->opt->collective, &test_loss), err, VAE_ERR_IO,
                   "summing the evaluation across ranks failed");

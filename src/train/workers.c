@@ -29,7 +29,7 @@ vae_status vae_workers_init(vae_workers *w, vae_workspace *whole, int batch, int
     w->err = calloc((size_t)n, sizeof *w->err);
     VAE_RETURN_IF(!w->view || !w->loss || !w->status || !w->err, err, VAE_ERR_NO_MEMORY,
                   "out of memory for %d batch threads", n);
-    w->n = n, w->k = k, w->whole = whole;
+    w->n = n, w->k = k, w->whole = whole, w->whole_rows = batch * k;
     for (int i = 0; i < n; i++) VAE_TRY(vae_workspace_view(&w->view[i], whole, slice * k, err));
     return VAE_OK;
 }
@@ -48,6 +48,19 @@ static vae_batch slice_of(const vae_batch *rows, int i, int workers, int k, int 
                        rows->mask ? rows->mask + (size_t)lo * dim : NULL};
 }
 
+/* The first failed slice's error, or the slices' losses added to loss in order */
+static vae_status sum_slices(vae_workers *w, vae_loss *loss, vae_error *err) {
+    for (int i = 0; i < w->n; i++) {
+        if (w->status[i] != VAE_OK) {
+            *err = w->err[i];
+            return vae_add_context(err, w->status[i], "batch thread %d", i + 1);
+        }
+        loss->recon += w->loss[i].recon, loss->kl += w->loss[i].kl;
+        loss->count += w->loss[i].count;
+    }
+    return VAE_OK;
+}
+
 vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *rows,
                               const vae_objective *objective, vae_loss *loss, vae_error *err) {
     const int n = rows->n, workers = w->n, k = w->k;
@@ -64,15 +77,26 @@ vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *row
             vae_train_pass(m, w->view[i], &part, k, objective, &w->loss[i], &w->err[i]);
     }
     vae_workspace_share_weights(m, w->whole, 0);
+    return sum_slices(w, loss, err);
+}
+
+vae_status vae_workers_forward(vae_workers *w, const vae_model *m, const vae_batch *rows,
+                               vae_loss *loss, vae_error *err) {
+    const int n = rows->n, workers = w->n;
+    const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
+    VAE_RETURN_IF(n < 1 || n > w->whole_rows, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%d rows for batch threads that hold 1..%d", n, w->whole_rows);
+    vae_workspace_share_weights(m, w->whole, 1);
+#pragma omp parallel for schedule(static, 1) num_threads(workers)
     for (int i = 0; i < workers; i++) {
-        if (w->status[i] != VAE_OK) {
-            *err = w->err[i];
-            return vae_add_context(err, w->status[i], "batch thread %d", i + 1);
-        }
-        loss->recon += w->loss[i].recon, loss->kl += w->loss[i].kl;
-        loss->count += w->loss[i].count;
+        const vae_batch part = slice_of(rows, i, workers, 1, dim, latent);
+        w->loss[i] = (vae_loss){0};
+        w->status[i] = vae_workspace_view_at(w->view[i], n * i / workers, part.n, n, &w->err[i]);
+        if (part.n && w->status[i] == VAE_OK)
+            w->status[i] = vae_forward(m, w->view[i], &part, &w->loss[i], &w->err[i]);
     }
-    return VAE_OK;
+    vae_workspace_share_weights(m, w->whole, 0);
+    return sum_slices(w, loss, err);
 }
 
 vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,

@@ -12,6 +12,7 @@
 
 typedef struct {
     int n, k;              /* threads (0: none made), draws per input */
+    int whole_rows;        /* the rows of the batches they take: batch * k */
     vae_workspace *whole;  /* the run's workspace, for whole batches: the views' rows */
     vae_workspace **view;  /* one per thread, for a slice of the batch */
     vae_loss *loss;        /* each slice's loss */
@@ -41,6 +42,11 @@ void vae_workers_free(vae_workers *w);
  * data gradients on their own. */
 vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
                             const vae_objective *objective, vae_loss *loss, vae_error *err);
+/* vae_forward of rows (1..whole_rows of them, one draw each: an evaluation) split across the
+ * workers: loss gets the slices' losses, summed in order; the same function as vae_forward on
+ * the whole, its products on each thread's rows (bf16: on the weights rounded once for all). */
+vae_status vae_workers_forward(vae_workers *w, const vae_model *m, const vae_batch *rows,
+                               vae_loss *loss, vae_error *err);
 /* Its two phases: each thread's slice (forward and the data's gradients), then
  * vae_view_param_grads over w->view. */
 vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *rows,
