@@ -4,9 +4,9 @@
  * to bf16 (to nearest, ties to even) in scratch of its own, in one vectorized pass per operand
  * (AVX512_BF16's conversion where the CPU has it; a transposed operand is described to oneDNN
  * as such, never copied), but for the _rounded entries' weights, rounded once for many calls
- * by op_round_bf16 (a training pass's, which batch threads share); the weights, biases,
- * activations kept for backward, gradients and Adam stay fp32. Primitives are made per call: oneDNN's primitive cache makes that a few
- * microseconds, and the layer keeps no state. */
+ * by op_round_bf16 (once a pass, shared by batch threads); the weights, biases, activations
+ * kept for backward, gradients and Adam stay fp32. Primitives are made per call: oneDNN's
+ * primitive cache makes that a few microseconds, and the layer keeps no state. */
 #include "ops/ops.h"
 #include "ops/vecmath.h"
 
