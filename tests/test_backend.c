@@ -317,6 +317,15 @@ static vae_status blocks_model(vae_model **m, vae_backend backend, vae_error *er
     return vae_model_set_backend(*m, backend, 9, NULL, err);
 }
 
+/* n rows for a model of 64 inputs and a latent of 2 (blocks_model's): x uniform in [0, 1)
+ * and eps standard normal, drawn from seed (x) and seed + 1 (eps) */
+static vae_batch batch_of_64(float *x, float *eps, int n, uint64_t seed) {
+    vae_rng r = vae_rng_make(seed, 1);
+    for (int i = 0; i < n * 64; i++) x[i] = vae_rng_uniform(&r);
+    fill(eps, (size_t)n * 2, seed + 1);
+    return (vae_batch){n, x, eps, NULL, NULL};
+}
+
 /* The whole model on oneDNN with its activations in channel blocks between the convolutions:
  * the loss and every gradient of a batch as OpenBLAS's NCHW passes give them (1e-5 relative);
  * a workspace with batch threads' views goes back to NCHW and trains the same function. */
@@ -327,10 +336,7 @@ static void test_conv_model_blocks(void) {
     }
     enum { B = 9 };
     float x[B * 64], eps[B * 2];
-    vae_rng r = vae_rng_make(7, 1);
-    for (int i = 0; i < B * 64; i++) x[i] = vae_rng_uniform(&r);
-    fill(eps, B * 2, 8);
-    const vae_batch batch = {B, x, eps, NULL, NULL};
+    const vae_batch batch = batch_of_64(x, eps, B, 7);
     vae_model *m[2] = {NULL, NULL};
     vae_workspace *ws[2] = {NULL, NULL};
     vae_loss loss[2];
@@ -362,9 +368,7 @@ static void test_conv_model_blocks(void) {
 static void test_workers_forward(void) {
     enum { B = 5, K = 3, N = B * K };
     float x[N * 64], eps[N * 2];
-    vae_rng r = vae_rng_make(13, 1);
-    for (int i = 0; i < N * 64; i++) x[i] = vae_rng_uniform(&r);
-    fill(eps, N * 2, 14);
+    batch_of_64(x, eps, N, 13);
     vae_model *m = NULL;
     vae_workspace *whole = NULL, *own = NULL;
     vae_workers w = {0};
@@ -754,10 +758,7 @@ static void test_bf16_shared_weights(void) {
     }
     enum { B = 7 };
     float x[B * 64], eps[B * 2];
-    vae_rng r = vae_rng_make(11, 1);
-    for (int i = 0; i < B * 64; i++) x[i] = vae_rng_uniform(&r);
-    fill(eps, B * 2, 12);
-    const vae_batch batch = {B, x, eps, NULL, NULL};
+    const vae_batch batch = batch_of_64(x, eps, B, 11);
     vae_config mlp = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {48},
                       .n_decoder = 1, .decoder = {40}, .activation = VAE_ACT_RELU};
     vae_model *m[2] = {NULL, NULL};
