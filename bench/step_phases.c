@@ -4,9 +4,10 @@
  * normal noise). Prints ms per step of each phase, its share, and the samples/s of the whole.
  * With --batch-threads the batch is split across the threads as `vae train --batch-threads on`
  * does: "forward" is then the threads' slices (forward and the data's gradients), "backward"
- * the parameters' gradients over the whole batch.
+ * the parameters' gradients over the whole batch; --prepacked as `--batch-threads prepacked`
+ * (the dense weights transposed once a pass for the threads' fp32 products).
  *   step_phases [--preset NAME] [--batch B] [--threads T] [--backend openblas|onednn]
- *               [--bf16] [--batch-threads] [--seconds S] */
+ *               [--bf16] [--batch-threads] [--prepacked] [--seconds S] */
 #include "../cli/blas_kernels.h"
 #include "core/internal.h"
 #include "model/model_internal.h"
@@ -118,7 +119,8 @@ int main(int argc, char **argv) {
     static const struct option opts[] = {{"preset", 1, 0, 'p'},  {"batch", 1, 0, 'b'},
                                          {"threads", 1, 0, 't'}, {"backend", 1, 0, 'k'},
                                          {"bf16", 0, 0, 'f'},    {"seconds", 1, 0, 's'},
-                                         {"batch-threads", 0, 0, 'B'}, {0, 0, 0, 0}};
+                                         {"batch-threads", 0, 0, 'B'},
+                                         {"prepacked", 0, 0, 'P'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "p:b:t:k:fs:", opts, NULL)) != -1) {
         if (c == 'p') preset = optarg;
@@ -128,12 +130,14 @@ int main(int argc, char **argv) {
                                                                : VAE_BACKEND_ONEDNN;
         else if (c == 'f') bf16 = 1;
         else if (c == 's') seconds = atof(optarg);
-        else if (c == 'B') split = 1;
+        else if (c == 'B') split = split ? split : 1;
+        else if (c == 'P') split = 2;
         else return 64;
     }
     if (b.batch < 1) return 64;
     vae_set_num_threads(threads);
     if (setup(&b, preset, backend, bf16, split)) return 1;
+    b.workers.prepacked = split == 2;
     unsigned seed = 7;
     double t[PHASES] = {0};
     for (int i = 0; i < 20; i++) /* warm-up: pages, kernels, caches */
@@ -149,7 +153,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < PHASES; i++) total += t[i];
     printf("preset %s batch %d threads %d backend %s%s%s: %.0f samples/s;", preset, b.batch,
            threads, backend == VAE_BACKEND_ONEDNN ? "onednn" : "openblas", bf16 ? " bf16" : "",
-           b.workers.n ? " batch threads" : "",
+           b.workers.n ? (b.workers.prepacked ? " batch threads prepacked" : " batch threads")
+                       : "",
            (double)steps * b.batch / total);
     for (int i = 0; i < PHASES; i++)
         printf(" %s %.3f ms (%.0f%%)", phase_names[i], 1e3 * t[i] / steps, 100 * t[i] / total);

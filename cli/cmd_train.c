@@ -174,8 +174,11 @@ static const char TRAIN_USAGE[] =
         "      --batch-threads MODE  on: the CPU's threads split each batch (each thread forward\n"
         "                            and backward on its slice, gradients summed in slice\n"
         "                            order) instead of each product, for many cores and small\n"
-        "                            batches; off (default); auto: the faster here, timed at\n"
-        "                            the start (the banner says which; give it for reruns)\n"
+        "                            batches; prepacked: on, the dense weights transposed\n"
+        "                            once a step for the threads' products (fp32; pays where\n"
+        "                            each thread has few rows); off (default); auto: the\n"
+        "                            fastest here, timed at the start (the banner says which;\n"
+        "                            give it for reruns)\n"
         "checkpoints:\n"
         "  -o, --out DIR             output folder, default vae-out: model.safetensors at the\n"
         "                            end, checkpoint.safetensors (weights, Adam moments, state)\n"
@@ -264,10 +267,13 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         !cli_operands(argc, first, 0, 0, "train", "options only, its data with --train", code))
         return 0;
     if (a->batch_threads) {
-        t->batch_threads = !strcmp(a->batch_threads, "on");
+        t->batch_threads = !strcmp(a->batch_threads, "on")          ? 1
+                           : !strcmp(a->batch_threads, "prepacked") ? 2
+                                                                    : 0;
         a->batch_threads_auto = !strcmp(a->batch_threads, "auto");
         if (!t->batch_threads && !a->batch_threads_auto && strcmp(a->batch_threads, "off")) {
-            fprintf(stderr, "vae: train: --batch-threads %.40s: expected on, off or auto\n",
+            fprintf(stderr,
+                    "vae: train: --batch-threads %.40s: expected on, prepacked, off or auto\n",
                     a->batch_threads);
             *code = EXIT_USAGE;
             return 0;
@@ -732,8 +738,11 @@ static void announce(train_run *r) {
     if (cli_compute_options()->backend == VAE_BACKEND_AUTO) fputs(", chosen by timing", stderr);
     if (vae_get_num_threads() > 1 && a->train_opt.free_bits == 0.0f &&
         (a->batch_threads_auto || a->train_opt.batch_threads))
-        fprintf(stderr, "; the threads split %s%s", a->train_opt.batch_threads ? "each batch"
-                : "the products", a->batch_threads_auto ? " (--batch-threads auto: timed)" : "");
+        fprintf(stderr, "; the threads split %s%s",
+                a->train_opt.batch_threads == 2   ? "each batch, on prepacked weights"
+                : a->train_opt.batch_threads == 1 ? "each batch"
+                                                  : "the products",
+                a->batch_threads_auto ? " (--batch-threads auto: timed)" : "");
     if (cli_parallel_size() > 1) fprintf(stderr, " x %d ranks", cli_parallel_size());
     fputc('\n', stderr);
     char info[256];

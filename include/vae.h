@@ -575,7 +575,10 @@ typedef struct {
      * batch instead, every thread running forward and backward on its slice with single-threaded
      * products, the gradients then summed in slice order (better where a batch's products are
      * too small for many cores). The same bits for a given thread count; other thread counts
-     * differ by the sums' rounding. Runs with free bits (a per-batch floor) keep 0.
+     * differ by the sums' rounding. Runs with free bits (a per-batch floor) keep 0. 2: as 1,
+     * the threads' fp32 dense layers on a copy of the weights transposed once a step (prepacked:
+     * the products then read them as they are instead of packing them on each call, which pays
+     * where each thread has few rows; bf16 rounds its weights once a step in either case).
      * vae_train_batch_threads_auto says which is faster here. */
     int batch_threads;
 } vae_train_options;
@@ -590,10 +593,12 @@ void vae_train_options_default(vae_train_options *opt);
 vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_dataset *test,
                      const vae_train_options *opt, vae_error *err);
 
-/* Whether batch threads (opt->batch_threads = 1) run opt's training steps on model (its backend
- * set) faster than threaded products with this process's threads: *batch_threads = 1 or 0,
- * from a forward and backward pass (or an IWAE step) of opt->batch_size zero inputs timed both
- * ways, the best of three rounds each; 1 only when batch threads take under 95% of the time. 0 without timing where batch threads do not apply (one
+/* Whether batch threads (opt->batch_threads = 1, or 2 with prepacked weights) run opt's
+ * training steps on model (its backend set) faster than threaded products with this process's
+ * threads: *batch_threads = 0, 1 or 2, from a forward and backward pass (or an IWAE step) of
+ * opt->batch_size zero inputs timed each way (2 only for fp32 products), the best of three
+ * rounds each; batch threads only when they take under 95% of the products' time, prepacked
+ * only when under 95% of theirs. 0 without timing where batch threads do not apply (one
  * thread, free bits, opt->device CUDA). The model's parameters and gradients are left as they
  * were. Timings vary from run to run, and so may the answer: for bit-identical reruns, pass
  * the answer given, not this choice, to the next run. */

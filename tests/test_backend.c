@@ -476,18 +476,21 @@ static double batch_threads_loss(int batch_threads, int iwae, float *params_out)
 static void test_batch_threads(void) {
     vae_set_num_threads(2);
     static float a[4096], b[4096], c[4096];
-    for (int iwae = 0; iwae <= 3; iwae += 3) {
-        double products = batch_threads_loss(0, iwae, c);
-        double split = batch_threads_loss(1, iwae, a);
-        double again = batch_threads_loss(1, iwae, b);
-        printf("# iwae %d: products %.6f, batch threads %.6f nats\n", iwae, products, split);
-        CHECK(fabs(split - products) <= 1e-4 * fabs(products), "the same function: %.6f vs %.6f",
-              split, products);
-        CHECK(split == again && memcmp(a, b, sizeof a) == 0, "the same bits on a rerun");
-        /* the slices' products (10 rows, not 20) round differently: the weights show the
-         * split was taken */
-        CHECK(memcmp(a, c, sizeof a) != 0, "the batch was split (weights differ in the last bits)");
-    }
+    for (int iwae = 0; iwae <= 3; iwae += 3)
+        for (int mode = 1; mode <= 2; mode++) { /* 2: on weights prepacked (transposed) */
+            double products = batch_threads_loss(0, iwae, c);
+            double split = batch_threads_loss(mode, iwae, a);
+            double again = batch_threads_loss(mode, iwae, b);
+            printf("# iwae %d: products %.6f, batch threads %d %.6f nats\n", iwae, products,
+                   mode, split);
+            CHECK(fabs(split - products) <= 1e-4 * fabs(products),
+                  "the same function: %.6f vs %.6f", split, products);
+            CHECK(split == again && memcmp(a, b, sizeof a) == 0, "the same bits on a rerun");
+            /* the slices' products (10 rows, not 20) round differently: the weights show the
+             * split was taken */
+            CHECK(memcmp(a, c, sizeof a) != 0,
+                  "the batch was split (weights differ in the last bits)");
+        }
     vae_set_num_threads(1);
 }
 
@@ -510,9 +513,11 @@ static void test_batch_threads_auto(void) {
     opt.batch_size = 50, opt.iwae_k = 3;
     int chosen = -1;
     vae_set_num_threads(2);
-    CHECK(vae_train_batch_threads_auto(m, &opt, &chosen, &err) == VAE_OK &&
-              (chosen == 0 || chosen == 1), "two threads: %d (%s)", chosen, err.message);
-    printf("# two threads, batch 50, IWAE 3: batch threads %s\n", chosen ? "faster" : "slower");
+    CHECK(vae_train_batch_threads_auto(m, &opt, &chosen, &err) == VAE_OK && chosen >= 0 &&
+              chosen <= 2, "two threads: %d (%s)", chosen, err.message);
+    printf("# two threads, batch 50, IWAE 3: %s\n",
+           chosen == 2 ? "batch threads on prepacked weights" : chosen ? "batch threads"
+                                                                       : "the products' split");
     CHECK(!memcmp(params, vae_model_params(m), n * sizeof(float)) &&
               !memcmp(grads, vae_model_grads(m), n * sizeof(float)),
           "parameters and gradients left as they were");
@@ -551,7 +556,7 @@ static void abs_product(double *bound, const float *p, size_t ps_row, size_t ps_
         }
 }
 
-/* The dense layer on weights rounded once (the table's round_weights): the bits of the entries
+/* The dense layer on weights rounded once (the table's prepare_weights): the bits of the entries
  * that round them on each call, forward and backward, with and without the weights' gradient. */
 static void check_bf16_rounded(const float *x, const float *w, const float *b, const float *dy,
                                int batch, int in, int out) {
@@ -563,24 +568,23 @@ static void check_bf16_rounded(const float *x, const float *w, const float *b, c
         y[i] = malloc(4 * ny), dx[i] = malloc(4 * nx), dw[i] = malloc(4 * nw);
         db[i] = malloc(4 * (size_t)out);
     }
-    t->round_weights(rounded, w, nw);
+    CHECK(!t->prepare_optional, "bf16 rounds its weights once whenever it can");
+    t->prepare_weights(rounded, w, out, in);
     const vae_activation relu = VAE_ACT_RELU;
     t->linear_forward(y[0], x, w, b, batch, in, out, &relu);
-    t->linear_forward_rounded(y[1], x, w, rounded, b, batch, in, out, &relu);
+    t->linear_forward_prepared(y[1], x, w, rounded, b, batch, in, out, &relu);
     CHECK(!memcmp(y[0], y[1], 4 * ny), "forward on rounded weights: the same bits");
     for (int with_dw = 0; with_dw <= 1; with_dw++) {
         for (int i = 0; i < 2; i++) {
             fill(dx[i], nx, 5), fill(dw[i], nw, 6), fill(db[i], (size_t)out, 7);
             float *gw = with_dw ? dw[i] : NULL, *gb = with_dw ? db[i] : NULL;
             if (i == 0) t->linear_backward(dx[0], gw, gb, dy, x, w, batch, in, out, 1, 1);
-            else t->linear_backward_rounded(dx[1], gw, gb, dy, x, w, rounded, batch, in, out, 1, 1);
+            else t->linear_backward_prepared(dx[1], gw, gb, dy, x, w, rounded, batch, in, out, 1, 1);
         }
         CHECK(!memcmp(dx[0], dx[1], 4 * nx) && !memcmp(dw[0], dw[1], 4 * nw) &&
                   !memcmp(db[0], db[1], 4 * (size_t)out),
               "backward on rounded weights (%s): the same bits", with_dw ? "dx, dw" : "dx");
     }
-    CHECK(vae_cpu_ops.round_weights == NULL && vae_onednn_ops->round_weights == NULL,
-          "fp32 tables round nothing");
     free(rounded);
     for (int i = 0; i < 2; i++) free(y[i]), free(dx[i]), free(dw[i]), free(db[i]);
 }
@@ -683,8 +687,9 @@ static void test_bf16_conv(void) {
 
 /* Two views' slices of batch (rows [0, cut), [cut, n)) on whole: forward, and with
  * `backward` the data's gradients and then the parameters' into whole's buffer; the slices'
- * -ELBO, NAN on an error. share: whole's weights rounded once for the views (1), not (0), or
- * as they were rounded before (-1). */
+ * -ELBO, NAN on an error. share: whole's weights prepared once for the views (1: the form the
+ * table needs, bf16's rounding; 2: its optional one too, fp32's transposed copy), not (0), or
+ * as they were prepared before (-1). */
 static double views_pass(vae_model *m, vae_workspace *whole, vae_workspace *views[2],
                          const vae_batch *batch, int cut, int share, int backward) {
     const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
@@ -692,7 +697,7 @@ static double views_pass(vae_model *m, vae_workspace *whole, vae_workspace *view
     vae_loss loss = {0};
     vae_error err = {{0}};
     vae_status s = VAE_OK;
-    if (share >= 0) vae_workspace_share_weights(m, whole, share);
+    if (share >= 0) vae_workspace_share_weights(m, whole, share > 0, share == 2);
     for (int i = 0; i < 2 && s == VAE_OK; i++) {
         const vae_batch part = {lo[i + 1] - lo[i], batch->x + (size_t)lo[i] * dim,
                                 batch->eps + (size_t)lo[i] * latent, NULL, NULL};
@@ -700,17 +705,19 @@ static double views_pass(vae_model *m, vae_workspace *whole, vae_workspace *view
         if (s == VAE_OK) s = vae_forward_for_backward(m, views[i], &part, &loss, &err);
         if (s == VAE_OK && backward) s = vae_backward(m, views[i], &part, NULL, &err);
     }
-    vae_workspace_share_weights(m, whole, 0);
+    vae_workspace_share_weights(m, whole, 0, 0);
     if (s == VAE_OK && backward) s = vae_view_param_grads(m, whole, views, 2, batch, 1, &err);
     CHECK(s == VAE_OK, "views: %s", err.message);
     return s == VAE_OK ? loss.recon + loss.kl : NAN;
 }
 
-/* Batch threads on bf16 products, an MLP and a conv model: the dense weights rounded once and
- * shared with the views give the bits of each view rounding its own (loss and gradients);
- * while shared, the views read that copy (weights changed since do not reach them until shared
- * again) and the whole refuses a pass of its own (its scratch may hold the copy). */
-static void check_shared_weights(vae_model *m, const vae_batch *batch) {
+/* Batch threads on weights prepared once and shared with the views (share: views_pass's 1 for
+ * bf16's rounding, 2 for fp32's transposed copy), an MLP and a conv model: the loss and
+ * gradients of each view using the weights as they are (bf16: the same bits, its products
+ * round them the same way; fp32: within the products' rounding, other kernels); while shared,
+ * the views read that copy (weights changed since do not reach them until shared again) and
+ * the whole refuses a pass of its own (its scratch may hold the copy). */
+static void check_shared_weights(vae_model *m, const vae_batch *batch, int share) {
     const size_t n = vae_model_num_params(m);
     float *g[2] = {calloc(n, 4), calloc(n, 4)}, *saved = malloc(4 * n);
     vae_workspace *whole = NULL, *views[2] = {NULL, NULL};
@@ -720,27 +727,32 @@ static void check_shared_weights(vae_model *m, const vae_batch *batch) {
               vae_workspace_view(&views[1], whole, batch->n, &err) == VAE_OK,
           "workspaces: %s", err.message);
     double loss[2];
-    for (int share = 0; share <= 1; share++) {
-        vae_workspace_set_grads(whole, g[share]);
-        loss[share] = views_pass(m, whole, views, batch, 3, share, 1);
+    for (int i = 0; i <= 1; i++) {
+        vae_workspace_set_grads(whole, g[i]);
+        loss[i] = views_pass(m, whole, views, batch, 3, i ? share : 0, 1);
     }
-    CHECK(loss[0] == loss[1] && !memcmp(g[0], g[1], 4 * n),
-          "shared rounded weights: the same loss (%.9g, %.9g) and gradients", loss[1], loss[0]);
+    if (share == 1)
+        CHECK(loss[0] == loss[1] && !memcmp(g[0], g[1], 4 * n),
+              "shared rounded weights: the same loss (%.9g, %.9g) and gradients", loss[1], loss[0]);
+    else
+        CHECK(fabs(loss[1] - loss[0]) <= 1e-5 * fabs(loss[0]) && close_all(g[1], g[0], n),
+              "transposed weights: the loss (%.9g, %.9g) and gradients within the products' "
+              "rounding", loss[1], loss[0]);
     float *p = vae_model_params(m);
     memcpy(saved, p, 4 * n);
-    vae_workspace_share_weights(m, whole, 1);
+    vae_workspace_share_weights(m, whole, 1, share == 2);
     for (int t = 0; t < vae_model_num_tensors(m); t++) { /* the dense weights: the shared ones */
         const vae_tensor_info info = vae_model_tensor(m, t);
         for (int i = 0; info.ndims == 2 && i < info.rows * info.cols; i++) p[info.offset + i] *= 1.5f;
     }
     const double stale = views_pass(m, whole, views, batch, 3, -1, 0), /* -1: as shared */
-        fresh = views_pass(m, whole, views, batch, 3, 0, 0);
-    CHECK(stale == loss[0] && fresh != loss[0],
+        fresh = views_pass(m, whole, views, batch, 3, share, 0);
+    CHECK(stale == loss[1] && fresh != loss[1],
           "the views read the shared copy: %.9g (then %.9g on the changed weights)", stale, fresh);
-    vae_workspace_share_weights(m, whole, 1);
+    vae_workspace_share_weights(m, whole, 1, share == 2);
     CHECK(vae_forward(m, whole, batch, NULL, &err) == VAE_ERR_INVALID_ARGUMENT,
           "the whole refuses a pass while it shares its weights");
-    vae_workspace_share_weights(m, whole, 0);
+    vae_workspace_share_weights(m, whole, 0, 0);
     CHECK(vae_forward(m, whole, batch, NULL, &err) == VAE_OK, "and runs one after: %s",
           err.message);
     memcpy(p, saved, 4 * n);
@@ -770,7 +782,7 @@ static void test_bf16_shared_weights(void) {
     for (int i = 0; i < 2; i++) {
         CHECK(vae_model_set_cpu_precision(m[i], VAE_PRECISION_BF16, &err) == VAE_OK, "bf16: %s",
               err.message);
-        check_shared_weights(m[i], &batch);
+        check_shared_weights(m[i], &batch, 1);
         vae_model_free(m[i]);
     }
 }
@@ -807,6 +819,54 @@ static void test_bf16_precision(void) {
           bf16, fp32);
 }
 
+/* fp32's prepacked weights: each fp32 table's transposition is exact on shapes that are not
+ * multiples of its blocks, its forward on them agrees with the plain one, and views share them
+ * only when asked (batch_threads 2): MLP and conv models on both backends. */
+static void check_transposed_layer(const vae_ops *t) {
+    enum { OUT = 45, IN = 37, B = 9 };
+    static float w[OUT * IN], wt[OUT * IN], x[B * IN], b[OUT], y1[B * OUT], y2[B * OUT];
+    fill(w, OUT * IN, 31), fill(x, B * IN, 32), fill(b, OUT, 33);
+    CHECK(t->prepare_optional && t->weight_bytes == sizeof(float), "%s: optional fp32 copy",
+          t->name);
+    t->prepare_weights(wt, w, OUT, IN);
+    int exact = 1;
+    for (int o = 0; o < OUT; o++)
+        for (int i = 0; i < IN; i++) exact &= wt[i * OUT + o] == w[o * IN + i];
+    CHECK(exact, "%s: the weights transposed", t->name);
+    const vae_activation relu = VAE_ACT_RELU;
+    t->linear_forward(y1, x, w, b, B, IN, OUT, &relu);
+    t->linear_forward_prepared(y2, x, w, wt, b, B, IN, OUT, &relu);
+    CHECK(close_all(y2, y1, B * OUT), "%s: forward on them", t->name);
+}
+
+static void test_prepacked_weights(void) {
+    check_transposed_layer(&vae_cpu_ops);
+    if (vae_onednn_ops) check_transposed_layer(vae_onednn_ops);
+    enum { B = 7 };
+    float x[B * 64], eps[B * 2];
+    const vae_batch batch = batch_of_64(x, eps, B, 12);
+    vae_config mlp = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {48},
+                      .n_decoder = 1, .decoder = {40}, .activation = VAE_ACT_RELU};
+    const vae_backend backends[2] = {VAE_BACKEND_OPENBLAS, VAE_BACKEND_ONEDNN};
+    for (int k = 0; k < (vae_onednn_ops ? 2 : 1); k++)
+        for (int conv = 0; conv <= 1; conv++) {
+            vae_model *m = NULL;
+            vae_error err = {{0}};
+            vae_status s = conv ? blocks_model(&m, backends[k], &err)
+                                : vae_model_create(&m, &mlp, 5, &err);
+            if (s == VAE_OK && !conv) s = vae_model_set_backend(m, backends[k], B, NULL, &err);
+            CHECK(s == VAE_OK, "model: %s", err.message);
+            check_shared_weights(m, &batch, 2);
+            vae_workspace *whole = NULL;
+            CHECK(vae_workspace_create(&whole, m, B, &err) == VAE_OK, "%s", err.message);
+            vae_workspace_share_weights(m, whole, 1, 0); /* not asked for: nothing shared */
+            CHECK(vae_forward(m, whole, &batch, NULL, &err) == VAE_OK,
+                  "fp32 weights prepacked only when asked: %s", err.message);
+            vae_workspace_free(whole);
+            vae_model_free(m);
+        }
+}
+
 int main(void) {
     vae_set_num_threads(1);
     RUN(test_names);
@@ -822,5 +882,6 @@ int main(void) {
     RUN(test_bf16_dense_layer);
     RUN(test_bf16_precision);
     RUN(test_bf16_shared_weights);
+    RUN(test_prepacked_weights);
     return CHECK_SUMMARY();
 }

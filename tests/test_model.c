@@ -256,6 +256,10 @@ static void test_cancel_and_bad_options(void) {
     opt.adam.lr = -1;
     CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT, "negative lr");
     vae_train_options_default(&opt);
+    opt.batch_threads = 3;
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT &&
+          strstr(err.message, "batch threads 3"), "batch threads 3: %s", err.message);
+    vae_train_options_default(&opt);
     train->dim = 15;
     CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT &&
           strstr(err.message, "15"), "dimension mismatch: %s", err.message);

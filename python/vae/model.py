@@ -110,8 +110,10 @@ class VAE:
       backend: the CPU's matrix products, "openblas", "onednn" or "auto" (the faster on this
         CPU for the model's layers, timed when the model is made or loaded)
       batch_threads: True: the threads split each batch instead of each product
-        (`--batch-threads on`); "auto": the faster of the two here, timed when fit starts
-        (batch_threads_ says which; give it for bit-identical reruns)
+        (`--batch-threads on`); "prepacked": so, the dense weights transposed once a step
+        for the threads' fp32 products (pays where each thread has few rows); "auto": the
+        fastest here, timed when fit starts (batch_threads_ says which: False, True or
+        "prepacked"; give it for bit-identical reruns)
       verbose: 1 = a progress bar on stderr, 0 = quiet
     """
 
@@ -379,10 +381,11 @@ class VAE:
         opt.iwae_k = int(self.iwae)
         opt.device = _parse(lib.vae_device_parse, self.device, "device")
         opt.precision = _parse(lib.vae_precision_parse, self.precision, "precision")
-        if self.batch_threads not in (False, True, 0, 1, "auto"):
-            raise ValueError("batch_threads: expected False, True or \"auto\", got %r"
-                             % (self.batch_threads,))
-        opt.batch_threads = int(self.batch_threads is True or self.batch_threads == 1)
+        if self.batch_threads not in (False, True, 0, 1, "prepacked", "auto"):
+            raise ValueError("batch_threads: expected False, True, \"prepacked\" or \"auto\","
+                             " got %r" % (self.batch_threads,))
+        opt.batch_threads = (2 if self.batch_threads == "prepacked" else
+                             int(self.batch_threads is True or self.batch_threads == 1))
         return opt
 
     def _train(self, train, test, epochs, batch_size, callback):
@@ -394,7 +397,7 @@ class VAE:
             _call(lib.vae_train_batch_threads_auto, self._model, ctypes.byref(opt),
                   ctypes.byref(chosen))
             opt.batch_threads = chosen.value
-        self.batch_threads_ = bool(opt.batch_threads)
+        self.batch_threads_ = "prepacked" if opt.batch_threads == 2 else bool(opt.batch_threads)
         adam = ctypes.c_void_p()
         _call(lib.vae_adam_create, ctypes.byref(adam), lib.vae_model_num_params(self._model),
               ctypes.byref(opt.adam))

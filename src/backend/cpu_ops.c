@@ -5,5 +5,9 @@
 const vae_ops vae_cpu_ops = {
     .name = "cpu",
     VAE_PRODUCT_OPS(),
+    .weight_bytes = sizeof(float),
+    .prepare_optional = 1,
+    .prepare_weights = op_transpose_weights,
+    .linear_forward_prepared = op_linear_forward_transposed,
     VAE_CPU_SHARED_OPS,
 };

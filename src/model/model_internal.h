@@ -119,13 +119,15 @@ vae_status vae_workspace_view_at(vae_workspace *view, int first, int rows, int m
 vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspace *const *views,
                                 int n_views, const vae_batch *batch, int k, vae_error *err);
 
-/* For batch threads, on: m's dense weights rounded to its table's product format (ops_table.h's
- * round_weights; nothing for a table without) into whole, whose views' passes read them
- * instead of each thread's products rounding them again on every call; off: no longer (the
- * parameters are about to change). While on, whole runs no pass of its own (its convolutions'
- * scratch, idle while the views run, holds them where it is large enough). Without the
- * memory for them, the views round their own as before. On a view: nothing. */
-void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int on);
+/* For batch threads, on: m's dense weights prepacked in the form its table's products read
+ * best (ops_table.h's prepare_weights: bf16's rounded; fp32's transposed, a choice: only with
+ * prepacked) into whole, whose views' passes read them instead of each thread's products
+ * rounding them again on every call or packing them; nothing for a table without. Off: no
+ * longer (the parameters are about to change). While on, whole runs no pass of its own (its
+ * convolutions' scratch, idle while the views run, holds them where it is large enough).
+ * Without the memory for them, the views read the weights as they are. On a view: nothing. */
+void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int on,
+                                 int prepacked);
 
 /* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
  * which is held to a few MiB whatever the batch). */

@@ -116,7 +116,9 @@ void op_linear_forward_bf16(float *y, const float *x, const float *w, const floa
     op_bias_activation(y, b, batch, out, act);
 }
 
-void op_round_bf16(void *dst, const float *w, size_t n) { to_bf16(dst, w, n); }
+void op_round_bf16(void *dst, const float *w, int out, int in) {
+    to_bf16(dst, w, (size_t)out * in);
+}
 
 void op_linear_forward_bf16_rounded(float *y, const float *x, const float *w, const void *wb,
                                     const float *b, int batch, int in, int out,

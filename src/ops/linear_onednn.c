@@ -16,6 +16,14 @@ void op_linear_forward_onednn(float *y, const float *x, const float *w, const fl
     op_bias_activation(y, b, batch, out, act);
 }
 
+void op_linear_forward_transposed_onednn(float *y, const float *x, const float *w,
+                                         const void *wt, const float *b, int batch, int in,
+                                         int out, const vae_activation *act) {
+    (void)w;
+    dnnl_sgemm('N', 'N', batch, out, in, 1.0f, x, in, wt, out, 0.0f, y, out);
+    op_bias_activation(y, b, batch, out, act);
+}
+
 void op_linear_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
                                const float *w, int batch, int in, int out, int accumulate_dx,
                                int accumulate_params) {

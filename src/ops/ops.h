@@ -24,6 +24,14 @@ void op_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
 /* db (+)= the column sums of dy (B,out), rows in order (the same bits on any thread count). */
 void op_column_sums(float *db, const float *dy, int batch, int out, int accumulate);
 
+/* Wt (in, out) = W (out, in) transposed, for the forward below. */
+void op_transpose_weights(void *wt, const float *w, int out, int in);
+/* y = act(x Wt + b) on Wt transposed by op_transpose_weights (w, the weights as they are,
+ * unread): the product that runs faster on a few rows (ops_table.h's prepare_weights). */
+void op_linear_forward_transposed(float *y, const float *x, const float *w, const void *wt,
+                                  const float *b, int batch, int in, int out,
+                                  const vae_activation *act);
+
 /* The dense layer on oneDNN's sgemm (builds with oneDNN only; the same arguments and results,
  * up to the products' rounding). */
 void op_linear_forward_onednn(float *y, const float *x, const float *w, const float *b, int batch,
@@ -31,6 +39,9 @@ void op_linear_forward_onednn(float *y, const float *x, const float *w, const fl
 void op_linear_backward_onednn(float *dx, float *dw, float *db, const float *dy, const float *x,
                                const float *w, int batch, int in, int out, int accumulate_dx,
                                int accumulate_params);
+void op_linear_forward_transposed_onednn(float *y, const float *x, const float *w,
+                                         const void *wt, const float *b, int batch, int in,
+                                         int out, const vae_activation *act);
 /* The dense layer with its products in bf16 (bf16 inputs, fp32 accumulation and results;
  * oneDNN builds only), the same arguments; and whether this CPU runs such products natively
  * (1; why gets oneDNN's kernel) or not (0; why says why). */
@@ -43,7 +54,7 @@ int op_bf16_check(char *why, size_t why_size);
 /* The same on W already rounded to bf16 by op_round_bf16 (wb; w, the fp32 weights, for a
  * product oneDNN refuses, which falls back on fp32's): each call rounds only the activations,
  * and threads that share wb spare a copy each. */
-void op_round_bf16(void *dst, const float *w, size_t n);
+void op_round_bf16(void *dst, const float *w, int out, int in);
 void op_linear_forward_bf16_rounded(float *y, const float *x, const float *w, const void *wb,
                                     const float *b, int batch, int in, int out,
                                     const vae_activation *act);

@@ -187,6 +187,10 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
     VAE_RETURN_IF(k > 1 && (opt->beta != 1.0f || opt->free_bits != 0.0f || opt->kl_warmup), err,
                   VAE_ERR_INVALID_ARGUMENT,
                   "the IWAE bound has no separate KL term: beta, warm-up and free bits do not apply");
+    VAE_RETURN_IF(opt->batch_threads < 0 || opt->batch_threads > 2, err,
+                  VAE_ERR_INVALID_ARGUMENT,
+                  "batch threads %d: expected 0 (off), 1 (on) or 2 (on, weights prepacked)",
+                  opt->batch_threads);
     const int rank = opt->collective ? opt->collective->rank : 0;
     const int ranks = opt->collective ? opt->collective->size : 1;
     VAE_RETURN_IF(ranks < 1 || rank < 0 || rank >= ranks ||
@@ -239,7 +243,9 @@ vae_status vae_train_check(const vae_model *model, const vae_dataset *train,
 static vae_status workers_init(train_state *t, vae_error *err) {
     const int threads = t->opt->batch_threads ? vae_workers_threads(t->opt) : 0;
     if (!threads) return VAE_OK;
-    return vae_workers_init(&t->workers, t->ws, t->opt->batch_size, t->k, threads, err);
+    VAE_TRY(vae_workers_init(&t->workers, t->ws, t->opt->batch_size, t->k, threads, err));
+    t->workers.prepacked = t->opt->batch_threads == 2;
+    return VAE_OK;
 }
 
 /* The buffers of a CPU run and the optimizer (the one to resume, or a new one). */

@@ -65,7 +65,7 @@ vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *row
                               const vae_objective *objective, vae_loss *loss, vae_error *err) {
     const int n = rows->n, workers = w->n, k = w->k;
     const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
-    vae_workspace_share_weights(m, w->whole, 1); /* rounded once for every thread */
+    vae_workspace_share_weights(m, w->whole, 1, w->prepacked); /* once for every thread */
 #pragma omp parallel for schedule(static, 1) num_threads(workers)
     for (int i = 0; i < workers; i++) {
         const vae_batch part = slice_of(rows, i, workers, k, dim, latent);
@@ -76,7 +76,7 @@ vae_status vae_workers_slices(vae_workers *w, vae_model *m, const vae_batch *row
         w->status[i] =
             vae_train_pass(m, w->view[i], &part, k, objective, &w->loss[i], &w->err[i]);
     }
-    vae_workspace_share_weights(m, w->whole, 0);
+    vae_workspace_share_weights(m, w->whole, 0, 0);
     return sum_slices(w, loss, err);
 }
 
@@ -86,7 +86,9 @@ vae_status vae_workers_forward(vae_workers *w, const vae_model *m, const vae_bat
     const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
     VAE_RETURN_IF(n < 1 || n > w->whole_rows, err, VAE_ERR_INVALID_ARGUMENT,
                   "%d rows for batch threads that hold 1..%d", n, w->whole_rows);
-    vae_workspace_share_weights(m, w->whole, 1);
+    /* bf16's rounding only: the optional form (fp32's transposed copy) is for training
+     * passes; an evaluation would make it again for each of its batches */
+    vae_workspace_share_weights(m, w->whole, 1, 0);
 #pragma omp parallel for schedule(static, 1) num_threads(workers)
     for (int i = 0; i < workers; i++) {
         const vae_batch part = slice_of(rows, i, workers, 1, dim, latent);
@@ -95,7 +97,7 @@ vae_status vae_workers_forward(vae_workers *w, const vae_model *m, const vae_bat
         if (part.n && w->status[i] == VAE_OK)
             w->status[i] = vae_forward(m, w->view[i], &part, &w->loss[i], &w->err[i]);
     }
-    vae_workspace_share_weights(m, w->whole, 0);
+    vae_workspace_share_weights(m, w->whole, 0, 0);
     return sum_slices(w, loss, err);
 }
 
@@ -105,27 +107,29 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
     return vae_view_param_grads(m, w->whole, w->view, w->n, rows, w->k, err);
 }
 
-/* How much faster batch threads must time to be chosen (best of three rounds each) */
+/* How much faster a split must time to be chosen over the one before (best of three rounds) */
 #define AUTO_MARGIN 0.95
 
-
-/* Seconds of a pass each way (the best of three rounds after a warm-up, the two ways
- * alternating so that a change in the machine's load falls on both), into ws's gradients:
- * time[0] products split, time[1] batch split. */
-static vae_status time_both(vae_model *m, vae_workspace *ws, vae_workers *w, const vae_batch *rows,
-                            const vae_objective *objective, double time[2], vae_error *err) {
-    time[0] = time[1] = 1e30;
-    for (int round = 0; round < 4; round++) {
-        vae_loss loss = {0};
-        double t0 = vae_seconds_now();
-        VAE_TRY(vae_train_pass(m, ws, rows, w->k, objective, &loss, err));
-        double t1 = vae_seconds_now();
-        VAE_TRY(vae_workers_pass(w, m, rows, objective, &loss, err));
-        double t2 = vae_seconds_now();
-        if (round == 0) continue; /* caches, page faults and JIT kernels */
-        if (t1 - t0 < time[0]) time[0] = t1 - t0;
-        if (t2 - t1 < time[1]) time[1] = t2 - t1;
-    }
+/* Seconds of a pass each way (the best of three rounds after a warm-up, the ways alternating
+ * so that a change in the machine's load falls on all), into ws's gradients: time[0] products
+ * split, time[1] batch split, time[2] batch split on prepacked weights (1e30 where the table
+ * has no such choice). */
+static vae_status time_splits(vae_model *m, vae_workspace *ws, vae_workers *w,
+                              const vae_batch *rows, const vae_objective *objective,
+                              double time[3], vae_error *err) {
+    const int ways = vae_model_ops(m)->prepare_optional ? 3 : 2;
+    time[0] = time[1] = time[2] = 1e30;
+    for (int round = 0; round < 4; round++)
+        for (int way = 0; way < ways; way++) {
+            vae_loss loss = {0};
+            w->prepacked = way == 2;
+            double t0 = vae_seconds_now();
+            VAE_TRY(way ? vae_workers_pass(w, m, rows, objective, &loss, err)
+                        : vae_train_pass(m, ws, rows, w->k, objective, &loss, err));
+            double t = vae_seconds_now() - t0;
+            if (round > 0 && t < time[way]) time[way] = t; /* round 0: caches, JIT kernels */
+        }
+    w->prepacked = 0;
     return VAE_OK;
 }
 
@@ -153,11 +157,12 @@ vae_status vae_train_batch_threads_auto(vae_model *m, const vae_train_options *o
         vae_workspace_set_grads(ws, grads); /* the model's own gradients stay as they are */
         const vae_batch rows = {batch, x, eps, c->n_classes ? labels : NULL, NULL};
         const vae_objective objective = {opt->beta, opt->free_bits};
-        double time[2];
-        s = time_both(m, ws, &w, &rows, &objective, time, err);
-        /* batch threads only when clearly faster: within timing noise the default's split
-         * is kept, so that close calls do not flip from run to run */
-        if (s == VAE_OK) *batch_threads = time[1] < AUTO_MARGIN * time[0];
+        double time[3];
+        s = time_splits(m, ws, &w, &rows, &objective, time, err);
+        /* each step away from the default only when clearly faster: within timing noise the
+         * simpler split is kept, so that close calls do not flip from run to run */
+        if (s == VAE_OK && (time[1] < AUTO_MARGIN * time[0] || time[2] < AUTO_MARGIN * time[0]))
+            *batch_threads = time[2] < AUTO_MARGIN * time[1] ? 2 : 1;
     }
     vae_workers_free(&w);
     vae_workspace_free(ws);

@@ -13,6 +13,8 @@
 typedef struct {
     int n, k;              /* threads (0: none made), draws per input */
     int whole_rows;        /* the rows of the batches they take: batch * k */
+    int prepacked;         /* 1: their dense layers on weights prepacked in the optional form
+                              of the table's (ops_table.h: fp32's transposed), once a pass */
     vae_workspace *whole;  /* the run's workspace, for whole batches: the views' rows */
     vae_workspace **view;  /* one per thread, for a slice of the batch */
     vae_loss *loss;        /* each slice's loss */
