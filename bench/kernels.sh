@@ -62,10 +62,11 @@ for t in $(printf '%s\n' 4 8 "$cores" | sort -nu); do
     echo "conv, $t threads: $a / $b / $c"
 done
 echo "== where a step's time goes on all cores (step_phases, oneDNN; with batch threads the"
-echo "   'forward' is the threads' slices, the 'backward' the parameters' gradients)"
+echo "   'forward' is the threads' slices, the 'backward' the parameters' gradients;"
+echo "   prepacked: on the dense weights transposed once a step)"
 if [ -x "$build/step_phases" ]; then
     for b in 128 1024; do
-        for split in "" --batch-threads; do
+        for split in "" --batch-threads --prepacked; do
             "$build/step_phases" --batch "$b" --threads "$cores" --backend onednn $split
         done
     done

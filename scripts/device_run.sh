@@ -6,9 +6,11 @@
 # PARTS (default "cuda cores") picks which run (kernels: bench/kernels.sh, what bounds the
 # cores table; gputest: the GPU tests alone, cudabench: the CUDA bench alone, for a short
 # lease; conv: the conv preset on all cores and on 4, its layers (conv_ops) and a step's
-# phases in fp32 and bf16, then its rows of the cores table), EPOCHS the cores table's epochs
-# (1), CUDA_EPOCHS the CUDA bench's (10). Carry BUILD/gemm_limit and BUILD/step_phases for
-# kernels, BUILD/conv_ops and BUILD/step_phases for conv.
+# phases in fp32 and bf16, then its rows of the cores table; phases: a step's phases at 4, 8
+# and all threads, each split: products, batch threads, batch threads on prepacked weights,
+# about a minute), EPOCHS the cores table's epochs (1), CUDA_EPOCHS the CUDA bench's (10).
+# Carry BUILD/gemm_limit and BUILD/step_phases for kernels, BUILD/conv_ops and
+# BUILD/step_phases for conv, BUILD/step_phases for phases.
 set -u
 build=${1:-build-cuda} dir=${2:-.dev}
 out=${OUT:-device-out}
@@ -34,6 +36,15 @@ for part in ${PARTS:-cuda cores}; do
           done
           ROWS="conv:128:$n conv:128:4" DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}"
         } >"$out/conv.txt" 2>&1 ;;
+    phases) n=$(nproc)
+        for t in $(printf '%s\n' 4 8 "$n" | sort -nu); do
+            for preset in pytorch conv; do
+                for split in "" --batch-threads --prepacked; do
+                    "$build/step_phases" --preset "$preset" --threads "$t" --backend onednn \
+                        $split
+                done
+            done
+        done >"$out/phases.txt" 2>&1 ;;
     *) echo "device_run: unknown part $part" >"$out/$part.txt"; false ;;
     esac
     rc=$?

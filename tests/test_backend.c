@@ -579,7 +579,9 @@ static void check_bf16_rounded(const float *x, const float *w, const float *b, c
             fill(dx[i], nx, 5), fill(dw[i], nw, 6), fill(db[i], (size_t)out, 7);
             float *gw = with_dw ? dw[i] : NULL, *gb = with_dw ? db[i] : NULL;
             if (i == 0) t->linear_backward(dx[0], gw, gb, dy, x, w, batch, in, out, 1, 1);
-            else t->linear_backward_prepared(dx[1], gw, gb, dy, x, w, rounded, batch, in, out, 1, 1);
+            else
+                t->linear_backward_prepared(dx[1], gw, gb, dy, x, w, rounded, batch, in, out, 1,
+                                            1);
         }
         CHECK(!memcmp(dx[0], dx[1], 4 * nx) && !memcmp(dw[0], dw[1], 4 * nw) &&
                   !memcmp(db[0], db[1], 4 * (size_t)out),

@@ -77,7 +77,9 @@ fi
 # --batch-threads auto times the ways of using the threads and says which it took; that
 # choice given again reruns the same bits
 run_small "$tmp/run5" 2 --batch-threads auto
-took=$(sed -n 's/.*the threads split \(each batch\|each batch, on prepacked weights\|the products\) (--batch-threads auto: timed)$/\1/p' "$tmp/run5.stderr")
+split='each batch\|each batch, on prepacked weights\|the products'
+took=$(sed -n "s/.*the threads split \($split\) (--batch-threads auto: timed)\$/\1/p" \
+    "$tmp/run5.stderr")
 case $took in
 "each batch") mode=on ;;
 "each batch, on prepacked weights") mode=prepacked ;;
