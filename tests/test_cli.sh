@@ -92,6 +92,16 @@ if [ -n "$took" ] && cut -d, -f1-7 "$tmp/run5/train_log.csv" >"$tmp/e" &&
 else
     fail batch_threads_auto_says_its_choice "$(head -c 300 "$tmp/run5.stderr")"
 fi
+# prepacked weights: the banner says so, and a rerun gives the same bits
+run_small "$tmp/run7" 2 --batch-threads prepacked
+run_small "$tmp/run8" 2 --batch-threads prepacked
+if grep -q "the threads split each batch, on prepacked weights$" "$tmp/run7.stderr" &&
+    cut -d, -f1-7 "$tmp/run7/train_log.csv" >"$tmp/g" &&
+    cut -d, -f1-7 "$tmp/run8/train_log.csv" >"$tmp/h" && cmp -s "$tmp/g" "$tmp/h"; then
+    ok batch_threads_prepacked
+else
+    fail batch_threads_prepacked "$(head -c 300 "$tmp/run7.stderr")"
+fi
 expect bf16_is_the_cpus 64 "bf16 products are the CPU's" -- "$vae" train \
     --train "$tmp/small-images-idx3-ubyte" --no-test --precision bf16 --device cuda --out "$tmp/bf"
 expect bad_batch_threads 64 "\-\-batch-threads fast: expected on, prepacked, off or auto" -- \

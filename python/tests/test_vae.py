@@ -57,6 +57,8 @@ def test_batch_threads_auto_says_its_choice(fmnist):
     b = vae.VAE(batch_threads=a.batch_threads_, **kw).fit(X[:500])
     wa, wb = a.weights(), b.weights()
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    c = vae.VAE(batch_threads="prepacked", **kw).fit(X[:500])
+    assert c.batch_threads_ == "prepacked"
     with pytest.raises(ValueError, match="batch_threads"):
         vae.VAE(batch_threads="fast", **kw).fit(X[:100])
 
