@@ -556,7 +556,7 @@ static void abs_product(double *bound, const float *p, size_t ps_row, size_t ps_
         }
 }
 
-/* The dense layer on weights rounded once (the table's prepare_weights): the bits of the entries
+/* The dense layer on weights rounded once (the table's prepack_weights): the bits of the entries
  * that round them on each call, forward and backward, with and without the weights' gradient. */
 static void check_bf16_rounded(const float *x, const float *w, const float *b, const float *dy,
                                int batch, int in, int out) {
@@ -568,11 +568,11 @@ static void check_bf16_rounded(const float *x, const float *w, const float *b, c
         y[i] = malloc(4 * ny), dx[i] = malloc(4 * nx), dw[i] = malloc(4 * nw);
         db[i] = malloc(4 * (size_t)out);
     }
-    CHECK(!t->prepare_optional, "bf16 rounds its weights once whenever it can");
-    t->prepare_weights(rounded, w, out, in);
+    CHECK(!t->prepack_optional, "bf16 rounds its weights once whenever it can");
+    t->prepack_weights(rounded, w, out, in);
     const vae_activation relu = VAE_ACT_RELU;
     t->linear_forward(y[0], x, w, b, batch, in, out, &relu);
-    t->linear_forward_prepared(y[1], x, w, rounded, b, batch, in, out, &relu);
+    t->linear_forward_prepacked(y[1], x, w, rounded, b, batch, in, out, &relu);
     CHECK(!memcmp(y[0], y[1], 4 * ny), "forward on rounded weights: the same bits");
     for (int with_dw = 0; with_dw <= 1; with_dw++) {
         for (int i = 0; i < 2; i++) {
@@ -580,7 +580,7 @@ static void check_bf16_rounded(const float *x, const float *w, const float *b, c
             float *gw = with_dw ? dw[i] : NULL, *gb = with_dw ? db[i] : NULL;
             if (i == 0) t->linear_backward(dx[0], gw, gb, dy, x, w, batch, in, out, 1, 1);
             else
-                t->linear_backward_prepared(dx[1], gw, gb, dy, x, w, rounded, batch, in, out, 1,
+                t->linear_backward_prepacked(dx[1], gw, gb, dy, x, w, rounded, batch, in, out, 1,
                                             1);
         }
         CHECK(!memcmp(dx[0], dx[1], 4 * nx) && !memcmp(dw[0], dw[1], 4 * nw) &&
@@ -689,9 +689,9 @@ static void test_bf16_conv(void) {
 
 /* Two views' slices of batch (rows [0, cut), [cut, n)) on whole: forward, and with
  * `backward` the data's gradients and then the parameters' into whole's buffer; the slices'
- * -ELBO, NAN on an error. share: whole's weights prepared once for the views (1: the form the
+ * -ELBO, NAN on an error. share: whole's weights prepacked once for the views (1: the form the
  * table needs, bf16's rounding; 2: its optional one too, fp32's transposed copy), not (0), or
- * as they were prepared before (-1). */
+ * as they were prepacked before (-1). */
 static double views_pass(vae_model *m, vae_workspace *whole, vae_workspace *views[2],
                          const vae_batch *batch, int cut, int share, int backward) {
     const int dim = vae_model_config(m)->input_dim, latent = vae_model_config(m)->latent_dim;
@@ -713,7 +713,7 @@ static double views_pass(vae_model *m, vae_workspace *whole, vae_workspace *view
     return s == VAE_OK ? loss.recon + loss.kl : NAN;
 }
 
-/* Batch threads on weights prepared once and shared with the views (share: views_pass's 1 for
+/* Batch threads on weights prepacked once and shared with the views (share: views_pass's 1 for
  * bf16's rounding, 2 for fp32's transposed copy), an MLP and a conv model: the loss and
  * gradients of each view using the weights as they are (bf16: the same bits, its products
  * round them the same way; fp32: within the products' rounding, other kernels); while shared,
@@ -828,16 +828,16 @@ static void check_transposed_layer(const vae_ops *t) {
     enum { OUT = 45, IN = 37, B = 9 };
     static float w[OUT * IN], wt[OUT * IN], x[B * IN], b[OUT], y1[B * OUT], y2[B * OUT];
     fill(w, OUT * IN, 31), fill(x, B * IN, 32), fill(b, OUT, 33);
-    CHECK(t->prepare_optional && t->weight_bytes == sizeof(float), "%s: optional fp32 copy",
+    CHECK(t->prepack_optional && t->weight_bytes == sizeof(float), "%s: optional fp32 copy",
           t->name);
-    t->prepare_weights(wt, w, OUT, IN);
+    t->prepack_weights(wt, w, OUT, IN);
     int exact = 1;
     for (int o = 0; o < OUT; o++)
         for (int i = 0; i < IN; i++) exact &= wt[i * OUT + o] == w[o * IN + i];
     CHECK(exact, "%s: the weights transposed", t->name);
     const vae_activation relu = VAE_ACT_RELU;
     t->linear_forward(y1, x, w, b, B, IN, OUT, &relu);
-    t->linear_forward_prepared(y2, x, w, wt, b, B, IN, OUT, &relu);
+    t->linear_forward_prepacked(y2, x, w, wt, b, B, IN, OUT, &relu);
     CHECK(close_all(y2, y1, B * OUT), "%s: forward on them", t->name);
 }
 

@@ -6,8 +6,8 @@ const vae_ops vae_cpu_ops = {
     .name = "cpu",
     VAE_PRODUCT_OPS(),
     .weight_bytes = sizeof(float),
-    .prepare_optional = 1,
-    .prepare_weights = op_transpose_weights,
-    .linear_forward_prepared = op_linear_forward_transposed,
+    .prepack_optional = 1,
+    .prepack_weights = op_transpose_weights,
+    .linear_forward_prepacked = op_linear_forward_transposed,
     VAE_CPU_SHARED_OPS,
 };

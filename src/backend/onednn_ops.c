@@ -11,9 +11,9 @@ static const vae_ops onednn_ops = {
     VAE_PRODUCT_OPS(_onednn),
     .conv_block = op_conv_block_onednn,
     .weight_bytes = sizeof(float),
-    .prepare_optional = 1,
-    .prepare_weights = op_transpose_weights,
-    .linear_forward_prepared = op_linear_forward_transposed_onednn,
+    .prepack_optional = 1,
+    .prepack_weights = op_transpose_weights,
+    .linear_forward_prepacked = op_linear_forward_transposed_onednn,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_ops = &onednn_ops;
@@ -24,9 +24,9 @@ static const vae_ops onednn_bf16_ops = {
     VAE_PRODUCT_OPS(_bf16),
     .conv_block = op_conv_block_bf16,
     .weight_bytes = 2,
-    .prepare_weights = op_round_bf16,
-    .linear_forward_prepared = op_linear_forward_bf16_rounded,
-    .linear_backward_prepared = op_linear_backward_bf16_rounded,
+    .prepack_weights = op_round_bf16,
+    .linear_forward_prepacked = op_linear_forward_bf16_rounded,
+    .linear_backward_prepacked = op_linear_backward_bf16_rounded,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_bf16_ops = &onednn_bf16_ops;

@@ -20,24 +20,24 @@ typedef struct {
                             const float *w, int batch, int in, int out, int accumulate_dx,
                             int accumulate_params);
     /* The dense layers on weights prepacked once for many calls in the form their products read
-     * best (weight_bytes each, by prepare_weights from the (out, in) weights): bf16's table
+     * best (weight_bytes each, by prepack_weights from the (out, in) weights): bf16's table
      * rounds them to bf16, which each call would do again; the fp32 tables transpose them to
      * (in, out): x Wt runs faster than x W^T on the few rows of a batch thread (oneDNN's sgemm,
      * 8 rows: 2.4x, 32: 1.35x, 64: the same), since the library packs W^T on every call, but
-     * the copy is a pass over the weights of its own (prepare_optional: only when asked,
-     * vae_train_options.batch_threads 2). Batch threads prepare them once a pass and share that
-     * copy. w: the fp32 weights (for a product the library refuses); linear_backward_prepared
+     * the copy is a pass over the weights of its own (prepack_optional: only when asked,
+     * vae_train_options.batch_threads 2). Batch threads prepack them once a pass and share that
+     * copy. w: the fp32 weights (for a product the library refuses); linear_backward_prepacked
      * NULL: linear_backward on w. */
     size_t weight_bytes;
-    int prepare_optional;
-    void (*prepare_weights)(void *dst, const float *w, int out, int in);
-    void (*linear_forward_prepared)(float *y, const float *x, const float *w,
-                                    const void *prepared, const float *b, int batch, int in,
-                                    int out, const vae_activation *act);
-    void (*linear_backward_prepared)(float *dx, float *dw, float *db, const float *dy,
-                                     const float *x, const float *w, const void *prepared,
-                                     int batch, int in, int out, int accumulate_dx,
-                                     int accumulate_params);
+    int prepack_optional;
+    void (*prepack_weights)(void *dst, const float *w, int out, int in);
+    void (*linear_forward_prepacked)(float *y, const float *x, const float *w,
+                                     const void *packed, const float *b, int batch, int in,
+                                     int out, const vae_activation *act);
+    void (*linear_backward_prepacked)(float *dx, float *dw, float *db, const float *dy,
+                                      const float *x, const float *w, const void *packed,
+                                      int batch, int in, int out, int accumulate_dx,
+                                      int accumulate_params);
     /* the dense layers' parameters' gradients over a whole batch at once (batch threads) */
     void (*dense_param_grads)(const op_dense_grad *g, int n);
     void (*activation_forward)(float *y, size_t n, vae_activation act);

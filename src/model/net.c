@@ -55,13 +55,13 @@ struct vae_workspace {
     int view_rows;               /* the most rows a view takes (its scratch's size) */
     int mean_inputs;             /* a view's: the inputs its gradients are means over */
     /* A whole's dense weights in the form its table's products read best, which its views'
-     * passes read (vae_workspace_share_weights): prepared once a pass instead of on every call
-     * of every thread (bf16), or at all (fp32's transposed copy) */
-    void *prepared;               /* where they are: cols, or own_prepared where cols is smaller
-                                     (num_params weights' room; only dense weights written) */
-    void *own_prepared;
-    size_t own_prepared_size;     /* its bytes */
-    const vae_ops *prepared_ops;  /* the table that prepared them; NULL: not shared now */
+     * passes read (vae_workspace_share_weights): prepacked once a pass instead of on every
+     * call of every thread (bf16's rounding), or at all (fp32's transposed copy) */
+    void *prepacked;              /* where they are: cols, or own_prepacked where cols is
+                                     smaller (num_params weights' room; dense weights only) */
+    void *own_prepacked;
+    size_t own_prepacked_size;    /* its bytes */
+    const vae_ops *prepacked_ops; /* the table that prepacked them; NULL: not shared now */
 };
 
 /* Rows of in (width w) into out, each followed, when mask_width > 0, by its mask (1 where no
@@ -231,7 +231,7 @@ void vae_workspace_free(vae_workspace *ws) {
     free(ws->xy), free(ws->zy), free(ws->dzy), free(ws->row_labels);
     free(ws->mask_rows);
     free(ws->dout_arena);
-    free(ws->own_prepared);
+    free(ws->own_prepacked);
     free(ws);
 }
 
@@ -376,7 +376,7 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
                   "%s: the workspace belongs to another model", what);
     VAE_RETURN_IF(n < 1 || rows < 1 || rows > ws->max_batch, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s: %d rows, the workspace holds 1..%d", what, rows, ws->max_batch);
-    VAE_RETURN_IF(ws->prepared_ops, err, VAE_ERR_INVALID_ARGUMENT,
+    VAE_RETURN_IF(ws->prepacked_ops, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s: the workspace shares its weights with its views (its scratch holds them)",
                   what);
     /* oneDNN's convolutions ask for more scratch than the im2col passes; sizes are asked
@@ -399,59 +399,59 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
 }
 
 void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int on,
-                                 int prepacked) {
-    whole->prepared_ops = NULL;
+                                 int optional) {
+    whole->prepacked_ops = NULL;
     const vae_ops *ops = m->ops;
-    if (whole->whole || !on || !ops->prepare_weights || (ops->prepare_optional && !prepacked))
+    if (whole->whole || !on || !ops->prepack_weights || (ops->prepack_optional && !optional))
         return;
     const size_t size = m->num_params * ops->weight_bytes;
-    whole->prepared = whole->cols; /* idle while the views run, each on scratch of its own */
+    whole->prepacked = whole->cols; /* idle while the views run, each on scratch of its own */
     if (whole->cols_floats * sizeof(float) < size) {
-        if (whole->own_prepared_size < size) {
-            free(whole->own_prepared);
-            whole->own_prepared = malloc(size);
-            whole->own_prepared_size = whole->own_prepared ? size : 0;
+        if (whole->own_prepacked_size < size) {
+            free(whole->own_prepacked);
+            whole->own_prepacked = malloc(size);
+            whole->own_prepacked_size = whole->own_prepacked ? size : 0;
         }
-        whole->prepared = whole->own_prepared;
-        if (!whole->prepared) return; /* the views' products on the weights as they are */
+        whole->prepacked = whole->own_prepacked;
+        if (!whole->prepacked) return; /* the views' products on the weights as they are */
     }
     for (int l = 0; l < m->n_layers; l++) {
         const vae_layer *layer = &m->layers[l];
         if (layer->kind == LAYER_DENSE)
-            ops->prepare_weights((char *)whole->prepared + layer->weight * ops->weight_bytes,
+            ops->prepack_weights((char *)whole->prepacked + layer->weight * ops->weight_bytes,
                                  m->params + layer->weight, layer->out, layer->in);
     }
-    whole->prepared_ops = ops;
+    whole->prepacked_ops = ops;
 }
 
-/* A dense layer's weights as a view's whole shares them prepared for m's table, or NULL */
-static const void *prepared_weights(const vae_model *m, const vae_workspace *ws,
+/* A dense layer's weights as a view's whole shares them prepacked for m's table, or NULL */
+static const void *prepacked_weights(const vae_model *m, const vae_workspace *ws,
                                     const vae_layer *layer) {
-    if (!ws->whole || ws->whole->prepared_ops != m->ops) return NULL;
-    return (const char *)ws->whole->prepared + layer->weight * m->ops->weight_bytes;
+    if (!ws->whole || ws->whole->prepacked_ops != m->ops) return NULL;
+    return (const char *)ws->whole->prepacked + layer->weight * m->ops->weight_bytes;
 }
 
-/* A dense layer's forward (act NULL: no activation), on ws's prepared weights where it has
+/* A dense layer's forward (act NULL: no activation), on ws's prepacked weights where it has
  * them */
 static void dense_forward(const vae_model *m, const vae_workspace *ws, const vae_layer *layer,
                           float *y, const float *x, int batch, const vae_activation *act) {
     const float *w = m->params + layer->weight, *b = m->params + layer->bias;
-    const void *prepared = prepared_weights(m, ws, layer);
-    if (prepared)
-        m->ops->linear_forward_prepared(y, x, w, prepared, b, batch, layer->in, layer->out, act);
+    const void *packed = prepacked_weights(m, ws, layer);
+    if (packed)
+        m->ops->linear_forward_prepacked(y, x, w, packed, b, batch, layer->in, layer->out, act);
     else
         m->ops->linear_forward(y, x, w, b, batch, layer->in, layer->out, act);
 }
 
-/* A dense layer's backward (ops_table.h's linear_backward), on ws's prepared weights where it
+/* A dense layer's backward (ops_table.h's linear_backward), on ws's prepacked weights where it
  * has them and its table reads them there */
 static void dense_backward(const vae_model *m, const vae_workspace *ws, const vae_layer *layer,
                            float *dx, float *dw, float *db, const float *dy, const float *x,
                            int batch, int accumulate_dx) {
     const float *w = m->params + layer->weight;
-    const void *prepared = prepared_weights(m, ws, layer);
-    if (prepared && m->ops->linear_backward_prepared)
-        m->ops->linear_backward_prepared(dx, dw, db, dy, x, w, prepared, batch, layer->in,
+    const void *packed = prepacked_weights(m, ws, layer);
+    if (packed && m->ops->linear_backward_prepacked)
+        m->ops->linear_backward_prepacked(dx, dw, db, dy, x, w, packed, batch, layer->in,
                                          layer->out, accumulate_dx, 1);
     else
         m->ops->linear_backward(dx, dw, db, dy, x, w, batch, layer->in, layer->out,

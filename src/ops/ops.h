@@ -27,7 +27,7 @@ void op_column_sums(float *db, const float *dy, int batch, int out, int accumula
 /* Wt (in, out) = W (out, in) transposed, for the forward below. */
 void op_transpose_weights(void *wt, const float *w, int out, int in);
 /* y = act(x Wt + b) on Wt transposed by op_transpose_weights (w, the weights as they are,
- * unread): the product that runs faster on a few rows (ops_table.h's prepare_weights). */
+ * unread): the product that runs faster on a few rows (ops_table.h's prepack_weights). */
 void op_linear_forward_transposed(float *y, const float *x, const float *w, const void *wt,
                                   const float *b, int batch, int in, int out,
                                   const vae_activation *act);

@@ -127,7 +127,7 @@ static void negate_params(float *p, long n) {
 static vae_status time_splits(vae_model *m, vae_workspace *ws, vae_workers *w,
                               const vae_batch *rows, const vae_objective *objective,
                               double time[3], vae_error *err) {
-    const int ways = vae_model_ops(m)->prepare_optional ? 3 : 2;
+    const int ways = vae_model_ops(m)->prepack_optional ? 3 : 2;
     float *params = vae_model_params(m);
     const long n = (long)vae_model_num_params(m);
     time[0] = time[1] = time[2] = 1e30;
