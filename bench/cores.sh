@@ -47,12 +47,12 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$build/vae" trai
     if [ -f "$tmp/run/train_log.csv" ]; then awk -F, 'END { print $8 }' "$tmp/run/train_log.csv"
     else echo 0; fi
 }
+splits='each batch, on prepacked weights\|each batch\|the products' # as the banner says
 auto_choice() { # PRESET BATCH THREADS: what --batch-threads auto takes
     "$build/vae" train --device cpu -d "$data" --preset "$1" --batch "$2" --threads "$3" \
         --batch-threads auto --epochs 1 \
         --no-test --out "$tmp/auto" --force 2>&1 |
-        sed -n 's/.*the threads split \(each batch, on prepacked weights\|each batch\|the products\).*/\1/p' |
-        head -1
+        sed -n "s/.*the threads split \\($splits\\).*/\\1/p" | head -1
 }
 # PyTorch gets the OpenBLAS kernels vae uses: where its BLAS is OpenBLAS (Debian's PyTorch) and
 # OpenBLAS misreads the CPU, it would otherwise run SSE3 kernels that vae does not (the 2-core

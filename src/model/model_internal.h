@@ -121,9 +121,9 @@ vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspac
 
 /* For batch threads, on: m's dense weights prepacked in the form its table's products read
  * best (ops_table.h's prepack_weights: bf16's rounded; fp32's transposed, an optional form:
- * only with optional) into whole, whose views' passes read them instead of each thread's products
- * rounding them again on every call or packing them; nothing for a table without. Off: no
- * longer (the parameters are about to change). While on, whole runs no pass of its own (its
+ * only with optional) into whole, whose views' passes read them instead of each thread's
+ * products rounding them again on every call or packing them; nothing for a table without.
+ * Off: no longer (the parameters are about to change). While on, whole runs no pass of its own (its
  * convolutions' scratch, idle while the views run, holds them where it is large enough).
  * Without the memory for them, the views read the weights as they are. On a view: nothing. */
 void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int on,

@@ -426,7 +426,7 @@ void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int o
 
 /* A dense layer's weights as a view's whole shares them prepacked for m's table, or NULL */
 static const void *prepacked_weights(const vae_model *m, const vae_workspace *ws,
-                                    const vae_layer *layer) {
+                                     const vae_layer *layer) {
     if (!ws->whole || ws->whole->prepacked_ops != m->ops) return NULL;
     return (const char *)ws->whole->prepacked + layer->weight * m->ops->weight_bytes;
 }
@@ -452,7 +452,7 @@ static void dense_backward(const vae_model *m, const vae_workspace *ws, const va
     const void *packed = prepacked_weights(m, ws, layer);
     if (packed && m->ops->linear_backward_prepacked)
         m->ops->linear_backward_prepacked(dx, dw, db, dy, x, w, packed, batch, layer->in,
-                                         layer->out, accumulate_dx, 1);
+                                          layer->out, accumulate_dx, 1);
     else
         m->ops->linear_backward(dx, dw, db, dy, x, w, batch, layer->in, layer->out,
                                 accumulate_dx, 1);
