@@ -11,7 +11,12 @@
 #include "vae.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 #include <string.h>
 
 static void fill(float *v, size_t n, uint64_t seed) {
@@ -869,6 +874,81 @@ static void test_prepacked_weights(void) {
         }
 }
 
+/* oneDNN 2.6's generated GEMM kernels and signals (core/signals.c): a thread sends the process
+ * SIGALRM every 100 us, handled by a handler installed as a caller would (on its thread's own
+ * stack) on one of the threads that compute, while the oneDNN dense layer runs its products for
+ * 0.3 s on 1 and on 2 threads; the results are those of a quiet run, bit for bit, and the heap
+ * stays whole (with the signals not held, glibc aborted in free() in every run). On 2 threads
+ * only the team's other thread could take it: a program doing that with dnnl_sgemm alone
+ * aborted within its first calls; here, with oneDNN's kernels made by earlier tests, the
+ * unheld team has not been caught. */
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig) { (void)sig, alarms++; }
+
+static void *send_alarms(void *stop) {
+    const struct timespec gap = {0, 100000};
+    sigset_t alarm;
+    sigemptyset(&alarm), sigaddset(&alarm, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &alarm, NULL); /* taken by the threads that compute, not here */
+    while (!atomic_load((atomic_int *)stop)) {
+        kill(getpid(), SIGALRM);
+        nanosleep(&gap, NULL);
+    }
+    return NULL;
+}
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void products_under_signals(const vae_ops *t, int threads) {
+    enum { B = 128, IN = 784, OUT = 400 };
+    float *x = malloc(4 * B * IN), *w = malloc(4 * OUT * IN), *b = malloc(4 * OUT);
+    float *dy = malloc(4 * B * OUT), *y[2] = {malloc(4 * B * OUT), malloc(4 * B * OUT)};
+    float *dx = malloc(4 * B * IN), *dw = malloc(4 * OUT * IN), *db = malloc(4 * OUT);
+    fill(x, B * IN, 41), fill(w, OUT * IN, 42), fill(b, OUT, 43), fill(dy, B * OUT, 44);
+    vae_set_num_threads(threads);
+    t->linear_forward(y[0], x, w, b, B, IN, OUT, NULL); /* quiet */
+    struct sigaction on = {.sa_handler = on_alarm}, before;
+    sigemptyset(&on.sa_mask);
+    sigaction(SIGALRM, &on, &before);
+    atomic_int stop = 0;
+    pthread_t sender;
+    alarms = 0;
+    const int started = pthread_create(&sender, NULL, send_alarms, &stop) == 0;
+    sigset_t alarm, mask;
+    sigemptyset(&alarm), sigaddset(&alarm, SIGALRM);
+    /* on 2 threads this one holds SIGALRM throughout: only the team's other threads could take
+     * it, and they hold it for good (it waits until the end) */
+    pthread_sigmask(threads > 1 ? SIG_BLOCK : SIG_UNBLOCK, &alarm, &mask);
+    int same = 1;
+    for (double t0 = seconds_now(); seconds_now() - t0 < 0.3;) {
+        t->linear_forward(y[1], x, w, b, B, IN, OUT, NULL);
+        t->linear_backward(dx, dw, db, dy, x, w, B, IN, OUT, 0, 0);
+        same &= !memcmp(y[0], y[1], 4 * B * OUT);
+    }
+    atomic_store(&stop, 1);
+    if (started) pthread_join(sender, NULL);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL); /* a held SIGALRM is taken here */
+    sigaction(SIGALRM, &before, NULL);
+    for (int i = 1; i < 2000; i++) free(malloc((size_t)i * 48)); /* glibc checks the heap */
+    CHECK(started && alarms > 0 && same, "%d threads: %d signals taken, results %s", threads,
+          (int)alarms, same ? "the same" : "changed");
+    free(x), free(w), free(b), free(dy), free(y[0]), free(y[1]), free(dx), free(dw), free(db);
+}
+
+static void test_onednn_takes_signals(void) {
+    if (!vae_onednn_ops) {
+        printf("skip test_onednn_takes_signals (this build has no oneDNN)\n");
+        return;
+    }
+    products_under_signals(vae_onednn_ops, 1);
+    products_under_signals(vae_onednn_ops, 2);
+    vae_set_num_threads(1);
+}
+
 int main(void) {
     vae_set_num_threads(1);
     RUN(test_names);
@@ -885,5 +965,6 @@ int main(void) {
     RUN(test_bf16_precision);
     RUN(test_bf16_shared_weights);
     RUN(test_prepacked_weights);
+    RUN(test_onednn_takes_signals);
     return CHECK_SUMMARY();
 }

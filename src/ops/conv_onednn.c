@@ -15,7 +15,7 @@
 #include "ops/ops.h"
 
 #ifdef VAE_ONEDNN
-#include <dnnl.h>
+#include "ops/onednn_call.h"
 #include <math.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -222,8 +222,7 @@ static void reorder(pool *k, dnnl_memory_t from, dnnl_memory_t to, int accumulat
              dnnl_primitive_create(&prim, pd);
     if (!k->bad) {
         dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-        k->bad = dnnl_primitive_execute(prim, k->p->stream, 2, args) ||
-                 dnnl_stream_wait(k->p->stream);
+        k->bad = op_onednn_run(prim, k->p->stream, 2, args);
     }
     dnnl_primitive_destroy(prim), dnnl_primitive_desc_destroy(pd);
     dnnl_post_ops_destroy(post), dnnl_primitive_attr_destroy(attr);
@@ -255,8 +254,7 @@ static void settle(pool *k, dnnl_memory_t m, dnnl_memory_t plain_m, int accumula
 static void run(pool *k, const_dnnl_primitive_desc_t pd, int n, const dnnl_exec_arg_t *args) {
     if (k->bad) return;
     dnnl_primitive_t prim = NULL;
-    k->bad = dnnl_primitive_create(&prim, pd) ||
-             dnnl_primitive_execute(prim, k->p->stream, n, args) || dnnl_stream_wait(k->p->stream);
+    k->bad = dnnl_primitive_create(&prim, pd) || op_onednn_run(prim, k->p->stream, n, args);
     dnnl_primitive_destroy(prim);
 }
 

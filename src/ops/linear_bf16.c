@@ -11,7 +11,7 @@
 #include "ops/vecmath.h"
 
 #ifdef VAE_ONEDNN
-#include <dnnl.h>
+#include "ops/onednn_call.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +101,7 @@ static int matmul(float *c, const bf16 *a, int a_transposed, const bf16 *b, int 
     if (!bad) {
         const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb},
                                         {DNNL_ARG_DST, mc}};
-        bad = dnnl_primitive_execute(prim, stream, 3, args) || dnnl_stream_wait(stream);
+        bad = op_onednn_run(prim, stream, 3, args);
     }
     dnnl_memory_destroy(ma), dnnl_memory_destroy(mb), dnnl_memory_destroy(mc);
     dnnl_primitive_destroy(prim), dnnl_primitive_desc_destroy(pd);
@@ -190,7 +190,7 @@ void op_gemm_bf16(int ta, int tb, int m, int n, int k, const float *a, int lda, 
     /* no memory or oneDNN refused (its probe passed when bf16 was chosen): the fp32 product,
      * exact where bf16 would have rounded, rather than no result */
     if (bad)
-        dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+        op_onednn_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
 int op_bf16_check(char *why, size_t why_size) {
