@@ -82,10 +82,16 @@ def run_torch(preset, batch, epochs, threads, openblas_one):
     return {"rate": statistics.median(rates), "test": test, "rss": rss}
 
 
+# The library of vae's products (its --version's backend: oneDNN where the build has it), whose
+# gemm_limit is the one to compare with
+BACKEND = {"name": "openblas"}
+
+
 def gemm_limit(build, preset, batch, threads):
-    out = subprocess.run([os.path.join(build, "gemm_limit"), "--preset", preset, "--batch",
-                          str(batch), "--threads", str(threads)], env=clean_env(),
-                         capture_output=True, text=True, check=True).stdout
+    cmd = [os.path.join(build, "gemm_limit"), "--preset", preset, "--batch", str(batch),
+           "--threads", str(threads)] + (["--onednn"] if BACKEND["name"] == "onednn" else [])
+    out = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True,
+                         check=True).stdout
     fields = out.split()
     values = dict(zip(fields[::2], fields[1::2]))
     return {"flops": float(values["flops_per_sample"]), "gflops": float(values["gemm_gflops"]),
@@ -118,7 +124,10 @@ def main():
     core = found.group(1) if found else "?"
     if found:
         TORCH_CORE["OPENBLAS_CORETYPE"] = core
+    backend = re.search(r"^backend: (\w+)", version, re.M)
+    BACKEND["name"] = backend.group(1) if backend else "openblas"
     print(f"# vae vs PyTorch on {cores} cores; Fashion-MNIST 60k train / 10k test")
+    print(f"# vae's products: {BACKEND['name']} (its default; GEMM limits on the same library)")
     print(f"# OpenBLAS kernels: {core}, for both programs (OPENBLAS_CORETYPE "
           f"{'unset' if a.blas_core == 'auto' else os.environ.get('OPENBLAS_CORETYPE', 'unset')}"
           " in the environment)\n")

@@ -46,7 +46,7 @@ int cli_parse_int(const char *name, const char *text, long min, long max, int *o
     return 1;
 }
 
-/* Set once by main, before any command runs. */
+/* Set once by main, before any command runs (the backend: oneDNN where this build has it). */
 static cli_compute compute = {.device = VAE_DEVICE_AUTO, .precision = VAE_PRECISION_FP32,
                               .backend = VAE_BACKEND_OPENBLAS};
 
@@ -68,6 +68,9 @@ static const char *option_value(const char *name, int argc, char **argv, int *i,
 
 int cli_take_compute_options(int *argc, char **argv) {
     int kept = 0, missing = 0;
+    /* oneDNN where this build has it: the faster on every CPU measured (README, "Two CPU
+     * backends"); a fixed choice, so that reruns give the same bits */
+    if (vae_backend_available(VAE_BACKEND_ONEDNN)) compute.backend = VAE_BACKEND_ONEDNN;
     for (int i = 0; i < *argc; i++) {
         if (strcmp(argv[i], "--") == 0) { /* the rest is the command's */
             while (i < *argc) argv[kept++] = argv[i++];

@@ -64,6 +64,9 @@ static int run(int argc, char **argv) {
                chosen && strcmp(chosen, "kept") != 0 ? "chosen by vae for this CPU"
                : getenv("OPENBLAS_CORETYPE")          ? "named by OPENBLAS_CORETYPE"
                                                        : "detected by OpenBLAS");
+        printf("backend: %s (%s)\n", vae_backend_name(cli_compute_options()->backend),
+               vae_backend_available(VAE_BACKEND_ONEDNN) ? "onednn and openblas in this build"
+                                                        : "openblas only in this build");
         if (cli_parallel_name()) printf("parallel: %s, %d ranks\n", cli_parallel_name(),
                                         cli_parallel_size());
         return EXIT_OK;

@@ -8,7 +8,13 @@
 make_idx() { fmnist_idx t10k "$1" "$2"; }
 
 if "$vae" --help | grep -q "train"; then ok help; else fail help "no command list"; fi
-if "$vae" --version | grep -q "OpenBLAS" && "$vae" -V | grep -q "^vae "; then ok version; else fail version "no BLAS named, or no -V"; fi
+if "$vae" --version | grep -q "OpenBLAS" && "$vae" -V | grep -q "^vae " &&
+    "$vae" --version | grep -q "^backend: \(onednn (onednn and\|openblas (openblas only\)" &&
+    "$vae" --backend openblas --version | grep -q "^backend: openblas "; then
+    ok version
+else
+    fail version "no BLAS or backend named, or no -V"
+fi
 if "$vae" --version | grep -q "^kernels: [A-Za-z0-9]* (" &&
     OPENBLAS_CORETYPE=Prescott "$vae" --version | grep -q "^kernels: Prescott (named by OPENBLAS_CORETYPE)"; then
     ok version_names_kernels

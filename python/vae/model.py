@@ -108,7 +108,8 @@ class VAE:
       device: "cpu", "cuda", "auto"; precision: "fp32", "tf32" (a GPU's), "bf16" (the CPU's
         dense and conv layers on oneDNN: bf16 inputs, fp32 sums; needs AVX512_BF16 or AMX)
       backend: the CPU's matrix products, "openblas", "onednn" or "auto" (the faster on this
-        CPU for the model's layers, timed when the model is made or loaded)
+        CPU for the model's layers, timed when the model is made or loaded); None: oneDNN
+        where the library has it, else OpenBLAS (as the program's default)
       batch_threads: True: the threads split each batch instead of each product
         (`--batch-threads on`); "prepacked": so, the dense weights transposed once a step
         for the threads' fp32 products (pays where each thread has few rows); "auto": the
@@ -122,7 +123,7 @@ class VAE:
                  variance_floor=1e-3, conv=None, image_shape=None, conditional=False,
                  missing=False, standardize=False, epochs=10, batch_size=128, lr=1e-3, beta=1.0,
                  kl_warmup=0, free_bits=0.0, iwae=0, seed=1, threads=None, device="cpu",
-                 precision="fp32", backend="openblas", batch_threads=False, verbose=1):
+                 precision="fp32", backend=None, batch_threads=False, verbose=1):
         self.preset = preset
         self.encoder = encoder
         self.decoder = decoder
@@ -292,7 +293,11 @@ class VAE:
         return np.ascontiguousarray(y, dtype=np.uint8)
 
     def _use_backend(self, batch):
-        backend = _parse(lib.vae_backend_parse, self.backend, "backend")
+        name = self.backend
+        if name is None:  # the program's default: oneDNN where the library has it
+            onednn = _parse(lib.vae_backend_parse, "onednn", "backend")
+            name = "onednn" if lib.vae_backend_available(onednn) else "openblas"
+        backend = _parse(lib.vae_backend_parse, name, "backend")
         _call(lib.vae_model_set_backend, self._model, backend, int(batch), None)
 
     def _use_threads(self):
