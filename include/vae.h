@@ -166,9 +166,10 @@ typedef enum {
 vae_status vae_precision_parse(const char *name, vae_precision *out, vae_error *err);
 const char *vae_precision_name(vae_precision precision);
 
-/* The library that multiplies matrices on the CPU: OpenBLAS (the default), oneDNN (Intel's, what
- * PyTorch's CPU path uses; in builds that have it), or AUTO: whichever multiplies the model's
- * own layer shapes faster on this CPU, measured once when it is chosen. */
+/* The library that multiplies matrices on the CPU: OpenBLAS (a new or loaded model's until
+ * vae_model_set_backend), oneDNN (Intel's, what PyTorch's CPU path uses; in builds that have
+ * it; the program's and the Python package's default there), or AUTO: whichever multiplies the
+ * model's own layer shapes faster on this CPU, measured once when it is chosen. */
 typedef enum { VAE_BACKEND_OPENBLAS = 0, VAE_BACKEND_ONEDNN = 1, VAE_BACKEND_AUTO = 2 } vae_backend;
 /* "openblas", "onednn", "auto" */
 vae_status vae_backend_parse(const char *name, vae_backend *out, vae_error *err);
