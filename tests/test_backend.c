@@ -43,6 +43,13 @@ static int bf16_runs(char *why, size_t size) {
 #endif
 }
 
+/* Whether a bf16 test skips here: then its skip line says why; else why names the kernel */
+static int bf16_skips(const char *test, char *why, size_t size) {
+    if (bf16_runs(why, size)) return 0;
+    printf("skip %s (%s)\n", test, vae_onednn_bf16_ops ? why : "this build has no oneDNN");
+    return 1;
+}
+
 static void test_names(void) {
     vae_backend b;
     vae_error err = {{0}};
@@ -600,11 +607,7 @@ static void check_bf16_rounded(const float *x, const float *w, const float *b, c
  * rounding (and not equal to it: the bf16 kernel ran), the bias gradient the same pass. */
 static void test_bf16_dense_layer(void) {
     char why[256];
-    if (!bf16_runs(why, sizeof why)) {
-        printf("skip test_bf16_dense_layer (%s)\n",
-               vae_onednn_bf16_ops ? why : "this build has no oneDNN");
-        return;
-    }
+    if (bf16_skips("test_bf16_dense_layer", why, sizeof why)) return;
     printf("# bf16 kernel: %s\n", why);
     enum { B = 37, IN = 61, OUT = 45 };
     static float x[B * IN], w[OUT * IN], b[OUT], dy[B * OUT], y1[B * OUT], y2[B * OUT];
@@ -680,11 +683,7 @@ static void check_conv_bf16(int transposed) {
 
 static void test_bf16_conv(void) {
     char why[256];
-    if (!bf16_runs(why, sizeof why)) {
-        printf("skip test_bf16_conv (%s)\n",
-               vae_onednn_bf16_ops ? why : "this build has no oneDNN");
-        return;
-    }
+    if (bf16_skips("test_bf16_conv", why, sizeof why)) return;
     const int keep = vae_get_num_threads();
     vae_set_num_threads(2);
     check_conv_bf16(0);
@@ -770,11 +769,7 @@ static void check_shared_weights(vae_model *m, const vae_batch *batch, int share
 
 static void test_bf16_shared_weights(void) {
     char why[256];
-    if (!bf16_runs(why, sizeof why)) {
-        printf("skip test_bf16_shared_weights (%s)\n",
-               vae_onednn_bf16_ops ? why : "this build has no oneDNN");
-        return;
-    }
+    if (bf16_skips("test_bf16_shared_weights", why, sizeof why)) return;
     enum { B = 7 };
     float x[B * 64], eps[B * 2];
     const vae_batch batch = batch_of_64(x, eps, B, 11);
