@@ -79,6 +79,12 @@ vae_status vae_check_missing(const uint8_t *mask, size_t n, size_t d, const char
 
 /* calloc of count*size with an overflow check; NULL on overflow or exhaustion. */
 void *vae_calloc_array(size_t count, size_t size);
+/* Writes a zero into every 4 KiB page of memory that is all zeros already (calloc'd), so that
+ * the kernel gives each page its frame now, on this thread, rather than at a first access that
+ * reads: that maps the shared zero page, and the write after it must replace the mapping and
+ * flush it from every core the process runs on (17 us a page measured; Adam's moments and the
+ * gradients took 20 ms each of a training run's first step that way). */
+void vae_touch_pages(void *zeros, size_t bytes);
 
 /* Seconds on the monotonic clock (for durations: epochs, evaluations, timing backends). */
 double vae_seconds_now(void);

@@ -38,6 +38,9 @@ vae_status vae_adam_create(vae_adam **out, size_t num_params, const vae_adam_opt
         vae_adam_free(a);
         return vae_fail(err, VAE_ERR_NO_MEMORY, "out of memory for Adam's moments");
     }
+    /* its first step reads the moments, then writes them */
+    vae_touch_pages(a->m, num_params * sizeof(float));
+    vae_touch_pages(a->v, num_params * sizeof(float));
     *out = a;
     return VAE_OK;
 }
