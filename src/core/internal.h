@@ -85,6 +85,12 @@ void *vae_calloc_array(size_t count, size_t size);
  * flush it from every core the process runs on (17 us a page measured; Adam's moments and the
  * gradients took 20 ms each of a training run's first step that way). */
 void vae_touch_pages(void *zeros, size_t bytes);
+/* Gives the allocator's free memory back to the system (glibc's malloc_trim; a no-op
+ * elsewhere): after a phase that freed tens of MiB. Freed chunks of the brk heap stay resident
+ * otherwise, and whatever is allocated next in fresh pages adds to the process's peak (the
+ * conv preset's run with --batch-threads auto peaked 2.8 MiB over issue 16's budget so: its
+ * timing's buffers, then the training's, then the pictures' decoder on new pages). */
+void vae_release_free_memory(void);
 
 /* Seconds on the monotonic clock (for durations: epochs, evaluations, timing backends). */
 double vae_seconds_now(void);

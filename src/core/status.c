@@ -73,14 +73,3 @@ vae_status vae_check_missing(const uint8_t *mask, size_t n, size_t d, const char
     }
     return VAE_OK;
 }
-
-void *vae_calloc_array(size_t count, size_t size) {
-    size_t bytes;
-    if (__builtin_mul_overflow(count, size, &bytes)) return NULL;
-    return calloc(count ? count : 1, size ? size : 1);
-}
-
-void vae_touch_pages(void *zeros, size_t bytes) {
-    volatile char *p = zeros; /* volatile: a store of the zero already there is not dropped */
-    for (size_t i = 0; i < bytes; i += 4096) p[i] = 0;
-}

@@ -480,5 +480,6 @@ vae_status vae_train(vae_model *model, const vae_dataset *train, const vae_datas
     vae_status s = train_state_init(&t, err);
     if (s == VAE_OK) s = train_epochs(&t, first_step, err);
     train_state_free(&t);
+    vae_release_free_memory(); /* the workspace's and Adam's, before what the caller does next */
     return s;
 }

@@ -182,5 +182,6 @@ vae_status vae_train_batch_threads_auto(vae_model *m, const vae_train_options *o
     vae_workers_free(&w);
     vae_workspace_free(ws);
     free(x), free(eps), free(grads), free(labels);
+    vae_release_free_memory(); /* the run's own buffers come next */
     return s;
 }
