@@ -585,8 +585,9 @@ typedef struct {
 } vae_train_options;
 void vae_train_options_default(vae_train_options *opt);
 
-/* Trains with minibatches reshuffled every epoch (the last short batch is used too). Evaluates
- * on test (may be NULL) after each epoch. Stops with VAE_ERR_DIVERGED, naming the step, when the
+/* Trains with minibatches reshuffled every epoch (the last short batch is used too), starting
+ * from zero gradients (vae_model_grads is cleared first). Evaluates on test (may be NULL) after
+ * each epoch. Stops with VAE_ERR_DIVERGED, naming the step, when the
  * loss or a gradient is not finite; the parameters are then those of the last good step.
  * On a GPU (opt->device) the steps run in chunks of up to 256 queued steps: progress is called
  * once per chunk and a cancel takes effect at the chunk's end; checkpoint_every and the epochs

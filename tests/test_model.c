@@ -229,8 +229,13 @@ static void test_divergence_is_caught(void) {
     CHECK(strstr(err.message, "step 1") && strstr(err.message, "not finite"), "%s", err.message);
     CHECK(memcmp(before, vae_model_params(m), bytes) == 0, "parameters of the last good step");
     free(before);
-    /* a NaN in the data is refused before training, naming where it is */
+    /* gradients left behind (the refused step's, a caller's passes') do not reach the next
+     * run: it starts from zero ones */
     vae_model_params(m)[poisoned] = 0.0f;
+    vae_model_grads(m)[vae_model_num_params(m) / 2] = NAN;
+    CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_OK, "after a diverged run: %s",
+          err.message);
+    /* a NaN in the data is refused before training, naming where it is */
     train->x[37 * 16 + 5] = NAN;
     CHECK(vae_train(m, train, NULL, &opt, &err) == VAE_ERR_INVALID_ARGUMENT &&
               strstr(err.message, "sample 38, value 6 is nan"), "%s", err.message);

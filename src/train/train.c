@@ -262,8 +262,10 @@ static vae_status train_state_init(train_state *t, vae_error *err) {
                                                          : opt->eval_batch_size;
     const int noise_rows = train_rows > t->eval_rows ? train_rows : t->eval_rows;
     VAE_TRY(vae_workspace_create(&t->ws, t->model, train_rows, err));
-    /* the first backward's products add into the gradients: they read them first */
-    vae_touch_pages(vae_model_grads(t->model), vae_model_num_params(t->model) * sizeof(float));
+    /* the steps add into the gradients: a run starts from zero, whatever a caller's passes
+     * or a diverged run left there; written now, their pages are mapped here, not by the
+     * first backward's read then write (vae_touch_pages) */
+    vae_model_zero_grads(t->model);
     /* the training workspace evaluates too where it holds an evaluation batch (a conv model's,
      * whose rows are large: a workspace of its own would add 8 MiB to the run's peak) */
     if (t->test && t->eval_rows > train_rows)
