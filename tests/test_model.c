@@ -243,6 +243,46 @@ static void test_divergence_is_caught(void) {
     vae_dataset_free(train);
 }
 
+/* vae_check_data: each likelihood's support at its edges, on data large enough for the
+ * threads' split; the message names the first value outside, and a missing value is never
+ * outside */
+static int support_refuses(vae_likelihood lik, int missing, float v, size_t at, char *msg) {
+    vae_config cfg = {.input_dim = 16, .latent_dim = 2, .n_encoder = 1, .encoder = {4},
+                      .n_decoder = 1, .decoder = {4}, .likelihood = lik, .sigma = 1.0f,
+                      .missing = missing};
+    vae_model *m = NULL;
+    vae_error err = {{0}};
+    if (vae_model_create(&m, &cfg, 1, &err) != VAE_OK) return -1;
+    vae_dataset *d = make_data(4000, 3); /* 64,000 values */
+    uint8_t *mask = missing ? malloc(d->count * 16) : NULL;
+    if (mask) memset(mask, 1, d->count * 16), mask[at] = 0;
+    d->mask = mask;
+    d->x[at] = v;
+    vae_status s = vae_check_data(m, d, "test", &err);
+    snprintf(msg, 512, "%s", err.message);
+    free(mask), d->mask = NULL;
+    vae_dataset_free(d), vae_model_free(m);
+    return s != VAE_OK;
+}
+
+static void test_data_support(void) {
+    char msg[512];
+    const size_t late = 3900 * 16 + 7;
+    CHECK(support_refuses(VAE_LIK_BERNOULLI, 0, 1.0f, late, msg) == 0, "1 is a Bernoulli value");
+    CHECK(support_refuses(VAE_LIK_BERNOULLI, 0, -0.0f, late, msg) == 0, "-0 is one");
+    CHECK(support_refuses(VAE_LIK_BERNOULLI, 0, nextafterf(1.0f, 2.0f), late, msg) == 1 &&
+              strstr(msg, "sample 3901, value 8 is 1") && strstr(msg, "bernoulli"), "%s", msg);
+    CHECK(support_refuses(VAE_LIK_POISSON, 0, 0.0f, late, msg) == 0, "0 is a count");
+    CHECK(support_refuses(VAE_LIK_POISSON, 0, -FLT_MIN, late, msg) == 1, "a negative count");
+    CHECK(support_refuses(VAE_LIK_POISSON, 0, INFINITY, late, msg) == 1, "an infinite count");
+    CHECK(support_refuses(VAE_LIK_GAUSSIAN, 0, -FLT_MAX, late, msg) == 0, "-FLT_MAX is real");
+    CHECK(support_refuses(VAE_LIK_GAUSSIAN, 0, -INFINITY, late, msg) == 1, "-inf is not");
+    CHECK(support_refuses(VAE_LIK_GAUSSIAN, 0, NAN, late, msg) == 1 && strstr(msg, "is nan"),
+          "%s", msg);
+    CHECK(support_refuses(VAE_LIK_GAUSSIAN, 1, NAN, late, msg) == 0, "a missing value");
+    CHECK(support_refuses(VAE_LIK_BERNOULLI, 1, 7.0f, 5, msg) == 0, "a missing value");
+}
+
 static void test_cancel_and_bad_options(void) {
     vae_dataset *train = make_data(100, 1);
     vae_model *m = small_model(3);
@@ -565,6 +605,7 @@ int main(void) {
     RUN(test_rng);
     RUN(test_training_learns_and_is_deterministic);
     RUN(test_divergence_is_caught);
+    RUN(test_data_support);
     RUN(test_cancel_and_bad_options);
     RUN(test_evaluate_and_encode);
     RUN(test_adam_first_step);

@@ -5,6 +5,7 @@
 #include "model/model_internal.h"
 #include "train/workers.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -20,6 +21,23 @@ void vae_train_options_default(vae_train_options *opt) {
 }
 
 #define EVAL_WORKSPACE_BYTES (8u << 20)
+
+/* Whether an observed value of x[0, n) lies outside [lo, hi] or is NaN: branch-free, so that it
+ * vectorizes, and split over the threads (Fashion-MNIST's 47 million training values took a
+ * serial loop 60 ms, every command that reads data) */
+VAE_SIMD_CLONES
+static int any_outside(const float *x, const uint8_t *mask, size_t n, float lo, float hi) {
+    int bad = 0;
+    const long count = (long)n;
+    if (mask) {
+#pragma omp parallel for simd reduction(| : bad) schedule(static) if (count >= OP_PARALLEL_MIN)
+        for (long i = 0; i < count; i++) bad |= (!(x[i] >= lo) | !(x[i] <= hi)) & (mask[i] != 0);
+    } else {
+#pragma omp parallel for simd reduction(| : bad) schedule(static) if (count >= OP_PARALLEL_MIN)
+        for (long i = 0; i < count; i++) bad |= !(x[i] >= lo) | !(x[i] <= hi);
+    }
+    return bad;
+}
 
 vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const char *what,
                           vae_error *err) {
@@ -40,7 +58,11 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
                       i + 1, data->labels[i], cfg->n_classes - 1);
     /* each likelihood's support: a value outside it would make the loss meaningless or NaN */
     const size_t n = data->count * (size_t)data->dim;
-    for (size_t i = 0; i < n; i++) {
+    /* Bernoulli [0, 1], Poisson [0, FLT_MAX], Gaussian [-FLT_MAX, FLT_MAX]: finite, NaN never */
+    const float lo = cfg->likelihood == VAE_LIK_GAUSSIAN ? -FLT_MAX : 0.0f,
+                hi = cfg->likelihood == VAE_LIK_BERNOULLI ? 1.0f : FLT_MAX;
+    if (!any_outside(data->x, data->mask, n, lo, hi)) return VAE_OK;
+    for (size_t i = 0; i < n; i++) { /* the first value outside, for the message */
         float v = data->x[i];
         if (data->mask && !data->mask[i]) continue;
         int ok = cfg->likelihood == VAE_LIK_BERNOULLI ? v >= 0.0f && v <= 1.0f
