@@ -65,10 +65,7 @@ vae_status vae_check_data(const vae_model *model, const vae_dataset *data, const
     for (size_t i = 0; i < n; i++) { /* the first value outside, for the message */
         float v = data->x[i];
         if (data->mask && !data->mask[i]) continue;
-        int ok = cfg->likelihood == VAE_LIK_BERNOULLI ? v >= 0.0f && v <= 1.0f
-                 : cfg->likelihood == VAE_LIK_POISSON ? v >= 0.0f && isfinite(v)
-                                                      : isfinite(v);
-        VAE_RETURN_IF(!ok, err, VAE_ERR_INVALID_ARGUMENT,
+        VAE_RETURN_IF(!(v >= lo && v <= hi), err, VAE_ERR_INVALID_ARGUMENT,
                       "%s data: sample %zu, value %zu is %g, outside what a %s likelihood "
                       "models%s", what, i / (size_t)data->dim + 1, i % (size_t)data->dim + 1,
                       (double)v, vae_likelihood_name(cfg->likelihood),
