@@ -98,6 +98,9 @@ double vae_seconds_now(void);
  * (fpenv.c: they are ~100x slower to compute on x86); a no-op where the CPU has no such mode. */
 unsigned vae_flush_subnormals(void);
 void vae_restore_subnormals(unsigned before);
+/* Adam's pass over the parameters splits over the threads from this many (vae_adam_step; the
+ * batch-threads timing splits its stand-in for Adam's writes the same way) */
+#define VAE_PARAMS_PARALLEL_MIN 65536
 /* Non-zero when none of the n values is Inf or NaN: one vectorized pass, split over the threads
  * for large n (the training loop's check of every gradient before Adam). */
 int vae_all_finite(const float *v, size_t n);

@@ -66,7 +66,7 @@ void vae_adam_step(vae_adam *a, float *params, float *grads) {
     const float step = a->opt.lr / c1, inv_sqrt_c2 = 1.0f / sqrtf(c2);
     float *restrict mom1 = a->m, *restrict mom2 = a->v;
     const long n = (long)a->n;
-#pragma omp parallel if (n >= 65536)
+#pragma omp parallel if (n >= VAE_PARAMS_PARALLEL_MIN)
     {
         /* the moments of weights whose gradient stays 0 decay into subnormals (fpenv.c) */
         const unsigned fpenv = vae_flush_subnormals();

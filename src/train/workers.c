@@ -116,7 +116,7 @@ vae_status vae_workers_pass(vae_workers *w, vae_model *m, const vae_batch *rows,
  * as a pass that negates each parameter, split over the threads as Adam's (exact: a second one
  * restores the bits), which needs no moments or copy of the model's size. */
 static void negate_params(float *p, long n) {
-#pragma omp parallel for simd schedule(static) if (n >= 65536)
+#pragma omp parallel for simd schedule(static) if (n >= VAE_PARAMS_PARALLEL_MIN)
     for (long i = 0; i < n; i++) p[i] = -p[i];
 }
 
