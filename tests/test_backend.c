@@ -789,6 +789,110 @@ static void test_bf16_shared_weights(void) {
     }
 }
 
+/* Adam's step that rounds the new weights (the bf16 table's adam_step_prepack): the same
+ * parameters, moments and cleared gradients as vae_adam_step, and in rounded the bits
+ * op_round_bf16 gives them; n above Adam's threaded split and no multiple of its blocks. */
+static void check_adam_rounds(const vae_ops *t) {
+    enum { N = 70001 };
+    float *p[2] = {malloc(4 * N), malloc(4 * N)}, *g[2] = {malloc(4 * N), malloc(4 * N)};
+    uint16_t *rounded = malloc(2 * N), *want = malloc(2 * N);
+    vae_adam *adam[2] = {NULL, NULL};
+    vae_adam_options o;
+    vae_adam_options_default(&o);
+    vae_error err = {{0}};
+    CHECK(vae_adam_create(&adam[0], N, &o, &err) == VAE_OK &&
+              vae_adam_create(&adam[1], N, &o, &err) == VAE_OK, "adam: %s", err.message);
+    fill(p[0], N, 41), memcpy(p[1], p[0], 4 * N);
+    for (int step = 0; step < 2; step++) {
+        fill(g[0], N, 42 + step), memcpy(g[1], g[0], 4 * N);
+        memset(rounded, 0xff, 2 * N);
+        t->adam_step_prepack(adam[0], p[0], g[0], rounded);
+        vae_adam_step(adam[1], p[1], g[1]);
+    }
+    t->prepack_weights(want, p[1], 1, N);
+    int zero = 1;
+    for (int i = 0; i < N; i++) zero &= g[0][i] == 0.0f;
+    CHECK(!memcmp(p[0], p[1], 4 * N) && zero &&
+              !memcmp(vae_adam_first_moment(adam[0]), vae_adam_first_moment(adam[1]), 4 * N) &&
+              !memcmp(vae_adam_second_moment(adam[0]), vae_adam_second_moment(adam[1]), 4 * N),
+          "Adam that rounds: the same step as vae_adam_step");
+    CHECK(!memcmp(rounded, want, 2 * N), "and every new parameter rounded as op_round_bf16 does");
+    vae_adam_free(adam[0]), vae_adam_free(adam[1]);
+    free(p[0]), free(p[1]), free(g[0]), free(g[1]), free(rounded), free(want);
+}
+
+/* A pass and its parameters' gradients on ws into g; its -ELBO */
+static double own_pass(vae_model *m, vae_workspace *ws, const vae_batch *batch, float *g) {
+    vae_loss loss = {0};
+    vae_error err = {{0}};
+    memset(g, 0, 4 * vae_model_num_params(m));
+    vae_workspace_set_grads(ws, g);
+    CHECK(vae_forward_for_backward(m, ws, batch, &loss, &err) == VAE_OK &&
+              vae_backward(m, ws, batch, NULL, &err) == VAE_OK, "pass: %s", err.message);
+    return loss.recon + loss.kl;
+}
+
+/* A workspace's own rounded weights (the products split in bf16: rounded once, then by each
+ * step's Adam): its passes give the bits of a workspace whose products round the weights on
+ * every call, before and after an Adam step that rounds; they read that copy (weights changed
+ * without it do not reach them); off, the weights as they are. */
+static void check_own_rounded(vae_model *m, const vae_batch *batch) {
+    const size_t n = vae_model_num_params(m);
+    float *g[2] = {malloc(4 * n), malloc(4 * n)}, *p = vae_model_params(m);
+    vae_workspace *ws[2] = {NULL, NULL};
+    vae_adam *adam = NULL;
+    vae_adam_options o;
+    vae_adam_options_default(&o);
+    vae_error err = {{0}};
+    CHECK(vae_workspace_create(&ws[0], m, batch->n, &err) == VAE_OK &&
+              vae_workspace_create(&ws[1], m, batch->n, &err) == VAE_OK &&
+              vae_adam_create(&adam, n, &o, &err) == VAE_OK, "workspaces: %s", err.message);
+    void *rounded = vae_workspace_own_prepacked(m, ws[0], 1);
+    CHECK(rounded != NULL, "bf16's table rounds the weights for a workspace's own passes");
+    for (int step = 0; step < 2 && rounded; step++) {
+        const double own = own_pass(m, ws[0], batch, g[0]), each = own_pass(m, ws[1], batch, g[1]);
+        CHECK(own == each && !memcmp(g[0], g[1], 4 * n),
+              "step %d: the same loss (%.9g, %.9g) and gradients", step + 1, own, each);
+        vae_model_ops(m)->adam_step_prepack(adam, p, g[0], rounded);
+    }
+    const float keep = p[0]; /* the first dense weight, changed without Adam */
+    p[0] = 2.0f * keep + 1.0f;
+    const double stale = own_pass(m, ws[0], batch, g[0]), fresh = own_pass(m, ws[1], batch, g[1]);
+    vae_workspace_own_prepacked(m, ws[0], 0);
+    const double off = own_pass(m, ws[0], batch, g[0]);
+    CHECK(stale != fresh && off == fresh, "the passes read the copy (%.9g, the weights: %.9g), "
+          "then, off, the weights (%.9g)", stale, fresh, off);
+    p[0] = keep;
+    vae_adam_free(adam);
+    vae_workspace_free(ws[0]), vae_workspace_free(ws[1]);
+    free(g[0]), free(g[1]);
+}
+
+static void test_bf16_rounded_by_adam(void) {
+    char why[256];
+    if (bf16_skips("test_bf16_rounded_by_adam", why, sizeof why)) return;
+    check_adam_rounds(vae_onednn_bf16_ops);
+    CHECK(!vae_onednn_ops->adam_step_prepack && !vae_cpu_ops.adam_step_prepack,
+          "fp32's prepacked form (transposed) is not Adam's to make");
+    enum { B = 7 };
+    float x[B * 64], eps[B * 2];
+    const vae_batch batch = batch_of_64(x, eps, B, 13);
+    vae_config mlp = {.input_dim = 64, .latent_dim = 2, .n_encoder = 1, .encoder = {48},
+                      .n_decoder = 1, .decoder = {40}, .activation = VAE_ACT_RELU};
+    vae_model *m = NULL;
+    vae_error err = {{0}};
+    CHECK(vae_model_create(&m, &mlp, 5, &err) == VAE_OK &&
+              vae_model_set_cpu_precision(m, VAE_PRECISION_BF16, &err) == VAE_OK,
+          "model: %s", err.message);
+    if (m) check_own_rounded(m, &batch);
+    vae_workspace *ws = NULL;
+    CHECK(vae_model_set_backend(m, VAE_BACKEND_ONEDNN, B, NULL, &err) == VAE_OK &&
+              vae_workspace_create(&ws, m, B, &err) == VAE_OK &&
+              !vae_workspace_own_prepacked(m, ws, 1), "fp32: no own copy");
+    vae_workspace_free(ws);
+    vae_model_free(m);
+}
+
 /* Choosing bf16: refused for tf32, kept by the model, undone by choosing a backend; a short
  * training run ends within 0.5% of fp32's loss (issue 16's bound for 10 epochs). */
 static void test_bf16_precision(void) {
@@ -964,6 +1068,7 @@ int main(void) {
     RUN(test_bf16_dense_layer);
     RUN(test_bf16_precision);
     RUN(test_bf16_shared_weights);
+    RUN(test_bf16_rounded_by_adam);
     RUN(test_prepacked_weights);
     return CHECK_SUMMARY();
 }

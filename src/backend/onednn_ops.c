@@ -27,6 +27,7 @@ static const vae_ops onednn_bf16_ops = {
     .prepack_weights = op_round_bf16,
     .linear_forward_prepacked = op_linear_forward_bf16_rounded,
     .linear_backward_prepacked = op_linear_backward_bf16_rounded,
+    .adam_step_prepack = op_adam_step_bf16,
     VAE_CPU_SHARED_OPS,
 };
 const vae_ops *const vae_onednn_bf16_ops = &onednn_bf16_ops;

@@ -74,8 +74,13 @@ typedef struct {
                   float *d_dim_logvar, float scale, const float *row_scale,
                   const uint8_t *mask);
     void (*decode_mean)(const vae_config *c, float *mean, const float *out, int batch);
-    /* the optimizer: one Adam step that also clears the gradients */
+    /* the optimizer: one Adam step that also clears the gradients; adam_step_prepack (NULL:
+     * none) the same that also writes every new parameter in prepack_weights's form at its own
+     * index into packed (bf16's rounding: a weight's form that needs no other weight), so that
+     * a workspace's own prepacked weights (vae_workspace_own_prepacked) need no pass of their
+     * own after each step */
     void (*adam_step)(vae_adam *adam, float *params, float *grads);
+    void (*adam_step_prepack)(vae_adam *adam, float *params, float *grads, void *packed);
 } vae_ops;
 
 /* The entries a host-memory backend brings, the ops with matrix products: the dense layers'

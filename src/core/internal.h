@@ -101,6 +101,11 @@ void vae_restore_subnormals(unsigned before);
 /* Adam's pass over the parameters splits over the threads from this many (vae_adam_step; the
  * batch-threads timing splits its stand-in for Adam's writes the same way) */
 #define VAE_PARAMS_PARALLEL_MIN 65536
+/* vae_adam_step that also hands every block of new parameters (params + i, n of them, while
+ * they are in L1) to round(rounded + i, params + i, n): bf16's table keeps the dense weights its
+ * products read rounded in the pass that changes them, instead of in a pass of their own */
+void vae_adam_step_rounded(vae_adam *adam, float *params, float *grads, uint16_t *rounded,
+                           void (*round)(uint16_t *dst, const float *src, long n));
 /* Non-zero when none of the n values is Inf or NaN: one vectorized pass, split over the threads
  * for large n (the training loop's check of every gradient before Adam). */
 int vae_all_finite(const float *v, size_t n);

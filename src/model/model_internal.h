@@ -129,6 +129,15 @@ vae_status vae_view_param_grads(vae_model *m, vae_workspace *whole, vae_workspac
 void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int on,
                                  int optional);
 
+/* For a workspace's own passes (the products split), on: m's dense weights prepacked in memory
+ * of ws's own, which its passes (and its views') then read until off, and which the caller
+ * keeps current whenever the parameters change (vae_ops.adam_step_prepack writes it in each
+ * step). Only where rounding them is the table's form (bf16's), not the optional fp32 copies.
+ * Returns that memory (every parameter's place: num_params * weight_bytes, the dense weights'
+ * filled), or NULL: off, no such form, a view, or no memory (the passes then read the weights
+ * as they are). */
+void *vae_workspace_own_prepacked(const vae_model *m, vae_workspace *ws, int on);
+
 /* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
  * which is held to a few MiB whatever the batch). */
 size_t vae_workspace_row_bytes(const vae_model *model);

@@ -56,12 +56,14 @@ struct vae_workspace {
     int mean_inputs;             /* a view's: the inputs its gradients are means over */
     /* A whole's dense weights in the form its table's products read best, which its views'
      * passes read (vae_workspace_share_weights): prepacked once a pass instead of on every
-     * call of every thread (bf16's rounding), or at all (fp32's transposed copy) */
-    void *prepacked;              /* where they are: cols, or own_prepacked where cols is
-                                     smaller (num_params weights' room; dense weights only) */
+     * call of every thread (bf16's rounding), or at all (fp32's transposed copy); or which its
+     * own passes read (vae_workspace_own_prepacked: bf16's, kept current by Adam) */
+    void *prepacked;              /* where they are: cols (the views' only), or own_prepacked
+                                     (num_params weights' room; dense weights only) */
     void *own_prepacked;
     size_t own_prepacked_size;    /* its bytes */
     const vae_ops *prepacked_ops; /* the table that prepacked them; NULL: not shared now */
+    int prepacked_for_views;      /* shared with the views: the whole runs no pass of its own */
 };
 
 /* Rows of in (width w) into out, each followed, when mask_width > 0, by its mask (1 where no
@@ -376,9 +378,9 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
                   "%s: the workspace belongs to another model", what);
     VAE_RETURN_IF(n < 1 || rows < 1 || rows > ws->max_batch, err, VAE_ERR_INVALID_ARGUMENT,
                   "%s: %d rows, the workspace holds 1..%d", what, rows, ws->max_batch);
-    VAE_RETURN_IF(ws->prepacked_ops, err, VAE_ERR_INVALID_ARGUMENT,
-                  "%s: the workspace shares its weights with its views (its scratch holds them)",
-                  what);
+    VAE_RETURN_IF(ws->prepacked_ops && ws->prepacked_for_views, err, VAE_ERR_INVALID_ARGUMENT,
+                  "%s: the workspace shares its weights with its views (its scratch may hold "
+                  "them)", what);
     /* oneDNN's convolutions ask for more scratch than the im2col passes; sizes are asked
      * only of another table (the oneDNN ones plan primitives to answer: not on every pass) */
     VAE_RETURN_IF(ws->cols_ops != m->ops &&
@@ -398,37 +400,62 @@ static vae_status check_pass(const vae_model *m, const vae_workspace *ws, int n,
     return VAE_OK;
 }
 
+/* ws's own memory for m's weights in its table's prepacked form (num_params weights' room), or
+ * NULL without it */
+static void *own_prepacked(const vae_model *m, vae_workspace *ws) {
+    const size_t size = m->num_params * m->ops->weight_bytes;
+    if (ws->own_prepacked_size < size) {
+        free(ws->own_prepacked);
+        ws->own_prepacked = malloc(size);
+        ws->own_prepacked_size = ws->own_prepacked ? size : 0;
+    }
+    return ws->own_prepacked;
+}
+
+/* m's dense weights prepacked for its table into dst (at each weight's index) */
+static void prepack_dense(const vae_model *m, void *dst) {
+    for (int l = 0; l < m->n_layers; l++) {
+        const vae_layer *layer = &m->layers[l];
+        if (layer->kind == LAYER_DENSE)
+            m->ops->prepack_weights((char *)dst + layer->weight * m->ops->weight_bytes,
+                                    m->params + layer->weight, layer->out, layer->in);
+    }
+}
+
 void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int on,
                                  int optional) {
     whole->prepacked_ops = NULL;
     const vae_ops *ops = m->ops;
     if (whole->whole || !on || !ops->prepack_weights || (ops->prepack_optional && !optional))
         return;
-    const size_t size = m->num_params * ops->weight_bytes;
     whole->prepacked = whole->cols; /* idle while the views run, each on scratch of its own */
-    if (whole->cols_floats * sizeof(float) < size) {
-        if (whole->own_prepacked_size < size) {
-            free(whole->own_prepacked);
-            whole->own_prepacked = malloc(size);
-            whole->own_prepacked_size = whole->own_prepacked ? size : 0;
-        }
-        whole->prepacked = whole->own_prepacked;
-        if (!whole->prepacked) return; /* the views' products on the weights as they are */
-    }
-    for (int l = 0; l < m->n_layers; l++) {
-        const vae_layer *layer = &m->layers[l];
-        if (layer->kind == LAYER_DENSE)
-            ops->prepack_weights((char *)whole->prepacked + layer->weight * ops->weight_bytes,
-                                 m->params + layer->weight, layer->out, layer->in);
-    }
+    if (whole->cols_floats * sizeof(float) < m->num_params * ops->weight_bytes)
+        whole->prepacked = own_prepacked(m, whole);
+    if (!whole->prepacked) return; /* the views' products on the weights as they are */
+    prepack_dense(m, whole->prepacked);
     whole->prepacked_ops = ops;
+    whole->prepacked_for_views = 1;
 }
 
-/* A dense layer's weights as a view's whole shares them prepacked for m's table, or NULL */
+void *vae_workspace_own_prepacked(const vae_model *m, vae_workspace *ws, int on) {
+    ws->prepacked_ops = NULL;
+    const vae_ops *ops = m->ops;
+    if (ws->whole || !on || !ops->prepack_weights || ops->prepack_optional ||
+        !(ws->prepacked = own_prepacked(m, ws)))
+        return NULL;
+    prepack_dense(m, ws->prepacked);
+    ws->prepacked_ops = ops;
+    ws->prepacked_for_views = 0;
+    return ws->prepacked;
+}
+
+/* A dense layer's weights as ws (or a view's whole) holds them prepacked for m's table, or
+ * NULL */
 static const void *prepacked_weights(const vae_model *m, const vae_workspace *ws,
                                      const vae_layer *layer) {
-    if (!ws->whole || ws->whole->prepacked_ops != m->ops) return NULL;
-    return (const char *)ws->whole->prepacked + layer->weight * m->ops->weight_bytes;
+    const vae_workspace *holder = ws->whole ? ws->whole : ws;
+    if (holder->prepacked_ops != m->ops) return NULL;
+    return (const char *)holder->prepacked + layer->weight * m->ops->weight_bytes;
 }
 
 /* A dense layer's forward (act NULL: no activation), on ws's prepacked weights where it has

@@ -8,6 +8,7 @@
  * kept for backward, gradients and Adam stay fp32. Primitives are made per call: oneDNN's
  * primitive cache makes that a few microseconds, and the layer keeps no state. */
 #include "ops/ops.h"
+#include "core/internal.h"
 #include "ops/vecmath.h"
 
 #ifdef VAE_ONEDNN
@@ -55,6 +56,11 @@ static int have_avx512_bf16(void) { return __builtin_cpu_supports("avx512bf16");
 static void round_avx512(bf16 *dst, const float *src, long n) { round_portable(dst, src, n); }
 static int have_avx512_bf16(void) { return 0; }
 #endif
+
+void op_adam_step_bf16(vae_adam *adam, float *params, float *grads, void *rounded) {
+    vae_adam_step_rounded(adam, params, grads, rounded,
+                          have_avx512_bf16() ? round_avx512 : round_portable);
+}
 
 /* dst = bf16 of src, n values, in blocks split over the threads */
 static void to_bf16(bf16 *restrict dst, const float *restrict src, size_t n) {

@@ -61,6 +61,10 @@ void op_linear_forward_bf16_rounded(float *y, const float *x, const float *w, co
 void op_linear_backward_bf16_rounded(float *dx, float *dw, float *db, const float *dy,
                                      const float *x, const float *w, const void *wb, int batch,
                                      int in, int out, int accumulate_dx, int accumulate_params);
+/* vae_adam_step that also rounds every new parameter to bf16 into rounded[i] (op_round_bf16's
+ * bits), block by block while they are in L1: the weights those read, kept current by the
+ * pass that changes them */
+void op_adam_step_bf16(vae_adam *adam, float *params, float *grads, void *rounded);
 
 /* c (m, n) = a (m, k; stored transposed when ta) b (k, n; transposed when tb) + beta c, all
  * row-major with leading dimensions lda, ldb, ldc: one product from a backend's library

@@ -54,33 +54,63 @@ void vae_adam_free(vae_adam *adam) {
 
 uint64_t vae_adam_steps(const vae_adam *adam) { return adam->t; }
 
-/* Memory-bound: 4 streams in, 4 out; one pass, vectorized, split over the threads. Clearing the
- * gradient here spares the next backward's GEMMs a zeroing pass over their outputs. */
-VAE_SIMD_CLONES
-void vae_adam_step(vae_adam *a, float *params, float *grads) {
+/* The step's constants: the betas, epsilon and the bias-corrected step size */
+typedef struct {
+    float b1, b2, eps, step, inv_sqrt_c2;
+} adam_consts;
+
+static adam_consts next_step(vae_adam *a) {
     a->t++;
-    const float b1 = a->opt.beta1, b2 = a->opt.beta2, eps = a->opt.epsilon;
+    const float b1 = a->opt.beta1, b2 = a->opt.beta2;
     /* bias corrections in double: beta^t underflows gracefully and stays exact for small t */
     const float c1 = (float)(1.0 - pow(b1, (double)a->t));
     const float c2 = (float)(1.0 - pow(b2, (double)a->t));
-    const float step = a->opt.lr / c1, inv_sqrt_c2 = 1.0f / sqrtf(c2);
+    return (adam_consts){b1, b2, a->opt.epsilon, a->opt.lr / c1, 1.0f / sqrtf(c2)};
+}
+
+/* Parameter i's update; the gradient is cleared, which spares the next backward's GEMMs a
+ * zeroing pass over their outputs. */
+static inline void update(const adam_consts *k, float *restrict params, float *restrict grads,
+                           float *restrict mom1, float *restrict mom2, long i) {
+    float g = grads[i];
+    grads[i] = 0.0f;
+    float m = mom1[i] = k->b1 * mom1[i] + (1.0f - k->b1) * g;
+    float v = mom2[i] = k->b2 * mom2[i] + (1.0f - k->b2) * g * g;
+    /* p -= lr * (m/c1) / (sqrt(v/c2) + eps), as PyTorch computes it */
+    params[i] -= k->step * m / (sqrtf(v) * k->inv_sqrt_c2 + k->eps);
+}
+
+/* Memory-bound: 4 streams in, 4 out; one pass, vectorized, split over the threads in blocks
+ * (round: each block's new parameters into rounded while they are in L1). */
+VAE_SIMD_CLONES
+static void adam_pass(vae_adam *a, float *params, float *grads, uint16_t *rounded,
+                      void (*round)(uint16_t *dst, const float *src, long n)) {
+    enum { BLOCK = 4096 };
+    const adam_consts k = next_step(a);
     float *restrict mom1 = a->m, *restrict mom2 = a->v;
-    const long n = (long)a->n;
+    const long n = (long)a->n, blocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel if (n >= VAE_PARAMS_PARALLEL_MIN)
     {
         /* the moments of weights whose gradient stays 0 decay into subnormals (fpenv.c) */
         const unsigned fpenv = vae_flush_subnormals();
-#pragma omp for simd schedule(static)
-        for (long i = 0; i < n; i++) {
-            float g = grads[i];
-            grads[i] = 0.0f;
-            float m = mom1[i] = b1 * mom1[i] + (1.0f - b1) * g;
-            float v = mom2[i] = b2 * mom2[i] + (1.0f - b2) * g * g;
-            /* p -= lr * (m/c1) / (sqrt(v/c2) + eps), as PyTorch computes it */
-            params[i] -= step * m / (sqrtf(v) * inv_sqrt_c2 + eps);
+#pragma omp for schedule(static)
+        for (long b = 0; b < blocks; b++) {
+            const long lo = b * BLOCK, hi = n - lo < BLOCK ? n : lo + BLOCK;
+#pragma omp simd
+            for (long i = lo; i < hi; i++) update(&k, params, grads, mom1, mom2, i);
+            if (round) round(rounded + lo, params + lo, hi - lo);
         }
         vae_restore_subnormals(fpenv);
     }
+}
+
+void vae_adam_step(vae_adam *a, float *params, float *grads) {
+    adam_pass(a, params, grads, NULL, NULL);
+}
+
+void vae_adam_step_rounded(vae_adam *a, float *params, float *grads, uint16_t *rounded,
+                           void (*round)(uint16_t *dst, const float *src, long n)) {
+    adam_pass(a, params, grads, rounded, round);
 }
 
 const vae_adam_options *vae_adam_get_options(const vae_adam *adam) { return &adam->opt; }
