@@ -80,37 +80,42 @@ static inline void update(const adam_consts *k, float *restrict params, float *r
     params[i] -= k->step * m / (sqrtf(v) * k->inv_sqrt_c2 + k->eps);
 }
 
-/* Memory-bound: 4 streams in, 4 out; one pass, vectorized, split over the threads in blocks
- * (round: each block's new parameters into rounded while they are in L1). */
+/* Memory-bound: 4 streams in, 4 out; one pass, vectorized, split over the threads. */
 VAE_SIMD_CLONES
-static void adam_pass(vae_adam *a, float *params, float *grads, uint16_t *rounded,
-                      void (*round)(uint16_t *dst, const float *src, long n)) {
+void vae_adam_step(vae_adam *a, float *params, float *grads) {
+    const adam_consts k = next_step(a);
+    float *restrict mom1 = a->m, *restrict mom2 = a->v;
+    const long n = (long)a->n;
+#pragma omp parallel if (n >= VAE_PARAMS_PARALLEL_MIN)
+    {
+        /* the moments of weights whose gradient stays 0 decay into subnormals (fpenv.c) */
+        const unsigned fpenv = vae_flush_subnormals();
+#pragma omp for simd schedule(static)
+        for (long i = 0; i < n; i++) update(&k, params, grads, mom1, mom2, i);
+        vae_restore_subnormals(fpenv);
+    }
+}
+
+/* The same in blocks, each block's new parameters handed to round while they are in L1 */
+VAE_SIMD_CLONES
+void vae_adam_step_rounded(vae_adam *a, float *params, float *grads, uint16_t *rounded,
+                           void (*round)(uint16_t *dst, const float *src, long n)) {
     enum { BLOCK = 4096 };
     const adam_consts k = next_step(a);
     float *restrict mom1 = a->m, *restrict mom2 = a->v;
     const long n = (long)a->n, blocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel if (n >= VAE_PARAMS_PARALLEL_MIN)
     {
-        /* the moments of weights whose gradient stays 0 decay into subnormals (fpenv.c) */
         const unsigned fpenv = vae_flush_subnormals();
 #pragma omp for schedule(static)
         for (long b = 0; b < blocks; b++) {
             const long lo = b * BLOCK, hi = n - lo < BLOCK ? n : lo + BLOCK;
 #pragma omp simd
             for (long i = lo; i < hi; i++) update(&k, params, grads, mom1, mom2, i);
-            if (round) round(rounded + lo, params + lo, hi - lo);
+            round(rounded + lo, params + lo, hi - lo);
         }
         vae_restore_subnormals(fpenv);
     }
-}
-
-void vae_adam_step(vae_adam *a, float *params, float *grads) {
-    adam_pass(a, params, grads, NULL, NULL);
-}
-
-void vae_adam_step_rounded(vae_adam *a, float *params, float *grads, uint16_t *rounded,
-                           void (*round)(uint16_t *dst, const float *src, long n)) {
-    adam_pass(a, params, grads, rounded, round);
 }
 
 const vae_adam_options *vae_adam_get_options(const vae_adam *adam) { return &adam->opt; }
