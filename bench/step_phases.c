@@ -38,7 +38,6 @@ typedef struct {
     float *pool, *x, *eps;
     int pool_rows, batch, dim, latent;
     vae_workers workers; /* --batch-threads; none: the products split */
-    void *rounded;       /* the products split in bf16: the rounded weights Adam keeps */
 } bench;
 
 static int step(bench *b, unsigned *seed, double *t) {
@@ -68,12 +67,7 @@ static int step(bench *b, unsigned *seed, double *t) {
     if (s != VAE_OK) goto fail;
     if (!vae_all_finite(vae_model_grads(b->model), vae_model_num_params(b->model))) return 1;
     double t4 = now();
-    const vae_ops *ops = vae_model_ops(b->model); /* as vae train's step */
-    if (b->rounded)
-        ops->adam_step_prepack(b->adam, vae_model_params(b->model), vae_model_grads(b->model),
-                               b->rounded);
-    else
-        ops->adam_step(b->adam, vae_model_params(b->model), vae_model_grads(b->model));
+    vae_workspace_adam_step(b->model, b->ws, b->adam); /* as vae train's step */
     double t5 = now();
     t[GATHER] += t1 - t0, t[FORWARD] += t2 - t1, t[BACKWARD] += t3 - t2;
     t[CHECK] += t4 - t3, t[ADAM] += t5 - t4;
@@ -99,8 +93,7 @@ static int setup(bench *b, const char *preset, vae_backend backend, int bf16, in
         fprintf(stderr, "step_phases: %s\n", err.message);
         return 1;
     }
-    if (!split && vae_model_ops(b->model)->adam_step_prepack)
-        b->rounded = vae_workspace_own_prepacked(b->model, b->ws, 1);
+    if (!split) vae_workspace_own_prepacked(b->model, b->ws, 1); /* bf16: as vae train's */
     b->dim = cfg.input_dim, b->latent = cfg.latent_dim, b->pool_rows = 4096;
     b->pool = malloc((size_t)b->pool_rows * b->dim * sizeof(float));
     b->x = malloc((size_t)b->batch * b->dim * sizeof(float));

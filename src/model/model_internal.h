@@ -130,13 +130,16 @@ void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int o
                                  int optional);
 
 /* For a workspace's own passes (the products split), on: m's dense weights prepacked in memory
- * of ws's own, which its passes (and its views') then read until off, and which the caller
- * keeps current whenever the parameters change (vae_ops.adam_step_prepack writes it in each
- * step). Only where rounding them is the table's form (bf16's), not the optional fp32 copies.
+ * of ws's own, which its passes (and its views') then read until off; its steps must go
+ * through vae_workspace_adam_step, which keeps that copy current (vae_ops.adam_step_prepack).
+ * Only for a table whose Adam makes its form (bf16's rounding; not fp32's transposed copies).
  * Returns that memory (every parameter's place: num_params * weight_bytes, the dense weights'
- * filled), or NULL: off, no such form, a view, or no memory (the passes then read the weights
- * as they are). */
+ * filled), or NULL: off, no such table, a view, or no memory (the passes then read the
+ * weights as they are). */
 void *vae_workspace_own_prepacked(const vae_model *m, vae_workspace *ws, int on);
+/* One Adam step on m's parameters and gradients through its table; where ws holds its own
+ * prepacked weights, the step that writes them too. */
+void vae_workspace_adam_step(vae_model *m, const vae_workspace *ws, vae_adam *adam);
 
 /* Bytes a workspace holds per row of its batch (its buffers but the convolutions' scratch,
  * which is held to a few MiB whatever the batch). */

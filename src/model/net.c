@@ -440,13 +440,20 @@ void vae_workspace_share_weights(const vae_model *m, vae_workspace *whole, int o
 void *vae_workspace_own_prepacked(const vae_model *m, vae_workspace *ws, int on) {
     ws->prepacked_ops = NULL;
     const vae_ops *ops = m->ops;
-    if (ws->whole || !on || !ops->prepack_weights || ops->prepack_optional ||
+    if (ws->whole || !on || !ops->prepack_weights || !ops->adam_step_prepack ||
         !(ws->prepacked = own_prepacked(m, ws)))
         return NULL;
     prepack_dense(m, ws->prepacked);
     ws->prepacked_ops = ops;
     ws->prepacked_for_views = 0;
     return ws->prepacked;
+}
+
+void vae_workspace_adam_step(vae_model *m, const vae_workspace *ws, vae_adam *adam) {
+    if (ws->prepacked_ops == m->ops && !ws->prepacked_for_views)
+        m->ops->adam_step_prepack(adam, m->params, m->grads, ws->prepacked);
+    else
+        m->ops->adam_step(adam, m->params, m->grads);
 }
 
 /* A dense layer's weights as ws (or a view's whole) holds them prepacked for m's table, or

@@ -57,21 +57,24 @@ static void round_avx512(bf16 *dst, const float *src, long n) { round_portable(d
 static int have_avx512_bf16(void) { return 0; }
 #endif
 
+/* The rounding this CPU runs fastest */
+static void (*rounding(void))(bf16 *dst, const float *src, long n) {
+    return have_avx512_bf16() ? round_avx512 : round_portable;
+}
+
 void op_adam_step_bf16(vae_adam *adam, float *params, float *grads, void *rounded) {
-    vae_adam_step_rounded(adam, params, grads, rounded,
-                          have_avx512_bf16() ? round_avx512 : round_portable);
+    vae_adam_step_rounded(adam, params, grads, rounded, rounding());
 }
 
 /* dst = bf16 of src, n values, in blocks split over the threads */
 static void to_bf16(bf16 *restrict dst, const float *restrict src, size_t n) {
     enum { BLOCK = 4096 };
     const long count = (long)n, blocks = (count + BLOCK - 1) / BLOCK;
-    const int wide = have_avx512_bf16();
+    void (*round)(bf16 *, const float *, long) = rounding();
 #pragma omp parallel for schedule(static) if (count >= OP_PARALLEL_MIN)
     for (long b = 0; b < blocks; b++) {
         const long lo = b * BLOCK, len = count - lo < BLOCK ? count - lo : BLOCK;
-        if (wide) round_avx512(dst + lo, src + lo, len);
-        else round_portable(dst + lo, src + lo, len);
+        round(dst + lo, src + lo, len);
     }
 }
 

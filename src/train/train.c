@@ -147,8 +147,6 @@ typedef struct {
     vae_dataset test_view; /* the test set in the model's units */
     float *test_owned;     /* its standardized values, when the model standardizes */
     vae_workers workers; /* batch threads (opt->batch_threads); none: the products split */
-    void *rounded; /* the products split in bf16: ws's own rounded weights, which each step's
-                      Adam writes (vae_ops.adam_step_prepack); NULL: none */
 } train_state;
 
 static void train_state_free(train_state *t) {
@@ -306,8 +304,7 @@ static vae_status train_state_init(train_state *t, vae_error *err) {
     /* bf16's products on the whole batch read the dense weights rounded once here, then by each
      * step's Adam, instead of every product rounding its weights again (a pass over each
      * weight, twice a step for most: forward and backward) */
-    if (!t->workers.n && vae_model_ops(t->model)->adam_step_prepack)
-        t->rounded = vae_workspace_own_prepacked(t->model, t->ws, 1);
+    if (!t->workers.n) vae_workspace_own_prepacked(t->model, t->ws, 1);
     return VAE_OK;
 }
 
@@ -389,10 +386,7 @@ static vae_status train_step(train_state *t, int epoch, size_t step, uint64_t gl
                   "training diverged at step %llu (epoch %d, batch %zu): %s is not finite "
                   "(loss %g)", (unsigned long long)global_step + 1, epoch, step + 1,
                   isfinite(loss) ? "a gradient" : "the loss", loss);
-    const vae_ops *ops = vae_model_ops(t->model);
-    float *params = vae_model_params(t->model), *grads = vae_model_grads(t->model);
-    if (t->rounded) ops->adam_step_prepack(t->adam, params, grads, t->rounded);
-    else ops->adam_step(t->adam, params, grads);
+    vae_workspace_adam_step(t->model, t->ws, t->adam);
     return VAE_OK;
 }
 
