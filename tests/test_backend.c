@@ -634,6 +634,23 @@ static void test_bf16_dense_layer(void) {
     check_bf16_rounded(x, w, b, dy, B, IN, OUT);
 }
 
+/* Where the bf16 convolutions' weight gradient takes fp32 inputs (no AMX: faster there), it
+ * is the fp32 primitives' bit for bit: dw, accumulated onto fill(25), against vae_onednn_ops's */
+static void check_conv_bf16_weights(int transposed, const conv_shape *s, int B, const float *x,
+                                    const float *w, const float *dy, const float *dw,
+                                    float *cols) {
+    if (op_conv_bf16_weight_grads()) return;
+    const size_t nx = (size_t)B * s->in_c * s->in_h * s->in_w;
+    const size_t nw = (size_t)s->in_c * s->out_c * s->k * s->k;
+    float *dx = malloc(4 * nx), *dw32 = malloc(4 * nw), *db = calloc((size_t)s->out_c, 4);
+    fill(dw32, nw, 25);
+    (transposed ? vae_onednn_ops->convt2d_backward : vae_onednn_ops->conv2d_backward)(
+        dx, dw32, db, dy, x, w, B, s, cols);
+    CHECK(!memcmp(dw, dw32, 4 * nw), "%s bf16 dw: the fp32 primitive's",
+          transposed ? "convT" : "conv");
+    free(dx), free(dw32), free(db);
+}
+
 /* The bf16 convolutions (the CPU's passes around bf16 matmuls) against the fp32 ones within
  * bf16's rounding: each output's bound is the same pass on absolute values (sum |w| |x| for y,
  * |w| |dy| for dx, |dy| |x| for dw), run by the fp32 ops. Two threads split the batch, so the
@@ -678,12 +695,16 @@ static void check_conv_bf16(int transposed) {
     for (size_t i = 0; i < nw; i++) bound[i] = dwa[i]; /* dw of |dy| against |x| */
     CHECK(within_bf16(dw2, dw1, bound, nw), "%s bf16 dw (accumulated)", what);
     CHECK(close_all(db2, db1, nb), "%s db: summed in fp32 (another order)", what);
+    check_conv_bf16_weights(transposed, &s, B, x, w, dy, dw2, cols);
     free(v), free(cols), free(bound), free(zero);
 }
 
 static void test_bf16_conv(void) {
     char why[256];
     if (bf16_skips("test_bf16_conv", why, sizeof why)) return;
+    /* the weights' gradients in bf16 only on AMX tiles, as the products' kernel says */
+    CHECK(op_conv_bf16_weight_grads() == (strstr(why, "amx") != NULL),
+          "bf16 conv weight gradients %d on %s", op_conv_bf16_weight_grads(), why);
     const int keep = vae_get_num_threads();
     vae_set_num_threads(2);
     check_conv_bf16(0);

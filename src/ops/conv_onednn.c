@@ -87,9 +87,35 @@ typedef dnnl_status_t weights_init(dnnl_convolution_desc_t *, dnnl_alg_kind_t,
                                    const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
                                    const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t);
 
+/* The layouts of a weights' gradient's inputs and output */
+typedef struct {
+    const dnnl_memory_desc_t *src, *diff_wei, *diff_dst;
+} conv_io;
+
+/* The weights' gradient's primitive (in place of one made before), the forward its hint; the
+ * bias's gradient is summed apart, in fp32 from the plain output gradient */
+static int weights_make(plan *p, weights_init *init, dnnl_alg_kind_t alg, const conv_io *io,
+                        const dnnl_dims_t strides, const dnnl_dims_t pad) {
+    dnnl_convolution_desc_t w;
+    if (p->bwd_weights) dnnl_primitive_desc_destroy(p->bwd_weights);
+    p->bwd_weights = NULL;
+    return init(&w, alg, io->src, io->diff_wei, NULL, io->diff_dst, strides, pad, pad) ||
+           dnnl_primitive_desc_create(&p->bwd_weights, &w, NULL, p->engine, p->fwd);
+}
+
+/* Whether oneDNN runs a primitive on AMX tiles. A bf16 weights' gradient without them is
+ * slower than fp32's on the same inputs before rounding: the conv preset's 32 -> 64 Conv2d at
+ * batch 128 on a Zen 4's 2 threads (AVX512_BF16's jit_bf16 kernel) 2.1 ms a step against 1.8,
+ * and in that machine's slow state the bf16 preset's backward 19.7 ms against 12.2 */
+static int on_tiles(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    return !dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) && impl &&
+           strstr(impl, "amx");
+}
+
 /* What a call computes: bit 0 a ConvTranspose2d (else a Conv2d), bit 1 its products' inputs in
  * bf16 (--precision bf16: the inputs of each primitive reordered to bf16, its outputs and sums
- * fp32) */
+ * fp32; the weights' gradient's inputs only where it runs on AMX tiles, else fp32: on_tiles) */
 enum { TRANSPOSED = 1, BF16 = 2 };
 
 /* The primitives' descriptors for n samples of the layer: forward always (the backward ones'
@@ -128,7 +154,7 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
                                       : dnnl_convolution_backward_data_desc_init;
     weights_init *init_weights = transposed ? dnnl_deconvolution_backward_weights_desc_init
                                             : dnnl_convolution_backward_weights_desc_init;
-    dnnl_convolution_desc_t f, d, w;
+    dnnl_convolution_desc_t f, d;
     /* a deconvolution's bias is added apart (forward_chunk): oneDNN 2.6 adds it in a pass
      * that took half of the 64 -> 32 ConvTranspose2d's forward (build/conv_ops) */
     p->bias_apart = transposed, p->out_block = s->out_blocked;
@@ -136,12 +162,12 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
                        p->bias_apart ? NULL : &p->bias, &dst_out, strides, pad, pad) ||
               dnnl_primitive_desc_create(&p->fwd, &f, NULL, p->engine, NULL) ||
               (data && (init_data(&d, alg, &src_out, &wei_in, &dst_in, strides, pad, pad) ||
-                        dnnl_primitive_desc_create(&p->bwd_data, &d, NULL, p->engine, p->fwd))) ||
-              /* the bias's gradient is summed apart, in fp32 from the plain output gradient */
-              (weights && (init_weights(&w, alg, &src_in, &wei_out, NULL, &dst_in, strides,
-                                        pad, pad) ||
-                           dnnl_primitive_desc_create(&p->bwd_weights, &w, NULL, p->engine,
-                                                      p->fwd)));
+                        dnnl_primitive_desc_create(&p->bwd_data, &d, NULL, p->engine, p->fwd)));
+    if (bad || !weights) return bad;
+    const conv_io bf16_io = {&src_in, &wei_out, &dst_in}, fp32_io = {&src_out, &wei_out, &dst_out};
+    bad = weights_make(p, init_weights, alg, &bf16_io, strides, pad);
+    if (!bad && (kind & BF16) && !on_tiles(p->bwd_weights))
+        bad = weights_make(p, init_weights, alg, &fp32_io, strides, pad);
     return bad;
 }
 
@@ -486,15 +512,17 @@ static void backward_or(conv_backward_fn *im2col, int kind, float *dx, float *dw
         im2col(dx, dw, db, dy, x, w, batch, s, cols);
 }
 
+/* A Conv2d of 32 channels each way, which the probes below ask oneDNN about */
+static const conv_shape probe = {.in_c = 32, .in_h = 8, .in_w = 8, .out_c = 32, .out_h = 8,
+                                 .out_w = 8, .k = 3, .stride = 1, .pad = 1, .workers = 1};
+
 /* The channel block oneDNN's convolutions take their activations in on this CPU (what a
  * Conv2d of 32 channels asks for: 16 with AVX-512, 8 with AVX2), 0 where it is no block of 8
  * or 16 channels */
 static int conv_block(int kind) {
-    const conv_shape s = {.in_c = 32, .in_h = 8, .in_w = 8, .out_c = 32, .out_h = 8, .out_w = 8,
-                          .k = 3, .stride = 1, .pad = 1, .workers = 1};
     plan p;
     int block = 0;
-    if (!plan_make(&p, &s, 16, kind, 0, 0)) {
+    if (!plan_make(&p, &probe, 16, kind, 0, 0)) {
         const dnnl_memory_desc_t *md = md_of(p.fwd, dnnl_query_src_md);
         const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
         if (md->format_kind == dnnl_blocked && b->inner_nblks == 1 && b->inner_idxs[0] == 1 &&
@@ -503,6 +531,16 @@ static int conv_block(int kind) {
     }
     plan_free(&p);
     return block;
+}
+
+/* Whether the bf16 primitives' weight gradients take bf16 inputs (on AMX tiles: on_tiles) */
+int op_conv_bf16_weight_grads(void) {
+    plan p;
+    const int bad = plan_make(&p, &probe, 16, BF16, 0, 1);
+    dnnl_data_type_t t = dnnl_f32;
+    if (!bad) t = md_of(p.bwd_weights, dnnl_query_src_md)->data_type;
+    plan_free(&p);
+    return !bad && t == dnnl_bf16;
 }
 
 /* The table's entries of a suffix: fp32 (_onednn) or bf16 (_bf16) primitives, each falling
