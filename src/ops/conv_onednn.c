@@ -31,6 +31,15 @@ static int in_parallel(void) {
 #endif
 }
 
+/* The threads oneDNN runs a primitive on here: one inside a parallel region */
+static int threads(void) {
+#ifdef _OPENMP
+    return in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 /* Whether a pass's input or output activations are in channel blocks */
 static int blocked(const conv_shape *s) { return s->in_blocked || s->out_blocked; }
 
@@ -104,9 +113,10 @@ static int weights_make(plan *p, weights_init *init, dnnl_alg_kind_t alg, const 
 }
 
 /* Whether oneDNN runs a primitive on AMX tiles. A bf16 weights' gradient without them is
- * slower than fp32's on the same inputs before rounding: the conv preset's 32 -> 64 Conv2d at
- * batch 128 on a Zen 4's 2 threads (AVX512_BF16's jit_bf16 kernel) 2.1 ms a step against 1.8,
- * and in that machine's slow state the bf16 preset's backward 19.7 ms against 12.2 */
+ * slower than fp32's on the same inputs before rounding on more than one thread: the conv
+ * preset's 32 -> 64 Conv2d at batch 128 on a Zen 4's 2 threads (AVX512_BF16's jit_bf16 kernel)
+ * 2.1 ms a step against 1.8, and in that machine's slow state the bf16 preset's backward
+ * 19.7 ms against 12.2; on one thread it is faster, 2.8 ms against 3.7 */
 static int on_tiles(const_dnnl_primitive_desc_t pd) {
     const char *impl = NULL;
     return !dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) && impl &&
@@ -115,7 +125,7 @@ static int on_tiles(const_dnnl_primitive_desc_t pd) {
 
 /* What a call computes: bit 0 a ConvTranspose2d (else a Conv2d), bit 1 its products' inputs in
  * bf16 (--precision bf16: the inputs of each primitive reordered to bf16, its outputs and sums
- * fp32; the weights' gradient's inputs only where it runs on AMX tiles, else fp32: on_tiles) */
+ * fp32; the weights' gradient's inputs only on AMX tiles or one thread, else fp32: on_tiles) */
 enum { TRANSPOSED = 1, BF16 = 2 };
 
 /* The primitives' descriptors for n samples of the layer: forward always (the backward ones'
@@ -166,7 +176,7 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
     if (bad || !weights) return bad;
     const conv_io bf16_io = {&src_in, &wei_out, &dst_in}, fp32_io = {&src_out, &wei_out, &dst_out};
     bad = weights_make(p, init_weights, alg, &bf16_io, strides, pad);
-    if (!bad && (kind & BF16) && !on_tiles(p->bwd_weights))
+    if (!bad && (kind & BF16) && !on_tiles(p->bwd_weights) && threads() > 1)
         bad = weights_make(p, init_weights, alg, &fp32_io, strides, pad);
     return bad;
 }
@@ -533,7 +543,8 @@ static int conv_block(int kind) {
     return block;
 }
 
-/* Whether the bf16 primitives' weight gradients take bf16 inputs (on AMX tiles: on_tiles) */
+/* Whether the bf16 primitives' weight gradients take bf16 inputs here (on AMX tiles or one
+ * thread) */
 int op_conv_bf16_weight_grads(void) {
     plan p;
     const int bad = plan_make(&p, &probe, 16, BF16, 0, 1);
