@@ -68,9 +68,7 @@ static const char *option_value(const char *name, int argc, char **argv, int *i,
 
 int cli_take_compute_options(int *argc, char **argv) {
     int kept = 0, missing = 0;
-    /* oneDNN where this build has it: the faster in the configurations measured (README, "Two
-     * CPU backends"); a fixed choice, so that reruns give the same bits */
-    if (vae_backend_available(VAE_BACKEND_ONEDNN)) compute.backend = VAE_BACKEND_ONEDNN;
+    compute.backend = vae_backend_default();
     for (int i = 0; i < *argc; i++) {
         if (strcmp(argv[i], "--") == 0) { /* the rest is the command's */
             while (i < *argc) argv[kept++] = argv[i++];

@@ -176,6 +176,10 @@ vae_status vae_backend_parse(const char *name, vae_backend *out, vae_error *err)
 const char *vae_backend_name(vae_backend backend);
 /* Non-zero when this build has the backend (OpenBLAS and AUTO always). */
 int vae_backend_available(vae_backend backend);
+/* The program's and the Python package's default: oneDNN where this build has it (the faster
+ * in the configurations measured: README, "Two CPU backends"), else OpenBLAS. A fixed choice,
+ * not AUTO's measurement, so that reruns give the same bits. */
+vae_backend vae_backend_default(void);
 
 /* ---------------------------------------------------------------- model configuration */
 

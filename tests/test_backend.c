@@ -60,6 +60,9 @@ static void test_names(void) {
     CHECK(strcmp(vae_backend_name(VAE_BACKEND_AUTO), "auto") == 0, "auto's name");
     CHECK(vae_backend_available(VAE_BACKEND_OPENBLAS) && vae_backend_available(VAE_BACKEND_AUTO),
           "openblas and auto always");
+    CHECK(vae_backend_default() ==
+              (vae_onednn_ops ? VAE_BACKEND_ONEDNN : VAE_BACKEND_OPENBLAS),
+          "the default: oneDNN where the build has it");
 }
 
 static void test_dense_layer_matches(void) {

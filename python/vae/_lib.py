@@ -228,6 +228,7 @@ _SIGNATURES = {
     "vae_model_set_device": (ctypes.c_int, [_P, ctypes.c_int, ctypes.c_int, _ERR]),
     "vae_backend_parse": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), _ERR]),
     "vae_backend_available": (ctypes.c_int, [ctypes.c_int]),
+    "vae_backend_default": (ctypes.c_int, []),
     "vae_model_set_backend": (ctypes.c_int, [_P, ctypes.c_int, ctypes.c_int,
                                              ctypes.POINTER(ctypes.c_int), _ERR]),
     "vae_model_backend": (ctypes.c_int, [_P]),

@@ -293,11 +293,10 @@ class VAE:
         return np.ascontiguousarray(y, dtype=np.uint8)
 
     def _use_backend(self, batch):
-        name = self.backend
-        if name is None:  # the program's default: oneDNN where the library has it
-            onednn = _parse(lib.vae_backend_parse, "onednn", "backend")
-            name = "onednn" if lib.vae_backend_available(onednn) else "openblas"
-        backend = _parse(lib.vae_backend_parse, name, "backend")
+        if self.backend is None:  # the program's default
+            backend = lib.vae_backend_default()
+        else:
+            backend = _parse(lib.vae_backend_parse, self.backend, "backend")
         _call(lib.vae_model_set_backend, self._model, backend, int(batch), None)
 
     def _use_threads(self):

@@ -29,6 +29,10 @@ int vae_backend_available(vae_backend backend) {
     return backend != VAE_BACKEND_ONEDNN || vae_onednn_ops != NULL;
 }
 
+vae_backend vae_backend_default(void) {
+    return vae_backend_available(VAE_BACKEND_ONEDNN) ? VAE_BACKEND_ONEDNN : VAE_BACKEND_OPENBLAS;
+}
+
 vae_backend vae_model_backend(const vae_model *m) {
     return vae_onednn_ops && (m->ops == vae_onednn_ops || m->ops == vae_onednn_bf16_ops)
                ? VAE_BACKEND_ONEDNN : VAE_BACKEND_OPENBLAS;
