@@ -190,30 +190,31 @@ static size_t floats_of(const dnnl_memory_desc_t *md) {
     return (dnnl_memory_desc_get_size(md) + 63) / 64 * 16;
 }
 
-/* The scratch a pass needs. Forward: its operands in the primitive's layouts. Backward: for
- * the weights' gradient, the output gradient, the input and the weights' gradient (the bias's
- * is summed from the plain output gradient); then for the data's gradient, the output gradient
- * (kept when both primitives take the same layout), the weights and the input's gradient in
- * the room the first part is done with. */
+/* Floats of the scratch a copy of plain data in layout `want` takes: none where the layouts
+ * agree (bring and result use the data itself) */
+static size_t copy_floats(const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *want) {
+    return dnnl_memory_desc_equal(plain, want) ? 0 : floats_of(want);
+}
+
+/* The scratch a pass needs. Forward: its operands' copies in the primitive's layouts.
+ * Backward: for the weights' gradient, the output gradient's and the input's copies and the
+ * weights' gradient (the bias's is summed from the plain output gradient); then for the data's
+ * gradient, the output gradient's copy (the same one when both primitives take the same
+ * layout, kept at the start), the weights' and the input gradient's in the room the first part
+ * is done with. */
 static size_t plan_floats(const plan *p) {
-    size_t f = floats_of(md_of(p->fwd, dnnl_query_src_md)) +
-               floats_of(md_of(p->fwd, dnnl_query_weights_md)) +
-               floats_of(md_of(p->fwd, dnnl_query_dst_md));
-    size_t bw = 0, bd = 0, dy = 0;
-    if (p->bwd_weights) {
-        dy = floats_of(md_of(p->bwd_weights, dnnl_query_diff_dst_md));
-        bw = dy + floats_of(md_of(p->bwd_weights, dnnl_query_src_md)) +
+    size_t f = copy_floats(&p->src, md_of(p->fwd, dnnl_query_src_md)) +
+               copy_floats(&p->wei, md_of(p->fwd, dnnl_query_weights_md)) +
+               copy_floats(&p->dst, md_of(p->fwd, dnnl_query_dst_md));
+    size_t bw = 0, bd = 0;
+    if (p->bwd_weights)
+        bw = copy_floats(&p->dst, md_of(p->bwd_weights, dnnl_query_diff_dst_md)) +
+             copy_floats(&p->src, md_of(p->bwd_weights, dnnl_query_src_md)) +
              floats_of(md_of(p->bwd_weights, dnnl_query_diff_weights_md));
-    }
-    if (p->bwd_data) {
-        const dnnl_memory_desc_t *d = md_of(p->bwd_data, dnnl_query_diff_dst_md);
-        bd = (p->bwd_weights && dnnl_memory_desc_equal(
-                                    d, md_of(p->bwd_weights, dnnl_query_diff_dst_md))
-                  ? dy
-                  : floats_of(d)) +
-             floats_of(md_of(p->bwd_data, dnnl_query_weights_md)) +
-             floats_of(md_of(p->bwd_data, dnnl_query_diff_src_md));
-    }
+    if (p->bwd_data)
+        bd = copy_floats(&p->dst, md_of(p->bwd_data, dnnl_query_diff_dst_md)) +
+             copy_floats(&p->wei, md_of(p->bwd_data, dnnl_query_weights_md)) +
+             copy_floats(&p->src, md_of(p->bwd_data, dnnl_query_diff_src_md));
     size_t most = f > bw ? f : bw;
     return most > bd ? most : bd;
 }
