@@ -222,16 +222,24 @@ static size_t plan_floats(const plan *p) {
 /* Memories a call made, destroyed together */
 typedef struct {
     const plan *p;
-    float *scratch; /* the next free room */
+    float *scratch, *end; /* the next free room; past the room plan_floats counted */
     dnnl_memory_t m[16];
     int n, bad;
 } pool;
+
+/* A pool on the scratch of one chunk's pass */
+static pool pool_on(const plan *p, float *scratch) {
+    return (pool){.p = p, .scratch = scratch, .end = scratch + plan_floats(p)};
+}
 
 /* A memory in layout md on data (NULL: the next room of the scratch) */
 static dnnl_memory_t memory(pool *k, const dnnl_memory_desc_t *md, const float *data) {
     dnnl_memory_t m = NULL;
     if (!data) data = k->scratch, k->scratch += floats_of(md);
-    if (k->bad || k->n == 16 || dnnl_memory_create(&m, md, k->p->engine, (void *)data)) {
+    /* never past the room the workspace was given (an internal error: the pass then fails
+     * as a refused primitive does, rather than writing over other buffers) */
+    if (k->bad || k->n == 16 || k->scratch > k->end ||
+        dnnl_memory_create(&m, md, k->p->engine, (void *)data)) {
         k->bad = 1;
         return NULL;
     }
@@ -356,7 +364,7 @@ static void bias_add(float *v, const float *b, const plan *p) {
 /* y = the layer's forward of one chunk; 0 when oneDNN ran it */
 static int forward_chunk(const plan *p, float *y, const float *x, const float *w,
                          const float *b, float *scratch) {
-    pool k = {.p = p, .scratch = scratch};
+    pool k = pool_on(p, scratch);
     dnnl_memory_t mx = bring(&k, &p->src, x, md_of(p->fwd, dnnl_query_src_md));
     dnnl_memory_t mw = bring(&k, &p->wei, w, md_of(p->fwd, dnnl_query_weights_md));
     dnnl_memory_t mb = p->bias_apart ? NULL : memory(&k, &p->bias, b), py;
@@ -376,7 +384,7 @@ static int forward_chunk(const plan *p, float *y, const float *x, const float *w
  * them */
 static int backward_chunk(const plan *p, float *dx, float *gw, float *gb, const float *dy,
                           const float *x, const float *w, float *scratch) {
-    pool k = {.p = p, .scratch = scratch};
+    pool k = pool_on(p, scratch);
     dnnl_memory_t mdy = NULL;
     if (gw) {
         const_dnnl_primitive_desc_t pd = p->bwd_weights;
