@@ -243,13 +243,21 @@ static void check_conv_blocked(const vae_ops *o, int transposed, int in, int out
     CHECK(close_all(dx2, dx1, nx), "%s dx, blocks in %d out %d, batch %d", what, in, out, B);
     CHECK(close_all(dw2, dw1, nw), "%s dw, blocks in %d out %d, batch %d", what, in, out, B);
     CHECK(close_all(db2, db1, nb), "%s db, blocks in %d out %d, batch %d", what, in, out, B);
-    /* the bias gradient on blocks: the same bits on 3 threads as on 1 */
+    /* the bias gradient on blocks: the same bits on 3 threads as on 1; and the scratch sized
+     * on 1 thread fits the passes on 3 (bf16's weights' gradient takes other inputs there):
+     * the data's gradient as on 1, the weights' finite (a pass out of room gives NaNs) */
     float *db3 = calloc(nb, 4);
     vae_set_num_threads(3);
     (transposed ? o->convt2d_backward : o->conv2d_backward)(t, dw2, db3, dyb, xb, w, B, &sb, cols);
     vae_set_num_threads(1);
     CHECK(!memcmp(db3, db2, 4 * nb), "%s db on 3 threads, blocks in %d out %d, batch %d", what,
           in, out, B);
+    if (in) reblock(dx2, t, B, s.in_c, ihw, k, 1);
+    else memcpy(dx2, t, 4 * nx);
+    int finite = 1;
+    for (size_t i = 0; i < nw; i++) finite &= isfinite(dw2[i]) != 0;
+    CHECK(close_all(dx2, dx1, nx) && finite, "%s on 3 threads in the scratch of 1, blocks in %d "
+          "out %d, batch %d", what, in, out, B);
     free(db3);
     free(x), free(xb), free(w), free(b), free(dy), free(dyb), free(y1), free(y2), free(dx1);
     free(dx2), free(t), free(dw1), free(dw2), free(db1), free(db2), free(cols);

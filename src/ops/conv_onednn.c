@@ -128,6 +128,11 @@ static int on_tiles(const_dnnl_primitive_desc_t pd) {
  * fp32; the weights' gradient's inputs only on AMX tiles or one thread, else fp32: on_tiles) */
 enum { TRANSPOSED = 1, BF16 = 2 };
 
+/* Which weights' gradient a plan makes: none, the one for the threads oneDNN runs on here, or
+ * the one for one thread or for more (a workspace's scratch fits both: its thread count may
+ * change between the passes) */
+enum { WEIGHTS_NONE, WEIGHTS_HERE, WEIGHTS_ONE_THREAD, WEIGHTS_MORE_THREADS };
+
 /* The primitives' descriptors for n samples of the layer: forward always (the backward ones'
  * hint), backward data and weights when asked. 0 when oneDNN made them all. */
 static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, int weights) {
@@ -176,7 +181,8 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
     if (bad || !weights) return bad;
     const conv_io bf16_io = {&src_in, &wei_out, &dst_in}, fp32_io = {&src_out, &wei_out, &dst_out};
     bad = weights_make(p, init_weights, alg, &bf16_io, strides, pad);
-    if (!bad && (kind & BF16) && !on_tiles(p->bwd_weights) && threads() > 1)
+    const int more = weights == WEIGHTS_HERE ? threads() > 1 : weights == WEIGHTS_MORE_THREADS;
+    if (!bad && (kind & BF16) && !on_tiles(p->bwd_weights) && more)
         bad = weights_make(p, init_weights, alg, &fp32_io, strides, pad);
     return bad;
 }
@@ -448,13 +454,15 @@ static const plan *plan_at(const plan pl[2], const conv_shape *s, int batch, int
 /* The scratch of a batch: the backward's plain weight and bias gradients, then a chunk's; or
  * the im2col passes' (the fallback's), when more */
 static size_t cols_size(const conv_shape *s, int batch, int kind) {
-    plan pl[2];
     size_t need = blocked(s) ? 0 : op_conv_cols_size(s, batch, kind & TRANSPOSED);
-    if (batch > 0 && !plans_make(pl, s, batch, kind, 1, 1)) {
-        const size_t prim = weight_floats(s) + (size_t)s->out_c + plan_floats(&pl[0]);
-        if (prim > need) need = prim;
+    for (int weights = WEIGHTS_ONE_THREAD; weights <= WEIGHTS_MORE_THREADS; weights++) {
+        plan pl[2];
+        if (!plans_make(pl, s, batch, kind, 1, weights)) { /* (none for batch < 1) */
+            const size_t prim = weight_floats(s) + (size_t)s->out_c + plan_floats(&pl[0]);
+            if (prim > need) need = prim;
+        }
+        plans_free(pl);
     }
-    plans_free(pl);
     return need;
 }
 
@@ -462,7 +470,7 @@ static size_t cols_size(const conv_shape *s, int batch, int kind) {
 static int forward(int kind, float *y, const float *x, const float *w, const float *b,
                    int batch, const conv_shape *s, float *cols) {
     plan pl[2];
-    int bad = plans_make(pl, s, batch, kind, 0, 0);
+    int bad = plans_make(pl, s, batch, kind, 0, WEIGHTS_NONE);
     const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
     const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
     for (int n0 = 0; !bad && n0 < batch; n0 += chunk_size(s))
@@ -475,7 +483,7 @@ static int forward(int kind, float *y, const float *x, const float *w, const flo
 static int backward(int kind, float *dx, float *dw, float *db, const float *dy,
                     const float *x, const float *w, int batch, const conv_shape *s, float *cols) {
     plan pl[2];
-    int bad = plans_make(pl, s, batch, kind, dx != NULL, dw != NULL);
+    int bad = plans_make(pl, s, batch, kind, dx != NULL, dw ? WEIGHTS_HERE : WEIGHTS_NONE);
     const size_t in = (size_t)s->in_c * s->in_h * s->in_w;
     const size_t out = (size_t)s->out_c * s->out_h * s->out_w;
     const size_t nw = weight_floats(s);
@@ -541,7 +549,7 @@ static const conv_shape probe = {.in_c = 32, .in_h = 8, .in_w = 8, .out_c = 32, 
 static int conv_block(int kind) {
     plan p;
     int block = 0;
-    if (!plan_make(&p, &probe, 16, kind, 0, 0)) {
+    if (!plan_make(&p, &probe, 16, kind, 0, WEIGHTS_NONE)) {
         const dnnl_memory_desc_t *md = md_of(p.fwd, dnnl_query_src_md);
         const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
         if (md->format_kind == dnnl_blocked && b->inner_nblks == 1 && b->inner_idxs[0] == 1 &&
@@ -556,7 +564,7 @@ static int conv_block(int kind) {
  * thread) */
 int op_conv_bf16_weight_grads(void) {
     plan p;
-    const int bad = plan_make(&p, &probe, 16, BF16, 0, 1);
+    const int bad = plan_make(&p, &probe, 16, BF16, 0, WEIGHTS_HERE);
     dnnl_data_type_t t = dnnl_f32;
     if (!bad) t = md_of(p.bwd_weights, dnnl_query_src_md)->data_type;
     plan_free(&p);
