@@ -15,7 +15,10 @@
 #                                                       of python3, /usr/bin/python3 that has it),
 #                                                       DATA: Fashion-MNIST's folder, ROWS:
 #                                                       only these rows, e.g. "pytorch:1024:16
-#                                                       conv:128:4" (preset:batch:threads)
+#                                                       conv:128:4" (preset:batch:threads),
+#                                                       REPEAT: runs of each row (1; more on
+#                                                       a noisy machine: the rows, then each
+#                                                       row's median best / best)
 set -eu
 build=${1:-build} epochs=${2:-2} data=${DATA:-/usr/share/datasets/fashion-mnist}
 python=$(sh "$(dirname "$0")/torch_python.sh")
@@ -92,7 +95,7 @@ row() { # PRESET BATCH THREADS
     g=$(torch_rate "$1" "$2" "$3" --bf16)
     e=$(auto_choice "$1" "$2" "$3") peak=$(sort -n "$tmp/peaks" | tail -1)
     awk -v p="$1" -v bt="$2" -v t="$3" -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v e="${e:-n/a}" \
-        -v f="$f" -v g="$g" -v peak="$peak" -v data="$data_mib" 'BEGIN {
+        -v f="$f" -v g="$g" -v peak="$peak" -v data="$data_mib" -v ratios="$tmp/ratios" 'BEGIN {
         best = a > b ? a : b
         best = d > best ? d : best
         bf = f > 0 ? sprintf("%.0f", f) : "n/a"
@@ -102,8 +105,23 @@ row() { # PRESET BATCH THREADS
         ours = f > best ? f : best
         theirs = g > c ? g : c
         rbest = theirs > 0 ? sprintf("%.2fx", ours / theirs) : "n/a"
+        if (theirs > 0) printf "%.4f\n", ours / theirs >>ratios
         printf "| %s | %d | %d | %.0f | %.0f | %.0f | %s | %.0f | %s | %s | %s | %s | %s | %.0f / %.0f |\n",
             p, bt, t, a, b, d, bf, c, tb, rf, rb, rbest, e, peak / 1024, data + 64 + 4 * t }'
+}
+repeat=${REPEAT:-1}
+rows() { # PRESET BATCH THREADS: the row REPEAT times; with more, its median best / best apart
+    rm -f "$tmp/ratios"
+    i=0
+    while [ "$i" -lt "$repeat" ]; do
+        row "$@"
+        i=$((i + 1))
+    done
+    [ "$repeat" -gt 1 ] && [ -f "$tmp/ratios" ] || return 0
+    sort -n "$tmp/ratios" | awk -v p="$1" -v b="$2" -v t="$3" '{ r[NR] = $1 } END {
+        m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+        printf "%s, batch %d, %d threads: best / best over %d runs: median %.2fx, %.2f-%.2fx\n",
+            p, b, t, NR, m, r[1], r[NR] }' >>"$tmp/medians"
 }
 echo "| model | batch | threads | vae OpenBLAS | vae oneDNN | vae batch threads (faster backend) | vae bf16 (oneDNN, faster split) | PyTorch | PyTorch bf16 (autocast) | vae / PyTorch, fp32 | vae / PyTorch, bf16 | best / best | auto splits | peak / budget MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -112,15 +130,16 @@ if [ -n "${ROWS:-}" ]; then # PRESET:BATCH:THREADS ... (a short lease: the rows 
         IFS=: read -r p b t <<EOF_ROW
 $r
 EOF_ROW
-        row "$p" "$b" "$t"
+        rows "$p" "$b" "$t"
     done
-    exit 0
+else
+    t=1
+    while [ "$t" -le "$cores" ]; do
+        rows pytorch 128 "$t"
+        t=$((t * 2))
+    done
+    [ $((t / 2)) -eq "$cores" ] || rows pytorch 128 "$cores"
+    rows pytorch 1024 "$cores"
+    rows conv 128 "$cores"
 fi
-t=1
-while [ "$t" -le "$cores" ]; do
-    row pytorch 128 "$t"
-    t=$((t * 2))
-done
-[ $((t / 2)) -eq "$cores" ] || row pytorch 128 "$cores"
-row pytorch 1024 "$cores"
-row conv 128 "$cores"
+[ ! -f "$tmp/medians" ] || { echo; cat "$tmp/medians"; }
