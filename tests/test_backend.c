@@ -713,14 +713,15 @@ static void check_conv_bf16(int transposed) {
 static void test_bf16_conv(void) {
     char why[256];
     if (bf16_skips("test_bf16_conv", why, sizeof why)) return;
-    /* the weights' gradients in bf16 on one thread, on more only on AMX tiles, as the
-     * products' kernel says */
+    /* the weights' gradients in bf16 on one thread, on more only where the CPU has AMX tiles
+     * (the products' kernel says; whether oneDNN has a tile kernel for a weights' gradient is
+     * its own) */
     const int keep = vae_get_num_threads();
     vae_set_num_threads(1);
     CHECK(op_conv_bf16_weight_grads(), "bf16 conv weight gradients in bf16 on one thread");
     vae_set_num_threads(2);
-    CHECK(op_conv_bf16_weight_grads() == (strstr(why, "amx") != NULL),
-          "bf16 conv weight gradients %d on %s", op_conv_bf16_weight_grads(), why);
+    CHECK(!op_conv_bf16_weight_grads() || strstr(why, "amx"),
+          "bf16 conv weight gradients in bf16 on 2 threads without AMX (%s)", why);
     check_conv_bf16(0);
     check_conv_bf16(1);
     vae_set_num_threads(keep);
