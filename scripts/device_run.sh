@@ -5,8 +5,9 @@
 # (bench/cores.sh, against the machine's PyTorch). Everything goes to $OUT (or device-out);
 # PARTS (default "cuda cores") picks which run (kernels: bench/kernels.sh, what bounds the
 # cores table; gputest: the GPU tests alone, cudabench: the CUDA bench alone, for a short
-# lease; conv: the conv preset on all cores and on 4, its layers (conv_ops) and a step's
-# phases in fp32 and bf16, then its rows of the cores table; phases: a step's phases at 4, 8
+# lease; conv: the conv preset on all cores and on 4, its layers (conv_ops), a step's phases
+# in fp32 and bf16 and oneDNN's time in each by primitive (bench/dnnl_profile.sh), then its
+# rows of the cores table; phases: a step's phases at 4, 8
 # and all threads, each split: products, batch threads, batch threads on prepacked weights,
 # about a minute), EPOCHS the cores table's epochs (1), CUDA_EPOCHS the CUDA bench's (10).
 # Carry BUILD/gemm_limit and BUILD/step_phases for kernels, BUILD/conv_ops and
@@ -33,6 +34,10 @@ for part in ${PARTS:-cuda cores}; do
         { "$build/conv_ops" --threads "$n"
           for p in "" --bf16; do
               "$build/step_phases" --preset conv --threads "$n" --backend onednn $p
+          done
+          for p in "" --bf16; do # where oneDNN's time goes, primitive by primitive
+              sh bench/dnnl_profile.sh "$build/step_phases" --preset conv --threads "$n" \
+                  --backend onednn --seconds 2 $p
           done
           ROWS="conv:128:$n conv:128:4" DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}"
         } >"$out/conv.txt" 2>&1 ;;
