@@ -34,7 +34,10 @@ echo "topology: $(sed -n 's/^cpu cores[^:]*: //p' /proc/cpuinfo | head -1) cores
     "$(sed -n 's/^siblings[^:]*: //p' /proc/cpuinfo | head -1) hardware threads per socket," \
     "$(sort -u /sys/devices/system/cpu/cpu*/topology/physical_package_id 2>/dev/null | wc -l) socket(s);" \
     "cpu0 shares its core with CPUs $(cat /sys/devices/system/cpu/cpu0/topology/thread_siblings_list 2>/dev/null)"
-echo "vae: $("$build/vae" --version | tr '\n' ';')"
+# a program that does not start (a library missing) would otherwise fill the table with zeros
+version=$("$build/vae" --version 2>&1) ||
+    { echo "cores.sh: $build/vae does not run: $version" >&2; exit 1; }
+echo "vae: $(echo "$version" | tr '\n' ';')"
 echo "PyTorch: $("$python" -c 'import torch; print(torch.__version__, torch.backends.mkldnn.is_available())')"
 
 # the data's floats in MiB: Fashion-MNIST's 60,000 training and 10,000 test images of 784

@@ -106,24 +106,18 @@ typedef struct {
 static int weights_make(plan *p, weights_init *init, dnnl_alg_kind_t alg, const conv_io *io,
                         const dnnl_dims_t strides, const dnnl_dims_t pad) {
     dnnl_convolution_desc_t w;
-    if (p->bwd_weights) dnnl_primitive_desc_destroy(p->bwd_weights);
-    p->bwd_weights = NULL;
     return init(&w, alg, io->src, io->diff_wei, NULL, io->diff_dst, strides, pad, pad) ||
            dnnl_primitive_desc_create(&p->bwd_weights, &w, NULL, p->engine, p->fwd);
 }
 
-/* Whether oneDNN runs a primitive on AMX tiles. A bf16 weights' gradient without them is
- * slower than fp32's on the same inputs before rounding on more than one thread: the conv
- * preset's 32 -> 64 Conv2d at batch 128 on a Zen 4's 2 threads (AVX512_BF16's jit_bf16 kernel)
- * 2.1 ms a step against 1.8, and in that machine's slow state the bf16 preset's backward
- * 19.7 ms against 12.2; on one thread it is faster, 2.8 ms against 3.7 */
-static int on_tiles(const_dnnl_primitive_desc_t pd) {
-    const char *impl = NULL;
-    return !dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) && impl &&
-           strstr(impl, "amx");
-}
-
-/* Whether oneDNN may run primitives on AMX tiles on this CPU at all */
+/* Whether oneDNN may run primitives on AMX tiles on this CPU. A bf16 weights' gradient is
+ * slower than fp32's on the same inputs before rounding on AMX tiles, and without them on more
+ * than one thread: the conv preset's 32 -> 64 Conv2d and 64 -> 32 ConvTranspose2d at batch 128
+ * on a Sapphire Rapids' 16 threads (oneDNN 2.6's avx512_core_amx_bf16 kernels) 0.81-0.83 ms
+ * against fp32's 0.49-0.51 (doc/measured/16-cores-3/conv.txt); on a Zen 4's 2 threads
+ * (AVX512_BF16's jit_bf16 kernel) 2.1 ms a step against 1.8, and in that machine's slow state
+ * the bf16 preset's backward 19.7 ms against 12.2. On one thread without tiles it is faster,
+ * 2.8 ms against 3.7 (Zen 4). */
 static int tiles_here(void) {
     const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
@@ -131,7 +125,7 @@ static int tiles_here(void) {
 
 /* What a call computes: bit 0 a ConvTranspose2d (else a Conv2d), bit 1 its products' inputs in
  * bf16 (--precision bf16: the inputs of each primitive reordered to bf16, its outputs and sums
- * fp32; the weights' gradient's inputs only on AMX tiles or one thread, else fp32: on_tiles) */
+ * fp32; the weights' gradient's inputs only on one thread without AMX, else fp32: tiles_here) */
 enum { TRANSPOSED = 1, BF16 = 2 };
 
 /* Which weights' gradient a plan makes: none, the one for the threads oneDNN runs on here, or
@@ -185,16 +179,11 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
               (data && (init_data(&d, alg, &src_out, &wei_in, &dst_in, strides, pad, pad) ||
                         dnnl_primitive_desc_create(&p->bwd_data, &d, NULL, p->engine, p->fwd)));
     if (bad || !weights) return bad;
-    /* inputs in the kind's type (in_io), but for bf16 on more threads fp32's, unless the bf16
-     * primitive runs on AMX tiles; asked of it only where the CPU has tiles: elsewhere making
-     * it first had been half of a conv preset step's plan making (0.13-0.17 ms on 2 threads) */
+    /* inputs in the kind's type (in_io), but for bf16 fp32's on more threads or AMX tiles */
     const conv_io in_io = {&src_in, &wei_out, &dst_in}, fp32_io = {&src_out, &wei_out, &dst_out};
     const int more = weights == WEIGHTS_HERE ? threads() > 1 : weights == WEIGHTS_MORE_THREADS;
-    const int fp32_unless_tiles = (kind & BF16) && more, ask = fp32_unless_tiles && tiles_here();
-    bad = weights_make(p, init_weights, alg, fp32_unless_tiles && !ask ? &fp32_io : &in_io,
-                       strides, pad);
-    if (!bad && ask && !on_tiles(p->bwd_weights))
-        bad = weights_make(p, init_weights, alg, &fp32_io, strides, pad);
+    const int fp32 = (kind & BF16) && (more || tiles_here());
+    bad = weights_make(p, init_weights, alg, fp32 ? &fp32_io : &in_io, strides, pad);
     return bad;
 }
 
@@ -571,8 +560,8 @@ static int conv_block(int kind) {
     return block;
 }
 
-/* Whether the bf16 primitives' weight gradients take bf16 inputs here (on AMX tiles or one
- * thread) */
+/* Whether the bf16 primitives' weight gradients take bf16 inputs here (on one thread without
+ * AMX tiles) */
 int op_conv_bf16_weight_grads(void) {
     plan p;
     const int bad = plan_make(&p, &probe, 16, BF16, 0, WEIGHTS_HERE);
