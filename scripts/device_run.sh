@@ -8,8 +8,9 @@
 # lease; conv: the conv preset on all cores and on 4, its layers (conv_ops), a step's phases
 # in fp32 and bf16 and oneDNN's time in each by primitive (bench/dnnl_profile.sh), then its
 # rows of the cores table; phases: a step's phases at 4, 8
-# and all threads, each split: products, batch threads, batch threads on prepacked weights,
-# about a minute), EPOCHS the cores table's epochs (1), CUDA_EPOCHS the CUDA bench's (10).
+# and all threads (PHASE_THREADS: others), each split: products, batch threads, batch threads
+# on prepacked weights, about a minute), EPOCHS the cores table's epochs (1), CUDA_EPOCHS the
+# CUDA bench's (10).
 # Carry BUILD/gemm_limit and BUILD/step_phases for kernels, BUILD/conv_ops and
 # BUILD/step_phases for conv, BUILD/step_phases for phases.
 set -u
@@ -42,7 +43,7 @@ for part in ${PARTS:-cuda cores}; do
           ROWS="conv:128:$n conv:128:4" DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}"
         } >"$out/conv.txt" 2>&1 ;;
     phases) n=$(nproc)
-        for t in $(printf '%s\n' 4 8 "$n" | sort -nu); do
+        for t in $(printf '%s\n' ${PHASE_THREADS:-4 8 $n} | sort -nu); do
             for preset in pytorch conv; do
                 for split in "" --batch-threads --prepacked; do
                     "$build/step_phases" --preset "$preset" --threads "$t" --backend onednn \
