@@ -28,7 +28,7 @@ typedef struct {
 
 /* The conv preset: Conv2d 1->32 and 32->64 (k4 s2 p1), mirrored by ConvTranspose2d; the
  * 32-channel activations between two convolutions in channel blocks, as a training workspace
- * keeps them with oneDNN */
+ * keeps them with oneDNN (1 here marks them; main sets the table's block, 16 or 8) */
 static layer layers[] = {
     {"conv 1->32 28->14", {1, 28, 28, 32, 14, 14, 4, 2, 1, 0, 0, 1}, 0, 0},
     {"conv 32->64 14->7", {32, 14, 14, 64, 7, 7, 4, 2, 1, 0, 1, 0}, 0, 1},
@@ -102,7 +102,9 @@ int main(int argc, char **argv) {
     vae_set_num_threads(threads);
     double total_op = 0, total_gemm = 0;
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
-        layers[i].s.workers = vae_get_num_threads(); /* as a training workspace splits them */
+        conv_shape *s = &layers[i].s;
+        s->workers = vae_get_num_threads(); /* as a training workspace splits them */
+        s->in_blocked *= op_conv_block_onednn(), s->out_blocked *= op_conv_block_onednn();
         double op[2], gemm[2];
         time_layer(&layers[i], batch, seconds / 4, op, gemm);
         printf("threads %d batch %d %-20s forward %.3f ms (products %.3f) backward %.3f ms "
