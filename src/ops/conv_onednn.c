@@ -310,7 +310,7 @@ static void run(pool *k, const_dnnl_primitive_desc_t pd, int n, const dnnl_exec_
 }
 
 /* The sum of hw vectors of B values (p, B apart) into sum, two partial sums per lane */
-static void block_sums(float *sum, const float *p, size_t hw, int B) {
+static inline void block_sums_of(float *sum, const float *p, size_t hw, int B) {
     float a[16] = {0}, b[16] = {0};
     size_t j = 0;
     for (; j + 1 < hw; j += 2)
@@ -318,6 +318,26 @@ static void block_sums(float *sum, const float *p, size_t hw, int B) {
     for (; j < hw; j++)
         for (int l = 0; l < B; l++) a[l] += p[j * B + l];
     for (int l = 0; l < B; l++) sum[l] = a[l] + b[l];
+}
+
+/* The same with the block a constant where it is one of oneDNN's: the lanes then vectorize
+ * (with B a variable they ran one float at a time); each lane adds in the same order */
+static void block_sums(float *sum, const float *p, size_t hw, int B) {
+    if (B == 16) block_sums_of(sum, p, hw, 16);
+    else if (B == 8) block_sums_of(sum, p, hw, 8);
+    else block_sums_of(sum, p, hw, B);
+}
+
+/* q[j * B + l] += add[l] for hw vectors of B values */
+static inline void block_add_of(float *q, const float *add, size_t hw, int B) {
+    for (size_t j = 0; j < hw; j++)
+        for (int l = 0; l < B; l++) q[j * B + l] += add[l];
+}
+
+static void block_add(float *q, const float *add, size_t hw, int B) {
+    if (B == 16) block_add_of(q, add, hw, 16);
+    else if (B == 8) block_add_of(q, add, hw, 8);
+    else block_add_of(q, add, hw, B);
 }
 
 /* db[c] += the sum of channel c over n samples of v (hw values a channel), in the plan's
@@ -359,12 +379,8 @@ static void bias_add(float *v, const float *b, const plan *p) {
     }
     const int blocks = c / B;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= OP_PARALLEL_MIN)
-    for (int nb = 0; nb < n * blocks; nb++) {
-        float *q = v + (size_t)nb * hw * B;
-        const float *add = b + (size_t)(nb % blocks) * B;
-        for (size_t j = 0; j < hw; j++)
-            for (int l = 0; l < B; l++) q[j * B + l] += add[l];
-    }
+    for (int nb = 0; nb < n * blocks; nb++)
+        block_add(v + (size_t)nb * hw * B, b + (size_t)(nb % blocks) * B, hw, B);
 }
 
 /* y = the layer's forward of one chunk; 0 when oneDNN ran it */
