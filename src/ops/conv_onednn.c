@@ -329,7 +329,8 @@ static void block_sums(float *sum, const float *p, size_t hw, int B) {
 }
 
 /* q[j * B + l] += add[l] for hw vectors of B values */
-static inline void block_add_of(float *q, const float *add, size_t hw, int B) {
+static inline void block_add_of(float *restrict q, const float *restrict add, size_t hw,
+                                int B) {
     for (size_t j = 0; j < hw; j++)
         for (int l = 0; l < B; l++) q[j * B + l] += add[l];
 }
