@@ -67,7 +67,7 @@ static const char *option_value(const char *name, int argc, char **argv, int *i,
 }
 
 int cli_take_compute_options(int *argc, char **argv) {
-    int kept = 0, missing = 0;
+    int kept = 0, missing = 0, openblas_named = 0;
     compute.backend = vae_backend_default();
     for (int i = 0; i < *argc; i++) {
         if (strcmp(argv[i], "--") == 0) { /* the rest is the command's */
@@ -102,11 +102,18 @@ int cli_take_compute_options(int *argc, char **argv) {
             fprintf(stderr, "vae: --backend: %s\n", err.message);
             return 0;
         }
+        if (backend) openblas_named = compute.backend == VAE_BACKEND_OPENBLAS;
         if (threads && !cli_parse_int("threads", threads, 1, 1024, &compute.threads)) return 0;
         const int taken = device || precision || backend || threads;
         const int quiet = !taken && (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet"));
         compute.quiet |= quiet;
         if (!taken && !quiet) argv[kept++] = argv[i];
+    }
+    /* bf16's products are oneDNN's: a run asked for OpenBLAS would otherwise run on oneDNN */
+    if (compute.cpu_bf16 && openblas_named) {
+        fprintf(stderr, "vae: --precision bf16 runs its products on oneDNN; --backend openblas "
+                        "has none (use --backend onednn or auto, or leave it out)\n");
+        return 0;
     }
     *argc = kept;
     argv[kept] = NULL;

@@ -110,6 +110,9 @@ else
 fi
 expect bf16_is_the_cpus 64 "bf16 products are the CPU's" -- "$vae" train \
     --train "$tmp/small-images-idx3-ubyte" --no-test --precision bf16 --device cuda --out "$tmp/bf"
+expect bf16_not_on_openblas 64 "\-\-precision bf16 runs its products on oneDNN; \-\-backend openblas has none" \
+    -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --backend openblas \
+    --precision bf16 --out "$tmp/bf"
 expect bad_batch_threads 64 "\-\-batch-threads fast: expected on, prepacked, off or auto" -- \
     "$vae" train --batch-threads fast
 # the GPU, where this build has CUDA and a GPU is there: trained there with the same model and

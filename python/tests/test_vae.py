@@ -77,6 +77,9 @@ def test_bf16_precision(fmnist):
     f = vae.VAE(**kw).fit(X[:1000])
     eb, ef = b.elbo(X[1000:1500])["elbo"].mean(), f.elbo(X[1000:1500])["elbo"].mean()
     assert abs(eb - ef) <= 0.005 * abs(ef) and eb != ef
+    kw["backend"] = "openblas"  # asked for, it is refused rather than replaced by oneDNN
+    with pytest.raises(ValueError, match="bf16.*oneDNN.*openblas"):
+        vae.VAE(precision="bf16", **kw).fit(X[:100])
 
 
 def test_progress_bar_on_stderr_and_quiet(fmnist, capsys):

@@ -385,6 +385,9 @@ class VAE:
         opt.iwae_k = int(self.iwae)
         opt.device = _parse(lib.vae_device_parse, self.device, "device")
         opt.precision = _parse(lib.vae_precision_parse, self.precision, "precision")
+        if self.precision == "bf16" and self.backend == "openblas":  # else oneDNN's, unasked
+            raise ValueError("precision=\"bf16\" runs its products on oneDNN; "
+                             "backend=\"openblas\" has none (use \"onednn\", \"auto\" or None)")
         if self.batch_threads not in (False, True, 0, 1, "prepacked", "auto"):
             raise ValueError("batch_threads: expected False, True, \"prepacked\" or \"auto\","
                              " got %r" % (self.batch_threads,))
