@@ -661,6 +661,12 @@ static vae_status make_model(train_run *r) {
         st->iwae_k = a->train_opt.iwae_k;
     }
     st->epochs = a->train_opt.epochs;
+    /* the library would quietly split the products instead (a flag that would do nothing) */
+    CLI_FAIL_IF(a->train_opt.batch_threads && a->train_opt.free_bits > 0.0f, &r->err,
+                VAE_ERR_INVALID_ARGUMENT,
+                "--batch-threads %s: free bits floor each latent unit's KL over the whole "
+                "batch, which a thread's slice does not see (leave it off or auto)",
+                a->batch_threads);
     return VAE_OK;
 }
 

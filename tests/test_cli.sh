@@ -113,6 +113,9 @@ expect bf16_is_the_cpus 64 "bf16 products are the CPU's" -- "$vae" train \
 expect bf16_not_on_openblas 64 "\-\-precision bf16 runs its products on oneDNN; \-\-backend openblas has none" \
     -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --backend openblas \
     --precision bf16 --out "$tmp/bf"
+expect batch_threads_free_bits 64 "\-\-batch-threads on: free bits floor each latent unit's KL" \
+    -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --batch-threads on \
+    --free-bits 0.5 --out "$tmp/bt"
 expect bad_batch_threads 64 "\-\-batch-threads fast: expected on, prepacked, off or auto" -- \
     "$vae" train --batch-threads fast
 # the GPU, where this build has CUDA and a GPU is there: trained there with the same model and

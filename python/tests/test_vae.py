@@ -61,6 +61,8 @@ def test_batch_threads_auto_says_its_choice(fmnist):
     assert c.batch_threads_ == "prepacked"
     with pytest.raises(ValueError, match="batch_threads"):
         vae.VAE(batch_threads="fast", **kw).fit(X[:100])
+    with pytest.raises(ValueError, match="batch_threads=True: free bits"):
+        vae.VAE(batch_threads=True, free_bits=0.5, **kw).fit(X[:100])
 
 
 def test_bf16_precision(fmnist):

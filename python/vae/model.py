@@ -393,6 +393,10 @@ class VAE:
                              " got %r" % (self.batch_threads,))
         opt.batch_threads = (2 if self.batch_threads == "prepacked" else
                              int(self.batch_threads is True or self.batch_threads == 1))
+        if opt.batch_threads and opt.free_bits > 0:  # else the products' split, unasked
+            raise ValueError("batch_threads=%r: free bits floor each latent unit's KL over the "
+                             "whole batch, which a thread's slice does not see (False or "
+                             "\"auto\")" % (self.batch_threads,))
         return opt
 
     def _train(self, train, test, epochs, batch_size, callback):
