@@ -757,6 +757,8 @@ static void announce(train_run *r) {
         vae_device_available(VAE_DEVICE_CUDA, info, sizeof info))
         fprintf(stderr, "vae: device %s; GPU: %s (%s)\n", vae_device_name(a->train_opt.device),
                 info, vae_precision_name(a->train_opt.precision));
+    else if (a->train_opt.precision == VAE_PRECISION_TF32) /* --device auto, no GPU here */
+        fputs("vae: no GPU here: the CPU computes fp32 (tf32 is a GPU's)\n", stderr);
     if (a->resume)
         fprintf(stderr, "vae: resuming %s at epoch %d, step %llu\n", a->resume,
                 view->state.position.epoch, (unsigned long long)view->state.position.step_in_epoch);

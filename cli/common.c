@@ -109,6 +109,11 @@ int cli_take_compute_options(int *argc, char **argv) {
         compute.quiet |= quiet;
         if (!taken && !quiet) argv[kept++] = argv[i];
     }
+    /* tf32 is a GPU's: on the CPU it would quietly compute fp32 */
+    if (compute.device == VAE_DEVICE_CPU && compute.precision == VAE_PRECISION_TF32) {
+        fprintf(stderr, "vae: --precision tf32 is a GPU's; --device cpu computes fp32 or bf16\n");
+        return 0;
+    }
     /* bf16's products are oneDNN's: a run asked for OpenBLAS would otherwise run on oneDNN */
     if (compute.cpu_bf16 && openblas_named) {
         fprintf(stderr, "vae: --precision bf16 runs its products on oneDNN; --backend openblas "

@@ -71,6 +71,10 @@ def test_bf16_precision(fmnist):
     X, _ = fmnist
     kw = dict(encoder=(64,), decoder=(64,), latent=4, epochs=2, verbose=0, threads=1,
               backend="onednn")
+    with pytest.raises(ValueError, match="tf32.*GPU"):  # (refused on any CPU)
+        vae.VAE(precision="tf32", device="cpu", **dict(kw, backend=None)).fit(X[:100])
+    with pytest.raises(ValueError, match="bf16.*oneDNN.*openblas"):  # not replaced by oneDNN
+        vae.VAE(precision="bf16", **dict(kw, backend="openblas")).fit(X[:100])
     try:
         b = vae.VAE(precision="bf16", **kw).fit(X[:1000])
     except vae.VAEError as e:
@@ -79,9 +83,6 @@ def test_bf16_precision(fmnist):
     f = vae.VAE(**kw).fit(X[:1000])
     eb, ef = b.elbo(X[1000:1500])["elbo"].mean(), f.elbo(X[1000:1500])["elbo"].mean()
     assert abs(eb - ef) <= 0.005 * abs(ef) and eb != ef
-    kw["backend"] = "openblas"  # asked for, it is refused rather than replaced by oneDNN
-    with pytest.raises(ValueError, match="bf16.*oneDNN.*openblas"):
-        vae.VAE(precision="bf16", **kw).fit(X[:100])
 
 
 def test_progress_bar_on_stderr_and_quiet(fmnist, capsys):

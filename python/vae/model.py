@@ -385,6 +385,9 @@ class VAE:
         opt.iwae_k = int(self.iwae)
         opt.device = _parse(lib.vae_device_parse, self.device, "device")
         opt.precision = _parse(lib.vae_precision_parse, self.precision, "precision")
+        if self.precision == "tf32" and self.device == "cpu":  # else fp32's, unsaid
+            raise ValueError("precision=\"tf32\" is a GPU's; device=\"cpu\" computes "
+                             "\"fp32\" or \"bf16\"")
         if self.precision == "bf16" and self.backend == "openblas":  # else oneDNN's, unasked
             raise ValueError("precision=\"bf16\" runs its products on oneDNN; "
                              "backend=\"openblas\" has none (use \"onednn\", \"auto\" or None)")
