@@ -667,6 +667,10 @@ static vae_status make_model(train_run *r) {
                 "--batch-threads %s: free bits floor each latent unit's KL over the whole "
                 "batch, which a thread's slice does not see (leave it off or auto)",
                 a->batch_threads);
+    CLI_FAIL_IF(a->train_opt.batch_threads && a->train_opt.device == VAE_DEVICE_CUDA, &r->err,
+                VAE_ERR_INVALID_ARGUMENT,
+                "--batch-threads %s: the threads split the CPU's work; --device cuda runs each "
+                "batch whole on the GPU", a->batch_threads);
     return VAE_OK;
 }
 

@@ -116,6 +116,9 @@ expect bf16_not_on_openblas 64 "\-\-precision bf16 runs its products on oneDNN; 
 expect batch_threads_free_bits 64 "\-\-batch-threads on: free bits floor each latent unit's KL" \
     -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --batch-threads on \
     --free-bits 0.5 --out "$tmp/bt"
+expect batch_threads_not_on_gpu 64 "\-\-batch-threads prepacked: the threads split the CPU's work" \
+    -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --batch-threads prepacked \
+    --device cuda --out "$tmp/bt"
 expect tf32_not_on_cpu 64 "\-\-precision tf32 is a GPU's; \-\-device cpu computes fp32 or bf16" \
     -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --device cpu \
     --precision tf32 --out "$tmp/tf"

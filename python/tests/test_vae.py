@@ -63,6 +63,8 @@ def test_batch_threads_auto_says_its_choice(fmnist):
         vae.VAE(batch_threads="fast", **kw).fit(X[:100])
     with pytest.raises(ValueError, match="batch_threads=True: free bits"):
         vae.VAE(batch_threads=True, free_bits=0.5, **kw).fit(X[:100])
+    with pytest.raises(ValueError, match="batch_threads=True: the threads split the CPU's"):
+        vae.VAE(batch_threads=True, device="cuda", **kw).fit(X[:100])
 
 
 def test_bf16_precision(fmnist):

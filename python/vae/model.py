@@ -396,6 +396,9 @@ class VAE:
                              " got %r" % (self.batch_threads,))
         opt.batch_threads = (2 if self.batch_threads == "prepacked" else
                              int(self.batch_threads is True or self.batch_threads == 1))
+        if opt.batch_threads and self.device == "cuda":  # else the GPU's whole batch, unsaid
+            raise ValueError("batch_threads=%r: the threads split the CPU's work; device="
+                             "\"cuda\" runs each batch whole on the GPU" % (self.batch_threads,))
         if opt.batch_threads and opt.free_bits > 0:  # else the products' split, unasked
             raise ValueError("batch_threads=%r: free bits floor each latent unit's KL over the "
                              "whole batch, which a thread's slice does not see (False or "
