@@ -205,7 +205,7 @@ typedef struct {
     int n_classes; /* of the training labels, for --conditional */
     int standardize, conditional, missing;
     int exclude_label, exclude_set; /* --exclude-label L */
-    int sigma_set;
+    int sigma_set, floor_set;
     int latent, no_test, quiet, force;
     int preset_set, batch_set, seed_set, lr_set, epochs_set; /* given on the command line */
     int objective_set;
@@ -253,7 +253,7 @@ static int parse_args(int argc, char **argv, train_args *a, int *code) {
         CLI_STR("likelihood", 0, &a->likelihood, NULL),
         CLI_STR("variance", 0, &a->variance, NULL),
         CLI_FLOAT("sigma", 0, &a->sigma, 1e-6, 1e5, &a->sigma_set),
-        CLI_FLOAT("variance-floor", 0, &a->variance_floor, 1e-12, 1e5, NULL),
+        CLI_FLOAT("variance-floor", 0, &a->variance_floor, 1e-12, 1e5, &a->floor_set),
         CLI_LABEL_COLUMN(&a->label_column),
         CLI_FLAG("standardize", 0, &a->standardize),
         CLI_FLAG("conditional", 0, &a->conditional),
@@ -317,6 +317,14 @@ static vae_status build_config(const train_args *a, const vae_dataset *data, vae
         return VAE_ERR_INVALID_ARGUMENT;
     }
     if (a->variance && (s = vae_variance_parse(a->variance, &cfg->variance, err))) return s;
+    /* flags that would do nothing for this variance are said */
+    CLI_FAIL_IF(a->sigma_set && cfg->variance != VAE_VAR_FIXED, err, VAE_ERR_INVALID_ARGUMENT,
+                "--sigma is a fixed variance's; --variance %s learns it", a->variance);
+    CLI_FAIL_IF(a->floor_set && (cfg->likelihood != VAE_LIK_GAUSSIAN ||
+                                 cfg->variance == VAE_VAR_FIXED),
+                err, VAE_ERR_INVALID_ARGUMENT,
+                "--variance-floor bounds a learned variance (--likelihood gaussian "
+                "--variance dim or sample)");
     cfg->sigma = a->sigma, cfg->variance_floor = a->variance_floor;
     cfg->n_classes = a->conditional ? a->n_classes : 0;
     cfg->missing = a->missing;

@@ -119,6 +119,12 @@ expect batch_threads_free_bits 64 "\-\-batch-threads on: free bits floor each la
 expect batch_threads_not_on_gpu 64 "\-\-batch-threads prepacked: the threads split the CPU's work" \
     -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --batch-threads prepacked \
     --device cuda --out "$tmp/bt"
+expect floor_needs_learned_variance 64 "\-\-variance-floor bounds a learned variance" \
+    -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --likelihood gaussian \
+    --variance-floor 0.01 --out "$tmp/vf"
+expect sigma_needs_fixed_variance 64 "\-\-sigma is a fixed variance's; \-\-variance dim learns it" \
+    -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --likelihood gaussian \
+    --variance dim --sigma 0.5 --out "$tmp/vf"
 expect tf32_not_on_cpu 64 "\-\-precision tf32 is a GPU's; \-\-device cpu computes fp32 or bf16" \
     -- "$vae" train --train "$tmp/small-images-idx3-ubyte" --no-test --device cpu \
     --precision tf32 --out "$tmp/tf"
