@@ -61,7 +61,7 @@ all: $(BUILD)/libvae.a $(BUILD)/libvae.so $(BUILD)/vae
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/%.o: %.c include/vae.h $(wildcard src/*/*.h) $(BUILD)/.config | $(BUILD)
+$(BUILD)/%.o: %.c include/vae.h $(wildcard src/*/*.h cli/*.h) $(BUILD)/.config | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 

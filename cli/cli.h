@@ -106,9 +106,11 @@ void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define CLI_DEVICE_HELP                                                                            \
     "      --device D        cpu, cuda (one NVIDIA GPU) or auto (default: cuda when this\n"      \
     "                        build has it, a GPU is there and it runs what is asked)\n"         \
-    "      --precision P     a GPU's matrix products: fp32 (default) or tf32\n"                 \
-    "      --backend B       the CPU's: openblas (default), onednn or auto (the faster for\n"    \
-    "                        the model's layers on this CPU, measured at the start)\n"         \
+    "      --precision P     the matrix products: fp32 (default), tf32 (a GPU's) or bf16\n"   \
+    "                        (the CPU's, on oneDNN; needs AVX512_BF16 or AMX)\n"              \
+    "      --backend B       the CPU's: onednn (default where this build has it), openblas\n" \
+    "                        or auto (the faster for the model's layers on this CPU,\n"        \
+    "                        measured at the start)\n"                                         \
     "  -t, --threads N       CPU threads, default: one per core other processes leave free\n" \
     "  -q, --quiet           print nothing but errors\n"
 
