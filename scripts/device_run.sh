@@ -4,15 +4,16 @@
 # compute-sanitizer with the CUDA bench (tests/cuda_check.sh), then the many-core CPU table
 # (bench/cores.sh, against the machine's PyTorch). Everything goes to $OUT (or device-out);
 # PARTS (default "cuda cores") picks which run (kernels: bench/kernels.sh, what bounds the
-# cores table; gputest: the GPU tests alone, cudabench: the CUDA bench alone, for a short
-# lease; conv: the conv preset on all cores and on 4, its layers (conv_ops), a step's phases
-# in fp32 and bf16 and oneDNN's time in each by primitive (bench/dnnl_profile.sh), then its
-# rows of the cores table; phases: a step's phases at 4, 8
-# and all threads (PHASE_THREADS: others), each split: products, batch threads, batch threads
-# on prepacked weights, about a minute), EPOCHS the cores table's epochs (1), CUDA_EPOCHS the
-# CUDA bench's (10).
+# cores table; gputest: the GPU tests alone; cputest: test_backend, its AMX branches on a CPU
+# with tiles; cudabench: the CUDA bench alone, for a short lease; conv: the conv preset on all
+# cores and on 4, its layers (conv_ops), a step's phases in fp32 and bf16 and oneDNN's time in
+# each by primitive (bench/dnnl_profile.sh), then its rows of the cores table; phases: a
+# step's phases at 4, 8 and all threads (PHASE_THREADS: others), each split: products, batch
+# threads, batch threads on prepacked weights, about a minute), EPOCHS the cores table's
+# epochs (1), CUDA_EPOCHS the CUDA bench's (10).
 # Carry BUILD/gemm_limit and BUILD/step_phases for kernels, BUILD/conv_ops and
-# BUILD/step_phases for conv, BUILD/step_phases for phases.
+# BUILD/step_phases for conv, BUILD/step_phases for phases, BUILD/tests/test_backend for
+# cputest.
 set -u
 build=${1:-build-cuda} dir=${2:-.dev}
 out=${OUT:-device-out}
@@ -27,6 +28,7 @@ for part in ${PARTS:-cuda cores}; do
     cuda) EPOCHS=${CUDA_EPOCHS:-10} sh tests/cuda_check.sh "$build" "$out/cuda" "$dir/data" \
         >"$out/cuda.txt" 2>&1 ;;
     gputest) "$build/tests/test_cuda" >"$out/gputest.txt" 2>&1 ;;
+    cputest) "$build/tests/test_backend" >"$out/cputest.txt" 2>&1 ;; # the AMX branches
     cudabench) sh bench/cuda.sh "$build" "$dir/data" "${CUDA_EPOCHS:-10}" >"$out/cudabench.txt" \
         2>&1 ;;
     cores) DATA="$dir/data" sh bench/cores.sh "$build" "${EPOCHS:-1}" >"$out/cores.txt" 2>&1 ;;
