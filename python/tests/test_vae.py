@@ -87,6 +87,22 @@ def test_bf16_precision(fmnist):
     assert abs(eb - ef) <= 0.005 * abs(ef) and eb != ef
 
 
+def test_variance_options_that_do_nothing_are_refused(fmnist, tmp_path):
+    """as the program refuses them: a variance without a Gaussian, sigma with a learned
+    variance, a floor with a fixed one; a saved model's parameters (float32) fit again"""
+    X, _ = fmnist
+    kw = dict(encoder=(8,), decoder=(8,), latent=2, epochs=1, verbose=0, threads=1)
+    for bad in (dict(variance="dim"), dict(sigma=0.5), dict(variance_floor=0.01),
+                dict(likelihood="gaussian", variance="dim", sigma=0.5),
+                dict(likelihood="gaussian", variance_floor=0.01)):
+        with pytest.raises(ValueError, match="variance|sigma"):
+            vae.VAE(**kw, **bad).fit(X[:50])
+    for good in (dict(), dict(likelihood="gaussian", variance="dim", variance_floor=0.01)):
+        vae.VAE(**kw, **good).fit(X[:50]).save(tmp_path / "m.safetensors")
+        params = vae.load(tmp_path / "m.safetensors").get_params()
+        vae.VAE(**dict(params, epochs=1, verbose=0)).fit(X[:50])
+
+
 def test_progress_bar_on_stderr_and_quiet(fmnist, capsys):
     X, _ = fmnist
     vae.VAE(encoder=(16,), decoder=(16,), latent=2, epochs=1, threads=1).fit(X[:500])

@@ -206,6 +206,22 @@ class VAE:
     def latent_dim_(self):
         return self.config_.latent_dim
 
+    def _check_variance(self, cfg):
+        """The variance's options that would do nothing for this likelihood are refused, as
+        the program refuses them."""
+        gaussian = lib.vae_likelihood_name(cfg.likelihood).decode() == "gaussian"
+        if self.variance != "fixed" and not gaussian:
+            raise ValueError("variance=%r needs likelihood=\"gaussian\"" % (self.variance,))
+        # (as float32: a loaded model's parameters hold the float32 defaults)
+        if np.float32(self.sigma) != np.float32(1.0) and (not gaussian or
+                                                          self.variance != "fixed"):
+            raise ValueError("sigma is a fixed Gaussian variance's (likelihood=\"gaussian\", "
+                             "variance=\"fixed\")")
+        if np.float32(self.variance_floor) != np.float32(1e-3) and (not gaussian or
+                                                                    self.variance == "fixed"):
+            raise ValueError("variance_floor bounds a learned variance (likelihood="
+                             "\"gaussian\", variance=\"dim\" or \"sample\")")
+
     def _config(self, dim, n_classes):
         cfg = _lib.Config()
         if self.preset:
@@ -230,6 +246,7 @@ class VAE:
         cfg.variance = _parse(lib.vae_variance_parse, self.variance, "variance")
         cfg.sigma = float(self.sigma)
         cfg.variance_floor = float(self.variance_floor)
+        self._check_variance(cfg)
         if self.conv:
             _call(lib.vae_conv_layers_parse, str(self.conv).encode(), ctypes.byref(cfg))
         if cfg.n_conv:
@@ -592,13 +609,18 @@ class VAE:
         _call(lib.vae_model_load, os.fsencode(path), ctypes.byref(model), None,
               ctypes.byref(state), context=str(path))
         cfg = lib.vae_model_config(model).contents
+        likelihood = lib.vae_likelihood_name(cfg.likelihood).decode()
+        variance = lib.vae_variance_name(cfg.variance).decode()
+        gaussian, fixed = likelihood == "gaussian", variance == "fixed"
         self = cls(preset=state.preset.decode() or None,
                    encoder=tuple(cfg.encoder[:cfg.n_encoder]),
                    decoder=tuple(cfg.decoder[:cfg.n_decoder]), latent=cfg.latent_dim,
                    activation=lib.vae_activation_name(cfg.activation).decode(),
-                   likelihood=lib.vae_likelihood_name(cfg.likelihood).decode(),
-                   variance=lib.vae_variance_name(cfg.variance).decode(), sigma=cfg.sigma,
-                   variance_floor=cfg.variance_floor, conditional=cfg.n_classes > 0,
+                   likelihood=likelihood, variance=variance,
+                   # a file keeps only what its likelihood uses: the rest are the defaults
+                   sigma=cfg.sigma if gaussian and fixed else 1.0,
+                   variance_floor=cfg.variance_floor if gaussian and not fixed else 1e-3,
+                   conditional=cfg.n_classes > 0,
                    missing=bool(cfg.missing),
                    standardize=bool(lib.vae_model_data_mean(model)),
                    epochs=state.epochs or 10, batch_size=state.batch_size or 128,
