@@ -101,10 +101,11 @@ int main(int argc, char **argv) {
     }
     vae_set_num_threads(threads);
     double total_op = 0, total_gemm = 0;
+    const int block = op_conv_block_onednn();
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
         conv_shape *s = &layers[i].s;
         s->workers = vae_get_num_threads(); /* as a training workspace splits them */
-        s->in_blocked *= op_conv_block_onednn(), s->out_blocked *= op_conv_block_onednn();
+        s->in_blocked *= block, s->out_blocked *= block;
         double op[2], gemm[2];
         time_layer(&layers[i], batch, seconds / 4, op, gemm);
         printf("threads %d batch %d %-20s forward %.3f ms (products %.3f) backward %.3f ms "

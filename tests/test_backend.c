@@ -646,7 +646,8 @@ static void test_bf16_dense_layer(void) {
 }
 
 /* Where the bf16 convolutions' weight gradient takes fp32 inputs (more threads or AMX: faster
- * there), it is the fp32 primitives' bit for bit: dw, accumulated onto fill(25), against vae_onednn_ops's */
+ * there), it is the fp32 primitives' bit for bit: dw, accumulated onto fill(25), against
+ * vae_onednn_ops's */
 static void check_conv_bf16_weights(int transposed, const conv_shape *s, int B, const float *x,
                                     const float *w, const float *dy, const float *dw,
                                     float *cols) {

@@ -96,20 +96,6 @@ typedef dnnl_status_t weights_init(dnnl_convolution_desc_t *, dnnl_alg_kind_t,
                                    const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,
                                    const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t);
 
-/* The layouts of a weights' gradient's inputs and output */
-typedef struct {
-    const dnnl_memory_desc_t *src, *diff_wei, *diff_dst;
-} conv_io;
-
-/* The weights' gradient's primitive (in place of one made before), the forward its hint; the
- * bias's gradient is summed apart, in fp32 from the plain output gradient */
-static int weights_make(plan *p, weights_init *init, dnnl_alg_kind_t alg, const conv_io *io,
-                        const dnnl_dims_t strides, const dnnl_dims_t pad) {
-    dnnl_convolution_desc_t w;
-    return init(&w, alg, io->src, io->diff_wei, NULL, io->diff_dst, strides, pad, pad) ||
-           dnnl_primitive_desc_create(&p->bwd_weights, &w, NULL, p->engine, p->fwd);
-}
-
 /* Whether oneDNN may run primitives on AMX tiles on this CPU. A bf16 weights' gradient is
  * slower than fp32's on the same inputs before rounding on AMX tiles, and without them on more
  * than one thread: the conv preset's 32 -> 64 Conv2d and 64 -> 32 ConvTranspose2d at batch 128
@@ -179,12 +165,14 @@ static int plan_make(plan *p, const conv_shape *s, int n, int kind, int data, in
               (data && (init_data(&d, alg, &src_out, &wei_in, &dst_in, strides, pad, pad) ||
                         dnnl_primitive_desc_create(&p->bwd_data, &d, NULL, p->engine, p->fwd)));
     if (bad || !weights) return bad;
-    /* inputs in the kind's type (in_io), but for bf16 fp32's on more threads or AMX tiles */
-    const conv_io in_io = {&src_in, &wei_out, &dst_in}, fp32_io = {&src_out, &wei_out, &dst_out};
+    /* inputs in the kind's type, but for bf16 fp32's on more threads or AMX tiles; the bias's
+     * gradient is summed apart, in fp32 from the plain output gradient */
     const int more = weights == WEIGHTS_HERE ? threads() > 1 : weights == WEIGHTS_MORE_THREADS;
     const int fp32 = (kind & BF16) && (more || tiles_here());
-    bad = weights_make(p, init_weights, alg, fp32 ? &fp32_io : &in_io, strides, pad);
-    return bad;
+    dnnl_convolution_desc_t w;
+    return init_weights(&w, alg, fp32 ? &src_out : &src_in, &wei_out, NULL,
+                        fp32 ? &dst_out : &dst_in, strides, pad, pad) ||
+           dnnl_primitive_desc_create(&p->bwd_weights, &w, NULL, p->engine, p->fwd);
 }
 
 static const dnnl_memory_desc_t *md_of(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {

@@ -158,8 +158,8 @@ OP_CONV_DECLARE(_im2col_onednn)
  * falling back on the im2col passes around op_gemm_bf16 below; their scratch. */
 size_t op_conv_cols_size_bf16(const conv_shape *s, int batch, int transposed);
 int op_conv_block_bf16(void);
-/* 1 where those primitives' weight gradients take bf16 inputs too (oneDNN's AMX kernels, or
- * on one thread), 0 where they take the fp32 ones (faster there on more threads: the fp32
+/* 1 where those primitives' weight gradients take bf16 inputs too (one thread without AMX
+ * tiles), 0 where they take the fp32 ones (faster on more threads or on tiles: the fp32
  * table's gradient, bit for bit); at the thread count the caller runs on now */
 int op_conv_bf16_weight_grads(void);
 OP_CONV_DECLARE(_bf16)
